@@ -1,0 +1,34 @@
+//! The broker's shared state, handed to every request handler.
+
+use std::sync::Arc;
+
+use distlog_metadata::{MetadataStore, StreamId, TopicMeta};
+use distlog_storage::log::Namespace;
+use kafka_protocol::error::ResponseError;
+
+use crate::config::BrokerConfig;
+
+/// Everything a handler needs: the metadata replica, the namespace of log
+/// streams, and the node's configuration.
+pub struct Broker {
+    /// Local replica of the metadata store.
+    pub meta: Arc<MetadataStore>,
+    /// This node's log streams.
+    pub ns: Arc<Namespace>,
+    /// Node configuration.
+    pub config: Arc<BrokerConfig>,
+}
+
+impl Broker {
+    /// Resolve a topic name and partition to its stream, or the Kafka error
+    /// a broker answers for an unknown topic or partition.
+    pub fn resolve(&self, topic: &str, partition: i32) -> Result<(TopicMeta, StreamId), ResponseError> {
+        self.meta.read(|s| {
+            let t = s.topic(topic).ok_or(ResponseError::UnknownTopicOrPartition)?;
+            if partition < 0 || partition as u32 >= t.partitions {
+                return Err(ResponseError::UnknownTopicOrPartition);
+            }
+            Ok((t.clone(), t.stream(partition as u32)))
+        })
+    }
+}

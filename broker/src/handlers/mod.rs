@@ -1,0 +1,5 @@
+//! One module per Kafka API.
+
+pub mod fetch;
+pub mod list_offsets;
+pub mod produce;

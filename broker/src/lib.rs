@@ -1,0 +1,16 @@
+//! distlog-broker: the Kafka protocol front end of distlog.
+//!
+//! Only this crate speaks Kafka. It decodes requests with the
+//! `kafka-protocol` crate, maps topics/partitions onto DL log streams, and
+//! turns storage errors into Kafka error codes in one place ([`error`]).
+
+pub mod config;
+pub mod context;
+pub mod error;
+pub mod handlers;
+pub mod http;
+pub mod metrics;
+pub mod records;
+pub mod server;
+
+pub use context::Broker;

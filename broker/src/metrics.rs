@@ -1,0 +1,1 @@
+//! Prometheus metrics of the Kafka front end (CONTRACT).

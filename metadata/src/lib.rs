@@ -1,0 +1,15 @@
+//! distlog-metadata: the Raft-replicated metadata store.
+//!
+//! A Raft group (openraft) whose log, vote, state machine and snapshots are
+//! persisted in sled under the data directory. Every node keeps the whole
+//! [`model::MetaState`] locally and reads it without a round trip; writes are
+//! [`model::Command`]s applied by the state machine; subscribers get
+//! [`model::MetaEvent`]s after each apply.
+
+pub mod client;
+pub mod error;
+pub mod model;
+
+pub use client::{MetadataConfig, MetadataStore};
+pub use error::MetadataError;
+pub use model::*;

@@ -1,0 +1,319 @@
+//! The metadata data model: everything the cluster must agree on.
+//!
+//! These types are the state of the Raft state machine and the payload of
+//! its commands. They speak DistributedLog (streams, segments, ledgers,
+//! sequence ids, txids), never Kafka: the broker maps topics/partitions onto
+//! streams, and nothing here knows a Kafka error code.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// A broker (serving node) id; the Kafka broker id.
+pub type BrokerId = u32;
+/// A ledger id, unique in the cluster, allocated by [`Command::AllocateLedgerId`].
+pub type LedgerId = u64;
+
+/// Identifies one log stream: a partition of a topic. Keyed by the topic's
+/// id (not its name) so a topic deleted and re-created under the same name
+/// never sees its predecessor's data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct StreamId {
+    /// The owning topic's id.
+    pub topic_id: Uuid,
+    /// The partition index within the topic.
+    pub partition: u32,
+}
+
+impl std::fmt::Display for StreamId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{}", self.topic_id, self.partition)
+    }
+}
+
+/// A registered broker and where clients and peers reach it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BrokerInfo {
+    /// Kafka broker id.
+    pub id: BrokerId,
+    /// Host advertised to Kafka clients.
+    pub kafka_host: String,
+    /// Port advertised to Kafka clients.
+    pub kafka_port: u16,
+    /// Rack, when set (placement honours it).
+    pub rack: Option<String>,
+    /// Address of this node's bookie service, when it runs one.
+    pub bookie_addr: Option<String>,
+    /// Wall-clock millis at which the broker's lease expires.
+    pub lease_expires_ms: u64,
+}
+
+/// A topic: a named set of streams with configs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicMeta {
+    /// Topic name (unique among live topics).
+    pub name: String,
+    /// Topic id (Kafka's topic UUID).
+    pub id: Uuid,
+    /// Number of partitions (streams `0..partitions`).
+    pub partitions: u32,
+    /// Topic-level config overrides (`segment.bytes`, `retention.ms`, …).
+    pub configs: BTreeMap<String, String>,
+    /// Wall-clock millis of creation.
+    pub created_ms: u64,
+}
+
+impl TopicMeta {
+    /// The stream id of one partition of this topic.
+    pub fn stream(&self, partition: u32) -> StreamId {
+        StreamId {
+            topic_id: self.id,
+            partition,
+        }
+    }
+}
+
+/// Lifecycle of a log segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SegmentState {
+    /// Being written; its end is known only to the owner (or to recovery).
+    InProgress,
+    /// Sealed: `last_offset`, `end_txid` and `last_entry_id` are final.
+    Completed,
+}
+
+/// Metadata of one log segment (one ledger on the segment store).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SegmentMeta {
+    /// Log segment sequence number: dense per stream, starting at 1.
+    pub lssn: u64,
+    /// The ledger holding this segment's entries.
+    pub ledger_id: LedgerId,
+    /// Bookies (node ids) holding the ledger.
+    pub ensemble: Vec<u32>,
+    /// Write quorum: how many bookies receive each entry.
+    pub write_quorum: u8,
+    /// Ack quorum: how many must acknowledge an entry before it is confirmed.
+    pub ack_quorum: u8,
+    /// Sequence id (offset) of the segment's first record.
+    pub base_offset: u64,
+    /// txid of the stream when the segment was opened.
+    pub start_txid: u64,
+    /// InProgress or Completed.
+    pub state: SegmentState,
+    /// Sequence id of the last record, once completed; `None` when the
+    /// segment holds no record.
+    pub last_offset: Option<u64>,
+    /// txid of the last entry, once completed (== `start_txid` when empty).
+    pub end_txid: u64,
+    /// Entry id of the last entry, once completed; `None` when empty.
+    pub last_entry_id: Option<u64>,
+    /// Total payload bytes, once completed (used by size-based retention).
+    pub size_bytes: u64,
+    /// Wall-clock millis when the segment was opened.
+    pub created_ms: u64,
+}
+
+impl SegmentMeta {
+    /// The sequence id following this segment's last record; for an
+    /// in-progress segment this is only the base offset.
+    pub fn next_offset(&self) -> u64 {
+        self.last_offset.map_or(self.base_offset, |o| o + 1)
+    }
+}
+
+/// One stream's metadata: owner, epoch and its segment list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamMeta {
+    /// The stream's id.
+    pub id: StreamId,
+    /// Name of the topic (denormalised for display).
+    pub topic: String,
+    /// The broker owning (writing) the stream, if any.
+    pub owner: Option<BrokerId>,
+    /// Bumped on every ownership acquisition; the Kafka leader epoch.
+    pub owner_epoch: u64,
+    /// First sequence id still readable (moved by truncation).
+    pub log_start_offset: u64,
+    /// Segments in LSSN order. All but the last are Completed.
+    pub segments: Vec<SegmentMeta>,
+    /// LSSN the next segment must carry.
+    pub next_lssn: u64,
+}
+
+/// The whole replicated state. Cloned cheaply enough for snapshots.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MetaState {
+    /// Cluster id, set when the cluster is first initialised.
+    pub cluster_id: String,
+    /// Registered brokers.
+    pub brokers: BTreeMap<BrokerId, BrokerInfo>,
+    /// Live topics by name.
+    pub topics: BTreeMap<String, TopicMeta>,
+    /// Streams by id.
+    pub streams: BTreeMap<StreamId, StreamMeta>,
+    /// Next ledger id to hand out (starts at 1).
+    pub next_ledger_id: u64,
+    /// Next producer id to hand out.
+    pub next_producer_id: u64,
+}
+
+impl MetaState {
+    /// The topic with this name, if it exists.
+    pub fn topic(&self, name: &str) -> Option<&TopicMeta> {
+        self.topics.get(name)
+    }
+
+    /// The topic with this id, if it exists.
+    pub fn topic_by_id(&self, id: &Uuid) -> Option<&TopicMeta> {
+        self.topics.values().find(|t| &t.id == id)
+    }
+
+    /// The stream with this id, if it exists.
+    pub fn stream(&self, id: &StreamId) -> Option<&StreamMeta> {
+        self.streams.get(id)
+    }
+}
+
+/// A state change. Commands are the Raft log's payload; the state machine
+/// applies them deterministically. Where two writers could race (segment
+/// adds and closes, ownership) a command carries the epoch it expects
+/// (compare-and-set).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Command {
+    /// Set the cluster id if unset (first boot).
+    InitCluster { cluster_id: String },
+    /// Register or refresh a broker (also renews its lease).
+    RegisterBroker(BrokerInfo),
+    /// Create a topic and its `partitions` streams (empty, unowned).
+    /// Fails with `TopicExists` if the name is taken.
+    CreateTopic {
+        name: String,
+        id: Uuid,
+        partitions: u32,
+        configs: BTreeMap<String, String>,
+        created_ms: u64,
+    },
+    /// Delete a topic and its streams. The response lists the ledgers the
+    /// segment store must now delete.
+    DeleteTopic { name: String },
+    /// Replace a topic's config overrides.
+    AlterTopicConfigs {
+        name: String,
+        configs: BTreeMap<String, String>,
+    },
+    /// Hand out a fresh ledger id.
+    AllocateLedgerId,
+    /// Hand out a block of `count` producer ids; the response is the first.
+    AllocateProducerIds { count: u64 },
+    /// Make `owner` the stream's owner and bump its epoch. The response is
+    /// the new epoch. `expected_epoch`, when set, must match the current one.
+    AcquireStream {
+        stream: StreamId,
+        owner: BrokerId,
+        expected_epoch: Option<u64>,
+    },
+    /// Append a new InProgress segment. Requires the caller's epoch to be
+    /// current, `segment.lssn == next_lssn`, and the previous segment to be
+    /// Completed.
+    AddSegment {
+        stream: StreamId,
+        owner_epoch: u64,
+        segment: SegmentMeta,
+    },
+    /// Seal an InProgress segment (writer roll/close, or ledger recovery by
+    /// a new owner). Requires the epoch to be current and the segment to be
+    /// InProgress.
+    CompleteSegment {
+        stream: StreamId,
+        owner_epoch: u64,
+        lssn: u64,
+        last_offset: Option<u64>,
+        end_txid: u64,
+        last_entry_id: Option<u64>,
+        size_bytes: u64,
+    },
+    /// Move the log start offset forward and drop whole segments that end
+    /// before it. The response lists the ledgers to delete.
+    TruncateStream { stream: StreamId, log_start_offset: u64 },
+}
+
+/// Why the state machine refused a command. Refusals are deterministic and
+/// part of the replicated outcome.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum ApplyError {
+    #[error("topic '{0}' already exists")]
+    TopicExists(String),
+    #[error("topic '{0}' does not exist")]
+    UnknownTopic(String),
+    #[error("stream {0} does not exist")]
+    UnknownStream(StreamId),
+    #[error("stream {stream}: epoch {given} is stale, current is {current}")]
+    EpochMismatch {
+        stream: StreamId,
+        given: u64,
+        current: u64,
+    },
+    #[error("stream {stream}: segment conflict: {reason}")]
+    SegmentConflict { stream: StreamId, reason: String },
+    #[error("invalid command: {0}")]
+    Invalid(String),
+}
+
+/// The successful result of applying a command.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CommandResponse {
+    /// Applied; nothing to return.
+    Ok,
+    /// A fresh ledger id.
+    LedgerId(LedgerId),
+    /// The first producer id of the allocated block.
+    ProducerId(u64),
+    /// The stream's new owner epoch.
+    Epoch(u64),
+    /// Ledgers released by the command, for the segment store to delete.
+    ReleasedLedgers(Vec<LedgerId>),
+}
+
+/// The replicated outcome of a command: applied or refused.
+pub type ApplyResult = Result<CommandResponse, ApplyError>;
+
+/// A change notification, published after a command is applied (the
+/// replacement for ZooKeeper watches).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MetaEvent {
+    TopicCreated {
+        name: String,
+        id: Uuid,
+    },
+    TopicDeleted {
+        name: String,
+        id: Uuid,
+        ledgers: Vec<LedgerId>,
+    },
+    TopicConfigsChanged {
+        name: String,
+    },
+    BrokerRegistered {
+        id: BrokerId,
+    },
+    StreamOwnerChanged {
+        stream: StreamId,
+        owner: BrokerId,
+        epoch: u64,
+    },
+    SegmentAdded {
+        stream: StreamId,
+        lssn: u64,
+    },
+    SegmentCompleted {
+        stream: StreamId,
+        lssn: u64,
+    },
+    StreamTruncated {
+        stream: StreamId,
+        log_start_offset: u64,
+        ledgers: Vec<LedgerId>,
+    },
+}

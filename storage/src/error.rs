@@ -1,0 +1,67 @@
+//! Errors of the DL core (segment store, ledgers, log streams).
+
+use distlog_metadata::{LedgerId, MetadataError, StreamId};
+
+/// Everything that can go wrong in storage. The broker maps these onto
+/// Kafka error codes in one place.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// A disk read/write/fsync failed (including a full disk). Nothing was
+    /// acknowledged. Check disk space and the data directory.
+    #[error("disk I/O error on {path}: {source}; check free space and the data directory")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The ledger was fenced by a newer writer: this writer lost ownership.
+    #[error("ledger {0} is fenced: another writer owns the stream now")]
+    Fenced(LedgerId),
+    /// The ledger does not exist on this bookie.
+    #[error("ledger {0} not found")]
+    NoSuchLedger(LedgerId),
+    /// The requested entry does not exist (yet).
+    #[error("ledger {ledger}: entry {entry} not found")]
+    NoSuchEntry { ledger: LedgerId, entry: u64 },
+    /// An add arrived out of order (entry ids are dense per ledger).
+    #[error("ledger {ledger}: expected entry {expected}, got {got}")]
+    OutOfOrder {
+        ledger: LedgerId,
+        expected: u64,
+        got: u64,
+    },
+    /// Stored bytes failed their checksum (corruption on disk).
+    #[error("ledger {ledger}: entry {entry} is corrupt (crc mismatch)")]
+    Corrupt { ledger: LedgerId, entry: u64 },
+    /// The stream does not exist (topic deleted or never created).
+    #[error("stream {0} does not exist")]
+    NoSuchStream(StreamId),
+    /// The requested offset is outside [log start, high watermark].
+    #[error("offset {offset} out of range [{start}, {end}]")]
+    OffsetOutOfRange { offset: u64, start: u64, end: u64 },
+    /// This broker does not own the stream (or lost it to a newer epoch).
+    #[error("not the owner of stream {0}")]
+    NotOwner(StreamId),
+    /// The store is shutting down.
+    #[error("storage is shutting down")]
+    ShuttingDown,
+    /// Not enough bookies to form or keep a write quorum (retriable).
+    #[error("not enough bookies: {0}")]
+    NotEnoughBookies(String),
+    /// The metadata store failed.
+    #[error(transparent)]
+    Metadata(#[from] MetadataError),
+}
+
+impl StorageError {
+    /// Wrap an I/O error with the path it concerns.
+    pub fn io(path: impl AsRef<std::path::Path>, source: std::io::Error) -> Self {
+        StorageError::Io {
+            path: path.as_ref().display().to_string(),
+            source,
+        }
+    }
+}
+
+/// Result alias for storage.
+pub type Result<T, E = StorageError> = std::result::Result<T, E>;

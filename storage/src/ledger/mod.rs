@@ -1,0 +1,96 @@
+//! The ledger client side: the one interface through which log writers and
+//! readers reach bookies.
+//!
+//! [`BookieClient`] is implemented in-process by [`crate::bookie::LocalBookie`]
+//! and, for clusters, by a network transport speaking the bookie protocol.
+//! Writers never touch a `Bookie` directly, so replication slots in behind
+//! this trait without changing the log layer.
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use distlog_metadata::LedgerId;
+
+use crate::error::Result;
+
+pub mod handle;
+
+/// Index row of one entry: where it sits in the stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IndexRow {
+    /// Entry id (dense from 0 within the ledger).
+    pub entry_id: u64,
+    /// Sequence id (offset) of the entry's first record.
+    pub first_seq: u64,
+    /// Number of records in the entry.
+    pub record_count: u32,
+    /// The stream txid after this entry (non-decreasing).
+    pub txid: u64,
+    /// Payload length in bytes.
+    pub len: u32,
+}
+
+/// One stored entry with its payload, as read back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// The entry's index row.
+    pub row: IndexRow,
+    /// The payload, byte-for-byte as added.
+    pub payload: Bytes,
+}
+
+/// An entry to add: the index row plus the payload in one or more chunks
+/// (written with vectored I/O, never concatenated).
+#[derive(Debug, Clone)]
+pub struct AddRequest {
+    /// Target ledger (created implicitly by the add of entry 0).
+    pub ledger_id: LedgerId,
+    /// Index row; `row.len` must equal the sum of chunk lengths.
+    pub row: IndexRow,
+    /// The writer's last-add-confirmed, piggybacked (None before any).
+    pub lac: Option<u64>,
+    /// Payload chunks.
+    pub payload: Vec<Bytes>,
+}
+
+/// Operations a bookie offers to ledger clients. All adds to one ledger
+/// come from one writer, in entry-id order; an add's future resolves only
+/// after the entry is durable (fsync'd).
+#[async_trait]
+pub trait BookieClient: Send + Sync + 'static {
+    /// The bookie's node id (as recorded in segment ensembles).
+    fn bookie_id(&self) -> u32;
+
+    /// Add one entry; resolves once it is durable. Fails with `Fenced` if
+    /// the ledger was fenced, `OutOfOrder` if the entry id is not the next.
+    async fn add_entry(&self, req: AddRequest) -> Result<()>;
+
+    /// Read entries `first..=last`, stopping early once `max_bytes` is
+    /// reached (at least one entry is returned when `first` exists).
+    /// Entries past the ledger's end are simply not returned.
+    async fn read_entries(
+        &self,
+        ledger: LedgerId,
+        first: u64,
+        last: u64,
+        max_bytes: usize,
+    ) -> Result<Vec<Entry>>;
+
+    /// The entry holding sequence id `seq`: the last entry whose
+    /// `first_seq <= seq` (None if every entry starts after `seq` or the
+    /// ledger is empty).
+    async fn entry_for_seq(&self, ledger: LedgerId, seq: u64) -> Result<Option<IndexRow>>;
+
+    /// The first entry whose txid is `>= txid` (None if there is none).
+    async fn entry_for_txid(&self, ledger: LedgerId, txid: u64) -> Result<Option<IndexRow>>;
+
+    /// The last entry stored (None if the ledger is empty or unknown).
+    async fn last_entry(&self, ledger: LedgerId) -> Result<Option<IndexRow>>;
+
+    /// Fence the ledger durably: every later add fails with `Fenced`.
+    /// Returns the last entry stored. Fencing an unknown ledger creates it
+    /// empty and fenced.
+    async fn fence(&self, ledger: LedgerId) -> Result<Option<IndexRow>>;
+
+    /// Delete the ledger and free its space. Deleting an unknown ledger is Ok.
+    async fn delete(&self, ledger: LedgerId) -> Result<()>;
+}

@@ -1,0 +1,87 @@
+//! Prometheus metrics of the storage layer, registered once in the default
+//! registry (the broker's `/metrics` gathers it).
+
+use std::sync::LazyLock;
+
+use prometheus::{
+    register_histogram, register_int_counter, register_int_gauge, Histogram, IntCounter, IntGauge,
+};
+
+/// Latency of each journal fdatasync.
+pub static FSYNC_SECONDS: LazyLock<Histogram> = LazyLock::new(|| {
+    register_histogram!(
+        "distlog_bookie_fsync_seconds",
+        "Latency of bookie journal fdatasync calls",
+        vec![0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0]
+    )
+    .expect("metric registers once")
+});
+
+/// Number of fdatasync calls (one covers a whole group commit).
+pub static FSYNCS: LazyLock<IntCounter> = LazyLock::new(|| {
+    register_int_counter!("distlog_bookie_fsyncs_total", "Bookie fdatasync calls")
+        .expect("metric registers once")
+});
+
+/// Entries added (acknowledged durable) on this bookie.
+pub static ENTRIES_ADDED: LazyLock<IntCounter> = LazyLock::new(|| {
+    register_int_counter!(
+        "distlog_bookie_entries_added_total",
+        "Entries made durable by the bookie"
+    )
+    .expect("metric registers once")
+});
+
+/// Bytes of entry payload made durable on this bookie.
+pub static BYTES_WRITTEN: LazyLock<IntCounter> = LazyLock::new(|| {
+    register_int_counter!(
+        "distlog_bookie_bytes_written_total",
+        "Entry payload bytes written by the bookie"
+    )
+    .expect("metric registers once")
+});
+
+/// Bytes read from ledger files (tail-cache misses).
+pub static BYTES_READ_DISK: LazyLock<IntCounter> = LazyLock::new(|| {
+    register_int_counter!(
+        "distlog_bookie_bytes_read_total",
+        "Entry payload bytes read from disk by the bookie"
+    )
+    .expect("metric registers once")
+});
+
+/// Log segments currently open for writing (InProgress, owned here).
+pub static ACTIVE_SEGMENTS: LazyLock<IntGauge> = LazyLock::new(|| {
+    register_int_gauge!(
+        "distlog_active_segments",
+        "Log segments open for writing on this node"
+    )
+    .expect("metric registers once")
+});
+
+/// Segments rolled (completed) by writers on this node.
+pub static SEGMENT_ROLLS: LazyLock<IntCounter> = LazyLock::new(|| {
+    register_int_counter!(
+        "distlog_segment_rolls_total",
+        "Log segments completed by writers on this node"
+    )
+    .expect("metric registers once")
+});
+
+/// Reads served from the writer's tail cache.
+pub static TAIL_CACHE_HITS: LazyLock<IntCounter> = LazyLock::new(|| {
+    register_int_counter!(
+        "distlog_tail_cache_hits_total",
+        "Entry reads served from the tail cache"
+    )
+    .expect("metric registers once")
+});
+
+/// Reads that had to go to the segment store.
+pub static TAIL_CACHE_MISSES: LazyLock<IntCounter> = LazyLock::new(|| {
+    register_int_counter!(
+        "distlog_tail_cache_misses_total",
+        "Entry reads that missed the tail cache"
+    )
+    .expect("metric registers once")
+});
