@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use distlog_metadata::LedgerId;
 
 use crate::error::Result;
-use crate::ledger::{AddRequest, BookieClient, Entry, IndexRow};
+use crate::ledger::{AddFuture, AddRequest, BookieClient, Entry, IndexRow};
 
 /// How to open a bookie.
 #[derive(Debug, Clone)]
@@ -57,7 +57,7 @@ impl BookieClient for LocalBookie {
     fn bookie_id(&self) -> u32 {
         unimplemented!("bookie contract")
     }
-    async fn add_entry(&self, req: AddRequest) -> Result<()> {
+    fn add_entry(&self, req: AddRequest) -> AddFuture {
         let _ = req;
         unimplemented!("bookie contract")
     }

@@ -12,6 +12,9 @@ use distlog_metadata::LedgerId;
 
 use crate::error::Result;
 
+/// Completion of an add: resolves once the entry is durable on the bookie.
+pub type AddFuture = futures::future::BoxFuture<'static, Result<()>>;
+
 pub mod handle;
 
 /// Index row of one entry: where it sits in the stream.
@@ -60,9 +63,13 @@ pub trait BookieClient: Send + Sync + 'static {
     /// The bookie's node id (as recorded in segment ensembles).
     fn bookie_id(&self) -> u32;
 
-    /// Add one entry; resolves once it is durable. Fails with `Fenced` if
-    /// the ledger was fenced, `OutOfOrder` if the entry id is not the next.
-    async fn add_entry(&self, req: AddRequest) -> Result<()>;
+    /// Add one entry. NOT an `async fn` on purpose: the add is enqueued
+    /// (handed to the bookie's journal, or written to the connection) before
+    /// this returns, so adds issued in entry-id order reach the bookie in
+    /// that order even while many are in flight (pipelining). The returned
+    /// future resolves once the entry is durable. Fails with `Fenced` if the
+    /// ledger was fenced, `OutOfOrder` if the entry id is not the next.
+    fn add_entry(&self, req: AddRequest) -> AddFuture;
 
     /// Read entries `first..=last`, stopping early once `max_bytes` is
     /// reached (at least one entry is returned when `first` exists).
