@@ -42,6 +42,9 @@ pub enum StorageError {
     /// This broker does not own the stream (or lost it to a newer epoch).
     #[error("not the owner of stream {0}")]
     NotOwner(StreamId),
+    /// An append the log cannot accept (e.g. no records in it).
+    #[error("invalid append: {0}")]
+    InvalidAppend(String),
     /// The store is shutting down.
     #[error("storage is shutting down")]
     ShuttingDown,
@@ -54,6 +57,47 @@ pub enum StorageError {
 }
 
 impl StorageError {
+    /// A copy of this error for each of several waiters failed by the same
+    /// cause (I/O sources are re-created from their kind and message).
+    pub fn duplicate(&self) -> StorageError {
+        match self {
+            StorageError::Io { path, source } => StorageError::Io {
+                path: path.clone(),
+                source: std::io::Error::new(source.kind(), source.to_string()),
+            },
+            StorageError::Fenced(l) => StorageError::Fenced(*l),
+            StorageError::NoSuchLedger(l) => StorageError::NoSuchLedger(*l),
+            StorageError::NoSuchEntry { ledger, entry } => StorageError::NoSuchEntry {
+                ledger: *ledger,
+                entry: *entry,
+            },
+            StorageError::OutOfOrder {
+                ledger,
+                expected,
+                got,
+            } => StorageError::OutOfOrder {
+                ledger: *ledger,
+                expected: *expected,
+                got: *got,
+            },
+            StorageError::Corrupt { ledger, entry } => StorageError::Corrupt {
+                ledger: *ledger,
+                entry: *entry,
+            },
+            StorageError::NoSuchStream(s) => StorageError::NoSuchStream(*s),
+            StorageError::OffsetOutOfRange { offset, start, end } => StorageError::OffsetOutOfRange {
+                offset: *offset,
+                start: *start,
+                end: *end,
+            },
+            StorageError::NotOwner(s) => StorageError::NotOwner(*s),
+            StorageError::InvalidAppend(m) => StorageError::InvalidAppend(m.clone()),
+            StorageError::ShuttingDown => StorageError::ShuttingDown,
+            StorageError::NotEnoughBookies(m) => StorageError::NotEnoughBookies(m.clone()),
+            StorageError::Metadata(m) => StorageError::Metadata(MetadataError::Raft(m.to_string())),
+        }
+    }
+
     /// Wrap an I/O error with the path it concerns.
     pub fn io(path: impl AsRef<std::path::Path>, source: std::io::Error) -> Self {
         StorageError::Io {

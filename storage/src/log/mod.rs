@@ -3,10 +3,15 @@
 //! A [`Namespace`] holds this node's log streams. Each stream is a totally
 //! ordered sequence of records stored as segments (ledgers); the owner
 //! writes through a `LogWriter` (transmit buffer batching concurrent appends
-//! into one entry, segment rolling, tail cache) and anyone reads through a
-//! `LogReader` (committed entries only).
+//! into one entry, pipelined adds, segment rolling, tail cache) and readers
+//! go through a `LogReader` (committed entries only).
 
 pub mod namespace;
+mod reader;
+pub mod segment;
+mod stream;
+pub mod tail_cache;
+mod writer;
 
 pub use namespace::{
     AppendRequest, AppendResult, Namespace, NamespaceConfig, ReadEntry, ReadResult, StampFn, StreamConfig,

@@ -1,15 +1,25 @@
 //! The namespace: this node's set of log streams, the broker's entry point.
 //!
-//! CONTRACT: the broker builds against these signatures.
+//! Streams open lazily on first use, and eagerly in the background at
+//! startup and when a topic is created, so that ownership epochs are
+//! settled before clients arrive. A stream whose writer failed is reopened
+//! (with ledger recovery) on next use.
 
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use distlog_metadata::{BrokerId, MetadataStore, StreamId};
-use tokio::sync::watch;
+use distlog_metadata::{BrokerId, MetaEvent, MetadataStore, StreamId};
+use parking_lot::Mutex;
+use tokio::sync::{broadcast, oneshot, watch, OnceCell};
+use tracing::{debug, info, warn};
 
+use super::reader::LogReader;
+use super::stream::{self, BookieSet, LogStream, NsCtx};
+use super::writer::WriterOp;
 use crate::dlsn::Dlsn;
-use crate::error::Result;
+use crate::error::{Result, StorageError};
 use crate::ledger::BookieClient;
 
 /// Writes the assigned sequence ids into a payload before it is stored.
@@ -108,30 +118,157 @@ pub struct TxidLookup {
     pub dlsn: Dlsn,
 }
 
-/// This node's log streams.
+type Slot = Arc<OnceCell<Arc<LogStream>>>;
+
+/// This node's log streams: the broker's entry point to the DL core.
 pub struct Namespace {
-    _private: (),
+    ctx: Arc<NsCtx>,
+    streams: Mutex<HashMap<StreamId, Slot>>,
+    shutting_down: AtomicBool,
 }
 
 impl Namespace {
     /// Open the namespace over a metadata store and the bookies reachable
-    /// through `bookie`. Streams open lazily on first use (ownership is
-    /// acquired and an in-progress segment of a previous owner is recovered
-    /// then).
+    /// through `bookie`. Streams this node owned (or that nobody owns) are
+    /// opened in the background; others open on first use. Topic deletions
+    /// close their streams and delete their ledgers.
     pub async fn open(
         meta: Arc<MetadataStore>,
         bookie: Arc<dyn BookieClient>,
         config: NamespaceConfig,
     ) -> Result<Arc<Namespace>> {
-        let _ = (meta, bookie, config);
-        unimplemented!("namespace contract")
+        let events = meta.subscribe();
+        let ns = Arc::new(Namespace {
+            ctx: Arc::new(NsCtx {
+                meta,
+                bookies: BookieSet::new(bookie),
+                config,
+            }),
+            streams: Mutex::new(HashMap::new()),
+            shutting_down: AtomicBool::new(false),
+        });
+        tokio::spawn(Self::follow_events(Arc::downgrade(&ns), events));
+        let me = ns.ctx.config.broker_id;
+        let mine: Vec<StreamId> = ns.ctx.meta.read(|s| {
+            s.streams
+                .values()
+                .filter(|st| st.owner.is_none() || st.owner == Some(me))
+                .map(|st| st.id)
+                .collect()
+        });
+        let weak = Arc::downgrade(&ns);
+        tokio::spawn(async move {
+            let n = mine.len();
+            for id in mine {
+                let Some(ns) = weak.upgrade() else { return };
+                if let Err(e) = ns.stream(id).await {
+                    warn!(stream = %id, error = %e, "could not open stream at startup; will retry on first use");
+                }
+            }
+            info!(streams = n, "startup stream recovery done");
+        });
+        Ok(ns)
+    }
+
+    /// React to metadata changes (the log layer's watches).
+    async fn follow_events(ns: std::sync::Weak<Namespace>, mut events: broadcast::Receiver<MetaEvent>) {
+        loop {
+            let ev = match events.recv().await {
+                Ok(ev) => ev,
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    warn!(missed = n, "metadata events lagged");
+                    continue;
+                }
+                Err(broadcast::error::RecvError::Closed) => return,
+            };
+            let Some(ns) = ns.upgrade() else { return };
+            if ns.shutting_down.load(Ordering::Acquire) {
+                return;
+            }
+            match ev {
+                MetaEvent::TopicCreated { name, id } => {
+                    let parts = ns.ctx.meta.read(|s| s.topic(&name).map_or(0, |t| t.partitions));
+                    let ns2 = ns.clone();
+                    tokio::spawn(async move {
+                        for p in 0..parts {
+                            let sid = StreamId {
+                                topic_id: id,
+                                partition: p,
+                            };
+                            if let Err(e) = ns2.stream(sid).await {
+                                debug!(stream = %sid, error = %e, "eager open of new stream failed");
+                            }
+                        }
+                    });
+                }
+                MetaEvent::TopicDeleted { name, id, ledgers } => {
+                    let ns2 = ns.clone();
+                    tokio::spawn(async move {
+                        ns2.drop_topic(id).await;
+                        for l in &ledgers {
+                            if let Err(e) = ns2.ctx.bookies.local.delete(*l).await {
+                                warn!(ledger = l, error = %e, "could not delete ledger of deleted topic");
+                            }
+                        }
+                        info!(topic = %name, ledgers = ledgers.len(), "deleted topic's streams and ledgers");
+                    });
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Close (without sealing in metadata; the topic is gone) every open
+    /// stream of a deleted topic.
+    async fn drop_topic(&self, topic_id: uuid::Uuid) {
+        let slots: Vec<Slot> = {
+            let mut map = self.streams.lock();
+            let ids: Vec<StreamId> = map.keys().filter(|k| k.topic_id == topic_id).copied().collect();
+            ids.iter().filter_map(|k| map.remove(k)).collect()
+        };
+        for slot in slots {
+            if let Some(s) = slot.get() {
+                close_stream(s).await;
+            }
+        }
+    }
+
+    /// The open stream, opening (or reopening after a writer failure) it.
+    async fn stream(&self, id: StreamId) -> Result<Arc<LogStream>> {
+        if self.shutting_down.load(Ordering::Acquire) {
+            return Err(StorageError::ShuttingDown);
+        }
+        for _ in 0..2 {
+            let slot = self.streams.lock().entry(id).or_default().clone();
+            let s = slot
+                .get_or_try_init(|| stream::open(&self.ctx, id))
+                .await?
+                .clone();
+            if !s.shared.is_failed() {
+                return Ok(s);
+            }
+            let mut map = self.streams.lock();
+            if map.get(&id).is_some_and(|cur| Arc::ptr_eq(cur, &slot)) {
+                map.remove(&id);
+            }
+        }
+        Err(StorageError::NotOwner(id))
+    }
+
+    fn reader<'a>(&'a self, s: &'a LogStream) -> LogReader<'a> {
+        LogReader::new(&self.ctx, s)
     }
 
     /// Append records; resolves once the entry holding them is durable on
     /// the ack quorum (and therefore visible below the high watermark).
     pub async fn append(&self, stream: StreamId, req: AppendRequest) -> Result<AppendResult> {
-        let _ = (stream, req);
-        unimplemented!("namespace contract")
+        let s = self.stream(stream).await?;
+        let (reply, rx) = oneshot::channel();
+        s.ops
+            .send(WriterOp::Append { req, reply })
+            .await
+            .map_err(|_| StorageError::NotOwner(stream))?;
+        rx.await.map_err(|_| StorageError::NotOwner(stream))?
     }
 
     /// Read committed entries starting at the one holding `offset`, up to
@@ -139,48 +276,60 @@ impl Namespace {
     /// `offset == high watermark` returns no entries; outside
     /// `[log_start_offset, high_watermark]` fails with OffsetOutOfRange.
     pub async fn read(&self, stream: StreamId, offset: u64, max_bytes: usize) -> Result<ReadResult> {
-        let _ = (stream, offset, max_bytes);
-        unimplemented!("namespace contract")
+        let s = self.stream(stream).await?;
+        self.reader(&s).read(offset, max_bytes).await
     }
 
     /// A receiver of the stream's high watermark, for long polls.
     pub async fn watch_high_watermark(&self, stream: StreamId) -> Result<watch::Receiver<u64>> {
-        let _ = stream;
-        unimplemented!("namespace contract")
+        Ok(self.stream(stream).await?.shared.hw_tx.subscribe())
     }
 
     /// (log start offset, high watermark) of the stream.
     pub async fn bounds(&self, stream: StreamId) -> Result<(u64, u64)> {
-        let _ = stream;
-        unimplemented!("namespace contract")
+        let s = self.stream(stream).await?;
+        Ok(self.reader(&s).bounds())
     }
 
     /// The first entry with txid `>= txid`, if any committed entry has one.
     pub async fn find_by_txid(&self, stream: StreamId, txid: u64) -> Result<Option<TxidLookup>> {
-        let _ = (stream, txid);
-        unimplemented!("namespace contract")
+        let s = self.stream(stream).await?;
+        self.reader(&s).find_by_txid(txid).await
     }
 
     /// offset → (DLSN, txid) for the admin API.
     pub async fn locate(&self, stream: StreamId, offset: u64) -> Result<(Dlsn, u64)> {
-        let _ = (stream, offset);
-        unimplemented!("namespace contract")
+        let s = self.stream(stream).await?;
+        self.reader(&s).locate(offset).await
     }
 
     /// The owner epoch of a stream this node writes (Kafka leader epoch);
     /// opens the stream if needed.
     pub async fn owner_epoch(&self, stream: StreamId) -> Result<u64> {
-        let _ = stream;
-        unimplemented!("namespace contract")
+        Ok(self.stream(stream).await?.shared.epoch)
     }
 
     /// Number of streams currently open on this node.
     pub fn open_streams(&self) -> usize {
-        unimplemented!("namespace contract")
+        self.streams.lock().values().filter(|s| s.get().is_some()).count()
     }
 
-    /// Flush every writer and close its segment (clean shutdown).
+    /// Flush every writer and close its segment (clean shutdown). Later
+    /// calls fail with `ShuttingDown`.
     pub async fn shutdown(&self) -> Result<()> {
-        unimplemented!("namespace contract")
+        self.shutting_down.store(true, Ordering::Release);
+        let slots: Vec<Slot> = self.streams.lock().drain().map(|(_, v)| v).collect();
+        let closes = slots.iter().filter_map(|s| s.get()).map(|s| close_stream(s));
+        futures::future::join_all(closes).await;
+        info!(streams = slots.len(), "namespace closed");
+        Ok(())
+    }
+}
+
+/// Ask a stream's writer to finish in-flight entries and seal its segment.
+async fn close_stream(s: &LogStream) {
+    let (done, rx) = oneshot::channel();
+    if s.ops.send(WriterOp::Close { done }).await.is_ok() {
+        let _ = rx.await;
     }
 }

@@ -1,0 +1,449 @@
+//! `LogWriter`: the single writer of a stream, run as one task per open
+//! stream.
+//!
+//! Its transmit buffer batches the appends that queue up while earlier
+//! entries are being made durable into one entry (one add, one share of a
+//! group commit); entries are pipelined (up to [`MAX_INFLIGHT`] in flight)
+//! and confirmed strictly in order, which advances the LAC and with it the
+//! high watermark. It assigns sequence ids and txids, rolls segments by
+//! size and age, and seals its segment on close.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::{Bytes, BytesMut};
+use distlog_metadata::{Command, CommandResponse, SegmentMeta, SegmentState};
+use futures::future::BoxFuture;
+use futures::stream::{FuturesOrdered, StreamExt};
+use futures::FutureExt;
+use tokio::sync::{mpsc, oneshot};
+use tracing::{debug, info, warn};
+
+use super::namespace::{AppendRequest, AppendResult, StreamConfig};
+use super::segment::SegmentView;
+use super::stream::{NsCtx, StreamShared};
+use super::tail_cache::CachedEntry;
+use crate::dlsn::Dlsn;
+use crate::error::{Result, StorageError};
+use crate::ledger::handle::{Ensemble, LedgerWriter};
+use crate::ledger::IndexRow;
+use crate::metrics;
+
+/// Entries in flight (issued, not yet confirmed) per stream.
+pub const MAX_INFLIGHT: usize = 16;
+
+type Reply = oneshot::Sender<Result<AppendResult>>;
+
+/// A request to a stream's writer task.
+pub(crate) enum WriterOp {
+    /// Append records; the reply carries where they landed.
+    Append { req: AppendRequest, reply: Reply },
+    /// Finish in-flight entries, seal the segment, stop.
+    Close { done: oneshot::Sender<()> },
+}
+
+/// The segment currently being written.
+struct OpenSegment {
+    lssn: u64,
+    ledger: LedgerWriter,
+    created: Instant,
+    bytes: u64,
+    empty: bool,
+}
+
+/// An issued entry waiting for its ack quorum.
+struct Inflight {
+    lssn: u64,
+    row: IndexRow,
+    chunks: Vec<Bytes>,
+    replies: Vec<(Reply, u64)>,
+}
+
+type InflightFuture = BoxFuture<'static, (Result<()>, Inflight)>;
+
+/// The stream's writer (see module docs).
+pub(crate) struct LogWriter {
+    ctx: Arc<NsCtx>,
+    shared: Arc<StreamShared>,
+    cfg: StreamConfig,
+    next_lssn: u64,
+    /// Next sequence id to assign.
+    next_offset: u64,
+    /// txid of the last issued entry.
+    txid: u64,
+    seg: Option<OpenSegment>,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+impl LogWriter {
+    /// A writer continuing the stream at `next_offset` / `txid`.
+    pub fn new(
+        ctx: Arc<NsCtx>,
+        shared: Arc<StreamShared>,
+        cfg: StreamConfig,
+        next_lssn: u64,
+        next_offset: u64,
+        txid: u64,
+    ) -> Self {
+        LogWriter {
+            ctx,
+            shared,
+            cfg,
+            next_lssn,
+            next_offset,
+            txid,
+            seg: None,
+        }
+    }
+
+    /// The writer task's main loop.
+    pub async fn run(mut self, mut rx: mpsc::Receiver<WriterOp>) {
+        let mut inflight: FuturesOrdered<InflightFuture> = FuturesOrdered::new();
+        let mut tick = tokio::time::interval(Duration::from_millis(500));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let mut close: Option<oneshot::Sender<()>> = None;
+        let mut rx_open = true;
+        loop {
+            if (close.is_some() || !rx_open) && inflight.is_empty() {
+                break;
+            }
+            tokio::select! {
+                biased;
+                Some((res, inf)) = inflight.next(), if !inflight.is_empty() => {
+                    if let Err(e) = res {
+                        self.fail(e, vec![inf], inflight, rx, Vec::new()).await;
+                        return;
+                    }
+                    self.commit(inf);
+                }
+                op = rx.recv(), if rx_open && close.is_none() && inflight.len() < MAX_INFLIGHT => {
+                    let (first_req, first_reply) = match op {
+                        None => { rx_open = false; continue; }
+                        Some(WriterOp::Close { done }) => { close = Some(done); continue; }
+                        Some(WriterOp::Append { req, reply }) => (req, reply),
+                    };
+                    let mut bytes = first_req.payload.len();
+                    let mut batch = vec![(first_req, first_reply)];
+                    while bytes < self.cfg.max_entry_bytes {
+                        match rx.try_recv() {
+                            Ok(WriterOp::Append { req, reply }) => {
+                                bytes += req.payload.len();
+                                batch.push((req, reply));
+                            }
+                            Ok(WriterOp::Close { done }) => { close = Some(done); break; }
+                            Err(_) => break,
+                        }
+                    }
+                    if let Err((e, done)) = self.prepare_segment(&mut inflight).await {
+                        self.fail(e, done, inflight, rx, batch).await;
+                        return;
+                    }
+                    self.write_entry(batch, &mut inflight);
+                }
+                _ = tick.tick() => {
+                    let due = self.seg.as_ref().is_some_and(|s| {
+                        !s.empty && s.created.elapsed() >= Duration::from_millis(self.cfg.segment_ms)
+                    });
+                    if due && inflight.is_empty() {
+                        if let Err(e) = self.complete_segment().await {
+                            self.fail(e, Vec::new(), inflight, rx, Vec::new()).await;
+                            return;
+                        }
+                    }
+                }
+            }
+        }
+        if let Err(e) = self.complete_segment().await {
+            warn!(error = %e, "could not seal the segment on close; the next owner recovers it");
+        }
+        self.shared.failed.store(true, Ordering::Release);
+        if let Some(done) = close {
+            let _ = done.send(());
+        }
+    }
+
+    /// Make sure a segment is open for the next entry: roll a full one
+    /// (after confirming everything in flight), open a new one if needed.
+    async fn prepare_segment(
+        &mut self,
+        inflight: &mut FuturesOrdered<InflightFuture>,
+    ) -> std::result::Result<(), (StorageError, Vec<Inflight>)> {
+        if self
+            .seg
+            .as_ref()
+            .is_some_and(|s| s.bytes >= self.cfg.segment_bytes)
+        {
+            while let Some((res, inf)) = inflight.next().await {
+                if let Err(e) = res {
+                    return Err((e, vec![inf]));
+                }
+                self.commit(inf);
+            }
+            self.complete_segment().await.map_err(|e| (e, Vec::new()))?;
+        }
+        if self.seg.is_none() {
+            self.open_segment().await.map_err(|e| (e, Vec::new()))?;
+        }
+        Ok(())
+    }
+
+    /// Start a new segment: allocate a ledger, record the segment in
+    /// metadata with a compare-and-set on our epoch.
+    async fn open_segment(&mut self) -> Result<()> {
+        let meta = &self.ctx.meta;
+        let ledger_id = match meta.write(Command::AllocateLedgerId).await? {
+            CommandResponse::LedgerId(l) => l,
+            other => {
+                return Err(StorageError::InvalidAppend(format!(
+                    "metadata answered {other:?} to a ledger id allocation"
+                )))
+            }
+        };
+        let local = self.ctx.bookies.local.clone();
+        let segment = SegmentMeta {
+            lssn: self.next_lssn,
+            ledger_id,
+            ensemble: vec![local.bookie_id()],
+            write_quorum: 1,
+            ack_quorum: 1,
+            base_offset: self.next_offset,
+            start_txid: self.txid,
+            state: SegmentState::InProgress,
+            last_offset: None,
+            end_txid: self.txid,
+            last_entry_id: None,
+            size_bytes: 0,
+            created_ms: now_ms(),
+        };
+        let view = SegmentView::from_meta(&segment);
+        meta.write(Command::AddSegment {
+            stream: self.shared.id,
+            owner_epoch: self.shared.epoch,
+            segment,
+        })
+        .await
+        .map_err(|e| match e {
+            distlog_metadata::MetadataError::Rejected(_) => StorageError::NotOwner(self.shared.id),
+            other => StorageError::Metadata(other),
+        })?;
+        let ensemble = Ensemble::new(vec![local], 1, 1)?;
+        self.seg = Some(OpenSegment {
+            lssn: self.next_lssn,
+            ledger: LedgerWriter::new(ledger_id, ensemble),
+            created: Instant::now(),
+            bytes: 0,
+            empty: true,
+        });
+        self.shared.view.write().segments.push(view);
+        self.next_lssn += 1;
+        metrics::ACTIVE_SEGMENTS.inc();
+        debug!(
+            lssn = self.next_lssn - 1,
+            ledger_id,
+            base_offset = self.next_offset,
+            "segment opened"
+        );
+        Ok(())
+    }
+
+    /// Seal the open segment (all its entries are confirmed by now).
+    async fn complete_segment(&mut self) -> Result<()> {
+        let Some(seg) = self.seg.take() else {
+            return Ok(());
+        };
+        metrics::ACTIVE_SEGMENTS.dec();
+        let (last_offset, end_txid) = {
+            let v = self.shared.view.read();
+            let s = v.segments.last().filter(|s| s.lssn == seg.lssn);
+            (
+                s.filter(|s| !s.is_empty()).map(|s| s.next_offset - 1),
+                s.map_or(self.txid, |s| s.end_txid),
+            )
+        };
+        self.ctx
+            .meta
+            .write(Command::CompleteSegment {
+                stream: self.shared.id,
+                owner_epoch: self.shared.epoch,
+                lssn: seg.lssn,
+                last_offset,
+                end_txid,
+                last_entry_id: seg.ledger.lac(),
+                size_bytes: seg.bytes,
+            })
+            .await
+            .map_err(|e| match e {
+                distlog_metadata::MetadataError::Rejected(_) => StorageError::NotOwner(self.shared.id),
+                other => StorageError::Metadata(other),
+            })?;
+        if let Some(s) = self
+            .shared
+            .view
+            .write()
+            .segments
+            .last_mut()
+            .filter(|s| s.lssn == seg.lssn)
+        {
+            s.completed = true;
+        }
+        metrics::SEGMENT_ROLLS.inc();
+        info!(
+            lssn = seg.lssn,
+            ?last_offset,
+            bytes = seg.bytes,
+            "segment completed"
+        );
+        Ok(())
+    }
+
+    /// Assign sequence ids to the batched appends, stamp them, and issue
+    /// them as one entry.
+    fn write_entry(
+        &mut self,
+        batch: Vec<(AppendRequest, Reply)>,
+        inflight: &mut FuturesOrdered<InflightFuture>,
+    ) {
+        let Some(seg) = self.seg.as_mut() else {
+            for (_, reply) in batch {
+                let _ = reply.send(Err(StorageError::NotOwner(self.shared.id)));
+            }
+            return;
+        };
+        let first_seq = self.next_offset;
+        let mut count: u64 = 0;
+        let mut chunks = Vec::with_capacity(batch.len());
+        let mut replies = Vec::with_capacity(batch.len());
+        for (req, reply) in batch {
+            if req.record_count == 0 {
+                let _ = reply.send(Err(StorageError::InvalidAppend(
+                    "an append must hold at least one record".into(),
+                )));
+                continue;
+            }
+            let base = first_seq + count;
+            let mut payload: BytesMut = req.payload;
+            (self.ctx.config.stamp)(&mut payload, base, self.shared.epoch);
+            chunks.push(payload.freeze());
+            replies.push((reply, base));
+            count += req.record_count as u64;
+            self.txid = self.txid.max(req.max_timestamp.max(0) as u64);
+        }
+        if replies.is_empty() {
+            return;
+        }
+        self.next_offset += count;
+        let len: usize = chunks.iter().map(Bytes::len).sum();
+        seg.bytes += len as u64;
+        seg.empty = false;
+        let (entry_id, fut) = seg.ledger.add(first_seq, count as u32, self.txid, chunks.clone());
+        let inf = Inflight {
+            lssn: seg.lssn,
+            row: IndexRow {
+                entry_id,
+                first_seq,
+                record_count: count as u32,
+                txid: self.txid,
+                len: len as u32,
+            },
+            chunks,
+            replies,
+        };
+        inflight.push_back(fut.map(move |r| (r, inf)).boxed());
+    }
+
+    /// An entry reached its ack quorum (and all before it did): advance the
+    /// LAC, publish the new high watermark, cache the entry, answer.
+    fn commit(&mut self, inf: Inflight) {
+        if let Some(seg) = self.seg.as_mut().filter(|s| s.lssn == inf.lssn) {
+            seg.ledger.confirm(inf.row.entry_id);
+        }
+        let next = inf.row.first_seq + inf.row.record_count as u64;
+        let log_start = {
+            let mut v = self.shared.view.write();
+            if let Some(s) = v.segments.last_mut().filter(|s| s.lssn == inf.lssn) {
+                s.next_offset = next;
+                s.last_entry_id = Some(inf.row.entry_id);
+                s.end_txid = inf.row.txid;
+            }
+            v.high_watermark = next;
+            v.log_start_offset
+        };
+        let payload = if inf.chunks.len() == 1 {
+            inf.chunks[0].clone()
+        } else {
+            let mut b = BytesMut::with_capacity(inf.row.len as usize);
+            for c in &inf.chunks {
+                b.extend_from_slice(c);
+            }
+            b.freeze()
+        };
+        self.shared.cache.lock().push(CachedEntry {
+            lssn: inf.lssn,
+            row: inf.row,
+            payload,
+        });
+        self.shared.hw_tx.send_replace(next);
+        for (reply, base) in inf.replies {
+            let _ = reply.send(Ok(AppendResult {
+                base_offset: base,
+                dlsn: Dlsn::new(inf.lssn, inf.row.entry_id, base - inf.row.first_seq),
+                log_start_offset: log_start,
+            }));
+        }
+    }
+
+    /// The writer cannot go on (fenced, disk error, metadata refused): fail
+    /// every waiting append, mark the stream failed so the namespace
+    /// reopens it (recovering the ledger) on next use, and stop. The open
+    /// segment stays InProgress in metadata; recovery seals it.
+    async fn fail(
+        &mut self,
+        e: StorageError,
+        done: Vec<Inflight>,
+        mut inflight: FuturesOrdered<InflightFuture>,
+        mut rx: mpsc::Receiver<WriterOp>,
+        batch: Vec<(AppendRequest, Reply)>,
+    ) {
+        let e = match e {
+            StorageError::Fenced(_) => StorageError::NotOwner(self.shared.id),
+            other => other,
+        };
+        warn!(error = %e, "log writer failed; the stream will be reopened and its ledger recovered on next use");
+        self.shared.failed.store(true, Ordering::Release);
+        if self.seg.take().is_some() {
+            metrics::ACTIVE_SEGMENTS.dec();
+        }
+        let fail_inf = |inf: Inflight| {
+            for (reply, _) in inf.replies {
+                let _ = reply.send(Err(e.duplicate()));
+            }
+        };
+        done.into_iter().for_each(fail_inf);
+        for (_, reply) in batch {
+            let _ = reply.send(Err(e.duplicate()));
+        }
+        // Entries issued after the failed one are not confirmed either: the
+        // LAC cannot pass the failed entry. Wait for their outcomes so no
+        // add is left running against the ledger, then fail them.
+        while let Some((_, inf)) = inflight.next().await {
+            fail_inf(inf);
+        }
+        rx.close();
+        while let Some(op) = rx.recv().await {
+            match op {
+                WriterOp::Append { reply, .. } => {
+                    let _ = reply.send(Err(e.duplicate()));
+                }
+                WriterOp::Close { done } => {
+                    let _ = done.send(());
+                }
+            }
+        }
+    }
+}
