@@ -159,7 +159,10 @@ impl Journal {
         if ledger.broken.load(Ordering::Acquire) {
             return Err(ledger.broken_error());
         }
-        let staged = group.by_id.get(&id).map_or(0, |&i| group.ledgers[i].1.len() as u64);
+        let staged = group
+            .by_id
+            .get(&id)
+            .map_or(0, |&i| group.ledgers[i].1.len() as u64);
         let expected = ledger.index.read().len() + staged;
         if got != expected {
             return Err(StorageError::OutOfOrder {
@@ -174,7 +177,10 @@ impl Journal {
                 &ledger.path,
                 std::io::Error::new(
                     std::io::ErrorKind::InvalidInput,
-                    format!("entry {got}: row.len {} but payload has {actual} bytes", req.row.len),
+                    format!(
+                        "entry {got}: row.len {} but payload has {actual} bytes",
+                        req.row.len
+                    ),
                 ),
             ));
         }
@@ -204,7 +210,13 @@ impl Journal {
         let mut slices = Vec::with_capacity(adds.iter().map(|a| 1 + a.req.payload.len()).sum());
         for (header, add) in headers.iter().zip(&adds) {
             slices.push(IoSlice::new(header));
-            slices.extend(add.req.payload.iter().filter(|c| !c.is_empty()).map(|c| IoSlice::new(c)));
+            slices.extend(
+                add.req
+                    .payload
+                    .iter()
+                    .filter(|c| !c.is_empty())
+                    .map(|c| IoSlice::new(c)),
+            );
         }
         if let Err(e) = ledger.append(&mut slices) {
             tracing::error!(ledger = ledger.id, error = %e, "ledger write failed; group not acknowledged");
@@ -232,7 +244,10 @@ impl Journal {
         metrics::ENTRIES_ADDED.inc_by(n);
         metrics::BYTES_WRITTEN.inc_by(payload_bytes);
         self.shared.stats.entries_added.fetch_add(n, Ordering::Relaxed);
-        self.shared.stats.bytes_written.fetch_add(payload_bytes, Ordering::Relaxed);
+        self.shared
+            .stats
+            .bytes_written
+            .fetch_add(payload_bytes, Ordering::Relaxed);
         tracing::debug!(fsync_micros = elapsed.as_micros() as u64, "group committed");
         for add in adds {
             let _ = add.reply.send(Ok(()));

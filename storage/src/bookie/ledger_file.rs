@@ -113,7 +113,11 @@ impl LedgerFile {
     pub fn recover(ledgers_dir: &Path, id: LedgerId) -> Result<Recovered> {
         let path = log_path(ledgers_dir, id);
         let io_err = |e| StorageError::io(&path, e);
-        let file = OpenOptions::new().read(true).write(true).open(&path).map_err(io_err)?;
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(io_err)?;
         let file_len = file.metadata().map_err(io_err)?.len();
         let mut index = LedgerIndex::default();
         let mut pos: u64 = 0;
@@ -213,7 +217,12 @@ impl LedgerFile {
         let mut slices = slices;
         while !slices.is_empty() {
             match file.write_vectored(slices) {
-                Ok(0) => return Err(io::Error::new(io::ErrorKind::WriteZero, "failed to write entries")),
+                Ok(0) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::WriteZero,
+                        "failed to write entries",
+                    ))
+                }
                 Ok(n) => IoSlice::advance_slices(&mut slices, n),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),

@@ -19,7 +19,9 @@ mod ledger_file;
 mod tests;
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::fs::{File, OpenOptions};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
@@ -98,6 +100,33 @@ pub struct Bookie {
     closed: AtomicBool,
     tx: mpsc::Sender<Op>,
     thread: Mutex<Option<JoinHandle<()>>>,
+    /// Exclusive lock on the ledger directory, held while the bookie lives.
+    _lock: File,
+}
+
+/// Take an exclusive `flock` on `<ledgers>/LOCK` so two bookies (in one
+/// process or two) never write the same ledger files. The kernel drops the
+/// lock when the file is closed, including on a crash.
+fn lock_dir(ledgers_dir: &Path) -> Result<File> {
+    let path = ledgers_dir.join("LOCK");
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| StorageError::io(&path, e))?;
+    // SAFETY: flock on a valid, owned file descriptor; no memory is shared.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc != 0 {
+        let e = std::io::Error::last_os_error();
+        let e = if e.kind() == std::io::ErrorKind::WouldBlock {
+            std::io::Error::new(e.kind(), "ledger directory is in use by another bookie")
+        } else {
+            e
+        };
+        return Err(StorageError::io(&path, e));
+    }
+    Ok(file)
 }
 
 impl Bookie {
@@ -109,6 +138,7 @@ impl Bookie {
         std::fs::create_dir_all(&ledgers_dir).map_err(|e| StorageError::io(&ledgers_dir, e))?;
         fsync_dir(&config.dir)?;
         fsync_dir(&ledgers_dir)?;
+        let lock = lock_dir(&ledgers_dir)?;
 
         let mut logs = Vec::new();
         let mut markers = Vec::new();
@@ -121,7 +151,7 @@ impl Bookie {
                 logs.push(id);
             } else if let Some(id) = parse_name(name, "fenced") {
                 markers.push(id);
-            } else {
+            } else if name != "LOCK" {
                 tracing::debug!(file = name, "ignoring unknown file in ledger directory");
             }
         }
@@ -140,7 +170,10 @@ impl Bookie {
         }
         // A marker without its record file is the leftover of an interrupted
         // delete (the record file goes first): finish the delete.
-        let orphans: Vec<_> = markers.into_iter().filter(|id| !ledgers.contains_key(id)).collect();
+        let orphans: Vec<_> = markers
+            .into_iter()
+            .filter(|id| !ledgers.contains_key(id))
+            .collect();
         for &id in &orphans {
             LedgerFile::remove(&ledgers_dir, id)?;
         }
@@ -172,6 +205,7 @@ impl Bookie {
             closed: AtomicBool::new(false),
             tx,
             thread: Mutex::new(Some(thread)),
+            _lock: lock,
         }))
     }
 
@@ -234,7 +268,13 @@ impl Bookie {
         })
     }
 
-    async fn read_entries(&self, id: LedgerId, first: u64, last: u64, max_bytes: usize) -> Result<Vec<Entry>> {
+    async fn read_entries(
+        &self,
+        id: LedgerId,
+        first: u64,
+        last: u64,
+        max_bytes: usize,
+    ) -> Result<Vec<Entry>> {
         let Some(ledger) = self.shared.get(id) else {
             return Ok(Vec::new());
         };

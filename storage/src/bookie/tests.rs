@@ -58,12 +58,16 @@ fn body(i: u64) -> Vec<u8> {
 
 async fn add_n(b: &LocalBookie, ledger: LedgerId, n: u64) {
     for i in 0..n {
-        b.add_entry(add(ledger, i, &[&body(i)])).await.expect("add succeeds");
+        b.add_entry(add(ledger, i, &[&body(i)]))
+            .await
+            .expect("add succeeds");
     }
 }
 
 async fn read_all(b: &LocalBookie, ledger: LedgerId) -> Vec<Entry> {
-    b.read_entries(ledger, 0, u64::MAX, usize::MAX).await.expect("read succeeds")
+    b.read_entries(ledger, 0, u64::MAX, usize::MAX)
+        .await
+        .expect("read succeeds")
 }
 
 fn assert_bodies(entries: &[Entry], n: u64) {
@@ -83,9 +87,13 @@ async fn add_read_round_trip_with_multi_chunk_payloads() {
     let dir = tempfile::tempdir().expect("tempdir");
     let b = open(dir.path());
     assert_eq!(b.bookie_id(), 7);
-    b.add_entry(add(1, 0, &[b"abc", b"", b"defgh"])).await.expect("add 0");
+    b.add_entry(add(1, 0, &[b"abc", b"", b"defgh"]))
+        .await
+        .expect("add 0");
     b.add_entry(add(1, 1, &[b"0123456789"])).await.expect("add 1");
-    b.add_entry(add(1, 2, &[b"x", b"y", b"z", b"w"])).await.expect("add 2");
+    b.add_entry(add(1, 2, &[b"x", b"y", b"z", b"w"]))
+        .await
+        .expect("add 2");
 
     let all = b.read_entries(1, 0, 2, usize::MAX).await.expect("read");
     let payloads: Vec<&[u8]> = all.iter().map(|e| e.payload.as_ref()).collect();
@@ -96,10 +104,22 @@ async fn add_read_round_trip_with_multi_chunk_payloads() {
     let ids = |v: Vec<Entry>| v.iter().map(|e| e.row.entry_id).collect::<Vec<_>>();
     assert_eq!(ids(b.read_entries(1, 0, 2, 1).await.expect("read")), vec![0]);
     assert_eq!(ids(b.read_entries(1, 0, 2, 18).await.expect("read")), vec![0, 1]);
-    assert_eq!(ids(b.read_entries(1, 1, 99, usize::MAX).await.expect("read")), vec![1, 2]);
-    assert_eq!(ids(b.read_entries(1, 3, 9, usize::MAX).await.expect("read")), Vec::<u64>::new());
-    assert_eq!(ids(b.read_entries(1, 2, 1, usize::MAX).await.expect("read")), Vec::<u64>::new());
-    assert_eq!(ids(b.read_entries(99, 0, 9, usize::MAX).await.expect("read")), Vec::<u64>::new());
+    assert_eq!(
+        ids(b.read_entries(1, 1, 99, usize::MAX).await.expect("read")),
+        vec![1, 2]
+    );
+    assert_eq!(
+        ids(b.read_entries(1, 3, 9, usize::MAX).await.expect("read")),
+        Vec::<u64>::new()
+    );
+    assert_eq!(
+        ids(b.read_entries(1, 2, 1, usize::MAX).await.expect("read")),
+        Vec::<u64>::new()
+    );
+    assert_eq!(
+        ids(b.read_entries(99, 0, 9, usize::MAX).await.expect("read")),
+        Vec::<u64>::new()
+    );
     assert_eq!(b.last_entry(1).await.expect("last"), Some(row(2, 120, 2, 4)));
     assert_eq!(b.last_entry(99).await.expect("last"), None);
     assert_eq!(b.0.ledgers(), vec![1]);
@@ -112,23 +132,37 @@ async fn adds_must_be_dense_and_consistent() {
     let dir = tempfile::tempdir().expect("tempdir");
     let b = open(dir.path());
     match b.add_entry(add(5, 1, &[b"a"])).await {
-        Err(StorageError::OutOfOrder { ledger: 5, expected: 0, got: 1 }) => {}
+        Err(StorageError::OutOfOrder {
+            ledger: 5,
+            expected: 0,
+            got: 1,
+        }) => {}
         other => panic!("expected OutOfOrder(0, 1), got {other:?}"),
     }
     assert_eq!(b.0.ledgers(), Vec::<LedgerId>::new());
     b.add_entry(add(5, 0, &[b"a"])).await.expect("add 0");
     match b.add_entry(add(5, 0, &[b"a"])).await {
-        Err(StorageError::OutOfOrder { ledger: 5, expected: 1, got: 0 }) => {}
+        Err(StorageError::OutOfOrder {
+            ledger: 5,
+            expected: 1,
+            got: 0,
+        }) => {}
         other => panic!("expected OutOfOrder(1, 0), got {other:?}"),
     }
     match b.add_entry(add(5, 2, &[b"a"])).await {
-        Err(StorageError::OutOfOrder { ledger: 5, expected: 1, got: 2 }) => {}
+        Err(StorageError::OutOfOrder {
+            ledger: 5,
+            expected: 1,
+            got: 2,
+        }) => {}
         other => panic!("expected OutOfOrder(1, 2), got {other:?}"),
     }
     let mut bad = add(5, 1, &[b"abc"]);
     bad.row.len = 4;
     assert!(matches!(b.add_entry(bad).await, Err(StorageError::Io { .. })));
-    b.add_entry(add(5, 1, &[b"b"])).await.expect("add 1 after rejected ones");
+    b.add_entry(add(5, 1, &[b"b"]))
+        .await
+        .expect("add 1 after rejected ones");
     assert_eq!(b.last_entry(5).await.expect("last").map(|r| r.entry_id), Some(1));
 }
 
@@ -142,14 +176,13 @@ async fn lookups_by_seq_and_txid_are_lower_bounds() {
         r.row.txid = txid;
         b.add_entry(r).await.expect("add");
     }
+    let mut b = Some(b);
     for reopen in [false, true] {
-        let b = if reopen {
-            drop(b.clone());
-            b.0.shutdown();
-            open(dir.path())
-        } else {
-            b.clone()
-        };
+        if reopen {
+            drop(b.take());
+            b = Some(open(dir.path()));
+        }
+        let b = b.clone().expect("bookie is open");
         let seq = |s| {
             let b = b.clone();
             async move { b.entry_for_seq(3, s).await.expect("lookup").map(|r| r.entry_id) }
@@ -171,8 +204,16 @@ async fn lookups_by_seq_and_txid_are_lower_bounds() {
         assert_eq!(tx(6).await, Some(2), "between");
         assert_eq!(tx(9).await, Some(2), "exactly last");
         assert_eq!(tx(10).await, None, "after last");
-        assert_eq!(b.entry_for_seq(4, 100).await.expect("lookup"), None, "unknown ledger");
-        assert_eq!(b.entry_for_txid(4, 0).await.expect("lookup"), None, "unknown ledger");
+        assert_eq!(
+            b.entry_for_seq(4, 100).await.expect("lookup"),
+            None,
+            "unknown ledger"
+        );
+        assert_eq!(
+            b.entry_for_txid(4, 0).await.expect("lookup"),
+            None,
+            "unknown ledger"
+        );
         let full = b.entry_for_seq(3, 111).await.expect("lookup");
         assert_eq!(full, Some(row(1, 110, 5, 1)));
     }
@@ -186,18 +227,30 @@ async fn fence_blocks_adds_and_survives_reopen() {
     let last = Some(row(1, 110, 1, 100));
     assert_eq!(b.fence(1).await.expect("fence"), last);
     assert!(fence_path(&dir.path().join("ledgers"), 1).exists());
-    assert!(matches!(b.add_entry(add(1, 2, &[b"x"])).await, Err(StorageError::Fenced(1))));
+    assert!(matches!(
+        b.add_entry(add(1, 2, &[b"x"])).await,
+        Err(StorageError::Fenced(1))
+    ));
     assert_eq!(b.fence(1).await.expect("fence again"), last);
     // Fencing an unknown ledger creates it empty and fenced.
     assert_eq!(b.fence(2).await.expect("fence unknown"), None);
-    assert!(matches!(b.add_entry(add(2, 0, &[b"x"])).await, Err(StorageError::Fenced(2))));
+    assert!(matches!(
+        b.add_entry(add(2, 0, &[b"x"])).await,
+        Err(StorageError::Fenced(2))
+    ));
     assert_eq!(b.0.ledgers(), vec![1, 2]);
     drop(b);
 
     let b = open(dir.path());
     assert_eq!(b.0.ledgers(), vec![1, 2]);
-    assert!(matches!(b.add_entry(add(1, 2, &[b"x"])).await, Err(StorageError::Fenced(1))));
-    assert!(matches!(b.add_entry(add(2, 0, &[b"x"])).await, Err(StorageError::Fenced(2))));
+    assert!(matches!(
+        b.add_entry(add(1, 2, &[b"x"])).await,
+        Err(StorageError::Fenced(1))
+    ));
+    assert!(matches!(
+        b.add_entry(add(2, 0, &[b"x"])).await,
+        Err(StorageError::Fenced(2))
+    ));
     assert_eq!(b.last_entry(1).await.expect("last"), last);
     assert_bodies(&read_all(&b, 1).await, 2);
 }
@@ -218,7 +271,10 @@ async fn delete_removes_the_ledger_and_its_files() {
     b.delete(4).await.expect("deleting an unknown ledger is ok");
     // The id can be used again from entry 0, unfenced.
     b.add_entry(add(4, 0, &[b"new"])).await.expect("re-add");
-    assert!(matches!(b.add_entry(add(4, 2, &[b"x"])).await, Err(StorageError::OutOfOrder { .. })));
+    assert!(matches!(
+        b.add_entry(add(4, 2, &[b"x"])).await,
+        Err(StorageError::OutOfOrder { .. })
+    ));
     drop(b);
     let b = open(dir.path());
     assert_eq!(b.0.ledgers(), vec![4, 5]);
@@ -302,18 +358,28 @@ async fn recovery_cuts_a_torn_tail() {
     for cut_at in [4 * REC + 70, 4 * REC + 10, 4 * REC + 1] {
         let dir = tempfile::tempdir().expect("tempdir");
         five_entries(dir.path()).await;
-        let f = OpenOptions::new().write(true).open(file_of(dir.path(), 1)).expect("open");
+        let f = OpenOptions::new()
+            .write(true)
+            .open(file_of(dir.path(), 1))
+            .expect("open");
         f.set_len(cut_at).expect("truncate");
         drop(f);
 
         let b = open(dir.path());
-        assert_eq!(std::fs::metadata(file_of(dir.path(), 1)).expect("file").len(), 4 * REC);
+        assert_eq!(
+            std::fs::metadata(file_of(dir.path(), 1)).expect("file").len(),
+            4 * REC
+        );
         assert_bodies(&read_all(&b, 1).await, 4);
         match b.add_entry(add(1, 5, &[&body(5)])).await {
-            Err(StorageError::OutOfOrder { expected: 4, got: 5, .. }) => {}
+            Err(StorageError::OutOfOrder {
+                expected: 4, got: 5, ..
+            }) => {}
             other => panic!("expected OutOfOrder(4, 5), got {other:?}"),
         }
-        b.add_entry(add(1, 4, &[&body(4)])).await.expect("add continues at 4");
+        b.add_entry(add(1, 4, &[&body(4)]))
+            .await
+            .expect("add continues at 4");
         assert_bodies(&read_all(&b, 1).await, 5);
         drop(b);
         let b = open(dir.path());
@@ -325,31 +391,48 @@ async fn recovery_cuts_a_torn_tail() {
 async fn recovery_cuts_an_entry_with_a_corrupt_payload() {
     let dir = tempfile::tempdir().expect("tempdir");
     five_entries(dir.path()).await;
-    let f = OpenOptions::new().read(true).write(true).open(file_of(dir.path(), 1)).expect("open");
+    let f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(file_of(dir.path(), 1))
+        .expect("open");
     let mut byte = [0u8; 1];
     f.read_exact_at(&mut byte, 5 * REC - 1).expect("read");
     f.write_all_at(&[byte[0] ^ 0x01], 5 * REC - 1).expect("flip");
     drop(f);
 
     let b = open(dir.path());
-    assert_eq!(std::fs::metadata(file_of(dir.path(), 1)).expect("file").len(), 4 * REC);
+    assert_eq!(
+        std::fs::metadata(file_of(dir.path(), 1)).expect("file").len(),
+        4 * REC
+    );
     assert_bodies(&read_all(&b, 1).await, 4);
     assert_eq!(b.last_entry(1).await.expect("last").map(|r| r.entry_id), Some(3));
-    b.add_entry(add(1, 4, &[&body(4)])).await.expect("add continues at 4");
+    b.add_entry(add(1, 4, &[&body(4)]))
+        .await
+        .expect("add continues at 4");
 }
 
 #[tokio::test]
 async fn recovery_cuts_appended_garbage() {
     let dir = tempfile::tempdir().expect("tempdir");
     five_entries(dir.path()).await;
-    let mut f = OpenOptions::new().append(true).open(file_of(dir.path(), 1)).expect("open");
+    let mut f = OpenOptions::new()
+        .append(true)
+        .open(file_of(dir.path(), 1))
+        .expect("open");
     f.write_all(&pseudo_random(1, 1000)).expect("garbage");
     drop(f);
 
     let b = open(dir.path());
-    assert_eq!(std::fs::metadata(file_of(dir.path(), 1)).expect("file").len(), 5 * REC);
+    assert_eq!(
+        std::fs::metadata(file_of(dir.path(), 1)).expect("file").len(),
+        5 * REC
+    );
     assert_bodies(&read_all(&b, 1).await, 5);
-    b.add_entry(add(1, 5, &[&body(5)])).await.expect("add continues at 5");
+    b.add_entry(add(1, 5, &[&body(5)]))
+        .await
+        .expect("add continues at 5");
     assert_bodies(&read_all(&b, 1).await, 6);
 }
 
@@ -360,7 +443,10 @@ async fn reopen_after_clean_shutdown_keeps_everything() {
     add_n(&b, 1, 20).await;
     add_n(&b, 2, 3).await;
     b.0.shutdown();
-    assert!(matches!(b.add_entry(add(1, 20, &[b"x"])).await, Err(StorageError::ShuttingDown)));
+    assert!(matches!(
+        b.add_entry(add(1, 20, &[b"x"])).await,
+        Err(StorageError::ShuttingDown)
+    ));
     assert!(matches!(b.fence(1).await, Err(StorageError::ShuttingDown)));
     // Reads of durable entries still work after shutdown.
     assert_bodies(&read_all(&b, 1).await, 20);
@@ -370,7 +456,10 @@ async fn reopen_after_clean_shutdown_keeps_everything() {
     assert_eq!(b.0.ledgers(), vec![1, 2]);
     assert_bodies(&read_all(&b, 1).await, 20);
     assert_bodies(&read_all(&b, 2).await, 3);
-    assert_eq!(b.entry_for_seq(1, 255).await.expect("lookup").map(|r| r.entry_id), Some(15));
+    assert_eq!(
+        b.entry_for_seq(1, 255).await.expect("lookup").map(|r| r.entry_id),
+        Some(15)
+    );
 }
 
 #[tokio::test]
@@ -390,14 +479,21 @@ async fn reads_detect_corruption_on_disk() {
     let dir = tempfile::tempdir().expect("tempdir");
     let b = open(dir.path());
     add_n(&b, 1, 3).await;
-    let f = OpenOptions::new().write(true).open(file_of(dir.path(), 1)).expect("open");
-    f.write_all_at(b"\xff\xfe", REC + HEADER_LEN as u64 + 10).expect("corrupt");
+    let f = OpenOptions::new()
+        .write(true)
+        .open(file_of(dir.path(), 1))
+        .expect("open");
+    f.write_all_at(b"\xff\xfe", REC + HEADER_LEN as u64 + 10)
+        .expect("corrupt");
     drop(f);
     match b.read_entries(1, 0, 2, usize::MAX).await {
         Err(StorageError::Corrupt { ledger: 1, entry: 1 }) => {}
         other => panic!("expected Corrupt(1, 1), got {other:?}"),
     }
-    let first = b.read_entries(1, 0, 0, usize::MAX).await.expect("entry 0 is intact");
+    let first = b
+        .read_entries(1, 0, 0, usize::MAX)
+        .await
+        .expect("entry 0 is intact");
     assert_eq!(first[0].payload, Bytes::from(body(0)));
 }
 
@@ -441,7 +537,53 @@ async fn hostile_ledger_files_never_panic() {
     for id in 0..files.len() as u64 {
         assert_eq!(b.last_entry(id).await.expect("last"), None);
         assert_eq!(std::fs::metadata(log_path(&ledgers, id)).expect("file").len(), 0);
-        b.add_entry(add(id, 0, &[b"ok"])).await.expect("add after hostile file");
+        b.add_entry(add(id, 0, &[b"ok"]))
+            .await
+            .expect("add after hostile file");
         assert_eq!(read_all(&b, id).await[0].payload, Bytes::from_static(b"ok"));
     }
+}
+
+#[tokio::test]
+async fn a_second_bookie_on_the_same_dir_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let b = open(dir.path());
+    let again = Bookie::open(BookieConfig {
+        dir: dir.path().to_path_buf(),
+        bookie_id: 8,
+    });
+    assert!(matches!(again, Err(StorageError::Io { .. })));
+    drop(b);
+    let _reopened = open(dir.path());
+}
+
+#[tokio::test]
+async fn a_full_disk_fails_the_add_without_panicking() {
+    let full = Path::new("/dev/full");
+    if !full.exists() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ledgers = dir.path().join("ledgers");
+    std::fs::create_dir_all(&ledgers).expect("mkdir");
+    // Every write to this "ledger file" fails with ENOSPC.
+    std::os::unix::fs::symlink(full, log_path(&ledgers, 1)).expect("symlink");
+    let b = open(dir.path());
+    match b.add_entry(add(1, 0, &[b"data"])).await {
+        Err(StorageError::Io { source, .. }) => assert_eq!(source.kind(), std::io::ErrorKind::StorageFull),
+        other => panic!("expected an ENOSPC Io error, got {other:?}"),
+    }
+    assert_eq!(
+        b.last_entry(1).await.expect("last"),
+        None,
+        "nothing acknowledged is visible"
+    );
+    // The failed write could not be cut from a device: the ledger refuses adds.
+    assert!(matches!(
+        b.add_entry(add(1, 0, &[b"data"])).await,
+        Err(StorageError::Io { .. })
+    ));
+    // Other ledgers are unaffected.
+    b.add_entry(add(2, 0, &[b"fine"])).await.expect("other ledger");
+    assert_eq!(read_all(&b, 2).await[0].payload, Bytes::from_static(b"fine"));
 }
