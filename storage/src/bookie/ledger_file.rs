@@ -260,7 +260,7 @@ impl LedgerFile {
         self.file
             .read_exact_at(&mut buf, plan.start)
             .map_err(|e| StorageError::io(&self.path, e))?;
-        metrics::BYTES_READ_DISK.inc_by(plan.span);
+        metrics::BYTES_READ_DISK.inc_by(plan.rows.iter().map(|r| u64::from(r.len)).sum());
         let buf = Bytes::from(buf);
         let mut entries = Vec::with_capacity(plan.rows.len());
         let mut at = 0usize;
