@@ -6,10 +6,10 @@
 //! * `LocalBookie` wraps `Arc<Bookie>` and implements
 //!   [`crate::ledger::BookieClient`] in-process.
 //!
-//! Layout: one append-only file per ledger under `<dir>/ledgers/`
-//! ([`format`] describes the records), a durable `.fenced` marker per fenced
-//! ledger, an in-memory [`index`] per ledger holding only durable entries,
-//! and a [`journal`] thread that owns all writes and group-commits adds.
+//! Layout: one append-only file per ledger under `<dir>/ledgers/` (module
+//! `format` describes the records), a durable `.fenced` marker per fenced
+//! ledger, an in-memory `index` per ledger holding only durable entries, and
+//! a `journal` thread that owns all writes and group-commits adds.
 
 mod format;
 mod index;

@@ -475,6 +475,20 @@ async fn shutdown_drains_queued_adds() {
 }
 
 #[tokio::test]
+async fn dropping_the_bookie_drains_queued_adds_and_stops_the_journal() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let b = open(dir.path());
+    let pending: Vec<_> = (0..50).map(|i| b.add_entry(add(1, i, &[&body(i)]))).collect();
+    drop(b);
+    for p in pending {
+        p.await.expect("queued add completes");
+    }
+    // The directory lock is free again and everything is there.
+    let b = open(dir.path());
+    assert_bodies(&read_all(&b, 1).await, 50);
+}
+
+#[tokio::test]
 async fn reads_detect_corruption_on_disk() {
     let dir = tempfile::tempdir().expect("tempdir");
     let b = open(dir.path());
