@@ -23,6 +23,16 @@ pub static FSYNCS: LazyLock<IntCounter> = LazyLock::new(|| {
         .expect("metric registers once")
 });
 
+/// Entries per journal group commit (how well concurrent adds share fsyncs).
+pub static JOURNAL_GROUP_ENTRIES: LazyLock<Histogram> = LazyLock::new(|| {
+    register_histogram!(
+        "distlog_bookie_group_commit_entries",
+        "Entries made durable by one bookie journal group commit",
+        vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 1024.0]
+    )
+    .expect("metric registers once")
+});
+
 /// Entries added (acknowledged durable) on this bookie.
 pub static ENTRIES_ADDED: LazyLock<IntCounter> = LazyLock::new(|| {
     register_int_counter!(

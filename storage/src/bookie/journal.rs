@@ -1,0 +1,345 @@
+//! The journal: one OS thread that owns every write to the bookie's files.
+//!
+//! Adds, fences and deletes are sent over a channel. The thread takes
+//! everything queued (up to a cap), validates each add (fencing, dense entry
+//! ids), writes all of a ledger's staged entries with vectored writes, issues
+//! one `fdatasync` per touched ledger, and only then publishes the entries to
+//! the in-memory index and acknowledges them: many concurrent adds share one
+//! fsync, and readers never see an entry that is not durable.
+//!
+//! Fences and deletes are processed in queue order: the adds staged before
+//! one are committed first, so a fence returns the true last entry and no
+//! add queued after it can succeed.
+
+use std::collections::HashMap;
+use std::io::{self, IoSlice};
+use std::sync::atomic::Ordering;
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
+
+use distlog_metadata::LedgerId;
+use tokio::sync::oneshot;
+
+use crate::error::{Result, StorageError};
+use crate::ledger::{AddRequest, IndexRow};
+use crate::metrics;
+
+use super::format::{encode_header, HEADER_LEN};
+use super::ledger_file::{clone_io, LedgerFile};
+use super::Shared;
+
+/// Most operations taken into one group.
+const MAX_GROUP_OPS: usize = 4096;
+/// Most payload bytes taken into one group (one add is always taken).
+const MAX_GROUP_BYTES: usize = 32 << 20;
+
+/// A request to the journal thread.
+pub(crate) enum Op {
+    /// Add one entry; reply once durable (or failed).
+    Add(AddRequest, oneshot::Sender<Result<()>>),
+    /// Fence a ledger durably; reply with its last entry.
+    Fence(LedgerId, oneshot::Sender<Result<Option<IndexRow>>>),
+    /// Delete a ledger's files.
+    Delete(LedgerId, oneshot::Sender<Result<()>>),
+    /// Drain what is queued, then stop.
+    Shutdown,
+}
+
+/// An add that passed validation and waits for the group's write.
+struct Staged {
+    req: AddRequest,
+    reply: oneshot::Sender<Result<()>>,
+}
+
+/// The adds of one group, per ledger, in arrival order.
+#[derive(Default)]
+struct Group {
+    ledgers: Vec<(Arc<LedgerFile>, Vec<Staged>)>,
+    by_id: HashMap<LedgerId, usize>,
+}
+
+/// Run the journal loop until a `Shutdown` op arrives or every sender is
+/// gone. Call on a dedicated thread.
+pub(crate) fn run(shared: Arc<Shared>, rx: mpsc::Receiver<Op>) {
+    let journal = Journal { shared };
+    let mut stopping = false;
+    while !stopping {
+        let Ok(first) = rx.recv() else { break };
+        let mut bytes = op_bytes(&first);
+        let mut batch = vec![first];
+        while batch.len() < MAX_GROUP_OPS && bytes < MAX_GROUP_BYTES {
+            match rx.try_recv() {
+                Ok(op) => {
+                    bytes += op_bytes(&op);
+                    batch.push(op);
+                }
+                Err(_) => break,
+            }
+        }
+        stopping = journal.process(batch);
+    }
+    // Drain what was queued before the shutdown request was seen.
+    loop {
+        let batch: Vec<Op> = rx.try_iter().take(MAX_GROUP_OPS).collect();
+        if batch.is_empty() {
+            break;
+        }
+        journal.process(batch);
+    }
+    tracing::debug!("bookie journal stopped");
+}
+
+fn op_bytes(op: &Op) -> usize {
+    match op {
+        Op::Add(req, _) => req.row.len as usize,
+        _ => 0,
+    }
+}
+
+struct Journal {
+    shared: Arc<Shared>,
+}
+
+impl Journal {
+    /// Process one batch; true if it contained a shutdown request.
+    fn process(&self, batch: Vec<Op>) -> bool {
+        let mut group = Group::default();
+        let mut stop = false;
+        for op in batch {
+            match op {
+                Op::Add(req, reply) => self.stage(&mut group, req, reply),
+                Op::Fence(id, reply) => {
+                    self.commit(std::mem::take(&mut group));
+                    let _ = reply.send(self.fence(id));
+                }
+                Op::Delete(id, reply) => {
+                    self.commit(std::mem::take(&mut group));
+                    let _ = reply.send(self.delete(id));
+                }
+                Op::Shutdown => stop = true,
+            }
+        }
+        self.commit(group);
+        stop
+    }
+
+    /// Validate an add and stage it, or answer it with its error.
+    fn stage(&self, group: &mut Group, req: AddRequest, reply: oneshot::Sender<Result<()>>) {
+        match self.validate(group, &req) {
+            Ok(ledger) => {
+                let slot = *group.by_id.entry(ledger.id).or_insert_with(|| {
+                    group.ledgers.push((ledger, Vec::new()));
+                    group.ledgers.len() - 1
+                });
+                group.ledgers[slot].1.push(Staged { req, reply });
+            }
+            Err(e) => {
+                let _ = reply.send(Err(e));
+            }
+        }
+    }
+
+    fn validate(&self, group: &Group, req: &AddRequest) -> Result<Arc<LedgerFile>> {
+        let id = req.ledger_id;
+        let got = req.row.entry_id;
+        let ledger = match self.shared.get(id) {
+            Some(l) => l,
+            None if got == 0 => self.shared.create(id)?,
+            None => {
+                return Err(StorageError::OutOfOrder {
+                    ledger: id,
+                    expected: 0,
+                    got,
+                })
+            }
+        };
+        if ledger.fenced.load(Ordering::Acquire) {
+            return Err(StorageError::Fenced(id));
+        }
+        if ledger.broken.load(Ordering::Acquire) {
+            return Err(ledger.broken_error());
+        }
+        let staged = group
+            .by_id
+            .get(&id)
+            .map_or(0, |&i| group.ledgers[i].1.len() as u64);
+        let expected = ledger.index.read().len() + staged;
+        if got != expected {
+            return Err(StorageError::OutOfOrder {
+                ledger: id,
+                expected,
+                got,
+            });
+        }
+        let actual: u64 = req.payload.iter().map(|c| c.len() as u64).sum();
+        if actual != u64::from(req.row.len) {
+            return Err(StorageError::io(
+                &ledger.path,
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    format!(
+                        "entry {got}: row.len {} but payload has {actual} bytes",
+                        req.row.len
+                    ),
+                ),
+            ));
+        }
+        Ok(ledger)
+    }
+
+    /// Write, fsync, publish and acknowledge every staged add.
+    /// Write, fsync, publish and acknowledge every staged add: first all
+    /// touched ledgers are written, then fsync'd (in parallel when there are
+    /// several), then published and acknowledged.
+    fn commit(&self, group: Group) {
+        if group.ledgers.is_empty() {
+            return;
+        }
+        let entries: usize = group.ledgers.iter().map(|(_, adds)| adds.len()).sum();
+        let bytes: u64 = group
+            .ledgers
+            .iter()
+            .flat_map(|(_, adds)| adds.iter().map(|a| u64::from(a.req.row.len)))
+            .sum();
+        let span = tracing::debug_span!("group_commit", ledgers = group.ledgers.len(), entries, bytes);
+        let _enter = span.enter();
+        metrics::JOURNAL_GROUP_ENTRIES.observe(entries as f64);
+
+        let written: Vec<_> = group
+            .ledgers
+            .into_iter()
+            .filter_map(|(ledger, adds)| write_ledger(&ledger, adds).map(|adds| (ledger, adds)))
+            .collect();
+        let synced = sync_all_parallel(&written);
+        let mut slowest = Duration::ZERO;
+        for ((ledger, adds), result) in written.into_iter().zip(synced) {
+            metrics::FSYNCS.inc();
+            self.shared.stats.fsyncs.fetch_add(1, Ordering::Relaxed);
+            match result {
+                Ok(elapsed) => {
+                    metrics::FSYNC_SECONDS.observe(elapsed.as_secs_f64());
+                    slowest = slowest.max(elapsed);
+                    self.publish(&ledger, adds);
+                }
+                Err(e) => {
+                    // fsync errors are not retryable on Linux (the dirty pages
+                    // may be dropped): this ledger takes no more adds.
+                    tracing::error!(ledger = ledger.id, error = %e, "ledger fsync failed; ledger marked broken");
+                    ledger.broken.store(true, Ordering::Release);
+                    ledger.rollback();
+                    fail_all(&ledger, adds, &e);
+                }
+            }
+        }
+        tracing::debug!(fsync_micros = slowest.as_micros() as u64, "group committed");
+    }
+
+    /// Make durable entries visible to readers and acknowledge them.
+    fn publish(&self, ledger: &LedgerFile, adds: Vec<Staged>) {
+        ledger.publish(adds.iter().map(|a| a.req.row));
+        let n = adds.len() as u64;
+        let bytes: u64 = adds.iter().map(|a| u64::from(a.req.row.len)).sum();
+        metrics::ENTRIES_ADDED.inc_by(n);
+        metrics::BYTES_WRITTEN.inc_by(bytes);
+        self.shared.stats.entries_added.fetch_add(n, Ordering::Relaxed);
+        self.shared
+            .stats
+            .bytes_written
+            .fetch_add(bytes, Ordering::Relaxed);
+        for add in adds {
+            let _ = add.reply.send(Ok(()));
+        }
+    }
+
+    fn fence(&self, id: LedgerId) -> Result<Option<IndexRow>> {
+        let ledger = match self.shared.get(id) {
+            Some(l) => l,
+            None => self.shared.create(id)?,
+        };
+        ledger.fence(&self.shared.ledgers_dir)?;
+        tracing::info!(ledger = id, "ledger fenced");
+        let last = ledger.index.read().last();
+        Ok(last)
+    }
+
+    fn delete(&self, id: LedgerId) -> Result<()> {
+        self.shared.ledgers.write().remove(&id);
+        LedgerFile::remove(&self.shared.ledgers_dir, id)?;
+        tracing::info!(ledger = id, "ledger deleted");
+        Ok(())
+    }
+}
+
+/// Write one ledger's staged entries (headers and payload chunks, with
+/// vectored writes, no copies). On failure the tail is cut back, every add
+/// is answered with the error, and `None` is returned.
+fn write_ledger(ledger: &LedgerFile, adds: Vec<Staged>) -> Option<Vec<Staged>> {
+    let headers: Vec<[u8; HEADER_LEN]> = adds
+        .iter()
+        .map(|a| encode_header(&a.req.row, &a.req.payload))
+        .collect();
+    let mut slices = Vec::with_capacity(adds.iter().map(|a| 1 + a.req.payload.len()).sum());
+    for (header, add) in headers.iter().zip(&adds) {
+        slices.push(IoSlice::new(header));
+        let chunks = add.req.payload.iter().filter(|c| !c.is_empty());
+        slices.extend(chunks.map(|c| IoSlice::new(c)));
+    }
+    let written = ledger.append(&mut slices);
+    drop(slices);
+    match written {
+        Ok(()) => Some(adds),
+        Err(e) => {
+            tracing::error!(ledger = ledger.id, error = %e, "ledger write failed; group not acknowledged");
+            ledger.rollback();
+            fail_all(ledger, adds, &e);
+            None
+        }
+    }
+}
+
+/// Most fsyncs issued at once when a group touched several ledgers.
+const MAX_PARALLEL_SYNCS: usize = 16;
+
+/// fdatasync every written ledger, timing each. One ledger is synced on
+/// this thread; several are synced concurrently (bounded), so a group's
+/// latency is about one fsync rather than their sum. If a helper thread
+/// cannot be started the sync simply runs here.
+fn sync_all_parallel(written: &[(Arc<LedgerFile>, Vec<Staged>)]) -> Vec<io::Result<Duration>> {
+    let timed_sync = |ledger: &LedgerFile| {
+        let started = Instant::now();
+        ledger.file.sync_data().map(|()| started.elapsed())
+    };
+    if written.len() <= 1 {
+        return written.iter().map(|(l, _)| timed_sync(l)).collect();
+    }
+    let mut results = Vec::with_capacity(written.len());
+    for chunk in written.chunks(MAX_PARALLEL_SYNCS) {
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = chunk
+                .iter()
+                .map(|(ledger, _)| {
+                    let spawned = std::thread::Builder::new()
+                        .name("bookie-fsync".into())
+                        .spawn_scoped(scope, || timed_sync(ledger));
+                    (ledger, spawned)
+                })
+                .collect();
+            for (ledger, spawned) in handles {
+                let result = match spawned {
+                    Ok(handle) => handle
+                        .join()
+                        .unwrap_or_else(|_| Err(io::Error::other("fsync thread panicked"))),
+                    Err(_) => timed_sync(ledger),
+                };
+                results.push(result);
+            }
+        });
+    }
+    results
+}
+
+fn fail_all(ledger: &LedgerFile, adds: Vec<Staged>, e: &std::io::Error) {
+    for add in adds {
+        let _ = add.reply.send(Err(StorageError::io(&ledger.path, clone_io(e))));
+    }
+}
