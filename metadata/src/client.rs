@@ -148,9 +148,16 @@ impl MetadataStore {
         if !initialized {
             let members = BTreeMap::from([(config.node_id, BasicNode::new(config.raft_addr.clone()))]);
             match self.raft.initialize(members).await {
-                Ok(()) => tracing::info!(node_id = config.node_id, "initialised single-voter metadata group"),
+                Ok(()) => tracing::info!(
+                    node_id = config.node_id,
+                    "initialised single-voter metadata group"
+                ),
                 Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {}
-                Err(e) => return Err(MetadataError::Raft(format!("cannot initialise metadata raft: {e}"))),
+                Err(e) => {
+                    return Err(MetadataError::Raft(format!(
+                        "cannot initialise metadata raft: {e}"
+                    )))
+                }
             }
         }
         spawn_leader_watch(self.raft.clone());
@@ -220,6 +227,12 @@ impl MetadataStore {
         let m = self.raft.metrics();
         let m = m.borrow();
         m.state == ServerState::Leader && m.current_leader == Some(self.node_id)
+    }
+
+    /// A copy of openraft's current metrics for this replica (term, leader,
+    /// last applied, snapshot, purged log): for health checks and tests.
+    pub fn raft_metrics(&self) -> openraft::RaftMetrics<NodeId, BasicNode> {
+        self.raft.metrics().borrow().clone()
     }
 
     /// Stop Raft and flush sled.

@@ -62,7 +62,10 @@ pub static APPLY_REFUSALS: LazyLock<IntCounter> = LazyLock::new(|| {
 /// Snapshots built by the local state machine.
 pub static SNAPSHOTS_BUILT: LazyLock<IntCounter> = LazyLock::new(|| {
     register(
-        IntCounter::new("distlog_metadata_snapshots_built_total", "Metadata snapshots built")
-            .expect("static metric definition is valid"),
+        IntCounter::new(
+            "distlog_metadata_snapshots_built_total",
+            "Metadata snapshots built",
+        )
+        .expect("static metric definition is valid"),
     )
 });

@@ -40,7 +40,8 @@ pub enum TransportError {
     Failed { target: NodeId, reason: String },
 }
 
-type RpcResult<T, E = openraft::error::Infallible> = Result<T, RPCError<NodeId, BasicNode, RaftError<NodeId, E>>>;
+type RpcResult<T, E = openraft::error::Infallible> =
+    Result<T, RPCError<NodeId, BasicNode, RaftError<NodeId, E>>>;
 
 /// The wire under the Raft network: one implementation per transport.
 pub trait PeerTransport: Send + Sync + 'static {
@@ -143,7 +144,9 @@ pub struct PeerClient<T: PeerTransport> {
     node: BasicNode,
 }
 
-fn to_rpc_error<E: std::error::Error>(e: TransportError) -> RPCError<NodeId, BasicNode, RaftError<NodeId, E>> {
+fn to_rpc_error<E: std::error::Error>(
+    e: TransportError,
+) -> RPCError<NodeId, BasicNode, RaftError<NodeId, E>> {
     match &e {
         TransportError::Unreachable { .. } => RPCError::Unreachable(Unreachable::new(&e)),
         TransportError::Failed { .. } => RPCError::Network(NetworkError::new(&e)),
@@ -173,7 +176,11 @@ impl<T: PeerTransport> RaftNetwork<TypeConfig> for PeerClient<T> {
             .map_err(to_rpc_error)
     }
 
-    async fn vote(&mut self, rpc: VoteRequest<NodeId>, _option: RPCOption) -> RpcResult<VoteResponse<NodeId>> {
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<NodeId>,
+        _option: RPCOption,
+    ) -> RpcResult<VoteResponse<NodeId>> {
         self.transport
             .vote(self.target, &self.node, rpc)
             .await

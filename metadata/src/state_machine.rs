@@ -122,7 +122,9 @@ fn apply_inner(state: &mut MetaState, cmd: &Command, events: &mut Vec<MetaEvent>
         }
         Command::AllocateProducerIds { count } => {
             if *count == 0 {
-                return Err(ApplyError::Invalid("producer id block size must be positive".into()));
+                return Err(ApplyError::Invalid(
+                    "producer id block size must be positive".into(),
+                ));
             }
             let first = state.next_producer_id;
             state.next_producer_id = first
@@ -232,7 +234,10 @@ fn add_segment(
     if segment.lssn != meta.next_lssn {
         return Err(conflict(
             stream,
-            format!("segment lssn {} but the next lssn is {}", segment.lssn, meta.next_lssn),
+            format!(
+                "segment lssn {} but the next lssn is {}",
+                segment.lssn, meta.next_lssn
+            ),
         ));
     }
     if let Some(last) = meta.segments.last() {

@@ -89,9 +89,19 @@ fn owned_stream() -> (MetaState, StreamId) {
 #[test]
 fn init_cluster_sets_id_only_once() {
     let mut st = MetaState::default();
-    let (r, ev) = ok(&mut st, Command::InitCluster { cluster_id: "a".into() });
+    let (r, ev) = ok(
+        &mut st,
+        Command::InitCluster {
+            cluster_id: "a".into(),
+        },
+    );
     assert_eq!((r, ev), (CommandResponse::Ok, vec![]));
-    ok(&mut st, Command::InitCluster { cluster_id: "b".into() });
+    ok(
+        &mut st,
+        Command::InitCluster {
+            cluster_id: "b".into(),
+        },
+    );
     assert_eq!(st.cluster_id, "a");
 }
 
@@ -119,10 +129,22 @@ fn create_topic_creates_empty_unowned_streams() {
 fn create_topic_refusals() {
     let mut st = MetaState::default();
     ok(&mut st, create("t", topic_id(1), 1));
-    assert_eq!(refused(&mut st, create("t", topic_id(2), 1)), ApplyError::TopicExists("t".into()));
-    assert!(matches!(refused(&mut st, create("u", topic_id(1), 1)), ApplyError::Invalid(_)));
-    assert!(matches!(refused(&mut st, create("u", topic_id(3), 0)), ApplyError::Invalid(_)));
-    assert!(matches!(refused(&mut st, create("", topic_id(3), 1)), ApplyError::Invalid(_)));
+    assert_eq!(
+        refused(&mut st, create("t", topic_id(2), 1)),
+        ApplyError::TopicExists("t".into())
+    );
+    assert!(matches!(
+        refused(&mut st, create("u", topic_id(1), 1)),
+        ApplyError::Invalid(_)
+    ));
+    assert!(matches!(
+        refused(&mut st, create("u", topic_id(3), 0)),
+        ApplyError::Invalid(_)
+    ));
+    assert!(matches!(
+        refused(&mut st, create("", topic_id(3), 1)),
+        ApplyError::Invalid(_)
+    ));
 }
 
 #[test]
@@ -132,12 +154,33 @@ fn delete_topic_releases_all_ledgers() {
     ok(&mut st, create("t", id, 2));
     for p in 0..2 {
         let s = sid(id, p);
-        ok(&mut st, Command::AcquireStream { stream: s, owner: 1, expected_epoch: None });
-        ok(&mut st, Command::AddSegment { stream: s, owner_epoch: 1, segment: segment(1, 10 + u64::from(p), 0) });
+        ok(
+            &mut st,
+            Command::AcquireStream {
+                stream: s,
+                owner: 1,
+                expected_epoch: None,
+            },
+        );
+        ok(
+            &mut st,
+            Command::AddSegment {
+                stream: s,
+                owner_epoch: 1,
+                segment: segment(1, 10 + u64::from(p), 0),
+            },
+        );
     }
     let (r, ev) = ok(&mut st, Command::DeleteTopic { name: "t".into() });
     assert_eq!(r, CommandResponse::ReleasedLedgers(vec![10, 11]));
-    assert_eq!(ev, vec![MetaEvent::TopicDeleted { name: "t".into(), id, ledgers: vec![10, 11] }]);
+    assert_eq!(
+        ev,
+        vec![MetaEvent::TopicDeleted {
+            name: "t".into(),
+            id,
+            ledgers: vec![10, 11]
+        }]
+    );
     assert!(st.topics.is_empty());
     assert!(st.streams.is_empty());
     assert_eq!(
@@ -152,11 +195,23 @@ fn alter_topic_configs_replaces() {
     let mut cfg = BTreeMap::new();
     cfg.insert("retention.ms".to_string(), "5".to_string());
     ok(&mut st, create("t", topic_id(1), 1));
-    let (_, ev) = ok(&mut st, Command::AlterTopicConfigs { name: "t".into(), configs: cfg.clone() });
+    let (_, ev) = ok(
+        &mut st,
+        Command::AlterTopicConfigs {
+            name: "t".into(),
+            configs: cfg.clone(),
+        },
+    );
     assert_eq!(ev, vec![MetaEvent::TopicConfigsChanged { name: "t".into() }]);
     assert_eq!(st.topic("t").map(|t| t.configs.clone()), Some(cfg.clone()));
     assert_eq!(
-        refused(&mut st, Command::AlterTopicConfigs { name: "x".into(), configs: cfg }),
+        refused(
+            &mut st,
+            Command::AlterTopicConfigs {
+                name: "x".into(),
+                configs: cfg
+            }
+        ),
         ApplyError::UnknownTopic("x".into())
     );
 }
@@ -164,22 +219,43 @@ fn alter_topic_configs_replaces() {
 #[test]
 fn ledger_ids_start_at_one_and_increase() {
     let mut st = MetaState::default();
-    assert_eq!(ok(&mut st, Command::AllocateLedgerId).0, CommandResponse::LedgerId(1));
-    assert_eq!(ok(&mut st, Command::AllocateLedgerId).0, CommandResponse::LedgerId(2));
+    assert_eq!(
+        ok(&mut st, Command::AllocateLedgerId).0,
+        CommandResponse::LedgerId(1)
+    );
+    assert_eq!(
+        ok(&mut st, Command::AllocateLedgerId).0,
+        CommandResponse::LedgerId(2)
+    );
     assert_eq!(st.next_ledger_id, 3);
     st.next_ledger_id = u64::MAX;
-    assert!(matches!(refused(&mut st, Command::AllocateLedgerId), ApplyError::Invalid(_)));
+    assert!(matches!(
+        refused(&mut st, Command::AllocateLedgerId),
+        ApplyError::Invalid(_)
+    ));
 }
 
 #[test]
 fn producer_id_blocks() {
     let mut st = MetaState::default();
-    assert_eq!(ok(&mut st, Command::AllocateProducerIds { count: 10 }).0, CommandResponse::ProducerId(0));
-    assert_eq!(ok(&mut st, Command::AllocateProducerIds { count: 5 }).0, CommandResponse::ProducerId(10));
+    assert_eq!(
+        ok(&mut st, Command::AllocateProducerIds { count: 10 }).0,
+        CommandResponse::ProducerId(0)
+    );
+    assert_eq!(
+        ok(&mut st, Command::AllocateProducerIds { count: 5 }).0,
+        CommandResponse::ProducerId(10)
+    );
     assert_eq!(st.next_producer_id, 15);
-    assert!(matches!(refused(&mut st, Command::AllocateProducerIds { count: 0 }), ApplyError::Invalid(_)));
+    assert!(matches!(
+        refused(&mut st, Command::AllocateProducerIds { count: 0 }),
+        ApplyError::Invalid(_)
+    ));
     st.next_producer_id = u64::MAX - 1;
-    assert!(matches!(refused(&mut st, Command::AllocateProducerIds { count: 2 }), ApplyError::Invalid(_)));
+    assert!(matches!(
+        refused(&mut st, Command::AllocateProducerIds { count: 2 }),
+        ApplyError::Invalid(_)
+    ));
 }
 
 #[test]
@@ -204,17 +280,52 @@ fn register_broker_upserts() {
 #[test]
 fn acquire_stream_bumps_epoch_and_checks_expected() {
     let (mut st, s) = owned_stream();
-    let (r, ev) = ok(&mut st, Command::AcquireStream { stream: s, owner: 6, expected_epoch: Some(1) });
+    let (r, ev) = ok(
+        &mut st,
+        Command::AcquireStream {
+            stream: s,
+            owner: 6,
+            expected_epoch: Some(1),
+        },
+    );
     assert_eq!(r, CommandResponse::Epoch(2));
-    assert_eq!(ev, vec![MetaEvent::StreamOwnerChanged { stream: s, owner: 6, epoch: 2 }]);
-    assert_eq!(st.stream(&s).map(|m| (m.owner, m.owner_epoch)), Some((Some(6), 2)));
     assert_eq!(
-        refused(&mut st, Command::AcquireStream { stream: s, owner: 7, expected_epoch: Some(1) }),
-        ApplyError::EpochMismatch { stream: s, given: 1, current: 2 }
+        ev,
+        vec![MetaEvent::StreamOwnerChanged {
+            stream: s,
+            owner: 6,
+            epoch: 2
+        }]
+    );
+    assert_eq!(
+        st.stream(&s).map(|m| (m.owner, m.owner_epoch)),
+        Some((Some(6), 2))
+    );
+    assert_eq!(
+        refused(
+            &mut st,
+            Command::AcquireStream {
+                stream: s,
+                owner: 7,
+                expected_epoch: Some(1)
+            }
+        ),
+        ApplyError::EpochMismatch {
+            stream: s,
+            given: 1,
+            current: 2
+        }
     );
     let unknown = sid(topic_id(99), 0);
     assert_eq!(
-        refused(&mut st, Command::AcquireStream { stream: unknown, owner: 7, expected_epoch: None }),
+        refused(
+            &mut st,
+            Command::AcquireStream {
+                stream: unknown,
+                owner: 7,
+                expected_epoch: None
+            }
+        ),
         ApplyError::UnknownStream(unknown)
     );
 }
@@ -222,7 +333,14 @@ fn acquire_stream_bumps_epoch_and_checks_expected() {
 #[test]
 fn add_segment_appends_and_advances_lssn() {
     let (mut st, s) = owned_stream();
-    let (r, ev) = ok(&mut st, Command::AddSegment { stream: s, owner_epoch: 1, segment: segment(1, 11, 0) });
+    let (r, ev) = ok(
+        &mut st,
+        Command::AddSegment {
+            stream: s,
+            owner_epoch: 1,
+            segment: segment(1, 11, 0),
+        },
+    );
     assert_eq!(r, CommandResponse::Ok);
     assert_eq!(ev, vec![MetaEvent::SegmentAdded { stream: s, lssn: 1 }]);
     let m = st.stream(&s).expect("stream");
@@ -234,28 +352,74 @@ fn add_segment_appends_and_advances_lssn() {
 fn add_segment_refusals() {
     let (mut st, s) = owned_stream();
     assert_eq!(
-        refused(&mut st, Command::AddSegment { stream: s, owner_epoch: 0, segment: segment(1, 11, 0) }),
-        ApplyError::EpochMismatch { stream: s, given: 0, current: 1 }
+        refused(
+            &mut st,
+            Command::AddSegment {
+                stream: s,
+                owner_epoch: 0,
+                segment: segment(1, 11, 0)
+            }
+        ),
+        ApplyError::EpochMismatch {
+            stream: s,
+            given: 0,
+            current: 1
+        }
     );
     assert!(matches!(
-        refused(&mut st, Command::AddSegment { stream: s, owner_epoch: 1, segment: segment(2, 11, 0) }),
+        refused(
+            &mut st,
+            Command::AddSegment {
+                stream: s,
+                owner_epoch: 1,
+                segment: segment(2, 11, 0)
+            }
+        ),
         ApplyError::SegmentConflict { .. }
     ));
     let mut completed = segment(1, 11, 0);
     completed.state = SegmentState::Completed;
     assert!(matches!(
-        refused(&mut st, Command::AddSegment { stream: s, owner_epoch: 1, segment: completed }),
+        refused(
+            &mut st,
+            Command::AddSegment {
+                stream: s,
+                owner_epoch: 1,
+                segment: completed
+            }
+        ),
         ApplyError::Invalid(_)
     ));
-    ok(&mut st, Command::AddSegment { stream: s, owner_epoch: 1, segment: segment(1, 11, 0) });
+    ok(
+        &mut st,
+        Command::AddSegment {
+            stream: s,
+            owner_epoch: 1,
+            segment: segment(1, 11, 0),
+        },
+    );
     // The previous segment is still in progress.
     assert!(matches!(
-        refused(&mut st, Command::AddSegment { stream: s, owner_epoch: 1, segment: segment(2, 12, 0) }),
+        refused(
+            &mut st,
+            Command::AddSegment {
+                stream: s,
+                owner_epoch: 1,
+                segment: segment(2, 12, 0)
+            }
+        ),
         ApplyError::SegmentConflict { .. }
     ));
     let unknown = sid(topic_id(99), 0);
     assert_eq!(
-        refused(&mut st, Command::AddSegment { stream: unknown, owner_epoch: 1, segment: segment(1, 1, 0) }),
+        refused(
+            &mut st,
+            Command::AddSegment {
+                stream: unknown,
+                owner_epoch: 1,
+                segment: segment(1, 1, 0)
+            }
+        ),
         ApplyError::UnknownStream(unknown)
     );
 }
@@ -263,7 +427,14 @@ fn add_segment_refusals() {
 #[test]
 fn complete_segment_seals_and_allows_next() {
     let (mut st, s) = owned_stream();
-    ok(&mut st, Command::AddSegment { stream: s, owner_epoch: 1, segment: segment(1, 11, 0) });
+    ok(
+        &mut st,
+        Command::AddSegment {
+            stream: s,
+            owner_epoch: 1,
+            segment: segment(1, 11, 0),
+        },
+    );
     let (r, ev) = ok(&mut st, complete(s, 1, 1, Some(9)));
     assert_eq!(r, CommandResponse::Ok);
     assert_eq!(ev, vec![MetaEvent::SegmentCompleted { stream: s, lssn: 1 }]);
@@ -274,55 +445,128 @@ fn complete_segment_seals_and_allows_next() {
     assert_eq!(seg.last_entry_id, Some(18));
     assert_eq!(seg.size_bytes, 100);
     assert_eq!(seg.next_offset(), 10);
-    ok(&mut st, Command::AddSegment { stream: s, owner_epoch: 1, segment: segment(2, 12, 10) });
-    assert_eq!(st.stream(&s).map(|m| (m.segments.len(), m.next_lssn)), Some((2, 3)));
+    ok(
+        &mut st,
+        Command::AddSegment {
+            stream: s,
+            owner_epoch: 1,
+            segment: segment(2, 12, 10),
+        },
+    );
+    assert_eq!(
+        st.stream(&s).map(|m| (m.segments.len(), m.next_lssn)),
+        Some((2, 3))
+    );
 }
 
 #[test]
 fn complete_segment_refusals() {
     let (mut st, s) = owned_stream();
-    ok(&mut st, Command::AddSegment { stream: s, owner_epoch: 1, segment: segment(1, 11, 0) });
+    ok(
+        &mut st,
+        Command::AddSegment {
+            stream: s,
+            owner_epoch: 1,
+            segment: segment(1, 11, 0),
+        },
+    );
     assert_eq!(
         refused(&mut st, complete(s, 2, 1, Some(1))),
-        ApplyError::EpochMismatch { stream: s, given: 2, current: 1 }
+        ApplyError::EpochMismatch {
+            stream: s,
+            given: 2,
+            current: 1
+        }
     );
-    assert!(matches!(refused(&mut st, complete(s, 1, 2, Some(1))), ApplyError::SegmentConflict { .. }));
+    assert!(matches!(
+        refused(&mut st, complete(s, 1, 2, Some(1))),
+        ApplyError::SegmentConflict { .. }
+    ));
     ok(&mut st, complete(s, 1, 1, Some(1)));
-    assert!(matches!(refused(&mut st, complete(s, 1, 1, Some(1))), ApplyError::SegmentConflict { .. }));
+    assert!(matches!(
+        refused(&mut st, complete(s, 1, 1, Some(1))),
+        ApplyError::SegmentConflict { .. }
+    ));
     let unknown = sid(topic_id(99), 0);
-    assert_eq!(refused(&mut st, complete(unknown, 1, 1, None)), ApplyError::UnknownStream(unknown));
+    assert_eq!(
+        refused(&mut st, complete(unknown, 1, 1, None)),
+        ApplyError::UnknownStream(unknown)
+    );
 }
 
 /// Stream with segments [0..=9] (ledger 11), [10..=19] (ledger 12), and an
 /// in-progress segment from 20 (ledger 13).
 fn three_segments() -> (MetaState, StreamId) {
     let (mut st, s) = owned_stream();
-    ok(&mut st, Command::AddSegment { stream: s, owner_epoch: 1, segment: segment(1, 11, 0) });
+    ok(
+        &mut st,
+        Command::AddSegment {
+            stream: s,
+            owner_epoch: 1,
+            segment: segment(1, 11, 0),
+        },
+    );
     ok(&mut st, complete(s, 1, 1, Some(9)));
-    ok(&mut st, Command::AddSegment { stream: s, owner_epoch: 1, segment: segment(2, 12, 10) });
+    ok(
+        &mut st,
+        Command::AddSegment {
+            stream: s,
+            owner_epoch: 1,
+            segment: segment(2, 12, 10),
+        },
+    );
     ok(&mut st, complete(s, 1, 2, Some(19)));
-    ok(&mut st, Command::AddSegment { stream: s, owner_epoch: 1, segment: segment(3, 13, 20) });
+    ok(
+        &mut st,
+        Command::AddSegment {
+            stream: s,
+            owner_epoch: 1,
+            segment: segment(3, 13, 20),
+        },
+    );
     (st, s)
 }
 
 #[test]
 fn truncate_drops_whole_leading_segments() {
     let (mut st, s) = three_segments();
-    let (r, ev) = ok(&mut st, Command::TruncateStream { stream: s, log_start_offset: 15 });
+    let (r, ev) = ok(
+        &mut st,
+        Command::TruncateStream {
+            stream: s,
+            log_start_offset: 15,
+        },
+    );
     assert_eq!(r, CommandResponse::ReleasedLedgers(vec![11]));
     assert_eq!(
         ev,
-        vec![MetaEvent::StreamTruncated { stream: s, log_start_offset: 15, ledgers: vec![11] }]
+        vec![MetaEvent::StreamTruncated {
+            stream: s,
+            log_start_offset: 15,
+            ledgers: vec![11]
+        }]
     );
     let m = st.stream(&s).expect("stream");
     assert_eq!(m.log_start_offset, 15);
     assert_eq!(m.segments.iter().map(|x| x.lssn).collect::<Vec<_>>(), vec![2, 3]);
 
     // Never backward; the in-progress segment is never dropped.
-    let (r, ev) = ok(&mut st, Command::TruncateStream { stream: s, log_start_offset: 5 });
+    let (r, ev) = ok(
+        &mut st,
+        Command::TruncateStream {
+            stream: s,
+            log_start_offset: 5,
+        },
+    );
     assert_eq!((r, ev), (CommandResponse::ReleasedLedgers(vec![]), vec![]));
     assert_eq!(st.stream(&s).map(|m| m.log_start_offset), Some(15));
-    let (r, _) = ok(&mut st, Command::TruncateStream { stream: s, log_start_offset: 100 });
+    let (r, _) = ok(
+        &mut st,
+        Command::TruncateStream {
+            stream: s,
+            log_start_offset: 100,
+        },
+    );
     assert_eq!(r, CommandResponse::ReleasedLedgers(vec![12]));
     let m = st.stream(&s).expect("stream");
     assert_eq!((m.log_start_offset, m.segments.len()), (100, 1));
@@ -332,13 +576,31 @@ fn truncate_drops_whole_leading_segments() {
 #[test]
 fn truncate_at_segment_boundary() {
     let (mut st, s) = three_segments();
-    let (r, _) = ok(&mut st, Command::TruncateStream { stream: s, log_start_offset: 10 });
+    let (r, _) = ok(
+        &mut st,
+        Command::TruncateStream {
+            stream: s,
+            log_start_offset: 10,
+        },
+    );
     assert_eq!(r, CommandResponse::ReleasedLedgers(vec![11]));
-    let (r, _) = ok(&mut st, Command::TruncateStream { stream: s, log_start_offset: 19 });
+    let (r, _) = ok(
+        &mut st,
+        Command::TruncateStream {
+            stream: s,
+            log_start_offset: 19,
+        },
+    );
     assert_eq!(r, CommandResponse::ReleasedLedgers(vec![]));
     let unknown = sid(topic_id(99), 0);
     assert_eq!(
-        refused(&mut st, Command::TruncateStream { stream: unknown, log_start_offset: 1 }),
+        refused(
+            &mut st,
+            Command::TruncateStream {
+                stream: unknown,
+                log_start_offset: 1
+            }
+        ),
         ApplyError::UnknownStream(unknown)
     );
 }

@@ -32,13 +32,21 @@ impl LogStore {
         Self { sled }
     }
 
-    async fn read_meta<T>(&self, key: &'static [u8], subject: ErrorSubject<NodeId>) -> Result<Option<T>, StorageError>
+    async fn read_meta<T>(
+        &self,
+        key: &'static [u8],
+        subject: ErrorSubject<NodeId>,
+    ) -> Result<Option<T>, StorageError>
     where
         T: serde::de::DeserializeOwned + Send + 'static,
     {
         let sled = self.sled.clone();
         blocking(subject.clone(), ErrorVerb::Read, move || {
-            match sled.raft_meta.get(key).map_err(|e| io_err(subject.clone(), ErrorVerb::Read, &e))? {
+            match sled
+                .raft_meta
+                .get(key)
+                .map_err(|e| io_err(subject.clone(), ErrorVerb::Read, &e))?
+            {
                 Some(bytes) => Ok(Some(decode(subject, &bytes)?)),
                 None => Ok(None),
             }
@@ -101,7 +109,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let last_purged: Option<LogId> = self.read_meta(KEY_LAST_PURGED, ErrorSubject::Logs).await?;
         let sled = self.sled.clone();
         let last_entry = blocking(ErrorSubject::Logs, ErrorVerb::Read, move || {
-            match sled.log.last().map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Read, &e))? {
+            match sled
+                .log
+                .last()
+                .map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Read, &e))?
+            {
                 Some((_, value)) => Ok(Some(decode::<Entry>(ErrorSubject::Logs, &value)?.log_id)),
                 None => Ok(None),
             }
@@ -127,7 +139,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
         // Not fsynced: a lost commit point is re-established by the leader.
-        self.write_meta(KEY_COMMITTED, &committed, ErrorSubject::Store, false).await
+        self.write_meta(KEY_COMMITTED, &committed, ErrorSubject::Store, false)
+            .await
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
@@ -144,7 +157,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     {
         let mut batch = sled::Batch::default();
         for entry in entries {
-            batch.insert(&entry.log_id.index.to_be_bytes(), encode(ErrorSubject::Logs, &entry)?);
+            batch.insert(
+                &entry.log_id.index.to_be_bytes(),
+                encode(ErrorSubject::Logs, &entry)?,
+            );
         }
         let sled = self.sled.clone();
         let res = blocking(ErrorSubject::Logs, ErrorVerb::Write, move || {
@@ -184,7 +200,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         tracing::debug!(%log_id, "purging metadata raft log");
         // Record the purge point first: a crash between the two steps leaves
         // extra entries below it, which are ignored.
-        self.write_meta(KEY_LAST_PURGED, &log_id, ErrorSubject::Logs, true).await?;
+        self.write_meta(KEY_LAST_PURGED, &log_id, ErrorSubject::Logs, true)
+            .await?;
         let sled = self.sled.clone();
         blocking(ErrorSubject::Logs, ErrorVerb::Delete, move || {
             let derr = |e: sled::Error| io_err(ErrorSubject::Logs, ErrorVerb::Delete, &e);

@@ -1,6 +1,7 @@
 //! The Raft state machine: the in-memory [`MetaState`] shared with the
 //! client, plus snapshots persisted in sled.
 
+use std::collections::BTreeMap;
 use std::io::Cursor;
 use std::sync::Arc;
 
@@ -13,7 +14,9 @@ use tokio::sync::broadcast;
 use super::{blocking, decode, encode, io_err, SledStore};
 use crate::error::MetadataError;
 use crate::metrics;
-use crate::model::{ApplyResult, CommandResponse, MetaEvent, MetaState};
+use crate::model::{
+    ApplyResult, BrokerId, BrokerInfo, CommandResponse, MetaEvent, MetaState, StreamMeta, TopicMeta,
+};
 use crate::typ::{LogId, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
 
 const KEY_SNAPSHOT: &[u8] = b"snapshot";
@@ -35,6 +38,43 @@ impl StoredSnapshot {
             snapshot: Box::new(Cursor::new(self.data)),
         }
     }
+}
+
+/// The JSON form of a [`MetaState`] in a snapshot. JSON map keys must be
+/// strings, so the streams map (keyed by a struct) is stored as a list; each
+/// [`StreamMeta`] carries its own id.
+#[derive(Serialize, Deserialize)]
+struct SnapshotBody {
+    cluster_id: String,
+    brokers: BTreeMap<BrokerId, BrokerInfo>,
+    topics: BTreeMap<String, TopicMeta>,
+    streams: Vec<StreamMeta>,
+    next_ledger_id: u64,
+    next_producer_id: u64,
+}
+
+fn encode_state(state: &MetaState) -> Result<Vec<u8>, StorageError> {
+    let body = SnapshotBody {
+        cluster_id: state.cluster_id.clone(),
+        brokers: state.brokers.clone(),
+        topics: state.topics.clone(),
+        streams: state.streams.values().cloned().collect(),
+        next_ledger_id: state.next_ledger_id,
+        next_producer_id: state.next_producer_id,
+    };
+    encode(ErrorSubject::Snapshot(None), &body)
+}
+
+fn decode_state(bytes: &[u8]) -> Result<MetaState, StorageError> {
+    let body: SnapshotBody = decode(ErrorSubject::Snapshot(None), bytes)?;
+    Ok(MetaState {
+        cluster_id: body.cluster_id,
+        brokers: body.brokers,
+        topics: body.topics,
+        streams: body.streams.into_iter().map(|s| (s.id, s)).collect(),
+        next_ledger_id: body.next_ledger_id,
+        next_producer_id: body.next_producer_id,
+    })
 }
 
 fn snap_err<E: std::error::Error + 'static>(verb: ErrorVerb, e: &E) -> StorageError {
@@ -91,7 +131,7 @@ impl StateMachineStore {
         })?;
         let (last_applied, membership) = match snapshot {
             Some(snap) => {
-                let restored: MetaState = serde_json::from_slice(&snap.data).map_err(|e| {
+                let restored = decode_state(&snap.data).map_err(|e| {
                     MetadataError::Codec(format!(
                         "cannot decode the metadata snapshot ({e}); the data directory may be corrupt"
                     ))
@@ -124,7 +164,7 @@ pub struct SnapshotBuilder {
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
-        let data = encode(ErrorSubject::Snapshot(None), &self.state)?;
+        let data = encode_state(&self.state)?;
         let snapshot_id = match self.last_applied {
             Some(l) => format!("{}-{}-{}", l.leader_id, l.index, uuid::Uuid::new_v4()),
             None => format!("empty-{}", uuid::Uuid::new_v4()),
@@ -211,10 +251,12 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             meta: meta.clone(),
             data: snapshot.into_inner(),
         };
-        let restored: MetaState = decode(ErrorSubject::Snapshot(None), &stored.data)?;
+        let restored = decode_state(&stored.data)?;
         let sled = self.sled.clone();
-        blocking(ErrorSubject::Snapshot(None), ErrorVerb::Write, move || store_snapshot(&sled, &stored))
-            .await?;
+        blocking(ErrorSubject::Snapshot(None), ErrorVerb::Write, move || {
+            store_snapshot(&sled, &stored)
+        })
+        .await?;
         // Subscribers get no per-change events for a snapshot install; they
         // must re-read the state (only followers install snapshots).
         *self.state.write() = restored;
@@ -227,7 +269,10 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
         let sled = self.sled.clone();
-        let stored = blocking(ErrorSubject::Snapshot(None), ErrorVerb::Read, move || load_snapshot(&sled)).await?;
+        let stored = blocking(ErrorSubject::Snapshot(None), ErrorVerb::Read, move || {
+            load_snapshot(&sled)
+        })
+        .await?;
         Ok(stored.map(StoredSnapshot::into_snapshot))
     }
 }
