@@ -31,13 +31,21 @@ pub enum TransportError {
     /// Nothing answered at the peer's address; openraft backs off.
     #[error("raft peer {target} at {addr} is unreachable: {reason}")]
     Unreachable {
+        /// The peer's node id.
         target: NodeId,
+        /// The address that was tried.
         addr: String,
+        /// Why it could not be reached.
         reason: String,
     },
     /// The call started but failed (I/O error, bad frame).
     #[error("raft RPC to peer {target} failed: {reason}")]
-    Failed { target: NodeId, reason: String },
+    Failed {
+        /// The peer's node id.
+        target: NodeId,
+        /// What went wrong.
+        reason: String,
+    },
 }
 
 type RpcResult<T, E = openraft::error::Infallible> =
