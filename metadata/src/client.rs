@@ -82,6 +82,7 @@ impl MetadataStore {
     /// contract; used by tests to force frequent snapshots).
     #[tracing::instrument(name = "metadata_open", skip_all, fields(node_id = config.node_id, dir = %config.data_dir.display()))]
     pub async fn open_tuned(config: MetadataConfig, tuning: RaftTuning) -> Result<Arc<Self>, MetadataError> {
+        metrics::init();
         let (events, _) = broadcast::channel(EVENT_CAPACITY);
         let state = Arc::new(RwLock::new(MetaState::default()));
         let dir = config.data_dir.clone();

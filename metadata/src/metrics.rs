@@ -14,6 +14,16 @@ fn register<M: prometheus::core::Collector + Clone + 'static>(metric: M) -> M {
     metric
 }
 
+/// Register every metadata metric now, so they are exported (at zero)
+/// before the first write. Idempotent.
+pub fn init() {
+    LazyLock::force(&WRITES);
+    LazyLock::force(&WRITE_SECONDS);
+    LazyLock::force(&LAST_APPLIED_INDEX);
+    LazyLock::force(&APPLY_REFUSALS);
+    LazyLock::force(&SNAPSHOTS_BUILT);
+}
+
 /// Commands submitted through `MetadataStore::write`, by outcome
 /// (`ok`, `rejected`, `error`).
 pub static WRITES: LazyLock<IntCounterVec> = LazyLock::new(|| {

@@ -283,6 +283,20 @@ async fn concurrent_writes_all_apply() {
         "every ledger id handed out exactly once"
     );
     assert_eq!(store.read(|s| (s.topics.len(), s.streams.len())), (80, 80));
+    let exported: Vec<String> = prometheus::gather()
+        .iter()
+        .map(|f| f.name().to_string())
+        .collect();
+    for name in [
+        "distlog_metadata_writes_total",
+        "distlog_metadata_write_seconds",
+        "distlog_metadata_last_applied_index",
+    ] {
+        assert!(
+            exported.iter().any(|n| n == name),
+            "{name} is exported: {exported:?}"
+        );
+    }
     store.shutdown().await.expect("shutdown");
 }
 
