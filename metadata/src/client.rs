@@ -273,6 +273,29 @@ impl MetadataStore {
     }
 }
 
+impl Drop for MetadataStore {
+    /// A store dropped without [`shutdown`](MetadataStore::shutdown) still
+    /// stops its Raft tasks (in the background, when a runtime is available)
+    /// so the database is eventually closed.
+    fn drop(&mut self) {
+        if self.sled.lock().take().is_none() {
+            return;
+        }
+        tracing::warn!(
+            node_id = self.node_id,
+            "metadata store dropped without shutdown; stopping raft"
+        );
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            let raft = self.raft.clone();
+            handle.spawn(async move {
+                if let Err(e) = raft.shutdown().await {
+                    tracing::warn!(error = %e, "metadata raft ended abnormally");
+                }
+            });
+        }
+    }
+}
+
 fn fatal(f: Fatal<NodeId>) -> MetadataError {
     match f {
         Fatal::StorageError(e) => MetadataError::Storage(e.to_string()),

@@ -334,3 +334,26 @@ async fn reopening_with_another_node_id_fails_with_a_hint() {
         .expect("reopen as node 1");
     store.shutdown().await.expect("shutdown");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_without_shutdown_eventually_releases_the_directory() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = MetadataStore::open(config(dir.path())).await.expect("open");
+    let (cmd, _) = create_topic("kept", 1);
+    store.write(cmd).await.expect("create");
+    drop(store);
+    let mut reopened = None;
+    for _ in 0..100 {
+        match MetadataStore::open(config(dir.path())).await {
+            Ok(s) => {
+                reopened = Some(s);
+                break;
+            }
+            Err(MetadataError::Storage(_)) => tokio::time::sleep(Duration::from_millis(50)).await,
+            Err(e) => panic!("unexpected error {e}"),
+        }
+    }
+    let store = reopened.expect("directory released after drop");
+    assert!(store.read(|s| s.topic("kept").is_some()));
+    store.shutdown().await.expect("shutdown");
+}
