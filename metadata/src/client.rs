@@ -3,13 +3,28 @@
 //! CONTRACT (implemented by the metadata work): these signatures are what
 //! `storage` and `broker` build against.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
 
+use openraft::error::{ClientWriteError, Fatal, InitializeError, RaftError};
+use openraft::{BasicNode, Config, ServerState, SnapshotPolicy};
+use parking_lot::{Mutex, RwLock};
 use tokio::sync::broadcast;
 
 use crate::error::MetadataError;
+use crate::metrics;
 use crate::model::{Command, CommandResponse, MetaEvent, MetaState};
+use crate::network::{Network, NoPeers};
+use crate::store::{LogStore, SledStore, StateMachineStore};
+use crate::typ::{NodeId, Raft};
+
+/// Capacity of the change-notification channel; a subscriber lagging further
+/// behind gets `RecvError::Lagged` and must re-read the state.
+const EVENT_CAPACITY: usize = 1024;
+/// How long shutdown waits for Raft's tasks to release the database.
+const RELEASE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How to open the metadata store.
 #[derive(Debug, Clone)]
@@ -23,9 +38,36 @@ pub struct MetadataConfig {
     pub raft_addr: String,
 }
 
+/// Raft tuning knobs (additive to the contract). The defaults suit
+/// production; tests shrink the snapshot interval to exercise snapshots.
+#[derive(Debug, Clone)]
+pub struct RaftTuning {
+    /// Build a snapshot once this many entries were applied since the last.
+    pub snapshot_logs_since_last: u64,
+    /// Log entries kept below the latest snapshot when purging.
+    pub max_in_snapshot_log_to_keep: u64,
+    /// How long `open` waits for a leader and for the log to be applied.
+    pub startup_timeout: Duration,
+}
+
+impl Default for RaftTuning {
+    fn default() -> Self {
+        Self {
+            snapshot_logs_since_last: 5000,
+            max_in_snapshot_log_to_keep: 1000,
+            startup_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
 /// Handle to the local replica of the metadata store.
 pub struct MetadataStore {
-    _private: (),
+    node_id: NodeId,
+    raft: Raft,
+    state: Arc<RwLock<MetaState>>,
+    events: broadcast::Sender<MetaEvent>,
+    /// The database while the store runs; taken by `shutdown`.
+    sled: Mutex<Option<Arc<SledStore>>>,
 }
 
 impl MetadataStore {
@@ -33,37 +75,253 @@ impl MetadataStore {
     /// initialise a single-voter group on first boot, and wait until a leader
     /// is elected and the local state machine has applied the whole log.
     pub async fn open(config: MetadataConfig) -> Result<Arc<Self>, MetadataError> {
-        let _ = config;
-        unimplemented!("metadata contract")
+        Self::open_tuned(config, RaftTuning::default()).await
+    }
+
+    /// [`open`](Self::open) with explicit Raft tuning (additive to the
+    /// contract; used by tests to force frequent snapshots).
+    #[tracing::instrument(name = "metadata_open", skip_all, fields(node_id = config.node_id, dir = %config.data_dir.display()))]
+    pub async fn open_tuned(config: MetadataConfig, tuning: RaftTuning) -> Result<Arc<Self>, MetadataError> {
+        metrics::init();
+        let (events, _) = broadcast::channel(EVENT_CAPACITY);
+        let state = Arc::new(RwLock::new(MetaState::default()));
+        let dir = config.data_dir.clone();
+        let (sm_state, sm_events) = (state.clone(), events.clone());
+        let (sled, sm) = tokio::task::spawn_blocking(move || {
+            let sled = SledStore::open(&dir)?;
+            let sm = StateMachineStore::open(sled.clone(), sm_state, sm_events)?;
+            Ok::<_, MetadataError>((sled, sm))
+        })
+        .await
+        .map_err(|e| MetadataError::Storage(format!("metadata open task failed: {e}")))??;
+
+        let raft_config = Config {
+            cluster_name: "distlog-metadata".into(),
+            heartbeat_interval: 100,
+            election_timeout_min: 300,
+            election_timeout_max: 600,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(tuning.snapshot_logs_since_last),
+            max_in_snapshot_log_to_keep: tuning.max_in_snapshot_log_to_keep,
+            ..Default::default()
+        }
+        .validate()
+        .map_err(|e| MetadataError::Raft(format!("invalid raft configuration: {e}")))?;
+
+        let raft = match Raft::new(
+            config.node_id,
+            Arc::new(raft_config),
+            Network::new(NoPeers),
+            LogStore::new(sled.clone()),
+            sm,
+        )
+        .await
+        {
+            Ok(raft) => raft,
+            Err(e) => {
+                return Err(MetadataError::Raft(format!(
+                    "cannot start metadata raft ({e}); check the data directory"
+                )))
+            }
+        };
+        let store = Arc::new(Self {
+            node_id: config.node_id,
+            raft,
+            state,
+            events,
+            sled: Mutex::new(Some(sled)),
+        });
+        match store.start(&config, &tuning).await {
+            Ok(()) => Ok(store),
+            Err(e) => {
+                tracing::error!(error = %e, "metadata store failed to start; shutting raft down");
+                if let Err(se) = store.shutdown().await {
+                    tracing::warn!(error = %se, "metadata shutdown after failed open also failed");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Initialise on first boot, wait for leadership and a fully applied log,
+    /// and set the cluster id.
+    async fn start(&self, config: &MetadataConfig, tuning: &RaftTuning) -> Result<(), MetadataError> {
+        let initialized = self.raft.is_initialized().await.map_err(fatal)?;
+        if !initialized {
+            let members = BTreeMap::from([(config.node_id, BasicNode::new(config.raft_addr.clone()))]);
+            match self.raft.initialize(members).await {
+                Ok(()) => tracing::info!(
+                    node_id = config.node_id,
+                    "initialised single-voter metadata group"
+                ),
+                Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {}
+                Err(e) => {
+                    return Err(MetadataError::Raft(format!(
+                        "cannot initialise metadata raft: {e}"
+                    )))
+                }
+            }
+        }
+        spawn_leader_watch(self.raft.clone());
+
+        let node_id = self.node_id;
+        self.raft
+            .wait(Some(tuning.startup_timeout))
+            .metrics(
+                |m| m.current_leader == Some(node_id) && m.last_applied.map(|l| l.index) >= m.last_log_index,
+                "metadata leader elected and log applied",
+            )
+            .await
+            .map_err(|e| {
+                MetadataError::Raft(format!(
+                    "metadata raft did not elect this node leader and apply its log within {:?} ({e}); \
+                     check that node_id {node_id} is the id this data directory was created with",
+                    tuning.startup_timeout
+                ))
+            })?;
+
+        if self.read(|s| s.cluster_id.is_empty()) {
+            let cluster_id = uuid::Uuid::new_v4().to_string();
+            self.write(Command::InitCluster { cluster_id }).await?;
+        }
+        tracing::info!(cluster_id = %self.read(|s| s.cluster_id.clone()), "metadata store open");
+        Ok(())
     }
 
     /// Replicate and apply a command; returns the state machine's response
     /// once the command is committed and applied locally.
     /// Refusals come back as `MetadataError::Rejected`.
     pub async fn write(&self, cmd: Command) -> Result<CommandResponse, MetadataError> {
-        let _ = cmd;
-        unimplemented!("metadata contract")
+        let _timer = metrics::WRITE_SECONDS.start_timer();
+        let outcome = match self.raft.client_write(cmd).await {
+            Ok(resp) => resp.data.map_err(MetadataError::Rejected),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => match f.leader_id {
+                Some(leader) => Err(MetadataError::ForwardToLeader { leader: Some(leader) }),
+                None => Err(MetadataError::NoLeader),
+            },
+            Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e))) => {
+                Err(MetadataError::Raft(e.to_string()))
+            }
+            Err(RaftError::Fatal(f)) => Err(fatal(f)),
+        };
+        let label = match &outcome {
+            Ok(_) => "ok",
+            Err(MetadataError::Rejected(_)) => "rejected",
+            Err(_) => "error",
+        };
+        metrics::WRITES.with_label_values(&[label]).inc();
+        outcome
     }
 
     /// Read the local replica's state (no round trip). Do not hold across
     /// awaits: `f` runs under a read lock.
     pub fn read<R>(&self, f: impl FnOnce(&MetaState) -> R) -> R {
-        let _ = f;
-        unimplemented!("metadata contract")
+        f(&self.state.read())
     }
 
     /// Subscribe to change notifications published after each apply.
     pub fn subscribe(&self) -> broadcast::Receiver<MetaEvent> {
-        unimplemented!("metadata contract")
+        self.events.subscribe()
     }
 
     /// Whether this node is currently the Raft leader (the controller).
     pub fn is_leader(&self) -> bool {
-        unimplemented!("metadata contract")
+        let m = self.raft.metrics();
+        let m = m.borrow();
+        m.state == ServerState::Leader && m.current_leader == Some(self.node_id)
+    }
+
+    /// A copy of openraft's current metrics for this replica (term, leader,
+    /// last applied, snapshot, purged log): for health checks and tests.
+    pub fn raft_metrics(&self) -> openraft::RaftMetrics<NodeId, BasicNode> {
+        self.raft.metrics().borrow().clone()
     }
 
     /// Stop Raft and flush sled.
+    ///
+    /// Once this returns Ok the database is closed and its directory may be
+    /// reopened (also in this process). Writes fail afterwards; `read` keeps
+    /// returning the last state. Calling it again is a no-op.
     pub async fn shutdown(&self) -> Result<(), MetadataError> {
-        unimplemented!("metadata contract")
+        let Some(sled) = self.sled.lock().take() else {
+            return Ok(());
+        };
+        if let Err(e) = self.raft.shutdown().await {
+            tracing::warn!(error = %e, "metadata raft core ended abnormally during shutdown");
+        }
+        let flush_handle = sled.clone();
+        tokio::task::spawn_blocking(move || flush_handle.flush())
+            .await
+            .map_err(|e| MetadataError::Storage(format!("metadata flush task failed: {e}")))?
+            .map_err(|e| MetadataError::Storage(format!("cannot flush metadata database: {e}")))?;
+        let weak: Weak<SledStore> = Arc::downgrade(&sled);
+        drop(sled);
+        // Raft's state machine worker and in-flight blocking calls release
+        // their handles shortly after the core stops.
+        let deadline = Instant::now() + RELEASE_TIMEOUT;
+        while weak.strong_count() > 0 {
+            if Instant::now() >= deadline {
+                return Err(MetadataError::Storage(
+                    "metadata database still in use 10s after raft shutdown; it will close when the \
+                     remaining raft tasks end — retry opening later"
+                        .into(),
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        tracing::info!(node_id = self.node_id, "metadata store shut down");
+        Ok(())
     }
+}
+
+impl Drop for MetadataStore {
+    /// A store dropped without [`shutdown`](MetadataStore::shutdown) still
+    /// stops its Raft tasks (in the background, when a runtime is available)
+    /// so the database is eventually closed.
+    fn drop(&mut self) {
+        if self.sled.lock().take().is_none() {
+            return;
+        }
+        tracing::warn!(
+            node_id = self.node_id,
+            "metadata store dropped without shutdown; stopping raft"
+        );
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            let raft = self.raft.clone();
+            handle.spawn(async move {
+                if let Err(e) = raft.shutdown().await {
+                    tracing::warn!(error = %e, "metadata raft ended abnormally");
+                }
+            });
+        }
+    }
+}
+
+fn fatal(f: Fatal<NodeId>) -> MetadataError {
+    match f {
+        Fatal::StorageError(e) => MetadataError::Storage(e.to_string()),
+        Fatal::Panicked => MetadataError::Raft("metadata raft core panicked; restart the node".into()),
+        Fatal::Stopped => MetadataError::Raft("metadata raft is shut down".into()),
+    }
+}
+
+/// Log leadership and term changes (the task ends when Raft stops).
+fn spawn_leader_watch(raft: Raft) {
+    let mut rx = raft.metrics();
+    drop(raft);
+    tokio::spawn(async move {
+        let mut last = (None, 0);
+        loop {
+            let now = {
+                let m = rx.borrow_and_update();
+                (m.current_leader, m.current_term)
+            };
+            if now != last {
+                tracing::info!(leader = ?now.0, term = now.1, "metadata raft leadership changed");
+                last = now;
+            }
+            if rx.changed().await.is_err() {
+                break;
+            }
+        }
+    });
 }

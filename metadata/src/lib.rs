@@ -8,8 +8,13 @@
 
 pub mod client;
 pub mod error;
+pub mod metrics;
 pub mod model;
+pub mod network;
+pub mod state_machine;
+pub mod store;
+pub mod typ;
 
-pub use client::{MetadataConfig, MetadataStore};
+pub use client::{MetadataConfig, MetadataStore, RaftTuning};
 pub use error::MetadataError;
 pub use model::*;

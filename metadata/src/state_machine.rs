@@ -1,0 +1,287 @@
+//! The pure, deterministic command semantics of the metadata state machine.
+//!
+//! [`apply`] is the only place a [`Command`] changes a [`MetaState`]. It does
+//! no I/O and reads no clock, so every replica that applies the same log
+//! reaches the same state and the same outcome (including refusals, which are
+//! part of the replicated result). The Raft glue in [`crate::store`] calls it
+//! for every normal log entry.
+
+use crate::model::{
+    ApplyError, ApplyResult, BrokerInfo, Command, CommandResponse, LedgerId, MetaEvent, MetaState,
+    SegmentMeta, SegmentState, StreamId, StreamMeta,
+};
+
+/// Apply one command to `state`.
+///
+/// Returns the replicated outcome and the change notifications to publish.
+/// A refused command leaves `state` untouched and yields no event.
+pub fn apply(state: &mut MetaState, cmd: &Command) -> (ApplyResult, Vec<MetaEvent>) {
+    let mut events = Vec::new();
+    let result = apply_inner(state, cmd, &mut events);
+    if result.is_err() {
+        events.clear();
+    }
+    (result, events)
+}
+
+fn apply_inner(state: &mut MetaState, cmd: &Command, events: &mut Vec<MetaEvent>) -> ApplyResult {
+    match cmd {
+        Command::InitCluster { cluster_id } => {
+            if state.cluster_id.is_empty() {
+                state.cluster_id = cluster_id.clone();
+            }
+            Ok(CommandResponse::Ok)
+        }
+        Command::RegisterBroker(info) => register_broker(state, info, events),
+        Command::CreateTopic {
+            name,
+            id,
+            partitions,
+            configs,
+            created_ms,
+        } => {
+            if name.is_empty() {
+                return Err(ApplyError::Invalid("topic name must not be empty".into()));
+            }
+            if *partitions == 0 {
+                return Err(ApplyError::Invalid(format!(
+                    "topic '{name}' must have at least one partition"
+                )));
+            }
+            if state.topics.contains_key(name) {
+                return Err(ApplyError::TopicExists(name.clone()));
+            }
+            if let Some(other) = state.topic_by_id(id) {
+                return Err(ApplyError::Invalid(format!(
+                    "topic id {id} is already used by topic '{}'",
+                    other.name
+                )));
+            }
+            let topic = crate::model::TopicMeta {
+                name: name.clone(),
+                id: *id,
+                partitions: *partitions,
+                configs: configs.clone(),
+                created_ms: *created_ms,
+            };
+            for partition in 0..*partitions {
+                let sid = topic.stream(partition);
+                state.streams.insert(
+                    sid,
+                    StreamMeta {
+                        id: sid,
+                        topic: name.clone(),
+                        owner: None,
+                        owner_epoch: 0,
+                        log_start_offset: 0,
+                        segments: Vec::new(),
+                        next_lssn: 1,
+                    },
+                );
+            }
+            state.topics.insert(name.clone(), topic);
+            events.push(MetaEvent::TopicCreated {
+                name: name.clone(),
+                id: *id,
+            });
+            Ok(CommandResponse::Ok)
+        }
+        Command::DeleteTopic { name } => {
+            let topic = state
+                .topics
+                .remove(name)
+                .ok_or_else(|| ApplyError::UnknownTopic(name.clone()))?;
+            let mut ledgers = Vec::new();
+            for partition in 0..topic.partitions {
+                if let Some(stream) = state.streams.remove(&topic.stream(partition)) {
+                    ledgers.extend(stream.segments.iter().map(|s| s.ledger_id));
+                }
+            }
+            events.push(MetaEvent::TopicDeleted {
+                name: name.clone(),
+                id: topic.id,
+                ledgers: ledgers.clone(),
+            });
+            Ok(CommandResponse::ReleasedLedgers(ledgers))
+        }
+        Command::AlterTopicConfigs { name, configs } => {
+            let topic = state
+                .topics
+                .get_mut(name)
+                .ok_or_else(|| ApplyError::UnknownTopic(name.clone()))?;
+            topic.configs = configs.clone();
+            events.push(MetaEvent::TopicConfigsChanged { name: name.clone() });
+            Ok(CommandResponse::Ok)
+        }
+        Command::AllocateLedgerId => {
+            let id: LedgerId = state.next_ledger_id.max(1);
+            state.next_ledger_id = id
+                .checked_add(1)
+                .ok_or_else(|| ApplyError::Invalid("ledger id space exhausted".into()))?;
+            Ok(CommandResponse::LedgerId(id))
+        }
+        Command::AllocateProducerIds { count } => {
+            if *count == 0 {
+                return Err(ApplyError::Invalid(
+                    "producer id block size must be positive".into(),
+                ));
+            }
+            let first = state.next_producer_id;
+            state.next_producer_id = first
+                .checked_add(*count)
+                .ok_or_else(|| ApplyError::Invalid("producer id space exhausted".into()))?;
+            Ok(CommandResponse::ProducerId(first))
+        }
+        Command::AcquireStream {
+            stream,
+            owner,
+            expected_epoch,
+        } => {
+            let meta = stream_mut(state, stream)?;
+            if let Some(given) = expected_epoch {
+                check_epoch(meta, *given)?;
+            }
+            meta.owner_epoch += 1;
+            meta.owner = Some(*owner);
+            events.push(MetaEvent::StreamOwnerChanged {
+                stream: *stream,
+                owner: *owner,
+                epoch: meta.owner_epoch,
+            });
+            Ok(CommandResponse::Epoch(meta.owner_epoch))
+        }
+        Command::AddSegment {
+            stream,
+            owner_epoch,
+            segment,
+        } => add_segment(state, stream, *owner_epoch, segment, events),
+        Command::CompleteSegment {
+            stream,
+            owner_epoch,
+            lssn,
+            last_offset,
+            end_txid,
+            last_entry_id,
+            size_bytes,
+        } => {
+            let meta = stream_mut(state, stream)?;
+            check_epoch(meta, *owner_epoch)?;
+            let seg = meta
+                .segments
+                .iter_mut()
+                .find(|s| s.lssn == *lssn)
+                .ok_or_else(|| conflict(stream, format!("no segment with lssn {lssn}")))?;
+            if seg.state != SegmentState::InProgress {
+                return Err(conflict(stream, format!("segment {lssn} is already completed")));
+            }
+            seg.last_offset = *last_offset;
+            seg.end_txid = *end_txid;
+            seg.last_entry_id = *last_entry_id;
+            seg.size_bytes = *size_bytes;
+            seg.state = SegmentState::Completed;
+            events.push(MetaEvent::SegmentCompleted {
+                stream: *stream,
+                lssn: *lssn,
+            });
+            Ok(CommandResponse::Ok)
+        }
+        Command::TruncateStream {
+            stream,
+            log_start_offset,
+        } => {
+            let meta = stream_mut(state, stream)?;
+            let new_start = meta.log_start_offset.max(*log_start_offset);
+            let drop_count = meta
+                .segments
+                .iter()
+                .take_while(|s| s.state == SegmentState::Completed && s.next_offset() <= new_start)
+                .count();
+            let ledgers: Vec<LedgerId> = meta.segments.drain(..drop_count).map(|s| s.ledger_id).collect();
+            let moved = new_start != meta.log_start_offset;
+            meta.log_start_offset = new_start;
+            if moved || !ledgers.is_empty() {
+                events.push(MetaEvent::StreamTruncated {
+                    stream: *stream,
+                    log_start_offset: new_start,
+                    ledgers: ledgers.clone(),
+                });
+            }
+            Ok(CommandResponse::ReleasedLedgers(ledgers))
+        }
+    }
+}
+
+fn register_broker(state: &mut MetaState, info: &BrokerInfo, events: &mut Vec<MetaEvent>) -> ApplyResult {
+    state.brokers.insert(info.id, info.clone());
+    events.push(MetaEvent::BrokerRegistered { id: info.id });
+    Ok(CommandResponse::Ok)
+}
+
+fn add_segment(
+    state: &mut MetaState,
+    stream: &StreamId,
+    owner_epoch: u64,
+    segment: &SegmentMeta,
+    events: &mut Vec<MetaEvent>,
+) -> ApplyResult {
+    let meta = stream_mut(state, stream)?;
+    check_epoch(meta, owner_epoch)?;
+    if segment.state != SegmentState::InProgress {
+        return Err(ApplyError::Invalid(format!(
+            "stream {stream}: a new segment must be InProgress"
+        )));
+    }
+    if segment.lssn != meta.next_lssn {
+        return Err(conflict(
+            stream,
+            format!(
+                "segment lssn {} but the next lssn is {}",
+                segment.lssn, meta.next_lssn
+            ),
+        ));
+    }
+    if let Some(last) = meta.segments.last() {
+        if last.state != SegmentState::Completed {
+            return Err(conflict(
+                stream,
+                format!("previous segment {} is still in progress", last.lssn),
+            ));
+        }
+    }
+    meta.segments.push(segment.clone());
+    meta.next_lssn += 1;
+    events.push(MetaEvent::SegmentAdded {
+        stream: *stream,
+        lssn: segment.lssn,
+    });
+    Ok(CommandResponse::Ok)
+}
+
+fn stream_mut<'a>(state: &'a mut MetaState, stream: &StreamId) -> Result<&'a mut StreamMeta, ApplyError> {
+    state
+        .streams
+        .get_mut(stream)
+        .ok_or(ApplyError::UnknownStream(*stream))
+}
+
+fn check_epoch(meta: &StreamMeta, given: u64) -> Result<(), ApplyError> {
+    if given != meta.owner_epoch {
+        return Err(ApplyError::EpochMismatch {
+            stream: meta.id,
+            given,
+            current: meta.owner_epoch,
+        });
+    }
+    Ok(())
+}
+
+fn conflict(stream: &StreamId, reason: String) -> ApplyError {
+    ApplyError::SegmentConflict {
+        stream: *stream,
+        reason,
+    }
+}
+
+#[cfg(test)]
+#[path = "state_machine_tests.rs"]
+mod tests;

@@ -1,0 +1,613 @@
+use std::collections::BTreeMap;
+
+use uuid::Uuid;
+
+use super::apply;
+use crate::model::*;
+
+fn topic_id(n: u128) -> Uuid {
+    Uuid::from_u128(n)
+}
+
+fn create(name: &str, id: Uuid, partitions: u32) -> Command {
+    Command::CreateTopic {
+        name: name.into(),
+        id,
+        partitions,
+        configs: BTreeMap::new(),
+        created_ms: 7,
+    }
+}
+
+fn sid(id: Uuid, partition: u32) -> StreamId {
+    StreamId {
+        topic_id: id,
+        partition,
+    }
+}
+
+fn segment(lssn: u64, ledger_id: u64, base_offset: u64) -> SegmentMeta {
+    SegmentMeta {
+        lssn,
+        ledger_id,
+        ensemble: vec![1],
+        write_quorum: 1,
+        ack_quorum: 1,
+        base_offset,
+        start_txid: base_offset,
+        state: SegmentState::InProgress,
+        last_offset: None,
+        end_txid: base_offset,
+        last_entry_id: None,
+        size_bytes: 0,
+        created_ms: 9,
+    }
+}
+
+fn complete(stream: StreamId, epoch: u64, lssn: u64, last_offset: Option<u64>) -> Command {
+    Command::CompleteSegment {
+        stream,
+        owner_epoch: epoch,
+        lssn,
+        last_offset,
+        end_txid: 42,
+        last_entry_id: last_offset.map(|o| o * 2),
+        size_bytes: 100,
+    }
+}
+
+fn ok(state: &mut MetaState, cmd: Command) -> (CommandResponse, Vec<MetaEvent>) {
+    let (res, events) = apply(state, &cmd);
+    (res.expect("command should apply"), events)
+}
+
+fn refused(state: &mut MetaState, cmd: Command) -> ApplyError {
+    let before = state.clone();
+    let (res, events) = apply(state, &cmd);
+    assert!(events.is_empty(), "a refusal publishes no event");
+    assert_eq!(*state, before, "a refusal leaves the state untouched");
+    res.expect_err("command should be refused")
+}
+
+/// A state with topic "t" (one partition), acquired at epoch 1 by broker 5.
+fn owned_stream() -> (MetaState, StreamId) {
+    let mut st = MetaState::default();
+    let id = topic_id(1);
+    ok(&mut st, create("t", id, 1));
+    let s = sid(id, 0);
+    ok(
+        &mut st,
+        Command::AcquireStream {
+            stream: s,
+            owner: 5,
+            expected_epoch: None,
+        },
+    );
+    (st, s)
+}
+
+#[test]
+fn init_cluster_sets_id_only_once() {
+    let mut st = MetaState::default();
+    let (r, ev) = ok(
+        &mut st,
+        Command::InitCluster {
+            cluster_id: "a".into(),
+        },
+    );
+    assert_eq!((r, ev), (CommandResponse::Ok, vec![]));
+    ok(
+        &mut st,
+        Command::InitCluster {
+            cluster_id: "b".into(),
+        },
+    );
+    assert_eq!(st.cluster_id, "a");
+}
+
+#[test]
+fn create_topic_creates_empty_unowned_streams() {
+    let mut st = MetaState::default();
+    let id = topic_id(1);
+    let (r, ev) = ok(&mut st, create("t", id, 3));
+    assert_eq!(r, CommandResponse::Ok);
+    assert_eq!(ev, vec![MetaEvent::TopicCreated { name: "t".into(), id }]);
+    assert_eq!(st.topic("t").map(|t| (t.partitions, t.created_ms)), Some((3, 7)));
+    assert_eq!(st.streams.len(), 3);
+    for p in 0..3 {
+        let s = st.stream(&sid(id, p)).expect("stream exists");
+        assert_eq!(s.owner, None);
+        assert_eq!(s.owner_epoch, 0);
+        assert_eq!(s.next_lssn, 1);
+        assert_eq!(s.log_start_offset, 0);
+        assert!(s.segments.is_empty());
+        assert_eq!(s.topic, "t");
+    }
+}
+
+#[test]
+fn create_topic_refusals() {
+    let mut st = MetaState::default();
+    ok(&mut st, create("t", topic_id(1), 1));
+    assert_eq!(
+        refused(&mut st, create("t", topic_id(2), 1)),
+        ApplyError::TopicExists("t".into())
+    );
+    assert!(matches!(
+        refused(&mut st, create("u", topic_id(1), 1)),
+        ApplyError::Invalid(_)
+    ));
+    assert!(matches!(
+        refused(&mut st, create("u", topic_id(3), 0)),
+        ApplyError::Invalid(_)
+    ));
+    assert!(matches!(
+        refused(&mut st, create("", topic_id(3), 1)),
+        ApplyError::Invalid(_)
+    ));
+}
+
+#[test]
+fn delete_topic_releases_all_ledgers() {
+    let mut st = MetaState::default();
+    let id = topic_id(1);
+    ok(&mut st, create("t", id, 2));
+    for p in 0..2 {
+        let s = sid(id, p);
+        ok(
+            &mut st,
+            Command::AcquireStream {
+                stream: s,
+                owner: 1,
+                expected_epoch: None,
+            },
+        );
+        ok(
+            &mut st,
+            Command::AddSegment {
+                stream: s,
+                owner_epoch: 1,
+                segment: segment(1, 10 + u64::from(p), 0),
+            },
+        );
+    }
+    let (r, ev) = ok(&mut st, Command::DeleteTopic { name: "t".into() });
+    assert_eq!(r, CommandResponse::ReleasedLedgers(vec![10, 11]));
+    assert_eq!(
+        ev,
+        vec![MetaEvent::TopicDeleted {
+            name: "t".into(),
+            id,
+            ledgers: vec![10, 11]
+        }]
+    );
+    assert!(st.topics.is_empty());
+    assert!(st.streams.is_empty());
+    assert_eq!(
+        refused(&mut st, Command::DeleteTopic { name: "t".into() }),
+        ApplyError::UnknownTopic("t".into())
+    );
+}
+
+#[test]
+fn alter_topic_configs_replaces() {
+    let mut st = MetaState::default();
+    let mut cfg = BTreeMap::new();
+    cfg.insert("retention.ms".to_string(), "5".to_string());
+    ok(&mut st, create("t", topic_id(1), 1));
+    let (_, ev) = ok(
+        &mut st,
+        Command::AlterTopicConfigs {
+            name: "t".into(),
+            configs: cfg.clone(),
+        },
+    );
+    assert_eq!(ev, vec![MetaEvent::TopicConfigsChanged { name: "t".into() }]);
+    assert_eq!(st.topic("t").map(|t| t.configs.clone()), Some(cfg.clone()));
+    assert_eq!(
+        refused(
+            &mut st,
+            Command::AlterTopicConfigs {
+                name: "x".into(),
+                configs: cfg
+            }
+        ),
+        ApplyError::UnknownTopic("x".into())
+    );
+}
+
+#[test]
+fn ledger_ids_start_at_one_and_increase() {
+    let mut st = MetaState::default();
+    assert_eq!(
+        ok(&mut st, Command::AllocateLedgerId).0,
+        CommandResponse::LedgerId(1)
+    );
+    assert_eq!(
+        ok(&mut st, Command::AllocateLedgerId).0,
+        CommandResponse::LedgerId(2)
+    );
+    assert_eq!(st.next_ledger_id, 3);
+    st.next_ledger_id = u64::MAX;
+    assert!(matches!(
+        refused(&mut st, Command::AllocateLedgerId),
+        ApplyError::Invalid(_)
+    ));
+}
+
+#[test]
+fn producer_id_blocks() {
+    let mut st = MetaState::default();
+    assert_eq!(
+        ok(&mut st, Command::AllocateProducerIds { count: 10 }).0,
+        CommandResponse::ProducerId(0)
+    );
+    assert_eq!(
+        ok(&mut st, Command::AllocateProducerIds { count: 5 }).0,
+        CommandResponse::ProducerId(10)
+    );
+    assert_eq!(st.next_producer_id, 15);
+    assert!(matches!(
+        refused(&mut st, Command::AllocateProducerIds { count: 0 }),
+        ApplyError::Invalid(_)
+    ));
+    st.next_producer_id = u64::MAX - 1;
+    assert!(matches!(
+        refused(&mut st, Command::AllocateProducerIds { count: 2 }),
+        ApplyError::Invalid(_)
+    ));
+}
+
+#[test]
+fn register_broker_upserts() {
+    let mut st = MetaState::default();
+    let mut info = BrokerInfo {
+        id: 3,
+        kafka_host: "h".into(),
+        kafka_port: 9092,
+        rack: None,
+        bookie_addr: None,
+        lease_expires_ms: 1,
+    };
+    let (_, ev) = ok(&mut st, Command::RegisterBroker(info.clone()));
+    assert_eq!(ev, vec![MetaEvent::BrokerRegistered { id: 3 }]);
+    info.lease_expires_ms = 2;
+    ok(&mut st, Command::RegisterBroker(info.clone()));
+    assert_eq!(st.brokers.len(), 1);
+    assert_eq!(st.brokers.get(&3), Some(&info));
+}
+
+#[test]
+fn acquire_stream_bumps_epoch_and_checks_expected() {
+    let (mut st, s) = owned_stream();
+    let (r, ev) = ok(
+        &mut st,
+        Command::AcquireStream {
+            stream: s,
+            owner: 6,
+            expected_epoch: Some(1),
+        },
+    );
+    assert_eq!(r, CommandResponse::Epoch(2));
+    assert_eq!(
+        ev,
+        vec![MetaEvent::StreamOwnerChanged {
+            stream: s,
+            owner: 6,
+            epoch: 2
+        }]
+    );
+    assert_eq!(
+        st.stream(&s).map(|m| (m.owner, m.owner_epoch)),
+        Some((Some(6), 2))
+    );
+    assert_eq!(
+        refused(
+            &mut st,
+            Command::AcquireStream {
+                stream: s,
+                owner: 7,
+                expected_epoch: Some(1)
+            }
+        ),
+        ApplyError::EpochMismatch {
+            stream: s,
+            given: 1,
+            current: 2
+        }
+    );
+    let unknown = sid(topic_id(99), 0);
+    assert_eq!(
+        refused(
+            &mut st,
+            Command::AcquireStream {
+                stream: unknown,
+                owner: 7,
+                expected_epoch: None
+            }
+        ),
+        ApplyError::UnknownStream(unknown)
+    );
+}
+
+#[test]
+fn add_segment_appends_and_advances_lssn() {
+    let (mut st, s) = owned_stream();
+    let (r, ev) = ok(
+        &mut st,
+        Command::AddSegment {
+            stream: s,
+            owner_epoch: 1,
+            segment: segment(1, 11, 0),
+        },
+    );
+    assert_eq!(r, CommandResponse::Ok);
+    assert_eq!(ev, vec![MetaEvent::SegmentAdded { stream: s, lssn: 1 }]);
+    let m = st.stream(&s).expect("stream");
+    assert_eq!(m.next_lssn, 2);
+    assert_eq!(m.segments, vec![segment(1, 11, 0)]);
+}
+
+#[test]
+fn add_segment_refusals() {
+    let (mut st, s) = owned_stream();
+    assert_eq!(
+        refused(
+            &mut st,
+            Command::AddSegment {
+                stream: s,
+                owner_epoch: 0,
+                segment: segment(1, 11, 0)
+            }
+        ),
+        ApplyError::EpochMismatch {
+            stream: s,
+            given: 0,
+            current: 1
+        }
+    );
+    assert!(matches!(
+        refused(
+            &mut st,
+            Command::AddSegment {
+                stream: s,
+                owner_epoch: 1,
+                segment: segment(2, 11, 0)
+            }
+        ),
+        ApplyError::SegmentConflict { .. }
+    ));
+    let mut completed = segment(1, 11, 0);
+    completed.state = SegmentState::Completed;
+    assert!(matches!(
+        refused(
+            &mut st,
+            Command::AddSegment {
+                stream: s,
+                owner_epoch: 1,
+                segment: completed
+            }
+        ),
+        ApplyError::Invalid(_)
+    ));
+    ok(
+        &mut st,
+        Command::AddSegment {
+            stream: s,
+            owner_epoch: 1,
+            segment: segment(1, 11, 0),
+        },
+    );
+    // The previous segment is still in progress.
+    assert!(matches!(
+        refused(
+            &mut st,
+            Command::AddSegment {
+                stream: s,
+                owner_epoch: 1,
+                segment: segment(2, 12, 0)
+            }
+        ),
+        ApplyError::SegmentConflict { .. }
+    ));
+    let unknown = sid(topic_id(99), 0);
+    assert_eq!(
+        refused(
+            &mut st,
+            Command::AddSegment {
+                stream: unknown,
+                owner_epoch: 1,
+                segment: segment(1, 1, 0)
+            }
+        ),
+        ApplyError::UnknownStream(unknown)
+    );
+}
+
+#[test]
+fn complete_segment_seals_and_allows_next() {
+    let (mut st, s) = owned_stream();
+    ok(
+        &mut st,
+        Command::AddSegment {
+            stream: s,
+            owner_epoch: 1,
+            segment: segment(1, 11, 0),
+        },
+    );
+    let (r, ev) = ok(&mut st, complete(s, 1, 1, Some(9)));
+    assert_eq!(r, CommandResponse::Ok);
+    assert_eq!(ev, vec![MetaEvent::SegmentCompleted { stream: s, lssn: 1 }]);
+    let seg = &st.stream(&s).expect("stream").segments[0];
+    assert_eq!(seg.state, SegmentState::Completed);
+    assert_eq!(seg.last_offset, Some(9));
+    assert_eq!(seg.end_txid, 42);
+    assert_eq!(seg.last_entry_id, Some(18));
+    assert_eq!(seg.size_bytes, 100);
+    assert_eq!(seg.next_offset(), 10);
+    ok(
+        &mut st,
+        Command::AddSegment {
+            stream: s,
+            owner_epoch: 1,
+            segment: segment(2, 12, 10),
+        },
+    );
+    assert_eq!(
+        st.stream(&s).map(|m| (m.segments.len(), m.next_lssn)),
+        Some((2, 3))
+    );
+}
+
+#[test]
+fn complete_segment_refusals() {
+    let (mut st, s) = owned_stream();
+    ok(
+        &mut st,
+        Command::AddSegment {
+            stream: s,
+            owner_epoch: 1,
+            segment: segment(1, 11, 0),
+        },
+    );
+    assert_eq!(
+        refused(&mut st, complete(s, 2, 1, Some(1))),
+        ApplyError::EpochMismatch {
+            stream: s,
+            given: 2,
+            current: 1
+        }
+    );
+    assert!(matches!(
+        refused(&mut st, complete(s, 1, 2, Some(1))),
+        ApplyError::SegmentConflict { .. }
+    ));
+    ok(&mut st, complete(s, 1, 1, Some(1)));
+    assert!(matches!(
+        refused(&mut st, complete(s, 1, 1, Some(1))),
+        ApplyError::SegmentConflict { .. }
+    ));
+    let unknown = sid(topic_id(99), 0);
+    assert_eq!(
+        refused(&mut st, complete(unknown, 1, 1, None)),
+        ApplyError::UnknownStream(unknown)
+    );
+}
+
+/// Stream with segments [0..=9] (ledger 11), [10..=19] (ledger 12), and an
+/// in-progress segment from 20 (ledger 13).
+fn three_segments() -> (MetaState, StreamId) {
+    let (mut st, s) = owned_stream();
+    ok(
+        &mut st,
+        Command::AddSegment {
+            stream: s,
+            owner_epoch: 1,
+            segment: segment(1, 11, 0),
+        },
+    );
+    ok(&mut st, complete(s, 1, 1, Some(9)));
+    ok(
+        &mut st,
+        Command::AddSegment {
+            stream: s,
+            owner_epoch: 1,
+            segment: segment(2, 12, 10),
+        },
+    );
+    ok(&mut st, complete(s, 1, 2, Some(19)));
+    ok(
+        &mut st,
+        Command::AddSegment {
+            stream: s,
+            owner_epoch: 1,
+            segment: segment(3, 13, 20),
+        },
+    );
+    (st, s)
+}
+
+#[test]
+fn truncate_drops_whole_leading_segments() {
+    let (mut st, s) = three_segments();
+    let (r, ev) = ok(
+        &mut st,
+        Command::TruncateStream {
+            stream: s,
+            log_start_offset: 15,
+        },
+    );
+    assert_eq!(r, CommandResponse::ReleasedLedgers(vec![11]));
+    assert_eq!(
+        ev,
+        vec![MetaEvent::StreamTruncated {
+            stream: s,
+            log_start_offset: 15,
+            ledgers: vec![11]
+        }]
+    );
+    let m = st.stream(&s).expect("stream");
+    assert_eq!(m.log_start_offset, 15);
+    assert_eq!(m.segments.iter().map(|x| x.lssn).collect::<Vec<_>>(), vec![2, 3]);
+
+    // Never backward; the in-progress segment is never dropped.
+    let (r, ev) = ok(
+        &mut st,
+        Command::TruncateStream {
+            stream: s,
+            log_start_offset: 5,
+        },
+    );
+    assert_eq!((r, ev), (CommandResponse::ReleasedLedgers(vec![]), vec![]));
+    assert_eq!(st.stream(&s).map(|m| m.log_start_offset), Some(15));
+    let (r, _) = ok(
+        &mut st,
+        Command::TruncateStream {
+            stream: s,
+            log_start_offset: 100,
+        },
+    );
+    assert_eq!(r, CommandResponse::ReleasedLedgers(vec![12]));
+    let m = st.stream(&s).expect("stream");
+    assert_eq!((m.log_start_offset, m.segments.len()), (100, 1));
+    assert_eq!(m.next_lssn, 4);
+}
+
+#[test]
+fn truncate_at_segment_boundary() {
+    let (mut st, s) = three_segments();
+    let (r, _) = ok(
+        &mut st,
+        Command::TruncateStream {
+            stream: s,
+            log_start_offset: 10,
+        },
+    );
+    assert_eq!(r, CommandResponse::ReleasedLedgers(vec![11]));
+    let (r, _) = ok(
+        &mut st,
+        Command::TruncateStream {
+            stream: s,
+            log_start_offset: 19,
+        },
+    );
+    assert_eq!(r, CommandResponse::ReleasedLedgers(vec![]));
+    let unknown = sid(topic_id(99), 0);
+    assert_eq!(
+        refused(
+            &mut st,
+            Command::TruncateStream {
+                stream: unknown,
+                log_start_offset: 1
+            }
+        ),
+        ApplyError::UnknownStream(unknown)
+    );
+}
+
+#[test]
+fn replay_is_deterministic() {
+    let (st1, _) = three_segments();
+    let (st2, _) = three_segments();
+    assert_eq!(st1, st2);
+}
