@@ -13,6 +13,7 @@ pub fn storage_error(e: &StorageError) -> ResponseError {
         }
         StorageError::NoSuchLedger(_) | StorageError::NoSuchEntry { .. } => ResponseError::KafkaStorageError,
         StorageError::OutOfOrder { .. } => ResponseError::UnknownServerError,
+        StorageError::InvalidAppend(_) => ResponseError::InvalidRecord,
         StorageError::NoSuchStream(_) => ResponseError::UnknownTopicOrPartition,
         StorageError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
         StorageError::NotEnoughBookies(_) => ResponseError::NotEnoughReplicas,
