@@ -69,7 +69,7 @@ pub async fn handle(broker: &Broker, version: i16, req: ProduceRequest) -> Optio
 
 /// Whether `acks` is one Kafka accepts (0, 1 or -1 = all).
 pub fn acks_valid(acks: i16) -> bool {
-    matches!(acks, 0 | 1 | -1)
+    (-1..=1).contains(&acks)
 }
 
 /// Validate, append and answer for one partition.

@@ -43,7 +43,7 @@ fn record(i: usize, timestamp: i64) -> Record {
         // this makes baseSequence −1, as a non-idempotent producer sends.
         sequence: i as i32 - 1,
         timestamp,
-        key: if i % 2 == 0 {
+        key: if i.is_multiple_of(2) {
             Some(Bytes::from(format!("key-{i}")))
         } else {
             None
