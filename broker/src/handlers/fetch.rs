@@ -44,7 +44,13 @@ const MAX_WAIT_CAP: Duration = Duration::from_secs(300);
 
 /// Handle a fetch request (long poll up to max_wait_ms).
 pub async fn handle(broker: &Broker, version: i16, req: FetchRequest) -> FetchResponse {
-    if let Err(e) = check_session(req.session_id, req.session_epoch) {
+    // Sessions (and the top-level error code) exist from v7.
+    let session = if version >= 7 {
+        check_session(req.session_id, req.session_epoch)
+    } else {
+        Ok(())
+    };
+    if let Err(e) = session {
         return FetchResponse::default()
             .with_error_code(e.code())
             .with_session_id(0);

@@ -81,8 +81,11 @@ async fn produce_partition(
     records: Option<Bytes>,
     max_batch: usize,
 ) -> PartitionProduceResponse {
-    let stream = match broker.resolve(topic, index) {
-        Ok((_, stream)) => stream,
+    let (stream, max_batch) = match broker.resolve(topic, index) {
+        Ok((meta, stream)) => (
+            stream,
+            topic_max_message_bytes(&meta.configs).unwrap_or(max_batch),
+        ),
         Err(e) => return failed(index, e, None, version),
     };
     let checked = match check_records(version, records, max_batch) {
@@ -108,6 +111,11 @@ async fn produce_partition(
             failed(index, storage_error(&e), Some(e.to_string()), version)
         }
     }
+}
+
+/// The topic's `max.message.bytes` override, when it sets a valid one.
+pub fn topic_max_message_bytes(configs: &std::collections::BTreeMap<String, String>) -> Option<usize> {
+    configs.get("max.message.bytes")?.trim().parse::<usize>().ok()
 }
 
 /// A validated partition payload, ready to append.
@@ -266,6 +274,16 @@ mod tests {
                 max: len - 1
             })
         );
+    }
+
+    #[test]
+    fn topic_override_of_max_message_bytes() {
+        let mut c = std::collections::BTreeMap::new();
+        assert_eq!(topic_max_message_bytes(&c), None);
+        c.insert("max.message.bytes".to_string(), "2048".to_string());
+        assert_eq!(topic_max_message_bytes(&c), Some(2048));
+        c.insert("max.message.bytes".to_string(), "-5".to_string());
+        assert_eq!(topic_max_message_bytes(&c), None);
     }
 
     #[test]
