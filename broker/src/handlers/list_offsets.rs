@@ -176,6 +176,30 @@ mod tests {
     use super::*;
 
     #[test]
+    fn responses_encode_at_every_supported_version() {
+        use kafka_protocol::messages::TopicName;
+        use kafka_protocol::protocol::{Encodable, StrBytes};
+        for version in VERSIONS.0..=VERSIONS.1 {
+            let p = Position {
+                offset: 10,
+                timestamp: 99,
+                leader_epoch: 3,
+            };
+            let parts = vec![
+                partition_response(version, 0, Ok(p)),
+                partition_response(version, 1, Err(ResponseError::FencedLeaderEpoch)),
+            ];
+            let topic = ListOffsetsTopicResponse::default()
+                .with_name(TopicName(StrBytes::from_static_str("t")))
+                .with_partitions(parts);
+            let resp = ListOffsetsResponse::default().with_topics(vec![topic]);
+            let mut buf = bytes::BytesMut::new();
+            resp.encode(&mut buf, version)
+                .unwrap_or_else(|e| panic!("v{version}: {e}"));
+        }
+    }
+
+    #[test]
     fn leader_epoch_only_from_v4() {
         let p = Position {
             offset: 10,

@@ -224,6 +224,24 @@ mod tests {
     }
 
     #[test]
+    fn responses_encode_at_every_supported_version() {
+        use kafka_protocol::protocol::Encodable;
+        for version in VERSIONS.0..=VERSIONS.1 {
+            let names = vec![TopicName(StrBytes::from_static_str("t"))];
+            let ok = PartitionProduceResponse::default()
+                .with_index(0)
+                .with_base_offset(7)
+                .with_log_start_offset(0);
+            let bad = failed(1, ResponseError::CorruptMessage, Some("crc".into()), version);
+            let resp = assemble(names, vec![(0, ok), (0, bad)]);
+            let mut buf = BytesMut::new();
+            resp.encode(&mut buf, version)
+                .unwrap_or_else(|e| panic!("v{version}: {e}"));
+            assert!(!buf.is_empty());
+        }
+    }
+
+    #[test]
     fn acks_must_be_0_1_or_all() {
         assert!(acks_valid(0) && acks_valid(1) && acks_valid(-1));
         assert!(!acks_valid(2) && !acks_valid(-2) && !acks_valid(i16::MAX));
