@@ -195,12 +195,16 @@ pub enum Outcome {
         entries: Vec<Bytes>,
         /// The partition's byte limit (`min(partition_max_bytes, max_bytes)`).
         limit: usize,
+        /// The stream's high watermark at read time.
         high_watermark: u64,
+        /// The stream's log start offset at read time.
         log_start_offset: u64,
     },
-    /// An error, with the stream's (log start, high watermark) when known.
+    /// An error, with the stream's bounds when known.
     Error {
+        /// The partition's error code.
         error: ResponseError,
+        /// (log start offset, high watermark), filled for OFFSET_OUT_OF_RANGE.
         bounds: Option<(u64, u64)>,
     },
 }

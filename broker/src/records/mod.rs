@@ -34,7 +34,12 @@ pub enum BatchError {
     NoBatch,
     /// A batch (or its header) extends past the end of the buffer.
     #[error("record batch truncated: needs {needed} bytes, {available} present")]
-    Truncated { needed: usize, available: usize },
+    Truncated {
+        /// Bytes the batch (or header) needs.
+        needed: usize,
+        /// Bytes present.
+        available: usize,
+    },
     /// `batchLength` is negative or smaller than a v2 header.
     #[error("record batch length {0} is smaller than the v2 header")]
     BadLength(i32),
@@ -43,13 +48,28 @@ pub enum BatchError {
     UnsupportedMagic(i8),
     /// The stored crc does not match the crc32c of attributes..end.
     #[error("record batch crc mismatch: header says {expected:#010x}, bytes give {actual:#010x}")]
-    CrcMismatch { expected: u32, actual: u32 },
+    CrcMismatch {
+        /// The crc in the header.
+        expected: u32,
+        /// The crc of the bytes.
+        actual: u32,
+    },
     /// The batch is larger than `message.max.bytes`.
     #[error("record batch of {size} bytes exceeds the limit of {max} bytes")]
-    TooLarge { size: usize, max: usize },
+    TooLarge {
+        /// The batch's size.
+        size: usize,
+        /// The limit.
+        max: usize,
+    },
     /// `recordCount` is not positive or disagrees with `lastOffsetDelta + 1`.
     #[error("record batch claims {count} records but lastOffsetDelta is {last_offset_delta}")]
-    RecordCount { count: i32, last_offset_delta: i32 },
+    RecordCount {
+        /// `recordCount` as sent.
+        count: i32,
+        /// `lastOffsetDelta` as sent.
+        last_offset_delta: i32,
+    },
     /// A client sent a control batch (only the broker writes those).
     #[error("clients may not write control batches")]
     ControlBatch,
