@@ -417,6 +417,43 @@ mod tests {
         }
     }
 
+    #[tokio::test]
+    async fn long_poll_wakes_on_high_watermark_move_or_deadline() {
+        let (tx, rx) = watch::channel(5u64);
+        let (_tx2, rx2) = watch::channel(9u64);
+        let mut watches = vec![rx2, rx];
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let started = Instant::now();
+        let notify = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            tx.send(6).expect("receiver alive");
+            tx
+        });
+        assert!(
+            wait_for_change(&mut watches, deadline).await,
+            "a move wakes the poll"
+        );
+        assert!(started.elapsed() < Duration::from_secs(4));
+        let tx = notify.await.expect("notifier");
+
+        // No move: the deadline ends the wait.
+        let deadline = Instant::now() + Duration::from_millis(50);
+        assert!(!wait_for_change(&mut watches, deadline).await);
+        assert!(Instant::now() >= deadline);
+
+        // A closed watch ends the wait at once instead of spinning.
+        drop(tx);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let started = Instant::now();
+        assert!(!wait_for_change(&mut watches, deadline).await);
+        assert!(started.elapsed() < Duration::from_secs(4));
+
+        // Nothing to watch: sleep until the deadline.
+        let deadline = Instant::now() + Duration::from_millis(30);
+        assert!(!wait_for_change(&mut [], deadline).await);
+        assert!(Instant::now() >= deadline);
+    }
+
     #[test]
     fn sessions_full_fetch_only() {
         assert_eq!(check_session(0, -1), Ok(()));
