@@ -101,7 +101,10 @@ fn decompress(codec: i16, area: &[u8]) -> Result<Option<Bytes>, BatchError> {
     let result = match codec {
         0 => return Ok(None),
         1 => Gzip::decompress(&mut input, out),
-        2 => Snappy::decompress(&mut input, out),
+        2 => {
+            check_snappy_lengths(area)?;
+            Snappy::decompress(&mut input, out)
+        }
         3 => Lz4::decompress(&mut input, out),
         4 => Zstd::decompress(&mut input, out),
         other => return Err(BatchError::UnknownCompression(other)),
@@ -109,4 +112,77 @@ fn decompress(codec: i16, area: &[u8]) -> Result<Option<Bytes>, BatchError> {
     result
         .map(Some)
         .map_err(|e| BatchError::Decompress(format!("{e:#}")))
+}
+
+/// Snappy never expands input by more than about 21x (a 3-byte copy tag
+/// yields at most 64 bytes); with a margin, anything claiming more is bogus.
+const SNAPPY_MAX_RATIO: usize = 32;
+
+/// Snappy decoders allocate the declared uncompressed length up front, so
+/// a few hostile bytes could demand gigabytes. Refuse declared lengths that
+/// no real snappy stream of this size can produce. Handles both the raw
+/// format and the xerial framing Kafka clients use.
+fn check_snappy_lengths(area: &[u8]) -> Result<(), BatchError> {
+    // The full header, as kafka-protocol's decoder matches it.
+    const XERIAL_MAGIC: &[u8] = b"\x82SNAPPY\x00\x00\x00\x00\x01\x00\x00\x00\x01";
+    const XERIAL_HEADER: usize = XERIAL_MAGIC.len();
+    let bomb = || BatchError::Decompress("snappy length exceeds what the input can hold".to_string());
+    let declared = |block: &[u8]| -> Option<u64> {
+        let mut value: u64 = 0;
+        for (i, b) in block.iter().take(5).enumerate() {
+            value |= u64::from(b & 0x7f) << (7 * i);
+            if b & 0x80 == 0 {
+                return Some(value);
+            }
+        }
+        None
+    };
+    let fits =
+        |declared: u64, input: usize| declared <= (input as u64).saturating_mul(SNAPPY_MAX_RATIO as u64);
+    if area.len() >= XERIAL_HEADER && area.starts_with(XERIAL_MAGIC) {
+        let mut pos = XERIAL_HEADER;
+        while pos < area.len() {
+            let Some(size) = area.get(pos..pos + 4) else {
+                return Ok(()); // the decoder reports the truncation
+            };
+            let size = u32::from_be_bytes([size[0], size[1], size[2], size[3]]) as usize;
+            pos += 4;
+            let end = pos.saturating_add(size).min(area.len());
+            let block = &area[pos..end];
+            if declared(block).is_some_and(|d| !fits(d, block.len())) {
+                return Err(bomb());
+            }
+            pos = end;
+        }
+        Ok(())
+    } else if declared(area).is_some_and(|d| !fits(d, area.len())) {
+        Err(bomb())
+    } else {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snappy_length_bombs_are_refused_before_allocation() {
+        // Raw snappy claiming 2^28 bytes from 6 bytes of input.
+        let raw = [0x80, 0x80, 0x80, 0x80, 0x01, 0x00];
+        assert!(matches!(
+            check_snappy_lengths(&raw),
+            Err(BatchError::Decompress(_))
+        ));
+        let mut xerial = b"\x82SNAPPY\x00\x00\x00\x00\x01\x00\x00\x00\x01".to_vec();
+        xerial.extend_from_slice(&6u32.to_be_bytes());
+        xerial.extend_from_slice(&raw);
+        assert!(matches!(
+            check_snappy_lengths(&xerial),
+            Err(BatchError::Decompress(_))
+        ));
+        assert!(matches!(decompress(2, &xerial), Err(BatchError::Decompress(_))));
+        // Plausible lengths pass the guard.
+        assert_eq!(check_snappy_lengths(&[0x0a, 0x24, 0x61]), Ok(()));
+    }
 }
