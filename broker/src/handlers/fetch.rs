@@ -1,14 +1,599 @@
-//! Fetch (CONTRACT; implemented by the produce/fetch work).
+//! Fetch: a long poll over the requested partitions' streams.
+//!
+//! Reads are gathered for every partition; the response goes out as soon as
+//! the records found reach `min_bytes`, any partition has an error, or
+//! `max_wait_ms` has elapsed. Until then the handler sleeps on the
+//! partitions' high-watermark watches and reads again when one moves.
+//!
+//! Sizes follow KIP-74: partitions are filled in request order within the
+//! response's `max_bytes` and each partition's `partition_max_bytes`, except
+//! that the first entry of the first non-empty partition is returned whole
+//! even when it is larger than both, so a consumer always makes progress.
+//! Records are the stored entry payloads, never re-encoded.
+//!
+//! Fetch sessions (KIP-227) are not kept: every fetch is a full fetch and
+//! the response's `session_id` is 0, which tells a client asking for a new
+//! session that none was created (as a Kafka broker with a full session
+//! cache answers). An incremental fetch on a session therefore gets
+//! FETCH_SESSION_ID_NOT_FOUND, upon which clients fall back to full fetches.
 
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use distlog_metadata::StreamId;
+use distlog_storage::StorageError;
+use futures::future::{join_all, select_all};
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::{FetchRequest, FetchResponse};
+use tokio::sync::watch;
+use tokio::time::Instant;
 
+use crate::error::storage_error;
 use crate::Broker;
 
 /// Versions implemented (advertised in ApiVersions).
 pub const VERSIONS: (i16, i16) = (4, 12);
 
+/// First version whose partitions carry `current_leader_epoch` (KIP-320).
+const LEADER_EPOCH_MIN_VERSION: i16 = 9;
+
+/// Longest long poll honoured, whatever the client asks (guards against a
+/// request parking a task for days).
+const MAX_WAIT_CAP: Duration = Duration::from_secs(300);
+
 /// Handle a fetch request (long poll up to max_wait_ms).
 pub async fn handle(broker: &Broker, version: i16, req: FetchRequest) -> FetchResponse {
-    let _ = (broker, version, req);
-    unimplemented!("fetch contract")
+    // Sessions (and the top-level error code) exist from v7.
+    let session = if version >= 7 {
+        check_session(req.session_id, req.session_epoch)
+    } else {
+        Ok(())
+    };
+    if let Err(e) = session {
+        return FetchResponse::default()
+            .with_error_code(e.code())
+            .with_session_id(0);
+    }
+    let wait = Duration::from_millis(req.max_wait_ms.max(0) as u64).min(MAX_WAIT_CAP);
+    let deadline = Instant::now() + wait;
+    let min_bytes = req.min_bytes.max(0) as usize;
+    let max_bytes = req.max_bytes.max(0) as usize;
+
+    let mut names = Vec::with_capacity(req.topics.len());
+    let mut slots = Vec::new();
+    for (t, topic) in req.topics.into_iter().enumerate() {
+        for p in topic.partitions {
+            let target = broker
+                .resolve(&topic.topic, p.partition)
+                .map(|(_, stream)| stream);
+            slots.push(Slot {
+                topic: t,
+                partition: p.partition,
+                target,
+                fetch_offset: p.fetch_offset,
+                max_bytes: p.partition_max_bytes.max(0) as usize,
+                leader_epoch: if version >= LEADER_EPOCH_MIN_VERSION {
+                    p.current_leader_epoch
+                } else {
+                    -1
+                },
+            });
+        }
+        names.push(topic.topic);
+    }
+    // Leader epochs are checked once: a mismatch is an immediate answer.
+    join_all(slots.iter_mut().map(|s| fence_slot(broker, s))).await;
+
+    // Subscribe before the first read so no high-watermark move between the
+    // read and the wait is missed.
+    let mut watches = if min_bytes > 0 && !wait.is_zero() {
+        subscribe(broker, &slots).await
+    } else {
+        Vec::new()
+    };
+    loop {
+        let outcomes = join_all(slots.iter().map(|s| read_slot(broker, s, max_bytes))).await;
+        let assembled = assemble(&outcomes, max_bytes);
+        if assembled.bytes >= min_bytes || assembled.errors || Instant::now() >= deadline {
+            return respond(names, &slots, assembled.partitions);
+        }
+        if !wait_for_change(&mut watches, deadline).await {
+            let outcomes = join_all(slots.iter().map(|s| read_slot(broker, s, max_bytes))).await;
+            return respond(names, &slots, assemble(&outcomes, max_bytes).partitions);
+        }
+    }
+}
+
+/// Accept only sessionless full fetches (epoch -1) and requests to open a
+/// session (epoch 0), which get a full fetch without one. Anything else
+/// names a session this broker never created.
+pub fn check_session(session_id: i32, session_epoch: i32) -> Result<(), ResponseError> {
+    let _ = session_id;
+    match session_epoch {
+        -1 | 0 => Ok(()),
+        _ => Err(ResponseError::FetchSessionIdNotFound),
+    }
+}
+
+/// KIP-320 check of the client's view of the leader epoch: -1 (or absent)
+/// skips it; newer than ours is UNKNOWN_LEADER_EPOCH (we are behind); older
+/// is FENCED_LEADER_EPOCH (the client is behind).
+pub fn check_leader_epoch(requested: i32, owner_epoch: u64) -> Result<(), ResponseError> {
+    if requested < 0 {
+        return Ok(());
+    }
+    let requested = requested as u64;
+    if requested > owner_epoch {
+        Err(ResponseError::UnknownLeaderEpoch)
+    } else if requested < owner_epoch {
+        Err(ResponseError::FencedLeaderEpoch)
+    } else {
+        Ok(())
+    }
+}
+
+/// One requested partition.
+struct Slot {
+    /// Index of its topic in the request.
+    topic: usize,
+    partition: i32,
+    /// The stream, or the error to answer for this partition.
+    target: Result<StreamId, ResponseError>,
+    fetch_offset: i64,
+    max_bytes: usize,
+    leader_epoch: i32,
+}
+
+async fn fence_slot(broker: &Broker, slot: &mut Slot) {
+    let Ok(stream) = slot.target else { return };
+    if slot.leader_epoch < 0 {
+        return;
+    }
+    let checked = match broker.ns.owner_epoch(stream).await {
+        Ok(epoch) => check_leader_epoch(slot.leader_epoch, epoch),
+        Err(e) => Err(storage_error(&e)),
+    };
+    if let Err(e) = checked {
+        slot.target = Err(e);
+    }
+}
+
+async fn subscribe(broker: &Broker, slots: &[Slot]) -> Vec<watch::Receiver<u64>> {
+    let streams = slots.iter().filter_map(|s| s.target.as_ref().ok().copied());
+    let subs = join_all(streams.map(|s| broker.ns.watch_high_watermark(s))).await;
+    subs.into_iter()
+        .filter_map(|r| r.ok())
+        .map(|mut rx| {
+            rx.mark_unchanged();
+            rx
+        })
+        .collect()
+}
+
+/// Sleep until a watched high watermark moves (`true`) or the deadline
+/// passes (`false`). A watch whose sender is gone ends the wait (`false`)
+/// rather than spinning.
+async fn wait_for_change(watches: &mut [watch::Receiver<u64>], deadline: Instant) -> bool {
+    if watches.is_empty() {
+        tokio::time::sleep_until(deadline).await;
+        return false;
+    }
+    let changed = select_all(watches.iter_mut().map(|rx| Box::pin(rx.changed())));
+    tokio::select! {
+        (res, _, _) = changed => res.is_ok() && Instant::now() < deadline,
+        _ = tokio::time::sleep_until(deadline) => false,
+    }
+}
+
+/// What one partition's read produced.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    /// Committed entries (possibly none) and the stream's bounds.
+    Data {
+        /// Stored payloads, in order, from the entry holding the fetch offset.
+        entries: Vec<Bytes>,
+        /// The partition's byte limit (`min(partition_max_bytes, max_bytes)`).
+        limit: usize,
+        /// The stream's high watermark at read time.
+        high_watermark: u64,
+        /// The stream's log start offset at read time.
+        log_start_offset: u64,
+    },
+    /// An error, with the stream's bounds when known.
+    Error {
+        /// The partition's error code.
+        error: ResponseError,
+        /// (log start offset, high watermark), filled for OFFSET_OUT_OF_RANGE.
+        bounds: Option<(u64, u64)>,
+    },
+}
+
+async fn read_slot(broker: &Broker, slot: &Slot, max_bytes: usize) -> Outcome {
+    let stream = match slot.target {
+        Ok(s) => s,
+        Err(error) => return Outcome::Error { error, bounds: None },
+    };
+    let limit = slot.max_bytes.min(max_bytes);
+    let result = match u64::try_from(slot.fetch_offset) {
+        Ok(offset) => broker.ns.read(stream, offset, limit).await,
+        Err(_) => match broker.ns.bounds(stream).await {
+            Ok((start, end)) => Err(StorageError::OffsetOutOfRange {
+                offset: 0,
+                start,
+                end,
+            }),
+            Err(e) => Err(e),
+        },
+    };
+    match result {
+        Ok(r) => Outcome::Data {
+            entries: r.entries.into_iter().map(|e| e.payload).collect(),
+            limit,
+            high_watermark: r.high_watermark,
+            log_start_offset: r.log_start_offset,
+        },
+        Err(StorageError::OffsetOutOfRange { start, end, .. }) => Outcome::Error {
+            error: ResponseError::OffsetOutOfRange,
+            bounds: Some((start, end)),
+        },
+        Err(e) => Outcome::Error {
+            error: storage_error(&e),
+            bounds: None,
+        },
+    }
+}
+
+/// The partitions of a response under construction.
+#[derive(Debug)]
+pub struct Assembled {
+    /// One entry per requested partition, in request order (without the
+    /// partition index, which the caller fills in).
+    pub partitions: Vec<PartitionData>,
+    /// Record bytes included in total.
+    pub bytes: usize,
+    /// Whether any partition carries an error.
+    pub errors: bool,
+}
+
+/// Turn read outcomes into partition data under the KIP-74 size rules:
+/// each partition gets whole entries while they fit both its own limit
+/// (`partition_max_bytes`) and what is left of `max_bytes`; the first entry
+/// of the first non-empty partition is always included.
+pub fn assemble(outcomes: &[Outcome], max_bytes: usize) -> Assembled {
+    let mut partitions = Vec::with_capacity(outcomes.len());
+    let mut remaining = max_bytes;
+    let mut bytes = 0usize;
+    let mut errors = false;
+    for outcome in outcomes {
+        let pd = match outcome {
+            Outcome::Data {
+                entries,
+                limit,
+                high_watermark,
+                log_start_offset,
+            } => {
+                let limit = (*limit).min(remaining);
+                let mut taken = 0usize;
+                let mut count = 0usize;
+                for e in entries {
+                    let first_of_response = bytes == 0 && count == 0;
+                    if taken + e.len() > limit && !first_of_response {
+                        break;
+                    }
+                    taken += e.len();
+                    count += 1;
+                }
+                remaining = remaining.saturating_sub(taken);
+                bytes += taken;
+                data(*high_watermark, *log_start_offset).with_records(Some(concat(&entries[..count])))
+            }
+            Outcome::Error { error, bounds } => {
+                errors = true;
+                let (start, hw) = match bounds {
+                    Some((s, h)) => (*s as i64, *h as i64),
+                    None => (-1, -1),
+                };
+                PartitionData::default()
+                    .with_error_code(error.code())
+                    .with_high_watermark(hw)
+                    .with_last_stable_offset(hw)
+                    .with_log_start_offset(start)
+                    .with_records(Some(Bytes::new()))
+            }
+        };
+        partitions.push(pd);
+    }
+    Assembled {
+        partitions,
+        bytes,
+        errors,
+    }
+}
+
+/// Partition data without error; last stable offset = high watermark (no
+/// transactions yet), no aborted transactions, no preferred replica.
+fn data(high_watermark: u64, log_start_offset: u64) -> PartitionData {
+    PartitionData::default()
+        .with_high_watermark(high_watermark as i64)
+        .with_last_stable_offset(high_watermark as i64)
+        .with_log_start_offset(log_start_offset as i64)
+        .with_aborted_transactions(Some(Vec::new()))
+        .with_preferred_read_replica((-1).into())
+}
+
+/// The stored payloads as one `Bytes`: zero-copy for zero or one entry, one
+/// copy into a buffer of the exact size for several.
+pub fn concat(entries: &[Bytes]) -> Bytes {
+    match entries {
+        [] => Bytes::new(),
+        [one] => one.clone(),
+        many => {
+            let mut buf = BytesMut::with_capacity(many.iter().map(Bytes::len).sum());
+            for e in many {
+                buf.extend_from_slice(e);
+            }
+            buf.freeze()
+        }
+    }
+}
+
+fn respond(
+    names: Vec<kafka_protocol::messages::TopicName>,
+    slots: &[Slot],
+    partitions: Vec<PartitionData>,
+) -> FetchResponse {
+    let mut topics: Vec<FetchableTopicResponse> = names
+        .into_iter()
+        .map(|n| FetchableTopicResponse::default().with_topic(n))
+        .collect();
+    for (slot, pd) in slots.iter().zip(partitions) {
+        if let Some(t) = topics.get_mut(slot.topic) {
+            t.partitions.push(pd.with_partition_index(slot.partition));
+        }
+    }
+    FetchResponse::default().with_session_id(0).with_responses(topics)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(n: usize) -> Bytes {
+        Bytes::from(vec![7u8; n])
+    }
+
+    fn data_outcome(sizes: &[usize]) -> Outcome {
+        limited(sizes, usize::MAX)
+    }
+
+    fn limited(sizes: &[usize], limit: usize) -> Outcome {
+        Outcome::Data {
+            entries: sizes.iter().map(|&n| entry(n)).collect(),
+            limit,
+            high_watermark: 100,
+            log_start_offset: 3,
+        }
+    }
+
+    fn records_len(pd: &PartitionData) -> usize {
+        pd.records.as_ref().map_or(usize::MAX, Bytes::len)
+    }
+
+    #[test]
+    fn responses_encode_at_every_supported_version() {
+        use kafka_protocol::protocol::Encodable;
+        let slot = |partition| Slot {
+            topic: 0,
+            partition,
+            target: Err(ResponseError::UnknownTopicOrPartition),
+            fetch_offset: 0,
+            max_bytes: 0,
+            leader_epoch: -1,
+        };
+        for version in VERSIONS.0..=VERSIONS.1 {
+            let names = vec![kafka_protocol::messages::TopicName(
+                kafka_protocol::protocol::StrBytes::from_static_str("t"),
+            )];
+            let outs = vec![
+                data_outcome(&[3, 4]),
+                Outcome::Error {
+                    error: ResponseError::OffsetOutOfRange,
+                    bounds: Some((0, 5)),
+                },
+            ];
+            let resp = respond(names, &[slot(0), slot(1)], assemble(&outs, 100).partitions);
+            let mut buf = BytesMut::new();
+            resp.encode(&mut buf, version)
+                .unwrap_or_else(|e| panic!("v{version}: {e}"));
+            assert!(buf.windows(7).any(|w| w == [7u8; 7]), "records carried as stored");
+        }
+        let err = FetchResponse::default()
+            .with_error_code(ResponseError::FetchSessionIdNotFound.code())
+            .with_session_id(0);
+        for version in 7..=VERSIONS.1 {
+            err.encode(&mut BytesMut::new(), version)
+                .unwrap_or_else(|e| panic!("v{version}: {e}"));
+        }
+    }
+
+    #[tokio::test]
+    async fn long_poll_wakes_on_high_watermark_move_or_deadline() {
+        let (tx, rx) = watch::channel(5u64);
+        let (_tx2, rx2) = watch::channel(9u64);
+        let mut watches = vec![rx2, rx];
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let started = Instant::now();
+        let notify = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            tx.send(6).expect("receiver alive");
+            tx
+        });
+        assert!(
+            wait_for_change(&mut watches, deadline).await,
+            "a move wakes the poll"
+        );
+        assert!(started.elapsed() < Duration::from_secs(4));
+        let tx = notify.await.expect("notifier");
+
+        // No move: the deadline ends the wait.
+        let deadline = Instant::now() + Duration::from_millis(50);
+        assert!(!wait_for_change(&mut watches, deadline).await);
+        assert!(Instant::now() >= deadline);
+
+        // A closed watch ends the wait at once instead of spinning.
+        drop(tx);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let started = Instant::now();
+        assert!(!wait_for_change(&mut watches, deadline).await);
+        assert!(started.elapsed() < Duration::from_secs(4));
+
+        // Nothing to watch: sleep until the deadline.
+        let deadline = Instant::now() + Duration::from_millis(30);
+        assert!(!wait_for_change(&mut [], deadline).await);
+        assert!(Instant::now() >= deadline);
+    }
+
+    #[test]
+    fn sessions_full_fetch_only() {
+        assert_eq!(check_session(0, -1), Ok(()));
+        assert_eq!(check_session(0, 0), Ok(()));
+        assert_eq!(check_session(17, 0), Ok(()));
+        assert_eq!(check_session(17, 3), Err(ResponseError::FetchSessionIdNotFound));
+        assert_eq!(check_session(0, -7), Err(ResponseError::FetchSessionIdNotFound));
+    }
+
+    #[test]
+    fn leader_epoch_rules() {
+        assert_eq!(check_leader_epoch(-1, 5), Ok(()));
+        assert_eq!(check_leader_epoch(5, 5), Ok(()));
+        assert_eq!(check_leader_epoch(6, 5), Err(ResponseError::UnknownLeaderEpoch));
+        assert_eq!(check_leader_epoch(4, 5), Err(ResponseError::FencedLeaderEpoch));
+    }
+
+    #[test]
+    fn first_entry_of_first_nonempty_partition_is_always_returned() {
+        let outs = vec![data_outcome(&[]), data_outcome(&[500, 10]), data_outcome(&[5])];
+        let a = assemble(&outs, 100);
+        assert_eq!(records_len(&a.partitions[0]), 0);
+        assert_eq!(
+            records_len(&a.partitions[1]),
+            500,
+            "oversized first entry returned alone"
+        );
+        assert_eq!(
+            records_len(&a.partitions[2]),
+            0,
+            "budget exhausted for later partitions"
+        );
+        assert_eq!(a.bytes, 500);
+        assert!(!a.errors);
+    }
+
+    #[test]
+    fn later_partitions_fill_the_remaining_budget_with_whole_entries() {
+        let outs = vec![
+            data_outcome(&[40, 40, 40]),
+            data_outcome(&[15, 10]),
+            data_outcome(&[5]),
+        ];
+        let a = assemble(&outs, 100);
+        assert_eq!(records_len(&a.partitions[0]), 80);
+        assert_eq!(records_len(&a.partitions[1]), 15);
+        assert_eq!(records_len(&a.partitions[2]), 5);
+        assert_eq!(a.bytes, 100);
+        assert_eq!(a.partitions[0].high_watermark, 100);
+        assert_eq!(a.partitions[0].last_stable_offset, 100);
+        assert_eq!(a.partitions[0].log_start_offset, 3);
+        assert_eq!(a.partitions[0].aborted_transactions, Some(vec![]));
+    }
+
+    #[test]
+    fn partition_max_bytes_limits_each_partition() {
+        let outs = vec![limited(&[30, 30], 50), limited(&[20, 20], 30), limited(&[60], 50)];
+        let a = assemble(&outs, 1000);
+        assert_eq!(records_len(&a.partitions[0]), 30);
+        assert_eq!(records_len(&a.partitions[1]), 20);
+        assert_eq!(
+            records_len(&a.partitions[2]),
+            0,
+            "only the response's first entry may exceed limits"
+        );
+        // The very first entry is returned even above its partition limit.
+        let a = assemble(&[limited(&[60, 1], 50)], 1000);
+        assert_eq!(records_len(&a.partitions[0]), 60);
+    }
+
+    #[test]
+    fn errors_are_flagged_with_bounds_when_known() {
+        let outs = vec![
+            Outcome::Error {
+                error: ResponseError::OffsetOutOfRange,
+                bounds: Some((2, 9)),
+            },
+            Outcome::Error {
+                error: ResponseError::UnknownTopicOrPartition,
+                bounds: None,
+            },
+        ];
+        let a = assemble(&outs, 100);
+        assert!(a.errors);
+        let p = &a.partitions[0];
+        assert_eq!(
+            (
+                p.error_code,
+                p.high_watermark,
+                p.last_stable_offset,
+                p.log_start_offset
+            ),
+            (1, 9, 9, 2)
+        );
+        let p = &a.partitions[1];
+        assert_eq!((p.error_code, p.high_watermark, p.log_start_offset), (3, -1, -1));
+        assert_eq!(records_len(p), 0);
+    }
+
+    #[test]
+    fn concat_is_zero_copy_for_one_entry() {
+        let one = entry(10);
+        assert_eq!(concat(std::slice::from_ref(&one)).as_ptr(), one.as_ptr());
+        assert!(concat(&[]).is_empty());
+        let joined = concat(&[Bytes::from_static(b"ab"), Bytes::from_static(b"cde")]);
+        assert_eq!(&joined[..], b"abcde");
+    }
+
+    #[test]
+    fn respond_groups_by_topic_and_sets_sessionless() {
+        let names = vec![kafka_protocol::messages::TopicName(
+            kafka_protocol::protocol::StrBytes::from_static_str("t"),
+        )];
+        let slots = vec![
+            Slot {
+                topic: 0,
+                partition: 4,
+                target: Err(ResponseError::UnknownTopicOrPartition),
+                fetch_offset: 0,
+                max_bytes: 0,
+                leader_epoch: -1,
+            },
+            Slot {
+                topic: 0,
+                partition: 2,
+                target: Err(ResponseError::UnknownTopicOrPartition),
+                fetch_offset: 0,
+                max_bytes: 0,
+                leader_epoch: -1,
+            },
+        ];
+        let a = assemble(&[data_outcome(&[1]), data_outcome(&[2])], 10);
+        let r = respond(names, &slots, a.partitions);
+        assert_eq!(r.session_id, 0);
+        assert_eq!(r.error_code, 0);
+        let idx: Vec<i32> = r.responses[0]
+            .partitions
+            .iter()
+            .map(|p| p.partition_index)
+            .collect();
+        assert_eq!(idx, vec![4, 2]);
+    }
 }

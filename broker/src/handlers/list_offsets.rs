@@ -1,14 +1,241 @@
-//! ListOffsets (CONTRACT; implemented by the produce/fetch work).
+//! ListOffsets: earliest, latest, largest timestamp, and by timestamp.
+//!
+//! By-timestamp lookups are DL's "position by txid": storage finds the
+//! first entry whose txid (max-so-far record timestamp) is `>= T`, which by
+//! construction holds the first record with timestamp `>= T`; the records
+//! helper then finds that record inside the entry.
+//!
+//! No transactions yet, so the last stable offset equals the high watermark
+//! and `isolation_level` changes nothing.
 
+use distlog_metadata::StreamId;
+use futures::future::join_all;
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::list_offsets_response::{
+    ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
+};
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 
+use super::fetch::check_leader_epoch;
+use crate::error::storage_error;
+use crate::records::{self, TimestampHit};
 use crate::Broker;
 
 /// Versions implemented (advertised in ApiVersions).
 pub const VERSIONS: (i16, i16) = (1, 7);
 
+/// Special timestamp: the high watermark.
+pub const LATEST: i64 = -1;
+/// Special timestamp: the log start offset.
+pub const EARLIEST: i64 = -2;
+/// Special timestamp (v7+, KIP-734): the record with the largest timestamp.
+pub const MAX_TIMESTAMP: i64 = -3;
+
+/// First version whose responses (and requests) carry leader epochs.
+const LEADER_EPOCH_MIN_VERSION: i16 = 4;
+/// First version that knows [`MAX_TIMESTAMP`].
+const MAX_TIMESTAMP_MIN_VERSION: i16 = 7;
+
 /// Handle a list-offsets request (earliest, latest, by timestamp via txid).
 pub async fn handle(broker: &Broker, version: i16, req: ListOffsetsRequest) -> ListOffsetsResponse {
-    let _ = (broker, version, req);
-    unimplemented!("list_offsets contract")
+    let mut topics = Vec::with_capacity(req.topics.len());
+    for topic in req.topics {
+        let parts = join_all(topic.partitions.iter().map(|p| async {
+            let epoch = if version >= LEADER_EPOCH_MIN_VERSION {
+                p.current_leader_epoch
+            } else {
+                -1
+            };
+            let res = match broker.resolve(&topic.name, p.partition_index) {
+                Ok((_, stream)) => lookup(broker, version, stream, epoch, p.timestamp).await,
+                Err(e) => Err(e),
+            };
+            partition_response(version, p.partition_index, res)
+        }))
+        .await;
+        topics.push(
+            ListOffsetsTopicResponse::default()
+                .with_name(topic.name)
+                .with_partitions(parts),
+        );
+    }
+    ListOffsetsResponse::default().with_topics(topics)
+}
+
+/// The answer for one partition: offset, its record's timestamp (-1 for
+/// the special positions) and the stream's leader epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Position {
+    /// The offset (-1 when no record matches a timestamp).
+    pub offset: i64,
+    /// The record's timestamp (-1 for earliest/latest or no match).
+    pub timestamp: i64,
+    /// The owner epoch of the stream.
+    pub leader_epoch: i32,
+}
+
+/// Kafka's answer when no record has a timestamp `>= T`.
+const NO_MATCH: (i64, i64) = (-1, -1);
+
+async fn lookup(
+    broker: &Broker,
+    version: i16,
+    stream: StreamId,
+    requested_epoch: i32,
+    timestamp: i64,
+) -> Result<Position, ResponseError> {
+    let ns = &broker.ns;
+    let owner_epoch = ns.owner_epoch(stream).await.map_err(|e| storage_error(&e))?;
+    check_leader_epoch(requested_epoch, owner_epoch)?;
+    let leader_epoch = i32::try_from(owner_epoch).unwrap_or(i32::MAX);
+    let (offset, timestamp) = match timestamp {
+        LATEST | EARLIEST => {
+            let (start, hw) = ns.bounds(stream).await.map_err(|e| storage_error(&e))?;
+            let offset = if timestamp == LATEST { hw } else { start };
+            (offset as i64, -1)
+        }
+        MAX_TIMESTAMP if version >= MAX_TIMESTAMP_MIN_VERSION => max_timestamp(broker, stream).await?,
+        t if t >= 0 => match ns
+            .find_by_txid(stream, t as u64)
+            .await
+            .map_err(|e| storage_error(&e))?
+        {
+            None => NO_MATCH,
+            Some(found) => {
+                let hit = records::find_offset_for_timestamp(&found.entry.payload, t);
+                refine(hit, found.entry.first_seq, found.entry.txid)
+            }
+        },
+        _ => return Err(ResponseError::InvalidRequest),
+    };
+    Ok(Position {
+        offset,
+        timestamp,
+        leader_epoch,
+    })
+}
+
+/// Offset and timestamp from a record-level lookup inside an entry, falling
+/// back to the entry's first offset and txid if its batches cannot be read
+/// or their headers promised a record that is not there.
+fn refine(hit: Result<Option<TimestampHit>, records::BatchError>, first_seq: u64, txid: u64) -> (i64, i64) {
+    match hit {
+        Ok(Some(h)) => (h.offset, h.timestamp),
+        Ok(None) | Err(_) => (first_seq as i64, i64::try_from(txid).unwrap_or(i64::MAX)),
+    }
+}
+
+/// The record with the largest timestamp: the last entry's txid is the
+/// largest timestamp so far, and the first entry reaching that txid holds
+/// its first occurrence.
+async fn max_timestamp(broker: &Broker, stream: StreamId) -> Result<(i64, i64), ResponseError> {
+    let ns = &broker.ns;
+    let (start, hw) = ns.bounds(stream).await.map_err(|e| storage_error(&e))?;
+    if hw <= start {
+        return Ok(NO_MATCH);
+    }
+    let last = ns.read(stream, hw - 1, 1).await.map_err(|e| storage_error(&e))?;
+    let Some(last) = last.entries.into_iter().next() else {
+        return Ok(NO_MATCH);
+    };
+    let found = ns
+        .find_by_txid(stream, last.txid)
+        .await
+        .map_err(|e| storage_error(&e))?;
+    let entry = found.map(|f| f.entry).unwrap_or(last);
+    Ok(refine(
+        records::max_timestamp_record(&entry.payload),
+        entry.first_seq,
+        entry.txid,
+    ))
+}
+
+/// Build one partition's response; fields a version lacks keep their
+/// defaults (the encoder refuses a leader epoch before v4).
+fn partition_response(
+    version: i16,
+    index: i32,
+    res: Result<Position, ResponseError>,
+) -> ListOffsetsPartitionResponse {
+    let base = ListOffsetsPartitionResponse::default().with_partition_index(index);
+    match res {
+        Ok(p) => {
+            let r = base.with_offset(p.offset).with_timestamp(p.timestamp);
+            if version >= LEADER_EPOCH_MIN_VERSION {
+                r.with_leader_epoch(p.leader_epoch)
+            } else {
+                r
+            }
+        }
+        Err(e) => base.with_error_code(e.code()).with_offset(-1).with_timestamp(-1),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn responses_encode_at_every_supported_version() {
+        use kafka_protocol::messages::TopicName;
+        use kafka_protocol::protocol::{Encodable, StrBytes};
+        for version in VERSIONS.0..=VERSIONS.1 {
+            let p = Position {
+                offset: 10,
+                timestamp: 99,
+                leader_epoch: 3,
+            };
+            let parts = vec![
+                partition_response(version, 0, Ok(p)),
+                partition_response(version, 1, Err(ResponseError::FencedLeaderEpoch)),
+            ];
+            let topic = ListOffsetsTopicResponse::default()
+                .with_name(TopicName(StrBytes::from_static_str("t")))
+                .with_partitions(parts);
+            let resp = ListOffsetsResponse::default().with_topics(vec![topic]);
+            let mut buf = bytes::BytesMut::new();
+            resp.encode(&mut buf, version)
+                .unwrap_or_else(|e| panic!("v{version}: {e}"));
+        }
+    }
+
+    #[test]
+    fn leader_epoch_only_from_v4() {
+        let p = Position {
+            offset: 10,
+            timestamp: 99,
+            leader_epoch: 3,
+        };
+        let r = partition_response(3, 1, Ok(p));
+        assert_eq!(
+            (r.partition_index, r.offset, r.timestamp, r.leader_epoch),
+            (1, 10, 99, -1)
+        );
+        let r = partition_response(4, 1, Ok(p));
+        assert_eq!(r.leader_epoch, 3);
+        assert_eq!(r.error_code, 0);
+    }
+
+    #[test]
+    fn errors_answer_minus_one() {
+        let r = partition_response(7, 2, Err(ResponseError::UnknownTopicOrPartition));
+        assert_eq!(
+            (r.error_code, r.offset, r.timestamp, r.leader_epoch),
+            (3, -1, -1, -1)
+        );
+    }
+
+    #[test]
+    fn refine_prefers_the_record_and_falls_back_to_the_entry() {
+        let hit = TimestampHit {
+            offset: 42,
+            timestamp: 1500,
+        };
+        assert_eq!(refine(Ok(Some(hit)), 40, 1600), (42, 1500));
+        assert_eq!(refine(Ok(None), 40, 1600), (40, 1600));
+        assert_eq!(
+            refine(Err(records::BatchError::NoBatch), 40, u64::MAX),
+            (40, i64::MAX)
+        );
+    }
 }

@@ -1,14 +1,337 @@
-//! Produce (CONTRACT; implemented by the produce/fetch work).
+//! Produce: validate each partition's record batch, append it to the
+//! partition's stream (the namespace stamps offsets and leader epoch), and
+//! answer with the assigned base offset once the ack quorum has it.
+//!
+//! Appends to different partitions of one request run concurrently. acks=1
+//! and acks=-1 both wait for the ack quorum (DESIGN.md); acks=0 performs the
+//! appends and sends no response.
 
-use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+use bytes::{Bytes, BytesMut};
+use distlog_storage::log::AppendRequest;
+use futures::future::join_all;
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse, TopicName};
+use kafka_protocol::protocol::StrBytes;
 
+use crate::error::storage_error;
+use crate::records::{self, BatchError};
 use crate::Broker;
 
 /// Versions implemented (advertised in ApiVersions).
 pub const VERSIONS: (i16, i16) = (3, 9);
 
+/// First produce version allowed to carry zstd batches (KIP-110).
+const ZSTD_MIN_VERSION: i16 = 7;
+
 /// Handle a produce request. `None` when acks=0 (no response is sent).
 pub async fn handle(broker: &Broker, version: i16, req: ProduceRequest) -> Option<ProduceResponse> {
-    let _ = (broker, version, req);
-    unimplemented!("produce contract")
+    let acks = req.acks;
+    if !acks_valid(acks) {
+        // Kafka refuses every partition and still answers.
+        let responses = req
+            .topic_data
+            .into_iter()
+            .map(|t| {
+                let parts = t
+                    .partition_data
+                    .iter()
+                    .map(|p| failed(p.index, ResponseError::InvalidRequiredAcks, None, version))
+                    .collect();
+                TopicProduceResponse::default()
+                    .with_name(t.name)
+                    .with_partition_responses(parts)
+            })
+            .collect();
+        return Some(ProduceResponse::default().with_responses(responses));
+    }
+
+    let max_batch = broker.config.message_max_bytes;
+    let mut names: Vec<TopicName> = Vec::with_capacity(req.topic_data.len());
+    let mut appends = Vec::new();
+    for (t, topic) in req.topic_data.into_iter().enumerate() {
+        for part in topic.partition_data {
+            let name = topic.name.clone();
+            appends.push(async move {
+                let resp =
+                    produce_partition(broker, version, &name, part.index, part.records, max_batch).await;
+                (t, resp)
+            });
+        }
+        names.push(topic.name);
+    }
+    let results = join_all(appends).await;
+    if acks == 0 {
+        return None;
+    }
+    Some(assemble(names, results))
+}
+
+/// Whether `acks` is one Kafka accepts (0, 1 or -1 = all).
+pub fn acks_valid(acks: i16) -> bool {
+    (-1..=1).contains(&acks)
+}
+
+/// Validate, append and answer for one partition.
+async fn produce_partition(
+    broker: &Broker,
+    version: i16,
+    topic: &str,
+    index: i32,
+    records: Option<Bytes>,
+    max_batch: usize,
+) -> PartitionProduceResponse {
+    let (stream, max_batch) = match broker.resolve(topic, index) {
+        Ok((meta, stream)) => (
+            stream,
+            topic_max_message_bytes(&meta.configs).unwrap_or(max_batch),
+        ),
+        Err(e) => return failed(index, e, None, version),
+    };
+    let checked = match check_records(version, records, max_batch) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::debug!(topic, partition = index, error = %e, "produce refused");
+            return failed(index, e.kafka_error(), Some(e.to_string()), version);
+        }
+    };
+    let req = AppendRequest {
+        payload: checked.payload,
+        record_count: checked.record_count,
+        max_timestamp: checked.max_timestamp,
+    };
+    match broker.ns.append(stream, req).await {
+        Ok(r) => PartitionProduceResponse::default()
+            .with_index(index)
+            .with_base_offset(r.base_offset as i64)
+            .with_log_append_time_ms(-1)
+            .with_log_start_offset(r.log_start_offset as i64),
+        Err(e) => {
+            tracing::warn!(topic, partition = index, error = %e, "append failed");
+            failed(index, storage_error(&e), Some(e.to_string()), version)
+        }
+    }
+}
+
+/// The topic's `max.message.bytes` override, when it sets a valid one.
+pub fn topic_max_message_bytes(configs: &std::collections::BTreeMap<String, String>) -> Option<usize> {
+    configs.get("max.message.bytes")?.trim().parse::<usize>().ok()
+}
+
+/// A validated partition payload, ready to append.
+#[derive(Debug)]
+pub struct CheckedRecords {
+    /// The batch bytes, owned mutably for stamping (no copy when the
+    /// request's buffer was not shared).
+    pub payload: BytesMut,
+    /// Records in the payload.
+    pub record_count: u32,
+    /// Largest record timestamp (CreateTime).
+    pub max_timestamp: i64,
+}
+
+/// Apply Kafka's produce checks to one partition's records: present, one
+/// v2 batch, zstd only from v7, then the batch checks of
+/// [`records::validate`]. Converts the bytes to `BytesMut` without copying
+/// when this request holds the only reference to them.
+pub fn check_records(
+    version: i16,
+    records: Option<Bytes>,
+    max_batch: usize,
+) -> Result<CheckedRecords, BatchError> {
+    let bytes = records.ok_or(BatchError::NoBatch)?;
+    let v = records::validate(&bytes, max_batch)?;
+    if v.batches.len() > 1 {
+        return Err(BatchError::MultipleBatches);
+    }
+    if version < ZSTD_MIN_VERSION && v.batches.iter().any(|b| b.header.compression() == 4) {
+        return Err(BatchError::ZstdNotAllowed);
+    }
+    Ok(CheckedRecords {
+        payload: BytesMut::from(bytes),
+        record_count: v.record_count,
+        max_timestamp: v.max_timestamp,
+    })
+}
+
+/// A partition response carrying an error (offsets -1, as Kafka sends).
+fn failed(
+    index: i32,
+    error: ResponseError,
+    message: Option<String>,
+    version: i16,
+) -> PartitionProduceResponse {
+    let resp = PartitionProduceResponse::default()
+        .with_index(index)
+        .with_error_code(error.code())
+        .with_base_offset(-1)
+        .with_log_append_time_ms(-1)
+        .with_log_start_offset(-1);
+    // error_message exists from v8 (older versions drop it when encoding).
+    match message {
+        Some(m) if version >= 8 => resp.with_error_message(Some(StrBytes::from_string(m))),
+        _ => resp,
+    }
+}
+
+/// Group per-partition answers under their topics, in request order.
+fn assemble(names: Vec<TopicName>, results: Vec<(usize, PartitionProduceResponse)>) -> ProduceResponse {
+    let mut topics: Vec<TopicProduceResponse> = names
+        .into_iter()
+        .map(|n| TopicProduceResponse::default().with_name(n))
+        .collect();
+    for (t, resp) in results {
+        if let Some(topic) = topics.get_mut(t) {
+            topic.partition_responses.push(resp);
+        }
+    }
+    ProduceResponse::default().with_responses(topics)
+}
+
+#[cfg(test)]
+mod tests {
+    use kafka_protocol::records::{
+        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+    };
+
+    use super::*;
+
+    fn batch(codec: Compression, n: usize) -> Bytes {
+        let records: Vec<Record> = (0..n)
+            .map(|i| Record {
+                transactional: false,
+                control: false,
+                delete_horizon: false,
+                partition_leader_epoch: -1,
+                producer_id: -1,
+                producer_epoch: -1,
+                timestamp_type: TimestampType::Creation,
+                offset: i as i64,
+                sequence: i as i32 - 1,
+                timestamp: 500 + i as i64,
+                key: None,
+                value: Some(Bytes::from_static(b"v")),
+                headers: Default::default(),
+            })
+            .collect();
+        let mut buf = BytesMut::new();
+        let opts = RecordEncodeOptions {
+            version: 2,
+            compression: codec,
+        };
+        RecordBatchEncoder::encode(&mut buf, &records, &opts).expect("encode");
+        buf.freeze()
+    }
+
+    #[test]
+    fn responses_encode_at_every_supported_version() {
+        use kafka_protocol::protocol::Encodable;
+        for version in VERSIONS.0..=VERSIONS.1 {
+            let names = vec![TopicName(StrBytes::from_static_str("t"))];
+            let ok = PartitionProduceResponse::default()
+                .with_index(0)
+                .with_base_offset(7)
+                .with_log_start_offset(0);
+            let bad = failed(1, ResponseError::CorruptMessage, Some("crc".into()), version);
+            let resp = assemble(names, vec![(0, ok), (0, bad)]);
+            let mut buf = BytesMut::new();
+            resp.encode(&mut buf, version)
+                .unwrap_or_else(|e| panic!("v{version}: {e}"));
+            assert!(!buf.is_empty());
+        }
+    }
+
+    #[test]
+    fn acks_must_be_0_1_or_all() {
+        assert!(acks_valid(0) && acks_valid(1) && acks_valid(-1));
+        assert!(!acks_valid(2) && !acks_valid(-2) && !acks_valid(i16::MAX));
+    }
+
+    #[test]
+    fn check_records_accepts_one_batch_without_copying() {
+        let bytes = batch(Compression::None, 3);
+        let ptr = bytes.as_ptr();
+        let c = check_records(3, Some(bytes), 1 << 20).expect("valid");
+        assert_eq!(c.record_count, 3);
+        assert_eq!(c.max_timestamp, 502);
+        assert_eq!(c.payload.as_ptr(), ptr, "unique bytes must not be copied");
+    }
+
+    #[test]
+    fn check_records_applies_kafka_produce_rules() {
+        assert_eq!(
+            check_records(9, None, 1 << 20).map(|c| c.record_count),
+            Err(BatchError::NoBatch)
+        );
+        assert_eq!(
+            check_records(9, Some(Bytes::new()), 1 << 20).map(|c| c.record_count),
+            Err(BatchError::NoBatch)
+        );
+        let mut two = BytesMut::from(&batch(Compression::None, 1)[..]);
+        two.extend_from_slice(&batch(Compression::None, 2));
+        assert_eq!(
+            check_records(9, Some(two.freeze()), 1 << 20).map(|c| c.record_count),
+            Err(BatchError::MultipleBatches)
+        );
+        let z = batch(Compression::Zstd, 2);
+        assert_eq!(
+            check_records(6, Some(z.clone()), 1 << 20).map(|c| c.record_count),
+            Err(BatchError::ZstdNotAllowed)
+        );
+        assert_eq!(
+            BatchError::ZstdNotAllowed.kafka_error(),
+            ResponseError::UnsupportedCompressionType
+        );
+        assert_eq!(check_records(7, Some(z), 1 << 20).map(|c| c.record_count), Ok(2));
+        let big = batch(Compression::None, 50);
+        let len = big.len();
+        assert_eq!(
+            check_records(9, Some(big), len - 1).map(|c| c.record_count),
+            Err(BatchError::TooLarge {
+                size: len,
+                max: len - 1
+            })
+        );
+    }
+
+    #[test]
+    fn topic_override_of_max_message_bytes() {
+        let mut c = std::collections::BTreeMap::new();
+        assert_eq!(topic_max_message_bytes(&c), None);
+        c.insert("max.message.bytes".to_string(), "2048".to_string());
+        assert_eq!(topic_max_message_bytes(&c), Some(2048));
+        c.insert("max.message.bytes".to_string(), "-5".to_string());
+        assert_eq!(topic_max_message_bytes(&c), None);
+    }
+
+    #[test]
+    fn failed_partitions_carry_minus_one_offsets_and_message_from_v8() {
+        let r = failed(3, ResponseError::CorruptMessage, Some("bad".into()), 8);
+        assert_eq!(
+            (r.index, r.error_code, r.base_offset, r.log_start_offset),
+            (3, 2, -1, -1)
+        );
+        assert_eq!(r.error_message.as_deref(), Some("bad"));
+        let r = failed(3, ResponseError::CorruptMessage, Some("bad".into()), 7);
+        assert_eq!(r.error_message, None);
+    }
+
+    #[test]
+    fn assemble_groups_partitions_under_topics_in_order() {
+        let names = vec![
+            TopicName(StrBytes::from_static_str("a")),
+            TopicName(StrBytes::from_static_str("b")),
+        ];
+        let ok = |i| PartitionProduceResponse::default().with_index(i);
+        let resp = assemble(names, vec![(0, ok(0)), (1, ok(5)), (0, ok(1))]);
+        assert_eq!(resp.responses.len(), 2);
+        assert_eq!(&*resp.responses[0].name, "a");
+        let idx: Vec<i32> = resp.responses[0]
+            .partition_responses
+            .iter()
+            .map(|p| p.index)
+            .collect();
+        assert_eq!(idx, vec![0, 1]);
+        assert_eq!(resp.responses[1].partition_responses[0].index, 5);
+    }
 }
