@@ -4,3 +4,6 @@
 //! re-encoded.
 //!
 //! CONTRACT (implemented by the produce/fetch work).
+pub fn stamp_fn() -> distlog_storage::log::StampFn {
+    unimplemented!()
+}
