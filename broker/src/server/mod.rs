@@ -7,3 +7,6 @@ pub mod framing;
 pub mod listener;
 
 pub use connection::{Dispatcher, Outcome, RawRequest};
+
+#[cfg(test)]
+mod connection_tests;
