@@ -13,18 +13,17 @@ pub enum BrokerError {
     #[error("configuration error: {0}")]
     Config(String),
     /// A listener could not bind its address.
-    #[error("cannot listen on {addr} ({source}); choose another address with --{flag}")]
+    #[error("cannot listen on {addr} ({error}); choose another address with --{flag}")]
     Bind {
         /// The address that failed.
         addr: String,
         /// The flag that sets it.
         flag: &'static str,
-        /// The OS error.
-        #[source]
-        source: std::io::Error,
+        /// The OS error (shown in the message, so not a `source`).
+        error: std::io::Error,
     },
     /// Other I/O failure (data directory, sockets).
-    #[error("I/O error: {context}: {source}")]
+    #[error("I/O error: {context}")]
     Io {
         /// What was being done.
         context: String,
@@ -155,7 +154,7 @@ mod tests {
         let e = BrokerError::Bind {
             addr: "127.0.0.1:9092".into(),
             flag: "kafka-listen",
-            source: std::io::Error::from(std::io::ErrorKind::AddrInUse),
+            error: std::io::Error::from(std::io::ErrorKind::AddrInUse),
         };
         let s = e.to_string();
         assert!(

@@ -260,3 +260,43 @@ async fn shutdown_stops_reading_but_answers_in_flight() {
     assert_eq!(r.get_i32(), 9);
     assert!(read_response(&mut c).await.is_none());
 }
+
+#[tokio::test]
+async fn tcp_listener_serves_and_drains_on_shutdown() {
+    use super::listener;
+    let l = listener::bind("127.0.0.1:0", "kafka-listen").await.expect("bind");
+    let addr = l.local_addr().expect("addr");
+    let err = listener::bind(&addr.to_string(), "kafka-listen")
+        .await
+        .expect_err("port in use");
+    assert!(err.to_string().contains("--kafka-listen"), "{err}");
+
+    let (tx, rx) = watch::channel(false);
+    let task = tokio::spawn(listener::run(
+        l,
+        Arc::new(ApiVersionsOnly),
+        1 << 20,
+        rx,
+        Duration::from_secs(2),
+    ));
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    assert!(s.nodelay().is_ok());
+    s.write_all(&v1_request(18, 2, 77, &[])).await.expect("write");
+    let mut size = [0u8; 4];
+    s.read_exact(&mut size).await.expect("size");
+    let mut buf = vec![0u8; i32::from_be_bytes(size) as usize];
+    s.read_exact(&mut buf).await.expect("body");
+    let mut resp = Bytes::from(buf);
+    assert_eq!(resp.get_i32(), 77);
+    let r = ApiVersionsResponse::decode(&mut resp, 2).expect("v2");
+    assert_eq!(r.error_code, 0);
+
+    tx.send(true).expect("send");
+    tokio::time::timeout(Duration::from_secs(3), task)
+        .await
+        .expect("listener stops")
+        .expect("join");
+    let mut rest = Vec::new();
+    let n = s.read_to_end(&mut rest).await.unwrap_or(0);
+    assert_eq!(n, 0, "connection closed after shutdown");
+}

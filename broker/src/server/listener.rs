@@ -15,10 +15,10 @@ use crate::error::BrokerError;
 /// Bind a TCP listener; an address in use (or any bind failure) becomes an
 /// error naming the flag that sets the address.
 pub async fn bind(addr: &str, flag: &'static str) -> Result<TcpListener, BrokerError> {
-    TcpListener::bind(addr).await.map_err(|source| BrokerError::Bind {
+    TcpListener::bind(addr).await.map_err(|error| BrokerError::Bind {
         addr: addr.to_string(),
         flag,
-        source,
+        error,
     })
 }
 
