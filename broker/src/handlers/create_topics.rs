@@ -48,8 +48,18 @@ async fn create_one(
     t: &CreatableTopic,
     validate_only: bool,
 ) -> Result<distlog_metadata::TopicMeta, TopicError> {
+    let (partitions, configs) = requested(t, broker.config.node_id as i32)?;
+    broker
+        .create_topic(t.name.0.as_str(), partitions, configs, validate_only)
+        .await
+}
+
+/// The partition count (`None` = node default) and configs a request entry
+/// asks for, or why it is refused (manual assignments must place every
+/// partition on this node only; the replication factor must be 1 or -1;
+/// config values must not be null).
+fn requested(t: &CreatableTopic, node: i32) -> Result<(Option<u32>, BTreeMap<String, String>), TopicError> {
     let err = |code, message: String| Err(TopicError { code, message });
-    let node = broker.config.node_id as i32;
     let partitions = if !t.assignments.is_empty() {
         if t.num_partitions != -1 || t.replication_factor != -1 {
             return err(
@@ -100,9 +110,7 @@ async fn create_one(
         };
         configs.insert(c.name.as_str().to_string(), value.as_str().to_string());
     }
-    broker
-        .create_topic(t.name.0.as_str(), partitions, configs, validate_only)
-        .await
+    Ok((partitions, configs))
 }
 
 fn result_entry(
@@ -146,5 +154,78 @@ fn result_entry(
             }
             r
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use kafka_protocol::messages::create_topics_request::{CreatableReplicaAssignment, CreatableTopicConfig};
+    use kafka_protocol::messages::BrokerId;
+
+    use super::*;
+
+    fn topic(partitions: i32, rf: i16) -> CreatableTopic {
+        CreatableTopic::default()
+            .with_name(TopicName(StrBytes::from_static_str("t")))
+            .with_num_partitions(partitions)
+            .with_replication_factor(rf)
+    }
+
+    fn code(r: Result<(Option<u32>, BTreeMap<String, String>), TopicError>) -> Option<ResponseError> {
+        r.err().map(|e| e.code)
+    }
+
+    #[test]
+    fn partitions_and_replication_factor() {
+        assert_eq!(requested(&topic(-1, -1), 1).expect("ok").0, None);
+        assert_eq!(requested(&topic(3, 1), 1).expect("ok").0, Some(3));
+        assert_eq!(
+            code(requested(&topic(0, 1), 1)),
+            Some(ResponseError::InvalidPartitions)
+        );
+        assert_eq!(
+            code(requested(&topic(-5, 1), 1)),
+            Some(ResponseError::InvalidPartitions)
+        );
+        assert_eq!(
+            code(requested(&topic(1, 3), 1)),
+            Some(ResponseError::InvalidReplicationFactor)
+        );
+        assert_eq!(
+            code(requested(&topic(1, 0), 1)),
+            Some(ResponseError::InvalidReplicationFactor)
+        );
+    }
+
+    #[test]
+    fn manual_assignments_must_use_this_node() {
+        let a = |p: i32, b: Vec<i32>| {
+            CreatableReplicaAssignment::default()
+                .with_partition_index(p)
+                .with_broker_ids(b.into_iter().map(BrokerId).collect())
+        };
+        let ok = topic(-1, -1).with_assignments(vec![a(0, vec![1]), a(1, vec![1])]);
+        assert_eq!(requested(&ok, 1).expect("ok").0, Some(2));
+        let other = topic(-1, -1).with_assignments(vec![a(0, vec![2])]);
+        assert_eq!(
+            code(requested(&other, 1)),
+            Some(ResponseError::InvalidReplicaAssignment)
+        );
+        let both = topic(2, -1).with_assignments(vec![a(0, vec![1])]);
+        assert_eq!(code(requested(&both, 1)), Some(ResponseError::InvalidRequest));
+    }
+
+    #[test]
+    fn configs_are_collected_and_nulls_refused() {
+        let c = |n: &'static str, v: Option<&'static str>| {
+            CreatableTopicConfig::default()
+                .with_name(StrBytes::from_static_str(n))
+                .with_value(v.map(StrBytes::from_static_str))
+        };
+        let t = topic(1, 1).with_configs(vec![c("segment.ms", Some("10"))]);
+        let (_, configs) = requested(&t, 1).expect("ok");
+        assert_eq!(configs.get("segment.ms").map(String::as_str), Some("10"));
+        let t = topic(1, 1).with_configs(vec![c("segment.ms", None)]);
+        assert_eq!(code(requested(&t, 1)), Some(ResponseError::InvalidConfig));
     }
 }
