@@ -9,6 +9,7 @@ use kafka_protocol::messages::create_topics_response::{CreatableTopicConfigs, Cr
 use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 
+use crate::config::BrokerConfig;
 use crate::topics::{effective_topic_configs, TopicError};
 use crate::Broker;
 
@@ -35,7 +36,7 @@ pub async fn handle(broker: &Broker, version: i16, req: CreateTopicsRequest) -> 
         } else {
             create_one(broker, &topic, req.validate_only).await
         };
-        results.push(result_entry(broker, version, topic.name, outcome));
+        results.push(result_entry(&broker.config, version, topic.name, outcome));
     }
     CreateTopicsResponse::default()
         .with_throttle_time_ms(0)
@@ -114,7 +115,7 @@ fn requested(t: &CreatableTopic, node: i32) -> Result<(Option<u32>, BTreeMap<Str
 }
 
 fn result_entry(
-    broker: &Broker,
+    cfg: &BrokerConfig,
     version: i16,
     name: TopicName,
     outcome: Result<distlog_metadata::TopicMeta, TopicError>,
@@ -127,7 +128,7 @@ fn result_entry(
                 .with_error_message(None)
                 .with_topic_id(topic.id);
             if version >= 5 {
-                let configs = effective_topic_configs(&broker.config, &topic.configs)
+                let configs = effective_topic_configs(cfg, &topic.configs)
                     .into_iter()
                     .map(|c| {
                         CreatableTopicConfigs::default()
@@ -213,6 +214,44 @@ mod tests {
         );
         let both = topic(2, -1).with_assignments(vec![a(0, vec![1])]);
         assert_eq!(code(requested(&both, 1)), Some(ResponseError::InvalidRequest));
+    }
+
+    #[test]
+    fn results_encode_at_every_version() {
+        use bytes::BytesMut;
+        use kafka_protocol::protocol::{Decodable, Encodable};
+        let cfg = BrokerConfig::default();
+        let name = || TopicName(StrBytes::from_static_str("t"));
+        let ok = distlog_metadata::TopicMeta {
+            name: "t".into(),
+            id: uuid::Uuid::new_v4(),
+            partitions: 3,
+            configs: BTreeMap::new(),
+            created_ms: 0,
+        };
+        for v in VERSIONS.0..=VERSIONS.1 {
+            let refused = TopicError {
+                code: ResponseError::TopicAlreadyExists,
+                message: "exists".into(),
+            };
+            let resp = CreateTopicsResponse::default().with_topics(vec![
+                result_entry(&cfg, v, name(), Ok(ok.clone())),
+                result_entry(&cfg, v, name(), Err(refused)),
+            ]);
+            let mut buf = BytesMut::new();
+            resp.encode(&mut buf, v).unwrap_or_else(|e| panic!("v{v}: {e}"));
+            let back = CreateTopicsResponse::decode(&mut buf.freeze(), v).expect("decodes");
+            assert_eq!(back.topics[0].error_code, 0, "v{v}");
+            assert_eq!(back.topics[1].error_code, 36, "v{v}");
+            if v >= 5 {
+                assert_eq!(back.topics[0].num_partitions, 3);
+                assert_eq!(back.topics[0].replication_factor, 1);
+                assert!(back.topics[0].configs.as_ref().is_some_and(|c| !c.is_empty()));
+            }
+            if v >= 7 {
+                assert_eq!(back.topics[0].topic_id, ok.id);
+            }
+        }
     }
 
     #[test]

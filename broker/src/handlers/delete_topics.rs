@@ -37,22 +37,24 @@ pub async fn handle(broker: &Broker, version: i16, req: DeleteTopicsRequest) -> 
         .with_responses(responses)
 }
 
+/// One topic's entry in the response; `err` is the refusal, if any.
+fn result(name: Option<String>, id: Uuid, err: Option<(ResponseError, String)>) -> DeletableTopicResult {
+    let r = DeletableTopicResult::default()
+        .with_name(name.map(|n| TopicName(StrBytes::from_string(n))))
+        .with_topic_id(id);
+    match err {
+        None => r.with_error_code(0).with_error_message(None),
+        Some((e, m)) => r
+            .with_error_code(e.code())
+            .with_error_message(Some(StrBytes::from_string(m))),
+    }
+}
+
 async fn delete_one(broker: &Broker, name: Option<String>, id: Uuid) -> DeletableTopicResult {
     let found = broker.meta.read(|s| match &name {
         Some(n) => s.topic(n).map(|t| (t.name.clone(), t.id)),
         None => s.topic_by_id(&id).map(|t| (t.name.clone(), t.id)),
     });
-    let result = |name: Option<String>, id: Uuid, err: Option<(ResponseError, String)>| {
-        let r = DeletableTopicResult::default()
-            .with_name(name.map(|n| TopicName(StrBytes::from_string(n))))
-            .with_topic_id(id);
-        match err {
-            None => r.with_error_code(0).with_error_message(None),
-            Some((e, m)) => r
-                .with_error_code(e.code())
-                .with_error_message(Some(StrBytes::from_string(m))),
-        }
-    };
     let Some((topic, topic_id)) = found else {
         let (code, msg) = match &name {
             Some(n) => (
@@ -76,5 +78,47 @@ async fn delete_one(broker: &Broker, name: Option<String>, id: Uuid) -> Deletabl
             result(Some(topic), topic_id, None)
         }
         Err(e) => result(Some(topic), topic_id, Some((metadata_error(&e), e.to_string()))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::BytesMut;
+    use kafka_protocol::protocol::{Decodable, Encodable};
+
+    use super::*;
+
+    #[test]
+    fn responses_encode_at_every_version() {
+        for v in VERSIONS.0..=VERSIONS.1 {
+            let mut rs = vec![
+                result(Some("a".into()), Uuid::new_v4(), None),
+                result(
+                    Some("b".into()),
+                    Uuid::nil(),
+                    Some((
+                        ResponseError::UnknownTopicOrPartition,
+                        "topic 'b' does not exist".into(),
+                    )),
+                ),
+            ];
+            if v >= 6 {
+                rs.push(result(
+                    None,
+                    Uuid::new_v4(),
+                    Some((ResponseError::UnknownTopicId, "x".into())),
+                ));
+            }
+            let resp = DeleteTopicsResponse::default().with_responses(rs);
+            let mut buf = BytesMut::new();
+            resp.encode(&mut buf, v).unwrap_or_else(|e| panic!("v{v}: {e}"));
+            let back = DeleteTopicsResponse::decode(&mut buf.freeze(), v).expect("decodes");
+            assert_eq!(back.responses[0].error_code, 0, "v{v}");
+            assert_eq!(back.responses[1].error_code, 3, "v{v}");
+            if v >= 6 {
+                assert_eq!(back.responses[2].error_code, 100);
+                assert_eq!(back.responses[2].name, None);
+            }
+        }
     }
 }

@@ -1,7 +1,10 @@
 //! DescribeConfigs: a topic's effective configuration (overrides and
 //! defaults, with their sources) and this broker's node configuration.
 
+use std::collections::BTreeMap;
+
 use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
 use kafka_protocol::messages::describe_configs_response::{
     DescribeConfigsResourceResult, DescribeConfigsResult,
 };
@@ -26,56 +29,66 @@ pub async fn handle(broker: &Broker, version: i16, req: DescribeConfigsRequest) 
         .resources
         .into_iter()
         .map(|r| {
-            let keys: Option<Vec<String>> = r
-                .configuration_keys
-                .map(|k| k.into_iter().map(|s| s.as_str().to_string()).collect());
-            let name = r.resource_name.as_str().to_string();
-            let base = DescribeConfigsResult::default()
-                .with_resource_type(r.resource_type)
-                .with_resource_name(r.resource_name);
-            let entries = match r.resource_type {
-                RESOURCE_TOPIC => match broker.meta.read(|s| s.topic(&name).map(|t| t.configs.clone())) {
-                    Some(overrides) => Ok(effective_topic_configs(&broker.config, &overrides)),
-                    None => Err((
-                        ResponseError::UnknownTopicOrPartition,
-                        format!("topic '{name}' does not exist"),
-                    )),
-                },
-                RESOURCE_BROKER => {
-                    if name.is_empty() || name == broker.config.node_id.to_string() {
-                        Ok(broker_configs(&broker.config))
-                    } else {
-                        Err((
-                            ResponseError::InvalidRequest,
-                            format!(
-                                "unexpected broker id {name}, this is broker {}",
-                                broker.config.node_id
-                            ),
-                        ))
-                    }
-                }
-                other => Err((
-                    ResponseError::InvalidRequest,
-                    format!("resource type {other} is not supported"),
-                )),
-            };
-            match entries {
-                Ok(entries) => base.with_error_code(0).with_error_message(None).with_configs(
-                    entries
-                        .into_iter()
-                        .filter(|e| keys.as_ref().is_none_or(|k| k.iter().any(|k| k == e.name)))
-                        .map(|e| config_result(version, e))
-                        .collect(),
-                ),
-                Err((e, m)) => base
-                    .with_error_code(e.code())
-                    .with_error_message(Some(StrBytes::from_string(m))),
-            }
+            let overrides = (r.resource_type == RESOURCE_TOPIC)
+                .then(|| {
+                    broker
+                        .meta
+                        .read(|s| s.topic(r.resource_name.as_str()).map(|t| t.configs.clone()))
+                })
+                .flatten();
+            describe(&broker.config, version, r, overrides)
         })
         .collect();
     DescribeConfigsResponse::default()
         .with_throttle_time_ms(0)
         .with_results(results)
+}
+
+/// Describe one resource. `topic_overrides` is the topic's overrides when
+/// the resource is an existing topic, `None` otherwise.
+pub fn describe(
+    cfg: &BrokerConfig,
+    version: i16,
+    r: DescribeConfigsResource,
+    topic_overrides: Option<BTreeMap<String, String>>,
+) -> DescribeConfigsResult {
+    let keys: Option<Vec<String>> = r
+        .configuration_keys
+        .map(|k| k.into_iter().map(|s| s.as_str().to_string()).collect());
+    let name = r.resource_name.as_str().to_string();
+    let base = DescribeConfigsResult::default()
+        .with_resource_type(r.resource_type)
+        .with_resource_name(r.resource_name);
+    let entries = match r.resource_type {
+        RESOURCE_TOPIC => match topic_overrides {
+            Some(overrides) => Ok(effective_topic_configs(cfg, &overrides)),
+            None => Err((
+                ResponseError::UnknownTopicOrPartition,
+                format!("topic '{name}' does not exist"),
+            )),
+        },
+        RESOURCE_BROKER if name.is_empty() || name == cfg.node_id.to_string() => Ok(broker_configs(cfg)),
+        RESOURCE_BROKER => Err((
+            ResponseError::InvalidRequest,
+            format!("unexpected broker id {name}, this is broker {}", cfg.node_id),
+        )),
+        other => Err((
+            ResponseError::InvalidRequest,
+            format!("resource type {other} is not supported"),
+        )),
+    };
+    match entries {
+        Ok(entries) => base.with_error_code(0).with_error_message(None).with_configs(
+            entries
+                .into_iter()
+                .filter(|e| keys.as_ref().is_none_or(|k| k.iter().any(|k| k == e.name)))
+                .map(|e| config_result(version, e))
+                .collect(),
+        ),
+        Err((e, m)) => base
+            .with_error_code(e.code())
+            .with_error_message(Some(StrBytes::from_string(m))),
+    }
 }
 
 fn config_result(version: i16, e: ConfigEntry) -> DescribeConfigsResourceResult {
@@ -138,7 +151,90 @@ pub fn broker_configs(c: &BrokerConfig) -> Vec<ConfigEntry> {
 
 #[cfg(test)]
 mod tests {
+    use bytes::BytesMut;
+    use kafka_protocol::protocol::{Decodable, Encodable};
+
     use super::*;
+
+    fn resource(ty: i8, name: &'static str, keys: Option<Vec<&'static str>>) -> DescribeConfigsResource {
+        DescribeConfigsResource::default()
+            .with_resource_type(ty)
+            .with_resource_name(StrBytes::from_static_str(name))
+            .with_configuration_keys(keys.map(|k| k.into_iter().map(StrBytes::from_static_str).collect()))
+    }
+
+    #[test]
+    fn topic_configs_with_sources_and_key_filter() {
+        let cfg = BrokerConfig::default();
+        let overrides: BTreeMap<String, String> = [("retention.ms".to_string(), "1000".to_string())].into();
+        let r = describe(
+            &cfg,
+            4,
+            resource(RESOURCE_TOPIC, "t", None),
+            Some(overrides.clone()),
+        );
+        assert_eq!(r.error_code, 0);
+        let ret = r
+            .configs
+            .iter()
+            .find(|c| c.name.as_str() == "retention.ms")
+            .expect("listed");
+        assert_eq!(ret.value.as_ref().map(|v| v.as_str()), Some("1000"));
+        assert_eq!(ret.config_source, config_source::DYNAMIC_TOPIC_CONFIG);
+        assert_eq!(ret.config_type, config_type::LONG);
+        let seg = r
+            .configs
+            .iter()
+            .find(|c| c.name.as_str() == "segment.bytes")
+            .expect("listed");
+        assert_eq!(seg.value.as_ref().map(|v| v.as_str()), Some("134217728"));
+        assert_ne!(seg.config_source, config_source::DYNAMIC_TOPIC_CONFIG);
+
+        let r = describe(
+            &cfg,
+            1,
+            resource(RESOURCE_TOPIC, "t", Some(vec!["segment.ms"])),
+            Some(overrides),
+        );
+        let names: Vec<&str> = r.configs.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, vec!["segment.ms"]);
+    }
+
+    #[test]
+    fn unknown_topic_and_foreign_broker_are_errors() {
+        let cfg = BrokerConfig::default();
+        let r = describe(&cfg, 2, resource(RESOURCE_TOPIC, "nope", None), None);
+        assert_eq!(r.error_code, ResponseError::UnknownTopicOrPartition.code());
+        assert!(r.configs.is_empty());
+        let r = describe(&cfg, 2, resource(RESOURCE_BROKER, "9", None), None);
+        assert_eq!(r.error_code, ResponseError::InvalidRequest.code());
+        let r = describe(&cfg, 2, resource(RESOURCE_BROKER, "1", None), None);
+        assert_eq!(r.error_code, 0);
+        assert!(r.configs.iter().any(|c| c.name.as_str() == "broker.id"));
+    }
+
+    #[test]
+    fn responses_encode_at_every_version() {
+        let cfg = BrokerConfig::default();
+        for v in VERSIONS.0..=VERSIONS.1 {
+            let results = vec![
+                describe(
+                    &cfg,
+                    v,
+                    resource(RESOURCE_TOPIC, "t", None),
+                    Some(BTreeMap::new()),
+                ),
+                describe(&cfg, v, resource(RESOURCE_BROKER, "", None), None),
+                describe(&cfg, v, resource(RESOURCE_TOPIC, "x", None), None),
+            ];
+            let resp = DescribeConfigsResponse::default().with_results(results);
+            let mut buf = BytesMut::new();
+            resp.encode(&mut buf, v).unwrap_or_else(|e| panic!("v{v}: {e}"));
+            let back = DescribeConfigsResponse::decode(&mut buf.freeze(), v).expect("decodes");
+            assert_eq!(back.results.len(), 3, "v{v}");
+            assert_eq!(back.results[2].error_code, 3, "v{v}");
+        }
+    }
 
     #[test]
     fn broker_configs_reflect_the_node() {
