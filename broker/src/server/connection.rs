@@ -19,12 +19,12 @@ use std::time::Instant;
 use bytes::Bytes;
 use kafka_protocol::messages::{ApiKey, RequestHeader};
 use kafka_protocol::protocol::Decodable;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tracing::{debug, error, warn};
 
-use super::framing::{read_frame, write_frame};
+use super::framing::read_frame;
 use crate::metrics;
 
 /// Most requests of one connection handled at once.
@@ -211,11 +211,32 @@ async fn read_loop<R: AsyncRead + Unpin, D: Dispatcher>(
     }
 }
 
-async fn write_loop<W: AsyncWrite + Unpin>(mut wr: W, mut rx: mpsc::Receiver<Pending>, peer: String) {
-    while let Some(p) = rx.recv().await {
+/// Write responses in request order. Output is buffered and flushed
+/// whenever the writer would otherwise wait (no queued request, or the next
+/// one still running), so a burst of ready responses costs one syscall
+/// while a response is never held back behind a slow request.
+async fn write_loop<W: AsyncWrite + Unpin>(wr: W, mut rx: mpsc::Receiver<Pending>, peer: String) {
+    let mut wr = BufWriter::with_capacity(64 * 1024, wr);
+    let mut next: Option<Pending> = None;
+    loop {
+        let p = match next.take() {
+            Some(p) => p,
+            None => {
+                if wr.flush().await.is_err() {
+                    break;
+                }
+                match rx.recv().await {
+                    Some(p) => p,
+                    None => break,
+                }
+            }
+        };
+        if !p.task.is_finished() && wr.flush().await.is_err() {
+            break;
+        }
         match p.task.await {
             Ok(Outcome::Respond(frame)) => {
-                if let Err(e) = write_frame(&mut wr, &frame).await {
+                if let Err(e) = wr.write_all(&frame).await {
                     debug!(%peer, error = %e, "write failed; closing connection");
                     break;
                 }
@@ -235,6 +256,8 @@ async fn write_loop<W: AsyncWrite + Unpin>(mut wr: W, mut rx: mpsc::Receiver<Pen
                 break;
             }
         }
+        next = rx.try_recv().ok();
     }
+    let _ = wr.flush().await;
     let _ = wr.shutdown().await;
 }
