@@ -35,8 +35,11 @@ pub enum FrameError {
     Io(#[from] std::io::Error),
 }
 
+/// Largest allocation step while a frame's bytes arrive.
+const GROWTH_STEP: usize = 1 << 20;
+
 /// Read one frame's payload. `Ok(None)` is a clean end of stream at a frame
-/// boundary. The payload is read into one buffer and frozen, so request
+/// boundary. The payload is read into one buffer (grown as bytes arrive) and frozen, so request
 /// bodies (record batches) are sliced from it without copies.
 pub async fn read_frame<R: AsyncRead + Unpin>(
     rd: &mut R,
@@ -66,17 +69,19 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
             max: max_request_bytes,
         });
     }
-    let mut buf = BytesMut::zeroed(size);
-    let mut filled = 0;
-    while filled < size {
-        let n = rd.read(&mut buf[filled..]).await?;
+    // Grow the buffer as bytes arrive, so a client announcing a large frame
+    // does not get the whole allocation for free.
+    let mut buf = BytesMut::with_capacity(size.min(GROWTH_STEP));
+    while buf.len() < size {
+        let want = size - buf.len();
+        buf.reserve(want.min(GROWTH_STEP));
+        let n = (&mut *rd).take(want as u64).read_buf(&mut buf).await?;
         if n == 0 {
             return Err(FrameError::Truncated {
-                got: filled,
+                got: buf.len(),
                 want: size,
             });
         }
-        filled += n;
     }
     Ok(Some(buf.freeze()))
 }
@@ -150,5 +155,21 @@ mod tests {
         assert!(matches!(r[0], Err(FrameError::Truncated { got: 3, want: 10 })));
         let r = read_all(vec![0, 0], 100).await;
         assert!(matches!(r[0], Err(FrameError::Truncated { got: 2, want: 4 })));
+    }
+
+    #[tokio::test]
+    async fn large_frame_arrives_in_pieces() {
+        let size = 3 * GROWTH_STEP + 17;
+        let payload: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
+        let (mut client, mut server) = tokio::io::duplex(4096);
+        let p2 = payload.clone();
+        let writer = tokio::spawn(async move {
+            use tokio::io::AsyncWriteExt;
+            client.write_all(&frame(&p2)).await.expect("write");
+        });
+        let got = read_frame(&mut server, size).await.expect("ok").expect("frame");
+        writer.await.expect("join");
+        assert_eq!(got.len(), size);
+        assert!(got[..] == payload[..]);
     }
 }
