@@ -1,12 +1,456 @@
-//! Node configuration (CONTRACT; implemented by the broker-core work).
+//! Node configuration: command line, TOML file and `DISTLOG_*` environment.
+//!
+//! Resolution order, lowest to highest: built-in defaults < TOML file
+//! (`--config FILE`) < `DISTLOG_*` environment variables < flags. Clap reads
+//! a flag or, when the flag is absent, its environment variable; both arrive
+//! as `Some(..)` in [`ServerArgs`] and override the file, which overrides the
+//! defaults in [`BrokerConfig::default`].
+
+use std::path::{Path, PathBuf};
+
+use clap::{Parser, Subcommand, ValueEnum};
+use serde::Deserialize;
+
+use crate::error::BrokerError;
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
 
 /// Broker/node configuration resolved from flags, TOML and DISTLOG_* env.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BrokerConfig {
     /// Kafka broker id (also the node id).
     pub node_id: u32,
-    /// Largest request frame accepted (bytes).
+    /// Largest request frame accepted (bytes), Kafka's `socket.request.max.bytes`.
     pub max_request_bytes: usize,
     /// Largest record batch accepted in a produce (`message.max.bytes`).
     pub message_max_bytes: usize,
+    /// Root of this node's data (metadata, bookie).
+    pub data_dir: PathBuf,
+    /// Address the Kafka listener binds (`host:port`).
+    pub kafka_listen: String,
+    /// Host advertised to Kafka clients in Metadata responses.
+    pub advertised_kafka_host: String,
+    /// Port advertised to Kafka clients in Metadata responses.
+    pub advertised_kafka_port: u16,
+    /// Address of the HTTP server (metrics, health, admin).
+    pub http_listen: String,
+    /// Address of the Raft RPC listener (recorded in membership).
+    pub raft_listen: String,
+    /// Whether Metadata requests create unknown topics (`auto.create.topics.enable`).
+    pub auto_create_topics: bool,
+    /// Partitions of a topic created without an explicit count (`num.partitions`).
+    pub num_partitions: u32,
+    /// Node default `segment.bytes` (roll a segment at this size).
+    pub segment_bytes: u64,
+    /// Node default `segment.ms` (roll a segment at this age).
+    pub segment_ms: u64,
+    /// Bytes of recent entries each stream keeps in memory for tailing readers.
+    pub tail_cache_bytes: usize,
+    /// Default tracing filter when `RUST_LOG` is unset.
+    pub log_level: String,
+    /// Log output format.
+    pub log_format: LogFormat,
+}
+
+/// Default Kafka listener address.
+pub const DEFAULT_KAFKA_LISTEN: &str = "127.0.0.1:9092";
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        BrokerConfig {
+            node_id: 1,
+            max_request_bytes: 104_857_600,
+            message_max_bytes: 1_048_588,
+            data_dir: PathBuf::from("./distlog-data"),
+            kafka_listen: DEFAULT_KAFKA_LISTEN.to_string(),
+            advertised_kafka_host: "127.0.0.1".to_string(),
+            advertised_kafka_port: 9092,
+            http_listen: "127.0.0.1:9644".to_string(),
+            raft_listen: "127.0.0.1:9093".to_string(),
+            auto_create_topics: true,
+            num_partitions: 1,
+            segment_bytes: 134_217_728,
+            segment_ms: 604_800_000,
+            tail_cache_bytes: 8 * 1024 * 1024,
+            log_level: "info".to_string(),
+            log_format: LogFormat::Text,
+        }
+    }
+}
+
+/// The `distlog` command line.
+#[derive(Debug, Parser)]
+#[command(
+    name = "distlog",
+    about = "A Kafka-compatible log broker on DistributedLog's architecture"
+)]
+pub struct Cli {
+    /// What to run.
+    #[command(subcommand)]
+    pub command: CliCommand,
+}
+
+/// Subcommands of `distlog`.
+#[derive(Debug, Subcommand)]
+#[allow(clippy::large_enum_variant)] // parsed once at startup
+pub enum CliCommand {
+    /// Run a node (metadata + bookie + Kafka broker).
+    Server(ServerArgs),
+    /// Print the version and exit.
+    Version,
+}
+
+/// Flags of `distlog server`. Every flag is optional so that absent flags
+/// fall through to the environment, the TOML file and the defaults.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ServerArgs {
+    /// TOML configuration file.
+    #[arg(long, env = "DISTLOG_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Node id (Kafka broker id).
+    #[arg(long, env = "DISTLOG_NODE_ID")]
+    pub node_id: Option<u32>,
+    /// Data directory.
+    #[arg(long, env = "DISTLOG_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Kafka listener address HOST:PORT.
+    #[arg(long, env = "DISTLOG_KAFKA_LISTEN")]
+    pub kafka_listen: Option<String>,
+    /// Kafka address advertised to clients HOST:PORT (default: the listen address).
+    #[arg(long, env = "DISTLOG_ADVERTISED_KAFKA")]
+    pub advertised_kafka: Option<String>,
+    /// HTTP (metrics, health, admin) listener address HOST:PORT.
+    #[arg(long, env = "DISTLOG_HTTP_LISTEN")]
+    pub http_listen: Option<String>,
+    /// Raft listener address HOST:PORT.
+    #[arg(long, env = "DISTLOG_RAFT_LISTEN")]
+    pub raft_listen: Option<String>,
+    /// Create unknown topics on Metadata requests (true|false).
+    #[arg(long, env = "DISTLOG_AUTO_CREATE_TOPICS")]
+    pub auto_create_topics: Option<bool>,
+    /// Default partition count of new topics.
+    #[arg(long, env = "DISTLOG_NUM_PARTITIONS")]
+    pub num_partitions: Option<u32>,
+    /// Default segment.bytes.
+    #[arg(long, env = "DISTLOG_SEGMENT_BYTES")]
+    pub segment_bytes: Option<u64>,
+    /// Default segment.ms.
+    #[arg(long, env = "DISTLOG_SEGMENT_MS")]
+    pub segment_ms: Option<u64>,
+    /// Largest request accepted (socket.request.max.bytes).
+    #[arg(long, env = "DISTLOG_MAX_REQUEST_BYTES")]
+    pub max_request_bytes: Option<usize>,
+    /// Largest record batch accepted (message.max.bytes).
+    #[arg(long, env = "DISTLOG_MESSAGE_MAX_BYTES")]
+    pub message_max_bytes: Option<usize>,
+    /// Tail cache bytes per stream.
+    #[arg(long, env = "DISTLOG_TAIL_CACHE_BYTES")]
+    pub tail_cache_bytes: Option<usize>,
+    /// Default log filter when RUST_LOG is unset (e.g. info, debug).
+    #[arg(long, env = "DISTLOG_LOG_LEVEL")]
+    pub log_level: Option<String>,
+    /// Log format.
+    #[arg(long, env = "DISTLOG_LOG_FORMAT", value_enum)]
+    pub log_format: Option<LogFormat>,
+}
+
+/// The TOML file's shape: same keys as the flags, with underscores.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// See [`BrokerConfig::node_id`].
+    pub node_id: Option<u32>,
+    /// See [`BrokerConfig::data_dir`].
+    pub data_dir: Option<PathBuf>,
+    /// See [`BrokerConfig::kafka_listen`].
+    pub kafka_listen: Option<String>,
+    /// `HOST:PORT` advertised to clients.
+    pub advertised_kafka: Option<String>,
+    /// See [`BrokerConfig::http_listen`].
+    pub http_listen: Option<String>,
+    /// See [`BrokerConfig::raft_listen`].
+    pub raft_listen: Option<String>,
+    /// See [`BrokerConfig::auto_create_topics`].
+    pub auto_create_topics: Option<bool>,
+    /// See [`BrokerConfig::num_partitions`].
+    pub num_partitions: Option<u32>,
+    /// See [`BrokerConfig::segment_bytes`].
+    pub segment_bytes: Option<u64>,
+    /// See [`BrokerConfig::segment_ms`].
+    pub segment_ms: Option<u64>,
+    /// See [`BrokerConfig::max_request_bytes`].
+    pub max_request_bytes: Option<usize>,
+    /// See [`BrokerConfig::message_max_bytes`].
+    pub message_max_bytes: Option<usize>,
+    /// See [`BrokerConfig::tail_cache_bytes`].
+    pub tail_cache_bytes: Option<usize>,
+    /// See [`BrokerConfig::log_level`].
+    pub log_level: Option<String>,
+    /// See [`BrokerConfig::log_format`].
+    pub log_format: Option<LogFormat>,
+}
+
+impl FileConfig {
+    /// Parse TOML text.
+    pub fn parse(text: &str, path: &Path) -> Result<FileConfig, BrokerError> {
+        toml::from_str(text).map_err(|e| BrokerError::Config(format!("{}: {e}", path.display())))
+    }
+
+    /// Read and parse a TOML file (blocking; call before the runtime serves).
+    pub fn load(path: &Path) -> Result<FileConfig, BrokerError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| BrokerError::Config(format!("cannot read config file {}: {e}", path.display())))?;
+        FileConfig::parse(&text, path)
+    }
+
+    /// Turn the flag/env values into the same shape, so one overlay
+    /// function serves both layers.
+    fn from_args(a: &ServerArgs) -> FileConfig {
+        FileConfig {
+            node_id: a.node_id,
+            data_dir: a.data_dir.clone(),
+            kafka_listen: a.kafka_listen.clone(),
+            advertised_kafka: a.advertised_kafka.clone(),
+            http_listen: a.http_listen.clone(),
+            raft_listen: a.raft_listen.clone(),
+            auto_create_topics: a.auto_create_topics,
+            num_partitions: a.num_partitions,
+            segment_bytes: a.segment_bytes,
+            segment_ms: a.segment_ms,
+            max_request_bytes: a.max_request_bytes,
+            message_max_bytes: a.message_max_bytes,
+            tail_cache_bytes: a.tail_cache_bytes,
+            log_level: a.log_level.clone(),
+            log_format: a.log_format,
+        }
+    }
+}
+
+/// Split `host:port` (IPv6 hosts in brackets) into its parts.
+pub fn split_host_port(addr: &str, flag: &str) -> Result<(String, u16), BrokerError> {
+    let bad = || BrokerError::Config(format!("--{flag}: expected HOST:PORT, got '{addr}'"));
+    let (host, port) = addr.rsplit_once(':').ok_or_else(bad)?;
+    let port: u16 = port.parse().map_err(|_| bad())?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() {
+        return Err(bad());
+    }
+    Ok((host.to_string(), port))
+}
+
+impl BrokerConfig {
+    /// Resolve the configuration: defaults, then `file`, then `args` (flags
+    /// and environment, as clap merged them). Validates addresses and sizes.
+    pub fn resolve(file: Option<FileConfig>, args: &ServerArgs) -> Result<BrokerConfig, BrokerError> {
+        let mut c = BrokerConfig::default();
+        let mut advertised: Option<String> = None;
+        for layer in file
+            .into_iter()
+            .chain(std::iter::once(FileConfig::from_args(args)))
+        {
+            c.overlay(&layer);
+            if layer.advertised_kafka.is_some() {
+                advertised = layer.advertised_kafka;
+            }
+        }
+        split_host_port(&c.kafka_listen, "kafka-listen")?;
+        split_host_port(&c.http_listen, "http-listen")?;
+        split_host_port(&c.raft_listen, "raft-listen")?;
+        let (host, port) = match advertised {
+            Some(a) => split_host_port(&a, "advertised-kafka")?,
+            None => {
+                let (host, port) = split_host_port(&c.kafka_listen, "kafka-listen")?;
+                // A wildcard address cannot be dialled; advertise loopback.
+                let host = match host.as_str() {
+                    "0.0.0.0" | "::" => "127.0.0.1".to_string(),
+                    _ => host,
+                };
+                (host, port)
+            }
+        };
+        c.advertised_kafka_host = host;
+        c.advertised_kafka_port = port;
+        if c.num_partitions == 0 {
+            return Err(BrokerError::Config("--num-partitions must be at least 1".into()));
+        }
+        if c.segment_bytes == 0 || c.segment_ms == 0 {
+            return Err(BrokerError::Config(
+                "--segment-bytes and --segment-ms must be positive".into(),
+            ));
+        }
+        if c.max_request_bytes < 1024 || c.max_request_bytes > i32::MAX as usize {
+            return Err(BrokerError::Config(
+                "max request bytes must be within [1024, 2^31-1]".into(),
+            ));
+        }
+        if c.message_max_bytes == 0 || c.message_max_bytes > i32::MAX as usize {
+            return Err(BrokerError::Config(
+                "message max bytes must be within [1, 2^31-1]".into(),
+            ));
+        }
+        Ok(c)
+    }
+
+    /// Resolve from parsed args, loading the TOML file they name, if any.
+    pub fn from_args(args: &ServerArgs) -> Result<BrokerConfig, BrokerError> {
+        let file = args.config.as_deref().map(FileConfig::load).transpose()?;
+        BrokerConfig::resolve(file, args)
+    }
+
+    fn overlay(&mut self, l: &FileConfig) {
+        fn set<T: Clone>(dst: &mut T, src: &Option<T>) {
+            if let Some(v) = src {
+                *dst = v.clone();
+            }
+        }
+        set(&mut self.node_id, &l.node_id);
+        set(&mut self.data_dir, &l.data_dir);
+        set(&mut self.kafka_listen, &l.kafka_listen);
+        set(&mut self.http_listen, &l.http_listen);
+        set(&mut self.raft_listen, &l.raft_listen);
+        set(&mut self.auto_create_topics, &l.auto_create_topics);
+        set(&mut self.num_partitions, &l.num_partitions);
+        set(&mut self.segment_bytes, &l.segment_bytes);
+        set(&mut self.segment_ms, &l.segment_ms);
+        set(&mut self.max_request_bytes, &l.max_request_bytes);
+        set(&mut self.message_max_bytes, &l.message_max_bytes);
+        set(&mut self.tail_cache_bytes, &l.tail_cache_bytes);
+        set(&mut self.log_level, &l.log_level);
+        set(&mut self.log_format, &l.log_format);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Serialises tests that read or write `DISTLOG_*` variables.
+    static ENV_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+    fn parse(argv: &[&str]) -> ServerArgs {
+        let mut full = vec!["distlog", "server"];
+        full.extend_from_slice(argv);
+        match Cli::try_parse_from(full).expect("valid command line").command {
+            CliCommand::Server(a) => a,
+            CliCommand::Version => panic!("expected server"),
+        }
+    }
+
+    #[test]
+    fn defaults_without_flags() {
+        let _g = ENV_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+        let c = BrokerConfig::resolve(None, &parse(&[])).expect("resolves");
+        assert_eq!(c, BrokerConfig::default());
+        assert_eq!(c.kafka_listen, "127.0.0.1:9092");
+        assert_eq!(
+            (c.advertised_kafka_host.as_str(), c.advertised_kafka_port),
+            ("127.0.0.1", 9092)
+        );
+        assert_eq!(c.max_request_bytes, 104_857_600);
+        assert_eq!(c.message_max_bytes, 1_048_588);
+        assert_eq!(c.data_dir, PathBuf::from("./distlog-data"));
+    }
+
+    #[test]
+    fn all_flags_parse() {
+        let _g = ENV_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+        let a = parse(&[
+            "--node-id",
+            "7",
+            "--data-dir",
+            "/tmp/x",
+            "--kafka-listen",
+            "127.0.0.1:19092",
+            "--advertised-kafka",
+            "kafka.example:29092",
+            "--http-listen",
+            "127.0.0.1:19644",
+            "--raft-listen",
+            "127.0.0.1:19093",
+            "--auto-create-topics",
+            "false",
+            "--num-partitions",
+            "3",
+            "--segment-bytes",
+            "1000",
+            "--segment-ms",
+            "2000",
+            "--log-format",
+            "json",
+        ]);
+        let c = BrokerConfig::resolve(None, &a).expect("resolves");
+        assert_eq!(c.node_id, 7);
+        assert_eq!(c.data_dir, PathBuf::from("/tmp/x"));
+        assert_eq!(c.kafka_listen, "127.0.0.1:19092");
+        assert_eq!(c.advertised_kafka_host, "kafka.example");
+        assert_eq!(c.advertised_kafka_port, 29092);
+        assert_eq!(c.http_listen, "127.0.0.1:19644");
+        assert_eq!(c.raft_listen, "127.0.0.1:19093");
+        assert!(!c.auto_create_topics);
+        assert_eq!(c.num_partitions, 3);
+        assert_eq!(c.segment_bytes, 1000);
+        assert_eq!(c.segment_ms, 2000);
+        assert_eq!(c.log_format, LogFormat::Json);
+    }
+
+    #[test]
+    fn precedence_defaults_file_env_flags() {
+        let _g = ENV_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+        let file = FileConfig::parse(
+            "node_id = 2\nnum_partitions = 4\nsegment_ms = 11\nkafka_listen = \"127.0.0.1:1111\"\n",
+            Path::new("test.toml"),
+        )
+        .expect("valid toml");
+        // SAFETY of the test: env access is serialised by ENV_LOCK.
+        std::env::set_var("DISTLOG_NUM_PARTITIONS", "5");
+        std::env::set_var("DISTLOG_SEGMENT_MS", "12");
+        let args = parse(&["--segment-ms", "13"]);
+        std::env::remove_var("DISTLOG_NUM_PARTITIONS");
+        std::env::remove_var("DISTLOG_SEGMENT_MS");
+        let c = BrokerConfig::resolve(Some(file), &args).expect("resolves");
+        assert_eq!(c.node_id, 2, "file beats default");
+        assert_eq!(c.num_partitions, 5, "env beats file");
+        assert_eq!(c.segment_ms, 13, "flag beats env and file");
+        assert_eq!(c.segment_bytes, 134_217_728, "default when nothing set");
+        assert_eq!(
+            c.advertised_kafka_port, 1111,
+            "advertised follows the listen address"
+        );
+    }
+
+    #[test]
+    fn unknown_file_key_and_bad_address_are_errors() {
+        let _g = ENV_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+        assert!(FileConfig::parse("nodeid = 1", Path::new("t.toml")).is_err());
+        let a = parse(&["--kafka-listen", "nonsense"]);
+        let err = BrokerConfig::resolve(None, &a).expect_err("bad address");
+        assert!(err.to_string().contains("--kafka-listen"), "{err}");
+        let a = parse(&["--num-partitions", "0"]);
+        assert!(BrokerConfig::resolve(None, &a).is_err());
+    }
+
+    #[test]
+    fn wildcard_listen_advertises_loopback() {
+        let _g = ENV_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+        let c = BrokerConfig::resolve(None, &parse(&["--kafka-listen", "0.0.0.0:9999"])).expect("ok");
+        assert_eq!(
+            (c.advertised_kafka_host.as_str(), c.advertised_kafka_port),
+            ("127.0.0.1", 9999)
+        );
+    }
+
+    #[test]
+    fn version_subcommand_parses() {
+        let cli = Cli::try_parse_from(["distlog", "version"]).expect("parses");
+        assert!(matches!(cli.command, CliCommand::Version));
+    }
 }

@@ -4,6 +4,51 @@ use distlog_metadata::{ApplyError, MetadataError};
 use distlog_storage::StorageError;
 use kafka_protocol::error::ResponseError;
 
+/// Failures of the broker crate itself (startup, configuration, I/O).
+/// Per-request failures are not errors of this type: they become Kafka
+/// error codes in responses (see [`storage_error`], [`metadata_error`]).
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    /// The configuration is invalid; the message names the flag to fix.
+    #[error("configuration error: {0}")]
+    Config(String),
+    /// A listener could not bind its address.
+    #[error("cannot listen on {addr} ({error}); choose another address with --{flag}")]
+    Bind {
+        /// The address that failed.
+        addr: String,
+        /// The flag that sets it.
+        flag: &'static str,
+        /// The OS error (shown in the message, so not a `source`).
+        error: std::io::Error,
+    },
+    /// Other I/O failure (data directory, sockets).
+    #[error("I/O error: {context}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The metadata store failed.
+    #[error(transparent)]
+    Metadata(#[from] MetadataError),
+    /// Storage failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+impl BrokerError {
+    /// Wrap an I/O error with what was being done.
+    pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        BrokerError::Io {
+            context: context.into(),
+            source,
+        }
+    }
+}
+
 /// The Kafka error a broker answers for a storage failure.
 pub fn storage_error(e: &StorageError) -> ResponseError {
     match e {
@@ -36,5 +81,86 @@ pub fn metadata_error(e: &MetadataError) -> ResponseError {
         MetadataError::NoLeader | MetadataError::ForwardToLeader { .. } => ResponseError::RequestTimedOut,
         MetadataError::Storage(_) | MetadataError::Codec(_) => ResponseError::KafkaStorageError,
         MetadataError::Raft(_) => ResponseError::UnknownServerError,
+    }
+}
+
+/// Why a topic name breaks Kafka's naming rules (answered with
+/// INVALID_TOPIC_EXCEPTION), or
+/// `None` when the name is valid: non-empty, at most 249 characters of
+/// `[a-zA-Z0-9._-]`, and neither `.` nor `..`.
+pub fn topic_name_error(name: &str) -> Option<String> {
+    if name.is_empty() {
+        return Some("topic name is empty".to_string());
+    }
+    if name == "." || name == ".." {
+        return Some(format!("topic name cannot be '{name}'"));
+    }
+    if name.len() > 249 {
+        return Some(format!(
+            "topic name is {} characters long, the maximum is 249",
+            name.len()
+        ));
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        return Some(format!(
+            "topic name '{name}' contains the illegal character {c:?}; allowed are [a-zA-Z0-9._-]"
+        ));
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topic_names_follow_kafka_rules() {
+        for ok in ["a", "orders", "a.b_c-D9", &"x".repeat(249), "..."] {
+            assert_eq!(topic_name_error(ok), None, "{ok}");
+        }
+        for bad in ["", ".", "..", &"x".repeat(250), "a b", "a/b", "é", "t:1"] {
+            assert!(topic_name_error(bad).is_some(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn storage_errors_map_to_kafka_codes() {
+        let io = StorageError::io("/x", std::io::Error::other("disk full"));
+        assert_eq!(storage_error(&io), ResponseError::KafkaStorageError);
+        assert_eq!(
+            storage_error(&StorageError::Fenced(3)),
+            ResponseError::NotLeaderOrFollower
+        );
+        assert_eq!(
+            storage_error(&StorageError::OffsetOutOfRange {
+                offset: 9,
+                start: 0,
+                end: 3
+            }),
+            ResponseError::OffsetOutOfRange
+        );
+        let m = StorageError::Metadata(MetadataError::Rejected(ApplyError::TopicExists("t".into())));
+        assert_eq!(storage_error(&m), ResponseError::TopicAlreadyExists);
+        assert_eq!(
+            metadata_error(&MetadataError::NoLeader),
+            ResponseError::RequestTimedOut
+        );
+    }
+
+    #[test]
+    fn bind_error_names_the_flag() {
+        let e = BrokerError::Bind {
+            addr: "127.0.0.1:9092".into(),
+            flag: "kafka-listen",
+            error: std::io::Error::from(std::io::ErrorKind::AddrInUse),
+        };
+        let s = e.to_string();
+        assert!(
+            s.contains("--kafka-listen") && s.contains("127.0.0.1:9092"),
+            "{s}"
+        );
     }
 }

@@ -12,5 +12,6 @@ pub mod http;
 pub mod metrics;
 pub mod records;
 pub mod server;
+pub mod topics;
 
 pub use context::Broker;

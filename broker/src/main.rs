@@ -1,1 +1,300 @@
-fn main() {}
+//! The `distlog` binary: `distlog server` runs a complete node (metadata
+//! store, bookie, Kafka broker, HTTP port); `distlog version` prints the
+//! version.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use clap::Parser;
+use distlog_broker::config::{BrokerConfig, Cli, CliCommand, LogFormat};
+use distlog_broker::handlers::KafkaDispatcher;
+use distlog_broker::http::{self, Readiness};
+use distlog_broker::server::listener;
+use distlog_broker::{metrics, Broker};
+use distlog_metadata::{BrokerInfo, Command, MetadataConfig, MetadataStore};
+use distlog_storage::bookie::{Bookie, BookieConfig, LocalBookie};
+use distlog_storage::log::{Namespace, NamespaceConfig, StampFn, StreamConfig};
+use tokio::sync::watch;
+use tracing::{error, info, warn};
+use tracing_subscriber::EnvFilter;
+
+/// How long in-flight requests may take to finish after a shutdown signal.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// How long a broker registration (lease) lasts without renewal.
+const LEASE: Duration = Duration::from_secs(30);
+/// How often the lease is renewed.
+const LEASE_RENEW: Duration = Duration::from_secs(10);
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        CliCommand::Version => {
+            println!("distlog {}", env!("CARGO_PKG_VERSION"));
+            Ok(())
+        }
+        CliCommand::Server(args) => BrokerConfig::from_args(&args)
+            .map_err(anyhow::Error::from)
+            .and_then(|config| {
+                init_tracing(&config)?;
+                let rt = tokio::runtime::Builder::new_multi_thread()
+                    .enable_all()
+                    .thread_name("distlog")
+                    .build()
+                    .context("cannot start the tokio runtime")?;
+                rt.block_on(serve(config))
+            }),
+    };
+    if let Err(e) = result {
+        eprintln!("distlog: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn init_tracing(config: &BrokerConfig) -> anyhow::Result<()> {
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(v) if !v.is_empty() => {
+            EnvFilter::try_new(&v).with_context(|| format!("invalid RUST_LOG '{v}'"))?
+        }
+        _ => EnvFilter::try_new(&config.log_level)
+            .with_context(|| format!("invalid log level '{}'", config.log_level))?,
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let installed = match config.log_format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+    installed.map_err(|e| anyhow::anyhow!("cannot install the log subscriber: {e}"))
+}
+
+/// The payload stamping hook of the produce path (record batches).
+fn stamp_fn() -> StampFn {
+    distlog_broker::records::stamp_fn()
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// A Kafka-style cluster id: a random UUID in unpadded URL-safe base64.
+fn new_cluster_id() -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let bytes = uuid::Uuid::new_v4().into_bytes();
+    let mut out = String::with_capacity(22);
+    for chunk in bytes.chunks(3) {
+        let n = chunk.iter().fold(0u32, |acc, b| (acc << 8) | *b as u32) << (8 * (3 - chunk.len()));
+        for i in 0..=chunk.len() {
+            out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
+        }
+    }
+    out
+}
+
+fn broker_info(config: &BrokerConfig) -> BrokerInfo {
+    BrokerInfo {
+        id: config.node_id,
+        kafka_host: config.advertised_kafka_host.clone(),
+        kafka_port: config.advertised_kafka_port,
+        rack: None,
+        bookie_addr: None,
+        lease_expires_ms: now_ms() + LEASE.as_millis() as u64,
+    }
+}
+
+async fn serve(config: BrokerConfig) -> anyhow::Result<()> {
+    let config = Arc::new(config);
+    metrics::init();
+
+    // Bind first, so a port conflict fails fast and names its flag.
+    let kafka = listener::bind(&config.kafka_listen, "kafka-listen").await?;
+    let http_listener = listener::bind(&config.http_listen, "http-listen").await?;
+
+    tokio::fs::create_dir_all(&config.data_dir)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot create data directory {} (--data-dir)",
+                config.data_dir.display()
+            )
+        })?;
+
+    let meta = MetadataStore::open(MetadataConfig {
+        data_dir: config.data_dir.join("meta"),
+        node_id: config.node_id as u64,
+        raft_addr: config.raft_listen.clone(),
+    })
+    .await
+    .context("cannot open the metadata store")?;
+    if meta.read(|s| s.cluster_id.is_empty()) {
+        meta.write(Command::InitCluster {
+            cluster_id: new_cluster_id(),
+        })
+        .await
+        .context("cannot initialise the cluster id")?;
+    }
+
+    let bookie_config = BookieConfig {
+        dir: config.data_dir.join("bookie"),
+        bookie_id: config.node_id,
+    };
+    let bookie = tokio::task::spawn_blocking(move || Bookie::open(bookie_config))
+        .await
+        .context("bookie open task failed")?
+        .context("cannot open the bookie")?;
+
+    let ns = Namespace::open(
+        meta.clone(),
+        Arc::new(LocalBookie(bookie.clone())),
+        NamespaceConfig {
+            broker_id: config.node_id,
+            stamp: stamp_fn(),
+            tail_cache_bytes: config.tail_cache_bytes,
+            defaults: StreamConfig {
+                segment_bytes: config.segment_bytes,
+                segment_ms: config.segment_ms,
+                ..StreamConfig::default()
+            },
+        },
+    )
+    .await
+    .context("cannot open the log namespace")?;
+
+    meta.write(Command::RegisterBroker(broker_info(&config)))
+        .await
+        .context("cannot register this broker in the metadata store")?;
+
+    let broker = Arc::new(Broker {
+        meta: meta.clone(),
+        ns: ns.clone(),
+        config: config.clone(),
+    });
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let ready = Readiness::default();
+
+    let http_task = tokio::spawn(http::serve(
+        http_listener,
+        http::router(broker.clone(), ready.clone()),
+        shutdown_rx.clone(),
+    ));
+    let kafka_task = tokio::spawn(listener::run(
+        kafka,
+        Arc::new(KafkaDispatcher::new(broker.clone())),
+        config.max_request_bytes,
+        shutdown_rx.clone(),
+        SHUTDOWN_GRACE,
+    ));
+    let lease_task = tokio::spawn(renew_lease(meta.clone(), config.clone(), shutdown_rx.clone()));
+
+    ready.set_ready();
+    info!(
+        node_id = config.node_id,
+        kafka = %config.kafka_listen,
+        advertised = %format!("{}:{}", config.advertised_kafka_host, config.advertised_kafka_port),
+        http = %config.http_listen,
+        data_dir = %config.data_dir.display(),
+        "distlog {} serving: Kafka on {} (advertised {}:{}), HTTP on {}",
+        env!("CARGO_PKG_VERSION"),
+        config.kafka_listen,
+        config.advertised_kafka_host,
+        config.advertised_kafka_port,
+        config.http_listen,
+    );
+
+    wait_for_signal().await?;
+    info!("shutdown requested: draining connections");
+    ready.set_not_ready();
+    // Ignored error: every receiver may be gone already, which is the goal.
+    let _ = shutdown_tx.send(true);
+    tokio::spawn(async {
+        if wait_for_signal().await.is_ok() {
+            eprintln!("distlog: second signal, exiting immediately");
+            std::process::exit(130);
+        }
+    });
+
+    if let Err(e) = kafka_task.await {
+        warn!(error = %e, "Kafka listener task failed");
+    }
+    match tokio::time::timeout(SHUTDOWN_GRACE, http_task).await {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(e))) => warn!(error = %e, "HTTP server failed"),
+        Ok(Err(e)) => warn!(error = %e, "HTTP task failed"),
+        Err(_) => warn!("HTTP server did not stop within the grace period"),
+    }
+    lease_task.abort();
+    drop(broker);
+
+    let mut clean = true;
+    if let Err(e) = ns.shutdown().await {
+        error!(error = %e, "closing log streams failed");
+        clean = false;
+    }
+    if let Err(e) = tokio::task::spawn_blocking(move || bookie.shutdown()).await {
+        error!(error = %e, "bookie shutdown failed");
+        clean = false;
+    }
+    if let Err(e) = meta.shutdown().await {
+        error!(error = %e, "metadata store shutdown failed");
+        clean = false;
+    }
+    if clean {
+        info!("distlog stopped cleanly");
+        Ok(())
+    } else {
+        anyhow::bail!("shutdown finished with errors (see above)")
+    }
+}
+
+/// Re-register this broker periodically so its lease never lapses while it
+/// serves.
+async fn renew_lease(
+    meta: Arc<MetadataStore>,
+    config: Arc<BrokerConfig>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(LEASE_RENEW);
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                if let Err(e) = meta.write(Command::RegisterBroker(broker_info(&config))).await {
+                    warn!(error = %e, "broker lease renewal failed");
+                }
+            }
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+/// Resolve on SIGINT or SIGTERM.
+async fn wait_for_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).context("cannot install the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot install the SIGINT handler")?;
+    tokio::select! {
+        _ = term.recv() => info!("SIGTERM received"),
+        _ = int.recv() => info!("SIGINT received"),
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cluster_ids_look_like_kafkas() {
+        let id = new_cluster_id();
+        assert_eq!(id.len(), 22, "{id}");
+        assert!(
+            id.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'),
+            "{id}"
+        );
+        assert_ne!(id, new_cluster_id());
+    }
+}

@@ -1,1 +1,96 @@
-//! Prometheus metrics of the Kafka front end (CONTRACT).
+//! Prometheus metrics of the Kafka front end.
+//!
+//! Registered once, lazily, in the default registry, so `/metrics`
+//! (`prometheus::gather()`) exports them together with the storage and
+//! metadata crates' metrics.
+
+use std::sync::LazyLock;
+
+use prometheus::{
+    register_histogram_vec, register_int_counter, register_int_counter_vec, register_int_gauge, HistogramVec,
+    IntCounter, IntCounterVec, IntGauge,
+};
+
+/// Requests received, by API name (e.g. `Produce`, `Metadata`).
+pub static REQUESTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "distlog_requests_total",
+        "Kafka requests received, by API",
+        &["api"]
+    )
+    .expect("metric distlog_requests_total registers once")
+});
+
+/// Request handling latency (decode to encoded response), by API.
+pub static REQUEST_SECONDS: LazyLock<HistogramVec> = LazyLock::new(|| {
+    register_histogram_vec!(
+        "distlog_request_seconds",
+        "Kafka request handling latency in seconds, by API",
+        &["api"],
+        vec![0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]
+    )
+    .expect("metric distlog_request_seconds registers once")
+});
+
+/// Requests that failed as a whole (undecodable body, handler failure), by API.
+pub static REQUEST_ERRORS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "distlog_request_errors_total",
+        "Kafka requests that failed as a whole, by API",
+        &["api"]
+    )
+    .expect("metric distlog_request_errors_total registers once")
+});
+
+/// Bytes read from Kafka client sockets.
+pub static BYTES_IN: LazyLock<IntCounter> = LazyLock::new(|| {
+    register_int_counter!("distlog_bytes_in_total", "Bytes received from Kafka clients")
+        .expect("metric distlog_bytes_in_total registers once")
+});
+
+/// Bytes written to Kafka client sockets.
+pub static BYTES_OUT: LazyLock<IntCounter> = LazyLock::new(|| {
+    register_int_counter!("distlog_bytes_out_total", "Bytes sent to Kafka clients")
+        .expect("metric distlog_bytes_out_total registers once")
+});
+
+/// Open Kafka client connections.
+pub static CONNECTIONS_ACTIVE: LazyLock<IntGauge> = LazyLock::new(|| {
+    register_int_gauge!("distlog_connections_active", "Open Kafka client connections")
+        .expect("metric distlog_connections_active registers once")
+});
+
+/// Force registration of every metric, so `/metrics` lists them (at zero)
+/// before the first request.
+pub fn init() {
+    LazyLock::force(&REQUESTS);
+    LazyLock::force(&REQUEST_SECONDS);
+    LazyLock::force(&REQUEST_ERRORS);
+    LazyLock::force(&BYTES_IN);
+    LazyLock::force(&BYTES_OUT);
+    LazyLock::force(&CONNECTIONS_ACTIVE);
+}
+
+/// Decrements [`CONNECTIONS_ACTIVE`] when dropped, so every exit path of a
+/// connection task is counted.
+pub struct ConnectionGuard(());
+
+impl ConnectionGuard {
+    /// Count one more open connection until the guard drops.
+    pub fn new() -> Self {
+        CONNECTIONS_ACTIVE.inc();
+        ConnectionGuard(())
+    }
+}
+
+impl Default for ConnectionGuard {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        CONNECTIONS_ACTIVE.dec();
+    }
+}

@@ -1,5 +1,175 @@
-//! One module per Kafka API.
+//! One module per Kafka API, and the dispatcher that routes a request to
+//! its handler.
+//!
+//! The table of supported versions ([`SUPPORTED`]) is built from each
+//! handler's `VERSIONS` constant and is the single source of truth: it is
+//! what ApiVersions advertises and what the connection admits.
 
+pub mod api_versions;
+pub mod create_topics;
+pub mod delete_topics;
+pub mod describe_configs;
 pub mod fetch;
 pub mod list_offsets;
+pub mod metadata;
 pub mod produce;
+
+use std::sync::Arc;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::{ApiKey, ResponseHeader};
+use kafka_protocol::protocol::{Decodable, Encodable};
+use tracing::warn;
+
+use crate::server::{Dispatcher, Outcome, RawRequest};
+use crate::Broker;
+
+/// Every API this broker serves, with the (min, max) versions implemented.
+pub const SUPPORTED: &[(ApiKey, (i16, i16))] = &[
+    (ApiKey::Produce, produce::VERSIONS),
+    (ApiKey::Fetch, fetch::VERSIONS),
+    (ApiKey::ListOffsets, list_offsets::VERSIONS),
+    (ApiKey::Metadata, metadata::VERSIONS),
+    (ApiKey::ApiVersions, api_versions::VERSIONS),
+    (ApiKey::CreateTopics, create_topics::VERSIONS),
+    (ApiKey::DeleteTopics, delete_topics::VERSIONS),
+    (ApiKey::DescribeConfigs, describe_configs::VERSIONS),
+];
+
+/// The implemented version range of an API, if it is served at all.
+pub fn supported_versions(api_key: ApiKey) -> Option<(i16, i16)> {
+    SUPPORTED.iter().find(|(k, _)| *k == api_key).map(|(_, v)| *v)
+}
+
+/// Whether a request of this API and version is admitted: a supported
+/// version, or any non-negative ApiVersions version (KIP-511: newer ones get
+/// an UNSUPPORTED_VERSION answer listing the supported ranges).
+pub fn admits(api_key: ApiKey, version: i16) -> bool {
+    if api_key == ApiKey::ApiVersions {
+        return version >= 0;
+    }
+    supported_versions(api_key).is_some_and(|(lo, hi)| (lo..=hi).contains(&version))
+}
+
+/// Encode a response frame: size prefix, response header (at the header
+/// version of the API and version) and body (at `body_version`).
+pub fn encode_response<T: Encodable>(
+    api_key: ApiKey,
+    header_api_version: i16,
+    body_version: i16,
+    correlation_id: i32,
+    body: &T,
+) -> Outcome {
+    let header_version = api_key.response_header_version(header_api_version);
+    let header = ResponseHeader::default().with_correlation_id(correlation_id);
+    let size_hint = body.compute_size(body_version).unwrap_or(0);
+    let mut buf = BytesMut::with_capacity(4 + 8 + size_hint);
+    buf.put_i32(0);
+    if let Err(e) = header.encode(&mut buf, header_version) {
+        return Outcome::Close(format!("cannot encode {api_key:?} response header: {e}"));
+    }
+    if let Err(e) = body.encode(&mut buf, body_version) {
+        return Outcome::Close(format!("cannot encode {api_key:?} v{body_version} response: {e}"));
+    }
+    let size = (buf.len() - 4) as i32;
+    buf[0..4].copy_from_slice(&size.to_be_bytes());
+    Outcome::Respond(buf.freeze())
+}
+
+/// Decode a request body at `version`; the error text is for logs.
+pub fn decode_body<T: Decodable>(api_key: ApiKey, body: &mut Bytes, version: i16) -> Result<T, String> {
+    T::decode(body, version).map_err(|e| format!("cannot decode {api_key:?} v{version} request body: {e}"))
+}
+
+/// Answer an ApiVersions request; needs no broker state.
+pub fn respond_api_versions(req: &RawRequest) -> Outcome {
+    let version = req.header.request_api_version;
+    let (resp, body_version) = api_versions::respond(version);
+    if body_version == version {
+        // A supported version: the body must decode (its content is informational).
+        let mut body = req.body.clone();
+        if let Err(e) =
+            decode_body::<kafka_protocol::messages::ApiVersionsRequest>(req.api_key, &mut body, version)
+        {
+            return Outcome::Close(e);
+        }
+    }
+    encode_response(
+        req.api_key,
+        version,
+        body_version,
+        req.header.correlation_id,
+        &resp,
+    )
+}
+
+/// The broker's request router over the real handlers.
+pub struct KafkaDispatcher {
+    broker: Arc<Broker>,
+}
+
+impl KafkaDispatcher {
+    /// Route requests to handlers over this broker's state.
+    pub fn new(broker: Arc<Broker>) -> Self {
+        KafkaDispatcher { broker }
+    }
+}
+
+macro_rules! route {
+    ($req:ident, $broker:expr, $Req:ty, $handler:path) => {{
+        let version = $req.header.request_api_version;
+        let mut body = $req.body;
+        match decode_body::<$Req>($req.api_key, &mut body, version) {
+            Ok(decoded) => {
+                let resp = $handler($broker, version, decoded).await;
+                encode_response($req.api_key, version, version, $req.header.correlation_id, &resp)
+            }
+            Err(e) => Outcome::Close(e),
+        }
+    }};
+}
+
+impl Dispatcher for KafkaDispatcher {
+    fn accepts(&self, api_key: ApiKey, version: i16) -> bool {
+        admits(api_key, version)
+    }
+
+    async fn dispatch(self: Arc<Self>, req: RawRequest) -> Outcome {
+        {
+            use kafka_protocol::messages as m;
+            let broker = &*self.broker;
+            match req.api_key {
+                ApiKey::ApiVersions => respond_api_versions(&req),
+                ApiKey::Produce => {
+                    let version = req.header.request_api_version;
+                    let mut body = req.body;
+                    match decode_body::<m::ProduceRequest>(req.api_key, &mut body, version) {
+                        Ok(decoded) => match produce::handle(broker, version, decoded).await {
+                            Some(resp) => encode_response(
+                                req.api_key,
+                                version,
+                                version,
+                                req.header.correlation_id,
+                                &resp,
+                            ),
+                            None => Outcome::NoResponse,
+                        },
+                        Err(e) => Outcome::Close(e),
+                    }
+                }
+                ApiKey::Fetch => route!(req, broker, m::FetchRequest, fetch::handle),
+                ApiKey::ListOffsets => route!(req, broker, m::ListOffsetsRequest, list_offsets::handle),
+                ApiKey::Metadata => route!(req, broker, m::MetadataRequest, metadata::handle),
+                ApiKey::CreateTopics => route!(req, broker, m::CreateTopicsRequest, create_topics::handle),
+                ApiKey::DeleteTopics => route!(req, broker, m::DeleteTopicsRequest, delete_topics::handle),
+                ApiKey::DescribeConfigs => {
+                    route!(req, broker, m::DescribeConfigsRequest, describe_configs::handle)
+                }
+                other => {
+                    warn!(api = ?other, "request for an API without a handler");
+                    Outcome::Close(format!("{other:?} is not supported"))
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,256 @@
+//! DescribeConfigs: a topic's effective configuration (overrides and
+//! defaults, with their sources) and this broker's node configuration.
+
+use std::collections::BTreeMap;
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+use kafka_protocol::messages::describe_configs_response::{
+    DescribeConfigsResourceResult, DescribeConfigsResult,
+};
+use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
+use kafka_protocol::protocol::StrBytes;
+
+use crate::config::BrokerConfig;
+use crate::topics::{config_source, config_type, effective_topic_configs, ConfigEntry};
+use crate::Broker;
+
+/// Versions implemented (advertised in ApiVersions).
+pub const VERSIONS: (i16, i16) = (1, 4);
+
+/// Kafka's resource type of a topic.
+pub const RESOURCE_TOPIC: i8 = 2;
+/// Kafka's resource type of a broker.
+pub const RESOURCE_BROKER: i8 = 4;
+
+/// Handle a describe-configs request.
+pub async fn handle(broker: &Broker, version: i16, req: DescribeConfigsRequest) -> DescribeConfigsResponse {
+    let results = req
+        .resources
+        .into_iter()
+        .map(|r| {
+            let overrides = (r.resource_type == RESOURCE_TOPIC)
+                .then(|| {
+                    broker
+                        .meta
+                        .read(|s| s.topic(r.resource_name.as_str()).map(|t| t.configs.clone()))
+                })
+                .flatten();
+            describe(&broker.config, version, r, overrides)
+        })
+        .collect();
+    DescribeConfigsResponse::default()
+        .with_throttle_time_ms(0)
+        .with_results(results)
+}
+
+/// Describe one resource. `topic_overrides` is the topic's overrides when
+/// the resource is an existing topic, `None` otherwise.
+pub fn describe(
+    cfg: &BrokerConfig,
+    version: i16,
+    r: DescribeConfigsResource,
+    topic_overrides: Option<BTreeMap<String, String>>,
+) -> DescribeConfigsResult {
+    let keys: Option<Vec<String>> = r
+        .configuration_keys
+        .map(|k| k.into_iter().map(|s| s.as_str().to_string()).collect());
+    let name = r.resource_name.as_str().to_string();
+    let base = DescribeConfigsResult::default()
+        .with_resource_type(r.resource_type)
+        .with_resource_name(r.resource_name);
+    let entries = match r.resource_type {
+        RESOURCE_TOPIC => match topic_overrides {
+            Some(overrides) => Ok(effective_topic_configs(cfg, &overrides)),
+            None => Err((
+                ResponseError::UnknownTopicOrPartition,
+                format!("topic '{name}' does not exist"),
+            )),
+        },
+        RESOURCE_BROKER if name.is_empty() || name == cfg.node_id.to_string() => Ok(broker_configs(cfg)),
+        RESOURCE_BROKER => Err((
+            ResponseError::InvalidRequest,
+            format!("unexpected broker id {name}, this is broker {}", cfg.node_id),
+        )),
+        other => Err((
+            ResponseError::InvalidRequest,
+            format!("resource type {other} is not supported"),
+        )),
+    };
+    match entries {
+        Ok(entries) => base.with_error_code(0).with_error_message(None).with_configs(
+            entries
+                .into_iter()
+                .filter(|e| keys.as_ref().is_none_or(|k| k.iter().any(|k| k == e.name)))
+                .map(|e| config_result(version, e))
+                .collect(),
+        ),
+        Err((e, m)) => base
+            .with_error_code(e.code())
+            .with_error_message(Some(StrBytes::from_string(m))),
+    }
+}
+
+fn config_result(version: i16, e: ConfigEntry) -> DescribeConfigsResourceResult {
+    let mut r = DescribeConfigsResourceResult::default()
+        .with_name(StrBytes::from_static_str(e.name))
+        .with_value(Some(StrBytes::from_string(e.value)))
+        .with_read_only(false)
+        .with_config_source(e.source)
+        .with_is_sensitive(false)
+        .with_synonyms(Vec::new());
+    if version >= 3 {
+        r = r.with_config_type(e.config_type).with_documentation(None);
+    }
+    r
+}
+
+/// This node's configuration under Kafka's broker config names (static,
+/// read-only in effect: distlog does not alter broker configs at runtime).
+pub fn broker_configs(c: &BrokerConfig) -> Vec<ConfigEntry> {
+    let listener = format!("PLAINTEXT://{}", c.kafka_listen);
+    let advertised = format!(
+        "PLAINTEXT://{}:{}",
+        c.advertised_kafka_host, c.advertised_kafka_port
+    );
+    let entry = |name: &'static str, value: String, ty: i8| ConfigEntry {
+        name,
+        value,
+        source: config_source::STATIC_BROKER_CONFIG,
+        config_type: ty,
+    };
+    let mut v = vec![
+        entry("advertised.listeners", advertised, config_type::STRING),
+        entry(
+            "auto.create.topics.enable",
+            c.auto_create_topics.to_string(),
+            config_type::BOOLEAN,
+        ),
+        entry("broker.id", c.node_id.to_string(), config_type::INT),
+        entry("default.replication.factor", "1".into(), config_type::INT),
+        entry("listeners", listener, config_type::STRING),
+        entry("log.dirs", c.data_dir.display().to_string(), config_type::STRING),
+        entry("log.roll.ms", c.segment_ms.to_string(), config_type::LONG),
+        entry("log.segment.bytes", c.segment_bytes.to_string(), config_type::INT),
+        entry(
+            "message.max.bytes",
+            c.message_max_bytes.to_string(),
+            config_type::INT,
+        ),
+        entry("node.id", c.node_id.to_string(), config_type::INT),
+        entry("num.partitions", c.num_partitions.to_string(), config_type::INT),
+        entry(
+            "socket.request.max.bytes",
+            c.max_request_bytes.to_string(),
+            config_type::INT,
+        ),
+    ];
+    v.sort_by_key(|e| e.name);
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::BytesMut;
+    use kafka_protocol::protocol::{Decodable, Encodable};
+
+    use super::*;
+
+    fn resource(ty: i8, name: &'static str, keys: Option<Vec<&'static str>>) -> DescribeConfigsResource {
+        DescribeConfigsResource::default()
+            .with_resource_type(ty)
+            .with_resource_name(StrBytes::from_static_str(name))
+            .with_configuration_keys(keys.map(|k| k.into_iter().map(StrBytes::from_static_str).collect()))
+    }
+
+    #[test]
+    fn topic_configs_with_sources_and_key_filter() {
+        let cfg = BrokerConfig::default();
+        let overrides: BTreeMap<String, String> = [("retention.ms".to_string(), "1000".to_string())].into();
+        let r = describe(
+            &cfg,
+            4,
+            resource(RESOURCE_TOPIC, "t", None),
+            Some(overrides.clone()),
+        );
+        assert_eq!(r.error_code, 0);
+        let ret = r
+            .configs
+            .iter()
+            .find(|c| c.name.as_str() == "retention.ms")
+            .expect("listed");
+        assert_eq!(ret.value.as_ref().map(|v| v.as_str()), Some("1000"));
+        assert_eq!(ret.config_source, config_source::DYNAMIC_TOPIC_CONFIG);
+        assert_eq!(ret.config_type, config_type::LONG);
+        let seg = r
+            .configs
+            .iter()
+            .find(|c| c.name.as_str() == "segment.bytes")
+            .expect("listed");
+        assert_eq!(seg.value.as_ref().map(|v| v.as_str()), Some("134217728"));
+        assert_ne!(seg.config_source, config_source::DYNAMIC_TOPIC_CONFIG);
+
+        let r = describe(
+            &cfg,
+            1,
+            resource(RESOURCE_TOPIC, "t", Some(vec!["segment.ms"])),
+            Some(overrides),
+        );
+        let names: Vec<&str> = r.configs.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, vec!["segment.ms"]);
+    }
+
+    #[test]
+    fn unknown_topic_and_foreign_broker_are_errors() {
+        let cfg = BrokerConfig::default();
+        let r = describe(&cfg, 2, resource(RESOURCE_TOPIC, "nope", None), None);
+        assert_eq!(r.error_code, ResponseError::UnknownTopicOrPartition.code());
+        assert!(r.configs.is_empty());
+        let r = describe(&cfg, 2, resource(RESOURCE_BROKER, "9", None), None);
+        assert_eq!(r.error_code, ResponseError::InvalidRequest.code());
+        let r = describe(&cfg, 2, resource(RESOURCE_BROKER, "1", None), None);
+        assert_eq!(r.error_code, 0);
+        assert!(r.configs.iter().any(|c| c.name.as_str() == "broker.id"));
+    }
+
+    #[test]
+    fn responses_encode_at_every_version() {
+        let cfg = BrokerConfig::default();
+        for v in VERSIONS.0..=VERSIONS.1 {
+            let results = vec![
+                describe(
+                    &cfg,
+                    v,
+                    resource(RESOURCE_TOPIC, "t", None),
+                    Some(BTreeMap::new()),
+                ),
+                describe(&cfg, v, resource(RESOURCE_BROKER, "", None), None),
+                describe(&cfg, v, resource(RESOURCE_TOPIC, "x", None), None),
+            ];
+            let resp = DescribeConfigsResponse::default().with_results(results);
+            let mut buf = BytesMut::new();
+            resp.encode(&mut buf, v).unwrap_or_else(|e| panic!("v{v}: {e}"));
+            let back = DescribeConfigsResponse::decode(&mut buf.freeze(), v).expect("decodes");
+            assert_eq!(back.results.len(), 3, "v{v}");
+            assert_eq!(back.results[2].error_code, 3, "v{v}");
+        }
+    }
+
+    #[test]
+    fn broker_configs_reflect_the_node() {
+        let c = BrokerConfig {
+            node_id: 3,
+            ..BrokerConfig::default()
+        };
+        let v = broker_configs(&c);
+        let get = |n: &str| v.iter().find(|e| e.name == n).map(|e| e.value.clone());
+        assert_eq!(get("broker.id").as_deref(), Some("3"));
+        assert_eq!(get("num.partitions").as_deref(), Some("1"));
+        assert_eq!(get("socket.request.max.bytes").as_deref(), Some("104857600"));
+        assert_eq!(
+            get("advertised.listeners").as_deref(),
+            Some("PLAINTEXT://127.0.0.1:9092")
+        );
+        assert!(v.iter().all(|e| e.source == config_source::STATIC_BROKER_CONFIG));
+    }
+}

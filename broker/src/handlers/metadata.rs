@@ -1,0 +1,291 @@
+//! Metadata: brokers, the controller, and topics with their partitions'
+//! leaders. Unknown topics are auto-created when the node allows it
+//! (`auto.create.topics.enable`) and the request does too.
+
+use distlog_metadata::{MetaState, TopicMeta};
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::metadata_response::{
+    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
+use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, TopicName};
+use kafka_protocol::protocol::StrBytes;
+use tracing::debug;
+use uuid::Uuid;
+
+use crate::Broker;
+
+/// Versions implemented (advertised in ApiVersions).
+pub const VERSIONS: (i16, i16) = (0, 12);
+
+/// What the request asks about.
+#[derive(Debug, PartialEq)]
+enum Wanted {
+    All,
+    Some(Vec<(Option<String>, Uuid)>),
+}
+
+/// Which topics a request asks about. In v0 an empty list means every
+/// topic (there is no null); from v1 null means every topic and an empty
+/// list none.
+fn wanted(version: i16, topics: Option<Vec<MetadataRequestTopic>>) -> Wanted {
+    match topics {
+        None => Wanted::All,
+        Some(t) if t.is_empty() && version == 0 => Wanted::All,
+        Some(t) => Wanted::Some(
+            t.into_iter()
+                .map(|t| (t.name.map(|n| n.0.as_str().to_string()), t.topic_id))
+                .collect(),
+        ),
+    }
+}
+
+/// Handle a metadata request.
+pub async fn handle(broker: &Broker, version: i16, req: MetadataRequest) -> MetadataResponse {
+    let node = broker.config.node_id as i32;
+    let allow_create = broker.config.auto_create_topics && (version < 4 || req.allow_auto_topic_creation);
+    let wanted = wanted(version, req.topics);
+
+    let topics = match wanted {
+        Wanted::All => broker
+            .meta
+            .read(|s| s.topics.values().map(|t| topic_entry(s, t, node)).collect()),
+        Wanted::Some(list) => {
+            let mut out = Vec::with_capacity(list.len());
+            for (name, id) in list {
+                out.push(one_topic(broker, name, id, allow_create, node).await);
+            }
+            out
+        }
+    };
+
+    let config = &broker.config;
+    broker.meta.read(|s| {
+        build_response(
+            s,
+            config.node_id,
+            &config.advertised_kafka_host,
+            config.advertised_kafka_port,
+            topics,
+        )
+    })
+}
+
+/// The response around `topics`: every registered broker plus this node
+/// (present even before its registration is visible), the cluster id, and
+/// this node as controller.
+pub fn build_response(
+    s: &MetaState,
+    node_id: u32,
+    advertised_host: &str,
+    advertised_port: u16,
+    topics: Vec<MetadataResponseTopic>,
+) -> MetadataResponse {
+    let node = node_id as i32;
+    let mut brokers: Vec<MetadataResponseBroker> = s
+        .brokers
+        .values()
+        .filter(|b| b.id != node_id)
+        .map(|b| {
+            MetadataResponseBroker::default()
+                .with_node_id(BrokerId(b.id as i32))
+                .with_host(StrBytes::from_string(b.kafka_host.clone()))
+                .with_port(b.kafka_port as i32)
+                .with_rack(b.rack.clone().map(StrBytes::from_string))
+        })
+        .collect();
+    let rack = s.brokers.get(&node_id).and_then(|b| b.rack.clone());
+    brokers.push(
+        MetadataResponseBroker::default()
+            .with_node_id(BrokerId(node))
+            .with_host(StrBytes::from_string(advertised_host.to_string()))
+            .with_port(advertised_port as i32)
+            .with_rack(rack.map(StrBytes::from_string)),
+    );
+    brokers.sort_by_key(|b| b.node_id.0);
+    let cluster_id = (!s.cluster_id.is_empty()).then(|| StrBytes::from_string(s.cluster_id.clone()));
+    MetadataResponse::default()
+        .with_throttle_time_ms(0)
+        .with_brokers(brokers)
+        .with_cluster_id(cluster_id)
+        .with_controller_id(BrokerId(node))
+        .with_topics(topics)
+}
+
+/// The entry of one requested topic, auto-creating it if allowed.
+async fn one_topic(
+    broker: &Broker,
+    name: Option<String>,
+    id: Uuid,
+    allow_create: bool,
+    node: i32,
+) -> MetadataResponseTopic {
+    let Some(name) = name else {
+        // v10+: requested by topic id.
+        return broker.meta.read(|s| match s.topic_by_id(&id) {
+            Some(t) => topic_entry(s, t, node),
+            None => error_entry(None, id, ResponseError::UnknownTopicId),
+        });
+    };
+    if let Some(entry) = broker
+        .meta
+        .read(|s| s.topic(&name).map(|t| topic_entry(s, t, node)))
+    {
+        return entry;
+    }
+    if crate::error::topic_name_error(&name).is_some() {
+        return error_entry(Some(name), Uuid::nil(), ResponseError::InvalidTopicException);
+    }
+    if !allow_create {
+        return error_entry(Some(name), Uuid::nil(), ResponseError::UnknownTopicOrPartition);
+    }
+    match broker.create_topic(&name, None, Default::default(), false).await {
+        Ok(_) => {}
+        // Created concurrently by another request: fine, it exists.
+        Err(e) if e.code == ResponseError::TopicAlreadyExists => {}
+        Err(e) => {
+            debug!(topic = %name, error = %e.message, "auto-create failed");
+            return error_entry(Some(name), Uuid::nil(), e.code);
+        }
+    }
+    broker.meta.read(|s| match s.topic(&name) {
+        Some(t) => topic_entry(s, t, node),
+        None => error_entry(Some(name.clone()), Uuid::nil(), ResponseError::LeaderNotAvailable),
+    })
+}
+
+fn error_entry(name: Option<String>, id: Uuid, e: ResponseError) -> MetadataResponseTopic {
+    MetadataResponseTopic::default()
+        .with_error_code(e.code())
+        .with_name(name.map(|n| TopicName(StrBytes::from_string(n))))
+        .with_topic_id(id)
+}
+
+/// A live topic's entry: every partition led by its stream's owner (this
+/// node while the stream is unowned), with the owner epoch as leader epoch.
+pub fn topic_entry(s: &MetaState, t: &TopicMeta, node: i32) -> MetadataResponseTopic {
+    let partitions = (0..t.partitions)
+        .map(|p| {
+            let stream = s.stream(&t.stream(p));
+            let leader = stream.and_then(|st| st.owner).map_or(node, |o| o as i32);
+            let epoch = stream.map_or(0, |st| st.owner_epoch.min(i32::MAX as u64) as i32);
+            MetadataResponsePartition::default()
+                .with_partition_index(p as i32)
+                .with_leader_id(BrokerId(leader))
+                .with_leader_epoch(epoch)
+                .with_replica_nodes(vec![BrokerId(leader)])
+                .with_isr_nodes(vec![BrokerId(leader)])
+        })
+        .collect();
+    MetadataResponseTopic::default()
+        .with_name(Some(TopicName(StrBytes::from_string(t.name.clone()))))
+        .with_topic_id(t.id)
+        .with_is_internal(false)
+        .with_partitions(partitions)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use bytes::BytesMut;
+    use distlog_metadata::{BrokerInfo, StreamMeta};
+    use kafka_protocol::protocol::{Decodable, Encodable};
+
+    use super::*;
+
+    fn state() -> (MetaState, TopicMeta) {
+        let t = TopicMeta {
+            name: "orders".into(),
+            id: Uuid::new_v4(),
+            partitions: 2,
+            configs: BTreeMap::new(),
+            created_ms: 1,
+        };
+        let mut s = MetaState {
+            cluster_id: "c1".into(),
+            ..MetaState::default()
+        };
+        s.brokers.insert(
+            2,
+            BrokerInfo {
+                id: 2,
+                kafka_host: "other".into(),
+                kafka_port: 9000,
+                rack: Some("r2".into()),
+                bookie_addr: None,
+                lease_expires_ms: 0,
+            },
+        );
+        s.streams.insert(
+            t.stream(1),
+            StreamMeta {
+                id: t.stream(1),
+                topic: t.name.clone(),
+                owner: Some(1),
+                owner_epoch: 4,
+                log_start_offset: 0,
+                segments: Vec::new(),
+                next_lssn: 1,
+            },
+        );
+        s.topics.insert(t.name.clone(), t.clone());
+        (s, t)
+    }
+
+    #[test]
+    fn topic_entry_reports_leaders_and_epochs() {
+        let (s, t) = state();
+        let e = topic_entry(&s, &t, 1);
+        assert_eq!(e.error_code, 0);
+        assert_eq!(e.topic_id, t.id);
+        assert_eq!(e.name.as_ref().map(|n| n.0.as_str()), Some("orders"));
+        let parts: Vec<(i32, i32, i32)> = e
+            .partitions
+            .iter()
+            .map(|p| (p.partition_index, p.leader_id.0, p.leader_epoch))
+            .collect();
+        assert_eq!(parts, vec![(0, 1, 0), (1, 1, 4)]);
+        assert_eq!(e.partitions[1].replica_nodes, vec![BrokerId(1)]);
+        assert_eq!(e.partitions[1].isr_nodes, vec![BrokerId(1)]);
+    }
+
+    #[test]
+    fn response_lists_brokers_and_encodes_at_every_version() {
+        let (s, t) = state();
+        let resp = build_response(&s, 1, "localhost", 19092, vec![topic_entry(&s, &t, 1)]);
+        let brokers: Vec<(i32, &str, i32)> = resp
+            .brokers
+            .iter()
+            .map(|b| (b.node_id.0, b.host.as_str(), b.port))
+            .collect();
+        assert_eq!(brokers, vec![(1, "localhost", 19092), (2, "other", 9000)]);
+        assert_eq!(resp.controller_id, BrokerId(1));
+        assert_eq!(resp.cluster_id.as_ref().map(|c| c.as_str()), Some("c1"));
+        for v in VERSIONS.0..=VERSIONS.1 {
+            let mut buf = BytesMut::new();
+            resp.encode(&mut buf, v).unwrap_or_else(|e| panic!("v{v}: {e}"));
+            let back = MetadataResponse::decode(&mut buf.freeze(), v).expect("decodes");
+            assert_eq!(back.topics.len(), 1, "v{v}");
+            assert_eq!(back.topics[0].partitions.len(), 2, "v{v}");
+        }
+        let unknown = error_entry(
+            Some("x".into()),
+            Uuid::nil(),
+            ResponseError::UnknownTopicOrPartition,
+        );
+        assert_eq!(unknown.error_code, 3);
+    }
+
+    #[test]
+    fn which_topics_a_request_wants() {
+        assert_eq!(wanted(0, Some(vec![])), Wanted::All);
+        assert_eq!(wanted(1, Some(vec![])), Wanted::Some(vec![]));
+        assert_eq!(wanted(5, None), Wanted::All);
+        let t = MetadataRequestTopic::default().with_name(Some(TopicName(StrBytes::from_static_str("a"))));
+        assert_eq!(
+            wanted(9, Some(vec![t])),
+            Wanted::Some(vec![(Some("a".into()), Uuid::nil())])
+        );
+    }
+}

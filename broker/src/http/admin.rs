@@ -1,0 +1,112 @@
+//! The JSON admin API: topics with their streams and segments, and the
+//! offset → DLSN → txid mapping of a record (`ns.locate`).
+
+use std::sync::Arc;
+
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use distlog_metadata::SegmentState;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::error::storage_error;
+use crate::Broker;
+
+/// The admin routes over `broker`.
+pub fn router(broker: Arc<Broker>) -> Router {
+    Router::new()
+        .route("/admin/topics", get(topics))
+        .route("/admin/locate", get(locate))
+        .with_state(broker)
+}
+
+async fn topics(State(broker): State<Arc<Broker>>) -> Json<Value> {
+    let topics: Vec<Value> = broker.meta.read(|s| {
+        s.topics
+            .values()
+            .map(|t| {
+                let partitions: Vec<Value> = (0..t.partitions)
+                    .map(|p| match s.stream(&t.stream(p)) {
+                        Some(st) => json!({
+                            "partition": p,
+                            "owner": st.owner,
+                            "epoch": st.owner_epoch,
+                            "log_start_offset": st.log_start_offset,
+                            "segments": st.segments.iter().map(|g| json!({
+                                "lssn": g.lssn,
+                                "ledger_id": g.ledger_id,
+                                "state": match g.state {
+                                    SegmentState::InProgress => "in_progress",
+                                    SegmentState::Completed => "completed",
+                                },
+                                "base_offset": g.base_offset,
+                                "last_offset": g.last_offset,
+                                "start_txid": g.start_txid,
+                                "end_txid": g.end_txid,
+                                "last_entry_id": g.last_entry_id,
+                                "size_bytes": g.size_bytes,
+                                "ensemble": g.ensemble,
+                            })).collect::<Vec<_>>(),
+                        }),
+                        None => json!({"partition": p, "owner": null, "epoch": 0, "segments": []}),
+                    })
+                    .collect();
+                json!({
+                    "name": t.name,
+                    "id": t.id.to_string(),
+                    "partitions": partitions,
+                    "configs": t.configs,
+                })
+            })
+            .collect()
+    });
+    Json(json!({ "topics": topics }))
+}
+
+/// Query of `/admin/locate`.
+#[derive(Debug, Deserialize)]
+struct LocateQuery {
+    topic: String,
+    partition: i32,
+    offset: u64,
+}
+
+fn error(status: StatusCode, kafka_error: Option<String>, message: String) -> Response {
+    (
+        status,
+        Json(json!({"error": message, "kafka_error": kafka_error})),
+    )
+        .into_response()
+}
+
+async fn locate(State(broker): State<Arc<Broker>>, Query(q): Query<LocateQuery>) -> Response {
+    let stream = match broker.resolve(&q.topic, q.partition) {
+        Ok((_, stream)) => stream,
+        Err(e) => {
+            let msg = format!("topic '{}' partition {} does not exist", q.topic, q.partition);
+            return error(StatusCode::NOT_FOUND, Some(format!("{e:?}")), msg);
+        }
+    };
+    match broker.ns.locate(stream, q.offset).await {
+        Ok((dlsn, txid)) => Json(json!({
+            "topic": q.topic,
+            "partition": q.partition,
+            "offset": q.offset,
+            "dlsn": {"lssn": dlsn.lssn, "entry_id": dlsn.entry_id, "slot_id": dlsn.slot_id},
+            "txid": txid,
+        }))
+        .into_response(),
+        Err(e) => {
+            let k = storage_error(&e);
+            let status = match k {
+                kafka_protocol::error::ResponseError::OffsetOutOfRange
+                | kafka_protocol::error::ResponseError::UnknownTopicOrPartition => StatusCode::NOT_FOUND,
+                _ => StatusCode::INTERNAL_SERVER_ERROR,
+            };
+            error(status, Some(format!("{k:?}")), e.to_string())
+        }
+    }
+}
