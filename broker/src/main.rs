@@ -56,11 +56,14 @@ fn init_tracing(config: &BrokerConfig) -> anyhow::Result<()> {
         Ok(v) if !v.is_empty() => {
             EnvFilter::try_new(&v).with_context(|| format!("invalid RUST_LOG '{v}'"))?
         }
-        _ => EnvFilter::try_new(&config.log_level)
+        // openraft narrates every election at info; keep it to warnings
+        // unless the operator asks for it through RUST_LOG.
+        _ => EnvFilter::try_new(format!("{},openraft=warn", config.log_level))
             .with_context(|| format!("invalid log level '{}'", config.log_level))?,
     };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     let installed = match config.log_format {
         LogFormat::Text => builder.try_init(),
@@ -145,6 +148,9 @@ async fn serve(config: BrokerConfig) -> anyhow::Result<()> {
         .await
         .context("bookie open task failed")?
         .context("cannot open the bookie")?;
+    distlog_storage::log::gc::collect_orphan_ledgers(&meta, &bookie)
+        .await
+        .context("cannot garbage-collect orphan ledgers")?;
 
     let ns = Namespace::open(
         meta.clone(),

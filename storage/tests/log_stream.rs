@@ -11,6 +11,7 @@ use std::sync::Arc;
 use bytes::{BufMut, BytesMut};
 use distlog_metadata::{Command, MetadataConfig, MetadataStore, SegmentState, StreamId, TopicMeta};
 use distlog_storage::bookie::{Bookie, BookieConfig, LocalBookie};
+use distlog_storage::ledger::BookieClient;
 use distlog_storage::log::{AppendRequest, Namespace, NamespaceConfig, StampFn, StreamConfig};
 use distlog_storage::{Dlsn, StorageError};
 
@@ -442,6 +443,52 @@ fn long_poll_watch_sees_new_high_watermark() {
             .unwrap()
             .unwrap();
         assert_eq!(*w.borrow(), 3);
+        stop(n).await;
+    });
+}
+
+#[test]
+fn orphan_ledgers_are_collected_at_startup() {
+    let dir = tempfile::tempdir().unwrap();
+    rt().block_on(async {
+        let n = start(dir.path(), StreamConfig::default(), 1 << 20).await;
+        let s = create_topic(&n.meta, "t", 1).await.stream(0);
+        n.ns.append(
+            s,
+            AppendRequest {
+                payload: payload(1, 8),
+                record_count: 1,
+                max_timestamp: 0,
+            },
+        )
+        .await
+        .unwrap();
+        let live = n.meta.read(|st| st.stream(&s).unwrap().segments[0].ledger_id);
+        // A ledger left behind by a crash between a metadata change and the
+        // bookie delete.
+        let orphan = 9999;
+        LocalBookie(n.bookie.clone())
+            .add_entry(distlog_storage::ledger::AddRequest {
+                ledger_id: orphan,
+                row: distlog_storage::ledger::IndexRow {
+                    entry_id: 0,
+                    first_seq: 0,
+                    record_count: 1,
+                    txid: 0,
+                    len: 3,
+                },
+                lac: None,
+                payload: vec![bytes::Bytes::from_static(b"abc")],
+            })
+            .await
+            .unwrap();
+        let deleted = distlog_storage::log::gc::collect_orphan_ledgers(&n.meta, &n.bookie)
+            .await
+            .unwrap();
+        assert_eq!(deleted, vec![orphan]);
+        let mut left = n.bookie.ledgers();
+        left.sort();
+        assert_eq!(left, vec![live]);
         stop(n).await;
     });
 }

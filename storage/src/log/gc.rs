@@ -1,0 +1,42 @@
+//! Ledger garbage collection: ledgers on the local bookie that no segment
+//! in the metadata store references any more.
+//!
+//! Topic deletion and truncation delete their ledgers through metadata
+//! watches; a crash between the metadata change and the delete leaves the
+//! ledger behind. Collecting at startup, before any writer runs, is safe:
+//! a ledger becomes referenced (AddSegment) before its first entry is
+//! written, so an unreferenced ledger file can only be garbage.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use distlog_metadata::{LedgerId, MetadataStore};
+use tracing::info;
+
+use crate::bookie::{Bookie, LocalBookie};
+use crate::error::Result;
+use crate::ledger::BookieClient;
+
+/// Delete every ledger of `bookie` that no segment references. Must run
+/// before writers start. Returns the ledgers deleted.
+pub async fn collect_orphan_ledgers(meta: &MetadataStore, bookie: &Arc<Bookie>) -> Result<Vec<LedgerId>> {
+    let referenced: HashSet<LedgerId> = meta.read(|s| {
+        s.streams
+            .values()
+            .flat_map(|st| st.segments.iter().map(|g| g.ledger_id))
+            .collect()
+    });
+    let orphans: Vec<LedgerId> = bookie
+        .ledgers()
+        .into_iter()
+        .filter(|l| !referenced.contains(l))
+        .collect();
+    let client = LocalBookie(bookie.clone());
+    for l in &orphans {
+        client.delete(*l).await?;
+    }
+    if !orphans.is_empty() {
+        info!(ledgers = ?orphans, "deleted orphan ledgers no segment references");
+    }
+    Ok(orphans)
+}
