@@ -38,9 +38,13 @@ pub fn run_with_deadline(
     deadline: Duration,
 ) -> anyhow::Result<CommandOutput> {
     let description = format!("{cmd:?}");
-    cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    cmd.stdin(if stdin.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
     let mut child = cmd.spawn().with_context(|| format!("spawn {description}"))?;
 
     let stdin_writer = match (stdin, child.stdin.take()) {
@@ -65,7 +69,10 @@ pub fn run_with_deadline(
 
     let started = Instant::now();
     let status = loop {
-        if let Some(status) = child.try_wait().with_context(|| format!("wait for {description}"))? {
+        if let Some(status) = child
+            .try_wait()
+            .with_context(|| format!("wait for {description}"))?
+        {
             break Some(status);
         }
         if started.elapsed() >= deadline {
@@ -81,7 +88,11 @@ pub fn run_with_deadline(
     let stdout = stdout_reader.join().unwrap_or_default();
     let stderr = String::from_utf8_lossy(&stderr_reader.join().unwrap_or_default()).into_owned();
     match status {
-        Some(status) => Ok(CommandOutput { status, stdout, stderr }),
+        Some(status) => Ok(CommandOutput {
+            status,
+            stdout,
+            stderr,
+        }),
         None => bail!(
             "{description} did not finish within {deadline:?}; killed.\nstdout:\n{}\nstderr:\n{stderr}",
             String::from_utf8_lossy(&stdout)
@@ -95,8 +106,12 @@ mod tests {
 
     #[test]
     fn captures_output_and_feeds_stdin() {
-        let out = run_with_deadline(Command::new("cat"), Some(b"hello\n".to_vec()), Duration::from_secs(5))
-            .expect("cat runs");
+        let out = run_with_deadline(
+            Command::new("cat"),
+            Some(b"hello\n".to_vec()),
+            Duration::from_secs(5),
+        )
+        .expect("cat runs");
         assert!(out.status.success());
         assert_eq!(out.stdout, b"hello\n");
     }

@@ -28,9 +28,13 @@ pub fn get(addr: SocketAddr, path: &str, timeout: Duration) -> anyhow::Result<Ht
     stream.set_read_timeout(Some(timeout))?;
     stream.set_write_timeout(Some(timeout))?;
     let request = format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).with_context(|| format!("send GET {path}"))?;
+    stream
+        .write_all(request.as_bytes())
+        .with_context(|| format!("send GET {path}"))?;
     let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).with_context(|| format!("read response to GET {path}"))?;
+    stream
+        .read_to_end(&mut raw)
+        .with_context(|| format!("read response to GET {path}"))?;
     parse_response(&raw).with_context(|| format!("parse response to GET {path}"))
 }
 
@@ -54,7 +58,10 @@ fn parse_response(raw: &[u8]) -> anyhow::Result<HttpResponse> {
         .next()
         .and_then(|s| s.parse::<u16>().ok())
         .with_context(|| format!("no status code in {status_line:?}"))?;
-    Ok(HttpResponse { status, body: body.to_string() })
+    Ok(HttpResponse {
+        status,
+        body: body.to_string(),
+    })
 }
 
 /// Sums every sample of the Prometheus metric `name` (all label sets) in `text`.
@@ -68,7 +75,9 @@ pub fn metric_sum(text: &str, name: &str) -> Option<f64> {
         if line.starts_with('#') {
             continue;
         }
-        let Some(rest) = line.strip_prefix(name) else { continue };
+        let Some(rest) = line.strip_prefix(name) else {
+            continue;
+        };
         // Exact name match: the next character must start labels or the value.
         if !(rest.starts_with('{') || rest.starts_with(' ')) {
             continue;
@@ -89,13 +98,20 @@ mod tests {
     #[test]
     fn parses_status_and_body() {
         let r = parse_response(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok").expect("valid");
-        assert_eq!(r, HttpResponse { status: 200, body: "ok".into() });
+        assert_eq!(
+            r,
+            HttpResponse {
+                status: 200,
+                body: "ok".into()
+            }
+        );
         assert!(parse_response(b"garbage").is_err());
     }
 
     #[test]
     fn sums_metric_samples_across_labels() {
-        let text = "# HELP x\nfoo_total{api=\"a\"} 2\nfoo_total{api=\"b\"} 3\nfoo_total_other 7\nfoo_total 1\n";
+        let text =
+            "# HELP x\nfoo_total{api=\"a\"} 2\nfoo_total{api=\"b\"} 3\nfoo_total_other 7\nfoo_total 1\n";
         assert_eq!(metric_sum(text, "foo_total"), Some(6.0));
         assert_eq!(metric_sum(text, "bar"), None);
     }

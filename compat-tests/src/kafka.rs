@@ -64,7 +64,9 @@ pub fn consumer_config(bootstrap: &str) -> ClientConfig {
 
 /// Runs an admin future to completion on a throwaway current-thread runtime.
 fn block_on<F: std::future::Future>(future: F) -> anyhow::Result<F::Output> {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     Ok(runtime.block_on(future))
 }
 
@@ -105,8 +107,8 @@ pub fn create_topic_with_config(
 /// Deletes `name` through DeleteTopics.
 pub fn delete_topic(bootstrap: &str, name: &str) -> anyhow::Result<()> {
     let (client, options) = admin(bootstrap)?;
-    let results = block_on(client.delete_topics(&[name], &options))?
-        .with_context(|| format!("DeleteTopics {name}"))?;
+    let results =
+        block_on(client.delete_topics(&[name], &options))?.with_context(|| format!("DeleteTopics {name}"))?;
     for result in results {
         if let Err((topic, code)) = result {
             bail!("DeleteTopics {topic} failed: {code:?}");
@@ -119,7 +121,9 @@ pub fn delete_topic(bootstrap: &str, name: &str) -> anyhow::Result<()> {
 /// to auto-create topics, so looking does not change what is seen.
 pub fn fetch_metadata(bootstrap: &str, topic: Option<&str>) -> anyhow::Result<Metadata> {
     let consumer: BaseConsumer = consumer_config(bootstrap).create().context("create consumer")?;
-    consumer.fetch_metadata(topic, Duration::from_secs(10)).context("fetch metadata")
+    consumer
+        .fetch_metadata(topic, Duration::from_secs(10))
+        .context("fetch metadata")
 }
 
 /// A record to produce, with everything a Kafka record can carry.
@@ -138,7 +142,10 @@ pub struct TestRecord {
 impl TestRecord {
     /// A record with only a value.
     pub fn value(payload: impl Into<Vec<u8>>) -> TestRecord {
-        TestRecord { payload: Some(payload.into()), ..TestRecord::default() }
+        TestRecord {
+            payload: Some(payload.into()),
+            ..TestRecord::default()
+        }
     }
 }
 
@@ -175,14 +182,24 @@ impl ProducerContext for RecordingContext {
 
     fn delivery(&self, result: &DeliveryResult<'_>, id: Self::DeliveryOpaque) {
         let delivery = match result {
-            Ok(msg) => Delivery { id: *id, partition: msg.partition(), result: Ok(msg.offset()) },
+            Ok(msg) => Delivery {
+                id: *id,
+                partition: msg.partition(),
+                result: Ok(msg.offset()),
+            },
             Err((err, msg)) => Delivery {
                 id: *id,
                 partition: msg.partition(),
-                result: Err(DeliveryError { code: err.rdkafka_error_code(), message: err.to_string() }),
+                result: Err(DeliveryError {
+                    code: err.rdkafka_error_code(),
+                    message: err.to_string(),
+                }),
             },
         };
-        self.deliveries.lock().unwrap_or_else(|e| e.into_inner()).push(delivery);
+        self.deliveries
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(delivery);
     }
 }
 
@@ -198,7 +215,9 @@ pub type RecordingProducer = BaseProducer<RecordingContext>;
 
 /// Creates a [`RecordingProducer`] from `config`.
 pub fn recording_producer(config: &ClientConfig) -> anyhow::Result<RecordingProducer> {
-    config.create_with_context(RecordingContext::default()).context("create producer")
+    config
+        .create_with_context(RecordingContext::default())
+        .context("create producer")
 }
 
 /// Enqueues `record` as message `id`, polling to make room while the local queue is full
@@ -228,7 +247,10 @@ pub fn send_record(
         if !record.headers.is_empty() {
             let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
             for (key, value) in &record.headers {
-                headers = headers.insert(Header { key: key.as_str(), value: value.as_deref() });
+                headers = headers.insert(Header {
+                    key: key.as_str(),
+                    value: value.as_deref(),
+                });
             }
             base = base.headers(headers);
         }
@@ -292,7 +314,11 @@ impl ConsumedRecord {
     pub fn from_message(msg: &BorrowedMessage<'_>) -> ConsumedRecord {
         let headers = msg
             .headers()
-            .map(|h| h.iter().map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec))).collect())
+            .map(|h| {
+                h.iter()
+                    .map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec)))
+                    .collect()
+            })
             .unwrap_or_default();
         ConsumedRecord {
             partition: msg.partition(),
@@ -314,7 +340,8 @@ pub fn assigned_consumer(
 ) -> anyhow::Result<BaseConsumer> {
     let consumer: BaseConsumer = config.create().context("create consumer")?;
     let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(topic, partition, offset).context("build assignment")?;
+    tpl.add_partition_offset(topic, partition, offset)
+        .context("build assignment")?;
     consumer.assign(&tpl).context("assign")?;
     Ok(consumer)
 }
@@ -352,7 +379,14 @@ pub fn consume_n(
     n: usize,
     timeout: Duration,
 ) -> anyhow::Result<Vec<ConsumedRecord>> {
-    consume_n_with(&consumer_config(bootstrap), topic, partition, from_offset, n, timeout)
+    consume_n_with(
+        &consumer_config(bootstrap),
+        topic,
+        partition,
+        from_offset,
+        n,
+        timeout,
+    )
 }
 
 /// [`consume_n`] with a caller-supplied consumer configuration.
@@ -384,7 +418,9 @@ pub fn expect_no_more(consumer: &BaseConsumer, quiet: Duration) -> anyhow::Resul
 /// Low and high watermarks of a partition.
 pub fn watermarks(bootstrap: &str, topic: &str, partition: i32) -> anyhow::Result<(i64, i64)> {
     let consumer: BaseConsumer = consumer_config(bootstrap).create().context("create consumer")?;
-    consumer.fetch_watermarks(topic, partition, Duration::from_secs(10)).context("fetch watermarks")
+    consumer
+        .fetch_watermarks(topic, partition, Duration::from_secs(10))
+        .context("fetch watermarks")
 }
 
 /// A deterministic payload of `len` bytes for message `i` (so corruption shows as a mismatch).

@@ -57,12 +57,18 @@ impl Ports {
             .collect::<Result<Vec<_>, _>>()
             .context("bind 127.0.0.1:0 to pick free ports")?;
         let port = |i: usize| -> anyhow::Result<u16> { Ok(listeners[i].local_addr()?.port()) };
-        Ok(Ports { kafka: port(0)?, http: port(1)?, raft: port(2)? })
+        Ok(Ports {
+            kafka: port(0)?,
+            http: port(1)?,
+            raft: port(2)?,
+        })
     }
 
     /// True if all three ports can be bound right now (used to reuse ports across a restart).
     fn all_free(&self) -> bool {
-        [self.kafka, self.http, self.raft].iter().all(|p| TcpListener::bind(("127.0.0.1", *p)).is_ok())
+        [self.kafka, self.http, self.raft]
+            .iter()
+            .all(|p| TcpListener::bind(("127.0.0.1", *p)).is_ok())
     }
 }
 
@@ -95,7 +101,10 @@ impl DistlogProcess {
                 (Some(tmp), data)
             }
         };
-        let parent = data_dir.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
+        let parent = data_dir
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
         let log_path = parent.join("distlog.log");
         let mut process = DistlogProcess {
             child: None,
@@ -190,7 +199,9 @@ impl DistlogProcess {
             .stdin(Stdio::null())
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(log_err));
-        let child = cmd.spawn().with_context(|| format!("spawn {}", self.binary.display()))?;
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("spawn {}", self.binary.display()))?;
         self.child = Some(child);
         Ok(())
     }
@@ -270,7 +281,10 @@ impl DistlogProcess {
     pub fn kill9(&mut self) -> anyhow::Result<()> {
         let mut child = self.child.take().context("kill9: distlog is not running")?;
         if let Some(status) = child.try_wait()? {
-            bail!("kill9: distlog had already exited ({status}); log tail:\n{}", self.log_tail(60));
+            bail!(
+                "kill9: distlog had already exited ({status}); log tail:\n{}",
+                self.log_tail(60)
+            );
         }
         // Child::kill sends SIGKILL on Unix.
         child.kill().context("send SIGKILL")?;
@@ -285,7 +299,10 @@ impl DistlogProcess {
     pub fn terminate(&mut self, deadline: Duration) -> anyhow::Result<ExitStatus> {
         let mut child = self.child.take().context("terminate: distlog is not running")?;
         if let Some(status) = child.try_wait()? {
-            bail!("terminate: distlog had already exited ({status}); log tail:\n{}", self.log_tail(60));
+            bail!(
+                "terminate: distlog had already exited ({status}); log tail:\n{}",
+                self.log_tail(60)
+            );
         }
         let pid = libc::pid_t::try_from(child.id()).context("pid fits pid_t")?;
         // SAFETY: kill(2) with a pid we own and have not reaped yet.
@@ -356,7 +373,9 @@ fn ensure_killed_by(signal: Option<i32>, expected: i32) -> anyhow::Result<()> {
 
 /// Reads the last `lines` lines of a file, looking at no more than its last 64 KiB.
 fn tail_of_file(path: &Path, lines: usize) -> String {
-    let Ok(mut file) = File::open(path) else { return String::new() };
+    let Ok(mut file) = File::open(path) else {
+        return String::new();
+    };
     let len = file.metadata().map(|m| m.len()).unwrap_or(0);
     let start = len.saturating_sub(64 * 1024);
     if file.seek(SeekFrom::Start(start)).is_err() {
@@ -393,7 +412,11 @@ pub fn locate_binary() -> anyhow::Result<PathBuf> {
     let target_dir = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("target"));
-    let (this, other) = if cfg!(debug_assertions) { ("debug", "release") } else { ("release", "debug") };
+    let (this, other) = if cfg!(debug_assertions) {
+        ("debug", "release")
+    } else {
+        ("release", "debug")
+    };
     candidates.push(target_dir.join(this).join("distlog"));
     candidates.push(target_dir.join(other).join("distlog"));
     if let Some(found) = candidates.iter().find(|p| p.is_file()) {
@@ -402,7 +425,11 @@ pub fn locate_binary() -> anyhow::Result<PathBuf> {
     bail!(
         "the distlog binary was not found (looked at: {}). Run `cargo build -p distlog-broker` \
          (or `scripts/test.sh`), or point DISTLOG_BIN at a built binary.",
-        candidates.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+        candidates
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
     )
 }
 

@@ -83,14 +83,22 @@ pub fn decode_api_versions_v0(payload: &[u8]) -> anyhow::Result<ApiVersionsV0Res
     ensure!((0..=1000).contains(&count), "implausible api_keys count {count}");
     let mut api_keys = Vec::new();
     for _ in 0..count {
-        api_keys.push(ApiRange { api_key: cur.i16()?, min_version: cur.i16()?, max_version: cur.i16()? });
+        api_keys.push(ApiRange {
+            api_key: cur.i16()?,
+            min_version: cur.i16()?,
+            max_version: cur.i16()?,
+        });
     }
     ensure!(
         cur.pos == payload.len(),
         "{} unexpected trailing bytes after a v0 ApiVersions response",
         payload.len() - cur.pos
     );
-    Ok(ApiVersionsV0Response { correlation_id, error_code, api_keys })
+    Ok(ApiVersionsV0Response {
+        correlation_id,
+        error_code,
+        api_keys,
+    })
 }
 
 struct Cursor<'a> {
@@ -129,7 +137,10 @@ pub fn read_frame(stream: &mut TcpStream) -> anyhow::Result<Vec<u8>> {
     let mut len = [0u8; 4];
     stream.read_exact(&mut len).context("read response size")?;
     let len = i32::from_be_bytes(len);
-    ensure!((0..=16 * 1024 * 1024).contains(&len), "implausible response size {len}");
+    ensure!(
+        (0..=16 * 1024 * 1024).contains(&len),
+        "implausible response size {len}"
+    );
     let mut payload = vec![0u8; usize::try_from(len).context("size is non-negative")?];
     stream.read_exact(&mut payload).context("read response payload")?;
     Ok(payload)
@@ -159,7 +170,12 @@ pub fn send_and_expect_close(
             Ok(0) => return Ok(received),
             Ok(n) => received.extend_from_slice(&buf[..n]),
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
-            Err(e) if matches!(e.kind(), ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted) => {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted
+                ) =>
+            {
                 return Ok(received)
             }
             Err(e) => return Err(e).context("read from broker"),
@@ -199,7 +215,14 @@ mod tests {
         let r = decode_api_versions_v0(&p).expect("valid");
         assert_eq!(r.correlation_id, 5);
         assert_eq!(r.error_code, 35);
-        assert_eq!(r.api_keys, vec![ApiRange { api_key: 18, min_version: 0, max_version: 3 }]);
+        assert_eq!(
+            r.api_keys,
+            vec![ApiRange {
+                api_key: 18,
+                min_version: 0,
+                max_version: 3
+            }]
+        );
         p.push(0);
         assert!(decode_api_versions_v0(&p).is_err());
     }
