@@ -153,10 +153,7 @@ impl DistlogProcess {
                     let bind_failure = exited && tail.to_lowercase().contains("in use");
                     self.kill_and_reap();
                     if !bind_failure {
-                        return Err(e.context(format!(
-                            "distlog failed to start ({}); log tail:\n{tail}",
-                            self.log_path.display()
-                        )));
+                        return Err(self.start_failure(e, &tail));
                     }
                     last_error = Some(e);
                 }
@@ -167,6 +164,20 @@ impl DistlogProcess {
             last_error.unwrap_or_else(|| anyhow!("no attempt made")),
             self.log_tail(60)
         ))
+    }
+
+    /// Builds the error for a failed start: the cause, the binary, and the broker's log tail.
+    fn start_failure(&self, cause: anyhow::Error, tail: &str) -> anyhow::Error {
+        let tail = if tail.trim().is_empty() {
+            "(the log is empty; if the binary is stale, rebuild it with `cargo build -p distlog-broker`)"
+        } else {
+            tail
+        };
+        anyhow!(
+            "{} failed to start: {cause:#}\n---- tail of {} ----\n{tail}\n---- end of log ----",
+            self.binary.display(),
+            self.log_path.display()
+        )
     }
 
     fn spawn(&mut self) -> anyhow::Result<()> {
@@ -180,6 +191,13 @@ impl DistlogProcess {
         let log_err = log.try_clone()?;
         let kafka = format!("127.0.0.1:{}", self.ports.kafka);
         let mut cmd = Command::new(&self.binary);
+        // The broker reads DISTLOG_* settings from the environment; a developer's shell must not
+        // change what a test runs. Only the options' own env reaches the process.
+        for (key, _) in std::env::vars_os() {
+            if key.to_string_lossy().starts_with("DISTLOG_") {
+                cmd.env_remove(&key);
+            }
+        }
         cmd.arg("server");
         if let Some(id) = self.options.node_id {
             cmd.arg("--node-id").arg(id.to_string());
