@@ -12,6 +12,7 @@ MESSAGES="${1:-200000}"
 shift || true
 
 cargo build --release -p distlog-broker -p distlog-compat-tests --bin distlog --bin distlog-loadgen
+BIN_DIR="${CARGO_TARGET_DIR:-target}/release"
 
 free_port() {
   python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
@@ -59,7 +60,7 @@ trap cleanup EXIT INT TERM
 KAFKA_PORT="$(free_port)"
 HTTP_PORT="$(free_port)"
 RAFT_PORT="$(free_port)"
-target/release/distlog server \
+"$BIN_DIR/distlog" server \
   --data-dir "$WORKDIR/data" \
   --kafka-listen "127.0.0.1:${KAFKA_PORT}" \
   --advertised-kafka "127.0.0.1:${KAFKA_PORT}" \
@@ -83,7 +84,7 @@ sleep 2
 IDLE_RSS="$(rss_kib "$BROKER_PID")"
 FSYNCS_BEFORE="$(fsyncs)"
 STARTED="$(date +%s.%N)"
-target/release/distlog-loadgen --bootstrap "127.0.0.1:${KAFKA_PORT}" --topic bench \
+"$BIN_DIR/distlog-loadgen" --bootstrap "127.0.0.1:${KAFKA_PORT}" --topic bench \
   --messages "$MESSAGES" --size 1024 --acks all --linger-ms 5 --partitions 1 "$@"
 ENDED="$(date +%s.%N)"
 FSYNCS_AFTER="$(fsyncs)"
