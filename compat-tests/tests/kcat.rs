@@ -15,11 +15,9 @@ const DEADLINE: Duration = Duration::from_secs(60);
 /// Returns false (skip) only when kcat is absent and DISTLOG_SKIP_KCAT=1; panics if it is absent
 /// otherwise.
 fn kcat_available() -> bool {
-    let found = Command::new("kcat")
-        .arg("-V")
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
+    let mut version = Command::new("kcat");
+    version.arg("-V");
+    let found = run_with_deadline(version, None, Duration::from_secs(10)).is_ok_and(|o| o.status.success());
     if found {
         return true;
     }
