@@ -1,1 +1,57 @@
-//! placeholder
+//! Test harness for the distlog compatibility suite.
+//!
+//! The suite proves Kafka compatibility the only way that counts: real clients (librdkafka through
+//! the `rdkafka` crate, and `kcat`) talking to a real `distlog` process over TCP. This library holds
+//! what every test needs for that:
+//!
+//! - [`process`]: start a `distlog server` on free loopback ports with its own data directory, wait
+//!   until it is healthy, kill it (SIGKILL or SIGTERM), restart it on the same data directory, and
+//!   never leak it (its `Drop` kills and reaps the child).
+//! - [`kafka`]: rdkafka client configurations with short timeouts, topic administration, a
+//!   recording producer and an assign-based consumer (the broker has no group coordinator yet, so
+//!   nothing here subscribes or commits).
+//! - [`http`]: a dependency-free HTTP/1.0 GET for `/health`, `/metrics` and `/admin/*`.
+//! - [`raw`]: hand-built Kafka protocol frames for tests that must send what no client would.
+//! - [`command`]: run an external program (kcat) with a hard deadline.
+
+pub mod command;
+pub mod http;
+pub mod kafka;
+pub mod process;
+pub mod raw;
+
+pub use process::{DistlogOptions, DistlogProcess};
+
+/// Errors surfaced by the harness. Tests usually turn them into panics with `{:#}` so the message,
+/// including any broker log tail, lands in the test output.
+pub type Result<T> = anyhow::Result<T>;
+
+/// Unwraps a harness result in a test, panicking with the whole error chain (`{:#}`), which
+/// includes the broker's log tail when the harness attached one.
+pub trait OrPanic<T> {
+    /// Returns the value or panics with `what` and the full error.
+    fn or_panic(self, what: &str) -> T;
+}
+
+impl<T> OrPanic<T> for anyhow::Result<T> {
+    fn or_panic(self, what: &str) -> T {
+        match self {
+            Ok(v) => v,
+            Err(e) => panic!("{what}: {e:#}"),
+        }
+    }
+}
+
+/// Starts a broker with default options for a test, panicking with a clear message (how to build
+/// the binary, or the broker's log tail) if it cannot be started.
+pub fn start_broker() -> DistlogProcess {
+    DistlogProcess::start(DistlogOptions::default()).or_panic("start distlog")
+}
+
+/// The current wall-clock time in milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("the system clock is after 1970");
+    i64::try_from(since.as_millis()).expect("milliseconds since 1970 fit in i64")
+}

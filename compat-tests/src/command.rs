@@ -1,0 +1,128 @@
+//! Running external programs (kcat) with a hard deadline.
+//!
+//! Every process a test spawns must end by itself or be killed: a client that hangs on a broken
+//! broker must fail the test, not hang CI.
+
+use std::io::{Read, Write};
+use std::process::{Command, ExitStatus, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+
+/// What a finished program printed and how it exited.
+#[derive(Debug)]
+pub struct CommandOutput {
+    /// The exit status (a signal exit shows as a non-success status).
+    pub status: ExitStatus,
+    /// Everything written to stdout.
+    pub stdout: Vec<u8>,
+    /// Everything written to stderr, as lossy UTF-8 for messages.
+    pub stderr: String,
+}
+
+impl CommandOutput {
+    /// stdout as lossy UTF-8.
+    pub fn stdout_text(&self) -> String {
+        String::from_utf8_lossy(&self.stdout).into_owned()
+    }
+}
+
+/// Runs `cmd` with `stdin` fed to it, and kills it if it is still running after `deadline`.
+///
+/// stdout and stderr are drained on their own threads so a chatty program cannot block on a full
+/// pipe. A program killed at the deadline is an error that includes what it printed so far.
+pub fn run_with_deadline(
+    mut cmd: Command,
+    stdin: Option<Vec<u8>>,
+    deadline: Duration,
+) -> anyhow::Result<CommandOutput> {
+    let description = format!("{cmd:?}");
+    cmd.stdin(if stdin.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    let mut child = cmd.spawn().with_context(|| format!("spawn {description}"))?;
+
+    let stdin_writer = match (stdin, child.stdin.take()) {
+        (Some(input), Some(mut pipe)) => Some(thread::spawn(move || {
+            // A program that exits early closes its stdin; that surfaces through its exit status.
+            let _ = pipe.write_all(&input);
+        })),
+        _ => None,
+    };
+    let mut stdout_pipe = child.stdout.take().context("stdout was piped")?;
+    let mut stderr_pipe = child.stderr.take().context("stderr was piped")?;
+    let stdout_reader = thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = stdout_pipe.read_to_end(&mut buf);
+        buf
+    });
+    let stderr_reader = thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = stderr_pipe.read_to_end(&mut buf);
+        buf
+    });
+
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child
+            .try_wait()
+            .with_context(|| format!("wait for {description}"))?
+        {
+            break Some(status);
+        }
+        if started.elapsed() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        thread::sleep(Duration::from_millis(20));
+    };
+    if let Some(writer) = stdin_writer {
+        let _ = writer.join();
+    }
+    let stdout = stdout_reader.join().unwrap_or_default();
+    let stderr = String::from_utf8_lossy(&stderr_reader.join().unwrap_or_default()).into_owned();
+    match status {
+        Some(status) => Ok(CommandOutput {
+            status,
+            stdout,
+            stderr,
+        }),
+        None => bail!(
+            "{description} did not finish within {deadline:?}; killed.\nstdout:\n{}\nstderr:\n{stderr}",
+            String::from_utf8_lossy(&stdout)
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn captures_output_and_feeds_stdin() {
+        let out = run_with_deadline(
+            Command::new("cat"),
+            Some(b"hello\n".to_vec()),
+            Duration::from_secs(5),
+        )
+        .expect("cat runs");
+        assert!(out.status.success());
+        assert_eq!(out.stdout, b"hello\n");
+    }
+
+    #[test]
+    fn kills_a_program_past_its_deadline() {
+        let mut cmd = Command::new("sleep");
+        cmd.arg("30");
+        let started = Instant::now();
+        let err = run_with_deadline(cmd, None, Duration::from_millis(200)).expect_err("must time out");
+        assert!(err.to_string().contains("did not finish"), "{err:#}");
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+}

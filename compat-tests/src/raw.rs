@@ -1,0 +1,229 @@
+//! Hand-built Kafka protocol frames.
+//!
+//! Clients never send garbage, oversized frames or API versions from the future, so the tests that
+//! check the broker's handling of those build the bytes themselves. Only what those tests need is
+//! here: framing, an ApiVersions request at any version, and a decoder for the v0 ApiVersions
+//! response that KIP-511 prescribes for unsupported versions.
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, ensure, Context};
+
+/// Kafka's ApiVersions API key.
+pub const API_VERSIONS_KEY: i16 = 18;
+
+/// Kafka's UNSUPPORTED_VERSION error code.
+pub const UNSUPPORTED_VERSION: i16 = 35;
+
+/// Encodes an ApiVersions request at `version` with a size prefix.
+///
+/// Versions 3 and above use request header v2 (client id followed by an empty tagged-field
+/// buffer) and a body with the client software name and version as compact strings, as
+/// librdkafka sends it. Versions 0-2 use header v1 and an empty body.
+pub fn api_versions_request(version: i16, correlation_id: i32, client_id: &str) -> Vec<u8> {
+    let mut body = Vec::new();
+    body.extend_from_slice(&API_VERSIONS_KEY.to_be_bytes());
+    body.extend_from_slice(&version.to_be_bytes());
+    body.extend_from_slice(&correlation_id.to_be_bytes());
+    let id_len = i16::try_from(client_id.len()).expect("test client ids are short");
+    body.extend_from_slice(&id_len.to_be_bytes());
+    body.extend_from_slice(client_id.as_bytes());
+    if version >= 3 {
+        body.push(0); // header tagged fields
+        for s in ["distlog-compat", "1.0"] {
+            body.push(u8::try_from(s.len() + 1).expect("short compact string"));
+            body.extend_from_slice(s.as_bytes());
+        }
+        body.push(0); // body tagged fields
+    }
+    frame(&body)
+}
+
+/// Prefixes `payload` with its 4-byte big-endian length, as every Kafka request is framed.
+pub fn frame(payload: &[u8]) -> Vec<u8> {
+    let len = u32::try_from(payload.len()).expect("test frames are small");
+    let mut out = len.to_be_bytes().to_vec();
+    out.extend_from_slice(payload);
+    out
+}
+
+/// One entry of an ApiVersions response: an API key and the versions the broker supports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ApiRange {
+    /// The Kafka API key.
+    pub api_key: i16,
+    /// Lowest supported version.
+    pub min_version: i16,
+    /// Highest supported version.
+    pub max_version: i16,
+}
+
+/// A decoded v0 ApiVersions response (the format KIP-511 requires for unsupported versions).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiVersionsV0Response {
+    /// The correlation id echoed from the request.
+    pub correlation_id: i32,
+    /// The top-level error code.
+    pub error_code: i16,
+    /// The supported API ranges.
+    pub api_keys: Vec<ApiRange>,
+}
+
+/// Decodes `payload` (a response frame without its size prefix) as a v0 ApiVersions response:
+/// response header v0, error code, then an INT32-counted array of (key, min, max).
+///
+/// Fails if any byte is left over: the v0 format has no throttle time or tagged fields.
+pub fn decode_api_versions_v0(payload: &[u8]) -> anyhow::Result<ApiVersionsV0Response> {
+    let mut cur = Cursor { buf: payload, pos: 0 };
+    let correlation_id = cur.i32()?;
+    let error_code = cur.i16()?;
+    let count = cur.i32()?;
+    ensure!((0..=1000).contains(&count), "implausible api_keys count {count}");
+    let mut api_keys = Vec::new();
+    for _ in 0..count {
+        api_keys.push(ApiRange {
+            api_key: cur.i16()?,
+            min_version: cur.i16()?,
+            max_version: cur.i16()?,
+        });
+    }
+    ensure!(
+        cur.pos == payload.len(),
+        "{} unexpected trailing bytes after a v0 ApiVersions response",
+        payload.len() - cur.pos
+    );
+    Ok(ApiVersionsV0Response {
+        correlation_id,
+        error_code,
+        api_keys,
+    })
+}
+
+struct Cursor<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl Cursor<'_> {
+    fn take<const N: usize>(&mut self) -> anyhow::Result<[u8; N]> {
+        let end = self.pos + N;
+        let bytes = self.buf.get(self.pos..end).context("response truncated")?;
+        self.pos = end;
+        let mut out = [0u8; N];
+        out.copy_from_slice(bytes);
+        Ok(out)
+    }
+    fn i16(&mut self) -> anyhow::Result<i16> {
+        Ok(i16::from_be_bytes(self.take::<2>()?))
+    }
+    fn i32(&mut self) -> anyhow::Result<i32> {
+        Ok(i32::from_be_bytes(self.take::<4>()?))
+    }
+}
+
+/// Connects to a Kafka listener with read/write timeouts set.
+pub fn connect(addr: SocketAddr, timeout: Duration) -> anyhow::Result<TcpStream> {
+    let stream = TcpStream::connect_timeout(&addr, timeout).with_context(|| format!("connect to {addr}"))?;
+    stream.set_read_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(timeout))?;
+    stream.set_nodelay(true)?;
+    Ok(stream)
+}
+
+/// Reads one size-prefixed response frame and returns its payload.
+pub fn read_frame(stream: &mut TcpStream) -> anyhow::Result<Vec<u8>> {
+    let mut len = [0u8; 4];
+    stream.read_exact(&mut len).context("read response size")?;
+    let len = i32::from_be_bytes(len);
+    ensure!(
+        (0..=16 * 1024 * 1024).contains(&len),
+        "implausible response size {len}"
+    );
+    let mut payload = vec![0u8; usize::try_from(len).context("size is non-negative")?];
+    stream.read_exact(&mut payload).context("read response payload")?;
+    Ok(payload)
+}
+
+/// Sends `bytes` and asserts the broker closes the connection within `deadline`.
+///
+/// Whatever the broker writes before closing is drained and returned. A write failure because the
+/// peer already closed counts as closed. Fails if the connection is still open at the deadline.
+pub fn send_and_expect_close(
+    stream: &mut TcpStream,
+    bytes: &[u8],
+    deadline: Duration,
+) -> anyhow::Result<Vec<u8>> {
+    if let Err(e) = stream.write_all(bytes).and_then(|()| stream.flush()) {
+        if matches!(e.kind(), ErrorKind::BrokenPipe | ErrorKind::ConnectionReset) {
+            return Ok(Vec::new());
+        }
+        return Err(e).context("write to broker");
+    }
+    stream.set_read_timeout(Some(Duration::from_millis(200)))?;
+    let started = Instant::now();
+    let mut received = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return Ok(received),
+            Ok(n) => received.extend_from_slice(&buf[..n]),
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted
+                ) =>
+            {
+                return Ok(received)
+            }
+            Err(e) => return Err(e).context("read from broker"),
+        }
+        if started.elapsed() >= deadline {
+            bail!(
+                "broker kept the connection open for {deadline:?} after the bad input ({} bytes received)",
+                received.len()
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encodes_api_versions_v3_like_librdkafka() {
+        let req = api_versions_request(3, 7, "c");
+        // size, key 18, version 3, correlation 7, client id "c", tags, "distlog-compat", "1.0", tags
+        let expected_len = 2 + 2 + 4 + 2 + 1 + 1 + 15 + 4 + 1;
+        assert_eq!(&req[..4], &(expected_len as u32).to_be_bytes());
+        assert_eq!(&req[4..8], &[0, 18, 0, 3]);
+        assert_eq!(req.len(), 4 + expected_len);
+        let v0 = api_versions_request(0, 1, "");
+        assert_eq!(v0.len(), 4 + 10);
+    }
+
+    #[test]
+    fn decodes_v0_response_and_rejects_trailing_bytes() {
+        let mut p = Vec::new();
+        p.extend_from_slice(&5i32.to_be_bytes());
+        p.extend_from_slice(&35i16.to_be_bytes());
+        p.extend_from_slice(&1i32.to_be_bytes());
+        p.extend_from_slice(&[0, 18, 0, 0, 0, 3]);
+        let r = decode_api_versions_v0(&p).expect("valid");
+        assert_eq!(r.correlation_id, 5);
+        assert_eq!(r.error_code, 35);
+        assert_eq!(
+            r.api_keys,
+            vec![ApiRange {
+                api_key: 18,
+                min_version: 0,
+                max_version: 3
+            }]
+        );
+        p.push(0);
+        assert!(decode_api_versions_v0(&p).is_err());
+    }
+}

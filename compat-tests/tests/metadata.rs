@@ -1,0 +1,110 @@
+//! Metadata as librdkafka sees it: the single broker at its advertised address, a cluster id,
+//! topics with their partitions, auto-creation, and unknown topics.
+
+use std::time::Duration;
+
+use distlog_compat_tests::kafka::{self, TestRecord};
+use distlog_compat_tests::{start_broker, DistlogOptions, DistlogProcess, OrPanic};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::types::RDKafkaRespErr;
+
+#[test]
+fn metadata_lists_the_single_broker_at_its_advertised_port_and_a_cluster_id() {
+    let broker = start_broker();
+    let bootstrap = broker.bootstrap();
+    let md = kafka::fetch_metadata(&bootstrap, None).or_panic("metadata");
+    assert_eq!(md.brokers().len(), 1, "exactly one broker");
+    let b = &md.brokers()[0];
+    assert_eq!(b.host(), "127.0.0.1");
+    assert_eq!(b.port(), i32::from(broker.ports().kafka));
+
+    let consumer: BaseConsumer = kafka::consumer_config(&bootstrap).create().expect("consumer");
+    let cluster_id = consumer.client().fetch_cluster_id(Duration::from_secs(10));
+    match cluster_id {
+        Some(id) => assert!(!id.trim().is_empty(), "cluster id is blank"),
+        None => panic!("no cluster id in Metadata"),
+    }
+}
+
+#[test]
+fn broker_id_is_the_configured_node_id() {
+    let broker = DistlogProcess::start(DistlogOptions {
+        node_id: Some(7),
+        ..Default::default()
+    })
+    .or_panic("start distlog --node-id 7");
+    let md = kafka::fetch_metadata(&broker.bootstrap(), None).or_panic("metadata");
+    let ids: Vec<i32> = md.brokers().iter().map(|b| b.id()).collect();
+    assert_eq!(ids, vec![7]);
+}
+
+#[test]
+fn created_topic_is_listed_with_its_partitions_led_by_the_broker() {
+    let broker = start_broker();
+    let bootstrap = broker.bootstrap();
+    kafka::create_topic(&bootstrap, "orders", 3).or_panic("create topic");
+
+    let md = kafka::fetch_metadata(&bootstrap, Some("orders")).or_panic("metadata");
+    let broker_id = md.brokers()[0].id();
+    assert_eq!(md.topics().len(), 1);
+    let topic = &md.topics()[0];
+    assert_eq!(topic.name(), "orders");
+    assert_eq!(topic.error(), None);
+    let mut partitions: Vec<_> = topic.partitions().iter().collect();
+    partitions.sort_by_key(|p| p.id());
+    assert_eq!(
+        partitions.iter().map(|p| p.id()).collect::<Vec<_>>(),
+        vec![0, 1, 2]
+    );
+    for p in partitions {
+        assert_eq!(p.error(), None, "partition {}", p.id());
+        assert_eq!(p.leader(), broker_id, "partition {} leader", p.id());
+        assert_eq!(p.replicas(), &[broker_id], "partition {} replicas", p.id());
+        assert_eq!(p.isr(), &[broker_id], "partition {} isr", p.id());
+    }
+
+    let all = kafka::fetch_metadata(&bootstrap, None).or_panic("metadata for all topics");
+    let listed: Vec<&str> = all.topics().iter().map(|t| t.name()).collect();
+    assert!(
+        listed.contains(&"orders"),
+        "all-topics metadata lists orders: {listed:?}"
+    );
+}
+
+#[test]
+fn producing_to_an_unknown_topic_auto_creates_it_with_one_partition() {
+    let broker = start_broker();
+    let bootstrap = broker.bootstrap();
+    let deliveries = kafka::produce_records(
+        &kafka::producer_config(&bootstrap, "all"),
+        "auto-created",
+        None,
+        &[TestRecord::value("first")],
+        Duration::from_secs(30),
+    )
+    .or_panic("produce");
+    assert_eq!(deliveries[0].result, Ok(0));
+    assert_eq!(deliveries[0].partition, 0);
+
+    let md = kafka::fetch_metadata(&bootstrap, Some("auto-created")).or_panic("metadata");
+    assert_eq!(md.topics()[0].error(), None);
+    assert_eq!(md.topics()[0].partitions().len(), 1);
+}
+
+#[test]
+fn unknown_topic_without_auto_create_reports_unknown_topic_or_partition() {
+    let broker = start_broker();
+    let bootstrap = broker.bootstrap();
+    // The consumer config sets allow.auto.create.topics=false: the broker must not create it.
+    let md = kafka::fetch_metadata(&bootstrap, Some("never-created")).or_panic("metadata");
+    assert_eq!(md.topics().len(), 1);
+    assert_eq!(
+        md.topics()[0].error(),
+        Some(RDKafkaRespErr::RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART)
+    );
+    let all = kafka::fetch_metadata(&bootstrap, None).or_panic("metadata for all topics");
+    assert!(
+        all.topics().iter().all(|t| t.name() != "never-created"),
+        "looking created the topic"
+    );
+}

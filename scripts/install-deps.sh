@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Installs the system packages the test suite needs on a fresh Debian machine.
+# Idempotent: does nothing when everything is already present.
+#
+# Needed:
+#   kcat            - the second, independent Kafka client used by compat-tests/tests/kcat.rs
+#   gcc, make, g++  - rdkafka-sys builds the bundled librdkafka with its own ./configure (no cmake)
+#   zlib1g-dev      - gzip support in the bundled librdkafka (libz feature, found via pkg-config)
+#   pkg-config
+set -euo pipefail
+
+export DEBIAN_FRONTEND=noninteractive
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+  if command -v sudo >/dev/null 2>&1; then
+    SUDO="sudo"
+  else
+    echo "install-deps: not root and no sudo; cannot install packages" >&2
+    exit 1
+  fi
+fi
+
+missing=()
+command -v kcat >/dev/null 2>&1 || missing+=(kcat)
+command -v gcc >/dev/null 2>&1 || missing+=(gcc)
+command -v g++ >/dev/null 2>&1 || missing+=(g++)
+command -v make >/dev/null 2>&1 || missing+=(make)
+command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
+dpkg-query -W -f='${Status}' zlib1g-dev 2>/dev/null | grep -q 'install ok installed' || missing+=(zlib1g-dev)
+
+if [ "${#missing[@]}" -eq 0 ]; then
+  echo "install-deps: all dependencies present ($(kcat -V 2>&1 | grep -m1 Version || true))"
+  exit 0
+fi
+
+echo "install-deps: installing ${missing[*]}"
+# Install straight away if the package lists know the packages; refresh them otherwise.
+if ! $SUDO apt-get install -y --no-install-recommends "${missing[@]}"; then
+  $SUDO apt-get update
+  $SUDO apt-get install -y --no-install-recommends "${missing[@]}"
+fi
+echo "install-deps: done ($(kcat -V 2>&1 | grep -m1 Version || true))"

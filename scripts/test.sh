@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# The one test command: installs what the tests need, builds everything (including the `distlog`
+# binary the compatibility suite runs), runs every test, then checks formatting and lints.
+# Every step runs even if an earlier one failed; the script fails if any step failed.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+export RUST_BACKTRACE="${RUST_BACKTRACE:-1}"
+
+failed=()
+step() {
+  local name="$1"
+  shift
+  echo "==> ${name}: $*"
+  local started=$SECONDS
+  if "$@"; then
+    echo "==> ${name}: ok ($((SECONDS - started)) s)"
+  else
+    echo "==> ${name}: FAILED ($((SECONDS - started)) s)"
+    failed+=("$name")
+  fi
+}
+
+step install-deps scripts/install-deps.sh
+step build cargo build --workspace --all-targets
+# A global guard: the suite normally takes a few minutes; never let it hang CI.
+step test timeout --signal=TERM --kill-after=30 1500 cargo test --workspace --no-fail-fast
+step fmt cargo fmt --all -- --check
+step clippy cargo clippy --workspace --all-targets -- -D warnings
+
+if [ "${#failed[@]}" -ne 0 ]; then
+  echo "scripts/test.sh: FAILED steps: ${failed[*]}"
+  exit 1
+fi
+echo "scripts/test.sh: all steps passed"
