@@ -20,7 +20,7 @@ free_port() {
 
 http_get() { # http_get PORT PATH -> body on stdout (bash /dev/tcp, no curl needed)
   local port="$1" path="$2"
-  exec 3<>"/dev/tcp/127.0.0.1/${port}" || return 1
+  { exec 3<>"/dev/tcp/127.0.0.1/${port}"; } 2>/dev/null || return 1
   printf 'GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n' "$path" >&3
   local response
   response="$(timeout 10 cat <&3)" || true
@@ -30,7 +30,7 @@ http_get() { # http_get PORT PATH -> body on stdout (bash /dev/tcp, no curl need
 
 http_status() {
   local port="$1" path="$2"
-  exec 3<>"/dev/tcp/127.0.0.1/${port}" 2>/dev/null || return 1
+  { exec 3<>"/dev/tcp/127.0.0.1/${port}"; } 2>/dev/null || return 1
   printf 'GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n' "$path" >&3
   local line
   line="$(timeout 5 head -n1 <&3)" || true
