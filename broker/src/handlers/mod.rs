@@ -144,7 +144,7 @@ impl Dispatcher for KafkaDispatcher {
                     let version = req.header.request_api_version;
                     let mut body = req.body;
                     match decode_body::<m::ProduceRequest>(req.api_key, &mut body, version) {
-                        Ok(decoded) => match produce::handle(broker, version, decoded).await {
+                        Ok(decoded) => match produce::handle(broker, version, decoded, req.turn).await {
                             Some(resp) => encode_response(
                                 req.api_key,
                                 version,

@@ -2,7 +2,8 @@
 //! partition's stream (the namespace stamps offsets and leader epoch), and
 //! answer with the assigned base offset once the ack quorum has it.
 //!
-//! Appends to different partitions of one request run concurrently. acks=1
+//! Appends of one connection are queued in request order; their
+//! acknowledgements are awaited concurrently. acks=1
 //! and acks=-1 both wait for the ack quorum (DESIGN.md); acks=0 performs the
 //! appends and sends no response.
 
@@ -14,8 +15,11 @@ use kafka_protocol::messages::produce_response::{PartitionProduceResponse, Topic
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 
+use distlog_metadata::StreamId;
+
 use crate::error::storage_error;
 use crate::records::{self, BatchError};
+use crate::server::connection::ProduceTurn;
 use crate::Broker;
 
 /// Versions implemented (advertised in ApiVersions).
@@ -25,7 +29,16 @@ pub const VERSIONS: (i16, i16) = (3, 9);
 const ZSTD_MIN_VERSION: i16 = 7;
 
 /// Handle a produce request. `None` when acks=0 (no response is sent).
-pub async fn handle(broker: &Broker, version: i16, req: ProduceRequest) -> Option<ProduceResponse> {
+///
+/// Validation runs first and concurrently with other requests; then, in
+/// the connection's produce order (`turn`), every partition's records are
+/// queued to their streams; only then are the acknowledgements awaited.
+pub async fn handle(
+    broker: &Broker,
+    version: i16,
+    req: ProduceRequest,
+    turn: Option<ProduceTurn>,
+) -> Option<ProduceResponse> {
     let acks = req.acks;
     if !acks_valid(acks) {
         // Kafka refuses every partition and still answers.
@@ -48,19 +61,48 @@ pub async fn handle(broker: &Broker, version: i16, req: ProduceRequest) -> Optio
 
     let max_batch = broker.config.message_max_bytes;
     let mut names: Vec<TopicName> = Vec::with_capacity(req.topic_data.len());
-    let mut appends = Vec::new();
+    let mut prepared = Vec::new();
     for (t, topic) in req.topic_data.into_iter().enumerate() {
         for part in topic.partition_data {
-            let name = topic.name.clone();
-            appends.push(async move {
-                let resp =
-                    produce_partition(broker, version, &name, part.index, part.records, max_batch).await;
-                (t, resp)
-            });
+            let p = prepare_partition(broker, version, &topic.name, part.index, part.records, max_batch);
+            prepared.push((t, part.index, p));
         }
         names.push(topic.name);
     }
-    let results = join_all(appends).await;
+
+    // Queue the appends in the connection's request order.
+    let mut turn = turn;
+    if let Some(t) = turn.as_mut() {
+        t.wait().await;
+    }
+    let mut pending = Vec::with_capacity(prepared.len());
+    for (t, index, p) in prepared {
+        let queued = match p {
+            Ok((stream, req)) => Ok(broker.ns.submit_append(stream, req).await),
+            Err(resp) => Err(resp),
+        };
+        pending.push((t, index, queued));
+    }
+    if let Some(t) = turn {
+        t.pass();
+    }
+
+    let results = join_all(pending.into_iter().map(|(t, index, queued)| async move {
+        let resp = match queued {
+            Err(resp) => resp,
+            Ok(Err(e)) => append_failed(index, e, version),
+            Ok(Ok(ticket)) => match ticket.wait().await {
+                Ok(r) => PartitionProduceResponse::default()
+                    .with_index(index)
+                    .with_base_offset(r.base_offset as i64)
+                    .with_log_append_time_ms(-1)
+                    .with_log_start_offset(r.log_start_offset as i64),
+                Err(e) => append_failed(index, e, version),
+            },
+        };
+        (t, resp)
+    }))
+    .await;
     if acks == 0 {
         return None;
     }
@@ -72,45 +114,44 @@ pub fn acks_valid(acks: i16) -> bool {
     (-1..=1).contains(&acks)
 }
 
-/// Validate, append and answer for one partition.
-async fn produce_partition(
+/// Resolve and validate one partition's records: the stream and the
+/// append to queue, or the partition's error response.
+fn prepare_partition(
     broker: &Broker,
     version: i16,
     topic: &str,
     index: i32,
     records: Option<Bytes>,
     max_batch: usize,
-) -> PartitionProduceResponse {
+) -> Result<(StreamId, AppendRequest), PartitionProduceResponse> {
     let (stream, max_batch) = match broker.resolve(topic, index) {
         Ok((meta, stream)) => (
             stream,
             topic_max_message_bytes(&meta.configs).unwrap_or(max_batch),
         ),
-        Err(e) => return failed(index, e, None, version),
+        Err(e) => return Err(failed(index, e, None, version)),
     };
     let checked = match check_records(version, records, max_batch) {
         Ok(c) => c,
         Err(e) => {
             tracing::debug!(topic, partition = index, error = %e, "produce refused");
-            return failed(index, e.kafka_error(), Some(e.to_string()), version);
+            return Err(failed(index, e.kafka_error(), Some(e.to_string()), version));
         }
     };
-    let req = AppendRequest {
-        payload: checked.payload,
-        record_count: checked.record_count,
-        max_timestamp: checked.max_timestamp,
-    };
-    match broker.ns.append(stream, req).await {
-        Ok(r) => PartitionProduceResponse::default()
-            .with_index(index)
-            .with_base_offset(r.base_offset as i64)
-            .with_log_append_time_ms(-1)
-            .with_log_start_offset(r.log_start_offset as i64),
-        Err(e) => {
-            tracing::warn!(topic, partition = index, error = %e, "append failed");
-            failed(index, storage_error(&e), Some(e.to_string()), version)
-        }
-    }
+    Ok((
+        stream,
+        AppendRequest {
+            payload: checked.payload,
+            record_count: checked.record_count,
+            max_timestamp: checked.max_timestamp,
+        },
+    ))
+}
+
+/// The response of a partition whose append failed in storage.
+fn append_failed(index: i32, e: distlog_storage::StorageError, version: i16) -> PartitionProduceResponse {
+    tracing::warn!(partition = index, error = %e, "append failed");
+    failed(index, storage_error(&e), Some(e.to_string()), version)
 }
 
 /// The topic's `max.message.bytes` override, when it sets a valid one.

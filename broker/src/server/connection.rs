@@ -20,7 +20,7 @@ use bytes::Bytes;
 use kafka_protocol::messages::{ApiKey, RequestHeader};
 use kafka_protocol::protocol::Decodable;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tracing::{debug, error, warn};
 
@@ -31,7 +31,7 @@ use crate::metrics;
 pub const MAX_IN_FLIGHT: usize = 64;
 
 /// A request whose header is decoded and whose body is not.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct RawRequest {
     /// The API (known: unknown keys close the connection before this).
     pub api_key: ApiKey,
@@ -39,6 +39,45 @@ pub struct RawRequest {
     pub header: RequestHeader,
     /// The undecoded body, sliced from the frame without a copy.
     pub body: Bytes,
+    /// For produce requests: this request's turn in the connection's
+    /// append order (see [`ProduceTurn`]).
+    pub turn: Option<ProduceTurn>,
+}
+
+/// Keeps the appends of one connection's produce requests in request
+/// order while the requests themselves run concurrently. Kafka handles a
+/// connection's requests one at a time, and clients (librdkafka without
+/// idempotence) rely on pipelined produce requests being stored in the
+/// order sent. Each produce request waits for its predecessor's appends to
+/// be queued ([`ProduceTurn::wait`]), queues its own, then passes the turn
+/// on ([`ProduceTurn::pass`], or by being dropped, so an error never
+/// blocks the connection).
+#[derive(Debug)]
+pub struct ProduceTurn {
+    prev: Option<oneshot::Receiver<()>>,
+    done: oneshot::Sender<()>,
+}
+
+impl ProduceTurn {
+    /// A turn after `prev` (none for the connection's first produce); the
+    /// returned receiver fires when this turn is passed.
+    pub fn after(prev: Option<oneshot::Receiver<()>>) -> (ProduceTurn, oneshot::Receiver<()>) {
+        let (done, next) = oneshot::channel();
+        (ProduceTurn { prev, done }, next)
+    }
+
+    /// Wait until every earlier produce request of the connection has
+    /// queued its appends.
+    pub async fn wait(&mut self) {
+        if let Some(prev) = self.prev.take() {
+            let _ = prev.await;
+        }
+    }
+
+    /// Let the next produce request of the connection queue its appends.
+    pub fn pass(self) {
+        let _ = self.done.send(());
+    }
 }
 
 /// What the connection does with a handled request.
@@ -93,6 +132,7 @@ pub fn parse_header(frame: Bytes) -> Result<RawRequest, HeaderError> {
         api_key,
         header,
         body: buf,
+        turn: None,
     })
 }
 
@@ -146,6 +186,7 @@ async fn read_loop<R: AsyncRead + Unpin, D: Dispatcher>(
     peer: String,
 ) {
     let mut rd = BufReader::with_capacity(64 * 1024, rd);
+    let mut last_produce: Option<oneshot::Receiver<()>> = None;
     loop {
         if *shutdown.borrow() {
             return;
@@ -169,7 +210,7 @@ async fn read_loop<R: AsyncRead + Unpin, D: Dispatcher>(
             }
         };
         metrics::BYTES_IN.inc_by(frame.len() as u64 + 4);
-        let req = match parse_header(frame) {
+        let mut req = match parse_header(frame) {
             Ok(r) => r,
             Err(e) => {
                 warn!(%peer, error = ?e, "closing connection: bad request header");
@@ -185,6 +226,11 @@ async fn read_loop<R: AsyncRead + Unpin, D: Dispatcher>(
             return;
         }
         let api_key = req.api_key;
+        if api_key == ApiKey::Produce {
+            let (turn, next) = ProduceTurn::after(last_produce.take());
+            req.turn = Some(turn);
+            last_produce = Some(next);
+        }
         let correlation_id = req.header.correlation_id;
         let d = dispatcher.clone();
         let task = tokio::spawn(async move {

@@ -300,3 +300,36 @@ async fn tcp_listener_serves_and_drains_on_shutdown() {
     let n = s.read_to_end(&mut rest).await.unwrap_or(0);
     assert_eq!(n, 0, "connection closed after shutdown");
 }
+
+#[tokio::test]
+async fn produce_turns_queue_in_request_order_even_when_tasks_run_out_of_order() {
+    use super::connection::ProduceTurn;
+    use std::sync::Mutex;
+    let order = Arc::new(Mutex::new(Vec::new()));
+    let mut prev = None;
+    let mut turns = Vec::new();
+    for i in 0..5 {
+        let (turn, next) = ProduceTurn::after(prev.take());
+        prev = Some(next);
+        turns.push((i, turn));
+    }
+    // Start the tasks in reverse request order; the later ones must wait.
+    let mut handles = Vec::new();
+    for (i, mut turn) in turns.into_iter().rev() {
+        let order = order.clone();
+        handles.push(tokio::spawn(async move {
+            turn.wait().await;
+            order.lock().unwrap().push(i);
+            if i == 2 {
+                drop(turn); // an error path: dropping passes the turn too
+            } else {
+                turn.pass();
+            }
+        }));
+        tokio::task::yield_now().await;
+    }
+    for h in handles {
+        h.await.unwrap();
+    }
+    assert_eq!(*order.lock().unwrap(), vec![0, 1, 2, 3, 4]);
+}

@@ -15,6 +15,6 @@ pub mod tail_cache;
 mod writer;
 
 pub use namespace::{
-    AppendRequest, AppendResult, Namespace, NamespaceConfig, ReadEntry, ReadResult, StampFn, StreamConfig,
-    TxidLookup,
+    AppendRequest, AppendResult, AppendTicket, Namespace, NamespaceConfig, ReadEntry, ReadResult, StampFn,
+    StreamConfig, TxidLookup,
 };

@@ -120,6 +120,19 @@ pub struct TxidLookup {
 
 type Slot = Arc<OnceCell<Arc<LogStream>>>;
 
+/// A queued append; [`AppendTicket::wait`] resolves once it is durable.
+pub struct AppendTicket {
+    stream: StreamId,
+    rx: oneshot::Receiver<Result<AppendResult>>,
+}
+
+impl AppendTicket {
+    /// Wait until the append is durable on the ack quorum (or failed).
+    pub async fn wait(self) -> Result<AppendResult> {
+        self.rx.await.map_err(|_| StorageError::NotOwner(self.stream))?
+    }
+}
+
 /// This node's log streams: the broker's entry point to the DL core.
 pub struct Namespace {
     ctx: Arc<NsCtx>,
@@ -262,13 +275,22 @@ impl Namespace {
     /// Append records; resolves once the entry holding them is durable on
     /// the ack quorum (and therefore visible below the high watermark).
     pub async fn append(&self, stream: StreamId, req: AppendRequest) -> Result<AppendResult> {
+        self.submit_append(stream, req).await?.wait().await
+    }
+
+    /// First half of [`Namespace::append`]: hand the records to the
+    /// stream's writer and return once they are queued. Appends submitted
+    /// one after another (each awaited) are stored in that order, even when
+    /// their tickets are awaited concurrently — what a Kafka connection that
+    /// pipelines produce requests relies on.
+    pub async fn submit_append(&self, stream: StreamId, req: AppendRequest) -> Result<AppendTicket> {
         let s = self.stream(stream).await?;
         let (reply, rx) = oneshot::channel();
         s.ops
             .send(WriterOp::Append { req, reply })
             .await
             .map_err(|_| StorageError::NotOwner(stream))?;
-        rx.await.map_err(|_| StorageError::NotOwner(stream))?
+        Ok(AppendTicket { stream, rx })
     }
 
     /// Read committed entries starting at the one holding `offset`, up to
