@@ -89,7 +89,7 @@ pub async fn handle(
 
     let results = join_all(pending.into_iter().map(|(t, index, queued)| async move {
         let resp = match queued {
-            Err(resp) => resp,
+            Err(resp) => *resp,
             Ok(Err(e)) => append_failed(index, e, version),
             Ok(Ok(ticket)) => match ticket.wait().await {
                 Ok(r) => PartitionProduceResponse::default()
@@ -123,19 +123,24 @@ fn prepare_partition(
     index: i32,
     records: Option<Bytes>,
     max_batch: usize,
-) -> Result<(StreamId, AppendRequest), PartitionProduceResponse> {
+) -> Result<(StreamId, AppendRequest), Box<PartitionProduceResponse>> {
     let (stream, max_batch) = match broker.resolve(topic, index) {
         Ok((meta, stream)) => (
             stream,
             topic_max_message_bytes(&meta.configs).unwrap_or(max_batch),
         ),
-        Err(e) => return Err(failed(index, e, None, version)),
+        Err(e) => return Err(Box::new(failed(index, e, None, version))),
     };
     let checked = match check_records(version, records, max_batch) {
         Ok(c) => c,
         Err(e) => {
             tracing::debug!(topic, partition = index, error = %e, "produce refused");
-            return Err(failed(index, e.kafka_error(), Some(e.to_string()), version));
+            return Err(Box::new(failed(
+                index,
+                e.kafka_error(),
+                Some(e.to_string()),
+                version,
+            )));
         }
     };
     Ok((
