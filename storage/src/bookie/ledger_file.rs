@@ -8,7 +8,6 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufReader, IoSlice, Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
@@ -256,9 +255,7 @@ impl LedgerFile {
     pub fn read_planned(&self, plan: &ReadPlan) -> Result<Vec<Entry>> {
         let span = usize::try_from(plan.span)
             .map_err(|_| StorageError::io(&self.path, io::Error::other("read span too large")))?;
-        let mut buf = vec![0u8; span];
-        self.file
-            .read_exact_at(&mut buf, plan.start)
+        let buf = read_exact_at_uninit(&self.file, span, plan.start)
             .map_err(|e| StorageError::io(&self.path, e))?;
         metrics::BYTES_READ_DISK.inc_by(plan.rows.iter().map(|r| u64::from(r.len)).sum());
         let buf = Bytes::from(buf);
@@ -322,4 +319,47 @@ mod tests {
         assert_eq!(parse_name("0000000000000000004x.log", "log"), None);
         assert_eq!(parse_name("99999999999999999999.log", "log"), None);
     }
+}
+
+/// `read_exact_at` into a fresh buffer without zero-filling it first (the
+/// memset showed up at ~12% of broker CPU on catch-up reads).
+fn read_exact_at_uninit(file: &File, len: usize, offset: u64) -> io::Result<Vec<u8>> {
+    use std::os::fd::AsRawFd;
+    let mut buf: Vec<u8> = Vec::with_capacity(len);
+    let mut filled = 0usize;
+    while filled < len {
+        let at = offset
+            .checked_add(filled as u64)
+            .and_then(|o| libc::off_t::try_from(o).ok())
+            .ok_or_else(|| io::Error::other("read offset overflows off_t"))?;
+        // SAFETY: the destination is the vector's spare capacity past the
+        // `filled` bytes already written by earlier preads, and at most
+        // `len - filled` bytes are written; `set_len` below only covers
+        // bytes the kernel reported as written.
+        let n = unsafe {
+            libc::pread(
+                file.as_raw_fd(),
+                buf.as_mut_ptr().add(filled).cast::<libc::c_void>(),
+                len - filled,
+                at,
+            )
+        };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "ledger file shorter than its index",
+            ));
+        }
+        filled += n as usize;
+        // SAFETY: bytes 0..filled were written by pread.
+        unsafe { buf.set_len(filled) };
+    }
+    Ok(buf)
 }

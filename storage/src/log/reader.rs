@@ -108,10 +108,12 @@ impl<'a> LogReader<'a> {
         })
     }
 
-    /// The first committed entry with txid `>= txid`.
+    /// The first committed entry with txid `>= txid` (from the tail cache,
+    /// the first *piece* of an entry whose running txid reaches it, which is
+    /// narrower and still holds the first record with timestamp `>= txid`).
     pub async fn find_by_txid(&self, txid: u64) -> Result<Option<TxidLookup>> {
         if let Some(e) = self.stream.shared.cache.lock().find_txid(txid) {
-            let dlsn = Dlsn::new(e.lssn, e.row.entry_id, 0);
+            let dlsn = Dlsn::new(e.lssn, e.row.entry_id, e.row.first_seq - e.entry_first_seq);
             return Ok(Some(TxidLookup {
                 entry: from_cached(e),
                 dlsn,

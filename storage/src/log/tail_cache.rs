@@ -1,6 +1,10 @@
 //! The tail cache: the most recent committed entries of a stream, kept by
 //! the writer so readers of fresh data (tailing consumers, fan-out) never
 //! touch the segment store.
+//!
+//! The cache holds *pieces*: the appends an entry was built from, each
+//! whole record batches with its own first sequence id and running txid,
+//! so caching never copies payload bytes to rebuild an entry.
 
 use std::collections::VecDeque;
 
@@ -9,12 +13,15 @@ use bytes::Bytes;
 use crate::dlsn::Dlsn;
 use crate::ledger::IndexRow;
 
-/// One cached, committed entry.
+/// One cached, committed piece of an entry.
 #[derive(Debug, Clone)]
 pub struct CachedEntry {
     /// Segment holding the entry.
     pub lssn: u64,
-    /// Entry's index row.
+    /// First sequence id of the whole entry (for DLSN slots).
+    pub entry_first_seq: u64,
+    /// The piece's row: the entry's id, the piece's first sequence id,
+    /// record count, running txid and length.
     pub row: IndexRow,
     /// Stored payload.
     pub payload: Bytes,
@@ -101,7 +108,7 @@ impl TailCache {
     pub fn locate(&self, offset: u64) -> Option<(Dlsn, u64)> {
         let e = self.read(offset, 0)?.into_iter().next()?;
         Some((
-            Dlsn::new(e.lssn, e.row.entry_id, offset - e.row.first_seq),
+            Dlsn::new(e.lssn, e.row.entry_id, offset - e.entry_first_seq),
             e.row.txid,
         ))
     }
@@ -119,6 +126,7 @@ mod tests {
     fn entry(entry_id: u64, first_seq: u64, n: u32, txid: u64, len: usize) -> CachedEntry {
         CachedEntry {
             lssn: 1,
+            entry_first_seq: first_seq,
             row: IndexRow {
                 entry_id,
                 first_seq,

@@ -52,11 +52,20 @@ struct OpenSegment {
     empty: bool,
 }
 
+/// One append inside an entry: its payload, first sequence id, record
+/// count, and the stream txid after it.
+struct Chunk {
+    payload: Bytes,
+    base: u64,
+    count: u32,
+    txid: u64,
+}
+
 /// An issued entry waiting for its ack quorum.
 struct Inflight {
     lssn: u64,
     row: IndexRow,
-    chunks: Vec<Bytes>,
+    chunks: Vec<Chunk>,
     replies: Vec<(Reply, u64)>,
 }
 
@@ -329,19 +338,25 @@ impl LogWriter {
             let base = first_seq + count;
             let mut payload: BytesMut = req.payload;
             (self.ctx.config.stamp)(&mut payload, base, self.shared.epoch);
-            chunks.push(payload.freeze());
+            self.txid = self.txid.max(req.max_timestamp.max(0) as u64);
+            chunks.push(Chunk {
+                payload: payload.freeze(),
+                base,
+                count: req.record_count,
+                txid: self.txid,
+            });
             replies.push((reply, base));
             count += req.record_count as u64;
-            self.txid = self.txid.max(req.max_timestamp.max(0) as u64);
         }
         if replies.is_empty() {
             return;
         }
         self.next_offset += count;
-        let len: usize = chunks.iter().map(Bytes::len).sum();
+        let payload: Vec<Bytes> = chunks.iter().map(|c| c.payload.clone()).collect();
+        let len: usize = payload.iter().map(Bytes::len).sum();
         seg.bytes += len as u64;
         seg.empty = false;
-        let (entry_id, fut) = seg.ledger.add(first_seq, count as u32, self.txid, chunks.clone());
+        let (entry_id, fut) = seg.ledger.add(first_seq, count as u32, self.txid, payload);
         let inf = Inflight {
             lssn: seg.lssn,
             row: IndexRow {
@@ -374,20 +389,25 @@ impl LogWriter {
             v.high_watermark = next;
             v.log_start_offset
         };
-        let payload = if inf.chunks.len() == 1 {
-            inf.chunks[0].clone()
-        } else {
-            let mut b = BytesMut::with_capacity(inf.row.len as usize);
-            for c in &inf.chunks {
-                b.extend_from_slice(c);
+        // Cache each append of the entry as its own piece (no copy to
+        // rebuild the entry); pieces keep the entry's id for DLSNs.
+        {
+            let mut cache = self.shared.cache.lock();
+            for c in inf.chunks {
+                cache.push(CachedEntry {
+                    lssn: inf.lssn,
+                    entry_first_seq: inf.row.first_seq,
+                    row: IndexRow {
+                        entry_id: inf.row.entry_id,
+                        first_seq: c.base,
+                        record_count: c.count,
+                        txid: c.txid,
+                        len: c.payload.len() as u32,
+                    },
+                    payload: c.payload,
+                });
             }
-            b.freeze()
-        };
-        self.shared.cache.lock().push(CachedEntry {
-            lssn: inf.lssn,
-            row: inf.row,
-            payload,
-        });
+        }
         self.shared.hw_tx.send_replace(next);
         for (reply, base) in inf.replies {
             let _ = reply.send(Ok(AppendResult {
