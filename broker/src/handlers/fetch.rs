@@ -19,7 +19,7 @@
 
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use distlog_metadata::StreamId;
 use distlog_storage::StorageError;
 use futures::future::{join_all, select_all};
@@ -29,6 +29,7 @@ use kafka_protocol::messages::{FetchRequest, FetchResponse};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use super::fetch_encode::FetchRecords;
 use crate::error::storage_error;
 use crate::Broker;
 
@@ -43,7 +44,7 @@ const LEADER_EPOCH_MIN_VERSION: i16 = 9;
 const MAX_WAIT_CAP: Duration = Duration::from_secs(300);
 
 /// Handle a fetch request (long poll up to max_wait_ms).
-pub async fn handle(broker: &Broker, version: i16, req: FetchRequest) -> FetchResponse {
+pub async fn handle(broker: &Broker, version: i16, req: FetchRequest) -> FetchReply {
     // Sessions (and the top-level error code) exist from v7.
     let session = if version >= 7 {
         check_session(req.session_id, req.session_epoch)
@@ -51,9 +52,12 @@ pub async fn handle(broker: &Broker, version: i16, req: FetchRequest) -> FetchRe
         Ok(())
     };
     if let Err(e) = session {
-        return FetchResponse::default()
-            .with_error_code(e.code())
-            .with_session_id(0);
+        return FetchReply {
+            response: FetchResponse::default()
+                .with_error_code(e.code())
+                .with_session_id(0),
+            records: Vec::new(),
+        };
     }
     let wait = Duration::from_millis(req.max_wait_ms.max(0) as u64).min(MAX_WAIT_CAP);
     let deadline = Instant::now() + wait;
@@ -96,11 +100,12 @@ pub async fn handle(broker: &Broker, version: i16, req: FetchRequest) -> FetchRe
         let outcomes = join_all(slots.iter().map(|s| read_slot(broker, s, max_bytes))).await;
         let assembled = assemble(&outcomes, max_bytes);
         if assembled.bytes >= min_bytes || assembled.errors || Instant::now() >= deadline {
-            return respond(names, &slots, assembled.partitions);
+            return respond(names, &slots, assembled.partitions, assembled.records);
         }
         if !wait_for_change(&mut watches, deadline).await {
             let outcomes = join_all(slots.iter().map(|s| read_slot(broker, s, max_bytes))).await;
-            return respond(names, &slots, assemble(&outcomes, max_bytes).partitions);
+            let assembled = assemble(&outcomes, max_bytes);
+            return respond(names, &slots, assembled.partitions, assembled.records);
         }
     }
 }
@@ -248,8 +253,11 @@ async fn read_slot(broker: &Broker, slot: &Slot, max_bytes: usize) -> Outcome {
 #[derive(Debug)]
 pub struct Assembled {
     /// One entry per requested partition, in request order (without the
-    /// partition index, which the caller fills in).
+    /// partition index, which the caller fills in). `records` is left null:
+    /// the stored bytes travel beside it, in `records` below.
     pub partitions: Vec<PartitionData>,
+    /// Each partition's stored record chunks (whole entries), not copied.
+    pub records: Vec<Vec<Bytes>>,
     /// Record bytes included in total.
     pub bytes: usize,
     /// Whether any partition carries an error.
@@ -262,6 +270,7 @@ pub struct Assembled {
 /// of the first non-empty partition is always included.
 pub fn assemble(outcomes: &[Outcome], max_bytes: usize) -> Assembled {
     let mut partitions = Vec::with_capacity(outcomes.len());
+    let mut records = Vec::with_capacity(outcomes.len());
     let mut remaining = max_bytes;
     let mut bytes = 0usize;
     let mut errors = false;
@@ -286,7 +295,8 @@ pub fn assemble(outcomes: &[Outcome], max_bytes: usize) -> Assembled {
                 }
                 remaining = remaining.saturating_sub(taken);
                 bytes += taken;
-                data(*high_watermark, *log_start_offset).with_records(Some(concat(&entries[..count])))
+                records.push(entries[..count].to_vec());
+                data(*high_watermark, *log_start_offset)
             }
             Outcome::Error { error, bounds } => {
                 errors = true;
@@ -294,18 +304,20 @@ pub fn assemble(outcomes: &[Outcome], max_bytes: usize) -> Assembled {
                     Some((s, h)) => (*s as i64, *h as i64),
                     None => (-1, -1),
                 };
+                records.push(Vec::new());
                 PartitionData::default()
                     .with_error_code(error.code())
                     .with_high_watermark(hw)
                     .with_last_stable_offset(hw)
                     .with_log_start_offset(start)
-                    .with_records(Some(Bytes::new()))
+                    .with_records(None)
             }
         };
         partitions.push(pd);
     }
     Assembled {
         partitions,
+        records,
         bytes,
         errors,
     }
@@ -320,39 +332,40 @@ fn data(high_watermark: u64, log_start_offset: u64) -> PartitionData {
         .with_log_start_offset(log_start_offset as i64)
         .with_aborted_transactions(Some(Vec::new()))
         .with_preferred_read_replica((-1).into())
-}
-
-/// The stored payloads as one `Bytes`: zero-copy for zero or one entry, one
-/// copy into a buffer of the exact size for several.
-pub fn concat(entries: &[Bytes]) -> Bytes {
-    match entries {
-        [] => Bytes::new(),
-        [one] => one.clone(),
-        many => {
-            let mut buf = BytesMut::with_capacity(many.iter().map(Bytes::len).sum());
-            for e in many {
-                buf.extend_from_slice(e);
-            }
-            buf.freeze()
-        }
-    }
+        .with_records(None)
 }
 
 fn respond(
     names: Vec<kafka_protocol::messages::TopicName>,
     slots: &[Slot],
     partitions: Vec<PartitionData>,
-) -> FetchResponse {
+    records: Vec<Vec<Bytes>>,
+) -> FetchReply {
     let mut topics: Vec<FetchableTopicResponse> = names
         .into_iter()
         .map(|n| FetchableTopicResponse::default().with_topic(n))
         .collect();
-    for (slot, pd) in slots.iter().zip(partitions) {
-        if let Some(t) = topics.get_mut(slot.topic) {
+    let mut topic_records: FetchRecords = vec![Vec::new(); topics.len()];
+    for ((slot, pd), recs) in slots.iter().zip(partitions).zip(records) {
+        if let (Some(t), Some(r)) = (topics.get_mut(slot.topic), topic_records.get_mut(slot.topic)) {
             t.partitions.push(pd.with_partition_index(slot.partition));
+            r.push(recs);
         }
     }
-    FetchResponse::default().with_session_id(0).with_responses(topics)
+    FetchReply {
+        response: FetchResponse::default().with_session_id(0).with_responses(topics),
+        records: topic_records,
+    }
+}
+
+/// A fetch response whose record bytes travel beside it, uncopied, for
+/// [`super::fetch_encode::encode`].
+#[derive(Debug)]
+pub struct FetchReply {
+    /// The response, every partition's `records` null.
+    pub response: FetchResponse,
+    /// The stored record chunks, `[topic][partition]`.
+    pub records: FetchRecords,
 }
 
 #[cfg(test)]
@@ -376,8 +389,12 @@ mod tests {
         }
     }
 
-    fn records_len(pd: &PartitionData) -> usize {
-        pd.records.as_ref().map_or(usize::MAX, Bytes::len)
+    fn records_len(a: &Assembled, i: usize) -> usize {
+        assert!(
+            a.partitions[i].records.is_none(),
+            "records travel beside the response"
+        );
+        a.records[i].iter().map(Bytes::len).sum()
     }
 
     #[test]
@@ -402,17 +419,18 @@ mod tests {
                     bounds: Some((0, 5)),
                 },
             ];
-            let resp = respond(names, &[slot(0), slot(1)], assemble(&outs, 100).partitions);
-            let mut buf = BytesMut::new();
-            resp.encode(&mut buf, version)
+            let a = assemble(&outs, 100);
+            let reply = respond(names, &[slot(0), slot(1)], a.partitions, a.records);
+            let chunks = super::super::fetch_encode::encode(version, 1, &reply.response, &reply.records)
                 .unwrap_or_else(|e| panic!("v{version}: {e}"));
+            let buf = chunks.concat();
             assert!(buf.windows(7).any(|w| w == [7u8; 7]), "records carried as stored");
         }
         let err = FetchResponse::default()
             .with_error_code(ResponseError::FetchSessionIdNotFound.code())
             .with_session_id(0);
         for version in 7..=VERSIONS.1 {
-            err.encode(&mut BytesMut::new(), version)
+            err.encode(&mut bytes::BytesMut::new(), version)
                 .unwrap_or_else(|e| panic!("v{version}: {e}"));
         }
     }
@@ -475,17 +493,9 @@ mod tests {
     fn first_entry_of_first_nonempty_partition_is_always_returned() {
         let outs = vec![data_outcome(&[]), data_outcome(&[500, 10]), data_outcome(&[5])];
         let a = assemble(&outs, 100);
-        assert_eq!(records_len(&a.partitions[0]), 0);
-        assert_eq!(
-            records_len(&a.partitions[1]),
-            500,
-            "oversized first entry returned alone"
-        );
-        assert_eq!(
-            records_len(&a.partitions[2]),
-            0,
-            "budget exhausted for later partitions"
-        );
+        assert_eq!(records_len(&a, 0), 0);
+        assert_eq!(records_len(&a, 1), 500, "oversized first entry returned alone");
+        assert_eq!(records_len(&a, 2), 0, "budget exhausted for later partitions");
         assert_eq!(a.bytes, 500);
         assert!(!a.errors);
     }
@@ -498,9 +508,9 @@ mod tests {
             data_outcome(&[5]),
         ];
         let a = assemble(&outs, 100);
-        assert_eq!(records_len(&a.partitions[0]), 80);
-        assert_eq!(records_len(&a.partitions[1]), 15);
-        assert_eq!(records_len(&a.partitions[2]), 5);
+        assert_eq!(records_len(&a, 0), 80);
+        assert_eq!(records_len(&a, 1), 15);
+        assert_eq!(records_len(&a, 2), 5);
         assert_eq!(a.bytes, 100);
         assert_eq!(a.partitions[0].high_watermark, 100);
         assert_eq!(a.partitions[0].last_stable_offset, 100);
@@ -512,16 +522,16 @@ mod tests {
     fn partition_max_bytes_limits_each_partition() {
         let outs = vec![limited(&[30, 30], 50), limited(&[20, 20], 30), limited(&[60], 50)];
         let a = assemble(&outs, 1000);
-        assert_eq!(records_len(&a.partitions[0]), 30);
-        assert_eq!(records_len(&a.partitions[1]), 20);
+        assert_eq!(records_len(&a, 0), 30);
+        assert_eq!(records_len(&a, 1), 20);
         assert_eq!(
-            records_len(&a.partitions[2]),
+            records_len(&a, 2),
             0,
             "only the response's first entry may exceed limits"
         );
         // The very first entry is returned even above its partition limit.
         let a = assemble(&[limited(&[60, 1], 50)], 1000);
-        assert_eq!(records_len(&a.partitions[0]), 60);
+        assert_eq!(records_len(&a, 0), 60);
     }
 
     #[test]
@@ -550,16 +560,7 @@ mod tests {
         );
         let p = &a.partitions[1];
         assert_eq!((p.error_code, p.high_watermark, p.log_start_offset), (3, -1, -1));
-        assert_eq!(records_len(p), 0);
-    }
-
-    #[test]
-    fn concat_is_zero_copy_for_one_entry() {
-        let one = entry(10);
-        assert_eq!(concat(std::slice::from_ref(&one)).as_ptr(), one.as_ptr());
-        assert!(concat(&[]).is_empty());
-        let joined = concat(&[Bytes::from_static(b"ab"), Bytes::from_static(b"cde")]);
-        assert_eq!(&joined[..], b"abcde");
+        assert_eq!(records_len(&a, 1), 0);
     }
 
     #[test]
@@ -586,7 +587,7 @@ mod tests {
             },
         ];
         let a = assemble(&[data_outcome(&[1]), data_outcome(&[2])], 10);
-        let r = respond(names, &slots, a.partitions);
+        let r = respond(names, &slots, a.partitions, a.records).response;
         assert_eq!(r.session_id, 0);
         assert_eq!(r.error_code, 0);
         let idx: Vec<i32> = r.responses[0]

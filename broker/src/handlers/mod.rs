@@ -10,6 +10,7 @@ pub mod create_topics;
 pub mod delete_topics;
 pub mod describe_configs;
 pub mod fetch;
+pub mod fetch_encode;
 pub mod list_offsets;
 pub mod metadata;
 pub mod produce;
@@ -157,7 +158,27 @@ impl Dispatcher for KafkaDispatcher {
                         Err(e) => Outcome::Close(e),
                     }
                 }
-                ApiKey::Fetch => route!(req, broker, m::FetchRequest, fetch::handle),
+                ApiKey::Fetch => {
+                    let version = req.header.request_api_version;
+                    let mut body = req.body;
+                    match decode_body::<m::FetchRequest>(req.api_key, &mut body, version) {
+                        Ok(decoded) => {
+                            let reply = fetch::handle(broker, version, decoded).await;
+                            match fetch_encode::encode(
+                                version,
+                                req.header.correlation_id,
+                                &reply.response,
+                                &reply.records,
+                            ) {
+                                Ok(chunks) => Outcome::RespondChunks(chunks),
+                                Err(e) => {
+                                    Outcome::Close(format!("cannot encode Fetch v{version} response: {e}"))
+                                }
+                            }
+                        }
+                        Err(e) => Outcome::Close(e),
+                    }
+                }
                 ApiKey::ListOffsets => route!(req, broker, m::ListOffsetsRequest, list_offsets::handle),
                 ApiKey::Metadata => route!(req, broker, m::MetadataRequest, metadata::handle),
                 ApiKey::CreateTopics => route!(req, broker, m::CreateTopicsRequest, create_topics::handle),

@@ -85,6 +85,10 @@ impl ProduceTurn {
 pub enum Outcome {
     /// Write this frame (size prefix, response header and body included).
     Respond(Bytes),
+    /// Write this frame given as consecutive pieces (the first starts with
+    /// the size prefix); large pieces — stored record bytes — are written
+    /// from where they are, never copied into a response buffer.
+    RespondChunks(Vec<Bytes>),
     /// Write nothing (produce with acks=0); later responses keep their order.
     NoResponse,
     /// Close the connection (undecodable body, encoding failure).
@@ -287,6 +291,22 @@ async fn write_loop<W: AsyncWrite + Unpin>(wr: W, mut rx: mpsc::Receiver<Pending
                     break;
                 }
                 metrics::BYTES_OUT.inc_by(frame.len() as u64);
+            }
+            Ok(Outcome::RespondChunks(chunks)) => {
+                let mut n = 0usize;
+                let mut failed = false;
+                for c in &chunks {
+                    if let Err(e) = wr.write_all(c).await {
+                        debug!(%peer, error = %e, "write failed; closing connection");
+                        failed = true;
+                        break;
+                    }
+                    n += c.len();
+                }
+                if failed {
+                    break;
+                }
+                metrics::BYTES_OUT.inc_by(n as u64);
             }
             Ok(Outcome::NoResponse) => {}
             Ok(Outcome::Close(reason)) => {
