@@ -26,7 +26,22 @@ const LEASE: Duration = Duration::from_secs(30);
 /// How often the lease is renewed.
 const LEASE_RENEW: Duration = Duration::from_secs(10);
 
+/// Keep glibc from raising its mmap threshold as large request and read
+/// buffers come and go: with the default dynamic threshold, megabyte-sized
+/// frames end up on the heap and freed space is not returned, so RSS
+/// tracked the high-water mark of buffers (500+ MiB after a produce
+/// benchmark) rather than live memory.
+fn tune_allocator() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only adjusts allocator parameters; it is called once,
+    // before any other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 256 * 1024);
+    }
+}
+
 fn main() {
+    tune_allocator();
     let cli = Cli::parse();
     let result = match cli.command {
         CliCommand::Version => {

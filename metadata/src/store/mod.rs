@@ -49,13 +49,19 @@ impl SledStore {
         std::fs::create_dir_all(dir).map_err(|e| {
             MetadataError::Storage(format!("cannot create metadata directory {}: {e}", dir.display()))
         })?;
-        let db = sled::Config::new().path(dir).open().map_err(|e| {
-            MetadataError::Storage(format!(
-                "cannot open metadata database in {} ({e}); if another distlog process (or an \
+        // Metadata is small; sled's default 1 GiB page cache would only
+        // inflate the broker's RSS as the Raft log grows.
+        let db = sled::Config::new()
+            .path(dir)
+            .cache_capacity(64 * 1024 * 1024)
+            .open()
+            .map_err(|e| {
+                MetadataError::Storage(format!(
+                    "cannot open metadata database in {} ({e}); if another distlog process (or an \
                  unclosed store in this process) uses this directory, stop it first",
-                dir.display()
-            ))
-        })?;
+                    dir.display()
+                ))
+            })?;
         let tree = |name: &str| {
             db.open_tree(name)
                 .map_err(|e| MetadataError::Storage(format!("cannot open sled tree '{name}': {e}")))
