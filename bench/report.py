@@ -33,6 +33,10 @@ def main():
                 except ValueError:
                     pass
     facts = load_json(args.facts) or {}
+    for l in lines:
+        # Little's law: a full-speed producer with a bounded window waits about window/throughput.
+        if l.get("mb_per_s") and l.get("window_kbytes") and l.get("ack_p50_ms") is not None:
+            l["window_ms"] = l["window_kbytes"] * 1024 / (l["mb_per_s"] * 1e6) * 1000
 
     def runs(scenario):
         return [l for l in lines if l.get("scenario") == scenario and "error" not in l]
@@ -124,11 +128,13 @@ def main():
             ratio, ok = p99 / bound, p99 < bound
         row(s, "ack p99 ms", "ack_p99_ms", target=target, ratio=ratio, ok=ok)
         row(s, "ack p999 ms", "ack_p999_ms")
+        row(s, "window ÷ throughput ms (queueing floor)", "window_ms")
         row(s, "broker CPU ms per MB", "broker_cpu_ms_per_mb")
         row(s, "broker CPU utilisation (cores)", "broker_cpu_util")
         row(s, "fsyncs/s", "fsyncs_per_s")
         row(s, "bytes per fsync", "bytes_per_fsync")
         row(s, "broker RSS after, MiB", "broker_rss_mib")
+        row(s, "load generator CPU utilisation (cores)", "client_cpu_util")
 
     produce_rows("s1-produce-1p", targets=True)
     produce_rows("s2-produce-16p")
@@ -152,6 +158,7 @@ def main():
     row("s4-catch-up", "msgs/s", "msgs_per_s")
     row("s4-catch-up", "broker disk reads, MB", "disk_read_mb")
     row("s4-catch-up", "broker CPU ms per MB", "broker_cpu_ms_per_mb")
+    row("s4-catch-up", "load generator CPU utilisation (cores)", "client_cpu_util")
     row("s4-tail", "consumer MB/s while producing", "mb_per_s")
     row("s4-tail", "producer MB/s", "producer_mb_per_s")
     row("s4-tail", "consumer drain after last ack, ms", "drain_ms_after_last_ack")
@@ -160,17 +167,22 @@ def main():
     row("s5-e2e", "e2e p99 ms", "e2e_p99_ms")
     row("s5-e2e", "e2e p999 ms", "e2e_p999_ms")
     row("s5-e2e", "ack p99 ms", "ack_p99_ms")
+    row("s5-e2e", "fsyncs/s", "fsyncs_per_s")
     row("s6-fan-out", "single consumer MB/s", "single_mb_per_s")
     row("s6-fan-out", "aggregate MB/s", "aggregate_mb_per_s")
     sp = med("s6-fan-out", "speedup")
     row("s6-fan-out", "aggregate ÷ single", "speedup", target="≥ 4 ×",
         ratio=None if sp is None else sp / 4, ok=None if sp is None else sp >= 4)
     row("s6-fan-out", "broker disk reads, MB", "disk_read_mb")
+    row("s6-fan-out", "broker tail-cache hit %", "tail_cache_hit_pct")
     row("s6-fan-out", "broker CPU ms per MB sent", "broker_cpu_ms_per_mb")
+    row("s6-fan-out", "broker CPU utilisation (cores)", "broker_cpu_util")
+    row("s6-fan-out", "load generator CPU utilisation (cores)", "client_cpu_util")
     rss = med("idle-rss", "rss_mib")
     row("idle-rss", "RSS MiB, idle with partitions", "rss_mib", target="< 300 MB",
         ratio=None if rss is None else rss * 1.048576 / 300, ok=None if rss is None else rss * 1.048576 < 300)
     row("idle-rss", "RSS MiB before creating the topic", "rss_before_mib")
+    row("idle-rss", "open (active) segments after settling", "active_segments")
     single("s7-machine", f"fio write MB/s, fdatasync every {args.fio_bs} B", fio_write_mb)
     single("s7-machine", "fio fdatasync p50 ms", fio_sync_p50, digits=3)
     single("s7-machine", "fio fdatasync p99 ms", fio_sync_p99, digits=3)

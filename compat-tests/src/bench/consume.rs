@@ -61,7 +61,13 @@ impl ReadProgress {
 }
 
 /// Creates an assign-only consumer of `topic`/`partition` positioned at `start`.
-pub fn assigned(opts: &ReadOptions, group: &str, topic: &str, partition: i32, start: i64) -> anyhow::Result<BaseConsumer> {
+pub fn assigned(
+    opts: &ReadOptions,
+    group: &str,
+    topic: &str,
+    partition: i32,
+    start: i64,
+) -> anyhow::Result<BaseConsumer> {
     let consumer: BaseConsumer = bench_consumer_config(&opts.bootstrap, group, opts.fetch_max_kbytes)
         .create()
         .context("create consumer")?;
@@ -83,7 +89,10 @@ pub fn read_until(
     let mut last = started;
     while msgs < progress.target.load(Ordering::Acquire) {
         if started.elapsed() > timeout {
-            bail!("read {msgs} messages within {timeout:?}, wanted {}", progress.target.load(Ordering::Acquire));
+            bail!(
+                "read {msgs} messages within {timeout:?}, wanted {}",
+                progress.target.load(Ordering::Acquire)
+            );
         }
         match consumer.poll(Duration::from_millis(100)) {
             Some(Ok(msg)) => {
@@ -125,12 +134,19 @@ fn outcome_fields(prefix: &str, o: &ReadOutcome) -> Vec<(String, Value)> {
         (format!("{prefix}bytes"), json!(o.bytes)),
         (format!("{prefix}secs"), json!(secs)),
         (format!("{prefix}mb_per_s"), json!(mb_per_s(o.bytes, secs))),
-        (format!("{prefix}msgs_per_s"), json!(o.msgs as f64 / secs.max(1e-9))),
+        (
+            format!("{prefix}msgs_per_s"),
+            json!(o.msgs as f64 / secs.max(1e-9)),
+        ),
     ]
 }
 
 /// Catch-up read: partition 0 of `topic` from its low to its high watermark, with a new consumer.
-pub fn catch_up(opts: &ReadOptions, topic: &str, probe: &BrokerProbe) -> anyhow::Result<Vec<(String, Value)>> {
+pub fn catch_up(
+    opts: &ReadOptions,
+    topic: &str,
+    probe: &BrokerProbe,
+) -> anyhow::Result<Vec<(String, Value)>> {
     let (low, high) = watermarks(&opts.bootstrap, topic, 0)?;
     if high <= low {
         bail!("{topic}/0 is empty (watermarks {low}..{high})");
@@ -146,13 +162,21 @@ pub fn catch_up(opts: &ReadOptions, topic: &str, probe: &BrokerProbe) -> anyhow:
 /// Tail read: a consumer positioned at the high watermark while `produce` runs at full speed in
 /// the same process. Reports the consumer's MB/s over the producer's run, the producer's MB/s,
 /// and how long the consumer needed after the last ack to have everything.
-pub fn tail(opts: &ReadOptions, produce: &ProduceOptions, probe: &BrokerProbe) -> anyhow::Result<Vec<(String, Value)>> {
+pub fn tail(
+    opts: &ReadOptions,
+    produce: &ProduceOptions,
+    probe: &BrokerProbe,
+) -> anyhow::Result<Vec<(String, Value)>> {
     let (_, high) = watermarks(&opts.bootstrap, &produce.topic, 0)?;
     let progress = Arc::new(ReadProgress::new(u64::MAX));
     let ready = Arc::new(AtomicBool::new(false));
     let reader = {
-        let (opts, topic, progress, ready) =
-            (opts.clone(), produce.topic.clone(), progress.clone(), ready.clone());
+        let (opts, topic, progress, ready) = (
+            opts.clone(),
+            produce.topic.clone(),
+            progress.clone(),
+            ready.clone(),
+        );
         thread::spawn(move || -> anyhow::Result<ReadOutcome> {
             let consumer = assigned(&opts, "bench-tail", &topic, 0, high)?;
             // One empty poll gets the first fetch going before the producer starts.
@@ -188,10 +212,19 @@ pub fn tail(opts: &ReadOptions, produce: &ProduceOptions, probe: &BrokerProbe) -
     let drain = produced_at.elapsed();
     let secs = produced.elapsed.as_secs_f64();
     let mut out = vec![
-        ("mb_per_s".to_string(), json!(mb_per_s(consumed_bytes_at_end, secs))),
-        ("consumed_bytes_while_producing".to_string(), json!(consumed_bytes_at_end)),
+        (
+            "mb_per_s".to_string(),
+            json!(mb_per_s(consumed_bytes_at_end, secs)),
+        ),
+        (
+            "consumed_bytes_while_producing".to_string(),
+            json!(consumed_bytes_at_end),
+        ),
         ("consumed_msgs".to_string(), json!(read.msgs)),
-        ("drain_ms_after_last_ack".to_string(), json!(drain.as_secs_f64() * 1000.0)),
+        (
+            "drain_ms_after_last_ack".to_string(),
+            json!(drain.as_secs_f64() * 1000.0),
+        ),
     ];
     let bytes = produced.acked_bytes;
     out.extend(
@@ -250,7 +283,10 @@ pub fn fan_out(
     let wall = slowest;
     let after = probe.sample();
     if let Some(first) = errors.first() {
-        bail!("{} of {consumers} fan-out readers failed; first: {first}", errors.len());
+        bail!(
+            "{} of {consumers} fan-out readers failed; first: {first}",
+            errors.len()
+        );
     }
     let single_mb_s = mb_per_s(single.bytes, single.elapsed.as_secs_f64());
     let aggregate_mb_s = mb_per_s(total_bytes, wall.as_secs_f64());
@@ -262,7 +298,11 @@ pub fn fan_out(
         ("aggregate_secs".to_string(), json!(wall.as_secs_f64())),
         (
             "speedup".to_string(),
-            json!(if single_mb_s > 0.0 { aggregate_mb_s / single_mb_s } else { 0.0 }),
+            json!(if single_mb_s > 0.0 {
+                aggregate_mb_s / single_mb_s
+            } else {
+                0.0
+            }),
         ),
     ];
     out.extend(probe.delta(&before, &after, total_bytes));

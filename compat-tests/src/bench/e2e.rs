@@ -19,7 +19,11 @@ use super::watermarks;
 /// Runs `produce` (which must have `rate` set and `stamp_values` on) against partition 0 of its
 /// topic while a consumer reads from the high watermark, and reports the end-to-end latency
 /// percentiles, the achieved rate and the producer's ack latency.
-pub fn run(opts: &ReadOptions, produce: &ProduceOptions, probe: &BrokerProbe) -> anyhow::Result<Vec<(String, Value)>> {
+pub fn run(
+    opts: &ReadOptions,
+    produce: &ProduceOptions,
+    probe: &BrokerProbe,
+) -> anyhow::Result<Vec<(String, Value)>> {
     if produce.rate.is_none() || !produce.stamp_values || produce.partitions != 1 {
         bail!("end-to-end latency needs a fixed rate, stamped values and one partition");
     }
@@ -29,8 +33,13 @@ pub fn run(opts: &ReadOptions, produce: &ProduceOptions, probe: &BrokerProbe) ->
     let ready = Arc::new(AtomicBool::new(false));
     let latencies = Arc::new(Mutex::new(Latencies::with_capacity(1 << 20)));
     let reader = {
-        let (opts, topic, stop, ready, latencies) =
-            (opts.clone(), produce.topic.clone(), stop.clone(), ready.clone(), latencies.clone());
+        let (opts, topic, stop, ready, latencies) = (
+            opts.clone(),
+            produce.topic.clone(),
+            stop.clone(),
+            ready.clone(),
+            latencies.clone(),
+        );
         thread::spawn(move || -> anyhow::Result<u64> {
             let consumer = assigned(&opts, "bench-e2e", &topic, 0, high)?;
             let mut read = 0u64;
@@ -88,7 +97,10 @@ pub fn run(opts: &ReadOptions, produce: &ProduceOptions, probe: &BrokerProbe) ->
         .map_err(|_| anyhow::anyhow!("end-to-end reader panicked"))??;
     let produced = produced?;
     if read < produced.acked {
-        bail!("the consumer read {read} of {} acknowledged messages", produced.acked);
+        bail!(
+            "the consumer read {read} of {} acknowledged messages",
+            produced.acked
+        );
     }
     let e2e = std::mem::take(&mut *latencies.lock().unwrap_or_else(|e| e.into_inner()));
     let bytes = produced.acked_bytes;

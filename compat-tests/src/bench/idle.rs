@@ -32,7 +32,9 @@ pub fn run(
     }
     thread::sleep(settle);
     let after = probe.rss_mib().context("broker RSS")?;
+    let active_segments = probe.metric("distlog_active_segments");
     Ok(vec![
+        ("active_segments".to_string(), json!(active_segments)),
         ("partitions".to_string(), json!(partitions)),
         ("rss_before_mib".to_string(), json!(before)),
         ("rss_mib".to_string(), json!(after)),

@@ -60,7 +60,10 @@ pub fn bench_consumer_config(bootstrap: &str, group: &str, fetch_max_kbytes: usi
         .set("fetch.wait.max.ms", "100")
         .set("fetch.min.bytes", "1")
         .set("fetch.message.max.bytes", (fetch_max_kbytes * 1024).to_string())
-        .set("fetch.max.bytes", (fetch_max_kbytes * 1024 * 4).max(52_428_800).to_string())
+        .set(
+            "fetch.max.bytes",
+            (fetch_max_kbytes * 1024 * 4).max(52_428_800).to_string(),
+        )
         .set("queued.max.messages.kbytes", "262144")
         .set("check.crcs", "false");
     config

@@ -24,6 +24,7 @@ pub struct BrokerProbe {
 pub struct Sample {
     at: Instant,
     cpu_secs: Option<f64>,
+    client_cpu_secs: Option<f64>,
     fsyncs: Option<f64>,
     bytes_written: Option<f64>,
     bytes_read_disk: Option<f64>,
@@ -49,12 +50,22 @@ impl BrokerProbe {
                     .map_err(|e| eprintln!("distlog-bench: cpu of {pid}: {e:#}"))
                     .ok()
             }),
+            client_cpu_secs: cpu_secs(i32::try_from(std::process::id()).unwrap_or(i32::MAX)).ok(),
             fsyncs: metric("distlog_bookie_fsyncs_total"),
             bytes_written: metric("distlog_bookie_bytes_written_total"),
             bytes_read_disk: metric("distlog_bookie_bytes_read_total"),
             tail_cache_hits: metric("distlog_tail_cache_hits_total"),
             tail_cache_misses: metric("distlog_tail_cache_misses_total"),
         }
+    }
+
+    /// The current value of the broker's metric `name` (summed over labels), if `/metrics` answers.
+    pub fn metric(&self, name: &str) -> Option<f64> {
+        let addr = self.http?;
+        http::get(addr, "/metrics", Duration::from_secs(5))
+            .map_err(|e| eprintln!("distlog-bench: /metrics: {e:#}"))
+            .ok()
+            .map(|r| metric_sum(&r.body, name))
     }
 
     /// The broker's resident set size now, in MiB.
@@ -68,8 +79,9 @@ impl BrokerProbe {
     }
 
     /// The broker's costs between `before` and `after` for `client_bytes` moved by the client:
-    /// CPU seconds (and per MB), fsyncs (and per second, and bytes per fsync), disk reads, tail
-    /// cache hits/misses, and the RSS now.
+    /// CPU seconds (and per MB, and cores used), fsyncs (and per second, and bytes per fsync), disk
+    /// reads, tail cache hits/misses, and the RSS now; plus the cores this load generator used, to
+    /// tell a client-bound figure from a broker-bound one.
     pub fn delta(&self, before: &Sample, after: &Sample, client_bytes: u64) -> Vec<(String, Value)> {
         let secs = after.at.duration_since(before.at).as_secs_f64().max(1e-9);
         let mb = client_bytes as f64 / 1e6;
@@ -81,6 +93,9 @@ impl BrokerProbe {
             if mb > 0.0 {
                 out.push(("broker_cpu_ms_per_mb".to_string(), json!(cpu * 1000.0 / mb)));
             }
+        }
+        if let Some(cpu) = diff(after.client_cpu_secs, before.client_cpu_secs) {
+            out.push(("client_cpu_util".to_string(), json!(cpu / secs)));
         }
         let fsyncs = diff(after.fsyncs, before.fsyncs);
         if let Some(f) = fsyncs {
@@ -101,6 +116,11 @@ impl BrokerProbe {
         }
         if let Some(m) = diff(after.tail_cache_misses, before.tail_cache_misses) {
             out.push(("tail_cache_misses".to_string(), json!(m)));
+        }
+        let hits = diff(after.tail_cache_hits, before.tail_cache_hits);
+        let misses = diff(after.tail_cache_misses, before.tail_cache_misses);
+        if let Some((h, m)) = hits.zip(misses).filter(|(h, m)| h + m > 0.0) {
+            out.push(("tail_cache_hit_pct".to_string(), json!(100.0 * h / (h + m))));
         }
         if let Some(rss) = self.rss_mib() {
             out.push(("broker_rss_mib".to_string(), json!(rss)));
@@ -149,8 +169,7 @@ fn clock_ticks_per_sec() -> f64 {
 
 /// VmRSS of `pid` in KiB, from `/proc/<pid>/status`.
 pub fn rss_kib(pid: i32) -> anyhow::Result<u64> {
-    let status =
-        std::fs::read_to_string(format!("/proc/{pid}/status")).context("read /proc/<pid>/status")?;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).context("read /proc/<pid>/status")?;
     status
         .lines()
         .find_map(|l| l.strip_prefix("VmRSS:"))

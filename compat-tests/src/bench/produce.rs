@@ -109,7 +109,10 @@ impl ProduceOutcome {
             ("bytes".to_string(), json!(self.acked_bytes)),
             ("secs".to_string(), json!(secs)),
             ("msgs_per_s".to_string(), json!(self.acked as f64 / secs)),
-            ("mb_per_s".to_string(), json!(super::mb_per_s(self.acked_bytes, secs))),
+            (
+                "mb_per_s".to_string(),
+                json!(super::mb_per_s(self.acked_bytes, secs)),
+            ),
         ];
         out.extend(self.latencies.summary("ack"));
         out
@@ -214,13 +217,14 @@ pub fn run(opts: &ProduceOptions, origin: Instant) -> anyhow::Result<ProduceOutc
             value[..8].copy_from_slice(&sent_ns.to_le_bytes());
         }
         let opaque = usize::try_from(sent_ns).context("ns fit usize")?;
-        let record: BaseRecord<'_, (), [u8], usize> =
-            BaseRecord::with_opaque_to(&opts.topic, opaque).partition(partition).payload(&value[..]);
+        let record: BaseRecord<'_, (), [u8], usize> = BaseRecord::with_opaque_to(&opts.topic, opaque)
+            .partition(partition)
+            .payload(&value[..]);
         match producer.send(record) {
             Ok(()) => {
                 sent += 1;
                 sent_bytes += size;
-                if sent % 64 == 0 {
+                if sent.is_multiple_of(64) {
                     producer.poll(Duration::ZERO);
                 }
             }

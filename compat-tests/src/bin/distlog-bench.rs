@@ -18,7 +18,10 @@ use serde_json::{json, Map, Value};
 
 /// Command-line options.
 #[derive(Debug, Parser)]
-#[command(name = "distlog-bench", about = "Benchmark scenarios against a running distlog (or Kafka) broker")]
+#[command(
+    name = "distlog-bench",
+    about = "Benchmark scenarios against a running distlog (or Kafka) broker"
+)]
 struct Cli {
     #[command(flatten)]
     common: Common,
@@ -193,7 +196,15 @@ fn run(cli: &Cli) -> anyhow::Result<Vec<(String, Value)>> {
         Scenario::CatchUp { topic } => consume::catch_up(&read, topic, &probe),
         Scenario::Tail(a) => {
             ensure_topic(&common.bootstrap, &a.topic, 1)?;
-            let opts = produce_options(common, &ProduceArgs { partitions: 1, ..a.clone() }, false, a.rate);
+            let opts = produce_options(
+                common,
+                &ProduceArgs {
+                    partitions: 1,
+                    ..a.clone()
+                },
+                false,
+                a.rate,
+            );
             let mut out = opts.describe();
             out.extend(consume::tail(&read, &opts, &probe)?);
             Ok(out)
@@ -201,14 +212,30 @@ fn run(cli: &Cli) -> anyhow::Result<Vec<(String, Value)>> {
         Scenario::E2e(a) => {
             ensure_topic(&common.bootstrap, &a.topic, 1)?;
             let rate = a.rate.unwrap_or(20_000.0);
-            let opts = produce_options(common, &ProduceArgs { partitions: 1, ..a.clone() }, true, Some(rate));
+            let opts = produce_options(
+                common,
+                &ProduceArgs {
+                    partitions: 1,
+                    ..a.clone()
+                },
+                true,
+                Some(rate),
+            );
             let mut out = opts.describe();
             out.extend(e2e::run(&read, &opts, &probe)?);
             Ok(out)
         }
         Scenario::FanOut { fill, consumers } => {
             ensure_topic(&common.bootstrap, &fill.topic, 1)?;
-            let opts = produce_options(common, &ProduceArgs { partitions: 1, ..fill.clone() }, false, None);
+            let opts = produce_options(
+                common,
+                &ProduceArgs {
+                    partitions: 1,
+                    ..fill.clone()
+                },
+                false,
+                None,
+            );
             produce::run(&opts, Instant::now())?;
             consume::fan_out(&read, &fill.topic, *consumers, &probe)
         }
@@ -229,7 +256,11 @@ fn run(cli: &Cli) -> anyhow::Result<Vec<(String, Value)>> {
 fn main() {
     let cli = Cli::parse();
     let mut line = Map::new();
-    let label = cli.common.label.clone().unwrap_or_else(|| cli.scenario.name().to_string());
+    let label = cli
+        .common
+        .label
+        .clone()
+        .unwrap_or_else(|| cli.scenario.name().to_string());
     line.insert("scenario".into(), json!(label));
     line.insert("run".into(), json!(cli.common.run));
     let result = run(&cli);
