@@ -58,7 +58,8 @@ pub fn percentile_ms(sorted_us: &[u32], p: f64) -> f64 {
     if sorted_us.is_empty() {
         return 0.0;
     }
-    let rank = ((p / 100.0) * sorted_us.len() as f64).ceil() as usize;
+    // The epsilon keeps float noise (0.999 * 1000 = 999.0000000000001) from bumping the rank.
+    let rank = ((p / 100.0) * sorted_us.len() as f64 - 1e-9).ceil() as usize;
     f64::from(sorted_us[rank.clamp(1, sorted_us.len()) - 1]) / 1000.0
 }
 
