@@ -89,6 +89,8 @@ def main():
     def fmt(x, digits=None):
         if x is None:
             return "—"
+        if x == 0:
+            x = 0.0  # no "-0.00"
         if digits is None:
             digits = 0 if abs(x) >= 1000 else (1 if abs(x) >= 10 else 2)
         return f"{x:,.{digits}f}"
@@ -143,6 +145,8 @@ def main():
         ratio=None if m is None else m / 300000, ok=None if m is None else m >= 300000)
     row("s3-produce-100b", "MB/s", "mb_per_s")
     row("s3-produce-100b", "ack p99 ms", "ack_p99_ms")
+    row("s3-produce-100b", "window ÷ throughput ms (queueing floor)", "window_ms")
+    row("s3-produce-100b", "load generator CPU utilisation (cores)", "client_cpu_util")
     row("s3-produce-100b", "broker CPU ms per MB", "broker_cpu_ms_per_mb")
     row("s3-produce-100b", "broker CPU utilisation (cores)", "broker_cpu_util")
     row("s3-produce-100b", "fsyncs/s", "fsyncs_per_s")
@@ -162,6 +166,7 @@ def main():
     row("s4-tail", "consumer MB/s while producing", "mb_per_s")
     row("s4-tail", "producer MB/s", "producer_mb_per_s")
     row("s4-tail", "consumer drain after last ack, ms", "drain_ms_after_last_ack")
+    row("s4-tail", "broker CPU ms per MB produced (and consumed)", "broker_cpu_ms_per_mb")
     row("s5-e2e", "achieved msgs/s", "achieved_rate")
     row("s5-e2e", "e2e p50 ms", "e2e_p50_ms")
     row("s5-e2e", "e2e p99 ms", "e2e_p99_ms")
@@ -173,16 +178,21 @@ def main():
     sp = med("s6-fan-out", "speedup")
     row("s6-fan-out", "aggregate ÷ single", "speedup", target="≥ 4 ×",
         ratio=None if sp is None else sp / 4, ok=None if sp is None else sp >= 4)
+    agg = med("s6-fan-out", "aggregate_mb_per_s")
+    if agg is not None and iperf_mb:
+        single("s6-fan-out", "aggregate ÷ loopback TCP (context)", agg / iperf_mb, digits=2)
     row("s6-fan-out", "broker disk reads, MB", "disk_read_mb")
     row("s6-fan-out", "broker tail-cache hit %", "tail_cache_hit_pct")
     row("s6-fan-out", "broker CPU ms per MB sent", "broker_cpu_ms_per_mb")
     row("s6-fan-out", "broker CPU utilisation (cores)", "broker_cpu_util")
     row("s6-fan-out", "load generator CPU utilisation (cores)", "client_cpu_util")
     rss = med("idle-rss", "rss_mib")
-    row("idle-rss", "RSS MiB, idle with partitions", "rss_mib", target="< 300 MB",
+    row("idle-rss", "RSS MiB, idle, every partition written once", "rss_mib", target="< 300 MB",
         ratio=None if rss is None else rss * 1.048576 / 300, ok=None if rss is None else rss * 1.048576 < 300)
     row("idle-rss", "RSS MiB before creating the topic", "rss_before_mib")
-    row("idle-rss", "open (active) segments after settling", "active_segments")
+    row("idle-rss", "RSS MiB, partitions created, never written", "rss_created_mib")
+    row("idle-rss", "open segments: created / written once", "active_segments_created", digits=0)
+    row("idle-rss", "open segments after writing one message each", "active_segments", digits=0)
     single("s7-machine", f"fio write MB/s, fdatasync every {args.fio_bs} B", fio_write_mb)
     single("s7-machine", "fio fdatasync p50 ms", fio_sync_p50, digits=3)
     single("s7-machine", "fio fdatasync p99 ms", fio_sync_p99, digits=3)

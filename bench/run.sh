@@ -28,6 +28,8 @@
 #   BENCH_FIO_SECS=10 / 3        seconds per fio job and for iperf3
 #   BENCH_FIO_BS=                fio write size in bytes (default: scenario 1's bytes per fsync)
 #   BENCH_FIO_READ_MB=1024 / 256 file size of the fio sequential read job, MiB
+#   BENCH_PERF=1                 also profile the broker with `perf record` during one extra (unreported)
+#                                run of scenarios 1-3; top symbols go to bench/results/profile-*.txt
 #   BENCH_DROP_CACHES=1          try `echo 3 > /proc/sys/vm/drop_caches` before each catch-up run
 #   BENCH_SKIP_INSTALL=1         do not run scripts/install-bench-deps.sh
 #   BENCH_SKIP_BUILD=1           do not run cargo build (use the existing release binaries)
@@ -55,6 +57,7 @@ FIO_SECS="${BENCH_FIO_SECS:-$(q 10 3)}"
 FIO_BS="${BENCH_FIO_BS:-}"
 FIO_READ_MB="${BENCH_FIO_READ_MB:-$(q 1024 256)}"
 DROP_CACHES="${BENCH_DROP_CACHES:-1}"
+PERF="${BENCH_PERF:-0}"
 OUT="${BENCH_OUT:-bench/results/latest.md}"
 
 log() { printf '[bench %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
@@ -211,7 +214,7 @@ PY
 
 # --- idle RSS: a fresh broker with one topic of many partitions -----------------------------------
 start_broker idle
-bench idle-rss 1 $((IDLE_SETTLE + 120)) idle-rss --topic idle --partitions "$IDLE_PARTITIONS" \
+bench idle-rss 1 $((IDLE_SETTLE * 2 + 180)) idle-rss --topic idle --partitions "$IDLE_PARTITIONS" \
   --settle-secs "$IDLE_SETTLE"
 stop_broker
 rm -rf "$RUN_DIR/idle"
@@ -232,6 +235,32 @@ for r in $(seq 1 "$RUNS"); do
     --batch-bytes 1000000 --batch-messages 100000 \
     --window-kbytes "$SMALL_WINDOW_KB" --window-messages "$SMALL_WINDOW_MSGS" --duration-secs "$SECS"
 done
+
+# Optional profiles: one extra run of scenarios 1-3 with `perf record` attached to the broker.
+profile() { # profile NAME SUBCOMMAND ARGS...
+  local name="$1" data="$RUN_DIR/perf-$1.data"
+  shift
+  timeout $((SECS + 30)) perf record -F 499 -g -p "$BROKER_PID" -o "$data" -- sleep $((SECS + 2)) \
+    >/dev/null 2>>"$RUN_DIR/bench.log" &
+  local perf_pid=$!
+  sleep 0.5
+  bench "profile-$name" 1 "$PT" "$@"
+  wait "$perf_pid" 2>/dev/null || true
+  {
+    echo "# perf profile of the broker during $name (perf record -F 499 -g, self time, top symbols)"
+    timeout 300 perf report -i "$data" --no-children --stdio --sort dso,symbol -g none --percent-limit 0.7 \
+      2>/dev/null | grep -v '^#' | grep -v '^$' | sed 's/[ -]*$//' | cut -c1-160 | head -n 45
+  } >"$(dirname "$OUT")/profile-$name.txt" || log "perf report for $name failed"
+}
+if [ "$PERF" = 1 ]; then
+  profile s1 produce --topic p1 --partitions 1 --size 1024 --linger-ms 5 \
+    --window-kbytes "$WINDOW_KB" --window-messages "$WINDOW_MSGS" --duration-secs "$SECS"
+  profile s2 produce --topic p2 --partitions 16 --size 1024 --linger-ms 5 \
+    --window-kbytes "$WINDOW_KB" --window-messages "$WINDOW_MSGS" --duration-secs "$SECS"
+  profile s3 produce --topic p3 --partitions 1 --size 100 --linger-ms 5 --batch-bytes 1000000 \
+    --batch-messages 100000 --window-kbytes "$SMALL_WINDOW_KB" --window-messages "$SMALL_WINDOW_MSGS" \
+    --duration-secs "$SECS"
+fi
 
 # Scenario 4: catch-up read of a CATCHUP_MB partition (filled once), evicted from the page cache.
 bench s4-fill 1 3600 produce --topic catchup --partitions 1 --size 1024 --linger-ms 5 \

@@ -118,7 +118,7 @@ enum Scenario {
         #[arg(long, default_value_t = 8)]
         consumers: usize,
     },
-    /// Create a topic with many partitions and report the idle broker's RSS.
+    /// Create a topic with many partitions, write one message to each, report the idle broker's RSS.
     IdleRss {
         /// Topic to create.
         #[arg(long)]
@@ -126,9 +126,12 @@ enum Scenario {
         /// Partitions.
         #[arg(long, default_value_t = 1000)]
         partitions: i32,
-        /// Seconds to wait for the broker to open every stream.
+        /// Seconds to wait for the broker to open every stream (after creating, and after touching).
         #[arg(long, default_value_t = 10)]
         settle_secs: u64,
+        /// Size of the one message written to every partition before the final measurement.
+        #[arg(long, default_value_t = 1024)]
+        touch_bytes: usize,
     },
 }
 
@@ -243,10 +246,12 @@ fn run(cli: &Cli) -> anyhow::Result<Vec<(String, Value)>> {
             topic,
             partitions,
             settle_secs,
+            touch_bytes,
         } => idle::run(
             &common.bootstrap,
             topic,
             *partitions,
+            *touch_bytes,
             Duration::from_secs(*settle_secs),
             &probe,
         ),
