@@ -137,7 +137,7 @@ pub fn metric_sum(text: &str, name: &str) -> f64 {
                 .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{'))
         })
         .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
+        .fold(0.0, |sum, v| sum + v)
 }
 
 /// utime + stime of `pid` in seconds, from `/proc/<pid>/stat`.
@@ -190,7 +190,11 @@ mod tests {
                     distlog_requests_total{api=\"fetch\"} 4\n";
         assert_eq!(metric_sum(text, "distlog_bookie_fsyncs_total"), 7.0);
         assert_eq!(metric_sum(text, "distlog_requests_total"), 7.0);
-        assert_eq!(metric_sum(text, "missing"), 0.0);
+        assert_eq!(
+            metric_sum(text, "missing").to_bits(),
+            0.0f64.to_bits(),
+            "+0, not -0"
+        );
     }
 
     #[test]
