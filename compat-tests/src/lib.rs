@@ -13,7 +13,9 @@
 //! - [`http`]: a dependency-free HTTP/1.0 GET for `/health`, `/metrics` and `/admin/*`.
 //! - [`raw`]: hand-built Kafka protocol frames for tests that must send what no client would.
 //! - [`command`]: run an external program (kcat) with a hard deadline.
+//! - [`bench`]: the benchmark scenarios behind the `distlog-bench` binary (`bench/run.sh`).
 
+pub mod bench;
 pub mod command;
 pub mod http;
 pub mod kafka;

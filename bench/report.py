@@ -1,0 +1,223 @@
+#!/usr/bin/env python3
+"""Turns the benchmark's JSON lines (one per distlog-bench run) and the fio/iperf3 JSON into the
+markdown results table of bench/results/latest.md. Used by bench/run.sh."""
+import argparse
+import json
+import statistics
+
+
+def load_json(path):
+    try:
+        with open(path) as f:
+            text = f.read()
+        # fio may print warnings before its JSON.
+        return json.loads(text[text.index("{"):])
+    except Exception:
+        return None
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    for a in ("results", "facts", "fio-write", "fio-read", "iperf", "fio-bs", "fio-bs-source", "settings"):
+        ap.add_argument("--" + a, default="")
+    ap.add_argument("--elapsed", type=int, default=0)
+    args = ap.parse_args()
+
+    lines = []
+    with open(args.results) as f:
+        for raw in f:
+            raw = raw.strip()
+            if raw:
+                try:
+                    lines.append(json.loads(raw))
+                except ValueError:
+                    pass
+    facts = load_json(args.facts) or {}
+    for l in lines:
+        # Little's law: a full-speed producer with a bounded window waits about window/throughput.
+        if l.get("mb_per_s") and l.get("window_kbytes") and l.get("ack_p50_ms") is not None:
+            l["window_ms"] = l["window_kbytes"] * 1024 / (l["mb_per_s"] * 1e6) * 1000
+
+    def runs(scenario):
+        return [l for l in lines if l.get("scenario") == scenario and "error" not in l]
+
+    def errors(scenario):
+        return [l["error"] for l in lines if l.get("scenario") == scenario and "error" in l]
+
+    def vals(scenario, key):
+        return [l[key] for l in runs(scenario) if isinstance(l.get(key), (int, float))]
+
+    def med(scenario, key):
+        v = vals(scenario, key)
+        return statistics.median(v) if v else None
+
+    # Machine limits.
+    fw, fr, ip = load_json(args.fio_write), load_json(args.fio_read), load_json(args.iperf)
+    fio_write_mb = fio_sync_p50 = fio_sync_p99 = fio_read_mb = iperf_mb = None
+    try:
+        job = fw["jobs"][0]
+        fio_write_mb = job["write"]["bw_bytes"] / 1e6
+        pct = job["sync"]["lat_ns"]["percentile"]
+        fio_sync_p50 = pct["50.000000"] / 1e6
+        fio_sync_p99 = pct["99.000000"] / 1e6
+    except Exception:
+        pass
+    try:
+        fio_read_mb = fr["jobs"][0]["read"]["bw_bytes"] / 1e6
+    except Exception:
+        pass
+    try:
+        iperf_mb = ip["end"]["sum_received"]["bits_per_second"] / 8 / 1e6
+    except Exception:
+        pass
+
+    out = []
+    w = out.append
+    w("# distlog benchmark results")
+    w("")
+    w(f"- date: {facts.get('date', '?')}, commit `{facts.get('commit', '?')}`, total run time {args.elapsed} s")
+    w(f"- machine: {facts.get('nproc', '?')} CPUs ({facts.get('cpu', '?')}), {facts.get('mem_gib', '?')} GiB RAM, "
+      f"kernel {facts.get('kernel', '?')}, data dir filesystem {facts.get('fs', '?')}")
+    w(f"- load average at start: {' '.join(facts.get('loadavg_start', []))} (client, broker and any other work "
+      f"share these CPUs; the load generator runs on the same machine)")
+    w(f"- tools: {facts.get('rustc', '?')}, {facts.get('fio', '?')}, {facts.get('iperf3', '?')}, librdkafka via rdkafka 0.39")
+    w(f"- settings: {args.settings}")
+    w("")
+    w("| scenario | figure | min | median | max | target | ratio | result |")
+    w("| --- | --- | ---: | ---: | ---: | --- | ---: | --- |")
+
+    def fmt(x, digits=None):
+        if x is None:
+            return "—"
+        if x == 0:
+            x = 0.0  # no "-0.00"
+        if digits is None:
+            digits = 0 if abs(x) >= 1000 else (1 if abs(x) >= 10 else 2)
+        return f"{x:,.{digits}f}"
+
+    def row(scenario, title, key, scale=1.0, target=None, ratio=None, ok=None, digits=None):
+        v = [x * scale for x in vals(scenario, key)]
+        if not v:
+            errs = errors(scenario)
+            note = ("error: " + errs[0][:80].replace("|", "/")) if errs else "no data"
+            w(f"| {scenario} | {title} | — | — | — | {target or ''} | | {note} |")
+            return
+        result = "" if ok is None else ("PASS" if ok else "FAIL")
+        w(f"| {scenario} | {title} | {fmt(min(v), digits)} | {fmt(statistics.median(v), digits)} | "
+          f"{fmt(max(v), digits)} | {target or ''} | {'' if ratio is None else fmt(ratio, 2)} | {result} |")
+
+    def single(scenario, title, value, target=None, ratio=None, ok=None, digits=None):
+        result = "" if ok is None else ("PASS" if ok else "FAIL")
+        w(f"| {scenario} | {title} | | {fmt(value, digits)} | | {target or ''} | "
+          f"{'' if ratio is None else fmt(ratio, 2)} | {result} |")
+
+    def produce_rows(s, targets=False):
+        mb = med(s, "mb_per_s")
+        ratio = ok = None
+        if targets and mb is not None and fio_write_mb:
+            ratio = mb / fio_write_mb
+            ok = ratio >= 0.5
+        row(s, "msgs/s", "msgs_per_s")
+        row(s, "MB/s", "mb_per_s", target="≥ 50% of fio fdatasync write MB/s" if targets else None,
+            ratio=ratio, ok=ok)
+        row(s, "ack p50 ms", "ack_p50_ms")
+        p99 = med(s, "ack_p99_ms")
+        ratio = ok = target = None
+        if targets and p99 is not None and fio_sync_p99 is not None:
+            linger = (runs(s) or [{}])[0].get("linger_ms", 5)
+            bound = 5 * fio_sync_p99 + linger
+            target = f"< 5 × fdatasync p99 + linger = {bound:.2f} ms"
+            ratio, ok = p99 / bound, p99 < bound
+        row(s, "ack p99 ms", "ack_p99_ms", target=target, ratio=ratio, ok=ok)
+        row(s, "ack p999 ms", "ack_p999_ms")
+        row(s, "window ÷ throughput ms (queueing floor)", "window_ms")
+        row(s, "broker CPU ms per MB", "broker_cpu_ms_per_mb")
+        row(s, "broker CPU utilisation (cores)", "broker_cpu_util")
+        row(s, "fsyncs/s", "fsyncs_per_s")
+        row(s, "bytes per fsync", "bytes_per_fsync")
+        row(s, "broker RSS after, MiB", "broker_rss_mib")
+        row(s, "load generator CPU utilisation (cores)", "client_cpu_util")
+
+    produce_rows("s1-produce-1p", targets=True)
+    produce_rows("s2-produce-16p")
+    m = med("s3-produce-100b", "msgs_per_s")
+    row("s3-produce-100b", "msgs/s", "msgs_per_s", target="≥ 300,000 msgs/s",
+        ratio=None if m is None else m / 300000, ok=None if m is None else m >= 300000)
+    row("s3-produce-100b", "MB/s", "mb_per_s")
+    row("s3-produce-100b", "ack p99 ms", "ack_p99_ms")
+    row("s3-produce-100b", "window ÷ throughput ms (queueing floor)", "window_ms")
+    row("s3-produce-100b", "load generator CPU utilisation (cores)", "client_cpu_util")
+    row("s3-produce-100b", "broker CPU ms per MB", "broker_cpu_ms_per_mb")
+    row("s3-produce-100b", "broker CPU utilisation (cores)", "broker_cpu_util")
+    row("s3-produce-100b", "fsyncs/s", "fsyncs_per_s")
+    row("s3-produce-100b", "broker RSS after, MiB", "broker_rss_mib")
+    row("s4-fill", "fill MB/s (16 MiB window)", "mb_per_s")
+
+    c = med("s4-catch-up", "mb_per_s")
+    limits = [x for x in (iperf_mb, fio_read_mb) if x]
+    lim = min(limits) if limits else None
+    row("s4-catch-up", "MB/s (from the beginning)", "mb_per_s",
+        target=None if lim is None else f"≥ 60% of min(loopback, disk read) = {0.6 * lim:,.0f} MB/s",
+        ratio=None if (c is None or not lim) else c / lim, ok=None if (c is None or not lim) else c >= 0.6 * lim)
+    row("s4-catch-up", "msgs/s", "msgs_per_s")
+    row("s4-catch-up", "broker disk reads, MB", "disk_read_mb")
+    row("s4-catch-up", "broker CPU ms per MB", "broker_cpu_ms_per_mb")
+    row("s4-catch-up", "load generator CPU utilisation (cores)", "client_cpu_util")
+    row("s4-tail", "consumer MB/s while producing", "mb_per_s")
+    row("s4-tail", "producer MB/s", "producer_mb_per_s")
+    row("s4-tail", "consumer drain after last ack, ms", "drain_ms_after_last_ack")
+    row("s4-tail", "broker CPU ms per MB produced (and consumed)", "broker_cpu_ms_per_mb")
+    row("s5-e2e", "achieved msgs/s", "achieved_rate")
+    row("s5-e2e", "e2e p50 ms", "e2e_p50_ms")
+    row("s5-e2e", "e2e p99 ms", "e2e_p99_ms")
+    row("s5-e2e", "e2e p999 ms", "e2e_p999_ms")
+    row("s5-e2e", "ack p99 ms", "ack_p99_ms")
+    row("s5-e2e", "fsyncs/s", "fsyncs_per_s")
+    row("s6-fan-out", "single consumer MB/s", "single_mb_per_s")
+    row("s6-fan-out", "aggregate MB/s", "aggregate_mb_per_s")
+    sp = med("s6-fan-out", "speedup")
+    row("s6-fan-out", "aggregate ÷ single", "speedup", target="≥ 4 ×",
+        ratio=None if sp is None else sp / 4, ok=None if sp is None else sp >= 4)
+    agg = med("s6-fan-out", "aggregate_mb_per_s")
+    if agg is not None and iperf_mb:
+        single("s6-fan-out", "aggregate ÷ loopback TCP (context)", agg / iperf_mb, digits=2)
+    row("s6-fan-out", "broker disk reads, MB", "disk_read_mb")
+    row("s6-fan-out", "broker tail-cache hit %", "tail_cache_hit_pct")
+    row("s6-fan-out", "broker CPU ms per MB sent", "broker_cpu_ms_per_mb")
+    row("s6-fan-out", "broker CPU utilisation (cores)", "broker_cpu_util")
+    row("s6-fan-out", "load generator CPU utilisation (cores)", "client_cpu_util")
+    rss = med("idle-rss", "rss_mib")
+    row("idle-rss", "RSS MiB, idle, every partition written once", "rss_mib", target="< 300 MB",
+        ratio=None if rss is None else rss * 1.048576 / 300, ok=None if rss is None else rss * 1.048576 < 300)
+    row("idle-rss", "RSS MiB before creating the topic", "rss_before_mib")
+    row("idle-rss", "RSS MiB, partitions created, never written", "rss_created_mib")
+    row("idle-rss", "open segments: created / written once", "active_segments_created", digits=0)
+    row("idle-rss", "open segments after writing one message each", "active_segments", digits=0)
+    single("s7-machine", f"fio write MB/s, fdatasync every {args.fio_bs} B", fio_write_mb)
+    single("s7-machine", "fio fdatasync p50 ms", fio_sync_p50, digits=3)
+    single("s7-machine", "fio fdatasync p99 ms", fio_sync_p99, digits=3)
+    single("s7-machine", "fio sequential read MB/s (direct, 1 MiB, QD 8)", fio_read_mb)
+    single("s7-machine", "iperf3 loopback MB/s (1 stream)", iperf_mb)
+    w("")
+    caches = [l for l in lines if l.get("scenario") == "cache"]
+    if caches:
+        dropped = all(l.get("drop_caches") for l in caches)
+        res = ", ".join(f"{l.get('resident_mib')}" for l in caches)
+        w(f"Catch-up reads: `echo 3 > /proc/sys/vm/drop_caches` before each run "
+          f"{'worked' if dropped else 'was NOT possible (no privilege); the data files were evicted with posix_fadvise(DONTNEED) instead'}; "
+          f"data-dir bytes still in the page cache when each run started (fincore): {res} MiB.")
+    w(f"fio write size: {args.fio_bs} bytes ({args.fio_bs_source}); fio appends to a new file "
+      f"(fallocate=none, ioengine=sync, fdatasync=1). Ratios use medians.")
+    w("Ack latency = produce() call → delivery report, with the in-flight window above "
+      "(queue.buffering.max.kbytes / .messages bound both queued and in-flight messages).")
+    w("")
+    all_errors = [(l.get("scenario"), l.get("run"), l["error"]) for l in lines if "error" in l]
+    if all_errors:
+        w("Errors:")
+        for s, r, e in all_errors:
+            w(f"- {s} run {r}: {e}")
+    print("\n".join(out))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,332 @@
+#!/usr/bin/env bash
+# distlog benchmark suite (issue 3): one command, from a clean clone.
+#
+#   bench/run.sh                 # full run (~10-15 min on 2 cores)
+#   BENCH_QUICK=1 bench/run.sh   # smoke run (~2-3 min): short durations, small partitions
+#
+# It installs its tools (scripts/install-bench-deps.sh: fio, iperf3), builds the release binaries,
+# starts target/release/distlog on free loopback ports with a fresh data dir under bench/tmp/ (same
+# filesystem as the repository), runs every scenario BENCH_RUNS times with the librdkafka-based
+# load generator target/release/distlog-bench (one JSON line per run), measures the machine's own
+# limits (fio, iperf3), and prints a markdown table that it also writes to bench/results/latest.md
+# (raw JSON lines: bench/results/latest.jsonl). Everything it starts is stopped and its temp data
+# removed on exit, failure or Ctrl-C; every step runs under `timeout`.
+#
+# Environment knobs (defaults: full / BENCH_QUICK=1):
+#   BENCH_RUNS=3                 runs per scenario (min/median/max over them)
+#   BENCH_SECS=10 / 2            seconds of producing per produce, tail and e2e run
+#   BENCH_WINDOW_KB=4096         producer in-flight window, queue.buffering.max.kbytes (scenarios 1, 2, 4-tail)
+#   BENCH_WINDOW_MSGS=100000     producer in-flight window, queue.buffering.max.messages (scenarios 1, 2)
+#   BENCH_SMALL_WINDOW_KB=65536  window of scenario 3 (100-byte messages), kbytes
+#   BENCH_SMALL_WINDOW_MSGS=1000000  window of scenario 3, messages
+#   BENCH_CATCHUP_MB=2048 / 256  size of the catch-up partition (scenario 4), MiB
+#   BENCH_FANOUT_MB=128 / 32     data read by each fan-out consumer (scenario 6), MiB
+#   BENCH_FANOUT_CONSUMERS=8     fan-out consumers
+#   BENCH_E2E_RATE=20000         end-to-end scenario rate, msgs/s
+#   BENCH_IDLE_PARTITIONS=1000   partitions of the idle-RSS topic
+#   BENCH_IDLE_SETTLE=10 / 5     seconds to wait before measuring idle RSS
+#   BENCH_FIO_SECS=10 / 3        seconds per fio job and for iperf3
+#   BENCH_FIO_BS=                fio write size in bytes (default: scenario 1's bytes per fsync)
+#   BENCH_FIO_READ_MB=1024 / 256 file size of the fio sequential read job, MiB
+#   BENCH_PERF=1                 also profile the broker with `perf record` during one extra (unreported)
+#                                run of scenarios 1-3; top symbols go to bench/results/profile-*.txt
+#   BENCH_DROP_CACHES=1          try `echo 3 > /proc/sys/vm/drop_caches` before each catch-up run
+#   BENCH_SKIP_INSTALL=1         do not run scripts/install-bench-deps.sh
+#   BENCH_SKIP_BUILD=1           do not run cargo build (use the existing release binaries)
+#   BENCH_OUT=bench/results/latest.md  where the table goes
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+QUICK="${BENCH_QUICK:-0}"
+q() { if [ "$QUICK" = 1 ]; then echo "$2"; else echo "$1"; fi; }
+RUNS="${BENCH_RUNS:-3}"
+SECS="${BENCH_SECS:-$(q 10 2)}"
+WINDOW_KB="${BENCH_WINDOW_KB:-4096}"
+WINDOW_MSGS="${BENCH_WINDOW_MSGS:-100000}"
+SMALL_WINDOW_KB="${BENCH_SMALL_WINDOW_KB:-65536}"
+SMALL_WINDOW_MSGS="${BENCH_SMALL_WINDOW_MSGS:-1000000}"
+CATCHUP_MB="${BENCH_CATCHUP_MB:-$(q 2048 256)}"
+FANOUT_MB="${BENCH_FANOUT_MB:-$(q 128 32)}"
+FANOUT_CONSUMERS="${BENCH_FANOUT_CONSUMERS:-8}"
+E2E_RATE="${BENCH_E2E_RATE:-20000}"
+IDLE_PARTITIONS="${BENCH_IDLE_PARTITIONS:-1000}"
+IDLE_SETTLE="${BENCH_IDLE_SETTLE:-$(q 10 5)}"
+FIO_SECS="${BENCH_FIO_SECS:-$(q 10 3)}"
+FIO_BS="${BENCH_FIO_BS:-}"
+FIO_READ_MB="${BENCH_FIO_READ_MB:-$(q 1024 256)}"
+DROP_CACHES="${BENCH_DROP_CACHES:-1}"
+PERF="${BENCH_PERF:-0}"
+OUT="${BENCH_OUT:-bench/results/latest.md}"
+
+log() { printf '[bench %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
+
+if [ "${BENCH_SKIP_INSTALL:-0}" != 1 ]; then
+  timeout 900 scripts/install-bench-deps.sh >&2
+fi
+if [ "${BENCH_SKIP_BUILD:-0}" != 1 ]; then
+  log "building release binaries"
+  timeout 3600 cargo build --release -p distlog-broker -p distlog-compat-tests >&2
+fi
+BIN_DIR="${CARGO_TARGET_DIR:-target}/release"
+DISTLOG="$BIN_DIR/distlog"
+BENCH="$BIN_DIR/distlog-bench"
+for b in "$DISTLOG" "$BENCH"; do [ -x "$b" ] || { echo "missing $b" >&2; exit 1; }; done
+
+mkdir -p bench/tmp "$(dirname "$OUT")"
+RUN_DIR="$(mktemp -d "$ROOT/bench/tmp/run.XXXXXX")"
+JSONL="$RUN_DIR/results.jsonl"
+: >"$JSONL"
+BROKER_PID=""
+IPERF_PID=""
+
+stop_broker() {
+  if [ -n "$BROKER_PID" ] && kill -0 "$BROKER_PID" 2>/dev/null; then
+    kill -TERM "$BROKER_PID" 2>/dev/null || true
+    for _ in $(seq 1 100); do kill -0 "$BROKER_PID" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$BROKER_PID" 2>/dev/null || true
+    wait "$BROKER_PID" 2>/dev/null || true
+  fi
+  BROKER_PID=""
+}
+cleanup() {
+  local rc=$?
+  trap - EXIT INT TERM
+  stop_broker
+  if [ -n "$IPERF_PID" ]; then kill "$IPERF_PID" 2>/dev/null || true; wait "$IPERF_PID" 2>/dev/null || true; fi
+  rm -rf "$RUN_DIR"
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+http_ok() { # http_ok PORT PATH: true on a 200 (bash /dev/tcp, no curl needed)
+  local line
+  { exec 3<>"/dev/tcp/127.0.0.1/$1"; } 2>/dev/null || return 1
+  printf 'GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n' "$2" >&3
+  line="$(timeout 5 head -n1 <&3)" || true
+  exec 3<&- 3>&-
+  [[ "$line" == *" 200"* ]]
+}
+
+# start_broker NAME: a fresh broker with its data in $RUN_DIR/NAME; sets BROKER_PID, KAFKA, HTTP.
+start_broker() {
+  local name="$1" kport hport rport
+  kport="$(free_port)"; hport="$(free_port)"; rport="$(free_port)"
+  mkdir -p "$RUN_DIR/$name"
+  "$DISTLOG" server --data-dir "$RUN_DIR/$name/data" \
+    --kafka-listen "127.0.0.1:$kport" --advertised-kafka "127.0.0.1:$kport" \
+    --http-listen "127.0.0.1:$hport" --raft-listen "127.0.0.1:$rport" \
+    --log-level warn >"$RUN_DIR/$name/distlog.log" 2>&1 &
+  BROKER_PID=$!
+  KAFKA="127.0.0.1:$kport"
+  HTTP="127.0.0.1:$hport"
+  for _ in $(seq 1 300); do
+    http_ok "$hport" /health && return 0
+    if ! kill -0 "$BROKER_PID" 2>/dev/null; then break; fi
+    sleep 0.1
+  done
+  echo "distlog did not become healthy; log tail:" >&2
+  tail -n 40 "$RUN_DIR/$name/distlog.log" >&2
+  exit 1
+}
+
+# bench LABEL RUN TIMEOUT SUBCOMMAND ARGS...: one distlog-bench run; its JSON line (or an error
+# line if it died or timed out) goes to $JSONL.
+bench() {
+  local label="$1" run="$2" limit="$3" out rc=0
+  shift 3
+  log "$label run $run: $*"
+  out="$(timeout --kill-after=10 "$limit" "$BENCH" --bootstrap "$KAFKA" --broker-pid "$BROKER_PID" \
+    --http "$HTTP" --label "$label" --run "$run" --timeout-secs "$((limit - 5))" "$@" 2>>"$RUN_DIR/bench.log")" || rc=$?
+  out="$(printf '%s\n' "$out" | grep '^{' | tail -n 1 || true)"
+  if [ -z "$out" ]; then
+    out="{\"scenario\":\"$label\",\"run\":$run,\"error\":\"distlog-bench exited with $rc (124 = timeout) and printed nothing\"}"
+  fi
+  printf '%s\n' "$out" >>"$JSONL"
+  printf '  %s\n' "$out" | cut -c1-240 >&2
+}
+
+record() { printf '%s\n' "$1" >>"$JSONL"; }
+
+# evict_cache RUN: push the broker's data out of the page cache before a catch-up read.
+evict_cache() {
+  local dropped=false resident
+  sync
+  if [ "$DROP_CACHES" = 1 ] && { echo 3 >/proc/sys/vm/drop_caches; } 2>/dev/null; then dropped=true; fi
+  # Targeted eviction works without privileges for clean pages; it also covers a failed drop_caches.
+  resident="$(timeout 120 python3 - "$RUN_DIR/main/data" <<'PY'
+import os, subprocess, sys
+files = []
+for d, _, names in os.walk(sys.argv[1]):
+    for n in names:
+        p = os.path.join(d, n)
+        try:
+            fd = os.open(p, os.O_RDONLY)
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            os.close(fd)
+            files.append(p)
+        except OSError:
+            pass
+res = 0
+for i in range(0, len(files), 200):
+    try:
+        out = subprocess.run(["fincore", "--bytes", "--noheadings", "--output", "RES"] + files[i:i+200],
+                             capture_output=True, text=True, timeout=60).stdout
+        res += sum(int(x) for x in out.split())
+    except Exception:
+        res = -1 * 1024 * 1024
+        break
+print(f"{res / 1048576:.1f}")
+PY
+)" || resident=-1
+  record "{\"scenario\":\"cache\",\"run\":$1,\"drop_caches\":$dropped,\"resident_mib\":$resident}"
+}
+
+START_EPOCH="$(date +%s)"
+python3 - "$RUN_DIR" "$ROOT" >"$RUN_DIR/facts.json" <<'PY'
+import json, os, platform, subprocess, sys, datetime
+run_dir, root = sys.argv[1], sys.argv[2]
+def sh(*a):
+    try:
+        return subprocess.run(a, capture_output=True, text=True, timeout=20, cwd=root).stdout.strip()
+    except Exception:
+        return ""
+mem = next((l.split()[1] for l in open("/proc/meminfo") if l.startswith("MemTotal:")), "0")
+cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+fs = sh("df", "-T", run_dir).splitlines()[-1].split()
+dirty = sh("git", "status", "--porcelain", "--untracked-files=no")
+print(json.dumps({
+    "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+    "commit": sh("git", "rev-parse", "--short=12", "HEAD") + (" (dirty)" if dirty else ""),
+    "nproc": os.cpu_count(), "cpu": cpu, "mem_gib": round(int(mem) / 1048576, 1),
+    "kernel": platform.release(), "fs": f"{fs[1]} on {fs[0]} ({fs[6]})" if len(fs) >= 7 else "?",
+    "loadavg_start": open("/proc/loadavg").read().split()[:3],
+    "rustc": sh("rustc", "--version"), "fio": sh("fio", "--version"),
+    "iperf3": sh("iperf3", "--version").splitlines()[0] if sh("iperf3", "--version") else "",
+}))
+PY
+
+# --- idle RSS: a fresh broker with one topic of many partitions -----------------------------------
+start_broker idle
+bench idle-rss 1 $((IDLE_SETTLE * 2 + 180)) idle-rss --topic idle --partitions "$IDLE_PARTITIONS" \
+  --settle-secs "$IDLE_SETTLE"
+stop_broker
+rm -rf "$RUN_DIR/idle"
+
+# --- the main broker ----------------------------------------------------------------------------
+start_broker main
+PT=$((SECS * 3 + 120))
+for r in $(seq 1 "$RUNS"); do
+  bench s1-produce-1p "$r" "$PT" produce --topic "s1-$r" --partitions 1 --size 1024 --linger-ms 5 \
+    --window-kbytes "$WINDOW_KB" --window-messages "$WINDOW_MSGS" --duration-secs "$SECS"
+done
+for r in $(seq 1 "$RUNS"); do
+  bench s2-produce-16p "$r" "$PT" produce --topic "s2-$r" --partitions 16 --size 1024 --linger-ms 5 \
+    --window-kbytes "$WINDOW_KB" --window-messages "$WINDOW_MSGS" --duration-secs "$SECS"
+done
+for r in $(seq 1 "$RUNS"); do
+  bench s3-produce-100b "$r" "$PT" produce --topic "s3-$r" --partitions 1 --size 100 --linger-ms 5 \
+    --batch-bytes 1000000 --batch-messages 100000 \
+    --window-kbytes "$SMALL_WINDOW_KB" --window-messages "$SMALL_WINDOW_MSGS" --duration-secs "$SECS"
+done
+
+# Optional profiles: one extra run of scenarios 1-3 with `perf record` attached to the broker.
+profile() { # profile NAME SUBCOMMAND ARGS...
+  local name="$1" data="$RUN_DIR/perf-$1.data"
+  shift
+  timeout $((SECS + 30)) perf record -F 499 -g -p "$BROKER_PID" -o "$data" -- sleep $((SECS + 2)) \
+    >/dev/null 2>>"$RUN_DIR/bench.log" &
+  local perf_pid=$!
+  sleep 0.5
+  bench "profile-$name" 1 "$PT" "$@"
+  wait "$perf_pid" 2>/dev/null || true
+  {
+    echo "# perf profile of the broker during $name (perf record -F 499 -g, self time, top symbols)"
+    timeout 300 perf report -i "$data" --no-children --stdio --sort dso,symbol -g none --percent-limit 0.7 \
+      2>/dev/null | grep -v '^#' | grep -v '^$' | sed 's/[ -]*$//' | cut -c1-160 | head -n 45
+  } >"$(dirname "$OUT")/profile-$name.txt" || log "perf report for $name failed"
+}
+if [ "$PERF" = 1 ]; then
+  profile s1 produce --topic p1 --partitions 1 --size 1024 --linger-ms 5 \
+    --window-kbytes "$WINDOW_KB" --window-messages "$WINDOW_MSGS" --duration-secs "$SECS"
+  profile s2 produce --topic p2 --partitions 16 --size 1024 --linger-ms 5 \
+    --window-kbytes "$WINDOW_KB" --window-messages "$WINDOW_MSGS" --duration-secs "$SECS"
+  profile s3 produce --topic p3 --partitions 1 --size 100 --linger-ms 5 --batch-bytes 1000000 \
+    --batch-messages 100000 --window-kbytes "$SMALL_WINDOW_KB" --window-messages "$SMALL_WINDOW_MSGS" \
+    --duration-secs "$SECS"
+fi
+
+# Scenario 4: catch-up read of a CATCHUP_MB partition (filled once), evicted from the page cache.
+bench s4-fill 1 3600 produce --topic catchup --partitions 1 --size 1024 --linger-ms 5 \
+  --window-kbytes 16384 --window-messages "$WINDOW_MSGS" --total-mib "$CATCHUP_MB"
+for r in $(seq 1 "$RUNS"); do
+  evict_cache "$r"
+  bench s4-catch-up "$r" 1800 catch-up --topic catchup
+done
+for r in $(seq 1 "$RUNS"); do
+  bench s4-tail "$r" "$PT" tail --topic "tail-$r" --size 1024 --linger-ms 5 \
+    --window-kbytes "$WINDOW_KB" --window-messages "$WINDOW_MSGS" --duration-secs "$SECS"
+done
+for r in $(seq 1 "$RUNS"); do
+  bench s5-e2e "$r" "$PT" e2e --topic "e2e-$r" --size 1024 --linger-ms 5 --rate "$E2E_RATE" \
+    --window-kbytes "$WINDOW_KB" --window-messages "$WINDOW_MSGS" --duration-secs "$SECS"
+done
+for r in $(seq 1 "$RUNS"); do
+  bench s6-fan-out "$r" 1200 fan-out --topic "fanout-$r" --size 1024 --linger-ms 5 \
+    --window-kbytes 16384 --total-mib "$FANOUT_MB" --consumers "$FANOUT_CONSUMERS"
+done
+stop_broker
+
+# --- scenario 7: the machine's limits ------------------------------------------------------------
+if [ -z "$FIO_BS" ]; then
+  FIO_BS="$(python3 - "$JSONL" <<'PY'
+import json, statistics, sys
+v = [l["bytes_per_fsync"] for l in map(json.loads, open(sys.argv[1]))
+     if l.get("scenario") == "s1-produce-1p" and "bytes_per_fsync" in l]
+bs = statistics.median(v) if v else 262144
+bs = min(max(int((bs + 4095) // 4096 * 4096), 4096), 4 * 1048576)
+print(bs)
+PY
+)"
+  FIO_BS_SOURCE="scenario 1 median bytes per fsync, rounded up to 4 KiB"
+else
+  FIO_BS_SOURCE="BENCH_FIO_BS"
+fi
+FIO_DIR="$RUN_DIR/fio"
+mkdir -p "$FIO_DIR"
+log "fio: sequential write, fdatasync after every ${FIO_BS}-byte write, ${FIO_SECS} s"
+timeout $((FIO_SECS + 120)) fio --name=seqwrite-fdatasync --directory="$FIO_DIR" --rw=write --bs="$FIO_BS" \
+  --size=64g --runtime="$FIO_SECS" --ioengine=sync --fdatasync=1 --fallocate=none \
+  --output-format=json --output="$RUN_DIR/fio-write.json" >&2 || log "fio write failed"
+rm -f "$FIO_DIR"/*
+log "fio: sequential read, direct=1, 1 MiB, ${FIO_READ_MB} MiB file"
+timeout $((FIO_SECS + 300)) fio --name=seqread-direct --directory="$FIO_DIR" --rw=read --bs=1m --direct=1 \
+  --ioengine=libaio --iodepth=8 --size="${FIO_READ_MB}m" --runtime="$FIO_SECS" \
+  --output-format=json --output="$RUN_DIR/fio-read.json" >&2 || log "fio read failed"
+rm -rf "$FIO_DIR"
+IPERF_PORT="$(free_port)"
+log "iperf3: loopback TCP, ${FIO_SECS} s"
+timeout $((FIO_SECS + 60)) iperf3 -s -1 -p "$IPERF_PORT" >/dev/null 2>&1 &
+IPERF_PID=$!
+sleep 0.5
+timeout $((FIO_SECS + 30)) iperf3 -c 127.0.0.1 -p "$IPERF_PORT" -t "$FIO_SECS" -J >"$RUN_DIR/iperf.json" 2>&1 \
+  || log "iperf3 failed"
+wait "$IPERF_PID" 2>/dev/null || true
+IPERF_PID=""
+
+# --- the table -----------------------------------------------------------------------------------
+END_EPOCH="$(date +%s)"
+cp "$JSONL" "${OUT%.md}.jsonl"
+python3 bench/report.py --results "$JSONL" --facts "$RUN_DIR/facts.json" \
+  --fio-write "$RUN_DIR/fio-write.json" --fio-read "$RUN_DIR/fio-read.json" --iperf "$RUN_DIR/iperf.json" \
+  --fio-bs "$FIO_BS" --fio-bs-source "$FIO_BS_SOURCE" --elapsed $((END_EPOCH - START_EPOCH)) \
+  --settings "runs=$RUNS, produce secs=$SECS, window=${WINDOW_KB} KiB/${WINDOW_MSGS} msgs (s3: ${SMALL_WINDOW_KB} KiB/${SMALL_WINDOW_MSGS} msgs), catch-up=${CATCHUP_MB} MiB, fan-out=${FANOUT_MB} MiB x ${FANOUT_CONSUMERS}, e2e rate=${E2E_RATE}/s, idle partitions=${IDLE_PARTITIONS}, quick=${QUICK}" \
+  >"$OUT"
+cat "$OUT"
+log "wrote $OUT and ${OUT%.md}.jsonl"

@@ -1,0 +1,284 @@
+//! `distlog-bench`: the load generator of the benchmark suite (`bench/run.sh`).
+//!
+//! One subcommand per scenario; each run prints exactly one JSON line on stdout with the
+//! scenario's figures (and the options it ran with), or `{"error": ...}` and a non-zero exit.
+//! Diagnostics go to stderr. With `--broker-pid` and `--http` the line also carries the broker's
+//! own costs over the measured window: CPU seconds per MB, fsyncs per second, bytes per fsync,
+//! disk reads and RSS.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use clap::{Args, Parser, Subcommand};
+use distlog_compat_tests::bench::consume::{self, ReadOptions};
+use distlog_compat_tests::bench::probe::BrokerProbe;
+use distlog_compat_tests::bench::produce::{self, ProduceOptions};
+use distlog_compat_tests::bench::{e2e, ensure_topic, idle};
+use serde_json::{json, Map, Value};
+
+/// Command-line options.
+#[derive(Debug, Parser)]
+#[command(
+    name = "distlog-bench",
+    about = "Benchmark scenarios against a running distlog (or Kafka) broker"
+)]
+struct Cli {
+    #[command(flatten)]
+    common: Common,
+    #[command(subcommand)]
+    scenario: Scenario,
+}
+
+/// Options every scenario takes.
+#[derive(Debug, Args)]
+struct Common {
+    /// Kafka bootstrap servers.
+    #[arg(long, global = true, default_value = "127.0.0.1:9092")]
+    bootstrap: String,
+    /// The broker's pid, for CPU time and RSS from /proc.
+    #[arg(long, global = true)]
+    broker_pid: Option<i32>,
+    /// The broker's HTTP address, for fsyncs and bytes from /metrics.
+    #[arg(long, global = true)]
+    http: Option<SocketAddr>,
+    /// Fail the run if it takes longer than this many seconds.
+    #[arg(long, global = true, default_value_t = 300)]
+    timeout_secs: u64,
+    /// Scenario name written into the JSON line.
+    #[arg(long, global = true)]
+    label: Option<String>,
+    /// Run number written into the JSON line.
+    #[arg(long, global = true, default_value_t = 1)]
+    run: u32,
+    /// `fetch.message.max.bytes` of consumers, in KiB.
+    #[arg(long, global = true, default_value_t = 4096)]
+    fetch_max_kbytes: usize,
+}
+
+/// Producer options shared by the scenarios that produce.
+#[derive(Debug, Clone, Args)]
+struct ProduceArgs {
+    /// Topic (created if missing).
+    #[arg(long)]
+    topic: String,
+    /// Partitions (topic creation, and round-robin target).
+    #[arg(long, default_value_t = 1)]
+    partitions: i32,
+    /// Value size in bytes.
+    #[arg(long, default_value_t = 1024)]
+    size: usize,
+    /// acks: 0, 1 or all.
+    #[arg(long, default_value = "all")]
+    acks: String,
+    /// linger.ms.
+    #[arg(long, default_value_t = 5)]
+    linger_ms: u64,
+    /// batch.size in bytes.
+    #[arg(long, default_value_t = 1_000_000)]
+    batch_bytes: usize,
+    /// batch.num.messages.
+    #[arg(long, default_value_t = 10_000)]
+    batch_messages: usize,
+    /// In-flight window: queue.buffering.max.kbytes.
+    #[arg(long, default_value_t = 4096)]
+    window_kbytes: usize,
+    /// In-flight window: queue.buffering.max.messages.
+    #[arg(long, default_value_t = 100_000)]
+    window_messages: usize,
+    /// Send for this many seconds.
+    #[arg(long, default_value_t = 10.0)]
+    duration_secs: f64,
+    /// Instead of a duration, send this many MiB of values.
+    #[arg(long)]
+    total_mib: Option<u64>,
+    /// Send at this fixed rate (messages/s) instead of as fast as the window allows.
+    #[arg(long)]
+    rate: Option<f64>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Scenario {
+    /// Produce (scenarios 1–3, and filling partitions for the read scenarios).
+    Produce(ProduceArgs),
+    /// Read partition 0 of a topic from its beginning to its end (scenario 4, catch-up).
+    CatchUp {
+        /// Topic to read.
+        #[arg(long)]
+        topic: String,
+    },
+    /// A consumer at the tail while a producer runs at full speed (scenario 4, tail).
+    Tail(ProduceArgs),
+    /// End-to-end latency at a fixed rate (scenario 5); --rate defaults to 20,000 msgs/s.
+    E2e(ProduceArgs),
+    /// Fill partition 0 of a topic, then read it with one and with --consumers consumers (scenario 6).
+    FanOut {
+        #[command(flatten)]
+        fill: ProduceArgs,
+        /// Concurrent consumers.
+        #[arg(long, default_value_t = 8)]
+        consumers: usize,
+    },
+    /// Create a topic with many partitions, write one message to each, report the idle broker's RSS.
+    IdleRss {
+        /// Topic to create.
+        #[arg(long)]
+        topic: String,
+        /// Partitions.
+        #[arg(long, default_value_t = 1000)]
+        partitions: i32,
+        /// Seconds to wait for the broker to open every stream (after creating, and after touching).
+        #[arg(long, default_value_t = 10)]
+        settle_secs: u64,
+        /// Size of the one message written to every partition before the final measurement.
+        #[arg(long, default_value_t = 1024)]
+        touch_bytes: usize,
+    },
+}
+
+impl Scenario {
+    fn name(&self) -> &'static str {
+        match self {
+            Scenario::Produce(_) => "produce",
+            Scenario::CatchUp { .. } => "catch-up",
+            Scenario::Tail(_) => "tail",
+            Scenario::E2e(_) => "e2e",
+            Scenario::FanOut { .. } => "fan-out",
+            Scenario::IdleRss { .. } => "idle-rss",
+        }
+    }
+}
+
+fn produce_options(common: &Common, a: &ProduceArgs, stamp: bool, rate: Option<f64>) -> ProduceOptions {
+    ProduceOptions {
+        bootstrap: common.bootstrap.clone(),
+        topic: a.topic.clone(),
+        partitions: a.partitions,
+        size: a.size,
+        acks: a.acks.clone(),
+        linger_ms: a.linger_ms,
+        batch_bytes: a.batch_bytes,
+        batch_messages: a.batch_messages,
+        window_kbytes: a.window_kbytes,
+        window_messages: a.window_messages,
+        duration: if a.total_mib.is_some() {
+            None
+        } else {
+            Some(Duration::from_secs_f64(a.duration_secs.max(0.0)))
+        },
+        total_bytes: a.total_mib.map(|m| m * 1024 * 1024),
+        rate,
+        stamp_values: stamp,
+        timeout: Duration::from_secs(common.timeout_secs),
+    }
+}
+
+fn run(cli: &Cli) -> anyhow::Result<Vec<(String, Value)>> {
+    let common = &cli.common;
+    let probe = BrokerProbe {
+        pid: common.broker_pid,
+        http: common.http,
+    };
+    let read = ReadOptions {
+        bootstrap: common.bootstrap.clone(),
+        fetch_max_kbytes: common.fetch_max_kbytes,
+        timeout: Duration::from_secs(common.timeout_secs),
+    };
+    match &cli.scenario {
+        Scenario::Produce(a) => {
+            ensure_topic(&common.bootstrap, &a.topic, a.partitions)?;
+            let opts = produce_options(common, a, false, a.rate);
+            let before = probe.sample();
+            let outcome = produce::run(&opts, Instant::now())?;
+            let after = probe.sample();
+            let bytes = outcome.acked_bytes;
+            let mut out = opts.describe();
+            out.extend(outcome.fields());
+            out.extend(probe.delta(&before, &after, bytes));
+            Ok(out)
+        }
+        Scenario::CatchUp { topic } => consume::catch_up(&read, topic, &probe),
+        Scenario::Tail(a) => {
+            ensure_topic(&common.bootstrap, &a.topic, 1)?;
+            let opts = produce_options(
+                common,
+                &ProduceArgs {
+                    partitions: 1,
+                    ..a.clone()
+                },
+                false,
+                a.rate,
+            );
+            let mut out = opts.describe();
+            out.extend(consume::tail(&read, &opts, &probe)?);
+            Ok(out)
+        }
+        Scenario::E2e(a) => {
+            ensure_topic(&common.bootstrap, &a.topic, 1)?;
+            let rate = a.rate.unwrap_or(20_000.0);
+            let opts = produce_options(
+                common,
+                &ProduceArgs {
+                    partitions: 1,
+                    ..a.clone()
+                },
+                true,
+                Some(rate),
+            );
+            let mut out = opts.describe();
+            out.extend(e2e::run(&read, &opts, &probe)?);
+            Ok(out)
+        }
+        Scenario::FanOut { fill, consumers } => {
+            ensure_topic(&common.bootstrap, &fill.topic, 1)?;
+            let opts = produce_options(
+                common,
+                &ProduceArgs {
+                    partitions: 1,
+                    ..fill.clone()
+                },
+                false,
+                None,
+            );
+            produce::run(&opts, Instant::now())?;
+            consume::fan_out(&read, &fill.topic, *consumers, &probe)
+        }
+        Scenario::IdleRss {
+            topic,
+            partitions,
+            settle_secs,
+            touch_bytes,
+        } => idle::run(
+            &common.bootstrap,
+            topic,
+            *partitions,
+            *touch_bytes,
+            Duration::from_secs(*settle_secs),
+            &probe,
+        ),
+    }
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let mut line = Map::new();
+    let label = cli
+        .common
+        .label
+        .clone()
+        .unwrap_or_else(|| cli.scenario.name().to_string());
+    line.insert("scenario".into(), json!(label));
+    line.insert("run".into(), json!(cli.common.run));
+    let result = run(&cli);
+    let failed = result.is_err();
+    match result {
+        Ok(fields) => line.extend(fields),
+        Err(e) => {
+            eprintln!("distlog-bench {label}: {e:#}");
+            line.insert("error".into(), json!(format!("{e:#}")));
+        }
+    }
+    println!("{}", Value::Object(line));
+    if failed {
+        std::process::exit(1);
+    }
+}
