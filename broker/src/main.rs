@@ -26,22 +26,27 @@ const LEASE: Duration = Duration::from_secs(30);
 /// How often the lease is renewed.
 const LEASE_RENEW: Duration = Duration::from_secs(10);
 
-/// Keep glibc from raising its mmap threshold as large request and read
-/// buffers come and go: with the default dynamic threshold, megabyte-sized
-/// frames end up on the heap and freed space is not returned, so RSS
-/// tracked the high-water mark of buffers (500+ MiB after a produce
-/// benchmark) rather than live memory.
-fn tune_allocator() {
+/// Return freed heap memory to the OS every few seconds. glibc keeps
+/// freed request and read buffers (megabytes each under load) in its heap,
+/// so without this RSS stays at the high-water mark of buffers (120+ MiB
+/// after a produce/consume run) instead of live memory. Forcing large
+/// buffers to mmap instead cost 35% of consume throughput (page faults and
+/// zeroing on every read buffer); trimming off the hot path costs nothing.
+fn spawn_heap_trimmer() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only adjusts allocator parameters; it is called once,
-    // before any other thread exists.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 256 * 1024);
-    }
+    tokio::spawn(async {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        loop {
+            tick.tick().await;
+            // SAFETY: malloc_trim only releases free memory; it takes the
+            // allocator's own locks and is safe to call from any thread.
+            let _ = tokio::task::spawn_blocking(|| unsafe { libc::malloc_trim(0) }).await;
+        }
+    });
 }
 
 fn main() {
-    tune_allocator();
     let cli = Cli::parse();
     let result = match cli.command {
         CliCommand::Version => {
@@ -124,6 +129,7 @@ fn broker_info(config: &BrokerConfig) -> BrokerInfo {
 }
 
 async fn serve(config: BrokerConfig) -> anyhow::Result<()> {
+    spawn_heap_trimmer();
     let config = Arc::new(config);
     metrics::init();
 

@@ -87,6 +87,15 @@ pub static TAIL_CACHE_HITS: LazyLock<IntCounter> = LazyLock::new(|| {
     .expect("metric registers once")
 });
 
+/// Payload bytes held by all tail caches of this node.
+pub static TAIL_CACHE_BYTES: LazyLock<IntGauge> = LazyLock::new(|| {
+    register_int_gauge!(
+        "distlog_tail_cache_bytes",
+        "Payload bytes held in stream tail caches"
+    )
+    .expect("metric registers once")
+});
+
 /// Reads that had to go to the segment store.
 pub static TAIL_CACHE_MISSES: LazyLock<IntCounter> = LazyLock::new(|| {
     register_int_counter!(

@@ -12,6 +12,7 @@ use bytes::Bytes;
 
 use crate::dlsn::Dlsn;
 use crate::ledger::IndexRow;
+use crate::metrics;
 
 /// One cached, committed piece of an entry.
 #[derive(Debug, Clone)]
@@ -58,10 +59,12 @@ impl TailCache {
             }
         }
         self.bytes += entry.payload.len();
+        metrics::TAIL_CACHE_BYTES.add(entry.payload.len() as i64);
         self.entries.push_back(entry);
         while self.bytes > self.capacity && self.entries.len() > 1 {
             if let Some(old) = self.entries.pop_front() {
                 self.bytes -= old.payload.len();
+                metrics::TAIL_CACHE_BYTES.sub(old.payload.len() as i64);
             }
         }
     }
@@ -69,6 +72,7 @@ impl TailCache {
     /// Drop everything (e.g. after truncation).
     pub fn clear(&mut self) {
         self.entries.clear();
+        metrics::TAIL_CACHE_BYTES.sub(self.bytes as i64);
         self.bytes = 0;
     }
 
@@ -116,6 +120,12 @@ impl TailCache {
     /// Bytes held.
     pub fn bytes(&self) -> usize {
         self.bytes
+    }
+}
+
+impl Drop for TailCache {
+    fn drop(&mut self) {
+        metrics::TAIL_CACHE_BYTES.sub(self.bytes as i64);
     }
 }
 

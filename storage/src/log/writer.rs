@@ -82,7 +82,14 @@ pub(crate) struct LogWriter {
     /// txid of the last issued entry.
     txid: u64,
     seg: Option<OpenSegment>,
+    /// When an entry was last confirmed (tail cache idle eviction).
+    last_commit: Instant,
 }
+
+/// A stream with no new entry for this long drops its tail cache: its
+/// tailing readers have caught up, and a node with many once-busy streams
+/// must not keep megabytes per stream forever.
+const TAIL_CACHE_IDLE: Duration = Duration::from_secs(10);
 
 fn now_ms() -> u64 {
     SystemTime::now()
@@ -108,6 +115,7 @@ impl LogWriter {
             next_offset,
             txid,
             seg: None,
+            last_commit: Instant::now(),
         }
     }
 
@@ -156,6 +164,9 @@ impl LogWriter {
                     self.write_entry(batch, &mut inflight);
                 }
                 _ = tick.tick() => {
+                    if self.last_commit.elapsed() >= TAIL_CACHE_IDLE {
+                        self.shared.cache.lock().clear();
+                    }
                     let due = self.seg.as_ref().is_some_and(|s| {
                         !s.empty && s.created.elapsed() >= Duration::from_millis(self.cfg.segment_ms)
                     });
@@ -375,6 +386,7 @@ impl LogWriter {
     /// An entry reached its ack quorum (and all before it did): advance the
     /// LAC, publish the new high watermark, cache the entry, answer.
     fn commit(&mut self, inf: Inflight) {
+        self.last_commit = Instant::now();
         if let Some(seg) = self.seg.as_mut().filter(|s| s.lssn == inf.lssn) {
             seg.ledger.confirm(inf.row.entry_id);
         }
