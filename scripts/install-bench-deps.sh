@@ -11,17 +11,8 @@
 #   linux-perf - `perf` for profiling the broker (not used by run.sh itself)
 set -euo pipefail
 
-export DEBIAN_FRONTEND=noninteractive
-
-SUDO=""
-if [ "$(id -u)" -ne 0 ]; then
-  if command -v sudo >/dev/null 2>&1; then
-    SUDO="sudo"
-  else
-    echo "install-bench-deps: not root and no sudo; cannot install packages" >&2
-    exit 1
-  fi
-fi
+# shellcheck source=scripts/apt.sh
+source "$(dirname "${BASH_SOURCE[0]}")/apt.sh"
 
 # The build dependencies of the load generator (kcat, C toolchain for rdkafka-sys).
 "$(dirname "${BASH_SOURCE[0]}")/install-deps.sh"
@@ -32,16 +23,11 @@ command -v iperf3 >/dev/null 2>&1 || missing+=(iperf3)
 command -v python3 >/dev/null 2>&1 || missing+=(python3)
 
 if [ "${#missing[@]}" -gt 0 ]; then
-  echo "install-bench-deps: installing ${missing[*]}"
-  # Install straight away if the package lists know the packages; refresh them otherwise.
-  if ! $SUDO apt-get install -y --no-install-recommends "${missing[@]}"; then
-    $SUDO apt-get update
-    $SUDO apt-get install -y --no-install-recommends "${missing[@]}"
-  fi
+  apt_install install-bench-deps "${missing[@]}"
 fi
 
 if ! command -v perf >/dev/null 2>&1; then
-  $SUDO apt-get install -y --no-install-recommends linux-perf >/dev/null 2>&1 \
+  apt_install install-bench-deps linux-perf >/dev/null 2>&1 \
     || echo "install-bench-deps: linux-perf not installable here (optional, only for profiling)"
 fi
 

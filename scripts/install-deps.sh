@@ -9,17 +9,8 @@
 #   pkg-config
 set -euo pipefail
 
-export DEBIAN_FRONTEND=noninteractive
-
-SUDO=""
-if [ "$(id -u)" -ne 0 ]; then
-  if command -v sudo >/dev/null 2>&1; then
-    SUDO="sudo"
-  else
-    echo "install-deps: not root and no sudo; cannot install packages" >&2
-    exit 1
-  fi
-fi
+# shellcheck source=scripts/apt.sh
+source "$(dirname "${BASH_SOURCE[0]}")/apt.sh"
 
 missing=()
 command -v kcat >/dev/null 2>&1 || missing+=(kcat)
@@ -34,10 +25,5 @@ if [ "${#missing[@]}" -eq 0 ]; then
   exit 0
 fi
 
-echo "install-deps: installing ${missing[*]}"
-# Install straight away if the package lists know the packages; refresh them otherwise.
-if ! $SUDO apt-get install -y --no-install-recommends "${missing[@]}"; then
-  $SUDO apt-get update
-  $SUDO apt-get install -y --no-install-recommends "${missing[@]}"
-fi
+apt_install install-deps "${missing[@]}"
 echo "install-deps: done ($(kcat -V 2>&1 | grep -m1 Version || true))"
