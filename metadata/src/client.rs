@@ -1,7 +1,8 @@
 //! The metadata store handle used by the rest of distlog.
 //!
-//! CONTRACT (implemented by the metadata work): these signatures are what
-//! `storage` and `broker` build against.
+//! `storage` and `broker` reach the metadata store only through
+//! [`MetadataStore`]: local reads without a round trip, replicated writes,
+//! and change notifications.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

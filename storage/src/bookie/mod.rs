@@ -1,6 +1,5 @@
 //! The segment store ("bookie"): durable, append-only ledgers.
 //!
-//! CONTRACT (implemented by the bookie work):
 //! * `Bookie::open(config)` recovers every ledger (cutting torn/corrupt tails
 //!   by crc) and starts the group-commit journal thread.
 //! * `LocalBookie` wraps `Arc<Bookie>` and implements
