@@ -234,6 +234,20 @@ pub enum Command {
         last_entry_id: Option<u64>,
         size_bytes: u64,
     },
+    /// A writer's segment roll in one replicated step: seal InProgress
+    /// segment `lssn` (as `CompleteSegment`) and append `next` (as
+    /// `AddSegment`). Either both apply or neither does, so a roll costs one
+    /// Raft round trip instead of two.
+    RollSegment {
+        stream: StreamId,
+        owner_epoch: u64,
+        lssn: u64,
+        last_offset: Option<u64>,
+        end_txid: u64,
+        last_entry_id: Option<u64>,
+        size_bytes: u64,
+        next: SegmentMeta,
+    },
     /// Move the log start offset forward and drop whole segments that end
     /// before it. The response lists the ledgers to delete.
     TruncateStream { stream: StreamId, log_start_offset: u64 },

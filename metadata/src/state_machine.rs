@@ -185,6 +185,60 @@ fn apply_inner(state: &mut MetaState, cmd: &Command, events: &mut Vec<MetaEvent>
             });
             Ok(CommandResponse::Ok)
         }
+        Command::RollSegment {
+            stream,
+            owner_epoch,
+            lssn,
+            last_offset,
+            end_txid,
+            last_entry_id,
+            size_bytes,
+            next,
+        } => {
+            // Check every precondition of both halves before changing
+            // anything, so a refusal leaves the state untouched.
+            {
+                let meta = stream_mut(state, stream)?;
+                check_epoch(meta, *owner_epoch)?;
+                match meta.segments.last() {
+                    Some(last) if last.lssn == *lssn && last.state == SegmentState::InProgress => {}
+                    _ => {
+                        return Err(conflict(
+                            stream,
+                            format!("segment {lssn} is not the in-progress last segment"),
+                        ))
+                    }
+                }
+                if next.state != SegmentState::InProgress {
+                    return Err(ApplyError::Invalid(format!(
+                        "stream {stream}: a new segment must be InProgress"
+                    )));
+                }
+                if next.lssn != meta.next_lssn {
+                    return Err(conflict(
+                        stream,
+                        format!(
+                            "segment lssn {} but the next lssn is {}",
+                            next.lssn, meta.next_lssn
+                        ),
+                    ));
+                }
+            }
+            apply_inner(
+                state,
+                &Command::CompleteSegment {
+                    stream: *stream,
+                    owner_epoch: *owner_epoch,
+                    lssn: *lssn,
+                    last_offset: *last_offset,
+                    end_txid: *end_txid,
+                    last_entry_id: *last_entry_id,
+                    size_bytes: *size_bytes,
+                },
+                events,
+            )?;
+            add_segment(state, stream, *owner_epoch, next, events)
+        }
         Command::TruncateStream {
             stream,
             log_start_offset,

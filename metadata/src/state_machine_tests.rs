@@ -611,3 +611,70 @@ fn replay_is_deterministic() {
     let (st2, _) = three_segments();
     assert_eq!(st1, st2);
 }
+
+#[test]
+fn roll_segment_seals_and_appends_in_one_step_or_not_at_all() {
+    let (mut st, s) = owned_stream();
+    ok(
+        &mut st,
+        Command::AddSegment {
+            stream: s,
+            owner_epoch: 1,
+            segment: segment(1, 11, 0),
+        },
+    );
+    let roll = |epoch: u64, lssn: u64, next: SegmentMeta| Command::RollSegment {
+        stream: s,
+        owner_epoch: epoch,
+        lssn,
+        last_offset: Some(9),
+        end_txid: 42,
+        last_entry_id: Some(3),
+        size_bytes: 100,
+        next,
+    };
+    // Refusals leave everything as it was (checked by `refused`).
+    assert!(matches!(
+        refused(&mut st, roll(2, 1, segment(2, 12, 10))),
+        ApplyError::EpochMismatch { .. }
+    ));
+    assert!(matches!(
+        refused(&mut st, roll(1, 7, segment(2, 12, 10))),
+        ApplyError::SegmentConflict { .. }
+    ));
+    assert!(matches!(
+        refused(&mut st, roll(1, 1, segment(5, 12, 10))),
+        ApplyError::SegmentConflict { .. }
+    ));
+    let mut done = segment(2, 12, 10);
+    done.state = SegmentState::Completed;
+    assert!(matches!(
+        refused(&mut st, roll(1, 1, done)),
+        ApplyError::Invalid(_)
+    ));
+
+    let (r, ev) = ok(&mut st, roll(1, 1, segment(2, 12, 10)));
+    assert_eq!(r, CommandResponse::Ok);
+    assert_eq!(
+        ev,
+        vec![
+            MetaEvent::SegmentCompleted { stream: s, lssn: 1 },
+            MetaEvent::SegmentAdded { stream: s, lssn: 2 },
+        ]
+    );
+    let m = st.stream(&s).expect("stream");
+    assert_eq!(m.next_lssn, 3);
+    assert_eq!(m.segments.len(), 2);
+    assert_eq!(m.segments[0].state, SegmentState::Completed);
+    assert_eq!(
+        (m.segments[0].last_offset, m.segments[0].last_entry_id),
+        (Some(9), Some(3))
+    );
+    assert_eq!((m.segments[1].lssn, m.segments[1].base_offset), (2, 10));
+    assert_eq!(m.segments[1].state, SegmentState::InProgress);
+    // The sealed segment cannot be rolled again.
+    assert!(matches!(
+        refused(&mut st, roll(1, 1, segment(3, 13, 10))),
+        ApplyError::SegmentConflict { .. }
+    ));
+}

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::{Bytes, BytesMut};
-use distlog_metadata::{Command, CommandResponse, SegmentMeta, SegmentState};
+use distlog_metadata::{Command, CommandResponse, LedgerId, SegmentMeta, SegmentState};
 use futures::future::BoxFuture;
 use futures::stream::{FuturesOrdered, StreamExt};
 use futures::FutureExt;
@@ -84,6 +84,19 @@ pub(crate) struct LogWriter {
     seg: Option<OpenSegment>,
     /// When an entry was last confirmed (tail cache idle eviction).
     last_commit: Instant,
+    /// The next segment's ledger id, allocated in the background while the
+    /// current segment fills, so a roll costs one metadata round trip.
+    next_ledger: Option<tokio::task::JoinHandle<Result<LedgerId>>>,
+}
+
+/// Allocate a fresh ledger id from the metadata store.
+async fn allocate_ledger(meta: &distlog_metadata::MetadataStore) -> Result<LedgerId> {
+    match meta.write(Command::AllocateLedgerId).await? {
+        CommandResponse::LedgerId(l) => Ok(l),
+        other => Err(StorageError::InvalidAppend(format!(
+            "metadata answered {other:?} to a ledger id allocation"
+        ))),
+    }
 }
 
 /// A stream with no new entry for this long drops its tail cache: its
@@ -116,6 +129,7 @@ impl LogWriter {
             txid,
             seg: None,
             last_commit: Instant::now(),
+            next_ledger: None,
         }
     }
 
@@ -205,25 +219,41 @@ impl LogWriter {
                 }
                 self.commit(inf);
             }
-            self.complete_segment().await.map_err(|e| (e, Vec::new()))?;
+            let full = self.seg.take();
+            self.open_segment(full).await.map_err(|e| (e, Vec::new()))?;
         }
         if self.seg.is_none() {
-            self.open_segment().await.map_err(|e| (e, Vec::new()))?;
+            self.open_segment(None).await.map_err(|e| (e, Vec::new()))?;
         }
         Ok(())
     }
 
     /// Start a new segment: allocate a ledger, record the segment in
     /// metadata with a compare-and-set on our epoch.
-    async fn open_segment(&mut self) -> Result<()> {
-        let meta = &self.ctx.meta;
-        let ledger_id = match meta.write(Command::AllocateLedgerId).await? {
-            CommandResponse::LedgerId(l) => l,
-            other => {
-                return Err(StorageError::InvalidAppend(format!(
-                    "metadata answered {other:?} to a ledger id allocation"
-                )))
+    async fn open_segment(&mut self, sealing: Option<OpenSegment>) -> Result<()> {
+        let result = self.open_segment_inner(sealing.as_ref()).await;
+        if let Some(old) = sealing {
+            // The full segment leaves the writer either way: sealed by the
+            // roll, or (on failure) left InProgress for recovery.
+            metrics::ACTIVE_SEGMENTS.dec();
+            if result.is_ok() {
+                metrics::SEGMENT_ROLLS.inc();
+                info!(lssn = old.lssn, bytes = old.bytes, "segment rolled");
             }
+        }
+        result
+    }
+
+    /// Start a new segment on a fresh ledger, recording it in metadata with
+    /// a compare-and-set on our epoch; when `sealing` is the full segment
+    /// (all its entries confirmed), seal it in the same command.
+    async fn open_segment_inner(&mut self, sealing: Option<&OpenSegment>) -> Result<()> {
+        let ledger_id = match self.next_ledger.take() {
+            Some(pending) => match pending.await {
+                Ok(Ok(id)) => id,
+                _ => allocate_ledger(&self.ctx.meta).await?,
+            },
+            None => allocate_ledger(&self.ctx.meta).await?,
         };
         let local = self.ctx.bookies.local.clone();
         let segment = SegmentMeta {
@@ -242,13 +272,27 @@ impl LogWriter {
             created_ms: now_ms(),
         };
         let view = SegmentView::from_meta(&segment);
-        meta.write(Command::AddSegment {
-            stream: self.shared.id,
-            owner_epoch: self.shared.epoch,
-            segment,
-        })
-        .await
-        .map_err(|e| match e {
+        let cmd = match sealing {
+            None => Command::AddSegment {
+                stream: self.shared.id,
+                owner_epoch: self.shared.epoch,
+                segment,
+            },
+            Some(old) => {
+                let (last_offset, end_txid) = self.seal_values(old);
+                Command::RollSegment {
+                    stream: self.shared.id,
+                    owner_epoch: self.shared.epoch,
+                    lssn: old.lssn,
+                    last_offset,
+                    end_txid,
+                    last_entry_id: old.ledger.lac(),
+                    size_bytes: old.bytes,
+                    next: segment,
+                }
+            }
+        };
+        self.ctx.meta.write(cmd).await.map_err(|e| match e {
             distlog_metadata::MetadataError::Rejected(_) => StorageError::NotOwner(self.shared.id),
             other => StorageError::Metadata(other),
         })?;
@@ -260,9 +304,19 @@ impl LogWriter {
             bytes: 0,
             empty: true,
         });
-        self.shared.view.write().segments.push(view);
+        {
+            let mut v = self.shared.view.write();
+            if let Some(old) = sealing {
+                if let Some(s) = v.segments.last_mut().filter(|s| s.lssn == old.lssn) {
+                    s.completed = true;
+                }
+            }
+            v.segments.push(view);
+        }
         self.next_lssn += 1;
         metrics::ACTIVE_SEGMENTS.inc();
+        let meta = self.ctx.meta.clone();
+        self.next_ledger = Some(tokio::spawn(async move { allocate_ledger(&meta).await }));
         debug!(
             lssn = self.next_lssn - 1,
             ledger_id,
@@ -272,20 +326,24 @@ impl LogWriter {
         Ok(())
     }
 
+    /// (last offset, end txid) of a segment whose entries are all
+    /// confirmed, from the readers' view.
+    fn seal_values(&self, seg: &OpenSegment) -> (Option<u64>, u64) {
+        let v = self.shared.view.read();
+        let s = v.segments.last().filter(|s| s.lssn == seg.lssn);
+        (
+            s.filter(|s| !s.is_empty()).map(|s| s.next_offset - 1),
+            s.map_or(self.txid, |s| s.end_txid),
+        )
+    }
+
     /// Seal the open segment (all its entries are confirmed by now).
     async fn complete_segment(&mut self) -> Result<()> {
         let Some(seg) = self.seg.take() else {
             return Ok(());
         };
         metrics::ACTIVE_SEGMENTS.dec();
-        let (last_offset, end_txid) = {
-            let v = self.shared.view.read();
-            let s = v.segments.last().filter(|s| s.lssn == seg.lssn);
-            (
-                s.filter(|s| !s.is_empty()).map(|s| s.next_offset - 1),
-                s.map_or(self.txid, |s| s.end_txid),
-            )
-        };
+        let (last_offset, end_txid) = self.seal_values(&seg);
         self.ctx
             .meta
             .write(Command::CompleteSegment {
