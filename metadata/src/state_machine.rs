@@ -209,20 +209,7 @@ fn apply_inner(state: &mut MetaState, cmd: &Command, events: &mut Vec<MetaEvent>
                         ))
                     }
                 }
-                if next.state != SegmentState::InProgress {
-                    return Err(ApplyError::Invalid(format!(
-                        "stream {stream}: a new segment must be InProgress"
-                    )));
-                }
-                if next.lssn != meta.next_lssn {
-                    return Err(conflict(
-                        stream,
-                        format!(
-                            "segment lssn {} but the next lssn is {}",
-                            next.lssn, meta.next_lssn
-                        ),
-                    ));
-                }
+                check_new_segment(meta, stream, next)?;
             }
             apply_inner(
                 state,
@@ -280,20 +267,7 @@ fn add_segment(
 ) -> ApplyResult {
     let meta = stream_mut(state, stream)?;
     check_epoch(meta, owner_epoch)?;
-    if segment.state != SegmentState::InProgress {
-        return Err(ApplyError::Invalid(format!(
-            "stream {stream}: a new segment must be InProgress"
-        )));
-    }
-    if segment.lssn != meta.next_lssn {
-        return Err(conflict(
-            stream,
-            format!(
-                "segment lssn {} but the next lssn is {}",
-                segment.lssn, meta.next_lssn
-            ),
-        ));
-    }
+    check_new_segment(meta, stream, segment)?;
     if let Some(last) = meta.segments.last() {
         if last.state != SegmentState::Completed {
             return Err(conflict(
@@ -309,6 +283,25 @@ fn add_segment(
         lssn: segment.lssn,
     });
     Ok(CommandResponse::Ok)
+}
+
+/// A new segment must be InProgress and carry the stream's next LSSN.
+fn check_new_segment(meta: &StreamMeta, stream: &StreamId, segment: &SegmentMeta) -> Result<(), ApplyError> {
+    if segment.state != SegmentState::InProgress {
+        return Err(ApplyError::Invalid(format!(
+            "stream {stream}: a new segment must be InProgress"
+        )));
+    }
+    if segment.lssn != meta.next_lssn {
+        return Err(conflict(
+            stream,
+            format!(
+                "segment lssn {} but the next lssn is {}",
+                segment.lssn, meta.next_lssn
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn stream_mut<'a>(state: &'a mut MetaState, stream: &StreamId) -> Result<&'a mut StreamMeta, ApplyError> {
