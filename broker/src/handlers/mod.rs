@@ -144,7 +144,10 @@ impl Dispatcher for KafkaDispatcher {
                 ApiKey::Produce => {
                     let version = req.header.request_api_version;
                     let mut body = req.body;
-                    match decode_body::<m::ProduceRequest>(req.api_key, &mut body, version) {
+                    let decoded = decode_body::<m::ProduceRequest>(req.api_key, &mut body, version);
+                    // Release the frame's tail so produced records can own it.
+                    drop(body);
+                    match decoded {
                         Ok(decoded) => match produce::handle(broker, version, decoded, req.turn).await {
                             Some(resp) => encode_response(
                                 req.api_key,

@@ -130,8 +130,13 @@ pub fn parse_header(frame: Bytes) -> Result<RawRequest, HeaderError> {
     let api_key = ApiKey::try_from(key).map_err(|_| HeaderError::UnknownApiKey(key))?;
     let header_version = api_key.request_header_version(version);
     let mut buf = frame;
-    let header = RequestHeader::decode(&mut buf, header_version)
+    let mut header = RequestHeader::decode(&mut buf, header_version)
         .map_err(|e| HeaderError::Undecodable(e.to_string()))?;
+    // The client id would otherwise be a slice of the frame and keep it
+    // shared for the whole request, forcing a copy of produced records.
+    header.client_id = header
+        .client_id
+        .map(|c| kafka_protocol::protocol::StrBytes::from_string(c.as_str().to_owned()));
     Ok(RawRequest {
         api_key,
         header,
