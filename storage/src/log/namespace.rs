@@ -253,10 +253,21 @@ impl Namespace {
         }
         for _ in 0..2 {
             let slot = self.streams.lock().entry(id).or_default().clone();
-            let s = slot
-                .get_or_try_init(|| stream::open(&self.ctx, id))
-                .await?
-                .clone();
+            let s = match slot.get_or_try_init(|| stream::open(&self.ctx, id)).await {
+                Ok(s) => s.clone(),
+                Err(e) => {
+                    // Do not keep an empty slot for a stream that failed to
+                    // open (e.g. a deleted topic): the map would only grow.
+                    let mut map = self.streams.lock();
+                    if map
+                        .get(&id)
+                        .is_some_and(|cur| Arc::ptr_eq(cur, &slot) && cur.get().is_none())
+                    {
+                        map.remove(&id);
+                    }
+                    return Err(e);
+                }
+            };
             if !s.shared.is_failed() {
                 return Ok(s);
             }
