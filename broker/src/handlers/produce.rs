@@ -261,37 +261,13 @@ fn assemble(names: Vec<TopicName>, results: Vec<(usize, PartitionProduceResponse
 
 #[cfg(test)]
 mod tests {
-    use kafka_protocol::records::{
-        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-    };
+    use kafka_protocol::records::Compression;
 
     use super::*;
 
     fn batch(codec: Compression, n: usize) -> Bytes {
-        let records: Vec<Record> = (0..n)
-            .map(|i| Record {
-                transactional: false,
-                control: false,
-                delete_horizon: false,
-                partition_leader_epoch: -1,
-                producer_id: -1,
-                producer_epoch: -1,
-                timestamp_type: TimestampType::Creation,
-                offset: i as i64,
-                sequence: i as i32 - 1,
-                timestamp: 500 + i as i64,
-                key: None,
-                value: Some(Bytes::from_static(b"v")),
-                headers: Default::default(),
-            })
-            .collect();
-        let mut buf = BytesMut::new();
-        let opts = RecordEncodeOptions {
-            version: 2,
-            compression: codec,
-        };
-        RecordBatchEncoder::encode(&mut buf, &records, &opts).expect("encode");
-        buf.freeze()
+        let timestamps: Vec<i64> = (0..n).map(|i| 500 + i as i64).collect();
+        crate::records::tests::batch(codec, &timestamps).freeze()
     }
 
     #[test]

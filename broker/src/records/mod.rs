@@ -15,7 +15,7 @@ pub mod validate;
 mod varint;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use kafka_protocol::error::ResponseError;
 

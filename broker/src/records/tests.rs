@@ -54,7 +54,7 @@ fn record(i: usize, timestamp: i64) -> Record {
 }
 
 /// One producer batch (baseOffset 0) holding records with these timestamps.
-fn batch(codec: Compression, timestamps: &[i64]) -> BytesMut {
+pub(crate) fn batch(codec: Compression, timestamps: &[i64]) -> BytesMut {
     let records: Vec<Record> = timestamps
         .iter()
         .enumerate()
