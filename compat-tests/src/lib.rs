@@ -11,12 +11,15 @@
 //!   recording producer and an assign-based consumer (the broker has no group coordinator yet, so
 //!   nothing here subscribes or commits).
 //! - [`http`]: a dependency-free HTTP/1.0 GET for `/health`, `/metrics` and `/admin/*`.
+//! - [`group`]: consumer-group members (subscribe, commit) with recorded rebalance callbacks, a
+//!   driver polling several members until a condition holds, and the exactly-once check.
 //! - [`raw`]: hand-built Kafka protocol frames for tests that must send what no client would.
 //! - [`command`]: run an external program (kcat) with a hard deadline.
 //! - [`bench`]: the benchmark scenarios behind the `distlog-bench` binary (`bench/run.sh`).
 
 pub mod bench;
 pub mod command;
+pub mod group;
 pub mod http;
 pub mod kafka;
 pub mod process;

@@ -1,0 +1,770 @@
+//! The classic consumer-group protocol through librdkafka: subscribe-based consumers sharing
+//! partitions, rebalances when members join and leave, synchronous commits surviving consumer and
+//! broker restarts (kill -9), expulsion of a member that stops heartbeating, static membership,
+//! and the cooperative-sticky (incremental) protocol.
+//!
+//! Every test starts its own broker and polls all of its consumers from the test thread (see
+//! `distlog_compat_tests::group`), so consumptions, commits and rebalance callbacks have one total
+//! order and the exactly-once checks can be exact.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use distlog_compat_tests::group::{
+    self, admin_generation, admin_group, assignments_cover, committed_for_group, group_consumer_config,
+    produce_spread, CommitPolicy, GroupMember, GroupRun, MemberProcess, Produced, RebalanceKind,
+    CLOSE_DEADLINE,
+};
+use distlog_compat_tests::{kafka, DistlogOptions, DistlogProcess, OrPanic};
+use serde_json::Value;
+
+/// Starts a broker whose groups wait `delay_ms` for more members before their first rebalance
+/// (Kafka's `group.initial.rebalance.delay.ms`).
+fn broker_with_initial_delay(delay_ms: u64) -> DistlogProcess {
+    DistlogProcess::start(DistlogOptions {
+        extra_args: vec![
+            "--group-initial-rebalance-delay-ms".to_string(),
+            delay_ms.to_string(),
+        ],
+        ..DistlogOptions::default()
+    })
+    .or_panic("start distlog")
+}
+
+/// The members of a group as the admin API lists them: (client_id, group_instance_id, partitions).
+fn admin_members(group_json: &Value) -> Vec<(String, Option<String>, Vec<i64>)> {
+    let members = group_json["members"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no members array in {group_json}"));
+    members
+        .iter()
+        .map(|m| {
+            let mut partitions: Vec<i64> = m["assignment"]
+                .as_array()
+                .map(|topics| {
+                    topics
+                        .iter()
+                        .flat_map(|t| t["partitions"].as_array().cloned().unwrap_or_default())
+                        .filter_map(|p| p.as_i64())
+                        .collect()
+                })
+                .unwrap_or_default();
+            partitions.sort_unstable();
+            (
+                m["client_id"].as_str().unwrap_or_default().to_string(),
+                m["group_instance_id"].as_str().map(str::to_string),
+                partitions,
+            )
+        })
+        .collect()
+}
+
+/// The committed offsets the admin API reports for `topic`, by partition.
+fn admin_offsets(group_json: &Value, topic: &str) -> BTreeMap<i64, i64> {
+    group_json["offsets"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no offsets array in {group_json}"))
+        .iter()
+        .filter(|o| o["topic"] == topic)
+        .map(|o| {
+            (
+                o["partition"].as_i64().expect("partition"),
+                o["committed_offset"].as_i64().expect("committed_offset"),
+            )
+        })
+        .collect()
+}
+
+/// Every consumption of `run` was committed successfully.
+fn assert_all_commits_ok(run: &GroupRun) {
+    let failed: Vec<String> = run
+        .consumed
+        .iter()
+        .filter_map(|c| match &c.commit {
+            Some(Ok(())) => None,
+            other => Some(format!(
+                "{}/{}@{} by {}: {other:?}",
+                c.topic, c.record.partition, c.record.offset, c.member
+            )),
+        })
+        .collect();
+    assert!(
+        failed.is_empty(),
+        "{} commits did not succeed, first: {:?}",
+        failed.len(),
+        &failed[..failed.len().min(5)]
+    );
+}
+
+/// Per partition, the offsets consumed are 0, 1, 2, … in order (one owner, no rebalance).
+fn assert_in_order_from_zero(run: &GroupRun, produced: &Produced) {
+    let mut next: BTreeMap<i32, i64> = BTreeMap::new();
+    for c in &run.consumed {
+        let expected = next.entry(c.record.partition).or_insert(0);
+        assert_eq!(
+            c.record.offset, *expected,
+            "partition {} consumed out of order (by {})",
+            c.record.partition, c.member
+        );
+        *expected += 1;
+    }
+    let per_partition: BTreeMap<i32, i64> = produced
+        .per_partition()
+        .into_iter()
+        .map(|(p, n)| (p, n as i64))
+        .collect();
+    assert_eq!(next, per_partition, "messages consumed per partition");
+}
+
+#[test]
+fn two_members_split_four_partitions_and_consume_20000_exactly_once() {
+    // The default initial rebalance delay (3 s): both members join before the first rebalance,
+    // so the group forms once, with both, and nothing is consumed twice without commits.
+    let broker = broker_with_initial_delay(3000);
+    let bootstrap = broker.bootstrap();
+    let topic = "split";
+    kafka::create_topic(&bootstrap, topic, 4).or_panic("create topic");
+    let produced = produce_spread(&bootstrap, topic, 4, 0, 20_000).or_panic("produce");
+
+    let config = group_consumer_config(&bootstrap, "split-group");
+    let c1 = GroupMember::subscribe(&config, "c1", &[topic]).or_panic("c1");
+    let c2 = GroupMember::subscribe(&config, "c2", &[topic]).or_panic("c2");
+    let members = [&c1, &c2];
+    let mut run = GroupRun::new();
+    run.drive(
+        &members,
+        CommitPolicy::Never,
+        Duration::from_secs(45),
+        "consume 20,000",
+        |r, _| r.unique_count() >= 20_000,
+    )
+    .or_panic("consume");
+    run.settle(&members, CommitPolicy::Never, Duration::from_secs(1))
+        .or_panic("settle");
+
+    assert!(
+        assignments_cover(&members, 4),
+        "assignments {:?} and {:?} must be non-empty, disjoint and cover 0..4",
+        c1.partitions(),
+        c2.partitions()
+    );
+    assert_eq!(run.consumed.len(), 20_000, "{}", run.describe(&members));
+    run.verify_exactly_once(&produced, false).or_panic("exactly once");
+    assert_in_order_from_zero(&run, &produced);
+    for m in members {
+        let owned = m.partitions();
+        let expected: usize = produced
+            .per_partition()
+            .iter()
+            .filter(|(p, _)| owned.contains(p))
+            .map(|(_, n)| n)
+            .sum();
+        assert_eq!(
+            run.count_by(m.name()),
+            expected,
+            "{} consumed its partitions' messages",
+            m.name()
+        );
+        assert!(
+            run.by_member(m.name())
+                .all(|c| owned.contains(&c.record.partition)),
+            "{} consumed only from its own partitions {owned:?}",
+            m.name()
+        );
+        let events = m.events();
+        assert_eq!(
+            events
+                .iter()
+                .map(|e| (e.kind, e.partitions.clone()))
+                .collect::<Vec<_>>(),
+            vec![(RebalanceKind::Assign, m.assignment())],
+            "{}: one assignment, no rebalance afterwards",
+            m.name()
+        );
+    }
+
+    let group_json = admin_group(&broker, "split-group")
+        .or_panic("admin")
+        .expect("the group is known");
+    assert_eq!(group_json["state"], "Stable", "{group_json}");
+    assert_eq!(group_json["protocol_type"], "consumer", "{group_json}");
+    let mut admin: Vec<(String, Vec<i64>)> = admin_members(&group_json)
+        .into_iter()
+        .map(|(client, _, parts)| (client, parts))
+        .collect();
+    admin.sort();
+    let ours: Vec<(String, Vec<i64>)> = members
+        .iter()
+        .map(|m| {
+            (
+                m.name().to_string(),
+                m.partitions().into_iter().map(i64::from).collect(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        admin, ours,
+        "members and assignments in /admin/groups/split-group"
+    );
+}
+
+#[test]
+fn third_member_joins_then_one_leaves_and_sync_commits_keep_it_exactly_once() {
+    let broker = broker_with_initial_delay(1000);
+    let bootstrap = broker.bootstrap();
+    let topic = "rebalance";
+    let group_id = "rebalance-group";
+    kafka::create_topic(&bootstrap, topic, 4).or_panic("create topic");
+    let mut produced = produce_spread(&bootstrap, topic, 4, 0, 800).or_panic("produce 1");
+
+    let config = group_consumer_config(&bootstrap, group_id);
+    let c1 = GroupMember::subscribe(&config, "c1", &[topic]).or_panic("c1");
+    let c2 = GroupMember::subscribe(&config, "c2", &[topic]).or_panic("c2");
+    let mut run = GroupRun::new();
+    let each = CommitPolicy::EachSync;
+    let deadline = Duration::from_secs(30);
+    run.drive(&[&c1, &c2], each, deadline, "two members consume 300", |r, _| {
+        r.unique_count() >= 300
+    })
+    .or_panic("phase 1");
+
+    // A third member joins while the first batch is being consumed.
+    let c3_joined = Instant::now();
+    let c3 = GroupMember::subscribe(&config, "c3", &[topic]).or_panic("c3");
+    run.drive(
+        &[&c1, &c2, &c3],
+        each,
+        deadline,
+        "three members assigned",
+        |r, m| assignments_cover(m, 4) && r.unique_count() >= 800,
+    )
+    .or_panic("phase 2");
+    produced.extend(produce_spread(&bootstrap, topic, 4, 800, 800).or_panic("produce 2"));
+    run.drive(
+        &[&c1, &c2, &c3],
+        each,
+        deadline,
+        "three members consume",
+        |r, _| r.unique_count() >= 1600 && r.count_by("c3") > 0,
+    )
+    .or_panic("phase 3");
+
+    // c1 leaves (LeaveGroup) while the third batch is being consumed.
+    produced.extend(produce_spread(&bootstrap, topic, 4, 1600, 800).or_panic("produce 3"));
+    run.drive(&[&c1, &c2, &c3], each, deadline, "part of batch 3", |r, _| {
+        r.unique_count() >= 1700
+    })
+    .or_panic("phase 4");
+    let c1_partitions = c1.partitions();
+    let c1_left = Instant::now();
+    c1.close(CLOSE_DEADLINE).or_panic("close c1");
+    run.drive(&[&c2, &c3], each, deadline, "two members take over", |r, m| {
+        assignments_cover(m, 4) && r.unique_count() >= 2400
+    })
+    .or_panic("phase 5");
+    run.settle(&[&c2, &c3], each, Duration::from_secs(1))
+        .or_panic("settle");
+
+    let redelivered = run.verify_exactly_once(&produced, true).or_panic("exactly once");
+    let failed_commits = run
+        .consumed
+        .iter()
+        .filter(|c| matches!(c.commit, Some(Err(_))))
+        .count();
+    assert!(
+        redelivered <= failed_commits,
+        "{redelivered} redeliveries but only {failed_commits} failed commits"
+    );
+    eprintln!("{redelivered} messages redelivered after failed commits ({failed_commits} failed)");
+
+    // The assignment changes were observed by the members.
+    let c3_events = c3.events();
+    assert!(
+        c3_events
+            .iter()
+            .any(|e| e.kind == RebalanceKind::Assign && !e.partitions.is_empty()),
+        "c3 was assigned partitions: {c3_events:?}"
+    );
+    let c2_events = c2.events();
+    let after =
+        |t: Instant, kind: RebalanceKind| c2_events.iter().filter(move |e| e.at > t && e.kind == kind);
+    assert!(
+        after(c3_joined, RebalanceKind::Revoke).count() >= 1
+            && after(c3_joined, RebalanceKind::Assign).count() >= 1,
+        "c2 saw the rebalance for c3's join: {c2_events:?}"
+    );
+    assert!(
+        after(c1_left, RebalanceKind::Assign).count() >= 1,
+        "c2 saw the rebalance for c1's leave: {c2_events:?}"
+    );
+    assert!(
+        c3_events
+            .iter()
+            .any(|e| e.at > c1_left && e.kind == RebalanceKind::Assign),
+        "c3 saw the rebalance for c1's leave: {c3_events:?}"
+    );
+    assert!(!c1_partitions.is_empty(), "c1 had partitions before it left");
+    let final_union: BTreeSet<i32> = c2.partitions().into_iter().chain(c3.partitions()).collect();
+    assert!(
+        c1_partitions.iter().all(|p| final_union.contains(p)),
+        "c1's partitions {c1_partitions:?} moved to c2/c3 ({final_union:?})"
+    );
+
+    // Every message was committed: the group's offsets are the partitions' ends.
+    let ends: BTreeMap<i32, Option<i64>> = produced
+        .per_partition()
+        .into_iter()
+        .map(|(p, n)| (p, Some(n as i64)))
+        .collect();
+    assert_eq!(c2.committed(topic, &[0, 1, 2, 3]).or_panic("committed"), ends);
+    let group_json = admin_group(&broker, group_id)
+        .or_panic("admin")
+        .expect("known group");
+    let mut clients: Vec<String> = admin_members(&group_json).into_iter().map(|m| m.0).collect();
+    clients.sort();
+    assert_eq!(clients, ["c2", "c3"], "{group_json}");
+}
+
+#[test]
+fn committed_offsets_survive_a_consumer_restart_and_a_broker_kill9() {
+    let mut broker = broker_with_initial_delay(300);
+    let bootstrap = broker.bootstrap();
+    let topic = "durable";
+    let group_id = "durable-group";
+    let partitions = [0, 1];
+    kafka::create_topic(&bootstrap, topic, 2).or_panic("create topic");
+    let produced = produce_spread(&bootstrap, topic, 2, 0, 1000).or_panic("produce");
+    let config = group_consumer_config(&bootstrap, group_id);
+    let mut run = GroupRun::new();
+    let deadline = Duration::from_secs(30);
+
+    // First consumer: 300 messages, each committed synchronously, then a clean close.
+    let c1 = GroupMember::subscribe(&config, "c1", &[topic]).or_panic("c1");
+    run.drive(
+        &[&c1],
+        CommitPolicy::EachSync,
+        deadline,
+        "c1 consumes 300",
+        |r, _| r.unique_count() >= 300,
+    )
+    .or_panic("c1");
+    c1.close(CLOSE_DEADLINE).or_panic("close c1");
+    assert_all_commits_ok(&run);
+    let as_committed = |next: BTreeMap<i32, i64>| -> BTreeMap<i32, Option<i64>> {
+        partitions.iter().map(|p| (*p, next.get(p).copied())).collect()
+    };
+    let expected = as_committed(run.next_offsets());
+    assert_eq!(
+        committed_for_group(&bootstrap, group_id, topic, &partitions).or_panic("committed"),
+        expected,
+        "committed offsets after the first consumer"
+    );
+
+    // A new consumer of the group resumes exactly at the committed offsets.
+    let mark = run.consumed.len();
+    let c2 = GroupMember::subscribe(&config, "c2", &[topic]).or_panic("c2");
+    run.drive(
+        &[&c2],
+        CommitPolicy::EachSync,
+        deadline,
+        "c2 consumes 300 more",
+        |r, _| r.unique_count() >= 600,
+    )
+    .or_panic("c2");
+    let resumed = run.first_offsets("c2", mark);
+    for (p, first) in &resumed {
+        assert_eq!(
+            *first,
+            expected[p].unwrap_or(0),
+            "c2 resumed partition {p} at the committed offset"
+        );
+    }
+    c2.close(CLOSE_DEADLINE).or_panic("close c2");
+    assert_all_commits_ok(&run);
+    let expected = as_committed(run.next_offsets());
+
+    // kill -9 and restart on the same data: the commits are durable.
+    broker.kill9().or_panic("kill -9");
+    broker.restart().or_panic("restart");
+    let bootstrap = broker.bootstrap();
+    assert_eq!(
+        committed_for_group(&bootstrap, group_id, topic, &partitions).or_panic("committed after restart"),
+        expected,
+        "committed offsets after kill -9 and restart"
+    );
+    let group_json = admin_group(&broker, group_id)
+        .or_panic("admin")
+        .expect("the group survives the restart");
+    let admin_committed: BTreeMap<i64, i64> = expected
+        .iter()
+        .filter_map(|(p, o)| o.map(|o| (i64::from(*p), o)))
+        .collect();
+    assert_eq!(admin_offsets(&group_json, topic), admin_committed, "{group_json}");
+
+    let mark = run.consumed.len();
+    let config = group_consumer_config(&bootstrap, group_id);
+    let c3 = GroupMember::subscribe(&config, "c3", &[topic]).or_panic("c3");
+    run.drive(
+        &[&c3],
+        CommitPolicy::EachSync,
+        deadline,
+        "c3 consumes the rest",
+        |r, _| r.unique_count() >= 1000,
+    )
+    .or_panic("c3");
+    run.settle(&[&c3], CommitPolicy::EachSync, Duration::from_secs(1))
+        .or_panic("settle");
+    for (p, first) in run.first_offsets("c3", mark) {
+        assert_eq!(
+            first,
+            expected[&p].unwrap_or(0),
+            "c3 resumed partition {p} at the offset committed before the crash"
+        );
+    }
+    assert_all_commits_ok(&run);
+    // Nothing was delivered twice across both restarts.
+    run.verify_exactly_once(&produced, false).or_panic("exactly once");
+    assert_eq!(run.consumed.len(), 1000);
+}
+
+#[test]
+fn a_member_that_stops_heartbeating_is_expelled_and_its_partitions_move() {
+    // The dead member must hold its connections open but never send another heartbeat. An
+    // in-process rdkafka consumer cannot do that (librdkafka heartbeats from its own background
+    // thread whether or not the application polls), so member A runs in a child process
+    // (`distlog-group-member`) that is frozen with SIGSTOP: a real librdkafka member that simply
+    // goes silent, exactly like a hung or partitioned consumer.
+    let broker = broker_with_initial_delay(300);
+    let bootstrap = broker.bootstrap();
+    let topic = "expel";
+    let group_id = "expel-group";
+    kafka::create_topic(&bootstrap, topic, 4).or_panic("create topic");
+    let produced = produce_spread(&bootstrap, topic, 4, 0, 2000).or_panic("produce");
+
+    let binary = Path::new(env!("CARGO_BIN_EXE_distlog-group-member"));
+    let args: Vec<String> = [
+        "--bootstrap",
+        &bootstrap,
+        "--topic",
+        topic,
+        "--group",
+        group_id,
+        "--messages",
+        "500",
+        "--name",
+        "a",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let mut a = MemberProcess::spawn(binary, &args).or_panic("spawn member A");
+    a.wait_event("done", Duration::from_secs(45)).or_panic("member A");
+    let a_assigned: Vec<Value> = a
+        .events
+        .iter()
+        .filter(|e| e["event"] == "assigned")
+        .cloned()
+        .collect();
+    assert_eq!(
+        a_assigned.last().map(|e| e["partitions"].clone()),
+        Some(serde_json::json!([0, 1, 2, 3])),
+        "A alone was assigned all four partitions: {a_assigned:?}"
+    );
+    let a_consumed: BTreeSet<(i32, i64)> = a
+        .events
+        .iter()
+        .filter(|e| e["event"] == "consumed")
+        .map(|e| {
+            (
+                e["partition"].as_i64().expect("partition") as i32,
+                e["offset"].as_i64().expect("offset"),
+            )
+        })
+        .collect();
+    assert_eq!(a_consumed.len(), 500, "A consumed 500 distinct messages");
+    let mut a_next: BTreeMap<i32, i64> = BTreeMap::new();
+    for (p, o) in &a_consumed {
+        let e = a_next.entry(*p).or_insert(0);
+        *e = (*e).max(o + 1);
+    }
+
+    a.freeze().or_panic("SIGSTOP member A");
+    let frozen = Instant::now();
+    let config = group_consumer_config(&bootstrap, group_id);
+    let b = GroupMember::subscribe(&config, "b", &[topic]).or_panic("b");
+    let mut run = GroupRun::new();
+    run.drive(
+        &[&b],
+        CommitPolicy::EachSync,
+        Duration::from_secs(40),
+        "B takes over",
+        |r, m| m[0].partitions() == [0, 1, 2, 3] && r.unique_count() >= 1500,
+    )
+    .or_panic("B consumes the rest");
+    run.settle(&[&b], CommitPolicy::EachSync, Duration::from_secs(1))
+        .or_panic("settle");
+
+    let took_over = b
+        .events()
+        .iter()
+        .find(|e| e.kind == RebalanceKind::Assign && e.assignment_after.len() == 4)
+        .map(|e| e.at.duration_since(frozen))
+        .expect("B was assigned all four partitions");
+    // A's last heartbeat was at most one heartbeat interval (500 ms) before the freeze, so the
+    // broker may expel it no earlier than ~5.5 s after; a broker that hands A's partitions over
+    // sooner is not honouring the session timeout.
+    assert!(
+        took_over >= Duration::from_millis(group::SESSION_TIMEOUT_MS - 1500),
+        "B got A's partitions {took_over:?} after A froze, before A's session could expire"
+    );
+    eprintln!("B owned all partitions {took_over:?} after A froze");
+
+    // B resumed at A's commits and consumed exactly the rest.
+    for (p, first) in run.first_offsets("b", 0) {
+        assert_eq!(
+            first,
+            a_next.get(&p).copied().unwrap_or(0),
+            "B resumed partition {p}"
+        );
+    }
+    let rest = Produced {
+        topic: topic.to_string(),
+        records: produced
+            .records
+            .iter()
+            .filter(|(k, _)| !a_consumed.contains(k))
+            .map(|(k, v)| (*k, v.clone()))
+            .collect(),
+    };
+    run.verify_exactly_once(&rest, false)
+        .or_panic("B consumed the rest exactly once");
+    assert_eq!(run.consumed.len(), 1500);
+    assert_all_commits_ok(&run);
+
+    let group_json = admin_group(&broker, group_id)
+        .or_panic("admin")
+        .expect("known group");
+    let clients: Vec<String> = admin_members(&group_json).into_iter().map(|m| m.0).collect();
+    assert_eq!(clients, ["b"], "A was removed from the group: {group_json}");
+}
+
+#[test]
+fn a_static_member_rejoins_within_its_session_without_a_rebalance() {
+    let broker = broker_with_initial_delay(1000);
+    let bootstrap = broker.bootstrap();
+    let topic = "static";
+    let group_id = "static-group";
+    kafka::create_topic(&bootstrap, topic, 4).or_panic("create topic");
+    let mut produced = produce_spread(&bootstrap, topic, 4, 0, 400).or_panic("produce");
+
+    let config = group_consumer_config(&bootstrap, group_id);
+    let mut static_config = config.clone();
+    // A longer session than the other member's, so the restart below is well within it.
+    static_config
+        .set("group.instance.id", "static-x")
+        .set("session.timeout.ms", "15000");
+    let x = GroupMember::subscribe(&static_config, "x", &[topic]).or_panic("x");
+    let y = GroupMember::subscribe(&config, "y", &[topic]).or_panic("y");
+    let mut run = GroupRun::new();
+    let each = CommitPolicy::EachSync;
+    run.drive(
+        &[&x, &y],
+        each,
+        Duration::from_secs(30),
+        "x and y consume",
+        |r, m| assignments_cover(m, 4) && r.unique_count() >= 400,
+    )
+    .or_panic("consume");
+    let generation = admin_generation(&broker, group_id).or_panic("generation");
+    let x_partitions = x.partitions();
+    let y_partitions = y.partitions();
+    let y_events = y.events().len();
+    let group_json = admin_group(&broker, group_id)
+        .or_panic("admin")
+        .expect("known group");
+    let instances: Vec<Option<String>> = admin_members(&group_json).into_iter().map(|m| m.1).collect();
+    assert!(
+        instances.contains(&Some("static-x".to_string())),
+        "the static member's group.instance.id is listed: {group_json}"
+    );
+
+    // librdkafka sends no LeaveGroup when a static member closes: the broker keeps it.
+    x.close(CLOSE_DEADLINE).or_panic("close x");
+    let group_json = admin_group(&broker, group_id)
+        .or_panic("admin")
+        .expect("known group");
+    assert_eq!(
+        admin_members(&group_json).len(),
+        2,
+        "x is still a member: {group_json}"
+    );
+
+    // The same group.instance.id comes back within the session timeout.
+    let x2 = GroupMember::subscribe(&static_config, "x2", &[topic]).or_panic("x2");
+    run.drive(
+        &[&x2, &y],
+        each,
+        Duration::from_secs(10),
+        "x2 assigned",
+        |_, m| !m[0].partitions().is_empty(),
+    )
+    .or_panic("x2 rejoins");
+    run.settle(&[&x2, &y], each, Duration::from_secs(2))
+        .or_panic("settle");
+    assert_eq!(x2.partitions(), x_partitions, "x2 got x's assignment back");
+    assert_eq!(y.partitions(), y_partitions, "y kept its assignment");
+    assert_eq!(
+        admin_generation(&broker, group_id).or_panic("generation"),
+        generation,
+        "the static member's return did not start a new generation"
+    );
+    assert_eq!(
+        y.events().len(),
+        y_events,
+        "y saw no rebalance callback: {:?}",
+        &y.events()[y_events..]
+    );
+    let group_json = admin_group(&broker, group_id)
+        .or_panic("admin")
+        .expect("known group");
+    let mut members = admin_members(&group_json);
+    members.sort();
+    assert_eq!(
+        members
+            .iter()
+            .map(|(client, instance, _)| (client.as_str(), instance.as_deref()))
+            .collect::<Vec<_>>(),
+        [("x2", Some("static-x")), ("y", None)],
+        "x2 replaced x: {group_json}"
+    );
+
+    // x2 consumes its partitions from where x committed.
+    let mark = run.consumed.len();
+    produced.extend(produce_spread(&bootstrap, topic, 4, 400, 400).or_panic("produce 2"));
+    run.drive(
+        &[&x2, &y],
+        each,
+        Duration::from_secs(30),
+        "consume batch 2",
+        |r, _| r.unique_count() >= 800,
+    )
+    .or_panic("consume 2");
+    run.settle(&[&x2, &y], each, Duration::from_secs(1))
+        .or_panic("settle");
+    let before: BTreeMap<i32, i64> = run.consumed[..mark].iter().fold(BTreeMap::new(), |mut acc, c| {
+        let e = acc.entry(c.record.partition).or_insert(0);
+        *e = (*e).max(c.record.offset + 1);
+        acc
+    });
+    for (p, first) in run.first_offsets("x2", mark) {
+        assert!(x_partitions.contains(&p), "x2 consumed only x's partitions");
+        assert_eq!(first, before[&p], "x2 resumed partition {p} at x's commit");
+    }
+    assert_all_commits_ok(&run);
+    run.verify_exactly_once(&produced, false).or_panic("exactly once");
+    assert_eq!(y.events().len(), y_events, "still no rebalance for y");
+}
+
+#[test]
+fn cooperative_sticky_moves_only_what_it_must_and_consumes_exactly_once() {
+    let broker = broker_with_initial_delay(1000);
+    let bootstrap = broker.bootstrap();
+    let topic = "coop";
+    kafka::create_topic(&bootstrap, topic, 4).or_panic("create topic");
+    let mut produced = produce_spread(&bootstrap, topic, 4, 0, 800).or_panic("produce");
+
+    let mut config = group_consumer_config(&bootstrap, "coop-group");
+    config.set("partition.assignment.strategy", "cooperative-sticky");
+    let c1 = GroupMember::subscribe(&config, "c1", &[topic]).or_panic("c1");
+    let c2 = GroupMember::subscribe(&config, "c2", &[topic]).or_panic("c2");
+    let mut run = GroupRun::new();
+    let each = CommitPolicy::EachSync;
+    let deadline = Duration::from_secs(30);
+    run.drive(&[&c1, &c2], each, deadline, "two members consume", |r, m| {
+        assignments_cover(m, 4) && r.unique_count() >= 400
+    })
+    .or_panic("phase 1");
+    let before: Vec<Vec<i32>> = vec![c1.partitions(), c2.partitions()];
+
+    let c3_joined = Instant::now();
+    let c3 = GroupMember::subscribe(&config, "c3", &[topic]).or_panic("c3");
+    run.drive(
+        &[&c1, &c2, &c3],
+        each,
+        deadline,
+        "three members assigned",
+        |r, m| assignments_cover(m, 4) && r.unique_count() >= 800,
+    )
+    .or_panic("phase 2");
+    produced.extend(produce_spread(&bootstrap, topic, 4, 800, 800).or_panic("produce 2"));
+    run.drive(
+        &[&c1, &c2, &c3],
+        each,
+        deadline,
+        "three members consume",
+        |r, _| r.unique_count() >= 1600 && r.count_by("c3") > 0,
+    )
+    .or_panic("phase 3");
+    run.settle(&[&c1, &c2, &c3], each, Duration::from_secs(1))
+        .or_panic("settle");
+    let redelivered = run.verify_exactly_once(&produced, true).or_panic("exactly once");
+    let failed_commits = run
+        .consumed
+        .iter()
+        .filter(|c| matches!(c.commit, Some(Err(_))))
+        .count();
+    assert!(redelivered <= failed_commits);
+
+    for m in [&c1, &c2, &c3] {
+        let events = m.events();
+        assert!(
+            !events.is_empty() && events.iter().all(|e| e.cooperative),
+            "{} ran the cooperative protocol: {events:?}",
+            m.name()
+        );
+        assert!(
+            events.iter().all(|e| e.kind != RebalanceKind::Error),
+            "{}: {events:?}",
+            m.name()
+        );
+    }
+    // Incremental: c1 and c2 kept partitions through c3's join (never revoked everything), and
+    // exactly what they gave up went to c3.
+    let mut revoked = BTreeSet::new();
+    for (m, had) in [&c1, &c2].into_iter().zip(&before) {
+        for e in m.events().iter().filter(|e| e.at > c3_joined) {
+            // librdkafka ends every cooperative round with an assign callback, empty here.
+            if e.kind == RebalanceKind::Assign {
+                assert!(e.partitions.is_empty(), "{} gained nothing: {e:?}", m.name());
+            }
+            if e.kind == RebalanceKind::Revoke {
+                assert!(
+                    !e.assignment_after.is_empty(),
+                    "{} kept some partitions through the revocation: {e:?}",
+                    m.name()
+                );
+                revoked.extend(e.partitions.iter().map(|(_, p)| *p));
+            }
+        }
+        let now: BTreeSet<i32> = m.partitions().into_iter().collect();
+        assert!(
+            now.is_subset(&had.iter().copied().collect()),
+            "{} kept a subset of {had:?}, has {now:?}",
+            m.name()
+        );
+    }
+    let c3_now: BTreeSet<i32> = c3.partitions().into_iter().collect();
+    assert!(!revoked.is_empty(), "someone gave a partition to c3");
+    assert_eq!(revoked, c3_now, "c3 got exactly the revoked partitions");
+    let c3_assigned: BTreeSet<i32> = c3
+        .events()
+        .iter()
+        .filter(|e| e.kind == RebalanceKind::Assign)
+        .flat_map(|e| e.partitions.iter().map(|(_, p)| *p))
+        .collect();
+    assert_eq!(
+        c3_assigned, c3_now,
+        "c3's incremental assignments add up to its assignment"
+    );
+}
