@@ -11,12 +11,14 @@
 //! - [`consume`]: catch-up reads, a tail consumer keeping up with a producer, and fan-out.
 //! - [`e2e`]: produce → consume latency at a fixed rate.
 //! - [`idle`]: the RSS of a broker that is idle with many partitions.
+//! - [`group`]: consumer groups — synchronous commit rate and latency, rebalance times.
 //!
-//! Consumers are always positioned with `assign()`: the broker has no group coordinator yet, so
-//! nothing here subscribes or commits (each consumer still gets its own `group.id`).
+//! The read scenarios position their consumers with `assign()` and never commit (each consumer
+//! still gets its own `group.id`); only [`group`] subscribes and commits.
 
 pub mod consume;
 pub mod e2e;
+pub mod group;
 pub mod idle;
 pub mod probe;
 pub mod produce;

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use clap::{Args, Parser, Subcommand};
 use distlog_compat_tests::bench::consume::{self, ReadOptions};
+use distlog_compat_tests::bench::group::{self, CommitOptions, RebalanceOptions};
 use distlog_compat_tests::bench::probe::BrokerProbe;
 use distlog_compat_tests::bench::produce::{self, ProduceOptions};
 use distlog_compat_tests::bench::{e2e, ensure_topic, idle};
@@ -133,6 +134,35 @@ enum Scenario {
         #[arg(long, default_value_t = 1024)]
         touch_bytes: usize,
     },
+    /// Consumer group: one member consumes --messages messages of a one-partition topic and
+    /// commits each synchronously; commits/s and commit latency.
+    GroupCommit {
+        /// Topic (created with one partition if missing, filled up to --messages).
+        #[arg(long, default_value = "bench-group-commit")]
+        topic: String,
+        /// Messages to consume and commit.
+        #[arg(long, default_value_t = 2000)]
+        messages: usize,
+        /// Value size of the messages produced to fill the topic.
+        #[arg(long, default_value_t = 100)]
+        size: usize,
+    },
+    /// Consumer group: time for a third member's join to be rebalanced into a two-member group,
+    /// and for a member's leave to be rebalanced out.
+    GroupRebalance {
+        /// Topic (created if missing; needs no data).
+        #[arg(long, default_value = "bench-group-rebalance")]
+        topic: String,
+        /// Partitions of the topic (at least 3).
+        #[arg(long, default_value_t = 6)]
+        partitions: i32,
+        /// The members' session.timeout.ms.
+        #[arg(long, default_value_t = 10_000)]
+        session_timeout_ms: u64,
+        /// The members' heartbeat.interval.ms (how soon members learn of a rebalance).
+        #[arg(long, default_value_t = 500)]
+        heartbeat_interval_ms: u64,
+    },
 }
 
 impl Scenario {
@@ -144,6 +174,8 @@ impl Scenario {
             Scenario::E2e(_) => "e2e",
             Scenario::FanOut { .. } => "fan-out",
             Scenario::IdleRss { .. } => "idle-rss",
+            Scenario::GroupCommit { .. } => "group-commit",
+            Scenario::GroupRebalance { .. } => "group-rebalance",
         }
     }
 }
@@ -255,6 +287,33 @@ fn run(cli: &Cli) -> anyhow::Result<Vec<(String, Value)>> {
             Duration::from_secs(*settle_secs),
             &probe,
         ),
+        Scenario::GroupCommit {
+            topic,
+            messages,
+            size,
+        } => group::commit(
+            &CommitOptions {
+                bootstrap: common.bootstrap.clone(),
+                topic: topic.clone(),
+                messages: *messages,
+                size: *size,
+                timeout: Duration::from_secs(common.timeout_secs),
+            },
+            &probe,
+        ),
+        Scenario::GroupRebalance {
+            topic,
+            partitions,
+            session_timeout_ms,
+            heartbeat_interval_ms,
+        } => group::rebalance(&RebalanceOptions {
+            bootstrap: common.bootstrap.clone(),
+            topic: topic.clone(),
+            partitions: *partitions,
+            session_timeout_ms: *session_timeout_ms,
+            heartbeat_interval_ms: *heartbeat_interval_ms,
+            timeout: Duration::from_secs(common.timeout_secs),
+        }),
     }
 }
 
