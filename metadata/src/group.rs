@@ -251,7 +251,11 @@ mod tests {
     #[test]
     fn commits_overwrite_and_skip_unknown_topics() {
         let mut state = state_with_topic("t");
-        let ops = vec![commit("g", "t", 0, 5), commit("g", "t", 0, 9), commit("g", "gone", 0, 1)];
+        let ops = vec![
+            commit("g", "t", 0, 5),
+            commit("g", "t", 0, 9),
+            commit("g", "gone", 0, 1),
+        ];
         let (res, _) = apply(&mut state, &Command::Groups(ops));
         assert!(res.is_ok());
         let g = &state.groups["g"];
