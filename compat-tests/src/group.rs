@@ -663,6 +663,98 @@ pub fn assignments_cover(members: &[&GroupMember], partitions: i32) -> bool {
     all.into_iter().eq(0..partitions)
 }
 
+/// One member of a group as DescribeGroups reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DescribedMember {
+    /// The coordinator-assigned member id.
+    pub member_id: String,
+    /// The client's `client.id`.
+    pub client_id: String,
+    /// The client's host as the broker saw it.
+    pub client_host: String,
+    /// The member's assignment, decoded from the consumer protocol, sorted.
+    pub assignment: Vec<(String, i32)>,
+}
+
+/// A group as ListGroups + DescribeGroups report it (through librdkafka's `list_groups`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DescribedGroup {
+    /// The group state (`Stable`, `Empty`, `PreparingRebalance`, ...).
+    pub state: String,
+    /// The protocol type (`consumer` for consumer groups).
+    pub protocol_type: String,
+    /// The selected assignor (e.g. `range`, `cooperative-sticky`).
+    pub protocol: String,
+    /// The members, sorted by client id.
+    pub members: Vec<DescribedMember>,
+}
+
+/// Describes `group` (ListGroups + DescribeGroups, 10 s timeout).
+pub fn describe_group(bootstrap: &str, group: &str) -> anyhow::Result<DescribedGroup> {
+    let client: BaseConsumer = kafka::consumer_config(bootstrap)
+        .create()
+        .context("create client")?;
+    let list = client
+        .fetch_group_list(Some(group), Duration::from_secs(10))
+        .with_context(|| format!("describe group {group}"))?;
+    let info = list
+        .groups()
+        .iter()
+        .find(|g| g.name() == group)
+        .with_context(|| format!("group {group} not listed"))?;
+    let mut members = Vec::new();
+    for m in info.members() {
+        members.push(DescribedMember {
+            member_id: m.id().to_string(),
+            client_id: m.client_id().to_string(),
+            client_host: m.client_host().to_string(),
+            assignment: match m.assignment() {
+                Some(bytes) if !bytes.is_empty() => {
+                    decode_assignment(bytes).with_context(|| format!("assignment of member {}", m.id()))?
+                }
+                _ => Vec::new(),
+            },
+        });
+    }
+    members.sort_by(|a, b| a.client_id.cmp(&b.client_id));
+    Ok(DescribedGroup {
+        state: info.state().to_string(),
+        protocol_type: info.protocol_type().to_string(),
+        protocol: info.protocol().to_string(),
+        members,
+    })
+}
+
+/// Decodes a consumer-protocol assignment (ConsumerProtocolAssignment: version, then topics with
+/// their partitions; anything after the partitions, such as user data, is ignored), sorted.
+pub fn decode_assignment(bytes: &[u8]) -> anyhow::Result<Vec<(String, i32)>> {
+    let mut pos = 0usize;
+    let mut take = |n: usize| -> anyhow::Result<&[u8]> {
+        let out = bytes.get(pos..pos + n).context("assignment truncated")?;
+        pos += n;
+        Ok(out)
+    };
+    let _version = i16::from_be_bytes(take(2)?.try_into()?);
+    let topics = i32::from_be_bytes(take(4)?.try_into()?);
+    ensure!((0..10_000).contains(&topics), "implausible topic count {topics}");
+    let mut out = Vec::new();
+    for _ in 0..topics {
+        let len = i16::from_be_bytes(take(2)?.try_into()?);
+        ensure!(len >= 0, "null topic name");
+        let name = String::from_utf8(take(len as usize)?.to_vec()).context("topic name")?;
+        let count = i32::from_be_bytes(take(4)?.try_into()?);
+        ensure!(
+            (0..1_000_000).contains(&count),
+            "implausible partition count {count}"
+        );
+        for _ in 0..count {
+            out.push((name.clone(), i32::from_be_bytes(take(4)?.try_into()?)));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
 /// `GET /admin/groups/<group>` as JSON; `None` when the broker answers 404 (unknown group).
 pub fn admin_group(broker: &DistlogProcess, group: &str) -> anyhow::Result<Option<Value>> {
     let response = broker.http_get(&format!("/admin/groups/{group}"))?;
@@ -792,5 +884,28 @@ impl Drop for MemberProcess {
         // SIGKILL also ends a stopped process.
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_a_consumer_protocol_assignment() {
+        let mut b = Vec::new();
+        b.extend_from_slice(&1i16.to_be_bytes());
+        b.extend_from_slice(&1i32.to_be_bytes());
+        b.extend_from_slice(&3i16.to_be_bytes());
+        b.extend_from_slice(b"top");
+        b.extend_from_slice(&2i32.to_be_bytes());
+        b.extend_from_slice(&3i32.to_be_bytes());
+        b.extend_from_slice(&1i32.to_be_bytes());
+        b.extend_from_slice(&(-1i32).to_be_bytes()); // null user data
+        assert_eq!(
+            decode_assignment(&b).expect("valid"),
+            vec![("top".to_string(), 1), ("top".to_string(), 3)]
+        );
+        assert!(decode_assignment(&b[..9]).is_err());
     }
 }

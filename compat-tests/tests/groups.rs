@@ -12,9 +12,9 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use distlog_compat_tests::group::{
-    self, admin_generation, admin_group, assignments_cover, committed_for_group, group_consumer_config,
-    produce_spread, CommitPolicy, GroupMember, GroupRun, MemberProcess, Produced, RebalanceKind,
-    CLOSE_DEADLINE,
+    self, admin_generation, admin_group, assignments_cover, committed_for_group, describe_group,
+    group_consumer_config, produce_spread, CommitPolicy, GroupMember, GroupRun, MemberProcess, Produced,
+    RebalanceKind, CLOSE_DEADLINE,
 };
 use distlog_compat_tests::{kafka, DistlogOptions, DistlogProcess, OrPanic};
 use serde_json::Value;
@@ -74,6 +74,62 @@ fn admin_offsets(group_json: &Value, topic: &str) -> BTreeMap<i64, i64> {
             )
         })
         .collect()
+}
+
+/// DescribeGroups (through librdkafka's ListGroups + DescribeGroups) shows a Stable consumer
+/// group running `protocol` whose members are exactly `members`, each with the assignment its
+/// client reports.
+fn assert_described(bootstrap: &str, group_id: &str, protocol: &str, members: &[&GroupMember]) {
+    let described = describe_group(bootstrap, group_id).or_panic("DescribeGroups");
+    assert_eq!(
+        (
+            described.state.as_str(),
+            described.protocol_type.as_str(),
+            described.protocol.as_str()
+        ),
+        ("Stable", "consumer", protocol),
+        "{described:?}"
+    );
+    let got: Vec<(String, Vec<(String, i32)>)> = described
+        .members
+        .iter()
+        .map(|m| (m.client_id.clone(), m.assignment.clone()))
+        .collect();
+    let mut want: Vec<(String, Vec<(String, i32)>)> = members
+        .iter()
+        .map(|m| (m.name().to_string(), m.assignment()))
+        .collect();
+    want.sort();
+    assert_eq!(got, want, "DescribeGroups members and assignments: {described:?}");
+}
+
+/// `GET /admin/groups/<group>` shows a Stable group whose members are exactly `members` (by
+/// client id), each with the assignment its client reports.
+fn assert_admin_members(broker: &DistlogProcess, group_id: &str, members: &[&GroupMember]) {
+    let group_json = admin_group(broker, group_id)
+        .or_panic("admin")
+        .unwrap_or_else(|| panic!("GET /admin/groups/{group_id} answered 404"));
+    assert_eq!(group_json["state"], "Stable", "{group_json}");
+    assert_eq!(group_json["protocol_type"], "consumer", "{group_json}");
+    let mut got: Vec<(String, Vec<i64>)> = admin_members(&group_json)
+        .into_iter()
+        .map(|(client, _, parts)| (client, parts))
+        .collect();
+    got.sort();
+    let mut want: Vec<(String, Vec<i64>)> = members
+        .iter()
+        .map(|m| {
+            (
+                m.name().to_string(),
+                m.partitions().into_iter().map(i64::from).collect(),
+            )
+        })
+        .collect();
+    want.sort();
+    assert_eq!(
+        got, want,
+        "members and assignments in /admin/groups/{group_id}: {group_json}"
+    );
 }
 
 /// Every consumption of `run` was committed successfully.
@@ -184,29 +240,8 @@ fn two_members_split_four_partitions_and_consume_20000_exactly_once() {
         );
     }
 
-    let group_json = admin_group(&broker, "split-group")
-        .or_panic("admin")
-        .expect("the group is known");
-    assert_eq!(group_json["state"], "Stable", "{group_json}");
-    assert_eq!(group_json["protocol_type"], "consumer", "{group_json}");
-    let mut admin: Vec<(String, Vec<i64>)> = admin_members(&group_json)
-        .into_iter()
-        .map(|(client, _, parts)| (client, parts))
-        .collect();
-    admin.sort();
-    let ours: Vec<(String, Vec<i64>)> = members
-        .iter()
-        .map(|m| {
-            (
-                m.name().to_string(),
-                m.partitions().into_iter().map(i64::from).collect(),
-            )
-        })
-        .collect();
-    assert_eq!(
-        admin, ours,
-        "members and assignments in /admin/groups/split-group"
-    );
+    assert_described(&bootstrap, "split-group", "range", &members);
+    assert_admin_members(&broker, "split-group", &members);
 }
 
 #[test]
@@ -318,12 +353,8 @@ fn third_member_joins_then_one_leaves_and_sync_commits_keep_it_exactly_once() {
         .map(|(p, n)| (p, Some(n as i64)))
         .collect();
     assert_eq!(c2.committed(topic, &[0, 1, 2, 3]).or_panic("committed"), ends);
-    let group_json = admin_group(&broker, group_id)
-        .or_panic("admin")
-        .expect("known group");
-    let mut clients: Vec<String> = admin_members(&group_json).into_iter().map(|m| m.0).collect();
-    clients.sort();
-    assert_eq!(clients, ["c2", "c3"], "{group_json}");
+    assert_described(&bootstrap, group_id, "range", &[&c2, &c3]);
+    assert_admin_members(&broker, group_id, &[&c2, &c3]);
 }
 
 #[test]
@@ -393,14 +424,8 @@ fn committed_offsets_survive_a_consumer_restart_and_a_broker_kill9() {
         expected,
         "committed offsets after kill -9 and restart"
     );
-    let group_json = admin_group(&broker, group_id)
-        .or_panic("admin")
-        .expect("the group survives the restart");
-    let admin_committed: BTreeMap<i64, i64> = expected
-        .iter()
-        .filter_map(|(p, o)| o.map(|o| (i64::from(*p), o)))
-        .collect();
-    assert_eq!(admin_offsets(&group_json, topic), admin_committed, "{group_json}");
+    // Checked at the end, after the Kafka-level checks.
+    let admin_after_restart = admin_group(&broker, group_id);
 
     let mark = run.consumed.len();
     let config = group_consumer_config(&bootstrap, group_id);
@@ -426,6 +451,16 @@ fn committed_offsets_survive_a_consumer_restart_and_a_broker_kill9() {
     // Nothing was delivered twice across both restarts.
     run.verify_exactly_once(&produced, false).or_panic("exactly once");
     assert_eq!(run.consumed.len(), 1000);
+
+    // The admin API read the durable offsets back after the restart.
+    let group_json = admin_after_restart
+        .or_panic("admin")
+        .expect("the group survives the restart (GET /admin/groups/durable-group answered 404)");
+    let admin_committed: BTreeMap<i64, i64> = expected
+        .iter()
+        .filter_map(|(p, o)| o.map(|o| (i64::from(*p), o)))
+        .collect();
+    assert_eq!(admin_offsets(&group_json, topic), admin_committed, "{group_json}");
 }
 
 #[test]
@@ -542,11 +577,9 @@ fn a_member_that_stops_heartbeating_is_expelled_and_its_partitions_move() {
     assert_eq!(run.consumed.len(), 1500);
     assert_all_commits_ok(&run);
 
-    let group_json = admin_group(&broker, group_id)
-        .or_panic("admin")
-        .expect("known group");
-    let clients: Vec<String> = admin_members(&group_json).into_iter().map(|m| m.0).collect();
-    assert_eq!(clients, ["b"], "A was removed from the group: {group_json}");
+    // A is gone from the group; B alone owns everything.
+    assert_described(&bootstrap, group_id, "range", &[&b]);
+    assert_admin_members(&broker, group_id, &[&b]);
 }
 
 #[test]
@@ -576,28 +609,32 @@ fn a_static_member_rejoins_within_its_session_without_a_rebalance() {
         |r, m| assignments_cover(m, 4) && r.unique_count() >= 400,
     )
     .or_panic("consume");
-    let generation = admin_generation(&broker, group_id).or_panic("generation");
+    // The admin API's view is checked at the end, after the Kafka-level checks.
+    let generation_before = admin_generation(&broker, group_id);
     let x_partitions = x.partitions();
     let y_partitions = y.partitions();
     let y_events = y.events().len();
-    let group_json = admin_group(&broker, group_id)
-        .or_panic("admin")
-        .expect("known group");
-    let instances: Vec<Option<String>> = admin_members(&group_json).into_iter().map(|m| m.1).collect();
-    assert!(
-        instances.contains(&Some("static-x".to_string())),
-        "the static member's group.instance.id is listed: {group_json}"
+    let described = describe_group(&bootstrap, group_id).or_panic("DescribeGroups");
+    let member_ids = |d: &group::DescribedGroup| -> Vec<(String, String)> {
+        d.members
+            .iter()
+            .map(|m| (m.client_id.clone(), m.member_id.clone()))
+            .collect()
+    };
+    let ids_before = member_ids(&described);
+    assert_eq!(
+        ids_before.iter().map(|(c, _)| c.as_str()).collect::<Vec<_>>(),
+        ["x", "y"],
+        "{described:?}"
     );
 
     // librdkafka sends no LeaveGroup when a static member closes: the broker keeps it.
     x.close(CLOSE_DEADLINE).or_panic("close x");
-    let group_json = admin_group(&broker, group_id)
-        .or_panic("admin")
-        .expect("known group");
+    let described = describe_group(&bootstrap, group_id).or_panic("DescribeGroups");
     assert_eq!(
-        admin_members(&group_json).len(),
-        2,
-        "x is still a member: {group_json}"
+        member_ids(&described),
+        ids_before,
+        "x is still a member after closing: {described:?}"
     );
 
     // The same group.instance.id comes back within the session timeout.
@@ -615,29 +652,21 @@ fn a_static_member_rejoins_within_its_session_without_a_rebalance() {
     assert_eq!(x2.partitions(), x_partitions, "x2 got x's assignment back");
     assert_eq!(y.partitions(), y_partitions, "y kept its assignment");
     assert_eq!(
-        admin_generation(&broker, group_id).or_panic("generation"),
-        generation,
-        "the static member's return did not start a new generation"
-    );
-    assert_eq!(
         y.events().len(),
         y_events,
         "y saw no rebalance callback: {:?}",
         &y.events()[y_events..]
     );
-    let group_json = admin_group(&broker, group_id)
-        .or_panic("admin")
-        .expect("known group");
-    let mut members = admin_members(&group_json);
-    members.sort();
+    let described = describe_group(&bootstrap, group_id).or_panic("DescribeGroups");
+    assert_eq!(described.state, "Stable", "{described:?}");
+    let ids_after = member_ids(&described);
     assert_eq!(
-        members
-            .iter()
-            .map(|(client, instance, _)| (client.as_str(), instance.as_deref()))
-            .collect::<Vec<_>>(),
-        [("x2", Some("static-x")), ("y", None)],
-        "x2 replaced x: {group_json}"
+        ids_after.iter().map(|(c, _)| c.as_str()).collect::<Vec<_>>(),
+        ["x2", "y"],
+        "x2 replaced x: {described:?}"
     );
+    assert_eq!(ids_after[1], ids_before[1], "y kept its member id");
+    assert_ne!(ids_after[0].1, ids_before[0].1, "x2 got a new member id");
 
     // x2 consumes its partitions from where x committed.
     let mark = run.consumed.len();
@@ -664,6 +693,26 @@ fn a_static_member_rejoins_within_its_session_without_a_rebalance() {
     assert_all_commits_ok(&run);
     run.verify_exactly_once(&produced, false).or_panic("exactly once");
     assert_eq!(y.events().len(), y_events, "still no rebalance for y");
+
+    // The admin API: same generation as before x left, and x2 holds the static instance id.
+    assert_eq!(
+        admin_generation(&broker, group_id).or_panic("generation after"),
+        generation_before.or_panic("generation before"),
+        "the static member's return did not start a new generation"
+    );
+    let group_json = admin_group(&broker, group_id)
+        .or_panic("admin")
+        .expect("known group");
+    let mut members = admin_members(&group_json);
+    members.sort();
+    assert_eq!(
+        members
+            .iter()
+            .map(|(client, instance, _)| (client.as_str(), instance.as_deref()))
+            .collect::<Vec<_>>(),
+        [("x2", Some("static-x")), ("y", None)],
+        "x2 replaced x: {group_json}"
+    );
 }
 
 #[test]
