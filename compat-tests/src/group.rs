@@ -18,8 +18,11 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context};
+use rdkafka::admin::{AdminClient, AdminOptions};
+use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, RebalanceProtocol};
+use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use serde_json::Value;
 
@@ -661,6 +664,24 @@ pub fn assignments_cover(members: &[&GroupMember], partitions: i32) -> bool {
         }
     }
     all.into_iter().eq(0..partitions)
+}
+
+/// Deletes `groups` through DeleteGroups (rdkafka's admin client, 10 s timeout): per group, its
+/// name, or its name and the error code the broker answered.
+pub fn delete_groups(
+    bootstrap: &str,
+    groups: &[&str],
+) -> anyhow::Result<Vec<Result<String, (String, RDKafkaErrorCode)>>> {
+    let client: AdminClient<DefaultClientContext> = kafka::base_config(bootstrap)
+        .create()
+        .context("create AdminClient")?;
+    let options = AdminOptions::new().request_timeout(Some(Duration::from_secs(10)));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime
+        .block_on(client.delete_groups(groups, &options))
+        .context("DeleteGroups")
 }
 
 /// One member of a group as DescribeGroups reports it.

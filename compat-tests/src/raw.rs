@@ -2,8 +2,9 @@
 //!
 //! Clients never send garbage, oversized frames or API versions from the future, so the tests that
 //! check the broker's handling of those build the bytes themselves. Only what those tests need is
-//! here: framing, an ApiVersions request at any version, and a decoder for the v0 ApiVersions
-//! response that KIP-511 prescribes for unsupported versions.
+//! here: framing, an ApiVersions request at any version, a decoder for the v0 ApiVersions
+//! response that KIP-511 prescribes for unsupported versions, and OffsetDelete v0 (which the
+//! rdkafka crate cannot send).
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -101,6 +102,116 @@ pub fn decode_api_versions_v0(payload: &[u8]) -> anyhow::Result<ApiVersionsV0Res
     })
 }
 
+/// Kafka's OffsetDelete API key.
+pub const OFFSET_DELETE_KEY: i16 = 47;
+
+/// Kafka's GROUP_SUBSCRIBED_TO_TOPIC error code (OffsetDelete of a topic the group consumes).
+pub const GROUP_SUBSCRIBED_TO_TOPIC: i16 = 86;
+
+/// Appends a non-nullable INT16-length string.
+fn put_string(out: &mut Vec<u8>, s: &str) {
+    out.extend_from_slice(&i16::try_from(s.len()).expect("short test strings").to_be_bytes());
+    out.extend_from_slice(s.as_bytes());
+}
+
+/// Encodes an OffsetDelete v0 request (request header v1) for `partitions` of `topic` in
+/// `group`, with a size prefix. No client sends OffsetDelete on its own (the rdkafka crate has no
+/// binding for it), so the tests build it.
+pub fn offset_delete_request(
+    correlation_id: i32,
+    client_id: &str,
+    group: &str,
+    topic: &str,
+    partitions: &[i32],
+) -> Vec<u8> {
+    let mut body = Vec::new();
+    body.extend_from_slice(&OFFSET_DELETE_KEY.to_be_bytes());
+    body.extend_from_slice(&0i16.to_be_bytes());
+    body.extend_from_slice(&correlation_id.to_be_bytes());
+    put_string(&mut body, client_id);
+    put_string(&mut body, group);
+    body.extend_from_slice(&1i32.to_be_bytes());
+    put_string(&mut body, topic);
+    let count = i32::try_from(partitions.len()).expect("few partitions");
+    body.extend_from_slice(&count.to_be_bytes());
+    for p in partitions {
+        body.extend_from_slice(&p.to_be_bytes());
+    }
+    frame(&body)
+}
+
+/// A decoded OffsetDelete v0 response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OffsetDeleteResponse {
+    /// The correlation id echoed from the request.
+    pub correlation_id: i32,
+    /// The top-level error code.
+    pub error_code: i16,
+    /// Per partition: (topic, partition, error code).
+    pub partitions: Vec<(String, i32, i16)>,
+}
+
+/// Decodes `payload` (without its size prefix) as an OffsetDelete v0 response: header v0, error
+/// code, throttle time, then topics with their partitions' error codes. Fails on leftover bytes.
+pub fn decode_offset_delete_v0(payload: &[u8]) -> anyhow::Result<OffsetDeleteResponse> {
+    let mut cur = Cursor { buf: payload, pos: 0 };
+    let correlation_id = cur.i32()?;
+    let error_code = cur.i16()?;
+    let _throttle_ms = cur.i32()?;
+    let topics = cur.i32()?;
+    ensure!((0..=1000).contains(&topics), "implausible topic count {topics}");
+    let mut partitions = Vec::new();
+    for _ in 0..topics {
+        let name = cur.string()?;
+        let count = cur.i32()?;
+        ensure!(
+            (0..=100_000).contains(&count),
+            "implausible partition count {count}"
+        );
+        for _ in 0..count {
+            let partition = cur.i32()?;
+            partitions.push((name.clone(), partition, cur.i16()?));
+        }
+    }
+    ensure!(
+        cur.pos == payload.len(),
+        "{} unexpected trailing bytes after an OffsetDelete v0 response",
+        payload.len() - cur.pos
+    );
+    Ok(OffsetDeleteResponse {
+        correlation_id,
+        error_code,
+        partitions,
+    })
+}
+
+/// Sends OffsetDelete v0 for `partitions` of `topic` in `group` to the broker at `addr` (which
+/// must be the group's coordinator; a single node always is) and decodes the answer.
+pub fn offset_delete(
+    addr: SocketAddr,
+    group: &str,
+    topic: &str,
+    partitions: &[i32],
+) -> anyhow::Result<OffsetDeleteResponse> {
+    let mut stream = connect(addr, Duration::from_secs(10))?;
+    stream
+        .write_all(&offset_delete_request(
+            7,
+            "distlog-compat",
+            group,
+            topic,
+            partitions,
+        ))
+        .context("send OffsetDelete")?;
+    let response = decode_offset_delete_v0(&read_frame(&mut stream)?)?;
+    ensure!(
+        response.correlation_id == 7,
+        "correlation id {} in the response to 7",
+        response.correlation_id
+    );
+    Ok(response)
+}
+
 struct Cursor<'a> {
     buf: &'a [u8],
     pos: usize,
@@ -120,6 +231,14 @@ impl Cursor<'_> {
     }
     fn i32(&mut self) -> anyhow::Result<i32> {
         Ok(i32::from_be_bytes(self.take::<4>()?))
+    }
+    fn string(&mut self) -> anyhow::Result<String> {
+        let len = self.i16()?;
+        ensure!(len >= 0, "unexpected null string");
+        let end = self.pos + len as usize;
+        let bytes = self.buf.get(self.pos..end).context("response truncated")?;
+        self.pos = end;
+        Ok(String::from_utf8(bytes.to_vec())?)
     }
 }
 
@@ -203,6 +322,29 @@ mod tests {
         assert_eq!(req.len(), 4 + expected_len);
         let v0 = api_versions_request(0, 1, "");
         assert_eq!(v0.len(), 4 + 10);
+    }
+
+    #[test]
+    fn encodes_offset_delete_and_decodes_its_response() {
+        let req = offset_delete_request(7, "c", "g", "t", &[0, 2]);
+        let body_len = 2 + 2 + 4 + (2 + 1) + (2 + 1) + 4 + (2 + 1) + 4 + 8;
+        assert_eq!(&req[..4], &(body_len as u32).to_be_bytes());
+        assert_eq!(&req[4..8], &[0, 47, 0, 0]);
+        assert_eq!(req.len(), 4 + body_len);
+
+        let mut p = Vec::new();
+        p.extend_from_slice(&7i32.to_be_bytes());
+        p.extend_from_slice(&0i16.to_be_bytes());
+        p.extend_from_slice(&0i32.to_be_bytes());
+        p.extend_from_slice(&1i32.to_be_bytes());
+        p.extend_from_slice(&[0, 1, b't']);
+        p.extend_from_slice(&1i32.to_be_bytes());
+        p.extend_from_slice(&2i32.to_be_bytes());
+        p.extend_from_slice(&86i16.to_be_bytes());
+        let r = decode_offset_delete_v0(&p).expect("valid");
+        assert_eq!(r.partitions, vec![("t".to_string(), 2, 86)]);
+        p.push(0);
+        assert!(decode_offset_delete_v0(&p).is_err());
     }
 
     #[test]

@@ -16,7 +16,10 @@ use distlog_compat_tests::group::{
     group_consumer_config, produce_spread, CommitPolicy, GroupMember, GroupRun, MemberProcess, Produced,
     RebalanceKind, CLOSE_DEADLINE,
 };
-use distlog_compat_tests::{kafka, DistlogOptions, DistlogProcess, OrPanic};
+use distlog_compat_tests::{http, kafka, raw, DistlogOptions, DistlogProcess, OrPanic};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::error::RDKafkaErrorCode;
+use rdkafka::{Offset, TopicPartitionList};
 use serde_json::Value;
 
 /// Starts a broker whose groups wait `delay_ms` for more members before their first rebalance
@@ -355,6 +358,23 @@ fn third_member_joins_then_one_leaves_and_sync_commits_keep_it_exactly_once() {
     assert_eq!(c2.committed(topic, &[0, 1, 2, 3]).or_panic("committed"), ends);
     assert_described(&bootstrap, group_id, "range", &[&c2, &c3]);
     assert_admin_members(&broker, group_id, &[&c2, &c3]);
+
+    // The coordinator's metrics counted the commits and the rebalances (forming the group, c3's
+    // join, c1's leave; more if c2 joined after c1's first rebalance).
+    let metrics = broker.http_get("/metrics").or_panic("/metrics").body;
+    let ok_commits = run.consumed.len() - failed_commits;
+    let commits = http::metric_sum(&metrics, "distlog_group_offset_commits_total").unwrap_or(-1.0);
+    assert!(
+        commits >= ok_commits as f64 && commits <= run.consumed.len() as f64,
+        "distlog_group_offset_commits_total = {commits}, {ok_commits} commits succeeded"
+    );
+    let rebalances = http::metric_sum(&metrics, "distlog_group_rebalances_total").unwrap_or(-1.0);
+    assert!(
+        (3.0..=6.0).contains(&rebalances),
+        "distlog_group_rebalances_total = {rebalances}"
+    );
+    let stable = http::metric_sum(&metrics, "distlog_groups{state=\"Stable\"}").unwrap_or(-1.0);
+    assert_eq!(stable, 1.0, "one Stable group in distlog_groups");
 }
 
 #[test]
@@ -815,5 +835,173 @@ fn cooperative_sticky_moves_only_what_it_must_and_consumes_exactly_once() {
     assert_eq!(
         c3_assigned, c3_now,
         "c3's incremental assignments add up to its assignment"
+    );
+}
+
+/// Whether `group` is absent from ListGroups (or listed as `Dead`, as Kafka describes a group that
+/// does not exist).
+fn group_is_gone(bootstrap: &str, group_id: &str) -> bool {
+    let client: BaseConsumer = kafka::consumer_config(bootstrap).create().expect("client");
+    let list = client
+        .fetch_group_list(None, Duration::from_secs(10))
+        .or_panic_kafka("ListGroups");
+    list.groups()
+        .iter()
+        .filter(|g| g.name() == group_id)
+        .all(|g| g.state() == "Dead")
+}
+
+/// `.or_panic` for rdkafka results.
+trait OrPanicKafka<T> {
+    fn or_panic_kafka(self, what: &str) -> T;
+}
+
+impl<T> OrPanicKafka<T> for Result<T, rdkafka::error::KafkaError> {
+    fn or_panic_kafka(self, what: &str) -> T {
+        self.unwrap_or_else(|e| panic!("{what}: {e}"))
+    }
+}
+
+#[test]
+fn list_describe_commit_metadata_offset_delete_and_delete_groups() {
+    let broker = broker_with_initial_delay(300);
+    let bootstrap = broker.bootstrap();
+    let group_id = "admin-group";
+    kafka::create_topic(&bootstrap, "adm", 2).or_panic("create adm");
+    kafka::create_topic(&bootstrap, "other", 1).or_panic("create other");
+    produce_spread(&bootstrap, "adm", 2, 0, 10).or_panic("produce");
+
+    let member = GroupMember::subscribe(&group_consumer_config(&bootstrap, group_id), "m", &["adm"])
+        .or_panic("subscribe");
+    let mut run = GroupRun::new();
+    run.drive(
+        &[&member],
+        CommitPolicy::Never,
+        Duration::from_secs(20),
+        "consume 10",
+        |r, _| r.unique_count() >= 10,
+    )
+    .or_panic("consume");
+
+    // Explicit commits with metadata, including a topic the group does not subscribe to.
+    let mut tpl = TopicPartitionList::new();
+    for (topic, partition, offset, metadata) in
+        [("adm", 0, 5, "m-0"), ("adm", 1, 3, "m-1"), ("other", 0, 0, "o-0")]
+    {
+        tpl.add_partition_offset(topic, partition, Offset::Offset(offset))
+            .expect("add partition");
+        tpl.find_partition(topic, partition)
+            .expect("just added")
+            .set_metadata(metadata);
+    }
+    member
+        .consumer()
+        .commit(&tpl, CommitMode::Sync)
+        .or_panic_kafka("commit with metadata");
+    let mut query = TopicPartitionList::new();
+    query.add_partition("adm", 0);
+    query.add_partition("adm", 1);
+    query.add_partition("other", 0);
+    let committed = member
+        .consumer()
+        .committed_offsets(query, Duration::from_secs(10))
+        .or_panic_kafka("OffsetFetch");
+    let got: Vec<(String, i32, Offset, String)> = committed
+        .elements()
+        .iter()
+        .map(|e| {
+            (
+                e.topic().to_string(),
+                e.partition(),
+                e.offset(),
+                e.metadata().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("adm".to_string(), 0, Offset::Offset(5), "m-0".to_string()),
+            ("adm".to_string(), 1, Offset::Offset(3), "m-1".to_string()),
+            ("other".to_string(), 0, Offset::Offset(0), "o-0".to_string()),
+        ],
+        "committed offsets and metadata read back"
+    );
+
+    // ListGroups lists it as a consumer group; DescribeGroups shows the member.
+    let client: BaseConsumer = kafka::consumer_config(&bootstrap).create().expect("client");
+    let list = client
+        .fetch_group_list(None, Duration::from_secs(10))
+        .or_panic_kafka("ListGroups");
+    assert!(
+        list.groups()
+            .iter()
+            .any(|g| g.name() == group_id && g.protocol_type() == "consumer"),
+        "ListGroups lists {group_id}: {:?}",
+        list.groups().iter().map(|g| g.name()).collect::<Vec<_>>()
+    );
+    assert_described(&bootstrap, group_id, "range", &[&member]);
+
+    // A group with members cannot be deleted.
+    let results = group::delete_groups(&bootstrap, &[group_id]).or_panic("DeleteGroups");
+    assert_eq!(
+        results,
+        [Err((group_id.to_string(), RDKafkaErrorCode::NonEmptyGroup))],
+        "DeleteGroups of a group with a member"
+    );
+
+    // OffsetDelete: refused for the subscribed topic, done for the other one.
+    let response =
+        raw::offset_delete(broker.kafka_addr(), group_id, "adm", &[0]).or_panic("OffsetDelete adm");
+    assert_eq!(
+        (response.error_code, response.partitions),
+        (0, vec![("adm".to_string(), 0, raw::GROUP_SUBSCRIBED_TO_TOPIC)]),
+        "OffsetDelete of a subscribed topic"
+    );
+    let response =
+        raw::offset_delete(broker.kafka_addr(), group_id, "other", &[0]).or_panic("OffsetDelete other");
+    assert_eq!(
+        (response.error_code, response.partitions),
+        (0, vec![("other".to_string(), 0, 0)]),
+        "OffsetDelete of a topic the group does not consume"
+    );
+    assert_eq!(
+        committed_for_group(&bootstrap, group_id, "other", &[0]).or_panic("committed other"),
+        BTreeMap::from([(0, None)]),
+        "the deleted offset is gone"
+    );
+    assert_eq!(
+        committed_for_group(&bootstrap, group_id, "adm", &[0, 1]).or_panic("committed adm"),
+        BTreeMap::from([(0, Some(5)), (1, Some(3))]),
+        "the refused deletion kept the offset"
+    );
+
+    // Once the member leaves, the group is Empty and can be deleted, offsets and all.
+    member.close(CLOSE_DEADLINE).or_panic("close");
+    let described = describe_group(&bootstrap, group_id).or_panic("DescribeGroups");
+    assert_eq!(
+        (described.state.as_str(), described.members.len()),
+        ("Empty", 0),
+        "{described:?}"
+    );
+    let results = group::delete_groups(&bootstrap, &[group_id]).or_panic("DeleteGroups");
+    assert_eq!(
+        results,
+        [Ok(group_id.to_string())],
+        "DeleteGroups of an empty group"
+    );
+    assert!(
+        group_is_gone(&bootstrap, group_id),
+        "the deleted group is not listed"
+    );
+    assert_eq!(
+        committed_for_group(&bootstrap, group_id, "adm", &[0, 1]).or_panic("committed after delete"),
+        BTreeMap::from([(0, None), (1, None)]),
+        "deleting the group deleted its offsets"
+    );
+    assert_eq!(
+        admin_group(&broker, group_id).or_panic("admin"),
+        None,
+        "GET /admin/groups/{group_id} answers 404 after the deletion"
     );
 }
