@@ -630,7 +630,9 @@ impl GroupCoordinator {
         }
         let now = wall_ms();
         let retention_ms = self.retention.as_millis() as u64;
-        let stored: Vec<(String, u64, Vec<(String, u32, u64)>)> = self.meta.read(|s| {
+        // (group, when it became empty, [(topic, partition, commit time)])
+        type StoredOffsets = Vec<(String, u64, Vec<(String, u32, u64)>)>;
+        let stored: StoredOffsets = self.meta.read(|s| {
             s.groups
                 .iter()
                 .map(|(id, g)| {

@@ -37,8 +37,11 @@ pub struct GroupStore {
     /// Offsets submitted and not yet durable, per group and partition
     /// (OffsetFetch with `require_stable` answers UNSTABLE_OFFSET_COMMIT
     /// for them).
-    unstable: Arc<Mutex<HashMap<String, HashMap<(String, u32), u32>>>>,
+    unstable: Arc<Mutex<UnstableOffsets>>,
 }
+
+/// Group → (topic, partition) → commits in flight.
+type UnstableOffsets = HashMap<String, HashMap<(String, u32), u32>>;
 
 impl GroupStore {
     /// Start the writer task over `meta`.
@@ -92,7 +95,7 @@ impl GroupStore {
         tokio::spawn(async move {
             let result = inner_rx
                 .await
-                .unwrap_or_else(|_| Err(ResponseError::CoordinatorNotAvailable));
+                .unwrap_or(Err(ResponseError::CoordinatorNotAvailable));
             {
                 let mut unstable = unstable.lock();
                 for (group, parts) in &pending {
@@ -149,7 +152,7 @@ async fn write_loop(meta: Arc<MetadataStore>, mut rx: mpsc::UnboundedReceiver<Su
             }
         };
         for w in waiters {
-            let _ = w.send(result.clone());
+            let _ = w.send(result);
         }
     }
 }
