@@ -314,6 +314,8 @@ pub struct GroupRun {
     pub consumed: Vec<Consumed>,
     /// Consumer errors reported by `poll`, as `member: error`.
     pub errors: Vec<String>,
+    /// The librdkafka error codes of those errors, with the member's name.
+    pub error_codes: Vec<(String, Option<RDKafkaErrorCode>)>,
     unique: HashSet<(String, i32, i64)>,
 }
 
@@ -419,6 +421,8 @@ impl GroupRun {
                 }
                 Some(Err(e)) => {
                     self.errors.push(format!("{}: {e}", member.name()));
+                    self.error_codes
+                        .push((member.name().to_string(), e.rdkafka_error_code()));
                     return;
                 }
                 None => return,

@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use distlog_compat_tests::group::{
     self, admin_generation, admin_group, assignments_cover, committed_for_group, describe_group,
-    group_consumer_config, produce_spread, CommitPolicy, GroupMember, GroupRun, MemberProcess, Produced,
-    RebalanceKind, CLOSE_DEADLINE,
+    group_consumer_config, produce_spread, wait_until, CommitPolicy, GroupMember, GroupRun, MemberProcess,
+    Produced, RebalanceKind, CLOSE_DEADLINE,
 };
 use distlog_compat_tests::{http, kafka, raw, DistlogOptions, DistlogProcess, OrPanic};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
@@ -1004,4 +1004,217 @@ fn list_describe_commit_metadata_offset_delete_and_delete_groups() {
         None,
         "GET /admin/groups/{group_id} answers 404 after the deletion"
     );
+}
+
+#[test]
+fn session_timeouts_outside_the_broker_limits_are_refused() {
+    let broker = DistlogProcess::start(DistlogOptions {
+        extra_args: [
+            "--group-initial-rebalance-delay-ms",
+            "300",
+            "--group-min-session-timeout-ms",
+            "6000",
+            "--group-max-session-timeout-ms",
+            "20000",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect(),
+        ..DistlogOptions::default()
+    })
+    .or_panic("start distlog");
+    let bootstrap = broker.bootstrap();
+    kafka::create_topic(&bootstrap, "limits", 2).or_panic("create topic");
+    let member = |group: &str, name: &str, session_ms: &str| {
+        let mut config = group_consumer_config(&bootstrap, group);
+        config.set("session.timeout.ms", session_ms);
+        GroupMember::subscribe(&config, name, &["limits"]).or_panic(name)
+    };
+
+    for (group, name, session_ms) in [("short-group", "short", "5000"), ("long-group", "long", "25000")] {
+        let m = member(group, name, session_ms);
+        let mut run = GroupRun::new();
+        run.drive(
+            &[&m],
+            CommitPolicy::Never,
+            Duration::from_secs(15),
+            "JoinGroup refused",
+            |r, _| !r.error_codes.is_empty(),
+        )
+        .or_panic(name);
+        assert_eq!(
+            run.error_codes[0],
+            (name.to_string(), Some(RDKafkaErrorCode::InvalidSessionTimeout)),
+            "session.timeout.ms={session_ms}: {:?}",
+            run.errors
+        );
+        assert!(m.partitions().is_empty(), "{name} was never assigned anything");
+        assert!(m.events().is_empty(), "{name} saw no rebalance: {:?}", m.events());
+    }
+
+    // The limits themselves are accepted.
+    for (group, name, session_ms) in [("min-group", "min", "6000"), ("max-group", "max", "20000")] {
+        let m = member(group, name, session_ms);
+        let mut run = GroupRun::new();
+        run.drive(
+            &[&m],
+            CommitPolicy::Never,
+            Duration::from_secs(15),
+            "assigned",
+            |_, m| assignments_cover(m, 2),
+        )
+        .or_panic(name);
+        assert!(run.errors.is_empty(), "{name}: {:?}", run.errors);
+    }
+}
+
+#[test]
+fn assign_based_consumers_commit_for_a_group_without_members() {
+    // Simple consumers (assign(), no subscribe) commit with generation -1 and no member id, as
+    // kcat, Flink and Spark do; Kafka accepts that for a group that has no members.
+    let broker = broker_with_initial_delay(300);
+    let bootstrap = broker.bootstrap();
+    let topic = "simple";
+    let group_id = "simple-group";
+    kafka::create_topic(&bootstrap, topic, 1).or_panic("create topic");
+    let produced = produce_spread(&bootstrap, topic, 1, 0, 20).or_panic("produce");
+
+    let consumer: BaseConsumer = group_consumer_config(&bootstrap, group_id)
+        .create()
+        .expect("consumer");
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, 0, Offset::Beginning)
+        .expect("tpl");
+    consumer.assign(&tpl).or_panic_kafka("assign");
+    let records = kafka::poll_n(&consumer, 12, Duration::from_secs(20)).or_panic("consume 12");
+    assert_eq!(
+        records.iter().map(|r| r.offset).collect::<Vec<_>>(),
+        (0..12).collect::<Vec<i64>>()
+    );
+    let mut commit = TopicPartitionList::new();
+    commit
+        .add_partition_offset(topic, 0, Offset::Offset(12))
+        .expect("tpl");
+    consumer
+        .commit(&commit, CommitMode::Sync)
+        .or_panic_kafka("commit without group membership");
+    group::close_consumer(consumer, CLOSE_DEADLINE).or_panic("close");
+    assert_eq!(
+        committed_for_group(&bootstrap, group_id, topic, &[0]).or_panic("committed"),
+        BTreeMap::from([(0, Some(12))])
+    );
+
+    // A subscribing member of the same group resumes there.
+    let m = GroupMember::subscribe(&group_consumer_config(&bootstrap, group_id), "m", &[topic]).or_panic("m");
+    let mut run = GroupRun::new();
+    run.drive(
+        &[&m],
+        CommitPolicy::EachSync,
+        Duration::from_secs(20),
+        "the rest",
+        |r, _| r.unique_count() >= 8,
+    )
+    .or_panic("consume the rest");
+    run.settle(&[&m], CommitPolicy::EachSync, Duration::from_secs(1))
+        .or_panic("settle");
+    let rest = Produced {
+        topic: topic.to_string(),
+        records: produced
+            .records
+            .range((0, 12)..)
+            .map(|(k, v)| (*k, v.clone()))
+            .collect(),
+    };
+    run.verify_exactly_once(&rest, false).or_panic("exactly the rest");
+    assert_eq!(run.consumed.len(), 8);
+    assert_eq!(
+        run.consumed[0].record.offset, 12,
+        "resumed at the simple consumer's commit"
+    );
+}
+
+#[test]
+fn members_ride_through_a_broker_kill9_without_redelivery_below_committed_offsets() {
+    let mut broker = broker_with_initial_delay(500);
+    let bootstrap = broker.bootstrap();
+    let topic = "crashgroup";
+    let group_id = "crash-group";
+    kafka::create_topic(&bootstrap, topic, 4).or_panic("create topic");
+    let produced = produce_spread(&bootstrap, topic, 4, 0, 4000).or_panic("produce");
+
+    let config = group_consumer_config(&bootstrap, group_id);
+    let c1 = GroupMember::subscribe(&config, "c1", &[topic]).or_panic("c1");
+    let c2 = GroupMember::subscribe(&config, "c2", &[topic]).or_panic("c2");
+    let members = [&c1, &c2];
+    let each = CommitPolicy::EachSync;
+    let mut run = GroupRun::new();
+    run.drive(&members, each, Duration::from_secs(30), "consume 600", |r, m| {
+        assignments_cover(m, 4) && r.unique_count() >= 600
+    })
+    .or_panic("before the crash");
+
+    // kill -9 the broker from another thread while the members consume and commit, then bring
+    // it back on the same ports and data.
+    let crasher = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(300));
+        broker.kill9().or_panic("kill -9");
+        broker.restart().or_panic("restart");
+        broker
+    });
+    run.drive(
+        &members,
+        each,
+        Duration::from_secs(20),
+        "consume during the crash",
+        |r, _| crasher.is_finished() || r.unique_count() >= 4000,
+    )
+    .or_panic("during the crash");
+    let broker = crasher.join().expect("crasher thread");
+    assert_eq!(
+        broker.bootstrap(),
+        bootstrap,
+        "the restarted broker is on the old ports (the members cannot follow a port change)"
+    );
+    let at_crash = run.unique_count();
+    assert!(
+        at_crash < 4000,
+        "the crash happened mid-consumption ({at_crash} consumed)"
+    );
+    run.drive(
+        &members,
+        each,
+        Duration::from_secs(45),
+        "consume the rest",
+        |r, m| assignments_cover(m, 4) && r.unique_count() >= 4000,
+    )
+    .or_panic("after the crash");
+    run.settle(&members, each, Duration::from_secs(1))
+        .or_panic("settle");
+
+    let redelivered = run
+        .verify_exactly_once(&produced, true)
+        .or_panic("exactly once past commits");
+    let failed_commits = run
+        .consumed
+        .iter()
+        .filter(|c| matches!(c.commit, Some(Err(_))))
+        .count();
+    eprintln!(
+        "{redelivered} redelivered, {failed_commits} failed commits, errors: {:?}",
+        run.errors
+    );
+    assert!(
+        redelivered <= failed_commits,
+        "{redelivered} redeliveries but only {failed_commits} failed commits"
+    );
+    // Every message is committed in the end.
+    let ends: BTreeMap<i32, Option<i64>> = produced
+        .per_partition()
+        .into_iter()
+        .map(|(p, n)| (p, Some(n as i64)))
+        .collect();
+    wait_until(Duration::from_secs(10), "final commits visible", || {
+        Ok(c1.committed(topic, &[0, 1, 2, 3])? == ends)
+    })
+    .or_panic("committed offsets at the end");
 }
