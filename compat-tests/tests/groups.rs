@@ -836,6 +836,46 @@ fn cooperative_sticky_moves_only_what_it_must_and_consumes_exactly_once() {
         c3_assigned, c3_now,
         "c3's incremental assignments add up to its assignment"
     );
+    assert_described(&bootstrap, "coop-group", "cooperative-sticky", &[&c1, &c2, &c3]);
+
+    // c1 leaves: c2 and c3 only gain (its partitions), revoking nothing of their own.
+    let c1_partitions: BTreeSet<i32> = c1.partitions().into_iter().collect();
+    let kept: Vec<BTreeSet<i32>> = [&c2, &c3]
+        .iter()
+        .map(|m| m.partitions().into_iter().collect())
+        .collect();
+    let c1_left = Instant::now();
+    c1.close(CLOSE_DEADLINE).or_panic("close c1");
+    produced.extend(produce_spread(&bootstrap, topic, 4, 1600, 400).or_panic("produce 3"));
+    run.drive(&[&c2, &c3], each, deadline, "two members take over", |r, m| {
+        assignments_cover(m, 4) && r.unique_count() >= 2000
+    })
+    .or_panic("phase 4");
+    run.settle(&[&c2, &c3], each, Duration::from_secs(1))
+        .or_panic("settle");
+    let mut gained = BTreeSet::new();
+    for (m, kept) in [&c2, &c3].into_iter().zip(&kept) {
+        for e in m.events().iter().filter(|e| e.at > c1_left) {
+            assert_ne!(
+                e.kind,
+                RebalanceKind::Revoke,
+                "{} revoked nothing: {e:?}",
+                m.name()
+            );
+            gained.extend(e.partitions.iter().map(|(_, p)| *p));
+        }
+        let now: BTreeSet<i32> = m.partitions().into_iter().collect();
+        assert!(now.is_superset(kept), "{} kept {kept:?}, has {now:?}", m.name());
+    }
+    assert_eq!(gained, c1_partitions, "c1's partitions, and only those, moved");
+    let redelivered = run.verify_exactly_once(&produced, true).or_panic("exactly once");
+    let failed_commits = run
+        .consumed
+        .iter()
+        .filter(|c| matches!(c.commit, Some(Err(_))))
+        .count();
+    assert!(redelivered <= failed_commits);
+    assert_described(&bootstrap, "coop-group", "cooperative-sticky", &[&c2, &c3]);
 }
 
 /// Whether `group` is absent from ListGroups (or listed as `Dead`, as Kafka describes a group that
@@ -1217,4 +1257,92 @@ fn members_ride_through_a_broker_kill9_without_redelivery_below_committed_offset
         Ok(c1.committed(topic, &[0, 1, 2, 3])? == ends)
     })
     .or_panic("committed offsets at the end");
+}
+
+#[test]
+fn a_static_member_that_does_not_return_is_expelled_after_its_session_timeout() {
+    let broker = broker_with_initial_delay(1000);
+    let bootstrap = broker.bootstrap();
+    let topic = "static-expiry";
+    let group_id = "static-expiry-group";
+    kafka::create_topic(&bootstrap, topic, 4).or_panic("create topic");
+
+    let config = group_consumer_config(&bootstrap, group_id);
+    let mut static_config = config.clone();
+    static_config.set("group.instance.id", "gone");
+    let x = GroupMember::subscribe(&static_config, "x", &[topic]).or_panic("x");
+    let y = GroupMember::subscribe(&config, "y", &[topic]).or_panic("y");
+    let mut run = GroupRun::new();
+    run.drive(
+        &[&x, &y],
+        CommitPolicy::Never,
+        Duration::from_secs(20),
+        "both assigned",
+        |_, m| assignments_cover(m, 4),
+    )
+    .or_panic("form the group");
+
+    // No LeaveGroup from a closing static member: its partitions stay with it until its session
+    // (6 s) expires, then y gets everything.
+    x.close(CLOSE_DEADLINE).or_panic("close x");
+    let closed = Instant::now();
+    run.drive(
+        &[&y],
+        CommitPolicy::Never,
+        Duration::from_secs(30),
+        "y owns all",
+        |_, m| m[0].partitions() == [0, 1, 2, 3],
+    )
+    .or_panic("y takes over");
+    let took = closed.elapsed();
+    assert!(
+        took >= Duration::from_millis(group::SESSION_TIMEOUT_MS - 1500),
+        "x's partitions moved {took:?} after it closed, before its session could expire"
+    );
+    assert_described(&bootstrap, group_id, "range", &[&y]);
+}
+
+#[test]
+fn a_second_consumer_with_the_same_group_instance_id_fences_the_first() {
+    let broker = broker_with_initial_delay(300);
+    let bootstrap = broker.bootstrap();
+    let topic = "fence";
+    let group_id = "fence-group";
+    kafka::create_topic(&bootstrap, topic, 2).or_panic("create topic");
+    let mut static_config = group_consumer_config(&bootstrap, group_id);
+    static_config.set("group.instance.id", "twin");
+
+    let first = GroupMember::subscribe(&static_config, "first", &[topic]).or_panic("first");
+    let mut run = GroupRun::new();
+    run.drive(
+        &[&first],
+        CommitPolicy::Never,
+        Duration::from_secs(20),
+        "first assigned",
+        |_, m| assignments_cover(m, 2),
+    )
+    .or_panic("first joins");
+
+    let second = GroupMember::subscribe(&static_config, "second", &[topic]).or_panic("second");
+    run.drive(
+        &[&first, &second],
+        CommitPolicy::Never,
+        Duration::from_secs(20),
+        "second takes over, first fenced",
+        |_, _| second.partitions() == [0, 1] && first.consumer().client().fatal_error().is_some(),
+    )
+    .or_panic("fencing");
+    let (code, message) = first.consumer().client().fatal_error().expect("fatal error");
+    assert_eq!(code, RDKafkaErrorCode::FencedInstanceId, "{message}");
+    assert!(second.consumer().client().fatal_error().is_none());
+    let described = describe_group(&bootstrap, group_id).or_panic("DescribeGroups");
+    assert_eq!(
+        described
+            .members
+            .iter()
+            .map(|m| (m.client_id.as_str(), m.assignment.len()))
+            .collect::<Vec<_>>(),
+        [("second", 2)],
+        "{described:?}"
+    );
 }
