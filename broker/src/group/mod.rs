@@ -61,6 +61,26 @@ pub struct FetchedOffset {
     pub error: Option<ResponseError>,
 }
 
+impl FetchedOffset {
+    /// No committed offset.
+    pub fn none() -> FetchedOffset {
+        FetchedOffset {
+            offset: -1,
+            leader_epoch: -1,
+            metadata: String::new(),
+            error: None,
+        }
+    }
+
+    /// The same answer with an error.
+    pub fn with_error(self, error: ResponseError) -> FetchedOffset {
+        FetchedOffset {
+            error: Some(error),
+            ..self
+        }
+    }
+}
+
 /// A group as ListGroups reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListedGroup {

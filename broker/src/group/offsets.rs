@@ -71,12 +71,7 @@ impl GroupCoordinator {
                 metadata: c.metadata.clone(),
                 error: None,
             },
-            None => FetchedOffset {
-                offset: -1,
-                leader_epoch: -1,
-                metadata: String::new(),
-                error: None,
-            },
+            None => FetchedOffset::none(),
         };
         let mut out: Vec<(String, Vec<(i32, FetchedOffset)>)> = self.meta.read(|s| {
             let group = s.groups.get(group_id);
