@@ -21,8 +21,9 @@ use anyhow::{bail, ensure, Context};
 use rdkafka::admin::{AdminClient, AdminOptions};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, RebalanceProtocol};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::error::RDKafkaErrorCode;
+use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use serde_json::Value;
 
@@ -74,7 +75,7 @@ pub struct RebalanceEvent {
     pub kind: RebalanceKind,
     /// The partitions in the callback, sorted (topic, partition).
     pub partitions: Vec<(String, i32)>,
-    /// True when the client runs the cooperative (incremental) protocol.
+    /// True when the client is configured for the cooperative (incremental) protocol.
     pub cooperative: bool,
     /// The member's whole assignment right after the callback was applied, sorted.
     pub assignment_after: Vec<(String, i32)>,
@@ -84,37 +85,84 @@ pub struct RebalanceEvent {
     pub at: Instant,
 }
 
-/// A consumer context that applies rebalances the default way (assign/unassign, or their
-/// incremental forms under the cooperative protocol) and records every callback.
+/// A consumer context that applies rebalances the standard way (assign/unassign, or their
+/// incremental forms under the cooperative protocol), keeps track of the resulting assignment,
+/// and records every callback.
+///
+/// It overrides rdkafka's default `rebalance` because that one asks librdkafka for the rebalance
+/// protocol (and a recorder would ask for the assignment) from inside the callback: both are
+/// requests to librdkafka's group thread with no timeout, which hang forever when the callback
+/// runs while the consumer is closing. The protocol comes from the configuration instead.
 #[derive(Debug, Default)]
 pub struct RecordingConsumerContext {
+    cooperative: bool,
     events: Mutex<Vec<RebalanceEvent>>,
+    assignment: Mutex<BTreeSet<(String, i32)>>,
 }
 
 impl RecordingConsumerContext {
+    /// A context for a consumer configured with the cooperative (incremental) protocol or not.
+    pub fn new(cooperative: bool) -> RecordingConsumerContext {
+        RecordingConsumerContext {
+            cooperative,
+            ..RecordingConsumerContext::default()
+        }
+    }
+
     /// Every rebalance callback so far, in order.
     pub fn events(&self) -> Vec<RebalanceEvent> {
         self.events.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The assignment as the rebalance callbacks left it, sorted.
+    pub fn assignment(&self) -> Vec<(String, i32)> {
+        self.assignment
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .cloned()
+            .collect()
     }
 }
 
 impl ClientContext for RecordingConsumerContext {}
 
 impl ConsumerContext for RecordingConsumerContext {
-    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        let (kind, partitions, error) = match rebalance {
-            Rebalance::Assign(tpl) => (RebalanceKind::Assign, tpl_partitions(tpl), None),
-            Rebalance::Revoke(tpl) => (RebalanceKind::Revoke, tpl_partitions(tpl), None),
-            Rebalance::Error(e) => (RebalanceKind::Error, Vec::new(), Some(e.to_string())),
+    fn rebalance(&self, consumer: &BaseConsumer<Self>, err: RDKafkaRespErr, tpl: &mut TopicPartitionList) {
+        let partitions = tpl_partitions(tpl);
+        let kind = match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => RebalanceKind::Assign,
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => RebalanceKind::Revoke,
+            _ => RebalanceKind::Error,
+        };
+        let applied = match (kind, self.cooperative) {
+            (RebalanceKind::Assign, true) => consumer.incremental_assign(tpl),
+            (RebalanceKind::Assign, false) => consumer.assign(tpl),
+            (_, true) => consumer.incremental_unassign(tpl),
+            (_, false) => consumer.unassign(),
+        };
+        let assignment_after = {
+            let mut assignment = self.assignment.lock().unwrap_or_else(|e| e.into_inner());
+            match (kind, self.cooperative) {
+                (RebalanceKind::Assign, true) => assignment.extend(partitions.iter().cloned()),
+                (RebalanceKind::Assign, false) => *assignment = partitions.iter().cloned().collect(),
+                (_, true) => partitions.iter().for_each(|p| {
+                    assignment.remove(p);
+                }),
+                (_, false) => assignment.clear(),
+            }
+            assignment.iter().cloned().collect()
+        };
+        let error = match (kind, applied) {
+            (RebalanceKind::Error, _) => Some(format!("rebalance error {err:?}")),
+            (_, Err(e)) => Some(format!("applying the rebalance failed: {e}")),
+            (_, Ok(())) => None,
         };
         let event = RebalanceEvent {
             kind,
             partitions,
-            cooperative: matches!(consumer.rebalance_protocol(), RebalanceProtocol::Cooperative),
-            assignment_after: consumer
-                .assignment()
-                .map(|tpl| tpl_partitions(&tpl))
-                .unwrap_or_default(),
+            cooperative: self.cooperative,
+            assignment_after,
             error,
             at: Instant::now(),
         };
@@ -154,8 +202,11 @@ impl GroupMember {
     pub fn subscribe(config: &ClientConfig, name: &str, topics: &[&str]) -> anyhow::Result<GroupMember> {
         let mut config = config.clone();
         config.set("client.id", name);
+        let cooperative = config
+            .get("partition.assignment.strategy")
+            .is_some_and(|s| s.contains("cooperative"));
         let consumer: GroupConsumer = config
-            .create_with_context(RecordingConsumerContext::default())
+            .create_with_context(RecordingConsumerContext::new(cooperative))
             .with_context(|| format!("create group consumer {name}"))?;
         consumer
             .subscribe(topics)
@@ -181,12 +232,10 @@ impl GroupMember {
         self.consumer().context().events()
     }
 
-    /// The partitions currently assigned to this member, sorted (empty if none or on error).
+    /// The partitions currently assigned to this member (as its rebalance callbacks applied
+    /// them), sorted.
     pub fn assignment(&self) -> Vec<(String, i32)> {
-        self.consumer()
-            .assignment()
-            .map(|tpl| tpl_partitions(&tpl))
-            .unwrap_or_default()
+        self.consumer().context().assignment()
     }
 
     /// The partition numbers currently assigned, sorted.
