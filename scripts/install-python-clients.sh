@@ -36,23 +36,28 @@ fi
 python="${PYTHON:-python3}"
 usable() {
   command -v "$python" >/dev/null 2>&1 &&
-    "$python" -c 'import sys, venv, ensurepip; sys.exit(0 if sys.version_info >= (3, 9) else 1)' >/dev/null 2>&1
+    "$python" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 9) else 1)' >/dev/null 2>&1
 }
+make_venv() {
+  rm -rf "${VENV}"
+  mkdir -p target
+  "$python" -m venv "${VENV}"
+}
+
 if ! usable; then
   apt_install install-python-clients python3 python3-venv
-  if [ -z "${PYTHON:-}" ] && ! usable; then
-    python=/usr/bin/python3
-  fi
+  [ -n "${PYTHON:-}" ] || python=/usr/bin/python3
   usable || {
-    echo "install-python-clients: ${python} (>= 3.9, with venv and ensurepip) is not usable" >&2
+    echo "install-python-clients: ${python} (Python >= 3.9) is not usable" >&2
     exit 1
   }
 fi
-
-echo "install-python-clients: creating ${VENV} with $("$python" --version 2>&1)"
-rm -rf "${VENV}"
-mkdir -p target
-"$python" -m venv "${VENV}"
+echo "install-python-clients: creating ${VENV} with ${python} ($("$python" --version 2>&1))"
+if ! make_venv; then
+  # Debian's python3 creates venvs only with python3-venv (ensurepip) installed.
+  apt_install install-python-clients python3-venv
+  make_venv
+fi
 "${VENV}/bin/python" -m pip install --disable-pip-version-check --no-input --quiet "${PINS[@]}"
 "${VENV}/bin/python" -c 'import kafka, aiokafka; print("install-python-clients: kafka-python", kafka.__version__, "aiokafka", aiokafka.__version__)'
 printf '%s' "${want}" >"${STAMP}"
