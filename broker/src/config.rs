@@ -59,6 +59,16 @@ pub struct BrokerConfig {
     pub log_level: String,
     /// Log output format.
     pub log_format: LogFormat,
+    /// `group.initial.rebalance.delay.ms`: how long the first rebalance of an empty group waits for more members to join.
+    pub group_initial_rebalance_delay_ms: u64,
+    /// `group.min.session.timeout.ms`: the shortest session timeout a member may ask for.
+    pub group_min_session_timeout_ms: u64,
+    /// `group.max.session.timeout.ms`: the longest session timeout a member may ask for.
+    pub group_max_session_timeout_ms: u64,
+    /// `offsets.retention.minutes`: how long an empty group's committed offsets are kept.
+    pub offsets_retention_minutes: u64,
+    /// `offsets.retention.check.interval.ms`: how often expired offsets are looked for.
+    pub offsets_retention_check_interval_ms: u64,
 }
 
 /// Default Kafka listener address.
@@ -83,6 +93,11 @@ impl Default for BrokerConfig {
             tail_cache_bytes: 8 * 1024 * 1024,
             log_level: "info".to_string(),
             log_format: LogFormat::Text,
+            group_initial_rebalance_delay_ms: 3000,
+            group_min_session_timeout_ms: 6000,
+            group_max_session_timeout_ms: 1_800_000,
+            offsets_retention_minutes: 10_080,
+            offsets_retention_check_interval_ms: 600_000,
         }
     }
 }
@@ -161,6 +176,21 @@ pub struct ServerArgs {
     /// Log format.
     #[arg(long, env = "DISTLOG_LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
+    /// Initial rebalance delay of an empty group in ms (group.initial.rebalance.delay.ms).
+    #[arg(long, env = "DISTLOG_GROUP_INITIAL_REBALANCE_DELAY_MS")]
+    pub group_initial_rebalance_delay_ms: Option<u64>,
+    /// Smallest session timeout a group member may use, ms (group.min.session.timeout.ms).
+    #[arg(long, env = "DISTLOG_GROUP_MIN_SESSION_TIMEOUT_MS")]
+    pub group_min_session_timeout_ms: Option<u64>,
+    /// Largest session timeout a group member may use, ms (group.max.session.timeout.ms).
+    #[arg(long, env = "DISTLOG_GROUP_MAX_SESSION_TIMEOUT_MS")]
+    pub group_max_session_timeout_ms: Option<u64>,
+    /// Committed offsets of an empty group are removed after this many minutes (offsets.retention.minutes).
+    #[arg(long, env = "DISTLOG_OFFSETS_RETENTION_MINUTES")]
+    pub offsets_retention_minutes: Option<u64>,
+    /// How often expired group offsets are removed, ms (offsets.retention.check.interval.ms).
+    #[arg(long, env = "DISTLOG_OFFSETS_RETENTION_CHECK_INTERVAL_MS")]
+    pub offsets_retention_check_interval_ms: Option<u64>,
 }
 
 /// The TOML file's shape: same keys as the flags, with underscores.
@@ -197,6 +227,16 @@ pub struct FileConfig {
     pub log_level: Option<String>,
     /// See [`BrokerConfig::log_format`].
     pub log_format: Option<LogFormat>,
+    /// See [`BrokerConfig::group_initial_rebalance_delay_ms`].
+    pub group_initial_rebalance_delay_ms: Option<u64>,
+    /// See [`BrokerConfig::group_min_session_timeout_ms`].
+    pub group_min_session_timeout_ms: Option<u64>,
+    /// See [`BrokerConfig::group_max_session_timeout_ms`].
+    pub group_max_session_timeout_ms: Option<u64>,
+    /// See [`BrokerConfig::offsets_retention_minutes`].
+    pub offsets_retention_minutes: Option<u64>,
+    /// See [`BrokerConfig::offsets_retention_check_interval_ms`].
+    pub offsets_retention_check_interval_ms: Option<u64>,
 }
 
 impl FileConfig {
@@ -231,6 +271,11 @@ impl FileConfig {
             tail_cache_bytes: a.tail_cache_bytes,
             log_level: a.log_level.clone(),
             log_format: a.log_format,
+            group_initial_rebalance_delay_ms: a.group_initial_rebalance_delay_ms,
+            group_min_session_timeout_ms: a.group_min_session_timeout_ms,
+            group_max_session_timeout_ms: a.group_max_session_timeout_ms,
+            offsets_retention_minutes: a.offsets_retention_minutes,
+            offsets_retention_check_interval_ms: a.offsets_retention_check_interval_ms,
         }
     }
 }
@@ -297,6 +342,17 @@ impl BrokerConfig {
                 "message max bytes must be within [1, 2^31-1]".into(),
             ));
         }
+        if c.group_min_session_timeout_ms > c.group_max_session_timeout_ms {
+            return Err(BrokerError::Config(
+                "--group-min-session-timeout-ms must not exceed --group-max-session-timeout-ms".into(),
+            ));
+        }
+        if c.offsets_retention_minutes == 0 || c.offsets_retention_check_interval_ms == 0 {
+            return Err(BrokerError::Config(
+                "--offsets-retention-minutes and --offsets-retention-check-interval-ms must be positive"
+                    .into(),
+            ));
+        }
         Ok(c)
     }
 
@@ -326,6 +382,23 @@ impl BrokerConfig {
         set(&mut self.tail_cache_bytes, &l.tail_cache_bytes);
         set(&mut self.log_level, &l.log_level);
         set(&mut self.log_format, &l.log_format);
+        set(
+            &mut self.group_initial_rebalance_delay_ms,
+            &l.group_initial_rebalance_delay_ms,
+        );
+        set(
+            &mut self.group_min_session_timeout_ms,
+            &l.group_min_session_timeout_ms,
+        );
+        set(
+            &mut self.group_max_session_timeout_ms,
+            &l.group_max_session_timeout_ms,
+        );
+        set(&mut self.offsets_retention_minutes, &l.offsets_retention_minutes);
+        set(
+            &mut self.offsets_retention_check_interval_ms,
+            &l.offsets_retention_check_interval_ms,
+        );
     }
 }
 

@@ -7,6 +7,7 @@ use distlog_storage::log::Namespace;
 use kafka_protocol::error::ResponseError;
 
 use crate::config::BrokerConfig;
+use crate::group::GroupCoordinator;
 
 /// Everything a handler needs: the metadata replica, the namespace of log
 /// streams, and the node's configuration.
@@ -17,6 +18,8 @@ pub struct Broker {
     pub ns: Arc<Namespace>,
     /// Node configuration.
     pub config: Arc<BrokerConfig>,
+    /// The consumer-group coordinator.
+    pub groups: Arc<GroupCoordinator>,
 }
 
 impl Broker {

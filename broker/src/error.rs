@@ -84,6 +84,17 @@ pub fn metadata_error(e: &MetadataError) -> ResponseError {
     }
 }
 
+/// The Kafka error a group coordinator answers when the metadata store
+/// could not store group state (offsets, a generation): clients retry
+/// after looking up the coordinator again.
+pub fn group_store_error(e: &MetadataError) -> ResponseError {
+    match e {
+        MetadataError::ForwardToLeader { .. } => ResponseError::NotCoordinator,
+        MetadataError::Rejected(ApplyError::Invalid(_)) => ResponseError::InvalidRequest,
+        _ => ResponseError::CoordinatorNotAvailable,
+    }
+}
+
 /// Why a topic name breaks Kafka's naming rules (answered with
 /// INVALID_TOPIC_EXCEPTION), or
 /// `None` when the name is valid: non-empty, at most 249 characters of

@@ -7,6 +7,7 @@
 pub mod config;
 pub mod context;
 pub mod error;
+pub mod group;
 pub mod handlers;
 pub mod http;
 pub mod metrics;

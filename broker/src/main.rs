@@ -8,6 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::Context;
 use clap::Parser;
 use distlog_broker::config::{BrokerConfig, Cli, CliCommand, LogFormat};
+use distlog_broker::group::GroupCoordinator;
 use distlog_broker::handlers::KafkaDispatcher;
 use distlog_broker::http::{self, Readiness};
 use distlog_broker::server::listener;
@@ -194,10 +195,12 @@ async fn serve(config: BrokerConfig) -> anyhow::Result<()> {
         .await
         .context("cannot register this broker in the metadata store")?;
 
+    let groups = GroupCoordinator::start(meta.clone(), &config);
     let broker = Arc::new(Broker {
         meta: meta.clone(),
         ns: ns.clone(),
         config: config.clone(),
+        groups,
     });
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let ready = Readiness::default();

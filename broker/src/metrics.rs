@@ -7,8 +7,9 @@
 use std::sync::LazyLock;
 
 use prometheus::{
-    register_histogram_vec, register_int_counter, register_int_counter_vec, register_int_gauge, HistogramVec,
-    IntCounter, IntCounterVec, IntGauge,
+    register_histogram, register_histogram_vec, register_int_counter, register_int_counter_vec,
+    register_int_gauge, register_int_gauge_vec, Histogram, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec,
 };
 
 /// Requests received, by API name (e.g. `Produce`, `Metadata`).
@@ -94,3 +95,46 @@ impl Drop for ConnectionGuard {
         CONNECTIONS_ACTIVE.dec();
     }
 }
+
+/// Consumer groups by state (`Empty`, `PreparingRebalance`, …).
+pub static GROUPS: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    register_int_gauge_vec!("distlog_groups", "Consumer groups, by state", &["state"])
+        .expect("metric distlog_groups registers once")
+});
+
+/// Rebalances started (a group entering PreparingRebalance).
+pub static GROUP_REBALANCES: LazyLock<IntCounter> = LazyLock::new(|| {
+    register_int_counter!(
+        "distlog_group_rebalances_total",
+        "Consumer group rebalances started"
+    )
+    .expect("metric distlog_group_rebalances_total registers once")
+});
+
+/// Partition offsets committed (durably), over all groups.
+pub static GROUP_OFFSET_COMMITS: LazyLock<IntCounter> = LazyLock::new(|| {
+    register_int_counter!(
+        "distlog_group_offset_commits_total",
+        "Partition offsets committed by consumer groups"
+    )
+    .expect("metric distlog_group_offset_commits_total registers once")
+});
+
+/// Raft writes of group state (each carries a batch of commits and records).
+pub static GROUP_STORE_WRITES: LazyLock<IntCounter> = LazyLock::new(|| {
+    register_int_counter!(
+        "distlog_group_store_writes_total",
+        "Metadata-store writes of consumer group state (batched)"
+    )
+    .expect("metric distlog_group_store_writes_total registers once")
+});
+
+/// Group ops per metadata-store write: how well commits batch.
+pub static GROUP_STORE_BATCH_OPS: LazyLock<Histogram> = LazyLock::new(|| {
+    register_histogram!(
+        "distlog_group_store_batch_ops",
+        "Consumer group changes carried by one metadata-store write",
+        vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 512.0, 4096.0]
+    )
+    .expect("metric distlog_group_store_batch_ops registers once")
+});

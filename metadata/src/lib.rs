@@ -8,6 +8,7 @@
 
 pub mod client;
 pub mod error;
+pub mod group;
 pub mod metrics;
 pub mod model;
 pub mod network;
@@ -17,4 +18,5 @@ pub mod typ;
 
 pub use client::{MetadataConfig, MetadataStore, RaftTuning};
 pub use error::MetadataError;
+pub use group::{CommittedOffset, GroupMemberRecord, GroupMeta, GroupOp, GroupRecord, OffsetCommitEntry};
 pub use model::*;

@@ -157,6 +157,9 @@ pub struct MetaState {
     pub next_ledger_id: u64,
     /// Next producer id to hand out.
     pub next_producer_id: u64,
+    /// Consumer groups: committed offsets and last generations, by group id.
+    #[serde(default)]
+    pub groups: BTreeMap<String, crate::group::GroupMeta>,
 }
 
 impl MetaState {
@@ -251,6 +254,9 @@ pub enum Command {
     /// Move the log start offset forward and drop whole segments that end
     /// before it. The response lists the ledgers to delete.
     TruncateStream { stream: StreamId, log_start_offset: u64 },
+    /// Consumer-group changes (offset commits, generation records,
+    /// deletions), applied in order; never refused.
+    Groups(Vec<crate::group::GroupOp>),
 }
 
 /// Why the state machine refused a command. Refusals are deterministic and

@@ -97,6 +97,7 @@ fn apply_inner(state: &mut MetaState, cmd: &Command, events: &mut Vec<MetaEvent>
                     ledgers.extend(stream.segments.iter().map(|s| s.ledger_id));
                 }
             }
+            crate::group::forget_topic(state, name);
             events.push(MetaEvent::TopicDeleted {
                 name: name.clone(),
                 id: topic.id,
@@ -248,6 +249,10 @@ fn apply_inner(state: &mut MetaState, cmd: &Command, events: &mut Vec<MetaEvent>
                 });
             }
             Ok(CommandResponse::ReleasedLedgers(ledgers))
+        }
+        Command::Groups(ops) => {
+            crate::group::apply_group_ops(state, ops);
+            Ok(CommandResponse::Ok)
         }
     }
 }

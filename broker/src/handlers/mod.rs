@@ -11,6 +11,9 @@ pub mod delete_topics;
 pub mod describe_configs;
 pub mod fetch;
 pub mod fetch_encode;
+pub mod group_admin;
+pub mod group_membership;
+pub mod group_offsets;
 pub mod list_offsets;
 pub mod metadata;
 pub mod produce;
@@ -35,6 +38,17 @@ pub const SUPPORTED: &[(ApiKey, (i16, i16))] = &[
     (ApiKey::CreateTopics, create_topics::VERSIONS),
     (ApiKey::DeleteTopics, delete_topics::VERSIONS),
     (ApiKey::DescribeConfigs, describe_configs::VERSIONS),
+    (ApiKey::OffsetCommit, group_offsets::COMMIT_VERSIONS),
+    (ApiKey::OffsetFetch, group_offsets::FETCH_VERSIONS),
+    (ApiKey::FindCoordinator, group_admin::FIND_COORDINATOR_VERSIONS),
+    (ApiKey::JoinGroup, group_membership::JOIN_VERSIONS),
+    (ApiKey::Heartbeat, group_membership::HEARTBEAT_VERSIONS),
+    (ApiKey::LeaveGroup, group_membership::LEAVE_VERSIONS),
+    (ApiKey::SyncGroup, group_membership::SYNC_VERSIONS),
+    (ApiKey::DescribeGroups, group_admin::DESCRIBE_VERSIONS),
+    (ApiKey::ListGroups, group_admin::LIST_VERSIONS),
+    (ApiKey::DeleteGroups, group_admin::DELETE_VERSIONS),
+    (ApiKey::OffsetDelete, group_offsets::DELETE_VERSIONS),
 ];
 
 /// The implemented version range of an API, if it is served at all.
@@ -189,6 +203,39 @@ impl Dispatcher for KafkaDispatcher {
                 ApiKey::DescribeConfigs => {
                     route!(req, broker, m::DescribeConfigsRequest, describe_configs::handle)
                 }
+                ApiKey::JoinGroup => {
+                    let version = req.header.request_api_version;
+                    let mut body = req.body;
+                    match decode_body::<m::JoinGroupRequest>(req.api_key, &mut body, version) {
+                        Ok(decoded) => {
+                            let client_id = req.header.client_id.as_deref().unwrap_or_default();
+                            let resp =
+                                group_membership::join(broker, version, decoded, client_id, &req.client_host)
+                                    .await;
+                            encode_response(req.api_key, version, version, req.header.correlation_id, &resp)
+                        }
+                        Err(e) => Outcome::Close(e),
+                    }
+                }
+                ApiKey::SyncGroup => route!(req, broker, m::SyncGroupRequest, group_membership::sync),
+                ApiKey::Heartbeat => route!(req, broker, m::HeartbeatRequest, group_membership::heartbeat),
+                ApiKey::LeaveGroup => route!(req, broker, m::LeaveGroupRequest, group_membership::leave),
+                ApiKey::OffsetCommit => route!(req, broker, m::OffsetCommitRequest, group_offsets::commit),
+                ApiKey::OffsetFetch => route!(req, broker, m::OffsetFetchRequest, group_offsets::fetch),
+                ApiKey::OffsetDelete => route!(req, broker, m::OffsetDeleteRequest, group_offsets::delete),
+                ApiKey::FindCoordinator => {
+                    route!(
+                        req,
+                        broker,
+                        m::FindCoordinatorRequest,
+                        group_admin::find_coordinator
+                    )
+                }
+                ApiKey::ListGroups => route!(req, broker, m::ListGroupsRequest, group_admin::list),
+                ApiKey::DescribeGroups => {
+                    route!(req, broker, m::DescribeGroupsRequest, group_admin::describe)
+                }
+                ApiKey::DeleteGroups => route!(req, broker, m::DeleteGroupsRequest, group_admin::delete),
                 other => {
                     warn!(api = ?other, "request for an API without a handler");
                     Outcome::Close(format!("{other:?} is not supported"))

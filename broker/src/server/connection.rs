@@ -42,6 +42,8 @@ pub struct RawRequest {
     /// For produce requests: this request's turn in the connection's
     /// append order (see [`ProduceTurn`]).
     pub turn: Option<ProduceTurn>,
+    /// The client's host as Kafka reports it in DescribeGroups (`/ip`).
+    pub client_host: Arc<str>,
 }
 
 /// Keeps the appends of one connection's produce requests in request
@@ -142,6 +144,7 @@ pub fn parse_header(frame: Bytes) -> Result<RawRequest, HeaderError> {
         header,
         body: buf,
         turn: None,
+        client_host: Arc::from(""),
     })
 }
 
@@ -195,6 +198,10 @@ async fn read_loop<R: AsyncRead + Unpin, D: Dispatcher>(
     peer: String,
 ) {
     let mut rd = BufReader::with_capacity(64 * 1024, rd);
+    let client_host: Arc<str> = {
+        let ip = peer.rsplit_once(':').map_or(peer.as_str(), |(ip, _)| ip);
+        Arc::from(format!("/{}", ip.trim_start_matches('[').trim_end_matches(']')))
+    };
     let mut last_produce: Option<oneshot::Receiver<()>> = None;
     loop {
         if *shutdown.borrow() {
@@ -226,6 +233,7 @@ async fn read_loop<R: AsyncRead + Unpin, D: Dispatcher>(
                 return;
             }
         };
+        req.client_host = client_host.clone();
         let version = req.header.request_api_version;
         if !dispatcher.accepts(req.api_key, version) {
             warn!(%peer, api = ?req.api_key, version, "closing connection: unsupported API version");

@@ -51,6 +51,8 @@ struct SnapshotBody {
     streams: Vec<StreamMeta>,
     next_ledger_id: u64,
     next_producer_id: u64,
+    #[serde(default)]
+    groups: BTreeMap<String, crate::group::GroupMeta>,
 }
 
 fn encode_state(state: &MetaState) -> Result<Vec<u8>, StorageError> {
@@ -61,6 +63,7 @@ fn encode_state(state: &MetaState) -> Result<Vec<u8>, StorageError> {
         streams: state.streams.values().cloned().collect(),
         next_ledger_id: state.next_ledger_id,
         next_producer_id: state.next_producer_id,
+        groups: state.groups.clone(),
     };
     encode(ErrorSubject::Snapshot(None), &body)
 }
@@ -74,6 +77,7 @@ fn decode_state(bytes: &[u8]) -> Result<MetaState, StorageError> {
         streams: body.streams.into_iter().map(|s| (s.id, s)).collect(),
         next_ledger_id: body.next_ledger_id,
         next_producer_id: body.next_producer_id,
+        groups: body.groups,
     })
 }
 

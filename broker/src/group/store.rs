@@ -1,0 +1,155 @@
+//! Durable group state: offset commits and generation records written to
+//! the metadata store in batches.
+//!
+//! Every change is queued synchronously ([`GroupStore::submit`]), so two
+//! changes submitted under a group's lock reach the Raft log in that order.
+//! One writer task drains the queue: while one Raft write is in flight the
+//! next changes accumulate and go out together as one
+//! [`Command::Groups`], so many consumers committing at once cost one Raft
+//! round trip per batch rather than one per commit.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use distlog_metadata::{Command, GroupOp, MetadataStore};
+use kafka_protocol::error::ResponseError;
+use parking_lot::Mutex;
+use tokio::sync::{mpsc, oneshot};
+use tracing::{debug_span, warn, Instrument};
+
+use crate::metrics;
+
+/// The outcome of a submitted change, once the metadata store answered:
+/// the Kafka error for a failure (see [`crate::error::group_store_error`]).
+pub type StoreResult = Result<(), ResponseError>;
+
+/// At most this many ops go into one Raft entry.
+const MAX_BATCH_OPS: usize = 4096;
+
+struct Submission {
+    ops: Vec<GroupOp>,
+    done: oneshot::Sender<StoreResult>,
+}
+
+/// The batching writer of group changes.
+pub struct GroupStore {
+    tx: mpsc::UnboundedSender<Submission>,
+    /// Offsets submitted and not yet durable, per group and partition
+    /// (OffsetFetch with `require_stable` answers UNSTABLE_OFFSET_COMMIT
+    /// for them).
+    unstable: Arc<Mutex<HashMap<String, HashMap<(String, u32), u32>>>>,
+}
+
+impl GroupStore {
+    /// Start the writer task over `meta`.
+    pub fn start(meta: Arc<MetadataStore>) -> GroupStore {
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(write_loop(meta, rx).instrument(debug_span!("group_store")));
+        GroupStore {
+            tx,
+            unstable: Arc::new(Mutex::new(HashMap::new())),
+        }
+    }
+
+    /// Queue `ops` behind everything submitted before; the receiver
+    /// completes when they are durable (or failed).
+    pub fn submit(&self, ops: Vec<GroupOp>) -> oneshot::Receiver<StoreResult> {
+        let (done, rx) = oneshot::channel();
+        let pending: Vec<(String, Vec<(String, u32)>)> = ops
+            .iter()
+            .filter_map(|op| match op {
+                GroupOp::CommitOffsets { group, offsets } => Some((
+                    group.clone(),
+                    offsets.iter().map(|o| (o.topic.clone(), o.partition)).collect(),
+                )),
+                _ => None,
+            })
+            .collect();
+        if pending.is_empty() {
+            if let Err(e) = self.tx.send(Submission { ops, done }) {
+                let _ = e.0.done.send(Err(ResponseError::CoordinatorNotAvailable));
+            }
+            return rx;
+        }
+        {
+            let mut unstable = self.unstable.lock();
+            for (group, parts) in &pending {
+                let g = unstable.entry(group.clone()).or_default();
+                for p in parts {
+                    *g.entry(p.clone()).or_default() += 1;
+                }
+            }
+        }
+        // Clear the unstable marks when the write is answered.
+        let (inner_done, inner_rx) = oneshot::channel();
+        if let Err(e) = self.tx.send(Submission {
+            ops,
+            done: inner_done,
+        }) {
+            let _ = e.0.done.send(Err(ResponseError::CoordinatorNotAvailable));
+        }
+        let unstable = self.unstable.clone();
+        tokio::spawn(async move {
+            let result = inner_rx
+                .await
+                .unwrap_or_else(|_| Err(ResponseError::CoordinatorNotAvailable));
+            {
+                let mut unstable = unstable.lock();
+                for (group, parts) in &pending {
+                    if let Some(g) = unstable.get_mut(group) {
+                        for p in parts {
+                            if let Some(n) = g.get_mut(p) {
+                                *n -= 1;
+                                if *n == 0 {
+                                    g.remove(p);
+                                }
+                            }
+                        }
+                        if g.is_empty() {
+                            unstable.remove(group);
+                        }
+                    }
+                }
+            }
+            let _ = done.send(result);
+        });
+        rx
+    }
+
+    /// Whether an offset of this group and partition is submitted but not
+    /// yet durable.
+    pub fn is_unstable(&self, group: &str, topic: &str, partition: u32) -> bool {
+        self.unstable
+            .lock()
+            .get(group)
+            .is_some_and(|g| g.contains_key(&(topic.to_string(), partition)))
+    }
+}
+
+async fn write_loop(meta: Arc<MetadataStore>, mut rx: mpsc::UnboundedReceiver<Submission>) {
+    while let Some(first) = rx.recv().await {
+        let mut ops = first.ops;
+        let mut waiters = vec![first.done];
+        while ops.len() < MAX_BATCH_OPS {
+            match rx.try_recv() {
+                Ok(next) => {
+                    ops.extend(next.ops);
+                    waiters.push(next.done);
+                }
+                Err(_) => break,
+            }
+        }
+        metrics::GROUP_STORE_WRITES.inc();
+        metrics::GROUP_STORE_BATCH_OPS.observe(ops.len() as f64);
+        let result = match meta.write(Command::Groups(ops)).await {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                warn!(error = %e, "group state not stored; clients will retry");
+                Err(crate::error::group_store_error(&e))
+            }
+        };
+        for w in waiters {
+            let _ = w.send(result.clone());
+        }
+    }
+}

@@ -1,0 +1,280 @@
+//! Committed offsets: OffsetCommit, OffsetFetch (single- and multi-group)
+//! and OffsetDelete.
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::offset_commit_response::{
+    OffsetCommitResponsePartition, OffsetCommitResponseTopic,
+};
+use kafka_protocol::messages::offset_delete_response::{
+    OffsetDeleteResponsePartition, OffsetDeleteResponseTopic,
+};
+use kafka_protocol::messages::offset_fetch_response::{
+    OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions,
+    OffsetFetchResponseTopic, OffsetFetchResponseTopics,
+};
+use kafka_protocol::messages::{
+    GroupId, OffsetCommitRequest, OffsetCommitResponse, OffsetDeleteRequest, OffsetDeleteResponse,
+    OffsetFetchRequest, OffsetFetchResponse, TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
+
+use crate::group::{FetchedOffset, OFFSET_METADATA_MAX_BYTES};
+use crate::Broker;
+use distlog_metadata::{CommittedOffset, OffsetCommitEntry};
+
+/// OffsetCommit versions served (v6+: leader epoch; v7+: static members).
+pub const COMMIT_VERSIONS: (i16, i16) = (2, 9);
+/// OffsetFetch versions served (v7+: require_stable; v8+: many groups).
+pub const FETCH_VERSIONS: (i16, i16) = (1, 9);
+/// OffsetDelete versions served.
+pub const DELETE_VERSIONS: (i16, i16) = (0, 0);
+
+fn code(e: Option<ResponseError>) -> i16 {
+    e.map_or(0, |e| e.code())
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Handle an OffsetCommit: partitions of unknown topics and oversized
+/// metadata are refused one by one; the rest are stored together and share
+/// the outcome of the member/generation check and the durable write.
+pub async fn commit(broker: &Broker, version: i16, req: OffsetCommitRequest) -> OffsetCommitResponse {
+    let instance = if version >= 7 {
+        req.group_instance_id.as_ref().map(|s| s.to_string())
+    } else {
+        None
+    };
+    let commit_ms = now_ms();
+    // (topic, partition, Some(error) | None = to store)
+    let mut rows: Vec<(TopicName, i32, Option<ResponseError>)> = Vec::new();
+    let mut entries = Vec::new();
+    for topic in &req.topics {
+        let partitions = broker.meta.read(|s| s.topic(&topic.name).map(|t| t.partitions));
+        for p in &topic.partitions {
+            let metadata = p
+                .committed_metadata
+                .as_ref()
+                .map(|m| m.to_string())
+                .unwrap_or_default();
+            let error = match partitions {
+                None => Some(ResponseError::UnknownTopicOrPartition),
+                Some(n) if p.partition_index < 0 || p.partition_index as u32 >= n => {
+                    Some(ResponseError::UnknownTopicOrPartition)
+                }
+                _ if metadata.len() > OFFSET_METADATA_MAX_BYTES => {
+                    Some(ResponseError::OffsetMetadataTooLarge)
+                }
+                _ => None,
+            };
+            if error.is_none() {
+                entries.push(OffsetCommitEntry {
+                    topic: topic.name.0.to_string(),
+                    partition: p.partition_index as u32,
+                    committed: CommittedOffset {
+                        offset: p.committed_offset,
+                        leader_epoch: if version >= 6 {
+                            p.committed_leader_epoch
+                        } else {
+                            -1
+                        },
+                        metadata,
+                        commit_ms,
+                    },
+                });
+            }
+            rows.push((topic.name.clone(), p.partition_index, error));
+        }
+    }
+    let outcome = broker
+        .groups
+        .commit(
+            &req.group_id.0,
+            &req.member_id,
+            instance.as_deref(),
+            req.generation_id_or_member_epoch,
+            entries,
+        )
+        .await
+        .err();
+    let mut topics: Vec<OffsetCommitResponseTopic> = Vec::new();
+    for (name, partition, error) in rows {
+        let error = error.or(outcome);
+        let row = OffsetCommitResponsePartition::default()
+            .with_partition_index(partition)
+            .with_error_code(code(error));
+        match topics.last_mut() {
+            Some(t) if t.name == name => t.partitions.push(row),
+            _ => topics.push(
+                OffsetCommitResponseTopic::default()
+                    .with_name(name)
+                    .with_partitions(vec![row]),
+            ),
+        }
+    }
+    OffsetCommitResponse::default().with_topics(topics)
+}
+
+/// One group's offsets as the coordinator answers them: the group-level
+/// error, or the rows by topic.
+type GroupOffsets = Result<Vec<(String, Vec<(i32, FetchedOffset)>)>, ResponseError>;
+
+fn fetch_group(
+    broker: &Broker,
+    group: &str,
+    topics: Option<Vec<(String, Vec<i32>)>>,
+    stable: bool,
+) -> GroupOffsets {
+    if let Some(e) = broker.groups.check_group(group) {
+        return Err(e);
+    }
+    Ok(broker.groups.fetch_offsets(group, topics.as_deref(), stable))
+}
+
+/// Handle an OffsetFetch: v1–7 for one group, v8+ for many.
+pub async fn fetch(broker: &Broker, version: i16, req: OffsetFetchRequest) -> OffsetFetchResponse {
+    let stable = version >= 7 && req.require_stable;
+    if version >= 8 {
+        let groups = req
+            .groups
+            .into_iter()
+            .map(|g| {
+                let topics = g.topics.map(|ts| {
+                    ts.into_iter()
+                        .map(|t| (t.name.0.to_string(), t.partition_indexes))
+                        .collect()
+                });
+                let result = fetch_group(broker, &g.group_id.0, topics, stable);
+                let mut out = OffsetFetchResponseGroup::default().with_group_id(g.group_id);
+                match result {
+                    Err(e) => out.error_code = e.code(),
+                    Ok(rows) => {
+                        out.topics = rows
+                            .into_iter()
+                            .map(|(name, parts)| {
+                                OffsetFetchResponseTopics::default()
+                                    .with_name(TopicName(StrBytes::from_string(name)))
+                                    .with_partitions(
+                                        parts
+                                            .into_iter()
+                                            .map(|(p, f)| {
+                                                OffsetFetchResponsePartitions::default()
+                                                    .with_partition_index(p)
+                                                    .with_committed_offset(f.offset)
+                                                    .with_committed_leader_epoch(f.leader_epoch)
+                                                    .with_metadata(Some(StrBytes::from_string(f.metadata)))
+                                                    .with_error_code(code(f.error))
+                                            })
+                                            .collect(),
+                                    )
+                            })
+                            .collect()
+                    }
+                }
+                out
+            })
+            .collect();
+        return OffsetFetchResponse::default().with_groups(groups);
+    }
+    let topics = req.topics.map(|ts| {
+        ts.into_iter()
+            .map(|t| (t.name.0.to_string(), t.partition_indexes))
+            .collect::<Vec<_>>()
+    });
+    let requested = topics.clone();
+    match fetch_group(broker, &req.group_id.0, topics, stable) {
+        Err(e) => {
+            let mut resp = OffsetFetchResponse::default();
+            if version >= 2 {
+                resp.error_code = e.code();
+            } else {
+                // v1 has no top-level error: every requested partition carries it.
+                resp.topics = requested
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|(name, parts)| {
+                        OffsetFetchResponseTopic::default()
+                            .with_name(TopicName(StrBytes::from_string(name)))
+                            .with_partitions(
+                                parts
+                                    .into_iter()
+                                    .map(|p| {
+                                        OffsetFetchResponsePartition::default()
+                                            .with_partition_index(p)
+                                            .with_committed_offset(-1)
+                                            .with_metadata(Some(StrBytes::default()))
+                                            .with_error_code(e.code())
+                                    })
+                                    .collect(),
+                            )
+                    })
+                    .collect();
+            }
+            resp
+        }
+        Ok(rows) => OffsetFetchResponse::default().with_topics(
+            rows.into_iter()
+                .map(|(name, parts)| {
+                    OffsetFetchResponseTopic::default()
+                        .with_name(TopicName(StrBytes::from_string(name)))
+                        .with_partitions(
+                            parts
+                                .into_iter()
+                                .map(|(p, f)| {
+                                    OffsetFetchResponsePartition::default()
+                                        .with_partition_index(p)
+                                        .with_committed_offset(f.offset)
+                                        .with_committed_leader_epoch(f.leader_epoch)
+                                        .with_metadata(Some(StrBytes::from_string(f.metadata)))
+                                        .with_error_code(code(f.error))
+                                })
+                                .collect(),
+                        )
+                })
+                .collect(),
+        ),
+    }
+}
+
+/// Handle an OffsetDelete.
+pub async fn delete(broker: &Broker, _version: i16, req: OffsetDeleteRequest) -> OffsetDeleteResponse {
+    let GroupId(group) = &req.group_id;
+    let partitions: Vec<(String, i32)> = req
+        .topics
+        .iter()
+        .flat_map(|t| {
+            t.partitions
+                .iter()
+                .map(move |p| (t.name.0.to_string(), p.partition_index))
+        })
+        .collect();
+    match broker.groups.delete_offsets(group, &partitions).await {
+        Err(e) => OffsetDeleteResponse::default().with_error_code(e.code()),
+        Ok(results) => {
+            let mut results = results.into_iter();
+            let topics = req
+                .topics
+                .into_iter()
+                .map(|t| {
+                    let rows = t
+                        .partitions
+                        .iter()
+                        .map(|p| {
+                            OffsetDeleteResponsePartition::default()
+                                .with_partition_index(p.partition_index)
+                                .with_error_code(code(results.next().flatten()))
+                        })
+                        .collect();
+                    OffsetDeleteResponseTopic::default()
+                        .with_name(t.name)
+                        .with_partitions(rows)
+                })
+                .collect();
+            OffsetDeleteResponse::default().with_topics(topics)
+        }
+    }
+}

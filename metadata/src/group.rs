@@ -1,0 +1,339 @@
+//! The durable part of consumer groups: committed offsets and each group's
+//! last completed generation.
+//!
+//! Kafka keeps this in the `__consumer_offsets` topic; distlog keeps it in
+//! the Raft-replicated metadata state, so it survives a broker restart and,
+//! once clusters exist, a coordinator failover. The live protocol state
+//! (members awaiting a join, heartbeat deadlines) stays in the coordinator's
+//! memory; only what a new coordinator needs to carry on is stored here:
+//! the generation, its protocol, leader and members with their assignments
+//! (so a static member can rejoin without a rebalance), and the offsets.
+//!
+//! Offsets are keyed by topic *name*, as Kafka's are, and are removed when
+//! the topic is deleted.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::MetaState;
+
+/// One committed offset of one partition.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommittedOffset {
+    /// The next offset the group will consume.
+    pub offset: i64,
+    /// The leader epoch of the last consumed record, or -1.
+    pub leader_epoch: i32,
+    /// The client's free-form metadata string.
+    pub metadata: String,
+    /// Wall-clock millis of the commit (drives `offsets.retention.minutes`).
+    pub commit_ms: u64,
+}
+
+/// One member of a completed generation, as a new coordinator needs it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupMemberRecord {
+    /// The coordinator-assigned member id.
+    pub member_id: String,
+    /// The static instance id (KIP-345), if the member is static.
+    pub group_instance_id: Option<String>,
+    /// The client id of the member's connection.
+    pub client_id: String,
+    /// The client's host (peer address) as seen by the coordinator.
+    pub client_host: String,
+    /// Session timeout the member joined with.
+    pub session_timeout_ms: i32,
+    /// Rebalance timeout the member joined with.
+    pub rebalance_timeout_ms: i32,
+    /// The member's metadata for the selected protocol (for consumers, its
+    /// subscription), opaque to the broker.
+    #[serde(with = "hex_bytes")]
+    pub metadata: Vec<u8>,
+    /// The assignment the leader gave the member, opaque to the broker.
+    #[serde(with = "hex_bytes")]
+    pub assignment: Vec<u8>,
+}
+
+/// A group's last completed generation.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupRecord {
+    /// The protocol type (`consumer` for Kafka consumers); empty for a group
+    /// that only ever received standalone offset commits.
+    pub protocol_type: String,
+    /// The generation id (0 before the first rebalance).
+    pub generation: i32,
+    /// The protocol (assignor) selected for the generation.
+    pub protocol: Option<String>,
+    /// The member id of the generation's leader.
+    pub leader: Option<String>,
+    /// The generation's members; empty for an Empty group.
+    pub members: Vec<GroupMemberRecord>,
+    /// Wall-clock millis when the group entered its current state (for an
+    /// Empty group, the start of its offsets' retention clock).
+    pub state_ms: u64,
+}
+
+/// Everything stored for one group.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupMeta {
+    /// The last completed generation.
+    pub record: GroupRecord,
+    /// Committed offsets: topic name → partition → offset.
+    pub offsets: BTreeMap<String, BTreeMap<u32, CommittedOffset>>,
+}
+
+impl GroupMeta {
+    /// The committed offset of one partition, if any.
+    pub fn offset(&self, topic: &str, partition: u32) -> Option<&CommittedOffset> {
+        self.offsets.get(topic).and_then(|p| p.get(&partition))
+    }
+}
+
+/// One offset to commit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OffsetCommitEntry {
+    /// Topic name.
+    pub topic: String,
+    /// Partition index.
+    pub partition: u32,
+    /// The offset and its metadata.
+    pub committed: CommittedOffset,
+}
+
+/// A change to group state. Many of them travel in one
+/// [`crate::Command::Groups`], so a busy coordinator batches commits from
+/// many consumers into one Raft round trip.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum GroupOp {
+    /// Store offsets. Offsets of topics that no longer exist are dropped
+    /// (the topic was deleted after the coordinator checked it).
+    CommitOffsets {
+        group: String,
+        offsets: Vec<OffsetCommitEntry>,
+    },
+    /// Replace the group's generation record (after a rebalance completes or
+    /// the group becomes empty).
+    StoreGroup { group: String, record: GroupRecord },
+    /// Remove the group and all its offsets.
+    DeleteGroup { group: String },
+    /// Remove some of the group's offsets (OffsetDelete, retention). A group
+    /// left with no offsets and no members is removed.
+    DeleteOffsets {
+        group: String,
+        partitions: Vec<(String, u32)>,
+    },
+}
+
+/// Apply group ops in order. They cannot be refused: the coordinator has
+/// validated them against its live state, and what could have changed
+/// since (a topic deleted) is handled deterministically here.
+pub(crate) fn apply_group_ops(state: &mut MetaState, ops: &[GroupOp]) {
+    for op in ops {
+        match op {
+            GroupOp::CommitOffsets { group, offsets } => {
+                let topics = &state.topics;
+                let meta = state.groups.entry(group.clone()).or_default();
+                for entry in offsets {
+                    if !topics.contains_key(&entry.topic) {
+                        continue;
+                    }
+                    meta.offsets
+                        .entry(entry.topic.clone())
+                        .or_default()
+                        .insert(entry.partition, entry.committed.clone());
+                }
+            }
+            GroupOp::StoreGroup { group, record } => {
+                state.groups.entry(group.clone()).or_default().record = record.clone();
+            }
+            GroupOp::DeleteGroup { group } => {
+                state.groups.remove(group);
+            }
+            GroupOp::DeleteOffsets { group, partitions } => {
+                let Some(meta) = state.groups.get_mut(group) else {
+                    continue;
+                };
+                for (topic, partition) in partitions {
+                    if let Some(parts) = meta.offsets.get_mut(topic) {
+                        parts.remove(partition);
+                        if parts.is_empty() {
+                            meta.offsets.remove(topic);
+                        }
+                    }
+                }
+                if meta.offsets.is_empty() && meta.record.members.is_empty() {
+                    state.groups.remove(group);
+                }
+            }
+        }
+    }
+}
+
+/// Remove a deleted topic's offsets from every group.
+pub(crate) fn forget_topic(state: &mut MetaState, topic: &str) {
+    for meta in state.groups.values_mut() {
+        meta.offsets.remove(topic);
+    }
+}
+
+/// Opaque protocol bytes stored as a hex string (the state is JSON, where a
+/// byte array would be a list of numbers four times the size).
+mod hex_bytes {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let mut out = String::with_capacity(bytes.len() * 2);
+        for b in bytes {
+            out.push(DIGITS[(b >> 4) as usize] as char);
+            out.push(DIGITS[(b & 0xf) as usize] as char);
+        }
+        s.serialize_str(&out)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let text = String::deserialize(d)?;
+        if text.len() % 2 != 0 {
+            return Err(serde::de::Error::custom("hex string of odd length"));
+        }
+        let nibble = |c: u8| -> Result<u8, D::Error> {
+            match c {
+                b'0'..=b'9' => Ok(c - b'0'),
+                b'a'..=b'f' => Ok(c - b'a' + 10),
+                _ => Err(serde::de::Error::custom("invalid hex digit")),
+            }
+        };
+        text.as_bytes()
+            .chunks(2)
+            .map(|pair| Ok((nibble(pair[0])? << 4) | nibble(pair[1])?))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Command, TopicMeta};
+    use crate::state_machine::apply;
+
+    fn state_with_topic(name: &str) -> MetaState {
+        let mut state = MetaState::default();
+        state.topics.insert(
+            name.into(),
+            TopicMeta {
+                name: name.into(),
+                id: uuid::Uuid::from_u128(7),
+                partitions: 2,
+                configs: Default::default(),
+                created_ms: 0,
+            },
+        );
+        state
+    }
+
+    fn commit(group: &str, topic: &str, partition: u32, offset: i64) -> GroupOp {
+        GroupOp::CommitOffsets {
+            group: group.into(),
+            offsets: vec![OffsetCommitEntry {
+                topic: topic.into(),
+                partition,
+                committed: CommittedOffset {
+                    offset,
+                    leader_epoch: 3,
+                    metadata: "m".into(),
+                    commit_ms: 10,
+                },
+            }],
+        }
+    }
+
+    #[test]
+    fn commits_overwrite_and_skip_unknown_topics() {
+        let mut state = state_with_topic("t");
+        let ops = vec![
+            commit("g", "t", 0, 5),
+            commit("g", "t", 0, 9),
+            commit("g", "gone", 0, 1),
+        ];
+        let (res, _) = apply(&mut state, &Command::Groups(ops));
+        assert!(res.is_ok());
+        let g = &state.groups["g"];
+        assert_eq!(g.offset("t", 0).map(|c| c.offset), Some(9));
+        assert_eq!(g.offset("t", 0).map(|c| c.leader_epoch), Some(3));
+        assert!(g.offset("gone", 0).is_none());
+        assert_eq!(g.offsets.len(), 1);
+    }
+
+    #[test]
+    fn deleting_a_topic_drops_its_offsets() {
+        let mut state = state_with_topic("t");
+        apply(&mut state, &Command::Groups(vec![commit("g", "t", 1, 5)]));
+        let (res, _) = apply(&mut state, &Command::DeleteTopic { name: "t".into() });
+        assert!(res.is_ok());
+        assert!(state.groups["g"].offsets.is_empty());
+    }
+
+    #[test]
+    fn deleting_the_last_offset_of_an_empty_group_removes_it() {
+        let mut state = state_with_topic("t");
+        apply(
+            &mut state,
+            &Command::Groups(vec![commit("g", "t", 0, 5), commit("g", "t", 1, 6)]),
+        );
+        apply(
+            &mut state,
+            &Command::Groups(vec![GroupOp::DeleteOffsets {
+                group: "g".into(),
+                partitions: vec![("t".into(), 0)],
+            }]),
+        );
+        assert_eq!(state.groups["g"].offset("t", 1).map(|c| c.offset), Some(6));
+        apply(
+            &mut state,
+            &Command::Groups(vec![GroupOp::DeleteOffsets {
+                group: "g".into(),
+                partitions: vec![("t".into(), 1)],
+            }]),
+        );
+        assert!(!state.groups.contains_key("g"));
+    }
+
+    #[test]
+    fn group_records_round_trip_through_json() {
+        let mut state = state_with_topic("t");
+        let record = GroupRecord {
+            protocol_type: "consumer".into(),
+            generation: 4,
+            protocol: Some("range".into()),
+            leader: Some("m-1".into()),
+            members: vec![GroupMemberRecord {
+                member_id: "m-1".into(),
+                group_instance_id: Some("i".into()),
+                client_id: "c".into(),
+                client_host: "/127.0.0.1".into(),
+                session_timeout_ms: 6000,
+                rebalance_timeout_ms: 30000,
+                metadata: vec![0, 1, 0xfe, 0xff],
+                assignment: vec![],
+            }],
+            state_ms: 99,
+        };
+        apply(
+            &mut state,
+            &Command::Groups(vec![GroupOp::StoreGroup {
+                group: "g".into(),
+                record: record.clone(),
+            }]),
+        );
+        let json = serde_json::to_string(&state).unwrap();
+        assert!(json.contains("\"0001feff\""));
+        let back: MetaState = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.groups["g"].record, record);
+        apply(
+            &mut state,
+            &Command::Groups(vec![GroupOp::DeleteGroup { group: "g".into() }]),
+        );
+        assert!(state.groups.is_empty());
+    }
+}
