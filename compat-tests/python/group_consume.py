@@ -82,6 +82,7 @@ class Run:
         self.committed = {}
         self.positions = {}
         self.error = None
+        self.final_assignment = None
         self.client = client
         self.version = version
         self._last_status = None
@@ -102,6 +103,11 @@ class Run:
         self.assignments.append(parts)
         logging.info("assigned %s", parts)
         self.write_status()
+
+    def freeze(self):
+        """Keeps the assignment held at the end, before close() revokes it."""
+        if self.final_assignment is None:
+            self.final_assignment = list(self.assignment)
 
     def on_revoked(self, partitions):
         logging.info("revoked %s", sorted(tp.partition for tp in partitions))
@@ -142,7 +148,7 @@ class Run:
             "group": self.args.group,
             "topic": self.args.topic,
             "records": self.records,
-            "assignment": self.assignment,
+            "assignment": self.assignment if self.final_assignment is None else self.final_assignment,
             "assignments": self.assignments,
             "committed": {str(p): o for p, o in sorted(self.committed.items())},
             "positions": {str(p): o for p, o in sorted(self.positions.items())},
@@ -237,9 +243,11 @@ def run_kafka_python(args):
         for p in sorted(consumer.partitions_for_topic(args.topic) or []):
             run.committed[p] = consumer.committed(TopicPartition(args.topic, p), timeout_ms=10000)
     except BaseException:
+        run.freeze()
         consumer.close(autocommit=False, timeout_ms=5000)
         run.write_status()
         raise_with(run)
+    run.freeze()
     consumer.close(autocommit=False, timeout_ms=10000)
     return run
 
@@ -327,9 +335,11 @@ async def run_aiokafka_async(args):
             tp = TopicPartition(args.topic, p)
             run.committed[p] = await bounded(consumer.committed(tp), "committed")
     except BaseException:
+        run.freeze()
         await stop()
         run.write_status()
         raise_with(run)
+    run.freeze()
     await stop()
     return run
 
