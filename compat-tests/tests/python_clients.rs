@@ -11,6 +11,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -187,8 +188,43 @@ fn tail(text: &str, lines: usize) -> String {
     all[all.len().saturating_sub(lines)..].join("\n")
 }
 
+/// `$DISTLOG_PYTHON_LOG_DIR`: where to keep every client run's stderr and, for a failed test, the
+/// broker's log (for diagnosis; with `DISTLOG_PYTHON_DEBUG=1` the client logs are at DEBUG level).
+fn log_dir() -> Option<PathBuf> {
+    std::env::var_os("DISTLOG_PYTHON_LOG_DIR").map(PathBuf::from)
+}
+
+/// Copies the broker's log into [`log_dir`] when the test fails (declared after the broker, so it
+/// runs before the broker's data directory is removed).
+struct KeepBrokerLog(PathBuf, String);
+
+impl Drop for KeepBrokerLog {
+    fn drop(&mut self) {
+        if let (true, Some(dir)) = (thread::panicking(), log_dir()) {
+            let _ = std::fs::create_dir_all(&dir);
+            let _ = std::fs::copy(&self.0, dir.join(format!("{}-broker.log", self.1)));
+        }
+    }
+}
+
+fn keep_broker_log(broker: &DistlogProcess, name: &str) -> KeepBrokerLog {
+    KeepBrokerLog(broker.log_path().to_path_buf(), name.to_string())
+}
+
+/// Keeps a client run's stderr in [`log_dir`], if one is set.
+fn save_stderr(client: &str, stderr: &str) {
+    if let Some(dir) = log_dir() {
+        static RUNS: AtomicUsize = AtomicUsize::new(0);
+        let n = RUNS.fetch_add(1, Ordering::Relaxed);
+        let _ = std::fs::create_dir_all(&dir);
+        let name = format!("{client}-{}-{n}.stderr", std::process::id());
+        let _ = std::fs::write(dir.join(name), stderr);
+    }
+}
+
 fn parse_run(client: &str, out: CommandOutput) -> GroupRun {
     let stdout = out.stdout_text();
+    save_stderr(client, &out.stderr);
     assert!(
         out.status.success(),
         "{client} group consumer failed ({}).\n---- stderr (tail) ----\n{}\n---- stdout (first 2000 bytes) ----\n{}",
@@ -313,6 +349,7 @@ fn assert_committed(what: &str, run: &GroupRun, ends: &BTreeMap<i32, i64>) {
 /// nothing new; after 300 more records a third gets exactly those.
 fn group_consume_resumes_from_committed_offsets(client: &str) {
     let broker = start_group_broker();
+    let _keep = keep_broker_log(&broker, &format!("resume-{client}"));
     let bootstrap = broker.bootstrap();
     let topic = format!("py-group-{client}");
     let group = format!("py-group-{client}-g");
@@ -368,12 +405,15 @@ fn fail_members(stop: &Path, why: String, members: Vec<Member>) -> ! {
     let outputs: Vec<String> = members
         .into_iter()
         .map(|m| match m.join() {
-            Ok(Ok(out)) => format!(
-                "exit {}; stdout: {}\nstderr (tail):\n{}",
-                out.status,
-                out.stdout_text().chars().take(1000).collect::<String>(),
-                tail(&out.stderr, 80)
-            ),
+            Ok(Ok(out)) => {
+                save_stderr("member", &out.stderr);
+                format!(
+                    "exit {}; stdout: {}\nstderr (tail):\n{}",
+                    out.status,
+                    out.stdout_text().chars().take(1000).collect::<String>(),
+                    tail(&out.stderr, 80)
+                )
+            }
             Ok(Err(e)) => format!("{e:#}"),
             Err(_) => "member thread panicked".to_string(),
         })
@@ -388,6 +428,7 @@ fn fail_members(stop: &Path, why: String, members: Vec<Member>) -> ! {
 /// assigned are consumed exactly once across the two, and the commits of both are in the group.
 fn two_member_group_consumes_each_record_once(client: &str) {
     let broker = start_group_broker();
+    let _keep = keep_broker_log(&broker, &format!("pair-{client}"));
     let bootstrap = broker.bootstrap();
     let topic = format!("py-pair-{client}");
     let group = format!("py-pair-{client}-g");
