@@ -214,6 +214,13 @@ def run_kafka_python(args):
     )
     try:
         consumer.subscribe([args.topic], listener=Listener())
+        # Know the topic's partitions before the first JoinGroup. Otherwise the first leader
+        # assigns from empty metadata and rejoins as soon as the metadata arrives, and in
+        # kafka-python 3.0.12 a poll() whose timeout expires inside that second join drops its
+        # SyncGroup result: the member never applies its assignment and never heartbeats again
+        # (a client race: join_group_async() re-checks need_rejoin(), which the completed
+        # assignment already satisfied, instead of collecting the finished join task).
+        consumer.partitions_for_topic(args.topic)
         progress = Progress(run)
         ready = False
         while True:
