@@ -348,6 +348,7 @@ fn assert_committed(what: &str, run: &GroupRun, ends: &BTreeMap<i32, i64>) {
 /// One member consumes everything, commits, and leaves; a second member of the same group gets
 /// nothing new; after 300 more records a third gets exactly those.
 fn group_consume_resumes_from_committed_offsets(client: &str) {
+    python(); // fail first, and clearly, when the clients are not installed
     let broker = start_group_broker();
     let _keep = keep_broker_log(&broker, &format!("resume-{client}"));
     let bootstrap = broker.bootstrap();
@@ -427,6 +428,7 @@ fn fail_members(stop: &Path, why: String, members: Vec<Member>) -> ! {
 /// Two members of one group split the partitions between them; records produced once both are
 /// assigned are consumed exactly once across the two, and the commits of both are in the group.
 fn two_member_group_consumes_each_record_once(client: &str) {
+    python(); // fail first, and clearly, when the clients are not installed
     let broker = start_group_broker();
     let _keep = keep_broker_log(&broker, &format!("pair-{client}"));
     let bootstrap = broker.bootstrap();
