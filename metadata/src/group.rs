@@ -232,6 +232,12 @@ mod tests {
         state
     }
 
+    fn groups(state: &mut MetaState, ops: Vec<GroupOp>) {
+        let (res, events) = apply(state, &Command::Groups(ops));
+        assert_eq!(res, Ok(crate::model::CommandResponse::Ok));
+        assert!(events.is_empty());
+    }
+
     fn commit(group: &str, topic: &str, partition: u32, offset: i64) -> GroupOp {
         GroupOp::CommitOffsets {
             group: group.into(),
@@ -268,7 +274,7 @@ mod tests {
     #[test]
     fn deleting_a_topic_drops_its_offsets() {
         let mut state = state_with_topic("t");
-        apply(&mut state, &Command::Groups(vec![commit("g", "t", 1, 5)]));
+        groups(&mut state, vec![commit("g", "t", 1, 5)]);
         let (res, _) = apply(&mut state, &Command::DeleteTopic { name: "t".into() });
         assert!(res.is_ok());
         assert!(state.groups["g"].offsets.is_empty());
@@ -277,24 +283,21 @@ mod tests {
     #[test]
     fn deleting_the_last_offset_of_an_empty_group_removes_it() {
         let mut state = state_with_topic("t");
-        apply(
+        groups(&mut state, vec![commit("g", "t", 0, 5), commit("g", "t", 1, 6)]);
+        groups(
             &mut state,
-            &Command::Groups(vec![commit("g", "t", 0, 5), commit("g", "t", 1, 6)]),
-        );
-        apply(
-            &mut state,
-            &Command::Groups(vec![GroupOp::DeleteOffsets {
+            vec![GroupOp::DeleteOffsets {
                 group: "g".into(),
                 partitions: vec![("t".into(), 0)],
-            }]),
+            }],
         );
         assert_eq!(state.groups["g"].offset("t", 1).map(|c| c.offset), Some(6));
-        apply(
+        groups(
             &mut state,
-            &Command::Groups(vec![GroupOp::DeleteOffsets {
+            vec![GroupOp::DeleteOffsets {
                 group: "g".into(),
                 partitions: vec![("t".into(), 1)],
-            }]),
+            }],
         );
         assert!(!state.groups.contains_key("g"));
     }
@@ -319,21 +322,18 @@ mod tests {
             }],
             state_ms: 99,
         };
-        apply(
+        groups(
             &mut state,
-            &Command::Groups(vec![GroupOp::StoreGroup {
+            vec![GroupOp::StoreGroup {
                 group: "g".into(),
                 record: record.clone(),
-            }]),
+            }],
         );
         let json = serde_json::to_string(&state).unwrap();
         assert!(json.contains("\"0001feff\""));
         let back: MetaState = serde_json::from_str(&json).unwrap();
         assert_eq!(back.groups["g"].record, record);
-        apply(
-            &mut state,
-            &Command::Groups(vec![GroupOp::DeleteGroup { group: "g".into() }]),
-        );
+        groups(&mut state, vec![GroupOp::DeleteGroup { group: "g".into() }]);
         assert!(state.groups.is_empty());
     }
 }

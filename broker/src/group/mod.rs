@@ -13,7 +13,9 @@
 //! FindCoordinator alike.
 
 pub mod member;
+mod offsets;
 pub mod protocol;
+mod retention;
 pub mod state;
 pub mod store;
 
@@ -22,12 +24,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use distlog_metadata::{BrokerInfo, CommittedOffset, GroupOp, MetadataStore, OffsetCommitEntry};
+use distlog_metadata::{BrokerInfo, GroupOp, MetadataStore};
 use kafka_protocol::error::ResponseError;
 use parking_lot::Mutex;
 use tokio::sync::{oneshot, Notify};
 use tokio::time::Instant;
-use tracing::{debug, info, info_span, Instrument};
+use tracing::{info, info_span, Instrument};
 
 use crate::config::BrokerConfig;
 use crate::metrics;
@@ -57,6 +59,26 @@ pub struct FetchedOffset {
     /// UNSTABLE_OFFSET_COMMIT when a commit is in flight and the client
     /// asked for stable offsets.
     pub error: Option<ResponseError>,
+}
+
+impl FetchedOffset {
+    /// No committed offset.
+    pub fn none() -> FetchedOffset {
+        FetchedOffset {
+            offset: -1,
+            leader_epoch: -1,
+            metadata: String::new(),
+            error: None,
+        }
+    }
+
+    /// The same answer with an error.
+    pub fn with_error(self, error: ResponseError) -> FetchedOffset {
+        FetchedOffset {
+            error: Some(error),
+            ..self
+        }
+    }
 }
 
 /// A group as ListGroups reports it.
@@ -337,116 +359,6 @@ impl GroupCoordinator {
         Ok(results)
     }
 
-    /// Handle an OffsetCommit after per-partition checks: validate the
-    /// member and generation, then store the offsets (batched with other
-    /// commits). The error applies to every partition.
-    pub async fn commit(
-        &self,
-        group_id: &str,
-        member_id: &str,
-        instance_id: Option<&str>,
-        generation: i32,
-        offsets: Vec<OffsetCommitEntry>,
-    ) -> Result<(), ResponseError> {
-        if let Some(e) = self.check_group(group_id) {
-            return Err(e);
-        }
-        let slot = match self.slot(group_id) {
-            Some(slot) => slot,
-            // A group the coordinator does not know may only receive
-            // standalone commits (Kafka: ILLEGAL_GENERATION otherwise).
-            None if generation < 0 => self.slot_or_create(group_id),
-            None => return Err(ResponseError::IllegalGeneration),
-        };
-        if offsets.is_empty() {
-            return slot
-                .group
-                .lock()
-                .check_commit(member_id, instance_id, generation)
-                .map_or(Ok(()), Err);
-        }
-        let count = offsets.len() as u64;
-        let rx = {
-            let group = slot.group.lock();
-            if let Some(e) = group.check_commit(member_id, instance_id, generation) {
-                return Err(e);
-            }
-            self.store.submit(vec![GroupOp::CommitOffsets {
-                group: group_id.to_string(),
-                offsets,
-            }])
-        };
-        let result = rx.await.unwrap_or(Err(ResponseError::CoordinatorNotAvailable));
-        if result.is_ok() {
-            metrics::GROUP_OFFSET_COMMITS.inc_by(count);
-        }
-        result
-    }
-
-    /// The committed offsets of `group` for the given partitions, or all of
-    /// them (`None`), read from the local metadata replica.
-    pub fn fetch_offsets(
-        &self,
-        group_id: &str,
-        partitions: Option<&[(String, Vec<i32>)]>,
-        require_stable: bool,
-    ) -> Vec<(String, Vec<(i32, FetchedOffset)>)> {
-        let fetched = |c: Option<&CommittedOffset>| match c {
-            Some(c) => FetchedOffset {
-                offset: c.offset,
-                leader_epoch: c.leader_epoch,
-                metadata: c.metadata.clone(),
-                error: None,
-            },
-            None => FetchedOffset {
-                offset: -1,
-                leader_epoch: -1,
-                metadata: String::new(),
-                error: None,
-            },
-        };
-        let mut out: Vec<(String, Vec<(i32, FetchedOffset)>)> = self.meta.read(|s| {
-            let group = s.groups.get(group_id);
-            match partitions {
-                Some(wanted) => wanted
-                    .iter()
-                    .map(|(topic, parts)| {
-                        let rows = parts
-                            .iter()
-                            .map(|p| {
-                                let c = group
-                                    .and_then(|g| u32::try_from(*p).ok().and_then(|p| g.offset(topic, p)));
-                                (*p, fetched(c))
-                            })
-                            .collect();
-                        (topic.clone(), rows)
-                    })
-                    .collect(),
-                None => group
-                    .map(|g| {
-                        g.offsets
-                            .iter()
-                            .map(|(topic, parts)| {
-                                let rows = parts.iter().map(|(p, c)| (*p as i32, fetched(Some(c)))).collect();
-                                (topic.clone(), rows)
-                            })
-                            .collect()
-                    })
-                    .unwrap_or_default(),
-            }
-        });
-        if require_stable {
-            for (topic, rows) in &mut out {
-                for (p, row) in rows.iter_mut() {
-                    if *p >= 0 && self.store.is_unstable(group_id, topic, *p as u32) {
-                        row.error = Some(ResponseError::UnstableOffsetCommit);
-                    }
-                }
-            }
-        }
-        out
-    }
-
     /// Every group this broker coordinates: live ones and those that exist
     /// only as stored offsets.
     pub fn list(&self) -> Vec<ListedGroup> {
@@ -527,61 +439,6 @@ impl GroupCoordinator {
             .err()
     }
 
-    /// Delete some of a group's committed offsets (OffsetDelete). Returns
-    /// the group-level error, or one error (or none) per partition: a
-    /// partition of a topic the live group is subscribed to is refused with
-    /// GROUP_SUBSCRIBED_TO_TOPIC.
-    pub async fn delete_offsets(
-        &self,
-        group_id: &str,
-        partitions: &[(String, i32)],
-    ) -> Result<Vec<Option<ResponseError>>, ResponseError> {
-        if let Some(e) = self.check_group(group_id) {
-            return Err(e);
-        }
-        let stored = self.meta.read(|s| s.groups.contains_key(group_id));
-        let (results, rx) = {
-            let slot = self.slot(group_id);
-            let guard = slot.as_ref().map(|s| s.group.lock());
-            let live = guard.as_ref().filter(|g| g.state() != GroupState::Dead);
-            if live.is_none() && !stored {
-                return Err(ResponseError::GroupIdNotFound);
-            }
-            let subscribed: Vec<String> = match live {
-                Some(g) if !g.is_empty() => {
-                    if g.protocol_type() != Some("consumer") {
-                        return Err(ResponseError::NonEmptyGroup);
-                    }
-                    protocol::subscribed_topics(&g.member_metadata())
-                }
-                _ => Vec::new(),
-            };
-            let mut results = Vec::with_capacity(partitions.len());
-            let mut delete = Vec::new();
-            for (topic, p) in partitions {
-                if subscribed.iter().any(|t| t == topic) {
-                    results.push(Some(ResponseError::GroupSubscribedToTopic));
-                } else if *p < 0 {
-                    results.push(Some(ResponseError::UnknownTopicOrPartition));
-                } else {
-                    results.push(None);
-                    delete.push((topic.clone(), *p as u32));
-                }
-            }
-            let rx = (!delete.is_empty()).then(|| {
-                self.store.submit(vec![GroupOp::DeleteOffsets {
-                    group: group_id.to_string(),
-                    partitions: delete,
-                }])
-            });
-            (results, rx)
-        };
-        if let Some(rx) = rx {
-            rx.await.unwrap_or(Err(ResponseError::CoordinatorNotAvailable))?;
-        }
-        Ok(results)
-    }
-
     /// Run `f` on the group under its lock; submit the state it asks to
     /// store while still holding the lock (so records reach the log in
     /// order).
@@ -619,78 +476,6 @@ impl GroupCoordinator {
                 .set(counts.get(&state).copied().unwrap_or(0));
         }
     }
-
-    /// `offsets.retention.minutes`: remove the offsets of groups that have
-    /// had no members for the retention period (measured from when the
-    /// group became empty, or from the commit if later), and forget empty
-    /// groups with no offsets left.
-    async fn expire_offsets(&self) {
-        if !self.meta.is_leader() {
-            return;
-        }
-        let now = wall_ms();
-        let retention_ms = self.retention.as_millis() as u64;
-        let stored: Vec<(String, u64, Vec<(String, u32, u64)>)> = self.meta.read(|s| {
-            s.groups
-                .iter()
-                .map(|(id, g)| {
-                    let offsets = g
-                        .offsets
-                        .iter()
-                        .flat_map(|(t, parts)| parts.iter().map(move |(p, c)| (t.clone(), *p, c.commit_ms)))
-                        .collect();
-                    (id.clone(), g.record.state_ms, offsets)
-                })
-                .collect()
-        });
-        let mut ops = Vec::new();
-        for (id, stored_state_ms, offsets) in stored {
-            let empty_since = match self.slot(&id) {
-                Some(slot) => {
-                    let g = slot.group.lock();
-                    if !(g.state() == GroupState::Empty && g.is_empty()) {
-                        continue;
-                    }
-                    g.state_ms()
-                }
-                None => stored_state_ms,
-            };
-            let expired: Vec<(String, u32)> = offsets
-                .into_iter()
-                .filter(|(_, _, commit_ms)| empty_since.max(*commit_ms).saturating_add(retention_ms) <= now)
-                .map(|(t, p, _)| (t, p))
-                .collect();
-            if !expired.is_empty() {
-                info!(group = %id, partitions = expired.len(), "committed offsets expired (offsets.retention.minutes)");
-                ops.push(GroupOp::DeleteOffsets {
-                    group: id.clone(),
-                    partitions: expired,
-                });
-            }
-        }
-        if !ops.is_empty() {
-            let _ = self.store.submit(ops).await;
-        }
-        // Forget live groups that are empty and hold no offsets.
-        let mut groups = self.groups.lock();
-        let idle: Vec<String> = groups
-            .iter()
-            .filter(|(id, slot)| {
-                let g = slot.group.lock();
-                g.state() == GroupState::Empty
-                    && g.is_empty()
-                    && !self.meta.read(|s| s.groups.contains_key(*id))
-            })
-            .map(|(id, _)| id.clone())
-            .collect();
-        for id in idle {
-            if let Some(slot) = groups.remove(&id) {
-                slot.group.lock().mark_dead();
-                slot.wake.notify_one();
-                debug!(group = %id, "empty group without offsets forgotten");
-            }
-        }
-    }
 }
 
 fn wall_ms() -> u64 {
@@ -703,7 +488,7 @@ fn wall_ms() -> u64 {
 fn submit_effects(store: &GroupStore, group_id: &str, group: &Group, fx: Effects) -> Pending {
     if fx.rebalances > 0 {
         metrics::GROUP_REBALANCES.inc_by(fx.rebalances);
-        info!(group = %group_id, generation = group.generation(), "rebalance started");
+        info!(group = %group_id, generation = group.generation(), state = group.state().name(), "rebalance triggered");
     }
     let mut fx = fx;
     let write = fx.persist.take().map(|record| {

@@ -37,8 +37,11 @@ pub struct GroupStore {
     /// Offsets submitted and not yet durable, per group and partition
     /// (OffsetFetch with `require_stable` answers UNSTABLE_OFFSET_COMMIT
     /// for them).
-    unstable: Arc<Mutex<HashMap<String, HashMap<(String, u32), u32>>>>,
+    unstable: Arc<Mutex<UnstableOffsets>>,
 }
+
+/// Group → (topic, partition) → commits in flight.
+type UnstableOffsets = HashMap<String, HashMap<(String, u32), u32>>;
 
 impl GroupStore {
     /// Start the writer task over `meta`.
@@ -92,7 +95,7 @@ impl GroupStore {
         tokio::spawn(async move {
             let result = inner_rx
                 .await
-                .unwrap_or_else(|_| Err(ResponseError::CoordinatorNotAvailable));
+                .unwrap_or(Err(ResponseError::CoordinatorNotAvailable));
             {
                 let mut unstable = unstable.lock();
                 for (group, parts) in &pending {
@@ -149,7 +152,76 @@ async fn write_loop(meta: Arc<MetadataStore>, mut rx: mpsc::UnboundedReceiver<Su
             }
         };
         for w in waiters {
-            let _ = w.send(result.clone());
+            let _ = w.send(result);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use distlog_metadata::{CommittedOffset, MetadataConfig, OffsetCommitEntry};
+
+    use super::*;
+
+    async fn store_with_topic(dir: &std::path::Path) -> (Arc<MetadataStore>, GroupStore) {
+        let meta = MetadataStore::open(MetadataConfig {
+            data_dir: dir.join("meta"),
+            node_id: 1,
+            raft_addr: "127.0.0.1:0".into(),
+        })
+        .await
+        .expect("metadata opens");
+        meta.write(Command::CreateTopic {
+            name: "t".into(),
+            id: uuid::Uuid::from_u128(1),
+            partitions: 1,
+            configs: BTreeMap::new(),
+            created_ms: 0,
+        })
+        .await
+        .expect("topic");
+        let store = GroupStore::start(meta.clone());
+        (meta, store)
+    }
+
+    fn commit(group: &str, offset: i64) -> Vec<GroupOp> {
+        vec![GroupOp::CommitOffsets {
+            group: group.into(),
+            offsets: vec![OffsetCommitEntry {
+                topic: "t".into(),
+                partition: 0,
+                committed: CommittedOffset {
+                    offset,
+                    leader_epoch: -1,
+                    metadata: String::new(),
+                    commit_ms: 0,
+                },
+            }],
+        }]
+    }
+
+    #[tokio::test]
+    async fn commits_are_unstable_until_durable_and_land_in_order() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (meta, store) = store_with_topic(dir.path()).await;
+        let receivers: Vec<_> = (0..200).map(|i| store.submit(commit("g", i))).collect();
+        assert!(store.is_unstable("g", "t", 0), "in flight right after submit");
+        assert!(!store.is_unstable("other", "t", 0));
+        for rx in receivers {
+            assert_eq!(rx.await.expect("answered"), Ok(()));
+        }
+        // The unstable marks are cleared just after the answers.
+        for _ in 0..100 {
+            if !store.is_unstable("g", "t", 0) {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        assert!(!store.is_unstable("g", "t", 0));
+        let last = meta.read(|s| s.groups["g"].offset("t", 0).map(|c| c.offset));
+        assert_eq!(last, Some(199), "the last submitted commit wins");
+        meta.shutdown().await.expect("shutdown");
     }
 }

@@ -135,6 +135,33 @@ fn fetch_group(
     Ok(broker.groups.fetch_offsets(group, topics.as_deref(), stable))
 }
 
+/// Build the response topics of OffsetFetch from the coordinator's rows;
+/// v0–7 and v8+ use distinct (same-shaped) generated types.
+macro_rules! fetched_topics {
+    ($rows:expr, $Topic:ty, $Partition:ty) => {
+        $rows
+            .into_iter()
+            .map(|(name, parts)| {
+                <$Topic>::default()
+                    .with_name(TopicName(StrBytes::from_string(name)))
+                    .with_partitions(
+                        parts
+                            .into_iter()
+                            .map(|(p, f): (i32, FetchedOffset)| {
+                                <$Partition>::default()
+                                    .with_partition_index(p)
+                                    .with_committed_offset(f.offset)
+                                    .with_committed_leader_epoch(f.leader_epoch)
+                                    .with_metadata(Some(StrBytes::from_string(f.metadata)))
+                                    .with_error_code(code(f.error))
+                            })
+                            .collect(),
+                    )
+            })
+            .collect()
+    };
+}
+
 /// Handle an OffsetFetch: v1–7 for one group, v8+ for many.
 pub async fn fetch(broker: &Broker, version: i16, req: OffsetFetchRequest) -> OffsetFetchResponse {
     let stable = version >= 7 && req.require_stable;
@@ -148,31 +175,12 @@ pub async fn fetch(broker: &Broker, version: i16, req: OffsetFetchRequest) -> Of
                         .map(|t| (t.name.0.to_string(), t.partition_indexes))
                         .collect()
                 });
-                let result = fetch_group(broker, &g.group_id.0, topics, stable);
-                let mut out = OffsetFetchResponseGroup::default().with_group_id(g.group_id);
-                match result {
+                let mut out = OffsetFetchResponseGroup::default().with_group_id(g.group_id.clone());
+                match fetch_group(broker, &g.group_id.0, topics, stable) {
                     Err(e) => out.error_code = e.code(),
                     Ok(rows) => {
-                        out.topics = rows
-                            .into_iter()
-                            .map(|(name, parts)| {
-                                OffsetFetchResponseTopics::default()
-                                    .with_name(TopicName(StrBytes::from_string(name)))
-                                    .with_partitions(
-                                        parts
-                                            .into_iter()
-                                            .map(|(p, f)| {
-                                                OffsetFetchResponsePartitions::default()
-                                                    .with_partition_index(p)
-                                                    .with_committed_offset(f.offset)
-                                                    .with_committed_leader_epoch(f.leader_epoch)
-                                                    .with_metadata(Some(StrBytes::from_string(f.metadata)))
-                                                    .with_error_code(code(f.error))
-                                            })
-                                            .collect(),
-                                    )
-                            })
-                            .collect()
+                        out.topics =
+                            fetched_topics!(rows, OffsetFetchResponseTopics, OffsetFetchResponsePartitions)
                     }
                 }
                 out
@@ -187,56 +195,31 @@ pub async fn fetch(broker: &Broker, version: i16, req: OffsetFetchRequest) -> Of
     });
     let requested = topics.clone();
     match fetch_group(broker, &req.group_id.0, topics, stable) {
+        Ok(rows) => OffsetFetchResponse::default().with_topics(fetched_topics!(
+            rows,
+            OffsetFetchResponseTopic,
+            OffsetFetchResponsePartition
+        )),
+        Err(e) if version >= 2 => OffsetFetchResponse::default().with_error_code(e.code()),
         Err(e) => {
-            let mut resp = OffsetFetchResponse::default();
-            if version >= 2 {
-                resp.error_code = e.code();
-            } else {
-                // v1 has no top-level error: every requested partition carries it.
-                resp.topics = requested
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|(name, parts)| {
-                        OffsetFetchResponseTopic::default()
-                            .with_name(TopicName(StrBytes::from_string(name)))
-                            .with_partitions(
-                                parts
-                                    .into_iter()
-                                    .map(|p| {
-                                        OffsetFetchResponsePartition::default()
-                                            .with_partition_index(p)
-                                            .with_committed_offset(-1)
-                                            .with_metadata(Some(StrBytes::default()))
-                                            .with_error_code(e.code())
-                                    })
-                                    .collect(),
-                            )
-                    })
-                    .collect();
-            }
-            resp
-        }
-        Ok(rows) => OffsetFetchResponse::default().with_topics(
-            rows.into_iter()
+            // v1 has no top-level error: every requested partition carries it.
+            let rows: Vec<(String, Vec<(i32, FetchedOffset)>)> = requested
+                .unwrap_or_default()
+                .into_iter()
                 .map(|(name, parts)| {
-                    OffsetFetchResponseTopic::default()
-                        .with_name(TopicName(StrBytes::from_string(name)))
-                        .with_partitions(
-                            parts
-                                .into_iter()
-                                .map(|(p, f)| {
-                                    OffsetFetchResponsePartition::default()
-                                        .with_partition_index(p)
-                                        .with_committed_offset(f.offset)
-                                        .with_committed_leader_epoch(f.leader_epoch)
-                                        .with_metadata(Some(StrBytes::from_string(f.metadata)))
-                                        .with_error_code(code(f.error))
-                                })
-                                .collect(),
-                        )
+                    let rows = parts
+                        .into_iter()
+                        .map(|p| (p, FetchedOffset::none().with_error(e)))
+                        .collect();
+                    (name, rows)
                 })
-                .collect(),
-        ),
+                .collect();
+            OffsetFetchResponse::default().with_topics(fetched_topics!(
+                rows,
+                OffsetFetchResponseTopic,
+                OffsetFetchResponsePartition
+            ))
+        }
     }
 }
 

@@ -1,8 +1,9 @@
 //! The HTTP port: `/metrics` (Prometheus text), `/health`, and a small
 //! JSON admin API over the metadata state and the namespace
-//! (`/admin/topics`, `/admin/locate`).
+//! (`/admin/topics`, `/admin/locate`, `/admin/groups`).
 
 pub mod admin;
+pub mod groups;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -52,7 +53,9 @@ pub fn base_router(ready: Readiness) -> Router {
 
 /// The full HTTP router: base routes plus the admin API over `broker`.
 pub fn router(broker: Arc<Broker>, ready: Readiness) -> Router {
-    base_router(ready).merge(admin::router(broker))
+    base_router(ready)
+        .merge(admin::router(broker.clone()))
+        .merge(groups::router(broker))
 }
 
 /// Serve `router` on `listener` until `shutdown` turns true.

@@ -24,7 +24,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tracing::{debug, error, warn};
 
-use super::framing::read_frame;
+use super::framing::{read_frame, FrameError};
 use crate::metrics;
 
 /// Most requests of one connection handled at once.
@@ -220,6 +220,11 @@ async fn read_loop<R: AsyncRead + Unpin, D: Dispatcher>(
         let frame = match frame {
             Ok(Some(f)) => f,
             Ok(None) => return,
+            Err(FrameError::Io(e)) => {
+                // A client hanging up (reset, broken pipe) is not a protocol error.
+                debug!(%peer, error = %e, "connection ended by a socket error");
+                return;
+            }
             Err(e) => {
                 warn!(%peer, error = %e, "closing connection: bad frame");
                 return;
