@@ -160,7 +160,8 @@ fn group_consume_command(client: &str, bootstrap: &str, topic: &str, group: &str
             group,
         ])
         .args(["--timeout-s", &RUN_TIMEOUT_S.to_string()])
-        .env("PYTHONUNBUFFERED", "1");
+        .env("PYTHONUNBUFFERED", "1")
+        .env("PYTHONDONTWRITEBYTECODE", "1");
     match end {
         End::Expect(n) => {
             cmd.args(["--expect", &n.to_string(), "--quiet-s", "3"]);
