@@ -401,6 +401,16 @@ fn read_status(path: &Path) -> Option<(Vec<i32>, u64)> {
 
 type Member = thread::JoinHandle<anyhow::Result<CommandOutput>>;
 
+/// Creates the members' stop file when dropped, so a failing test does not leave them running
+/// until their own deadline.
+struct StopFileOnDrop(PathBuf);
+
+impl Drop for StopFileOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::write(&self.0, b"");
+    }
+}
+
 /// Stops the members, waits for them, and panics with `why` and what each of them printed.
 fn fail_members(stop: &Path, why: String, members: Vec<Member>) -> ! {
     std::fs::write(stop, b"").expect("write stop file");
@@ -439,6 +449,8 @@ fn two_member_group_consumes_each_record_once(client: &str) {
 
     let dir = tempfile::tempdir().expect("tempdir");
     let stop = dir.path().join("stop");
+    // Whatever happens below, the members are told to stop when this test ends.
+    let _stop_members = StopFileOnDrop(stop.clone());
     let statuses = [dir.path().join("member-a.json"), dir.path().join("member-b.json")];
     let members: Vec<Member> = statuses
         .iter()
