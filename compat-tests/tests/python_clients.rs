@@ -236,6 +236,19 @@ fn parse_run(client: &str, out: CommandOutput) -> GroupRun {
     let doc: Value = serde_json::from_str(stdout.trim())
         .unwrap_or_else(|e| panic!("{client} printed no JSON document ({e}): {stdout}"));
     assert_eq!(doc["client"], client, "{doc}");
+    // A client that recovered from an error response still logs it at ERROR: none is expected.
+    let errors: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| l.contains(" ERROR ") || l.contains(" CRITICAL "))
+        .take(20)
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "{client} logged errors:\n{}\n---- stderr (tail) ----\n{}",
+        errors.join("\n"),
+        tail(&out.stderr, 80)
+    );
     let bytes = |v: &Value| -> Option<Vec<u8>> {
         v.as_str().map(|h| {
             (0..h.len())
