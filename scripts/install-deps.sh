@@ -12,6 +12,8 @@ set -euo pipefail
 # shellcheck source=scripts/apt.sh
 source "$(dirname "${BASH_SOURCE[0]}")/apt.sh"
 
+"$(dirname "${BASH_SOURCE[0]}")/install-python-clients.sh" # kafka-python, aiokafka (venv)
+
 missing=()
 command -v kcat >/dev/null 2>&1 || missing+=(kcat)
 command -v gcc >/dev/null 2>&1 || missing+=(gcc)

@@ -151,6 +151,7 @@ async fn serve(config: BrokerConfig) -> anyhow::Result<()> {
         data_dir: config.data_dir.join("meta"),
         node_id: config.node_id as u64,
         raft_addr: config.raft_listen.clone(),
+        voters: Default::default(),
     })
     .await
     .context("cannot open the metadata store")?;

@@ -12,12 +12,13 @@ use std::time::{Duration, Instant};
 use openraft::error::{ClientWriteError, Fatal, InitializeError, RaftError};
 use openraft::{BasicNode, Config, ServerState, SnapshotPolicy};
 use parking_lot::{Mutex, RwLock};
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 
 use crate::error::MetadataError;
 use crate::metrics;
 use crate::model::{Command, CommandResponse, MetaEvent, MetaState};
-use crate::network::{Network, NoPeers};
+use crate::network::tcp::{self, CallError, ForwardFailure, TcpTransport};
+use crate::network::Network;
 use crate::store::{LogStore, SledStore, StateMachineStore};
 use crate::typ::{NodeId, Raft};
 
@@ -26,6 +27,8 @@ use crate::typ::{NodeId, Raft};
 const EVENT_CAPACITY: usize = 1024;
 /// How long shutdown waits for Raft's tasks to release the database.
 const RELEASE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a write keeps looking for a leader to forward to.
+const FORWARD_DEADLINE: Duration = Duration::from_secs(5);
 
 /// How to open the metadata store.
 #[derive(Debug, Clone)]
@@ -34,9 +37,14 @@ pub struct MetadataConfig {
     pub data_dir: PathBuf,
     /// This node's Raft node id.
     pub node_id: u64,
-    /// Address this node's Raft RPC listener advertises (unused while the
-    /// group has a single voter, recorded in membership for later).
+    /// Address of this node's Raft RPC listener: bound by `open`, and the
+    /// address peers reach it at (recorded in the Raft membership).
     pub raft_addr: String,
+    /// The initial voters (node id → Raft address), this node included,
+    /// used once when the group is first formed. Empty: a single-voter
+    /// group of this node. The voter with the smallest id initialises the
+    /// group; the others wait to hear from it.
+    pub voters: BTreeMap<NodeId, String>,
 }
 
 /// Raft tuning knobs (additive to the contract). The defaults suit
@@ -69,6 +77,10 @@ pub struct MetadataStore {
     events: broadcast::Sender<MetaEvent>,
     /// The database while the store runs; taken by `shutdown`.
     sled: Mutex<Option<Arc<SledStore>>>,
+    /// The Raft RPC client (also forwards writes to the leader).
+    transport: Arc<TcpTransport>,
+    /// Stops the Raft RPC listener.
+    listener_stop: watch::Sender<bool>,
 }
 
 impl MetadataStore {
@@ -108,10 +120,19 @@ impl MetadataStore {
         .validate()
         .map_err(|e| MetadataError::Raft(format!("invalid raft configuration: {e}")))?;
 
+        let listener = tokio::net::TcpListener::bind(&config.raft_addr)
+            .await
+            .map_err(|e| {
+                MetadataError::Raft(format!(
+                    "cannot listen for Raft peers on {} ({e}); choose another address with --raft-listen",
+                    config.raft_addr
+                ))
+            })?;
+        let transport = Arc::new(TcpTransport::new());
         let raft = match Raft::new(
             config.node_id,
             Arc::new(raft_config),
-            Network::new(NoPeers),
+            Network::shared(transport.clone()),
             LogStore::new(sled.clone()),
             sm,
         )
@@ -124,12 +145,16 @@ impl MetadataStore {
                 )))
             }
         };
+        let (listener_stop, stop_rx) = watch::channel(false);
+        tokio::spawn(tcp::serve(listener, raft.clone(), stop_rx));
         let store = Arc::new(Self {
             node_id: config.node_id,
             raft,
             state,
             events,
             sled: Mutex::new(Some(sled)),
+            transport,
+            listener_stop,
         });
         match store.start(&config, &tuning).await {
             Ok(()) => Ok(store),
@@ -147,12 +172,29 @@ impl MetadataStore {
     /// and set the cluster id.
     async fn start(&self, config: &MetadataConfig, tuning: &RaftTuning) -> Result<(), MetadataError> {
         let initialized = self.raft.is_initialized().await.map_err(fatal)?;
-        if !initialized {
-            let members = BTreeMap::from([(config.node_id, BasicNode::new(config.raft_addr.clone()))]);
-            match self.raft.initialize(members).await {
+        let voters: BTreeMap<NodeId, BasicNode> = if config.voters.is_empty() {
+            BTreeMap::from([(config.node_id, BasicNode::new(config.raft_addr.clone()))])
+        } else {
+            config
+                .voters
+                .iter()
+                .map(|(id, addr)| (*id, BasicNode::new(addr.clone())))
+                .collect()
+        };
+        if !voters.contains_key(&config.node_id) {
+            return Err(MetadataError::Raft(format!(
+                "node {} is not among the metadata voters {:?}; list every voter, this node included",
+                config.node_id,
+                voters.keys().collect::<Vec<_>>()
+            )));
+        }
+        let initialiser = voters.keys().next() == Some(&config.node_id);
+        if !initialized && initialiser {
+            match self.raft.initialize(voters.clone()).await {
                 Ok(()) => tracing::info!(
                     node_id = config.node_id,
-                    "initialised single-voter metadata group"
+                    voters = ?voters.keys().collect::<Vec<_>>(),
+                    "initialised the metadata raft group"
                 ),
                 Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {}
                 Err(e) => {
@@ -168,14 +210,19 @@ impl MetadataStore {
         self.raft
             .wait(Some(tuning.startup_timeout))
             .metrics(
-                |m| m.current_leader == Some(node_id) && m.last_applied.map(|l| l.index) >= m.last_log_index,
-                "metadata leader elected and log applied",
+                |m| {
+                    m.current_leader.is_some()
+                        && m.last_applied.map(|l| l.index) >= m.last_log_index
+                        && m.membership_config.nodes().any(|(id, _)| *id == node_id)
+                },
+                "metadata leader known, this node a member, and log applied",
             )
             .await
             .map_err(|e| {
                 MetadataError::Raft(format!(
-                    "metadata raft did not elect this node leader and apply its log within {:?} ({e}); \
-                     check that node_id {node_id} is the id this data directory was created with",
+                    "metadata raft found no leader and applied log within {:?} ({e}); check that node_id \
+                     {node_id} is the id this data directory was created with and that the other voters \
+                     are running and reachable",
                     tuning.startup_timeout
                 ))
             })?;
@@ -193,17 +240,7 @@ impl MetadataStore {
     /// Refusals come back as `MetadataError::Rejected`.
     pub async fn write(&self, cmd: Command) -> Result<CommandResponse, MetadataError> {
         let _timer = metrics::WRITE_SECONDS.start_timer();
-        let outcome = match self.raft.client_write(cmd).await {
-            Ok(resp) => resp.data.map_err(MetadataError::Rejected),
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => match f.leader_id {
-                Some(leader) => Err(MetadataError::ForwardToLeader { leader: Some(leader) }),
-                None => Err(MetadataError::NoLeader),
-            },
-            Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e))) => {
-                Err(MetadataError::Raft(e.to_string()))
-            }
-            Err(RaftError::Fatal(f)) => Err(fatal(f)),
-        };
+        let outcome = self.write_or_forward(cmd).await;
         let label = match &outcome {
             Ok(_) => "ok",
             Err(MetadataError::Rejected(_)) => "rejected",
@@ -211,6 +248,51 @@ impl MetadataStore {
         };
         metrics::WRITES.with_label_values(&[label]).inc();
         outcome
+    }
+
+    /// Write through the local Raft when this node leads; otherwise forward
+    /// to the leader, retrying while leadership moves (until
+    /// [`FORWARD_DEADLINE`]). A forwarded write whose answer was lost is not
+    /// retried: its outcome is unknown.
+    async fn write_or_forward(&self, cmd: Command) -> Result<CommandResponse, MetadataError> {
+        let deadline = Instant::now() + FORWARD_DEADLINE;
+        let mut last_leader = None;
+        loop {
+            let forward = match self.raft.client_write(cmd.clone()).await {
+                Ok(resp) => return resp.data.map_err(MetadataError::Rejected),
+                Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => f,
+                Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e))) => {
+                    return Err(MetadataError::Raft(e.to_string()))
+                }
+                Err(RaftError::Fatal(f)) => return Err(fatal(f)),
+            };
+            last_leader = forward.leader_id.or(last_leader);
+            if let (Some(leader), Some(node)) = (forward.leader_id, forward.leader_node) {
+                if leader != self.node_id {
+                    match self
+                        .transport
+                        .forward_write(leader, &node.addr, cmd.clone())
+                        .await
+                    {
+                        Ok(Ok(result)) => return result.map_err(MetadataError::Rejected),
+                        Ok(Err(ForwardFailure::NotLeader { .. })) | Err(CallError::Unreachable { .. }) => {}
+                        Ok(Err(ForwardFailure::Failed(reason))) => return Err(MetadataError::Raft(reason)),
+                        Err(e @ CallError::Failed { .. }) => {
+                            return Err(MetadataError::Raft(format!(
+                                "{e}; the write may or may not have been applied"
+                            )))
+                        }
+                    }
+                }
+            }
+            if Instant::now() >= deadline {
+                return Err(match last_leader {
+                    Some(leader) => MetadataError::ForwardToLeader { leader: Some(leader) },
+                    None => MetadataError::NoLeader,
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// Read the local replica's state (no round trip). Do not hold across
@@ -246,6 +328,7 @@ impl MetadataStore {
         let Some(sled) = self.sled.lock().take() else {
             return Ok(());
         };
+        let _ = self.listener_stop.send(true);
         if let Err(e) = self.raft.shutdown().await {
             tracing::warn!(error = %e, "metadata raft core ended abnormally during shutdown");
         }

@@ -170,6 +170,7 @@ mod tests {
             data_dir: dir.join("meta"),
             node_id: 1,
             raft_addr: "127.0.0.1:0".into(),
+            voters: Default::default(),
         })
         .await
         .expect("metadata opens");

@@ -1,16 +1,12 @@
 //! Raft RPC transport between metadata replicas.
 //!
-//! The group currently has a single voter, so no RPC is ever needed for
-//! progress: every peer is reported as [`Unreachable`], which makes openraft
-//! back off and retry rather than believe a peer answered. Nothing here
-//! pretends an RPC succeeded.
-//!
-//! Adding a TCP transport: implement [`PeerTransport`] (one request/response
-//! exchange per call, the three RPCs serialised with serde — every request
-//! and response type is `Serialize`), hand it to [`Network::new`], and run
-//! the matching listener on `MetadataConfig::raft_addr` that feeds requests
-//! into `Raft::append_entries` / `vote` / `install_snapshot`. Nothing else in
-//! the crate changes.
+//! [`PeerTransport`] is the wire under openraft's network: one
+//! request/response exchange per call. [`tcp::TcpTransport`] carries the
+//! RPCs over TCP to [`tcp::serve`] on each peer's Raft listener;
+//! [`NoPeers`] is the transport of a single-voter group, where every peer
+//! is reported unreachable (nothing here ever pretends an RPC succeeded).
+
+pub mod tcp;
 
 use std::sync::Arc;
 
@@ -48,7 +44,8 @@ pub enum TransportError {
     },
 }
 
-type RpcResult<T, E = openraft::error::Infallible> =
+/// The result of one RPC as openraft sees it.
+pub type RpcResult<T, E = openraft::error::Infallible> =
     Result<T, RPCError<NodeId, BasicNode, RaftError<NodeId, E>>>;
 
 /// The wire under the Raft network: one implementation per transport.
@@ -59,21 +56,21 @@ pub trait PeerTransport: Send + Sync + 'static {
         target: NodeId,
         node: &BasicNode,
         rpc: AppendEntriesRequest<TypeConfig>,
-    ) -> impl std::future::Future<Output = Result<AppendEntriesResponse<NodeId>, TransportError>> + Send;
+    ) -> impl std::future::Future<Output = RpcResult<AppendEntriesResponse<NodeId>>> + Send;
     /// Send a Vote request to `target` and await its answer.
     fn vote(
         &self,
         target: NodeId,
         node: &BasicNode,
         rpc: VoteRequest<NodeId>,
-    ) -> impl std::future::Future<Output = Result<VoteResponse<NodeId>, TransportError>> + Send;
+    ) -> impl std::future::Future<Output = RpcResult<VoteResponse<NodeId>>> + Send;
     /// Send one InstallSnapshot chunk to `target` and await its answer.
     fn install_snapshot(
         &self,
         target: NodeId,
         node: &BasicNode,
         rpc: InstallSnapshotRequest<TypeConfig>,
-    ) -> impl std::future::Future<Output = Result<InstallSnapshotResponse<NodeId>, TransportError>> + Send;
+    ) -> impl std::future::Future<Output = RpcResult<InstallSnapshotResponse<NodeId>, InstallSnapshotError>> + Send;
 }
 
 /// The transport of a single-voter group: no peer is ever reachable.
@@ -96,8 +93,8 @@ impl PeerTransport for NoPeers {
         target: NodeId,
         node: &BasicNode,
         _rpc: AppendEntriesRequest<TypeConfig>,
-    ) -> Result<AppendEntriesResponse<NodeId>, TransportError> {
-        Err(Self::refuse(target, node))
+    ) -> RpcResult<AppendEntriesResponse<NodeId>> {
+        Err(to_rpc_error(Self::refuse(target, node)))
     }
 
     async fn vote(
@@ -105,8 +102,8 @@ impl PeerTransport for NoPeers {
         target: NodeId,
         node: &BasicNode,
         _rpc: VoteRequest<NodeId>,
-    ) -> Result<VoteResponse<NodeId>, TransportError> {
-        Err(Self::refuse(target, node))
+    ) -> RpcResult<VoteResponse<NodeId>> {
+        Err(to_rpc_error(Self::refuse(target, node)))
     }
 
     async fn install_snapshot(
@@ -114,8 +111,8 @@ impl PeerTransport for NoPeers {
         target: NodeId,
         node: &BasicNode,
         _rpc: InstallSnapshotRequest<TypeConfig>,
-    ) -> Result<InstallSnapshotResponse<NodeId>, TransportError> {
-        Err(Self::refuse(target, node))
+    ) -> RpcResult<InstallSnapshotResponse<NodeId>, InstallSnapshotError> {
+        Err(to_rpc_error(Self::refuse(target, node)))
     }
 }
 
@@ -127,9 +124,12 @@ pub struct Network<T: PeerTransport> {
 impl<T: PeerTransport> Network<T> {
     /// A network sending every RPC through `transport`.
     pub fn new(transport: T) -> Self {
-        Self {
-            transport: Arc::new(transport),
-        }
+        Self::shared(Arc::new(transport))
+    }
+
+    /// A network over a transport also used elsewhere (write forwarding).
+    pub fn shared(transport: Arc<T>) -> Self {
+        Self { transport }
     }
 }
 
@@ -152,7 +152,9 @@ pub struct PeerClient<T: PeerTransport> {
     node: BasicNode,
 }
 
-fn to_rpc_error<E: std::error::Error>(
+/// The openraft form of a transport failure: unreachable peers make
+/// openraft back off; failed calls are retried.
+pub fn to_rpc_error<E: std::error::Error>(
     e: TransportError,
 ) -> RPCError<NodeId, BasicNode, RaftError<NodeId, E>> {
     match &e {
@@ -167,10 +169,7 @@ impl<T: PeerTransport> RaftNetwork<TypeConfig> for PeerClient<T> {
         rpc: AppendEntriesRequest<TypeConfig>,
         _option: RPCOption,
     ) -> RpcResult<AppendEntriesResponse<NodeId>> {
-        self.transport
-            .append_entries(self.target, &self.node, rpc)
-            .await
-            .map_err(to_rpc_error)
+        self.transport.append_entries(self.target, &self.node, rpc).await
     }
 
     async fn install_snapshot(
@@ -181,7 +180,6 @@ impl<T: PeerTransport> RaftNetwork<TypeConfig> for PeerClient<T> {
         self.transport
             .install_snapshot(self.target, &self.node, rpc)
             .await
-            .map_err(to_rpc_error)
     }
 
     async fn vote(
@@ -189,10 +187,7 @@ impl<T: PeerTransport> RaftNetwork<TypeConfig> for PeerClient<T> {
         rpc: VoteRequest<NodeId>,
         _option: RPCOption,
     ) -> RpcResult<VoteResponse<NodeId>> {
-        self.transport
-            .vote(self.target, &self.node, rpc)
-            .await
-            .map_err(to_rpc_error)
+        self.transport.vote(self.target, &self.node, rpc).await
     }
 }
 
