@@ -1,9 +1,10 @@
 //! rdkafka helpers: client configurations, topic administration, a producer that records every
 //! delivery report, and an assign-based consumer.
 //!
-//! The broker has no group coordinator yet, so consumers here are positioned with `assign()` and
-//! explicit offsets, never subscribe and never commit (`group.id` is set only because librdkafka
-//! insists on one). All timeouts are short so a broken broker fails a test quickly.
+//! Consumers here are positioned with `assign()` and explicit offsets, never subscribe and never
+//! commit (`group.id` is set only because librdkafka insists on one); subscribing, committing
+//! group members are in [`crate::group`]. All timeouts are short so a broken broker fails a test
+//! quickly.
 
 use std::sync::Mutex;
 use std::thread;

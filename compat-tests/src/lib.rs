@@ -8,8 +8,8 @@
 //!   until it is healthy, kill it (SIGKILL or SIGTERM), restart it on the same data directory, and
 //!   never leak it (its `Drop` kills and reaps the child).
 //! - [`kafka`]: rdkafka client configurations with short timeouts, topic administration, a
-//!   recording producer and an assign-based consumer (the broker has no group coordinator yet, so
-//!   nothing here subscribes or commits).
+//!   recording producer and an assign-based consumer (group members that subscribe and commit
+//!   live in [`group`]).
 //! - [`http`]: a dependency-free HTTP/1.0 GET for `/health`, `/metrics` and `/admin/*`.
 //! - [`group`]: consumer-group members (subscribe, commit) with recorded rebalance callbacks, a
 //!   driver polling several members until a condition holds, and the exactly-once check.
