@@ -1,0 +1,22 @@
+//! The bookie network service: ledger clients reach bookies in other
+//! processes over a framed binary protocol on TCP.
+//!
+//! * [`protocol`]: the frame format, strict encode/decode of requests and
+//!   answers (payloads are never re-encoded or copied).
+//! * `frame`: reading frames off a stream, vectored writing of frames.
+//! * [`server`]: [`BookieServer`] serves a bookie on a TCP listener.
+//! * [`client`]: [`RemoteBookie`] implements [`crate::ledger::BookieClient`]
+//!   over one pipelined connection, so a ledger's ensemble can mix the
+//!   local bookie ([`crate::bookie::LocalBookie`]) and remote ones.
+
+pub mod client;
+mod frame;
+mod net_metrics;
+pub mod protocol;
+pub mod server;
+
+#[cfg(test)]
+mod codec_tests;
+
+pub use client::{ClientConfig, RemoteBookie};
+pub use server::{BookieServer, ServerConfig};
