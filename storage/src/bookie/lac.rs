@@ -63,6 +63,9 @@ impl LacTracker {
         };
         let current = *rx.borrow_and_update();
         if newer(current, known) || wait.is_zero() {
+            if current.is_none() {
+                self.forget_if_unused(ledger, rx);
+            }
             return current;
         }
         let woke = match tokio::time::timeout(wait, rx.wait_for(|v| newer(*v, known))).await {
@@ -70,7 +73,24 @@ impl LacTracker {
             // Timed out, or the ledger was deleted while waiting.
             Ok(Err(_)) | Err(_) => None,
         };
-        woke.unwrap_or_else(|| *rx.borrow())
+        let lac = woke.unwrap_or_else(|| *rx.borrow());
+        if lac.is_none() {
+            self.forget_if_unused(ledger, rx);
+        }
+        lac
+    }
+
+    /// Drop the entry a wait created for a ledger that never got a LAC, once
+    /// nobody else waits on it, so polls of unknown ledgers leave nothing.
+    fn forget_if_unused(&self, ledger: LedgerId, rx: watch::Receiver<Option<u64>>) {
+        drop(rx);
+        let mut ledgers = self.ledgers.lock();
+        if ledgers
+            .get(&ledger)
+            .is_some_and(|tx| tx.borrow().is_none() && tx.receiver_count() == 0)
+        {
+            ledgers.remove(&ledger);
+        }
     }
 
     /// Forget a deleted ledger (its waiters return with the last value).
@@ -108,5 +128,16 @@ mod tests {
         assert_eq!(got, Some(6));
         t.remove(1);
         assert_eq!(t.get(1), None);
+    }
+
+    #[tokio::test]
+    async fn polls_of_unknown_ledgers_leave_no_state() {
+        let t = LacTracker::default();
+        assert_eq!(t.wait(9, None, Duration::ZERO).await, None);
+        assert_eq!(t.wait(9, Some(3), Duration::from_millis(10)).await, None);
+        assert!(t.ledgers.lock().is_empty());
+        t.advance(9, 1);
+        assert_eq!(t.wait(9, None, Duration::ZERO).await, Some(1));
+        assert_eq!(t.ledgers.lock().len(), 1);
     }
 }

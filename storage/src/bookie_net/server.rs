@@ -181,7 +181,10 @@ async fn serve(stream: TcpStream, bookie: Arc<dyn BookieClient>, config: Arc<Ser
 }
 
 /// Read, decode and dispatch requests until end of stream or a bad frame.
-/// On a clean end of stream the requests in flight are finished first.
+/// Either way the requests still running are then dropped (a client never
+/// half-closes, so nobody would read their answers; adds already handed to
+/// the journal still become durable) — a long poll does not keep a dead
+/// connection's task alive.
 async fn read_loop(
     rd: OwnedReadHalf,
     bookie: Arc<dyn BookieClient>,
@@ -212,7 +215,6 @@ async fn read_loop(
             .map_err(|_| std::io::Error::other("budget closed"))?;
         dispatch(&mut tasks, &bookie, config, &tx, id, req, permit);
     }
-    while tasks.join_next().await.is_some() {}
     Ok(())
 }
 
