@@ -25,29 +25,22 @@
 //! reconnects. Errors the bookie reports come back as the same
 //! [`StorageError`] variant (`Fenced`, `NoSuchLedger`, `OutOfOrder`, ...).
 
-use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use bytes::Bytes;
 use distlog_metadata::LedgerId;
 use futures::future::BoxFuture;
 use parking_lot::Mutex;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::TcpStream;
-use tokio::sync::{mpsc, oneshot, Notify, OwnedSemaphorePermit, Semaphore};
-use tracing::Instrument;
+use tokio::sync::oneshot;
 
-use super::frame::{write_chunks, FrameReader};
+use super::connection::{unavailable, Conn, Enqueued};
 use super::net_metrics::CLIENT;
-use super::protocol::{decode_response, encode_request, Frame, OpCode, Request, Response, DEFAULT_MAX_FRAME};
+use super::protocol::{OpCode, Request, Response, DEFAULT_MAX_FRAME};
 use crate::error::{Result, StorageError};
 use crate::ledger::{AddFuture, AddRequest, BookieClient, Entry, IndexRow};
-use crate::metrics::BOOKIE_NET_CONNECTS;
 
 /// How a [`RemoteBookie`] connects and how much it keeps in flight.
 #[derive(Debug, Clone)]
@@ -92,44 +85,6 @@ struct Inner {
     conn: Mutex<Option<Arc<Conn>>>,
 }
 
-/// One connection: the ordered queue to its writer, and the state its
-/// reader and writer share.
-struct Conn {
-    queue: mpsc::UnboundedSender<Outgoing>,
-    shared: Arc<ConnShared>,
-}
-
-struct ConnShared {
-    label: String,
-    next_id: AtomicU64,
-    dead: AtomicBool,
-    /// Requests written, by id, waiting for their answer.
-    pending: Mutex<HashMap<u64, Pending>>,
-    /// Closes the connection (request timeout).
-    kill: Notify,
-}
-
-/// A request queued for writing.
-struct Outgoing {
-    id: u64,
-    op: OpCode,
-    frame: Frame,
-    reply: oneshot::Sender<Result<Response>>,
-    started: Instant,
-}
-
-/// A request written, waiting for its answer.
-struct Pending {
-    op: OpCode,
-    reply: oneshot::Sender<Result<Response>>,
-    started: Instant,
-    _permit: OwnedSemaphorePermit,
-}
-
-fn unavailable(label: &str, kind: io::ErrorKind, reason: impl Into<String>) -> StorageError {
-    StorageError::io(label, io::Error::new(kind, reason.into()))
-}
-
 impl RemoteBookie {
     /// A client of the bookie with node id `bookie_id` listening on `addr`.
     /// Nothing is connected until the first request.
@@ -152,11 +107,7 @@ impl RemoteBookie {
 
     /// True while a connection is open or being opened.
     pub fn is_connected(&self) -> bool {
-        self.inner
-            .conn
-            .lock()
-            .as_ref()
-            .is_some_and(|c| !c.shared.dead.load(Ordering::Acquire))
+        self.inner.conn.lock().as_ref().is_some_and(|c| c.is_alive())
     }
 
     /// Enqueue `req` on the connection now (opening one if needed) and
@@ -175,26 +126,13 @@ impl RemoteBookie {
                 Ok(c) => c,
                 Err(e) => return fail_now(op, "unavailable", e),
             };
-            let id = conn.shared.next_id.fetch_add(1, Ordering::Relaxed);
-            let frame = match encode_request(id, &req, inner.config.max_frame_bytes) {
-                Ok(f) => f,
-                Err(e) => return fail_now(op, "rejected", e),
-            };
-            match conn.queue.send(Outgoing {
-                id,
-                op,
-                frame,
-                reply,
-                started,
-            }) {
-                Ok(()) => {
+            match conn.enqueue(&req, reply, started, inner.config.max_frame_bytes) {
+                Ok(Enqueued::Queued) => {
                     queued = Some(conn);
                     break;
                 }
-                Err(mpsc::error::SendError(back)) => {
-                    conn.shared.dead.store(true, Ordering::Release);
-                    reply = back.reply;
-                }
+                Ok(Enqueued::Closed(back)) => reply = back,
+                Err(e) => return fail_now(op, "rejected", e),
             }
         }
         let Some(conn) = queued else {
@@ -219,7 +157,7 @@ impl RemoteBookie {
                     "connection closed before the bookie answered",
                 )),
                 Err(_) => {
-                    conn.shared.close();
+                    conn.close();
                     CLIENT.failed(op, "timeout");
                     Err(unavailable(
                         &label,
@@ -238,252 +176,18 @@ fn fail_now(op: OpCode, outcome: &str, e: StorageError) -> BoxFuture<'static, Re
     Box::pin(futures::future::ready(Err(e)))
 }
 
-impl ConnShared {
-    fn close(&self) {
-        self.dead.store(true, Ordering::Release);
-        self.kill.notify_one();
-    }
-}
-
 impl Inner {
-    /// The live connection, or a new one (its task connects in the
-    /// background; requests queue meanwhile). Needs a tokio runtime.
+    /// The live connection, or a new one.
     fn connection(&self) -> Result<Arc<Conn>> {
         let mut slot = self.conn.lock();
         if let Some(c) = slot.as_ref() {
-            if !c.shared.dead.load(Ordering::Acquire) {
+            if c.is_alive() {
                 return Ok(c.clone());
             }
         }
-        let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
-            unavailable(
-                &self.label,
-                io::ErrorKind::Other,
-                "no tokio runtime to run the connection on",
-            )
-        })?;
-        let (queue, rx) = mpsc::unbounded_channel();
-        let shared = Arc::new(ConnShared {
-            label: self.label.clone(),
-            next_id: AtomicU64::new(0),
-            dead: AtomicBool::new(false),
-            pending: Mutex::new(HashMap::new()),
-            kill: Notify::new(),
-        });
-        let span = tracing::debug_span!("bookie_client_conn", bookie = self.bookie_id, addr = %self.addr);
-        runtime.spawn(run_conn(self.addr, self.config.clone(), shared.clone(), rx).instrument(span));
-        let conn = Arc::new(Conn { queue, shared });
+        let conn = Conn::open(self.bookie_id, self.addr, &self.label, &self.config)?;
         *slot = Some(conn.clone());
         Ok(conn)
-    }
-}
-
-/// Connect, then write and read until the connection fails, is killed, or
-/// every handle on it is gone; finally fail whatever is still waiting.
-async fn run_conn(
-    addr: SocketAddr,
-    config: ClientConfig,
-    shared: Arc<ConnShared>,
-    mut rx: mpsc::UnboundedReceiver<Outgoing>,
-) {
-    let ended = async {
-        let stream = connect(addr, &config, &shared.label).await?;
-        let (rd, wr) = stream.into_split();
-        tokio::select! {
-            r = write_loop(wr, &mut rx, &shared, &config) => r,
-            r = read_loop(rd, &shared, config.max_frame_bytes) => r,
-            _ = shared.kill.notified() => Err(unavailable(
-                &shared.label,
-                io::ErrorKind::TimedOut,
-                "connection closed after a request timed out",
-            )),
-        }
-    }
-    .await;
-    shared.dead.store(true, Ordering::Release);
-    rx.close();
-    let err = match ended {
-        Ok(()) => {
-            tracing::debug!("bookie connection idle and released");
-            unavailable(
-                &shared.label,
-                io::ErrorKind::ConnectionAborted,
-                "connection released",
-            )
-        }
-        Err(e) => {
-            tracing::debug!(error = %e, "bookie connection lost");
-            e
-        }
-    };
-    let pending: Vec<Pending> = shared.pending.lock().drain().map(|(_, p)| p).collect();
-    for p in pending {
-        CLIENT.failed(p.op, "unavailable");
-        let _ = p.reply.send(Err(err.duplicate()));
-    }
-    while let Ok(out) = rx.try_recv() {
-        CLIENT.failed(out.op, "unavailable");
-        let _ = out.reply.send(Err(err.duplicate()));
-    }
-}
-
-async fn connect(addr: SocketAddr, config: &ClientConfig, label: &str) -> Result<TcpStream> {
-    let outcome = tokio::time::timeout(config.connect_timeout, TcpStream::connect(addr)).await;
-    let stream = match outcome {
-        Ok(Ok(s)) => s,
-        Ok(Err(e)) => {
-            let tag = if e.kind() == io::ErrorKind::ConnectionRefused {
-                "refused"
-            } else {
-                "error"
-            };
-            BOOKIE_NET_CONNECTS.with_label_values(&[tag]).inc();
-            return Err(unavailable(label, e.kind(), format!("connect failed: {e}")));
-        }
-        Err(_) => {
-            BOOKIE_NET_CONNECTS.with_label_values(&["timeout"]).inc();
-            return Err(unavailable(
-                label,
-                io::ErrorKind::TimedOut,
-                format!("connect timed out after {:?}", config.connect_timeout),
-            ));
-        }
-    };
-    BOOKIE_NET_CONNECTS.with_label_values(&["ok"]).inc();
-    if let Err(e) = stream.set_nodelay(true) {
-        tracing::debug!(error = %e, "set_nodelay failed");
-    }
-    tracing::debug!("connected to bookie");
-    Ok(stream)
-}
-
-/// Most requests gathered into one vectored write.
-const MAX_BATCH: usize = 256;
-
-/// Write queued requests in queue order, each after taking its share of the
-/// budget; registers each as pending before writing it. `Ok` when every
-/// handle on the connection is gone.
-async fn write_loop(
-    mut wr: OwnedWriteHalf,
-    rx: &mut mpsc::UnboundedReceiver<Outgoing>,
-    shared: &ConnShared,
-    config: &ClientConfig,
-) -> Result<()> {
-    let per_request = (config.max_in_flight_bytes / config.max_in_flight_requests.max(1)).max(1);
-    let units = config.max_in_flight_bytes.max(per_request);
-    let budget = Arc::new(Semaphore::new(units));
-    let cost = |out: &Outgoing| u32::try_from((per_request + out.frame.len).min(units)).unwrap_or(u32::MAX);
-    let mut chunks = VecDeque::new();
-    let mut held: Option<Outgoing> = None;
-    loop {
-        let first = match held.take() {
-            Some(out) => out,
-            None => match rx.recv().await {
-                Some(out) => out,
-                None => return Ok(()),
-            },
-        };
-        // Nothing is buffered unwritten here, so waiting cannot deadlock.
-        let permit = budget
-            .clone()
-            .acquire_many_owned(cost(&first))
-            .await
-            .map_err(|_| unavailable(&shared.label, io::ErrorKind::Other, "budget closed"))?;
-        let mut bytes = first.frame.len;
-        register(shared, first, permit, &mut chunks);
-        let mut batched = 1;
-        while batched < MAX_BATCH {
-            let Ok(next) = rx.try_recv() else { break };
-            match budget.clone().try_acquire_many_owned(cost(&next)) {
-                Ok(permit) => {
-                    bytes += next.frame.len;
-                    register(shared, next, permit, &mut chunks);
-                    batched += 1;
-                }
-                Err(_) => {
-                    held = Some(next);
-                    break;
-                }
-            }
-        }
-        write_chunks(&mut wr, &mut chunks)
-            .await
-            .map_err(|e| unavailable(&shared.label, e.kind(), format!("write failed: {e}")))?;
-        CLIENT.bytes_out.inc_by(bytes as u64);
-    }
-}
-
-fn register(shared: &ConnShared, out: Outgoing, permit: OwnedSemaphorePermit, chunks: &mut VecDeque<Bytes>) {
-    chunks.extend(out.frame.chunks);
-    shared.pending.lock().insert(
-        out.id,
-        Pending {
-            op: out.op,
-            reply: out.reply,
-            started: out.started,
-            _permit: permit,
-        },
-    );
-}
-
-/// Read answers and hand each to its waiter. Any answer that cannot be
-/// decoded, names an unknown request id or the wrong op ends the connection.
-async fn read_loop(rd: OwnedReadHalf, shared: &ConnShared, max_frame: usize) -> Result<()> {
-    let mut frames = FrameReader::new(rd, max_frame);
-    loop {
-        let body = match frames.next_frame().await {
-            Ok(Some(body)) => body,
-            Ok(None) => {
-                return Err(unavailable(
-                    &shared.label,
-                    io::ErrorKind::ConnectionAborted,
-                    "connection closed by the bookie",
-                ))
-            }
-            Err(e) => {
-                return Err(unavailable(
-                    &shared.label,
-                    e.kind(),
-                    format!("connection lost: {e}"),
-                ));
-            }
-        };
-        CLIENT
-            .bytes_in
-            .inc_by((body.len() + super::protocol::LEN_PREFIX) as u64);
-        let (op, id, result) = decode_response(body).map_err(|e| {
-            unavailable(
-                &shared.label,
-                io::ErrorKind::InvalidData,
-                format!("bad answer: {e}"),
-            )
-        })?;
-        let Some(p) = shared.pending.lock().remove(&id) else {
-            return Err(unavailable(
-                &shared.label,
-                io::ErrorKind::InvalidData,
-                format!("answer to unknown request {id}"),
-            ));
-        };
-        if p.op != op {
-            let reason = format!("answer of type {} to a {} request", op.name(), p.op.name());
-            let _ = p.reply.send(Err(unavailable(
-                &shared.label,
-                io::ErrorKind::InvalidData,
-                reason.clone(),
-            )));
-            return Err(unavailable(&shared.label, io::ErrorKind::InvalidData, reason));
-        }
-        let result = result.map_err(|e| match e {
-            // Say which bookie's disk failed.
-            StorageError::Io { path, source } => StorageError::Io {
-                path: format!("{}: {path}", shared.label),
-                source,
-            },
-            other => other,
-        });
-        CLIENT.finished(op, p.started.elapsed(), result.as_ref().map(|_| ()));
-        let _ = p.reply.send(result);
     }
 }
 

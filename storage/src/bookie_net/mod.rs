@@ -3,6 +3,8 @@
 //!
 //! * [`protocol`]: the frame format, strict encode/decode of requests and
 //!   answers (payloads are never re-encoded or copied).
+//! * `connection`: one pipelined connection (ordered queue, budget,
+//!   matching answers by id, failing waiters when it ends).
 //! * `frame`: reading frames off a stream, vectored writing of frames.
 //! * [`server`]: [`BookieServer`] serves a bookie on a TCP listener.
 //! * [`client`]: [`RemoteBookie`] implements [`crate::ledger::BookieClient`]
@@ -10,6 +12,7 @@
 //!   local bookie ([`crate::bookie::LocalBookie`]) and remote ones.
 
 pub mod client;
+mod connection;
 mod frame;
 mod net_metrics;
 pub mod protocol;
