@@ -520,3 +520,48 @@ async fn ensemble_of_three_remote_bookies_survives_one_loss_and_fails_on_two() {
     );
     nodes[2].stop().await;
 }
+
+#[tokio::test]
+async fn a_bookie_that_never_answers_times_out_and_the_connection_is_closed() {
+    // Accepts and reads, never answers.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let silent = tokio::spawn(async move {
+        let mut held = Vec::new();
+        loop {
+            let Ok((mut s, _)) = listener.accept().await else {
+                return;
+            };
+            held.push(tokio::spawn(async move {
+                let mut buf = vec![0u8; 1 << 16];
+                while matches!(s.read(&mut buf).await, Ok(n) if n > 0) {}
+            }));
+        }
+    });
+    let client = RemoteBookie::new(
+        9,
+        addr,
+        ClientConfig {
+            request_timeout: Duration::from_millis(300),
+            ..client_config()
+        },
+    );
+    let started = Instant::now();
+    let add = client.add_entry(add_req(1, 0, None, vec![payload_of(0, 10)]));
+    let second = client.add_entry(add_req(1, 1, Some(0), vec![payload_of(1, 10)]));
+    match within("silent bookie", add).await {
+        Err(StorageError::Io { source, .. }) => {
+            assert_eq!(source.kind(), std::io::ErrorKind::TimedOut, "{source}")
+        }
+        other => panic!("expected a timeout, got {other:?}"),
+    }
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(300),
+        "timed out early: {waited:?}"
+    );
+    // The other request in flight fails with it, and the connection is closed.
+    assert!(within("second add", second).await.is_err());
+    assert!(!client.is_connected());
+    silent.abort();
+}

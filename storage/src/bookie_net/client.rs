@@ -47,9 +47,13 @@ use crate::ledger::{AddFuture, AddRequest, BookieClient, Entry, IndexRow};
 pub struct ClientConfig {
     /// Longest wait for a TCP connection to the bookie.
     pub connect_timeout: Duration,
-    /// Longest wait for an answer, counted from the call (so it includes
-    /// waiting for budget and for the connection). `read_lac` adds its
-    /// long-poll wait on top. On expiry the connection is closed.
+    /// Longest wait for an answer, counted from when the returned future is
+    /// first polled (so it includes waiting for budget and for the
+    /// connection). `read_lac` adds its long-poll wait on top. On expiry the
+    /// request fails with `TimedOut` and the connection is closed. This is
+    /// the bound on how long a quorum add can hang on a bookie that
+    /// accepted the connection but stopped answering; a bookie that is down
+    /// fails at once (refused) or after `connect_timeout`.
     pub request_timeout: Duration,
     /// Largest frame body sent or accepted.
     pub max_frame_bytes: usize,

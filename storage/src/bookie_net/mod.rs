@@ -22,4 +22,8 @@ pub mod server;
 mod codec_tests;
 
 pub use client::{ClientConfig, RemoteBookie};
+
+/// The bookie service's conventional port (BookKeeper's), as suggested in
+/// the design for `--bookie-listen`.
+pub const DEFAULT_PORT: u16 = 3181;
 pub use server::{BookieServer, ServerConfig};
