@@ -14,9 +14,10 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, oneshot, Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, oneshot, Notify};
 use tracing::Instrument;
 
+use super::budget::{Budget, Share};
 use super::client::ClientConfig;
 use super::frame::{write_chunks, FrameReader};
 use super::net_metrics::CLIENT;
@@ -55,7 +56,7 @@ struct Pending {
     op: OpCode,
     reply: oneshot::Sender<Result<Response>>,
     started: Instant,
-    _permit: OwnedSemaphorePermit,
+    _share: Share,
 }
 
 /// A connection-level failure talking to `label`'s bookie, as an I/O error
@@ -234,10 +235,7 @@ async fn write_loop(
     shared: &ConnShared,
     config: &ClientConfig,
 ) -> Result<()> {
-    let per_request = (config.max_in_flight_bytes / config.max_in_flight_requests.max(1)).max(1);
-    let units = config.max_in_flight_bytes.max(per_request);
-    let budget = Arc::new(Semaphore::new(units));
-    let cost = |out: &Outgoing| u32::try_from((per_request + out.frame.len).min(units)).unwrap_or(u32::MAX);
+    let budget = Budget::new(config.max_in_flight_requests, config.max_in_flight_bytes);
     let mut chunks = VecDeque::new();
     let mut held: Option<Outgoing> = None;
     loop {
@@ -249,23 +247,22 @@ async fn write_loop(
             },
         };
         // Nothing is buffered unwritten here, so waiting cannot deadlock.
-        let permit = budget
-            .clone()
-            .acquire_many_owned(cost(&first))
+        let share = budget
+            .take(first.frame.len)
             .await
-            .map_err(|_| unavailable(&shared.label, io::ErrorKind::Other, "budget closed"))?;
+            .ok_or_else(|| unavailable(&shared.label, io::ErrorKind::Other, "budget closed"))?;
         let mut bytes = first.frame.len;
-        register(shared, first, permit, &mut chunks);
+        register(shared, first, share, &mut chunks);
         let mut batched = 1;
         while batched < MAX_BATCH {
             let Ok(next) = rx.try_recv() else { break };
-            match budget.clone().try_acquire_many_owned(cost(&next)) {
-                Ok(permit) => {
+            match budget.try_take(next.frame.len) {
+                Some(share) => {
                     bytes += next.frame.len;
-                    register(shared, next, permit, &mut chunks);
+                    register(shared, next, share, &mut chunks);
                     batched += 1;
                 }
-                Err(_) => {
+                None => {
                     held = Some(next);
                     break;
                 }
@@ -278,7 +275,7 @@ async fn write_loop(
     }
 }
 
-fn register(shared: &ConnShared, out: Outgoing, permit: OwnedSemaphorePermit, chunks: &mut VecDeque<Bytes>) {
+fn register(shared: &ConnShared, out: Outgoing, share: Share, chunks: &mut VecDeque<Bytes>) {
     chunks.extend(out.frame.chunks);
     shared.pending.lock().insert(
         out.id,
@@ -286,7 +283,7 @@ fn register(shared: &ConnShared, out: Outgoing, permit: OwnedSemaphorePermit, ch
             op: out.op,
             reply: out.reply,
             started: out.started,
-            _permit: permit,
+            _share: share,
         },
     );
 }

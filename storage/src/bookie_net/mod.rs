@@ -3,6 +3,7 @@
 //!
 //! * [`protocol`]: the frame format, strict encode/decode of requests and
 //!   answers (payloads are never re-encoded or copied).
+//! * `budget`: the per-connection in-flight limits (backpressure).
 //! * `connection`: one pipelined connection (ordered queue, budget,
 //!   matching answers by id, failing waiters when it ends).
 //! * `frame`: reading frames off a stream, vectored writing of frames.
@@ -11,6 +12,7 @@
 //!   over one pipelined connection, so a ledger's ensemble can mix the
 //!   local bookie ([`crate::bookie::LocalBookie`]) and remote ones.
 
+mod budget;
 pub mod client;
 mod connection;
 mod frame;

@@ -21,10 +21,11 @@ use std::time::{Duration, Instant};
 
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream, ToSocketAddrs};
-use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
+use super::budget::{Budget, Share};
 use super::frame::{write_chunks, FrameReader};
 use super::net_metrics::SERVER;
 use super::protocol::{decode_request, encode_response, Frame, Request, Response, DEFAULT_MAX_FRAME};
@@ -144,7 +145,7 @@ async fn accept_loop(
 /// An answer ready to write, holding its request's share of the budget.
 struct Outbound {
     frame: Frame,
-    _permit: OwnedSemaphorePermit,
+    _share: Share,
 }
 
 /// Decrements the open-connections gauge when a connection ends, however.
@@ -192,11 +193,7 @@ async fn read_loop(
     tx: mpsc::UnboundedSender<Outbound>,
 ) -> std::io::Result<()> {
     let mut frames = FrameReader::new(rd, config.max_frame_bytes);
-    // One semaphore in bytes; a request also costs a fixed share so that
-    // `max_in_flight_requests` tiny requests exhaust it as well.
-    let per_request = (config.max_in_flight_bytes / config.max_in_flight_requests.max(1)).max(1);
-    let budget_units = config.max_in_flight_bytes.max(per_request);
-    let budget = Arc::new(Semaphore::new(budget_units));
+    let budget = Budget::new(config.max_in_flight_requests, config.max_in_flight_bytes);
     let mut tasks = JoinSet::new();
     loop {
         while tasks.try_join_next().is_some() {}
@@ -207,13 +204,12 @@ async fn read_loop(
         SERVER.bytes_in.inc_by(frame_len as u64);
         let (id, req) = decode_request(body)
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()))?;
-        let cost = (per_request + frame_len).min(budget_units);
-        let permit = budget
-            .clone()
-            .acquire_many_owned(u32::try_from(cost).unwrap_or(u32::MAX))
+        // Waiting here stops reading: TCP pushes back on the client.
+        let share = budget
+            .take(frame_len)
             .await
-            .map_err(|_| std::io::Error::other("budget closed"))?;
-        dispatch(&mut tasks, &bookie, config, &tx, id, req, permit);
+            .ok_or_else(|| std::io::Error::other("budget closed"))?;
+        dispatch(&mut tasks, &bookie, config, &tx, id, req, share);
     }
     Ok(())
 }
@@ -227,7 +223,7 @@ fn dispatch(
     tx: &mpsc::UnboundedSender<Outbound>,
     id: u64,
     req: Request,
-    permit: OwnedSemaphorePermit,
+    share: Share,
 ) {
     let started = Instant::now();
     let op = req.op();
@@ -283,10 +279,7 @@ fn dispatch(
         }
         let frame = encode_response(id, op, &result, max_frame);
         // A closed channel means the connection is gone: nobody to answer.
-        let _ = tx.send(Outbound {
-            frame,
-            _permit: permit,
-        });
+        let _ = tx.send(Outbound { frame, _share: share });
     });
 }
 
