@@ -565,3 +565,68 @@ async fn a_bookie_that_never_answers_times_out_and_the_connection_is_closed() {
     assert!(!client.is_connected());
     silent.abort();
 }
+
+/// Issue two 500 ms long polls and then a quick lookup on one connection;
+/// returns how long the lookup took.
+async fn lookup_behind_two_polls(client: &RemoteBookie) -> Duration {
+    let started = Instant::now();
+    let poll_a = client.read_lac(77, Some(0), Duration::from_millis(500));
+    let poll_b = client.read_lac(78, Some(0), Duration::from_millis(500));
+    let lookup = async {
+        let r = client.last_entry(1).await;
+        (r, started.elapsed())
+    };
+    let (a, b, (r, took)) = within("polls and lookup", async { tokio::join!(poll_a, poll_b, lookup) }).await;
+    assert_eq!(a.expect("poll"), None);
+    assert_eq!(b.expect("poll"), None);
+    assert_eq!(r.expect("lookup"), Some(row(0, 0)));
+    took
+}
+
+#[tokio::test]
+async fn in_flight_limits_hold_requests_back_on_both_sides() {
+    // Server side: two requests in flight per connection at most, so the
+    // lookup is not even read until a poll has been answered.
+    let mut node = Node::start_with(
+        21,
+        ServerConfig {
+            max_in_flight_requests: 2,
+            ..ServerConfig::default()
+        },
+    )
+    .await;
+    let client = node.client();
+    client.add_entry(add_req(1, 0, None, vec![])).await.expect("add");
+    let took = lookup_behind_two_polls(&client).await;
+    assert!(
+        took >= Duration::from_millis(450),
+        "server read past its limit: {took:?}"
+    );
+    node.stop().await;
+
+    // Client side: the same with a roomy server and a client that keeps at
+    // most two requests in flight.
+    let mut node = Node::start(22).await;
+    let client = RemoteBookie::new(
+        node.id,
+        node.addr,
+        ClientConfig {
+            max_in_flight_requests: 2,
+            ..client_config()
+        },
+    );
+    client.add_entry(add_req(1, 0, None, vec![])).await.expect("add");
+    let took = lookup_behind_two_polls(&client).await;
+    assert!(
+        took >= Duration::from_millis(450),
+        "client wrote past its limit: {took:?}"
+    );
+    // Without limits the lookup does not wait for the polls.
+    let roomy = node.client();
+    let took = lookup_behind_two_polls(&roomy).await;
+    assert!(
+        took < Duration::from_millis(450),
+        "lookup waited {took:?} with no limit in the way"
+    );
+    node.stop().await;
+}
