@@ -6,9 +6,14 @@ use distlog_metadata::{LedgerId, MetadataError, StreamId};
 /// Kafka error codes in one place.
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
-    /// A disk read/write/fsync failed (including a full disk). Nothing was
-    /// acknowledged. Check disk space and the data directory.
-    #[error("disk I/O error on {path}: {source}; check free space and the data directory")]
+    /// A disk read/write/fsync failed (including a full disk), or — with
+    /// `path` naming a remote bookie ("bookie 2 at 10.0.0.2:3181") — the
+    /// network connection to it failed, timed out or broke the protocol.
+    /// Nothing was acknowledged by that bookie.
+    #[error(
+        "I/O error on {path}: {source} (a disk: check free space and the data directory; \
+         a remote bookie: check that it runs and is reachable)"
+    )]
     Io {
         path: String,
         #[source]

@@ -2,6 +2,8 @@
 //!
 //! * [`bookie`]: the segment store — append-only ledgers, journal with group
 //!   commit, crc per entry, index by sequence id and txid, crash recovery.
+//! * [`bookie_net`]: the bookie network service — [`bookie_net::BookieServer`]
+//!   serves a bookie over TCP, [`bookie_net::RemoteBookie`] reaches it.
 //! * [`ledger`]: the ledger client — the one interface ([`ledger::BookieClient`])
 //!   through which writers and readers reach bookies, local or remote.
 //! * [`log`]: log streams — `LogWriter`, `LogReader`, segments, the
@@ -9,6 +11,7 @@
 //!   that the broker uses.
 
 pub mod bookie;
+pub mod bookie_net;
 pub mod dlsn;
 pub mod error;
 pub mod ledger;

@@ -4,7 +4,8 @@
 use std::sync::LazyLock;
 
 use prometheus::{
-    register_histogram, register_int_counter, register_int_gauge, Histogram, IntCounter, IntGauge,
+    register_histogram, register_histogram_vec, register_int_counter, register_int_counter_vec,
+    register_int_gauge, Histogram, HistogramVec, IntCounter, IntCounterVec, IntGauge,
 };
 
 /// Latency of each journal fdatasync.
@@ -101,6 +102,61 @@ pub static TAIL_CACHE_MISSES: LazyLock<IntCounter> = LazyLock::new(|| {
     register_int_counter!(
         "distlog_tail_cache_misses_total",
         "Entry reads that missed the tail cache"
+    )
+    .expect("metric registers once")
+});
+
+/// Bookie protocol requests by side (`server`: answered by this node's
+/// bookie service, `client`: sent to remote bookies), op and outcome
+/// (`ok` or the error, e.g. `fenced`, `unavailable`).
+pub static BOOKIE_NET_REQUESTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "distlog_bookie_net_requests_total",
+        "Bookie protocol requests by side, op and outcome",
+        &["side", "op", "outcome"]
+    )
+    .expect("metric registers once")
+});
+
+/// Bookie protocol request latency by side and op (server: decode to
+/// answer queued; client: submit to answer received). Long-poll LAC reads
+/// include their wait.
+pub static BOOKIE_NET_REQUEST_SECONDS: LazyLock<HistogramVec> = LazyLock::new(|| {
+    register_histogram_vec!(
+        "distlog_bookie_net_request_seconds",
+        "Bookie protocol request latency by side and op",
+        &["side", "op"],
+        vec![0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0]
+    )
+    .expect("metric registers once")
+});
+
+/// Bookie protocol bytes on the wire by side and direction (`in`/`out`).
+pub static BOOKIE_NET_BYTES: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "distlog_bookie_net_bytes_total",
+        "Bookie protocol bytes read (in) and written (out), by side",
+        &["side", "direction"]
+    )
+    .expect("metric registers once")
+});
+
+/// Open connections to this node's bookie service.
+pub static BOOKIE_NET_SERVER_CONNECTIONS: LazyLock<IntGauge> = LazyLock::new(|| {
+    register_int_gauge!(
+        "distlog_bookie_net_server_connections",
+        "Open client connections to this node's bookie service"
+    )
+    .expect("metric registers once")
+});
+
+/// Connection attempts to remote bookies by outcome (`ok`, `refused`,
+/// `timeout`, `error`).
+pub static BOOKIE_NET_CONNECTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "distlog_bookie_net_client_connects_total",
+        "Connection attempts to remote bookies by outcome",
+        &["outcome"]
     )
     .expect("metric registers once")
 });

@@ -241,6 +241,9 @@ impl Journal {
     /// Make durable entries visible to readers and acknowledge them.
     fn publish(&self, ledger: &LedgerFile, adds: Vec<Staged>) {
         ledger.publish(adds.iter().map(|a| a.req.row));
+        if let Some(lac) = adds.iter().filter_map(|a| a.req.lac).max() {
+            self.shared.lac.advance(ledger.id, lac);
+        }
         let n = adds.len() as u64;
         let bytes: u64 = adds.iter().map(|a| u64::from(a.req.row.len)).sum();
         metrics::ENTRIES_ADDED.inc_by(n);
@@ -268,6 +271,7 @@ impl Journal {
 
     fn delete(&self, id: LedgerId) -> Result<()> {
         self.shared.ledgers.write().remove(&id);
+        self.shared.lac.remove(id);
         LedgerFile::remove(&self.shared.ledgers_dir, id)?;
         tracing::info!(ledger = id, "ledger deleted");
         Ok(())

@@ -13,6 +13,7 @@
 mod format;
 mod index;
 mod journal;
+mod lac;
 mod ledger_file;
 #[cfg(test)]
 mod tests;
@@ -24,7 +25,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use distlog_metadata::LedgerId;
@@ -71,6 +72,8 @@ pub(crate) struct Shared {
     ledgers_dir: PathBuf,
     ledgers: RwLock<HashMap<LedgerId, Arc<LedgerFile>>>,
     stats: Stats,
+    /// LACs piggybacked on durable adds, for `read_lac` long polls.
+    lac: lac::LacTracker,
 }
 
 impl Shared {
@@ -191,6 +194,7 @@ impl Bookie {
             ledgers_dir,
             ledgers: RwLock::new(ledgers),
             stats: Stats::default(),
+            lac: lac::LacTracker::default(),
         });
         let (tx, rx) = mpsc::channel();
         let journal_shared = shared.clone();
@@ -338,5 +342,8 @@ impl BookieClient for LocalBookie {
     }
     async fn delete(&self, ledger: LedgerId) -> Result<()> {
         self.0.enqueue(|reply| Op::Delete(ledger, reply)).await
+    }
+    async fn read_lac(&self, ledger: LedgerId, known: Option<u64>, wait: Duration) -> Result<Option<u64>> {
+        Ok(self.0.shared.lac.wait(ledger, known, wait).await)
     }
 }

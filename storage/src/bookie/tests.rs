@@ -601,3 +601,32 @@ async fn a_full_disk_fails_the_add_without_panicking() {
     b.add_entry(add(2, 0, &[b"fine"])).await.expect("other ledger");
     assert_eq!(read_all(&b, 2).await[0].payload, Bytes::from_static(b"fine"));
 }
+
+#[tokio::test]
+async fn read_lac_follows_piggybacked_lac_of_durable_adds() {
+    use std::time::Duration;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let b = open(dir.path());
+    assert_eq!(b.read_lac(3, None, Duration::ZERO).await.expect("read_lac"), None);
+    // Entry 0 carries no LAC, entry 1 carries LAC 0, entry 2 carries LAC 1.
+    for i in 0..3 {
+        b.add_entry(add(3, i, &[b"x"])).await.expect("add");
+    }
+    assert_eq!(
+        b.read_lac(3, None, Duration::ZERO).await.expect("read_lac"),
+        Some(1)
+    );
+    let waiter = {
+        let b = b.clone();
+        tokio::spawn(async move { b.read_lac(3, Some(1), Duration::from_secs(10)).await })
+    };
+    b.add_entry(add(3, 3, &[b"y"])).await.expect("add");
+    let got = tokio::time::timeout(Duration::from_secs(5), waiter)
+        .await
+        .expect("long poll wakes on the next add")
+        .expect("task")
+        .expect("read_lac");
+    assert_eq!(got, Some(2));
+    b.delete(3).await.expect("delete");
+    assert_eq!(b.read_lac(3, None, Duration::ZERO).await.expect("read_lac"), None);
+}

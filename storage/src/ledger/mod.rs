@@ -6,6 +6,8 @@
 //! Writers never touch a `Bookie` directly, so replication slots in behind
 //! this trait without changing the log layer.
 
+use std::time::Duration;
+
 use async_trait::async_trait;
 use bytes::Bytes;
 use distlog_metadata::LedgerId;
@@ -100,4 +102,12 @@ pub trait BookieClient: Send + Sync + 'static {
 
     /// Delete the ledger and free its space. Deleting an unknown ledger is Ok.
     async fn delete(&self, ledger: LedgerId) -> Result<()>;
+
+    /// Long-poll read of the ledger's last-add-confirmed as its writer
+    /// piggybacked it on durable adds: returns as soon as the bookie knows a
+    /// LAC greater than `known` (any LAC counts when `known` is None), or
+    /// after `wait` with the LAC it knows then (possibly None; a zero `wait`
+    /// answers at once). Tailing readers use it to learn of new entries
+    /// without polling. An unknown ledger is waited on like an empty one.
+    async fn read_lac(&self, ledger: LedgerId, known: Option<u64>, wait: Duration) -> Result<Option<u64>>;
 }
