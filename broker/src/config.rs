@@ -45,6 +45,9 @@ pub struct BrokerConfig {
     pub http_listen: String,
     /// Address of the Raft RPC listener (recorded in membership).
     pub raft_listen: String,
+    /// Address the bookie (segment store) service listens on for other
+    /// nodes' ledger clients; `None`: the bookie serves this node only.
+    pub bookie_listen: Option<String>,
     /// Whether Metadata requests create unknown topics (`auto.create.topics.enable`).
     pub auto_create_topics: bool,
     /// Partitions of a topic created without an explicit count (`num.partitions`).
@@ -86,6 +89,7 @@ impl Default for BrokerConfig {
             advertised_kafka_port: 9092,
             http_listen: "127.0.0.1:9644".to_string(),
             raft_listen: "127.0.0.1:9093".to_string(),
+            bookie_listen: None,
             auto_create_topics: true,
             num_partitions: 1,
             segment_bytes: 134_217_728,
@@ -149,6 +153,9 @@ pub struct ServerArgs {
     /// Raft listener address HOST:PORT.
     #[arg(long, env = "DISTLOG_RAFT_LISTEN")]
     pub raft_listen: Option<String>,
+    /// Serve this node's bookie to other nodes on HOST:PORT.
+    #[arg(long, env = "DISTLOG_BOOKIE_LISTEN")]
+    pub bookie_listen: Option<String>,
     /// Create unknown topics on Metadata requests (true|false).
     #[arg(long, env = "DISTLOG_AUTO_CREATE_TOPICS")]
     pub auto_create_topics: Option<bool>,
@@ -209,6 +216,8 @@ pub struct FileConfig {
     pub http_listen: Option<String>,
     /// See [`BrokerConfig::raft_listen`].
     pub raft_listen: Option<String>,
+    /// See [`BrokerConfig::bookie_listen`].
+    pub bookie_listen: Option<String>,
     /// See [`BrokerConfig::auto_create_topics`].
     pub auto_create_topics: Option<bool>,
     /// See [`BrokerConfig::num_partitions`].
@@ -262,6 +271,7 @@ impl FileConfig {
             advertised_kafka: a.advertised_kafka.clone(),
             http_listen: a.http_listen.clone(),
             raft_listen: a.raft_listen.clone(),
+            bookie_listen: a.bookie_listen.clone(),
             auto_create_topics: a.auto_create_topics,
             num_partitions: a.num_partitions,
             segment_bytes: a.segment_bytes,
@@ -310,6 +320,9 @@ impl BrokerConfig {
         split_host_port(&c.kafka_listen, "kafka-listen")?;
         split_host_port(&c.http_listen, "http-listen")?;
         split_host_port(&c.raft_listen, "raft-listen")?;
+        if let Some(addr) = &c.bookie_listen {
+            split_host_port(addr, "bookie-listen")?;
+        }
         let (host, port) = match advertised {
             Some(a) => split_host_port(&a, "advertised-kafka")?,
             None => {
@@ -373,6 +386,9 @@ impl BrokerConfig {
         set(&mut self.kafka_listen, &l.kafka_listen);
         set(&mut self.http_listen, &l.http_listen);
         set(&mut self.raft_listen, &l.raft_listen);
+        if l.bookie_listen.is_some() {
+            self.bookie_listen = l.bookie_listen.clone();
+        }
         set(&mut self.auto_create_topics, &l.auto_create_topics);
         set(&mut self.num_partitions, &l.num_partitions);
         set(&mut self.segment_bytes, &l.segment_bytes);

@@ -15,6 +15,7 @@ use distlog_broker::server::listener;
 use distlog_broker::{metrics, Broker};
 use distlog_metadata::{BrokerInfo, Command, MetadataConfig, MetadataStore};
 use distlog_storage::bookie::{Bookie, BookieConfig, LocalBookie};
+use distlog_storage::bookie_net::{BookieServer, ServerConfig};
 use distlog_storage::log::{Namespace, NamespaceConfig, StampFn, StreamConfig};
 use tokio::sync::watch;
 use tracing::{error, info, warn};
@@ -124,7 +125,7 @@ fn broker_info(config: &BrokerConfig) -> BrokerInfo {
         kafka_host: config.advertised_kafka_host.clone(),
         kafka_port: config.advertised_kafka_port,
         rack: None,
-        bookie_addr: None,
+        bookie_addr: config.bookie_listen.clone(),
         lease_expires_ms: now_ms() + LEASE.as_millis() as u64,
     }
 }
@@ -171,6 +172,20 @@ async fn serve(config: BrokerConfig) -> anyhow::Result<()> {
         .await
         .context("bookie open task failed")?
         .context("cannot open the bookie")?;
+    let bookie_server = match &config.bookie_listen {
+        Some(addr) => Some(
+            BookieServer::bind(
+                addr.as_str(),
+                Arc::new(LocalBookie(bookie.clone())),
+                ServerConfig::default(),
+            )
+            .await
+            .with_context(|| {
+                format!("cannot serve the bookie on {addr}; choose another address with --bookie-listen")
+            })?,
+        ),
+        None => None,
+    };
     distlog_storage::log::gc::collect_orphan_ledgers(&meta, &bookie)
         .await
         .context("cannot garbage-collect orphan ledgers")?;
@@ -263,6 +278,9 @@ async fn serve(config: BrokerConfig) -> anyhow::Result<()> {
     if let Err(e) = ns.shutdown().await {
         error!(error = %e, "closing log streams failed");
         clean = false;
+    }
+    if let Some(server) = bookie_server {
+        server.shutdown().await;
     }
     if let Err(e) = tokio::task::spawn_blocking(move || bookie.shutdown()).await {
         error!(error = %e, "bookie shutdown failed");
