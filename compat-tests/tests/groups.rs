@@ -247,6 +247,33 @@ fn two_members_split_four_partitions_and_consume_20000_exactly_once() {
     assert_admin_members(&broker, "split-group", &members);
 }
 
+/// A third member `c3` subscribes to `topic` (4 partitions) while `members` consume with
+/// synchronous commits: wait until the three cover every partition and 800 records are in, produce
+/// 800 more, and consume them with `c3` taking part. Returns `c3` and when it subscribed.
+fn third_member_joins(
+    run: &mut GroupRun,
+    members: [&GroupMember; 2],
+    config: &rdkafka::ClientConfig,
+    bootstrap: &str,
+    topic: &str,
+    produced: &mut Produced,
+) -> (GroupMember, Instant) {
+    let (each, deadline) = (CommitPolicy::EachSync, Duration::from_secs(30));
+    let joined = Instant::now();
+    let c3 = GroupMember::subscribe(config, "c3", &[topic]).or_panic("c3");
+    let all = [members[0], members[1], &c3];
+    run.drive(&all, each, deadline, "three members assigned", |r, m| {
+        assignments_cover(m, 4) && r.unique_count() >= 800
+    })
+    .or_panic("phase 2");
+    produced.extend(produce_spread(bootstrap, topic, 4, 800, 800).or_panic("produce 2"));
+    run.drive(&all, each, deadline, "three members consume", |r, _| {
+        r.unique_count() >= 1600 && r.count_by("c3") > 0
+    })
+    .or_panic("phase 3");
+    (c3, joined)
+}
+
 #[test]
 fn third_member_joins_then_one_leaves_and_sync_commits_keep_it_exactly_once() {
     let broker = broker_with_initial_delay(1000);
@@ -268,25 +295,7 @@ fn third_member_joins_then_one_leaves_and_sync_commits_keep_it_exactly_once() {
     .or_panic("phase 1");
 
     // A third member joins while the first batch is being consumed.
-    let c3_joined = Instant::now();
-    let c3 = GroupMember::subscribe(&config, "c3", &[topic]).or_panic("c3");
-    run.drive(
-        &[&c1, &c2, &c3],
-        each,
-        deadline,
-        "three members assigned",
-        |r, m| assignments_cover(m, 4) && r.unique_count() >= 800,
-    )
-    .or_panic("phase 2");
-    produced.extend(produce_spread(&bootstrap, topic, 4, 800, 800).or_panic("produce 2"));
-    run.drive(
-        &[&c1, &c2, &c3],
-        each,
-        deadline,
-        "three members consume",
-        |r, _| r.unique_count() >= 1600 && r.count_by("c3") > 0,
-    )
-    .or_panic("phase 3");
+    let (c3, c3_joined) = third_member_joins(&mut run, [&c1, &c2], &config, &bootstrap, topic, &mut produced);
 
     // c1 leaves (LeaveGroup) while the third batch is being consumed.
     produced.extend(produce_spread(&bootstrap, topic, 4, 1600, 800).or_panic("produce 3"));
@@ -756,25 +765,7 @@ fn cooperative_sticky_moves_only_what_it_must_and_consumes_exactly_once() {
     .or_panic("phase 1");
     let before: Vec<Vec<i32>> = vec![c1.partitions(), c2.partitions()];
 
-    let c3_joined = Instant::now();
-    let c3 = GroupMember::subscribe(&config, "c3", &[topic]).or_panic("c3");
-    run.drive(
-        &[&c1, &c2, &c3],
-        each,
-        deadline,
-        "three members assigned",
-        |r, m| assignments_cover(m, 4) && r.unique_count() >= 800,
-    )
-    .or_panic("phase 2");
-    produced.extend(produce_spread(&bootstrap, topic, 4, 800, 800).or_panic("produce 2"));
-    run.drive(
-        &[&c1, &c2, &c3],
-        each,
-        deadline,
-        "three members consume",
-        |r, _| r.unique_count() >= 1600 && r.count_by("c3") > 0,
-    )
-    .or_panic("phase 3");
+    let (c3, c3_joined) = third_member_joins(&mut run, [&c1, &c2], &config, &bootstrap, topic, &mut produced);
     run.settle(&[&c1, &c2, &c3], each, Duration::from_secs(1))
         .or_panic("settle");
     let redelivered = run.verify_exactly_once(&produced, true).or_panic("exactly once");
