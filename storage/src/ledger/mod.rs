@@ -18,6 +18,7 @@ use crate::error::Result;
 pub type AddFuture = futures::future::BoxFuture<'static, Result<()>>;
 
 pub mod handle;
+pub mod placement;
 
 /// Index row of one entry: where it sits in the stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
