@@ -11,6 +11,7 @@ pub mod group;
 pub mod handlers;
 pub mod http;
 pub mod metrics;
+pub mod ownership;
 pub mod records;
 pub mod server;
 pub mod topics;

@@ -96,7 +96,12 @@ mod tests {
     fn racks_are_spread_before_any_is_reused() {
         // Rack a has the two least-loaded bookies, but an ensemble of 3 over racks a, b, c takes
         // one from each.
-        let c = [b(1, Some("a"), 0), b(2, Some("a"), 0), b(3, Some("b"), 4), b(4, Some("c"), 9)];
+        let c = [
+            b(1, Some("a"), 0),
+            b(2, Some("a"), 0),
+            b(3, Some("b"), 4),
+            b(4, Some("c"), 9),
+        ];
         let mut e = choose_ensemble(&c, 3, 0).unwrap();
         e.sort();
         assert_eq!(e.len(), 3);

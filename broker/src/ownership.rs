@@ -1,0 +1,179 @@
+//! Stream ownership planning: which broker writes each stream (the Kafka
+//! partition leader).
+//!
+//! The controller (the metadata Raft leader) keeps every stream owned by a
+//! broker with a live lease, spread evenly: streams without an owner, or
+//! whose owner's lease expired, go to the live broker owning the fewest
+//! streams; then, while one broker owns two or more streams more than
+//! another, a stream moves from the most to the least loaded (like Kafka's
+//! preferred-leader rebalancing, bounded per round so clients see few
+//! leader changes at once). Each planned move is applied as a
+//! compare-and-set on the stream's owner epoch, so a plan computed from a
+//! stale view cannot undo a newer assignment. This module is the pure
+//! planning step.
+
+use std::collections::BTreeMap;
+
+use distlog_metadata::{BrokerId, StreamId};
+
+/// One ownership change to apply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnershipMove {
+    /// The stream.
+    pub stream: StreamId,
+    /// The owner the plan was computed against (`None`: unowned).
+    pub from: Option<BrokerId>,
+    /// The new owner.
+    pub to: BrokerId,
+    /// The owner epoch the move expects (compare-and-set).
+    pub expected_epoch: u64,
+}
+
+/// Plan the moves that give every stream a live owner and even out the
+/// load, moving at most `max_rebalance_moves` healthy streams.
+///
+/// `streams` lists each stream with its owner and owner epoch; `live` the
+/// brokers whose lease has not expired. With no live broker nothing is
+/// planned.
+pub fn plan_ownership(
+    streams: &[(StreamId, Option<BrokerId>, u64)],
+    live: &[BrokerId],
+    max_rebalance_moves: usize,
+) -> Vec<OwnershipMove> {
+    if live.is_empty() {
+        return Vec::new();
+    }
+    let mut load: BTreeMap<BrokerId, Vec<StreamId>> = live.iter().map(|b| (*b, Vec::new())).collect();
+    let mut orphans = Vec::new();
+    for (stream, owner, epoch) in streams {
+        match owner.filter(|o| load.contains_key(o)) {
+            Some(o) => load.get_mut(&o).expect("live owner").push(*stream),
+            None => orphans.push((*stream, *owner, *epoch)),
+        }
+    }
+    let epochs: BTreeMap<StreamId, (Option<BrokerId>, u64)> =
+        streams.iter().map(|(s, o, e)| (*s, (*o, *e))).collect();
+    let least = |load: &BTreeMap<BrokerId, Vec<StreamId>>| -> BrokerId {
+        *load
+            .iter()
+            .min_by_key(|(id, owned)| (owned.len(), **id))
+            .map(|(id, _)| id)
+            .expect("at least one live broker")
+    };
+    let mut moves = Vec::new();
+    for (stream, from, expected_epoch) in orphans {
+        let to = least(&load);
+        load.get_mut(&to).expect("live").push(stream);
+        moves.push(OwnershipMove {
+            stream,
+            from,
+            to,
+            expected_epoch,
+        });
+    }
+    for _ in 0..max_rebalance_moves {
+        let (most, most_n) = load
+            .iter()
+            .max_by_key(|(id, owned)| (owned.len(), std::cmp::Reverse(**id)))
+            .map(|(id, owned)| (*id, owned.len()))
+            .expect("live");
+        let to = least(&load);
+        if most_n < load[&to].len() + 2 {
+            break;
+        }
+        let stream = load.get_mut(&most).expect("live").pop().expect("non-empty");
+        load.get_mut(&to).expect("live").push(stream);
+        let (from, expected_epoch) = epochs[&stream];
+        moves.push(OwnershipMove {
+            stream,
+            from,
+            to,
+            expected_epoch,
+        });
+    }
+    moves
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(p: u32) -> StreamId {
+        StreamId {
+            topic_id: uuid::Uuid::from_u128(1),
+            partition: p,
+        }
+    }
+
+    fn owners_after(
+        streams: &[(StreamId, Option<BrokerId>, u64)],
+        moves: &[OwnershipMove],
+    ) -> BTreeMap<BrokerId, usize> {
+        let mut owner: BTreeMap<StreamId, Option<BrokerId>> =
+            streams.iter().map(|(s, o, _)| (*s, *o)).collect();
+        for m in moves {
+            owner.insert(m.stream, Some(m.to));
+        }
+        let mut counts = BTreeMap::new();
+        for o in owner.values() {
+            *counts.entry(o.expect("every stream owned")).or_insert(0) += 1;
+        }
+        counts
+    }
+
+    #[test]
+    fn unowned_streams_spread_evenly_over_live_brokers() {
+        let streams: Vec<_> = (0..10).map(|p| (s(p), None, 0)).collect();
+        let moves = plan_ownership(&streams, &[1, 2, 3], 0);
+        assert_eq!(moves.len(), 10);
+        assert!(moves.iter().all(|m| m.from.is_none() && m.expected_epoch == 0));
+        assert_eq!(
+            owners_after(&streams, &moves),
+            BTreeMap::from([(1, 4), (2, 3), (3, 3)])
+        );
+    }
+
+    #[test]
+    fn streams_of_a_dead_broker_move_with_their_epoch_and_nothing_else_moves() {
+        let mut streams: Vec<_> = (0..6).map(|p| (s(p), Some(1 + p % 3), 7)).collect();
+        streams[0].2 = 9;
+        // Broker 1 (streams 0 and 3) lost its lease.
+        let moves = plan_ownership(&streams, &[2, 3], 0);
+        let moved: Vec<(u32, Option<BrokerId>, u64)> = moves
+            .iter()
+            .map(|m| (m.stream.partition, m.from, m.expected_epoch))
+            .collect();
+        assert_eq!(moved, vec![(0, Some(1), 9), (3, Some(1), 7)]);
+        assert_eq!(owners_after(&streams, &moves), BTreeMap::from([(2, 3), (3, 3)]));
+    }
+
+    #[test]
+    fn a_new_broker_receives_streams_a_bounded_number_at_a_time() {
+        let streams: Vec<_> = (0..8).map(|p| (s(p), Some(1 + p % 2), 1)).collect();
+        let first = plan_ownership(&streams, &[1, 2, 3], 1);
+        assert_eq!(first.len(), 1, "at most one healthy stream per round");
+        assert_eq!(first[0].to, 3);
+        let all = plan_ownership(&streams, &[1, 2, 3], 10);
+        let counts = owners_after(&streams, &all);
+        assert_eq!(
+            counts.values().max().unwrap() - counts.values().min().unwrap(),
+            1,
+            "{counts:?}"
+        );
+        // Balanced already: nothing to do.
+        let after: Vec<_> = {
+            let mut owner: BTreeMap<StreamId, BrokerId> =
+                streams.iter().map(|(s, o, _)| (*s, o.unwrap())).collect();
+            for m in &all {
+                owner.insert(m.stream, m.to);
+            }
+            owner.into_iter().map(|(s, o)| (s, Some(o), 2)).collect()
+        };
+        assert!(plan_ownership(&after, &[1, 2, 3], 10).is_empty());
+    }
+
+    #[test]
+    fn no_live_broker_plans_nothing() {
+        assert!(plan_ownership(&[(s(0), Some(1), 3)], &[], 5).is_empty());
+    }
+}
