@@ -6,6 +6,7 @@
 //! into one entry, pipelined adds, segment rolling, tail cache) and readers
 //! go through a `LogReader` (committed entries only).
 
+mod bookies;
 pub mod gc;
 pub mod namespace;
 mod reader;

@@ -15,8 +15,9 @@ use parking_lot::Mutex;
 use tokio::sync::{broadcast, oneshot, watch, OnceCell};
 use tracing::{debug, info, warn};
 
+use super::bookies::BookieSet;
 use super::reader::LogReader;
-use super::stream::{self, BookieSet, LogStream, NsCtx};
+use super::stream::{self, LogStream, NsCtx};
 use super::writer::WriterOp;
 use crate::dlsn::Dlsn;
 use crate::error::{Result, StorageError};
@@ -50,6 +51,12 @@ pub struct StreamConfig {
     pub segment_ms: u64,
     /// Largest entry the writer builds from batched appends.
     pub max_entry_bytes: usize,
+    /// Bookies per new segment (`distlog.ensemble.size`, E).
+    pub ensemble_size: u8,
+    /// Copies written of each entry (`distlog.write.quorum`, Qw).
+    pub write_quorum: u8,
+    /// Copies durable before an entry is acknowledged (`distlog.ack.quorum`, Qa).
+    pub ack_quorum: u8,
 }
 
 impl Default for StreamConfig {
@@ -58,6 +65,9 @@ impl Default for StreamConfig {
             segment_bytes: 128 * 1024 * 1024,
             segment_ms: 7 * 24 * 3600 * 1000,
             max_entry_bytes: 4 * 1024 * 1024,
+            ensemble_size: 1,
+            write_quorum: 1,
+            ack_quorum: 1,
         }
     }
 }
@@ -153,8 +163,8 @@ impl Namespace {
         let events = meta.subscribe();
         let ns = Arc::new(Namespace {
             ctx: Arc::new(NsCtx {
+                bookies: BookieSet::new(bookie, meta.clone()),
                 meta,
-                bookies: BookieSet::new(bookie),
                 config,
             }),
             streams: Mutex::new(HashMap::new()),

@@ -1,7 +1,6 @@
 //! One open log stream: the state its writer and readers share, and how a
 //! stream is opened (ownership acquisition and ledger recovery).
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -12,51 +11,19 @@ use parking_lot::{Mutex, RwLock};
 use tokio::sync::{mpsc, watch};
 use tracing::{info, info_span, Instrument};
 
+use super::bookies::BookieSet;
 use super::namespace::{NamespaceConfig, StreamConfig};
 use super::segment::SegmentView;
 use super::tail_cache::TailCache;
 use super::writer::{LogWriter, WriterOp};
 use crate::error::{Result, StorageError};
-use crate::ledger::handle::{self, Ensemble};
-use crate::ledger::BookieClient;
+use crate::ledger::handle;
 
 /// Context shared by every stream of a namespace.
 pub(crate) struct NsCtx {
     pub meta: Arc<MetadataStore>,
     pub bookies: BookieSet,
     pub config: NamespaceConfig,
-}
-
-/// The bookies this node can reach, by bookie id. New segments are placed
-/// on `local` (single node: E = Qw = Qa = 1).
-pub(crate) struct BookieSet {
-    pub local: Arc<dyn BookieClient>,
-    pub by_id: HashMap<u32, Arc<dyn BookieClient>>,
-}
-
-impl BookieSet {
-    pub fn new(local: Arc<dyn BookieClient>) -> Self {
-        let mut by_id = HashMap::new();
-        by_id.insert(local.bookie_id(), local.clone());
-        BookieSet { local, by_id }
-    }
-
-    /// The ensemble a segment was written to.
-    pub fn ensemble(&self, seg: &SegmentView) -> Result<Ensemble> {
-        let bookies = seg
-            .ensemble
-            .iter()
-            .map(|id| {
-                self.by_id.get(id).cloned().ok_or_else(|| {
-                    StorageError::NotEnoughBookies(format!(
-                        "bookie {id} of ledger {} is not known to this node",
-                        seg.ledger_id
-                    ))
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
-        Ensemble::new(bookies, seg.write_quorum, seg.ack_quorum)
-    }
 }
 
 /// What readers see of a stream: its segments (committed prefix), bounds.
@@ -102,6 +69,21 @@ pub(crate) fn stream_config(
     }
     if let Some(v) = topic_configs.get("segment.ms").and_then(|v| v.parse().ok()) {
         c.segment_ms = v;
+    }
+    let quorum = |key: &str| {
+        topic_configs
+            .get(key)
+            .and_then(|v| v.parse::<u8>().ok())
+            .filter(|v| *v > 0)
+    };
+    if let Some(v) = quorum("distlog.ensemble.size") {
+        c.ensemble_size = v;
+    }
+    if let Some(v) = quorum("distlog.write.quorum") {
+        c.write_quorum = v;
+    }
+    if let Some(v) = quorum("distlog.ack.quorum") {
+        c.ack_quorum = v;
     }
     c
 }

@@ -26,7 +26,7 @@ use super::stream::{NsCtx, StreamShared};
 use super::tail_cache::CachedEntry;
 use crate::dlsn::Dlsn;
 use crate::error::{Result, StorageError};
-use crate::ledger::handle::{Ensemble, LedgerWriter};
+use crate::ledger::handle::LedgerWriter;
 use crate::ledger::IndexRow;
 use crate::metrics;
 
@@ -255,13 +255,14 @@ impl LogWriter {
             },
             None => allocate_ledger(&self.ctx.meta).await?,
         };
-        let local = self.ctx.bookies.local.clone();
+        let (e, qw, qa) = (self.cfg.ensemble_size, self.cfg.write_quorum, self.cfg.ack_quorum);
+        let ids = self.ctx.bookies.place(e as usize, ledger_id)?;
         let segment = SegmentMeta {
             lssn: self.next_lssn,
             ledger_id,
-            ensemble: vec![local.bookie_id()],
-            write_quorum: 1,
-            ack_quorum: 1,
+            ensemble: ids,
+            write_quorum: qw.min(e),
+            ack_quorum: qa.min(qw).min(e),
             base_offset: self.next_offset,
             start_txid: self.txid,
             state: SegmentState::InProgress,
@@ -272,6 +273,9 @@ impl LogWriter {
             created_ms: now_ms(),
         };
         let view = SegmentView::from_meta(&segment);
+        // Resolve the clients before recording the segment, so a bookie we
+        // cannot reach never becomes part of a stream's metadata.
+        let ensemble = self.ctx.bookies.ensemble(&view)?;
         let cmd = match sealing {
             None => Command::AddSegment {
                 stream: self.shared.id,
@@ -296,7 +300,6 @@ impl LogWriter {
             distlog_metadata::MetadataError::Rejected(_) => StorageError::NotOwner(self.shared.id),
             other => StorageError::Metadata(other),
         })?;
-        let ensemble = Ensemble::new(vec![local], 1, 1)?;
         self.seg = Some(OpenSegment {
             lssn: self.next_lssn,
             ledger: LedgerWriter::new(ledger_id, ensemble),

@@ -1,0 +1,120 @@
+//! The bookies a namespace can reach: its own, in-process, and every other
+//! registered bookie over the network.
+//!
+//! Segment metadata names its ensemble by bookie (node) id; this set turns
+//! ids into clients. The local bookie is always reached in-process; another
+//! id is resolved through the metadata store (the address a node registered
+//! with `--bookie-listen`) into a [`RemoteBookie`], created once and reused.
+//! New segments are placed here too: the local bookie alone for E = 1, or
+//! `E` live bookies chosen by [`choose_ensemble`] otherwise.
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
+
+use distlog_metadata::{LedgerId, MetadataStore, SegmentState};
+use parking_lot::RwLock;
+
+use super::segment::SegmentView;
+use crate::bookie_net::{ClientConfig, RemoteBookie};
+use crate::error::{Result, StorageError};
+use crate::ledger::handle::Ensemble;
+use crate::ledger::placement::{choose_ensemble, BookieCandidate};
+use crate::ledger::BookieClient;
+
+/// Bookie clients by id.
+pub(crate) struct BookieSet {
+    /// This node's bookie.
+    pub local: Arc<dyn BookieClient>,
+    remote: RwLock<HashMap<u32, Arc<dyn BookieClient>>>,
+    meta: Arc<MetadataStore>,
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+impl BookieSet {
+    /// The set of `local` plus whatever the metadata store registers.
+    pub fn new(local: Arc<dyn BookieClient>, meta: Arc<MetadataStore>) -> Self {
+        BookieSet {
+            local,
+            remote: RwLock::new(HashMap::new()),
+            meta,
+        }
+    }
+
+    /// The client of bookie `id`.
+    pub fn client(&self, id: u32) -> Result<Arc<dyn BookieClient>> {
+        if id == self.local.bookie_id() {
+            return Ok(self.local.clone());
+        }
+        if let Some(c) = self.remote.read().get(&id) {
+            return Ok(c.clone());
+        }
+        let addr = self
+            .meta
+            .read(|s| s.brokers.get(&id).and_then(|b| b.bookie_addr.clone()))
+            .ok_or_else(|| {
+                StorageError::NotEnoughBookies(format!(
+                    "bookie {id} has no registered address; is that node running with --bookie-listen?"
+                ))
+            })?;
+        let sock = resolve(&addr)?;
+        let client: Arc<dyn BookieClient> = Arc::new(RemoteBookie::new(id, sock, ClientConfig::default()));
+        Ok(self.remote.write().entry(id).or_insert(client).clone())
+    }
+
+    /// The ensemble a segment was written to.
+    pub fn ensemble(&self, seg: &SegmentView) -> Result<Ensemble> {
+        let bookies = seg
+            .ensemble
+            .iter()
+            .map(|id| self.client(*id))
+            .collect::<Result<Vec<_>>>()?;
+        Ensemble::new(bookies, seg.write_quorum, seg.ack_quorum)
+    }
+
+    /// Choose the bookies of a new ledger: the local bookie alone when
+    /// `size` is 1, otherwise `size` live registered bookies, least loaded
+    /// (in-progress segments they hold) and spread over racks.
+    pub fn place(&self, size: usize, ledger: LedgerId) -> Result<Vec<u32>> {
+        if size <= 1 {
+            return Ok(vec![self.local.bookie_id()]);
+        }
+        let now = now_ms();
+        let local_id = self.local.bookie_id();
+        let candidates: Vec<BookieCandidate> = self.meta.read(|s| {
+            let mut load: HashMap<u32, u64> = HashMap::new();
+            for st in s.streams.values() {
+                for seg in st.segments.iter().filter(|g| g.state == SegmentState::InProgress) {
+                    for b in &seg.ensemble {
+                        *load.entry(*b).or_default() += 1;
+                    }
+                }
+            }
+            s.brokers
+                .values()
+                .filter(|b| b.id == local_id || (b.bookie_addr.is_some() && b.lease_expires_ms > now))
+                .map(|b| BookieCandidate {
+                    id: b.id,
+                    rack: b.rack.clone(),
+                    load: load.get(&b.id).copied().unwrap_or(0),
+                })
+                .collect()
+        });
+        choose_ensemble(&candidates, size, ledger)
+    }
+}
+
+fn resolve(addr: &str) -> Result<SocketAddr> {
+    if let Ok(sock) = addr.parse() {
+        return Ok(sock);
+    }
+    addr.to_socket_addrs()
+        .ok()
+        .and_then(|mut a| a.next())
+        .ok_or_else(|| StorageError::NotEnoughBookies(format!("cannot resolve bookie address '{addr}'")))
+}
