@@ -60,7 +60,7 @@ const TOPIC_CONFIGS: &[(&str, Kind)] = &[
         Kind::Choice(&["producer"], config_type::STRING),
     ),
     (
-        "distlog.ack.quorum.size",
+        "distlog.ack.quorum",
         Kind::Num {
             min: 1,
             max: 16,
@@ -76,7 +76,7 @@ const TOPIC_CONFIGS: &[(&str, Kind)] = &[
         },
     ),
     (
-        "distlog.write.quorum.size",
+        "distlog.write.quorum",
         Kind::Num {
             min: 1,
             max: 16,
@@ -142,7 +142,7 @@ fn topic_default(cfg: &BrokerConfig, name: &str) -> String {
     match name {
         "cleanup.policy" => "delete".into(),
         "compression.type" => "producer".into(),
-        "distlog.ack.quorum.size" | "distlog.ensemble.size" | "distlog.write.quorum.size" => "1".into(),
+        "distlog.ack.quorum" | "distlog.ensemble.size" | "distlog.write.quorum" => "1".into(),
         "max.message.bytes" => cfg.message_max_bytes.to_string(),
         "message.timestamp.type" => "CreateTime".into(),
         "min.insync.replicas" => "1".into(),
@@ -211,8 +211,8 @@ pub fn validate_topic_configs(configs: &BTreeMap<String, String>) -> Result<(), 
     };
     let (e, w, a) = (
         q("distlog.ensemble.size"),
-        q("distlog.write.quorum.size"),
-        q("distlog.ack.quorum.size"),
+        q("distlog.write.quorum"),
+        q("distlog.ack.quorum"),
     );
     if !(a <= w && w <= e) {
         return Err(format!(
@@ -388,8 +388,8 @@ mod tests {
             ("message.timestamp.type", "CreateTime"),
             ("compression.type", "producer"),
             ("distlog.ensemble.size", "3"),
-            ("distlog.write.quorum.size", "3"),
-            ("distlog.ack.quorum.size", "2"),
+            ("distlog.write.quorum", "3"),
+            ("distlog.ack.quorum", "2"),
         ]);
         assert_eq!(validate_topic_configs(&ok), Ok(()));
     }
@@ -402,7 +402,7 @@ mod tests {
             ("segment.bytes", "1", "outside"),
             ("cleanup.policy", "compact", "not supported"),
             ("retention.ms", "-2", "outside"),
-            ("distlog.ack.quorum.size", "2", "ack (2)"),
+            ("distlog.ack.quorum", "2", "ack (2)"),
         ] {
             let err = validate_topic_configs(&map(&[(k, v)])).expect_err(k);
             assert!(err.contains(needle), "{k}={v}: {err}");
