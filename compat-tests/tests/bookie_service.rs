@@ -83,3 +83,52 @@ fn produced_entries_are_readable_over_the_bookie_service() {
         from += at + needle.len();
     }
 }
+
+#[test]
+fn a_topic_wanting_more_bookies_than_exist_is_refused_not_under_replicated() {
+    // One node has one bookie: a 3/3/2 topic cannot place a segment, so produce fails with a
+    // retriable error (NOT_ENOUGH_REPLICAS) and nothing is stored, while a 1/1/1 topic works.
+    let broker = DistlogProcess::start(DistlogOptions::default()).or_panic("start distlog");
+    let bootstrap = broker.bootstrap();
+    kafka::create_topic_with_config(
+        &bootstrap,
+        "wants-three",
+        1,
+        &[
+            ("distlog.ensemble.size", "3"),
+            ("distlog.write.quorum", "3"),
+            ("distlog.ack.quorum", "2"),
+        ],
+    )
+    .or_panic("create topic");
+    let mut config = kafka::producer_config(&bootstrap, "all");
+    config.set("message.timeout.ms", "3000");
+    let deliveries = kafka::produce_records(
+        &config,
+        "wants-three",
+        Some(0),
+        &[TestRecord::value("never stored")],
+        Duration::from_secs(30),
+    )
+    .or_panic("produce");
+    let err = deliveries[0]
+        .result
+        .clone()
+        .expect_err("no bookie quorum: not acknowledged");
+    // The broker answers the retriable NOT_ENOUGH_REPLICAS; librdkafka retries until the message
+    // times out.
+    assert_eq!(
+        err.code,
+        Some(rdkafka::error::RDKafkaErrorCode::MessageTimedOut),
+        "{err:?}"
+    );
+    assert_eq!(
+        kafka::watermarks(&bootstrap, "wants-three", 0).or_panic("watermarks"),
+        (0, 0)
+    );
+    let log = broker.log_tail(200);
+    assert!(
+        log.contains("an ensemble of 3 needs 3 live bookies, 1 are available"),
+        "the broker says why: {log}"
+    );
+}
