@@ -62,6 +62,9 @@ pub struct BrokerConfig {
     pub log_level: String,
     /// Log output format.
     pub log_format: LogFormat,
+    /// A ledger read unanswered this long (ms) is also sent to the next
+    /// replica; 0 sends it there only on error.
+    pub speculative_read_ms: u64,
     /// `group.initial.rebalance.delay.ms`: how long the first rebalance of an empty group waits for more members to join.
     pub group_initial_rebalance_delay_ms: u64,
     /// `group.min.session.timeout.ms`: the shortest session timeout a member may ask for.
@@ -97,6 +100,7 @@ impl Default for BrokerConfig {
             tail_cache_bytes: 8 * 1024 * 1024,
             log_level: "info".to_string(),
             log_format: LogFormat::Text,
+            speculative_read_ms: 100,
             group_initial_rebalance_delay_ms: 3000,
             group_min_session_timeout_ms: 6000,
             group_max_session_timeout_ms: 1_800_000,
@@ -183,6 +187,9 @@ pub struct ServerArgs {
     /// Log format.
     #[arg(long, env = "DISTLOG_LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
+    /// Send a slow ledger read to another replica after this many ms (0: only on error).
+    #[arg(long, env = "DISTLOG_SPECULATIVE_READ_MS")]
+    pub speculative_read_ms: Option<u64>,
     /// Initial rebalance delay of an empty group in ms (group.initial.rebalance.delay.ms).
     #[arg(long, env = "DISTLOG_GROUP_INITIAL_REBALANCE_DELAY_MS")]
     pub group_initial_rebalance_delay_ms: Option<u64>,
@@ -236,6 +243,8 @@ pub struct FileConfig {
     pub log_level: Option<String>,
     /// See [`BrokerConfig::log_format`].
     pub log_format: Option<LogFormat>,
+    /// See [`BrokerConfig::speculative_read_ms`].
+    pub speculative_read_ms: Option<u64>,
     /// See [`BrokerConfig::group_initial_rebalance_delay_ms`].
     pub group_initial_rebalance_delay_ms: Option<u64>,
     /// See [`BrokerConfig::group_min_session_timeout_ms`].
@@ -281,6 +290,7 @@ impl FileConfig {
             tail_cache_bytes: a.tail_cache_bytes,
             log_level: a.log_level.clone(),
             log_format: a.log_format,
+            speculative_read_ms: a.speculative_read_ms,
             group_initial_rebalance_delay_ms: a.group_initial_rebalance_delay_ms,
             group_min_session_timeout_ms: a.group_min_session_timeout_ms,
             group_max_session_timeout_ms: a.group_max_session_timeout_ms,

@@ -202,6 +202,8 @@ async fn serve(config: BrokerConfig) -> anyhow::Result<()> {
                 segment_ms: config.segment_ms,
                 ..StreamConfig::default()
             },
+            speculative_read_delay: (config.speculative_read_ms > 0)
+                .then(|| Duration::from_millis(config.speculative_read_ms)),
         },
     )
     .await

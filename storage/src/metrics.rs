@@ -106,6 +106,15 @@ pub static TAIL_CACHE_MISSES: LazyLock<IntCounter> = LazyLock::new(|| {
     .expect("metric registers once")
 });
 
+/// Reads also sent to a second replica because the first was slow.
+pub static SPECULATIVE_READS: LazyLock<IntCounter> = LazyLock::new(|| {
+    register_int_counter!(
+        "distlog_ledger_speculative_reads_total",
+        "Ledger reads also sent to another replica after the speculative read delay"
+    )
+    .expect("metric distlog_ledger_speculative_reads_total registers once")
+});
+
 /// Bookie protocol requests by side (`server`: answered by this node's
 /// bookie service, `client`: sent to remote bookies), op and outcome
 /// (`ok` or the error, e.g. `fenced`, `unavailable`).

@@ -68,6 +68,7 @@ async fn start(dir: &Path, defaults: StreamConfig, tail_cache_bytes: usize) -> N
             stamp: stamp(),
             tail_cache_bytes,
             defaults,
+            speculative_read_delay: Some(std::time::Duration::from_millis(50)),
         },
     )
     .await

@@ -7,6 +7,7 @@
 //! local bookie and E = Qw = Qa = 1.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use distlog_metadata::LedgerId;
@@ -14,6 +15,7 @@ use futures::stream::{FuturesUnordered, StreamExt};
 
 use super::{AddFuture, AddRequest, BookieClient, Entry, IndexRow};
 use crate::error::{Result, StorageError};
+use crate::metrics;
 
 /// The bookies of a ledger and its quorum sizes.
 #[derive(Clone)]
@@ -166,22 +168,50 @@ impl LedgerWriter {
 }
 
 /// Read entries `first..=last` of a ledger from its ensemble: from the first
-/// bookie of each entry's write set, falling back to the others on error.
+/// bookie of the first entry's write set, falling back to the next one on
+/// error. With `speculative` set, a read that has not answered within that
+/// delay is also sent to the next replica, and the first answer wins (a
+/// slow or hung bookie costs one delay, not a timeout).
 pub async fn read_entries(
     ensemble: &Ensemble,
     ledger: LedgerId,
     first: u64,
     last: u64,
     max_bytes: usize,
+    speculative: Option<Duration>,
 ) -> Result<Vec<Entry>> {
+    let order: Vec<usize> = ensemble.write_set(first).collect();
+    let read = |i: usize| ensemble.bookies[i].read_entries(ledger, first, last, max_bytes);
+    let mut pending = FuturesUnordered::new();
+    pending.push(read(order[0]));
+    let mut next = 1;
     let mut last_err = None;
-    for i in ensemble.write_set(first) {
-        match ensemble.bookies[i]
-            .read_entries(ledger, first, last, max_bytes)
-            .await
-        {
-            Ok(v) => return Ok(v),
-            Err(e) => last_err = Some(e),
+    loop {
+        let hedge = async {
+            match speculative {
+                Some(d) if next < order.len() => tokio::time::sleep(d).await,
+                _ => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            done = pending.next() => match done {
+                Some(Ok(entries)) => return Ok(entries),
+                Some(Err(e)) => {
+                    last_err = Some(e);
+                    if next < order.len() {
+                        pending.push(read(order[next]));
+                        next += 1;
+                    } else if pending.is_empty() {
+                        break;
+                    }
+                }
+                None => break,
+            },
+            _ = hedge => {
+                metrics::SPECULATIVE_READS.inc();
+                pending.push(read(order[next]));
+                next += 1;
+            }
         }
     }
     Err(last_err.unwrap_or(StorageError::NoSuchEntry { ledger, entry: first }))
@@ -246,4 +276,108 @@ pub async fn recover(ensemble: &Ensemble, ledger: LedgerId) -> Result<Option<Ind
         }));
     }
     Ok(last)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use async_trait::async_trait;
+
+    use super::*;
+
+    /// A test double: answers reads after `delay` with one entry tagged by its id.
+    struct Replica {
+        id: u32,
+        delay: Duration,
+    }
+
+    #[async_trait]
+    impl BookieClient for Replica {
+        fn bookie_id(&self) -> u32 {
+            self.id
+        }
+        fn add_entry(&self, _req: AddRequest) -> AddFuture {
+            Box::pin(async { Err(StorageError::NoSuchLedger(0)) })
+        }
+        async fn read_entries(
+            &self,
+            _l: LedgerId,
+            first: u64,
+            _last: u64,
+            _max: usize,
+        ) -> Result<Vec<Entry>> {
+            tokio::time::sleep(self.delay).await;
+            Ok(vec![Entry {
+                row: IndexRow {
+                    entry_id: first,
+                    first_seq: u64::from(self.id),
+                    record_count: 1,
+                    txid: 0,
+                    len: 0,
+                },
+                payload: Bytes::new(),
+            }])
+        }
+        async fn entry_for_seq(&self, l: LedgerId, _s: u64) -> Result<Option<IndexRow>> {
+            Err(StorageError::NoSuchLedger(l))
+        }
+        async fn entry_for_txid(&self, l: LedgerId, _t: u64) -> Result<Option<IndexRow>> {
+            Err(StorageError::NoSuchLedger(l))
+        }
+        async fn last_entry(&self, l: LedgerId) -> Result<Option<IndexRow>> {
+            Err(StorageError::NoSuchLedger(l))
+        }
+        async fn fence(&self, l: LedgerId) -> Result<Option<IndexRow>> {
+            Err(StorageError::NoSuchLedger(l))
+        }
+        async fn delete(&self, l: LedgerId) -> Result<()> {
+            Err(StorageError::NoSuchLedger(l))
+        }
+        async fn read_lac(&self, l: LedgerId, _k: Option<u64>, _w: Duration) -> Result<Option<u64>> {
+            Err(StorageError::NoSuchLedger(l))
+        }
+    }
+
+    fn ensemble(delays_ms: &[u64]) -> Ensemble {
+        let bookies: Vec<Arc<dyn BookieClient>> = delays_ms
+            .iter()
+            .enumerate()
+            .map(|(i, d)| {
+                Arc::new(Replica {
+                    id: i as u32 + 1,
+                    delay: Duration::from_millis(*d),
+                }) as Arc<dyn BookieClient>
+            })
+            .collect();
+        let n = bookies.len();
+        Ensemble::new(bookies, n, n).expect("valid ensemble")
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_replica_is_overtaken_after_the_speculative_delay() {
+        // Entry 0's write set starts at bookie 1, which takes 5 s; bookie 2 answers in 10 ms.
+        let e = ensemble(&[5_000, 10, 10]);
+        let started = Instant::now();
+        let t0 = tokio::time::Instant::now();
+        let got = read_entries(&e, 7, 0, 0, 0, Some(Duration::from_millis(50)))
+            .await
+            .expect("read");
+        assert_eq!(got[0].row.first_seq, 2, "answered by the second replica");
+        assert_eq!(tokio::time::Instant::now() - t0, Duration::from_millis(60));
+        assert!(started.elapsed() < Duration::from_secs(5));
+        // Without speculation the first replica's answer is awaited.
+        let t0 = tokio::time::Instant::now();
+        let got = read_entries(&e, 7, 0, 0, 0, None).await.expect("read");
+        assert_eq!(got[0].row.first_seq, 1);
+        assert_eq!(tokio::time::Instant::now() - t0, Duration::from_millis(5_000));
+        // A fast first replica is never hedged.
+        let e = ensemble(&[10, 10, 10]);
+        let before = metrics::SPECULATIVE_READS.get();
+        let got = read_entries(&e, 7, 0, 0, 0, Some(Duration::from_millis(50)))
+            .await
+            .expect("read");
+        assert_eq!(got[0].row.first_seq, 1);
+        assert_eq!(metrics::SPECULATIVE_READS.get(), before);
+    }
 }

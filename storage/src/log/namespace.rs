@@ -40,6 +40,9 @@ pub struct NamespaceConfig {
     pub tail_cache_bytes: usize,
     /// Defaults for streams whose topic sets no override.
     pub defaults: StreamConfig,
+    /// A ledger read unanswered after this long is also sent to the next
+    /// replica (`None`: only on error).
+    pub speculative_read_delay: Option<std::time::Duration>,
 }
 
 /// Per-stream settings (from topic configs, with node defaults).

@@ -100,7 +100,15 @@ impl<'a> LogReader<'a> {
                 ledger: seg.ledger_id,
                 entry: 0,
             })?;
-        let entries = handle::read_entries(&ensemble, seg.ledger_id, row.entry_id, last, max_bytes).await?;
+        let entries = handle::read_entries(
+            &ensemble,
+            seg.ledger_id,
+            row.entry_id,
+            last,
+            max_bytes,
+            self.ctx.config.speculative_read_delay,
+        )
+        .await?;
         Ok(ReadResult {
             entries: entries.into_iter().map(from_entry).collect(),
             high_watermark: hw,
@@ -136,8 +144,15 @@ impl<'a> LogReader<'a> {
         if row.entry_id > last {
             return Ok(None);
         }
-        let mut entries =
-            handle::read_entries(&ensemble, seg.ledger_id, row.entry_id, row.entry_id, 0).await?;
+        let mut entries = handle::read_entries(
+            &ensemble,
+            seg.ledger_id,
+            row.entry_id,
+            row.entry_id,
+            0,
+            self.ctx.config.speculative_read_delay,
+        )
+        .await?;
         if entries.is_empty() {
             return Ok(None);
         }
