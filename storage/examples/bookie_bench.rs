@@ -67,6 +67,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                             ledger_id: ledger,
                             row,
                             lac: entry_id.checked_sub(1),
+                            recovery: false,
                             payload: vec![payload.clone()],
                         }));
                         if in_flight.len() >= depth {

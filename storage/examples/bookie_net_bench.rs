@@ -56,6 +56,7 @@ async fn drive(
                         ledger_id: first_ledger + w,
                         row,
                         lac: entry_id.checked_sub(1),
+                        recovery: false,
                         payload: vec![payload.clone()],
                     }));
                     if in_flight.len() >= depth {

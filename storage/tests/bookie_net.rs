@@ -124,6 +124,7 @@ fn add_req(ledger: u64, e: u64, lac: Option<u64>, chunks: Vec<Bytes>) -> AddRequ
         ledger_id: ledger,
         row: row(e, len),
         lac,
+        recovery: false,
         payload: chunks,
     }
 }

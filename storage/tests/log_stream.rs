@@ -480,6 +480,7 @@ fn orphan_ledgers_are_collected_at_startup() {
                     len: 3,
                 },
                 lac: None,
+                recovery: false,
                 payload: vec![bytes::Bytes::from_static(b"abc")],
             })
             .await

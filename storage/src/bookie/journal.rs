@@ -99,6 +99,14 @@ fn op_bytes(op: &Op) -> usize {
     }
 }
 
+/// What to do with a valid add.
+enum Validated {
+    /// Stage it for the next group commit.
+    Stage(Arc<LedgerFile>),
+    /// A recovery add of an entry already durable: acknowledge it as is.
+    AlreadyDurable,
+}
+
 struct Journal {
     shared: Arc<Shared>,
     syncers: SyncPool,
@@ -130,7 +138,10 @@ impl Journal {
     /// Validate an add and stage it, or answer it with its error.
     fn stage(&self, group: &mut Group, req: AddRequest, reply: oneshot::Sender<Result<()>>) {
         match self.validate(group, &req) {
-            Ok(ledger) => {
+            Ok(Validated::AlreadyDurable) => {
+                let _ = reply.send(Ok(()));
+            }
+            Ok(Validated::Stage(ledger)) => {
                 let slot = *group.by_id.entry(ledger.id).or_insert_with(|| {
                     group.ledgers.push((ledger, Vec::new()));
                     group.ledgers.len() - 1
@@ -143,7 +154,7 @@ impl Journal {
         }
     }
 
-    fn validate(&self, group: &Group, req: &AddRequest) -> Result<Arc<LedgerFile>> {
+    fn validate(&self, group: &Group, req: &AddRequest) -> Result<Validated> {
         let id = req.ledger_id;
         let got = req.row.entry_id;
         let ledger = match self.shared.get(id) {
@@ -157,7 +168,7 @@ impl Journal {
                 })
             }
         };
-        if ledger.fenced.load(Ordering::Acquire) {
+        if ledger.fenced.load(Ordering::Acquire) && !req.recovery {
             return Err(StorageError::Fenced(id));
         }
         if ledger.broken.load(Ordering::Acquire) {
@@ -167,7 +178,11 @@ impl Journal {
             .by_id
             .get(&id)
             .map_or(0, |&i| group.ledgers[i].1.len() as u64);
-        let expected = ledger.index.read().len() + staged;
+        let durable = ledger.index.read().len();
+        let expected = durable + staged;
+        if req.recovery && got < durable {
+            return Ok(Validated::AlreadyDurable);
+        }
         if got != expected {
             return Err(StorageError::OutOfOrder {
                 ledger: id,
@@ -188,7 +203,7 @@ impl Journal {
                 ),
             ));
         }
-        Ok(ledger)
+        Ok(Validated::Stage(ledger))
     }
 
     /// Write, fsync, publish and acknowledge every staged add.

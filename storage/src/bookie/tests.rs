@@ -47,6 +47,7 @@ fn add(ledger: LedgerId, entry_id: u64, chunks: &[&[u8]]) -> AddRequest {
         ledger_id: ledger,
         row: row(entry_id, 100 + 10 * entry_id, entry_id, len),
         lac: entry_id.checked_sub(1),
+        recovery: false,
         payload: chunks.iter().map(|c| Bytes::copy_from_slice(c)).collect(),
     }
 }

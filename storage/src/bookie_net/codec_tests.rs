@@ -45,12 +45,14 @@ fn all_requests() -> Vec<Request> {
             ledger_id: 9,
             row: row(4, 11),
             lac: Some(3),
+            recovery: false,
             payload: vec![Bytes::from_static(b"hello "), Bytes::from_static(b"world")],
         }),
         Request::Add(AddRequest {
             ledger_id: 9,
             row: row(0, 0),
             lac: None,
+            recovery: true,
             payload: vec![],
         }),
         Request::Read {
@@ -86,7 +88,10 @@ fn every_request_round_trips() {
         // Debug output covers every field (payload chunks compared below).
         match (&req, &back) {
             (Request::Add(a), Request::Add(b)) => {
-                assert_eq!((a.ledger_id, a.row, a.lac), (b.ledger_id, b.row, b.lac));
+                assert_eq!(
+                    (a.ledger_id, a.row, a.lac, a.recovery),
+                    (b.ledger_id, b.row, b.lac, b.recovery)
+                );
                 let joined: Vec<u8> = a.payload.iter().flat_map(|c| c.iter().copied()).collect();
                 let got: Vec<u8> = b.payload.iter().flat_map(|c| c.iter().copied()).collect();
                 assert_eq!(joined, got);
@@ -103,6 +108,7 @@ fn add_payload_chunks_are_sent_as_is_and_decoded_without_copy() {
         ledger_id: 1,
         row: row(0, 4096),
         lac: None,
+        recovery: false,
         payload: vec![payload.clone()],
     });
     let frame = encode_request(1, &req, MAX).expect("encodes");
@@ -134,6 +140,7 @@ fn add_with_wrong_row_len_is_refused_before_sending() {
         ledger_id: 1,
         row: row(0, 5),
         lac: None,
+        recovery: false,
         payload: vec![Bytes::from_static(b"abc")],
     });
     let err = encode_request(1, &req, MAX).expect_err("len mismatch");
@@ -149,6 +156,7 @@ fn oversized_request_is_refused() {
         ledger_id: 1,
         row: row(0, 100),
         lac: None,
+        recovery: false,
         payload: vec![Bytes::from(vec![0u8; 100])],
     });
     let err = encode_request(1, &req, 64).expect_err("too big for a 64-byte frame");
@@ -352,6 +360,7 @@ fn trailing_bytes_bad_flags_and_length_lies_are_rejected() {
         b.put_u64(0);
         b.put_u8(0);
         b.put_u64(0);
+        b.put_u8(0); // not a recovery add
         b.put_u32(announced);
         b.put_slice(b"0123456789");
         assert_malformed(decode_request(b.freeze()), "payload length");
@@ -515,4 +524,22 @@ async fn frames_survive_byte_by_byte_delivery_and_vectored_writes() {
     }
     writer.await.expect("writer");
     assert!(reader.next_frame().await.expect("clean end").is_none());
+}
+
+#[test]
+fn an_add_with_a_bad_recovery_flag_is_refused() {
+    let req = Request::Add(AddRequest {
+        ledger_id: 1,
+        row: row(0, 0),
+        lac: None,
+        recovery: true,
+        payload: vec![],
+    });
+    let frame = encode_request(5, &req, MAX).expect("encodes");
+    let mut b = body(&frame).to_vec();
+    // op(1) id(8) ledger(8) entry(8) first_seq(8) count(4) txid(8) lac(9): the flag follows.
+    let at = 1 + 8 + 8 + 8 + 8 + 4 + 8 + 9;
+    assert_eq!(b[at], 1);
+    b[at] = 2;
+    assert!(decode_request(Bytes::from(b)).is_err(), "flag 2 is malformed");
 }

@@ -134,6 +134,7 @@ impl LedgerWriter {
                     row,
                     lac: self.lac,
                     payload: payload.clone(),
+                    recovery: false,
                 })
             })
             .collect();
@@ -242,32 +243,41 @@ pub async fn entry_for_txid(ensemble: &Ensemble, ledger: LedgerId, txid: u64) ->
 }
 
 /// Ledger recovery (the first half of a writer failover): fence the ledger
-/// on the ensemble so the old writer can no longer reach `Qa`, and return
-/// the last entry that may have been confirmed.
+/// on the ensemble so the old writer can no longer reach `Qa`, find the
+/// last entry any fenced bookie holds, and re-replicate every entry past
+/// the point where the fenced copies diverge, so that each entry up to the
+/// recovered end is durable on at least `Qa` bookies before the segment is
+/// sealed there.
 ///
 /// Fencing must succeed on more than `Qw - Qa` bookies of every write set;
-/// with E = Qw that is `E - Qa + 1` bookies. The last entry is the highest
-/// one any fenced bookie holds (on a single node, exactly what the bookie
-/// made durable). Re-replication of entries held by fewer than `Qa`
-/// bookies belongs to the replicated ledger client.
+/// with E = Qw that is `E - Qa + 1` bookies. Entries are copied with
+/// recovery adds (accepted by fenced ledgers). An entry that cannot reach
+/// `Qa` copies fails the recovery: the stream stays closed rather than
+/// sealing a segment whose tail is under-replicated. Recovery is
+/// idempotent, so a later attempt picks up where this one stopped.
 pub async fn recover(ensemble: &Ensemble, ledger: LedgerId) -> Result<Option<IndexRow>> {
     let needed = ensemble.bookies.len() - ensemble.ack_quorum + 1;
-    let mut fenced = 0usize;
+    // Per bookie: None when it could not be fenced, else the next entry id it lacks.
+    let mut next: Vec<Option<u64>> = Vec::with_capacity(ensemble.bookies.len());
     let mut last: Option<IndexRow> = None;
     let mut last_err = None;
     for b in &ensemble.bookies {
         match b.fence(ledger).await {
             Ok(row) => {
-                fenced += 1;
+                next.push(Some(row.map_or(0, |r| r.entry_id + 1)));
                 if let Some(r) = row {
                     if last.is_none_or(|l| r.entry_id > l.entry_id) {
                         last = Some(r);
                     }
                 }
             }
-            Err(e) => last_err = Some(e),
+            Err(e) => {
+                next.push(None);
+                last_err = Some(e);
+            }
         }
     }
+    let fenced = next.iter().filter(|n| n.is_some()).count();
     if fenced < needed {
         return Err(last_err.unwrap_or_else(|| {
             StorageError::NotEnoughBookies(format!(
@@ -275,7 +285,66 @@ pub async fn recover(ensemble: &Ensemble, ledger: LedgerId) -> Result<Option<Ind
             ))
         }));
     }
-    Ok(last)
+    let Some(end) = last else { return Ok(None) };
+    let from = next.iter().flatten().copied().min().unwrap_or(0);
+    for entry_id in from..=end.entry_id {
+        let holders: Vec<usize> = (0..next.len())
+            .filter(|i| next[*i].is_some_and(|n| n > entry_id))
+            .collect();
+        let mut entry = None;
+        for i in &holders {
+            match ensemble.bookies[*i]
+                .read_entries(ledger, entry_id, entry_id, 0)
+                .await
+            {
+                Ok(mut v) if !v.is_empty() => {
+                    entry = Some(v.swap_remove(0));
+                    break;
+                }
+                Ok(_) => {}
+                Err(e) => last_err = Some(e),
+            }
+        }
+        let Some(entry) = entry else {
+            return Err(last_err.unwrap_or(StorageError::NoSuchEntry {
+                ledger,
+                entry: entry_id,
+            }));
+        };
+        let mut copies = 0usize;
+        for i in ensemble.write_set(entry_id) {
+            match next[i] {
+                Some(n) if n > entry_id => copies += 1,
+                Some(n) if n == entry_id => {
+                    let add = ensemble.bookies[i].add_entry(AddRequest {
+                        ledger_id: ledger,
+                        row: entry.row,
+                        lac: None,
+                        payload: vec![entry.payload.clone()],
+                        recovery: true,
+                    });
+                    match add.await {
+                        Ok(()) => {
+                            copies += 1;
+                            next[i] = Some(entry_id + 1);
+                        }
+                        Err(e) => {
+                            next[i] = None;
+                            last_err = Some(e);
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        if copies < ensemble.ack_quorum {
+            return Err(StorageError::NotEnoughBookies(format!(
+                "ledger {ledger}: recovered entry {entry_id} reached {copies} bookies, the ack quorum is {}",
+                ensemble.ack_quorum
+            )));
+        }
+    }
+    Ok(Some(end))
 }
 
 #[cfg(test)]

@@ -56,6 +56,11 @@ pub struct AddRequest {
     pub lac: Option<u64>,
     /// Payload chunks.
     pub payload: Vec<Bytes>,
+    /// A recovery add: the new owner re-replicating an entry past the LAC
+    /// during ledger recovery. Accepted by a fenced ledger (fencing stops
+    /// the old writer, not recovery), and acknowledged without writing when
+    /// the entry is already durable.
+    pub recovery: bool,
 }
 
 /// Operations a bookie offers to ledger clients. All adds to one ledger

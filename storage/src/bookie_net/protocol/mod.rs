@@ -14,7 +14,7 @@
 //!
 //! | op | code | fields |
 //! |----|------|--------|
-//! | Add          | 1 | ledger u64, entry u64, first_seq u64, record_count u32, txid u64, lac opt-u64, len u32, then exactly `len` payload bytes |
+//! | Add          | 1 | ledger u64, entry u64, first_seq u64, record_count u32, txid u64, lac opt-u64, recovery u8 (0 or 1), len u32, then exactly `len` payload bytes |
 //! | Read         | 2 | ledger u64, first u64, last u64, max_bytes u32 |
 //! | EntryForSeq  | 3 | ledger u64, seq u64 |
 //! | EntryForTxid | 4 | ledger u64, txid u64 |

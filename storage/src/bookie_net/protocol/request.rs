@@ -39,6 +39,7 @@ pub fn encode_request(id: u64, req: &Request, max_frame: usize) -> Result<Frame>
             b.put_u32(add.row.record_count);
             b.put_u64(add.row.txid);
             put_opt(&mut b, add.lac);
+            b.put_u8(u8::from(add.recovery));
             b.put_u32(add.row.len);
             payload.extend(add.payload.iter().cloned());
         }
@@ -88,6 +89,11 @@ pub fn decode_request(body: Bytes) -> Result<(u64, Request)> {
             let record_count = c.u32("record count")?;
             let txid = c.u64("txid")?;
             let lac = c.opt("lac")?;
+            let recovery = match c.u8("recovery flag")? {
+                0 => false,
+                1 => true,
+                f => return Err(malformed(format!("add: bad recovery flag {f}"))),
+            };
             let len = c.u32("payload length")?;
             if c.buf.remaining() != len as usize {
                 return Err(malformed(format!(
@@ -106,6 +112,7 @@ pub fn decode_request(body: Bytes) -> Result<(u64, Request)> {
                     len,
                 },
                 lac,
+                recovery,
                 payload: if payload.is_empty() {
                     Vec::new()
                 } else {
