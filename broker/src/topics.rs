@@ -219,6 +219,12 @@ pub fn validate_topic_configs(configs: &BTreeMap<String, String>) -> Result<(), 
             "quorum sizes must satisfy ack ({a}) <= write ({w}) <= ensemble ({e})"
         ));
     }
+    if w != e {
+        return Err(format!(
+            "striping (write quorum {w} < ensemble {e}) is not supported yet: set distlog.write.quorum \
+             equal to distlog.ensemble.size"
+        ));
+    }
     Ok(())
 }
 
@@ -403,6 +409,7 @@ mod tests {
             ("cleanup.policy", "compact", "not supported"),
             ("retention.ms", "-2", "outside"),
             ("distlog.ack.quorum", "2", "ack (2)"),
+            ("distlog.ensemble.size", "3", "striping"),
         ] {
             let err = validate_topic_configs(&map(&[(k, v)])).expect_err(k);
             assert!(err.contains(needle), "{k}={v}: {err}");
