@@ -16,7 +16,7 @@ use distlog_broker::{metrics, Broker};
 use distlog_metadata::{BrokerInfo, Command, MetadataConfig, MetadataStore};
 use distlog_storage::bookie::{Bookie, BookieConfig, LocalBookie};
 use distlog_storage::bookie_net::{BookieServer, ServerConfig};
-use distlog_storage::log::{Namespace, NamespaceConfig, StampFn, StreamConfig};
+use distlog_storage::log::{Namespace, NamespaceConfig, Ownership, StampFn, StreamConfig};
 use tokio::sync::watch;
 use tracing::{error, info, warn};
 use tracing_subscriber::EnvFilter;
@@ -204,6 +204,7 @@ async fn serve(config: BrokerConfig) -> anyhow::Result<()> {
             },
             speculative_read_delay: (config.speculative_read_ms > 0)
                 .then(|| Duration::from_millis(config.speculative_read_ms)),
+            ownership: Ownership::Acquire,
         },
     )
     .await

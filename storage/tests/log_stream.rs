@@ -69,6 +69,7 @@ async fn start(dir: &Path, defaults: StreamConfig, tail_cache_bytes: usize) -> N
             tail_cache_bytes,
             defaults,
             speculative_read_delay: Some(std::time::Duration::from_millis(50)),
+            ownership: Default::default(),
         },
     )
     .await

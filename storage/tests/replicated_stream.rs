@@ -88,6 +88,7 @@ async fn three_bookies_replicate_and_two_failures_stop_acknowledgements() {
             tail_cache_bytes: 0,
             defaults: StreamConfig::default(),
             speculative_read_delay: Some(std::time::Duration::from_millis(50)),
+            ownership: Default::default(),
         },
     )
     .await

@@ -16,6 +16,6 @@ pub mod tail_cache;
 mod writer;
 
 pub use namespace::{
-    AppendRequest, AppendResult, AppendTicket, Namespace, NamespaceConfig, ReadEntry, ReadResult, StampFn,
-    StreamConfig, TxidLookup,
+    AppendRequest, AppendResult, AppendTicket, Namespace, NamespaceConfig, Ownership, ReadEntry, ReadResult,
+    StampFn, StreamConfig, TxidLookup,
 };

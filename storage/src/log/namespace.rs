@@ -43,6 +43,21 @@ pub struct NamespaceConfig {
     /// A ledger read unanswered after this long is also sent to the next
     /// replica (`None`: only on error).
     pub speculative_read_delay: Option<std::time::Duration>,
+    /// Who decides which streams this node writes.
+    pub ownership: Ownership,
+}
+
+/// How a namespace comes to own (write) a stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Ownership {
+    /// A single node: opening a stream takes ownership (a new epoch).
+    #[default]
+    Acquire,
+    /// A cluster: the controller assigns owners in metadata; this node opens
+    /// exactly the streams assigned to it, at the assigned epoch, and closes
+    /// a stream as soon as it is assigned elsewhere. Other streams answer
+    /// `NotOwner`.
+    Assigned,
 }
 
 /// Per-stream settings (from topic configs, with node defaults).
@@ -175,10 +190,11 @@ impl Namespace {
         });
         tokio::spawn(Self::follow_events(Arc::downgrade(&ns), events));
         let me = ns.ctx.config.broker_id;
+        let assigned = ns.ctx.config.ownership == Ownership::Assigned;
         let mine: Vec<StreamId> = ns.ctx.meta.read(|s| {
             s.streams
                 .values()
-                .filter(|st| st.owner.is_none() || st.owner == Some(me))
+                .filter(|st| st.owner == Some(me) || (!assigned && st.owner.is_none()))
                 .map(|st| st.id)
                 .collect()
         });
@@ -212,6 +228,16 @@ impl Namespace {
                 return;
             }
             match ev {
+                MetaEvent::StreamOwnerChanged { stream, owner, .. }
+                    if ns.ctx.config.ownership == Ownership::Assigned =>
+                {
+                    let ns2 = ns.clone();
+                    tokio::spawn(async move { ns2.ownership_changed(stream, owner).await });
+                }
+                MetaEvent::TopicCreated { .. } if ns.ctx.config.ownership == Ownership::Assigned => {
+                    // The controller assigns the new streams; their owner
+                    // opens them on the StreamOwnerChanged event.
+                }
                 MetaEvent::TopicCreated { name, id } => {
                     let parts = ns.ctx.meta.read(|s| s.topic(&name).map_or(0, |t| t.partitions));
                     let ns2 = ns.clone();
@@ -240,6 +266,35 @@ impl Namespace {
                     });
                 }
                 _ => {}
+            }
+        }
+    }
+
+    /// A stream was assigned (Assigned mode): open it when it is now ours,
+    /// replacing an incarnation of an older epoch; close it when it went
+    /// elsewhere (its writer can no longer seal or add: the epoch moved and
+    /// the new owner fences its ledger).
+    async fn ownership_changed(&self, stream: StreamId, owner: BrokerId) {
+        let me = self.ctx.config.broker_id;
+        let current = self
+            .streams
+            .lock()
+            .get(&stream)
+            .and_then(|slot| slot.get().cloned());
+        let (_, epoch) = self.ctx.meta.read(|s| {
+            s.stream(&stream)
+                .map_or((None, 0), |st| (st.owner, st.owner_epoch))
+        });
+        if let Some(s) = current {
+            if owner != me || s.shared.epoch != epoch {
+                self.streams.lock().remove(&stream);
+                close_stream(&s).await;
+                info!(%stream, new_owner = owner, "stream closed: assigned elsewhere or to a newer epoch");
+            }
+        }
+        if owner == me {
+            if let Err(e) = self.stream(stream).await {
+                warn!(%stream, error = %e, "could not open a stream assigned to this node; will retry on first use");
             }
         }
     }

@@ -12,7 +12,7 @@ use tokio::sync::{mpsc, watch};
 use tracing::{info, info_span, Instrument};
 
 use super::bookies::BookieSet;
-use super::namespace::{NamespaceConfig, StreamConfig};
+use super::namespace::{NamespaceConfig, Ownership, StreamConfig};
 use super::segment::SegmentView;
 use super::tail_cache::TailCache;
 use super::writer::{LogWriter, WriterOp};
@@ -112,21 +112,25 @@ pub(crate) async fn open(ctx: &Arc<NsCtx>, id: StreamId) -> Result<Arc<LogStream
     async move {
         let (before, _, _) = read_stream(ctx, id)?;
         let me: BrokerId = ctx.config.broker_id;
-        let epoch = match ctx
-            .meta
-            .write(Command::AcquireStream {
-                stream: id,
-                owner: me,
-                expected_epoch: Some(before.owner_epoch),
-            })
-            .await?
-        {
-            CommandResponse::Epoch(e) => e,
-            other => {
-                return Err(StorageError::NotOwner(id)).inspect_err(|_| {
-                    tracing::error!(?other, "unexpected response to AcquireStream");
+        let epoch = match ctx.config.ownership {
+            Ownership::Assigned if before.owner == Some(me) => before.owner_epoch,
+            Ownership::Assigned => return Err(StorageError::NotOwner(id)),
+            Ownership::Acquire => match ctx
+                .meta
+                .write(Command::AcquireStream {
+                    stream: id,
+                    owner: me,
+                    expected_epoch: Some(before.owner_epoch),
                 })
-            }
+                .await?
+            {
+                CommandResponse::Epoch(e) => e,
+                other => {
+                    return Err(StorageError::NotOwner(id)).inspect_err(|_| {
+                        tracing::error!(?other, "unexpected response to AcquireStream");
+                    })
+                }
+            },
         };
         let (mut st, cfg, topic) = read_stream(ctx, id)?;
         if let Some(last) = st.segments.last().cloned() {

@@ -1,0 +1,213 @@
+//! Stream ownership moved by the controller (Assigned mode) between two
+//! namespaces with their own bookies, over a 2/2/2 replicated ensemble: the
+//! new owner adopts the stream at the assigned epoch, recovers the old
+//! owner's in-progress segment through the network (fencing it), and
+//! carries on at the next offset; the old owner can no longer append, and
+//! every acknowledged record is read back in order from the new owner.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{BufMut, BytesMut};
+use distlog_metadata::{BrokerInfo, Command, MetadataConfig, MetadataStore, StreamId};
+use distlog_storage::bookie::{Bookie, BookieConfig, LocalBookie};
+use distlog_storage::bookie_net::{BookieServer, ServerConfig};
+use distlog_storage::log::{AppendRequest, Namespace, NamespaceConfig, Ownership, StampFn, StreamConfig};
+
+fn stamp() -> StampFn {
+    Arc::new(|buf: &mut BytesMut, base: u64, _epoch: u64| {
+        buf[0..8].copy_from_slice(&base.to_be_bytes());
+    })
+}
+
+fn record(tag: u64) -> AppendRequest {
+    let mut b = BytesMut::with_capacity(16);
+    b.put_u64(u64::MAX);
+    b.put_u64(tag);
+    AppendRequest {
+        payload: b,
+        record_count: 1,
+        max_timestamp: 0,
+    }
+}
+
+async fn assign(meta: &MetadataStore, stream: StreamId, owner: u32) {
+    let epoch = meta.read(|s| s.stream(&stream).expect("stream").owner_epoch);
+    meta.write(Command::AcquireStream {
+        stream,
+        owner,
+        expected_epoch: Some(epoch),
+    })
+    .await
+    .expect("assignment");
+}
+
+/// Append until the namespace accepts (it opens the stream on the ownership event).
+async fn append_when_open(ns: &Namespace, stream: StreamId, tag: u64) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match ns.append(stream, record(tag)).await {
+            Ok(r) => return r.base_offset,
+            Err(e) if Instant::now() < deadline => {
+                let _ = e;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(e) => panic!("append {tag} never accepted: {e}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_assigned_owner_recovers_and_continues_and_the_old_owner_is_locked_out() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let meta = MetadataStore::open(MetadataConfig {
+        data_dir: dir.path().join("meta"),
+        node_id: 1,
+        raft_addr: "127.0.0.1:0".into(),
+        voters: Default::default(),
+    })
+    .await
+    .expect("metadata opens");
+    let mut bookies = Vec::new();
+    let mut servers = Vec::new();
+    let mut namespaces = Vec::new();
+    for id in 1..=2u32 {
+        let cfg = BookieConfig {
+            dir: dir.path().join(format!("bookie{id}")),
+            bookie_id: id,
+        };
+        let bookie = tokio::task::spawn_blocking(move || Bookie::open(cfg))
+            .await
+            .expect("join")
+            .expect("bookie opens");
+        let server = BookieServer::bind(
+            "127.0.0.1:0",
+            Arc::new(LocalBookie(bookie.clone())),
+            ServerConfig::default(),
+        )
+        .await
+        .expect("serve");
+        meta.write(Command::RegisterBroker(BrokerInfo {
+            id,
+            kafka_host: "127.0.0.1".into(),
+            kafka_port: 9092,
+            rack: None,
+            bookie_addr: Some(server.local_addr().to_string()),
+            lease_expires_ms: u64::MAX,
+        }))
+        .await
+        .expect("register");
+        let ns = Namespace::open(
+            meta.clone(),
+            Arc::new(LocalBookie(bookie.clone())),
+            NamespaceConfig {
+                broker_id: id,
+                stamp: stamp(),
+                tail_cache_bytes: 1 << 20,
+                defaults: StreamConfig::default(),
+                speculative_read_delay: Some(Duration::from_millis(50)),
+                ownership: Ownership::Assigned,
+            },
+        )
+        .await
+        .expect("namespace");
+        bookies.push(bookie);
+        servers.push(server);
+        namespaces.push(ns);
+    }
+    let configs = BTreeMap::from([
+        ("distlog.ensemble.size".to_string(), "2".to_string()),
+        ("distlog.write.quorum".to_string(), "2".to_string()),
+        ("distlog.ack.quorum".to_string(), "2".to_string()),
+    ]);
+    meta.write(Command::CreateTopic {
+        name: "moving".into(),
+        id: uuid::Uuid::new_v4(),
+        partitions: 1,
+        configs,
+        created_ms: 0,
+    })
+    .await
+    .expect("topic");
+    let stream = meta.read(|s| s.topic("moving").expect("topic").stream(0));
+    let (ns1, ns2) = (&namespaces[0], &namespaces[1]);
+
+    // Unassigned: nobody writes.
+    assert!(ns1.append(stream, record(0)).await.is_err(), "no owner yet");
+    assign(&meta, stream, 1).await;
+    assert_eq!(append_when_open(ns1, stream, 0).await, 0);
+    for tag in 1..50u64 {
+        assert_eq!(
+            ns1.append(stream, record(tag))
+                .await
+                .expect("owner 1 appends")
+                .base_offset,
+            tag
+        );
+    }
+    assert!(
+        ns2.append(stream, record(999)).await.is_err(),
+        "a non-owner refuses appends"
+    );
+
+    // The controller moves the stream to broker 2.
+    assign(&meta, stream, 2).await;
+    assert_eq!(
+        append_when_open(ns2, stream, 50).await,
+        50,
+        "the new owner continues at the next offset"
+    );
+    for tag in 51..100u64 {
+        assert_eq!(
+            ns2.append(stream, record(tag))
+                .await
+                .expect("owner 2 appends")
+                .base_offset,
+            tag
+        );
+    }
+    assert!(
+        ns1.append(stream, record(999)).await.is_err(),
+        "the old owner is locked out"
+    );
+
+    // Every acknowledged record, in order, from the new owner.
+    let (start, hw) = ns2.bounds(stream).await.expect("bounds");
+    assert_eq!((start, hw), (0, 100));
+    let mut tags = Vec::new();
+    let mut off = 0;
+    while off < hw {
+        let r = ns2.read(stream, off, 1 << 20).await.expect("read");
+        for e in &r.entries {
+            let mut p = &e.payload[..];
+            while !p.is_empty() {
+                tags.push(u64::from_be_bytes(p[8..16].try_into().expect("tag")));
+                p = &p[16..];
+            }
+            off = e.first_seq + u64::from(e.record_count);
+        }
+    }
+    assert_eq!(tags, (0..100).collect::<Vec<u64>>());
+    let segments = meta.read(|s| s.stream(&stream).expect("stream").segments.clone());
+    assert!(
+        segments.len() >= 2,
+        "the old owner's segment was sealed and a new one opened"
+    );
+    assert_eq!(
+        segments[0].last_offset,
+        Some(49),
+        "recovery sealed the old segment at its last acknowledged record"
+    );
+
+    for ns in &namespaces {
+        ns.shutdown().await.ok();
+    }
+    for s in servers {
+        s.shutdown().await;
+    }
+    for b in bookies {
+        b.shutdown();
+    }
+    meta.shutdown().await.expect("metadata shutdown");
+}
