@@ -9,12 +9,13 @@
 //! preferred-leader rebalancing, bounded per round so clients see few
 //! leader changes at once). Each planned move is applied as a
 //! compare-and-set on the stream's owner epoch, so a plan computed from a
-//! stale view cannot undo a newer assignment. This module is the pure
-//! planning step.
+//! stale view cannot undo a newer assignment. [`plan_ownership`] is the
+//! pure planning step and [`apply_ownership_round`] one controller round
+//! (the periodic task on the metadata leader comes with cluster mode).
 
 use std::collections::BTreeMap;
 
-use distlog_metadata::{BrokerId, StreamId};
+use distlog_metadata::{BrokerId, Command, MetadataError, MetadataStore, StreamId};
 
 /// One ownership change to apply.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,6 +93,51 @@ pub fn plan_ownership(
         });
     }
     moves
+}
+
+/// One controller round: plan from the local replica and apply each move
+/// as an `AcquireStream` compare-and-set on the planned epoch. A move that
+/// lost a race (the epoch changed) is skipped; the next round replans.
+/// Returns how many moves applied. Only the metadata leader should run it.
+pub async fn apply_ownership_round(
+    meta: &MetadataStore,
+    now_ms: u64,
+    max_rebalance_moves: usize,
+) -> Result<usize, MetadataError> {
+    let (streams, live): (Vec<(StreamId, Option<BrokerId>, u64)>, Vec<BrokerId>) = meta.read(|s| {
+        (
+            s.streams
+                .values()
+                .map(|st| (st.id, st.owner, st.owner_epoch))
+                .collect(),
+            s.brokers
+                .values()
+                .filter(|b| b.lease_expires_ms > now_ms)
+                .map(|b| b.id)
+                .collect(),
+        )
+    });
+    let mut applied = 0;
+    for m in plan_ownership(&streams, &live, max_rebalance_moves) {
+        match meta
+            .write(Command::AcquireStream {
+                stream: m.stream,
+                owner: m.to,
+                expected_epoch: Some(m.expected_epoch),
+            })
+            .await
+        {
+            Ok(_) => {
+                applied += 1;
+                tracing::info!(stream = %m.stream, from = ?m.from, to = m.to, "stream ownership assigned");
+            }
+            Err(MetadataError::Rejected(e)) => {
+                tracing::debug!(stream = %m.stream, error = %e, "ownership move lost a race; replanning next round")
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(applied)
 }
 
 #[cfg(test)]
@@ -175,5 +221,73 @@ mod tests {
     #[test]
     fn no_live_broker_plans_nothing() {
         assert!(plan_ownership(&[(s(0), Some(1), 3)], &[], 5).is_empty());
+    }
+}
+
+#[cfg(test)]
+mod round_tests {
+    use std::collections::BTreeMap;
+
+    use distlog_metadata::{BrokerInfo, Command, MetadataConfig, MetadataStore};
+
+    use super::apply_ownership_round;
+
+    fn broker(id: u32, lease_expires_ms: u64) -> Command {
+        Command::RegisterBroker(BrokerInfo {
+            id,
+            kafka_host: "127.0.0.1".into(),
+            kafka_port: 9092,
+            rack: None,
+            bookie_addr: None,
+            lease_expires_ms,
+        })
+    }
+
+    #[tokio::test]
+    async fn rounds_assign_balance_and_move_streams_off_expired_brokers() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let meta = MetadataStore::open(MetadataConfig {
+            data_dir: dir.path().join("meta"),
+            node_id: 1,
+            raft_addr: "127.0.0.1:0".into(),
+            voters: Default::default(),
+        })
+        .await
+        .expect("metadata");
+        meta.write(broker(1, 10_000)).await.expect("b1");
+        meta.write(broker(2, 10_000)).await.expect("b2");
+        meta.write(Command::CreateTopic {
+            name: "t".into(),
+            id: uuid::Uuid::from_u128(9),
+            partitions: 4,
+            configs: BTreeMap::new(),
+            created_ms: 0,
+        })
+        .await
+        .expect("topic");
+        let owners = |m: &MetadataStore| -> Vec<(Option<u32>, u64)> {
+            m.read(|s| s.streams.values().map(|st| (st.owner, st.owner_epoch)).collect())
+        };
+        assert_eq!(apply_ownership_round(&meta, 5_000, 4).await.expect("round"), 4);
+        let after = owners(&meta);
+        assert_eq!(after.iter().filter(|(o, _)| *o == Some(1)).count(), 2);
+        assert_eq!(after.iter().filter(|(o, _)| *o == Some(2)).count(), 2);
+        assert!(after.iter().all(|(_, e)| *e == 1));
+        assert_eq!(
+            apply_ownership_round(&meta, 5_000, 4).await.expect("round"),
+            0,
+            "stable"
+        );
+        // Broker 2's lease lapses (time 20 s): its streams move to broker 1 with a new epoch.
+        meta.write(broker(1, 30_000)).await.expect("renew b1");
+        assert_eq!(apply_ownership_round(&meta, 20_000, 4).await.expect("round"), 2);
+        let after = owners(&meta);
+        assert!(after.iter().all(|(o, _)| *o == Some(1)), "{after:?}");
+        assert_eq!(
+            after.iter().filter(|(_, e)| *e == 2).count(),
+            2,
+            "moved streams got epoch 2"
+        );
+        meta.shutdown().await.expect("shutdown");
     }
 }
