@@ -17,6 +17,9 @@ use std::collections::BTreeMap;
 
 use distlog_metadata::{BrokerId, Command, MetadataError, MetadataStore, StreamId};
 
+/// A stream with its owner and owner epoch, as planning sees it.
+pub type StreamOwner = (StreamId, Option<BrokerId>, u64);
+
 /// One ownership change to apply.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OwnershipMove {
@@ -37,7 +40,7 @@ pub struct OwnershipMove {
 /// brokers whose lease has not expired. With no live broker nothing is
 /// planned.
 pub fn plan_ownership(
-    streams: &[(StreamId, Option<BrokerId>, u64)],
+    streams: &[StreamOwner],
     live: &[BrokerId],
     max_rebalance_moves: usize,
 ) -> Vec<OwnershipMove> {
@@ -104,7 +107,7 @@ pub async fn apply_ownership_round(
     now_ms: u64,
     max_rebalance_moves: usize,
 ) -> Result<usize, MetadataError> {
-    let (streams, live): (Vec<(StreamId, Option<BrokerId>, u64)>, Vec<BrokerId>) = meta.read(|s| {
+    let (streams, live): (Vec<StreamOwner>, Vec<BrokerId>) = meta.read(|s| {
         (
             s.streams
                 .values()
