@@ -255,6 +255,22 @@ impl MetadataStore {
     /// [`FORWARD_DEADLINE`]). A forwarded write whose answer was lost is not
     /// retried: its outcome is unknown.
     async fn write_or_forward(&self, cmd: Command) -> Result<CommandResponse, MetadataError> {
+        if self.is_leader() {
+            // The common case (always, on a single node): the command moves
+            // into the log without a copy. Leadership lost mid-call is
+            // reported; callers retry.
+            return match self.raft.client_write(cmd).await {
+                Ok(resp) => resp.data.map_err(MetadataError::Rejected),
+                Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => Err(match f.leader_id {
+                    Some(leader) => MetadataError::ForwardToLeader { leader: Some(leader) },
+                    None => MetadataError::NoLeader,
+                }),
+                Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e))) => {
+                    Err(MetadataError::Raft(e.to_string()))
+                }
+                Err(RaftError::Fatal(f)) => Err(fatal(f)),
+            };
+        }
         let deadline = Instant::now() + FORWARD_DEADLINE;
         let mut last_leader = None;
         loop {

@@ -119,7 +119,7 @@ async fn write_frame<W: AsyncWriteExt + Unpin, T: Serialize>(w: &mut W, msg: &T)
     w.flush().await
 }
 
-async fn read_frame<R: AsyncReadExt + Unpin, T: for<'de> Deserialize<'de>>(
+async fn read_frame<R: tokio::io::AsyncRead + Unpin, T: for<'de> Deserialize<'de>>(
     r: &mut R,
 ) -> std::io::Result<Option<T>> {
     let mut len = [0u8; 4];
@@ -134,8 +134,16 @@ async fn read_frame<R: AsyncReadExt + Unpin, T: for<'de> Deserialize<'de>>(
             "frame of {len} bytes exceeds {MAX_FRAME}"
         )));
     }
-    let mut body = vec![0u8; len];
-    r.read_exact(&mut body).await?;
+    // The buffer grows with the bytes that actually arrive, so a forged
+    // length cannot make the node allocate it up front.
+    let mut body = Vec::with_capacity(len.min(64 * 1024));
+    (&mut *r).take(len as u64).read_to_end(&mut body).await?;
+    if body.len() != len {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            format!("connection closed inside a frame ({} of {len} bytes)", body.len()),
+        ));
+    }
     serde_json::from_slice(&body)
         .map(Some)
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
