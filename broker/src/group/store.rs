@@ -47,75 +47,21 @@ impl GroupStore {
     /// Start the writer task over `meta`.
     pub fn start(meta: Arc<MetadataStore>) -> GroupStore {
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(write_loop(meta, rx).instrument(debug_span!("group_store")));
-        GroupStore {
-            tx,
-            unstable: Arc::new(Mutex::new(HashMap::new())),
-        }
+        let unstable = Arc::new(Mutex::new(HashMap::new()));
+        tokio::spawn(write_loop(meta, rx, unstable.clone()).instrument(debug_span!("group_store")));
+        GroupStore { tx, unstable }
     }
 
     /// Queue `ops` behind everything submitted before; the receiver
-    /// completes when they are durable (or failed).
+    /// completes when they are durable (or failed). Their offsets count as
+    /// unstable until then.
     pub fn submit(&self, ops: Vec<GroupOp>) -> oneshot::Receiver<StoreResult> {
         let (done, rx) = oneshot::channel();
-        let pending: Vec<(String, Vec<(String, u32)>)> = ops
-            .iter()
-            .filter_map(|op| match op {
-                GroupOp::CommitOffsets { group, offsets } => Some((
-                    group.clone(),
-                    offsets.iter().map(|o| (o.topic.clone(), o.partition)).collect(),
-                )),
-                _ => None,
-            })
-            .collect();
-        if pending.is_empty() {
-            if let Err(e) = self.tx.send(Submission { ops, done }) {
-                let _ = e.0.done.send(Err(ResponseError::CoordinatorNotAvailable));
-            }
-            return rx;
-        }
-        {
-            let mut unstable = self.unstable.lock();
-            for (group, parts) in &pending {
-                let g = unstable.entry(group.clone()).or_default();
-                for p in parts {
-                    *g.entry(p.clone()).or_default() += 1;
-                }
-            }
-        }
-        // Clear the unstable marks when the write is answered.
-        let (inner_done, inner_rx) = oneshot::channel();
-        if let Err(e) = self.tx.send(Submission {
-            ops,
-            done: inner_done,
-        }) {
+        mark_unstable(&self.unstable, &commit_keys(&ops), true);
+        if let Err(e) = self.tx.send(Submission { ops, done }) {
+            mark_unstable(&self.unstable, &commit_keys(&e.0.ops), false);
             let _ = e.0.done.send(Err(ResponseError::CoordinatorNotAvailable));
         }
-        let unstable = self.unstable.clone();
-        tokio::spawn(async move {
-            let result = inner_rx
-                .await
-                .unwrap_or(Err(ResponseError::CoordinatorNotAvailable));
-            {
-                let mut unstable = unstable.lock();
-                for (group, parts) in &pending {
-                    if let Some(g) = unstable.get_mut(group) {
-                        for p in parts {
-                            if let Some(n) = g.get_mut(p) {
-                                *n -= 1;
-                                if *n == 0 {
-                                    g.remove(p);
-                                }
-                            }
-                        }
-                        if g.is_empty() {
-                            unstable.remove(group);
-                        }
-                    }
-                }
-            }
-            let _ = done.send(result);
-        });
         rx
     }
 
@@ -129,7 +75,48 @@ impl GroupStore {
     }
 }
 
-async fn write_loop(meta: Arc<MetadataStore>, mut rx: mpsc::UnboundedReceiver<Submission>) {
+/// The (group, topic, partition) of every offset committed by `ops`.
+fn commit_keys(ops: &[GroupOp]) -> Vec<(String, String, u32)> {
+    ops.iter()
+        .flat_map(|op| match op {
+            GroupOp::CommitOffsets { group, offsets } => offsets
+                .iter()
+                .map(|o| (group.clone(), o.topic.clone(), o.partition))
+                .collect::<Vec<_>>(),
+            _ => Vec::new(),
+        })
+        .collect()
+}
+
+/// Count commits in flight up (`add`) or down.
+fn mark_unstable(unstable: &Mutex<UnstableOffsets>, keys: &[(String, String, u32)], add: bool) {
+    if keys.is_empty() {
+        return;
+    }
+    let mut unstable = unstable.lock();
+    for (group, topic, partition) in keys {
+        let key = (topic.clone(), *partition);
+        if add {
+            *unstable.entry(group.clone()).or_default().entry(key).or_default() += 1;
+        } else if let Some(g) = unstable.get_mut(group) {
+            if let Some(n) = g.get_mut(&key) {
+                *n -= 1;
+                if *n == 0 {
+                    g.remove(&key);
+                }
+            }
+            if g.is_empty() {
+                unstable.remove(group);
+            }
+        }
+    }
+}
+
+async fn write_loop(
+    meta: Arc<MetadataStore>,
+    mut rx: mpsc::UnboundedReceiver<Submission>,
+    unstable: Arc<Mutex<UnstableOffsets>>,
+) {
     while let Some(first) = rx.recv().await {
         let mut ops = first.ops;
         let mut waiters = vec![first.done];
@@ -144,6 +131,7 @@ async fn write_loop(meta: Arc<MetadataStore>, mut rx: mpsc::UnboundedReceiver<Su
         }
         metrics::GROUP_STORE_WRITES.inc();
         metrics::GROUP_STORE_BATCH_OPS.observe(ops.len() as f64);
+        let keys = commit_keys(&ops);
         let result = match meta.write(Command::Groups(ops)).await {
             Ok(_) => Ok(()),
             Err(e) => {
@@ -151,6 +139,7 @@ async fn write_loop(meta: Arc<MetadataStore>, mut rx: mpsc::UnboundedReceiver<Su
                 Err(crate::error::group_store_error(&e))
             }
         };
+        mark_unstable(&unstable, &keys, false);
         for w in waiters {
             let _ = w.send(result);
         }
