@@ -9,7 +9,7 @@
 //! `E` live bookies chosen by [`choose_ensemble`] otherwise.
 
 use std::collections::HashMap;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use distlog_metadata::{LedgerId, MetadataStore, SegmentState};
@@ -47,7 +47,7 @@ impl BookieSet {
     }
 
     /// The client of bookie `id`.
-    pub fn client(&self, id: u32) -> Result<Arc<dyn BookieClient>> {
+    pub async fn client(&self, id: u32) -> Result<Arc<dyn BookieClient>> {
         if id == self.local.bookie_id() {
             return Ok(self.local.clone());
         }
@@ -62,18 +62,17 @@ impl BookieSet {
                     "bookie {id} has no registered address; is that node running with --bookie-listen?"
                 ))
             })?;
-        let sock = resolve(&addr)?;
+        let sock = resolve(&addr).await?;
         let client: Arc<dyn BookieClient> = Arc::new(RemoteBookie::new(id, sock, ClientConfig::default()));
         Ok(self.remote.write().entry(id).or_insert(client).clone())
     }
 
     /// The ensemble a segment was written to.
-    pub fn ensemble(&self, seg: &SegmentView) -> Result<Ensemble> {
-        let bookies = seg
-            .ensemble
-            .iter()
-            .map(|id| self.client(*id))
-            .collect::<Result<Vec<_>>>()?;
+    pub async fn ensemble(&self, seg: &SegmentView) -> Result<Ensemble> {
+        let mut bookies = Vec::with_capacity(seg.ensemble.len());
+        for id in &seg.ensemble {
+            bookies.push(self.client(*id).await?);
+        }
         Ensemble::new(bookies, seg.write_quorum, seg.ack_quorum)
     }
 
@@ -109,11 +108,13 @@ impl BookieSet {
     }
 }
 
-fn resolve(addr: &str) -> Result<SocketAddr> {
+/// A registered `host:port`, resolved without blocking the runtime.
+async fn resolve(addr: &str) -> Result<SocketAddr> {
     if let Ok(sock) = addr.parse() {
         return Ok(sock);
     }
-    addr.to_socket_addrs()
+    tokio::net::lookup_host(addr)
+        .await
         .ok()
         .and_then(|mut a| a.next())
         .ok_or_else(|| StorageError::NotEnoughBookies(format!("cannot resolve bookie address '{addr}'")))

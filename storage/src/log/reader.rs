@@ -89,7 +89,7 @@ impl<'a> LogReader<'a> {
             });
         }
         metrics::TAIL_CACHE_MISSES.inc();
-        let ensemble = self.ctx.bookies.ensemble(&seg)?;
+        let ensemble = self.ctx.bookies.ensemble(&seg).await?;
         let last = seg.last_entry_id.ok_or(StorageError::NoSuchEntry {
             ledger: seg.ledger_id,
             entry: 0,
@@ -137,7 +137,7 @@ impl<'a> LogReader<'a> {
         let Some(last) = seg.last_entry_id else {
             return Ok(None);
         };
-        let ensemble = self.ctx.bookies.ensemble(&seg)?;
+        let ensemble = self.ctx.bookies.ensemble(&seg).await?;
         let Some(row) = handle::entry_for_txid(&ensemble, seg.ledger_id, txid).await? else {
             return Ok(None);
         };
@@ -174,7 +174,7 @@ impl<'a> LogReader<'a> {
         if let Some(hit) = self.stream.shared.cache.lock().locate(offset) {
             return Ok(hit);
         }
-        let ensemble = self.ctx.bookies.ensemble(&seg)?;
+        let ensemble = self.ctx.bookies.ensemble(&seg).await?;
         let row = handle::entry_for_seq(&ensemble, seg.ledger_id, offset)
             .await?
             .ok_or(StorageError::OffsetOutOfRange {

@@ -136,7 +136,7 @@ pub(crate) async fn open(ctx: &Arc<NsCtx>, id: StreamId) -> Result<Arc<LogStream
         if let Some(last) = st.segments.last().cloned() {
             if last.state == SegmentState::InProgress {
                 let view = SegmentView::from_meta(&last);
-                let ensemble = ctx.bookies.ensemble(&view)?;
+                let ensemble = ctx.bookies.ensemble(&view).await?;
                 let tail = handle::recover(&ensemble, last.ledger_id).await?;
                 let last_offset = tail.map(|r| r.first_seq + r.record_count as u64 - 1);
                 let end_txid = tail.map_or(last.start_txid, |r| r.txid.max(last.start_txid));

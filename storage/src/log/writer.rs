@@ -275,7 +275,7 @@ impl LogWriter {
         let view = SegmentView::from_meta(&segment);
         // Resolve the clients before recording the segment, so a bookie we
         // cannot reach never becomes part of a stream's metadata.
-        let ensemble = self.ctx.bookies.ensemble(&view)?;
+        let ensemble = self.ctx.bookies.ensemble(&view).await?;
         let cmd = match sealing {
             None => Command::AddSegment {
                 stream: self.shared.id,
