@@ -4,10 +4,12 @@
 //! recovered tail is on the ack quorum before the segment is sealed; the old
 //! writer is locked out.
 
+mod common;
+
 use std::sync::Arc;
 
 use bytes::Bytes;
-use distlog_storage::bookie::{Bookie, BookieConfig, LocalBookie};
+use distlog_storage::bookie::LocalBookie;
 use distlog_storage::ledger::handle::{recover, Ensemble, LedgerWriter};
 use distlog_storage::ledger::{AddRequest, BookieClient, IndexRow};
 use distlog_storage::StorageError;
@@ -31,15 +33,7 @@ async fn recovery_re_replicates_the_tail_and_fences_the_old_writer() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut bookies = Vec::new();
     for id in 1..=3u32 {
-        let cfg = BookieConfig {
-            dir: dir.path().join(format!("b{id}")),
-            bookie_id: id,
-        };
-        let b = tokio::task::spawn_blocking(move || Bookie::open(cfg))
-            .await
-            .expect("join")
-            .expect("bookie opens");
-        bookies.push(b);
+        bookies.push(common::open_bookie(dir.path(), id).await);
     }
     let clients: Vec<Arc<dyn BookieClient>> = bookies
         .iter()

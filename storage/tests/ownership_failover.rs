@@ -9,10 +9,11 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod common;
+
 use bytes::{BufMut, BytesMut};
-use distlog_metadata::{BrokerInfo, Command, MetadataConfig, MetadataStore, StreamId};
-use distlog_storage::bookie::{Bookie, BookieConfig, LocalBookie};
-use distlog_storage::bookie_net::{BookieServer, ServerConfig};
+use distlog_metadata::{Command, MetadataStore, StreamId};
+use distlog_storage::bookie::LocalBookie;
 use distlog_storage::log::{AppendRequest, Namespace, NamespaceConfig, Ownership, StampFn, StreamConfig};
 
 fn stamp() -> StampFn {
@@ -61,43 +62,13 @@ async fn append_when_open(ns: &Namespace, stream: StreamId, tag: u64) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_assigned_owner_recovers_and_continues_and_the_old_owner_is_locked_out() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let meta = MetadataStore::open(MetadataConfig {
-        data_dir: dir.path().join("meta"),
-        node_id: 1,
-        raft_addr: "127.0.0.1:0".into(),
-        voters: Default::default(),
-    })
-    .await
-    .expect("metadata opens");
+    let meta = common::open_meta(dir.path()).await;
     let mut bookies = Vec::new();
     let mut servers = Vec::new();
     let mut namespaces = Vec::new();
     for id in 1..=2u32 {
-        let cfg = BookieConfig {
-            dir: dir.path().join(format!("bookie{id}")),
-            bookie_id: id,
-        };
-        let bookie = tokio::task::spawn_blocking(move || Bookie::open(cfg))
-            .await
-            .expect("join")
-            .expect("bookie opens");
-        let server = BookieServer::bind(
-            "127.0.0.1:0",
-            Arc::new(LocalBookie(bookie.clone())),
-            ServerConfig::default(),
-        )
-        .await
-        .expect("serve");
-        meta.write(Command::RegisterBroker(BrokerInfo {
-            id,
-            kafka_host: "127.0.0.1".into(),
-            kafka_port: 9092,
-            rack: None,
-            bookie_addr: Some(server.local_addr().to_string()),
-            lease_expires_ms: u64::MAX,
-        }))
-        .await
-        .expect("register");
+        let bookie = common::open_bookie(dir.path(), id).await;
+        let server = common::serve_registered(&meta, &bookie, id).await;
         let ns = Namespace::open(
             meta.clone(),
             Arc::new(LocalBookie(bookie.clone())),

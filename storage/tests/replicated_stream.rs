@@ -9,10 +9,11 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+mod common;
+
 use bytes::{BufMut, BytesMut};
-use distlog_metadata::{BrokerInfo, Command, MetadataConfig, MetadataStore};
-use distlog_storage::bookie::{Bookie, BookieConfig, LocalBookie};
-use distlog_storage::bookie_net::{BookieServer, ServerConfig};
+use distlog_metadata::Command;
+use distlog_storage::bookie::LocalBookie;
 use distlog_storage::ledger::BookieClient;
 use distlog_storage::log::{AppendRequest, Namespace, NamespaceConfig, StampFn, StreamConfig};
 
@@ -37,44 +38,14 @@ fn append(tag: u64) -> AppendRequest {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_bookies_replicate_and_two_failures_stop_acknowledgements() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let meta = MetadataStore::open(MetadataConfig {
-        data_dir: dir.path().join("meta"),
-        node_id: 1,
-        raft_addr: "127.0.0.1:0".into(),
-        voters: Default::default(),
-    })
-    .await
-    .expect("metadata opens");
+    let meta = common::open_meta(dir.path()).await;
 
     // Bookies 1, 2, 3, each in its own directory and served over TCP.
     let mut bookies = Vec::new();
     let mut servers = Vec::new();
     for id in 1..=3u32 {
-        let cfg = BookieConfig {
-            dir: dir.path().join(format!("bookie{id}")),
-            bookie_id: id,
-        };
-        let bookie = tokio::task::spawn_blocking(move || Bookie::open(cfg))
-            .await
-            .expect("join")
-            .expect("bookie opens");
-        let server = BookieServer::bind(
-            "127.0.0.1:0",
-            Arc::new(LocalBookie(bookie.clone())),
-            ServerConfig::default(),
-        )
-        .await
-        .expect("bookie serves");
-        meta.write(Command::RegisterBroker(BrokerInfo {
-            id,
-            kafka_host: "127.0.0.1".into(),
-            kafka_port: 9092,
-            rack: None,
-            bookie_addr: Some(server.local_addr().to_string()),
-            lease_expires_ms: u64::MAX,
-        }))
-        .await
-        .expect("register");
+        let bookie = common::open_bookie(dir.path(), id).await;
+        let server = common::serve_registered(&meta, &bookie, id).await;
         bookies.push(bookie);
         servers.push(Some(server));
     }

@@ -1,0 +1,59 @@
+//! Shared set-up of the multi-bookie storage tests: a metadata store, and
+//! bookies in their own directories served over TCP and registered in
+//! metadata like `--bookie-listen` nodes.
+
+#![allow(dead_code)] // each test binary uses a subset
+
+use std::path::Path;
+use std::sync::Arc;
+
+use distlog_metadata::{BrokerInfo, Command, MetadataConfig, MetadataStore};
+use distlog_storage::bookie::{Bookie, BookieConfig, LocalBookie};
+use distlog_storage::bookie_net::{BookieServer, ServerConfig};
+
+/// A single-voter metadata store under `dir/meta`.
+pub async fn open_meta(dir: &Path) -> Arc<MetadataStore> {
+    MetadataStore::open(MetadataConfig {
+        data_dir: dir.join("meta"),
+        node_id: 1,
+        raft_addr: "127.0.0.1:0".into(),
+        voters: Default::default(),
+    })
+    .await
+    .expect("metadata opens")
+}
+
+/// Bookie `id` under `dir/bookie<id>`.
+pub async fn open_bookie(dir: &Path, id: u32) -> Arc<Bookie> {
+    let cfg = BookieConfig {
+        dir: dir.join(format!("bookie{id}")),
+        bookie_id: id,
+    };
+    tokio::task::spawn_blocking(move || Bookie::open(cfg))
+        .await
+        .expect("join")
+        .expect("bookie opens")
+}
+
+/// Serve `bookie` on a loopback port and register node `id` with that
+/// bookie address and a lease that never expires.
+pub async fn serve_registered(meta: &MetadataStore, bookie: &Arc<Bookie>, id: u32) -> BookieServer {
+    let server = BookieServer::bind(
+        "127.0.0.1:0",
+        Arc::new(LocalBookie(bookie.clone())),
+        ServerConfig::default(),
+    )
+    .await
+    .expect("bookie serves");
+    meta.write(Command::RegisterBroker(BrokerInfo {
+        id,
+        kafka_host: "127.0.0.1".into(),
+        kafka_port: 9092,
+        rack: None,
+        bookie_addr: Some(server.local_addr().to_string()),
+        lease_expires_ms: u64::MAX,
+    }))
+    .await
+    .expect("register");
+    server
+}
