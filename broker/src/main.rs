@@ -3,7 +3,7 @@
 //! version.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
@@ -99,12 +99,6 @@ fn stamp_fn() -> StampFn {
     distlog_broker::records::stamp_fn()
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
 /// A Kafka-style cluster id: a random UUID in unpadded URL-safe base64.
 fn new_cluster_id() -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
@@ -126,7 +120,7 @@ fn broker_info(config: &BrokerConfig) -> BrokerInfo {
         kafka_port: config.advertised_kafka_port,
         rack: None,
         bookie_addr: config.bookie_listen.clone(),
-        lease_expires_ms: now_ms() + LEASE.as_millis() as u64,
+        lease_expires_ms: distlog_metadata::now_ms() + LEASE.as_millis() as u64,
     }
 }
 

@@ -4,7 +4,6 @@
 //! used by both CreateTopics and Metadata auto-creation.
 
 use std::collections::BTreeMap;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use distlog_metadata::{Command, TopicMeta};
 use distlog_storage::log::StreamConfig;
@@ -318,12 +317,6 @@ pub fn validate_new_topic(
     Ok(partitions)
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
 impl Broker {
     /// Create a topic (or, with `validate_only`, only check that it could
     /// be created). `partitions: None` uses the node default. Returns the
@@ -347,7 +340,7 @@ impl Broker {
             id: Uuid::new_v4(),
             partitions,
             configs,
-            created_ms: now_ms(),
+            created_ms: distlog_metadata::now_ms(),
         };
         if validate_only {
             return Ok(topic);

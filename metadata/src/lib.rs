@@ -7,6 +7,7 @@
 //! [`model::MetaEvent`]s after each apply.
 
 pub mod client;
+pub mod clock;
 pub mod error;
 pub mod group;
 pub mod metrics;
@@ -17,6 +18,7 @@ pub mod store;
 pub mod typ;
 
 pub use client::{MetadataConfig, MetadataStore, RaftTuning};
+pub use clock::now_ms;
 pub use error::MetadataError;
 pub use group::{CommittedOffset, GroupMemberRecord, GroupMeta, GroupOp, GroupRecord, OffsetCommitEntry};
 pub use model::*;

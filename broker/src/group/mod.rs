@@ -169,7 +169,7 @@ impl GroupCoordinator {
     /// The broker coordinating `group`: a stable hash of the group id over
     /// the brokers with a live lease (this broker when none is registered).
     pub fn coordinator_for(&self, group: &str) -> Option<BrokerInfo> {
-        let now_ms = wall_ms();
+        let now_ms = distlog_metadata::now_ms();
         self.meta.read(|s| {
             let live: Vec<&BrokerInfo> = s
                 .brokers
@@ -476,13 +476,6 @@ impl GroupCoordinator {
                 .set(counts.get(&state).copied().unwrap_or(0));
         }
     }
-}
-
-fn wall_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 fn submit_effects(store: &GroupStore, group_id: &str, group: &Group, fx: Effects) -> Pending {

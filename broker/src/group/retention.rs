@@ -7,7 +7,7 @@ use tracing::{debug, info};
 use distlog_metadata::GroupOp;
 
 use super::state::GroupState;
-use super::{wall_ms, GroupCoordinator};
+use super::GroupCoordinator;
 
 /// The partitions whose offsets have expired: the group has been empty
 /// since `empty_since` (wall-clock ms) and neither that moment nor the
@@ -34,7 +34,7 @@ impl GroupCoordinator {
         if !self.meta.is_leader() {
             return;
         }
-        let now = wall_ms();
+        let now = distlog_metadata::now_ms();
         let retention_ms = self.retention.as_millis() as u64;
         // (group, when it became empty, [(topic, partition, commit time)])
         type StoredOffsets = Vec<(String, u64, Vec<(String, u32, u64)>)>;

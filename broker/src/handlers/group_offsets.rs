@@ -33,13 +33,6 @@ fn code(e: Option<ResponseError>) -> i16 {
     e.map_or(0, |e| e.code())
 }
 
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
 /// Handle an OffsetCommit: partitions of unknown topics and oversized
 /// metadata are refused one by one; the rest are stored together and share
 /// the outcome of the member/generation check and the durable write.
@@ -49,7 +42,7 @@ pub async fn commit(broker: &Broker, version: i16, req: OffsetCommitRequest) -> 
     } else {
         None
     };
-    let commit_ms = now_ms();
+    let commit_ms = distlog_metadata::now_ms();
     // (topic, partition, Some(error) | None = to store)
     let mut rows: Vec<(TopicName, i32, Option<ResponseError>)> = Vec::new();
     let mut entries = Vec::new();

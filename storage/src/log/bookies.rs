@@ -30,12 +30,6 @@ pub(crate) struct BookieSet {
     meta: Arc<MetadataStore>,
 }
 
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
 impl BookieSet {
     /// The set of `local` plus whatever the metadata store registers.
     pub fn new(local: Arc<dyn BookieClient>, meta: Arc<MetadataStore>) -> Self {
@@ -83,7 +77,7 @@ impl BookieSet {
         if size <= 1 {
             return Ok(vec![self.local.bookie_id()]);
         }
-        let now = now_ms();
+        let now = distlog_metadata::now_ms();
         let local_id = self.local.bookie_id();
         let candidates: Vec<BookieCandidate> = self.meta.read(|s| {
             let mut load: HashMap<u32, u64> = HashMap::new();

@@ -10,7 +10,7 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use distlog_metadata::{Command, CommandResponse, LedgerId, SegmentMeta, SegmentState};
@@ -103,12 +103,6 @@ async fn allocate_ledger(meta: &distlog_metadata::MetadataStore) -> Result<Ledge
 /// tailing readers have caught up, and a node with many once-busy streams
 /// must not keep megabytes per stream forever.
 const TAIL_CACHE_IDLE: Duration = Duration::from_secs(10);
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
 
 impl LogWriter {
     /// A writer continuing the stream at `next_offset` / `txid`.
@@ -270,7 +264,7 @@ impl LogWriter {
             end_txid: self.txid,
             last_entry_id: None,
             size_bytes: 0,
-            created_ms: now_ms(),
+            created_ms: distlog_metadata::now_ms(),
         };
         let view = SegmentView::from_meta(&segment);
         // Resolve the clients before recording the segment, so a bookie we

@@ -148,13 +148,6 @@ pub struct MemberSummary {
     pub assignment: Bytes,
 }
 
-fn wall_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
 fn new_member_id(prefix: &str) -> String {
     format!("{prefix}-{}", uuid::Uuid::new_v4())
 }
@@ -165,7 +158,7 @@ impl Group {
         Group {
             id: id.to_string(),
             state: GroupState::Empty,
-            state_ms: wall_ms(),
+            state_ms: distlog_metadata::now_ms(),
             protocol_type: None,
             generation: 0,
             protocol: None,
@@ -275,7 +268,7 @@ impl Group {
 
     fn transition(&mut self, state: GroupState) {
         self.state = state;
-        self.state_ms = wall_ms();
+        self.state_ms = distlog_metadata::now_ms();
     }
 
     /// The stored form of the current generation.
