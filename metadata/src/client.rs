@@ -259,28 +259,18 @@ impl MetadataStore {
             // The common case (always, on a single node): the command moves
             // into the log without a copy. Leadership lost mid-call is
             // reported; callers retry.
-            return match self.raft.client_write(cmd).await {
-                Ok(resp) => resp.data.map_err(MetadataError::Rejected),
-                Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => Err(match f.leader_id {
-                    Some(leader) => MetadataError::ForwardToLeader { leader: Some(leader) },
-                    None => MetadataError::NoLeader,
-                }),
-                Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e))) => {
-                    Err(MetadataError::Raft(e.to_string()))
-                }
-                Err(RaftError::Fatal(f)) => Err(fatal(f)),
-            };
+            let result = self.raft.client_write(cmd).await;
+            return local_outcome(result)?.map_err(|f| match f.leader_id {
+                Some(leader) => MetadataError::ForwardToLeader { leader: Some(leader) },
+                None => MetadataError::NoLeader,
+            });
         }
         let deadline = Instant::now() + FORWARD_DEADLINE;
         let mut last_leader = None;
         loop {
-            let forward = match self.raft.client_write(cmd.clone()).await {
-                Ok(resp) => return resp.data.map_err(MetadataError::Rejected),
-                Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => f,
-                Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e))) => {
-                    return Err(MetadataError::Raft(e.to_string()))
-                }
-                Err(RaftError::Fatal(f)) => return Err(fatal(f)),
+            let forward = match local_outcome(self.raft.client_write(cmd.clone()).await)? {
+                Ok(response) => return Ok(response),
+                Err(forward) => forward,
             };
             last_leader = forward.leader_id.or(last_leader);
             if let (Some(leader), Some(node)) = (forward.leader_id, forward.leader_node) {
@@ -393,6 +383,25 @@ impl Drop for MetadataStore {
                 }
             });
         }
+    }
+}
+
+/// A local Raft write's outcome: applied (`Ok(Ok)`), refused or failed
+/// (`Err`), or to be forwarded to the leader (`Ok(Err)`).
+#[allow(clippy::type_complexity)]
+fn local_outcome(
+    result: Result<
+        openraft::raft::ClientWriteResponse<crate::typ::TypeConfig>,
+        RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>,
+    >,
+) -> Result<Result<CommandResponse, openraft::error::ForwardToLeader<NodeId, BasicNode>>, MetadataError> {
+    match result {
+        Ok(resp) => resp.data.map(Ok).map_err(MetadataError::Rejected),
+        Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => Ok(Err(f)),
+        Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e))) => {
+            Err(MetadataError::Raft(e.to_string()))
+        }
+        Err(RaftError::Fatal(f)) => Err(fatal(f)),
     }
 }
 
