@@ -35,6 +35,21 @@ fn broker_with_initial_delay(delay_ms: u64) -> DistlogProcess {
     .or_panic("start distlog")
 }
 
+/// A broker (see [`broker_with_initial_delay`]) with `topic` created over `partitions` partitions
+/// and `records` records produced spread over them.
+fn broker_with_records(
+    delay_ms: u64,
+    topic: &str,
+    partitions: i32,
+    records: usize,
+) -> (DistlogProcess, String, Produced) {
+    let broker = broker_with_initial_delay(delay_ms);
+    let bootstrap = broker.bootstrap();
+    kafka::create_topic(&bootstrap, topic, partitions).or_panic("create topic");
+    let produced = produce_spread(&bootstrap, topic, partitions, 0, records).or_panic("produce");
+    (broker, bootstrap, produced)
+}
+
 /// The members of a group as the admin API lists them: (client_id, group_instance_id, partitions).
 fn admin_members(group_json: &Value) -> Vec<(String, Option<String>, Vec<i64>)> {
     let members = group_json["members"]
@@ -180,11 +195,8 @@ fn assert_in_order_from_zero(run: &GroupRun, produced: &Produced) {
 fn two_members_split_four_partitions_and_consume_20000_exactly_once() {
     // The default initial rebalance delay (3 s): both members join before the first rebalance,
     // so the group forms once, with both, and nothing is consumed twice without commits.
-    let broker = broker_with_initial_delay(3000);
-    let bootstrap = broker.bootstrap();
+    let (broker, bootstrap, produced) = broker_with_records(3000, "split", 4, 20_000);
     let topic = "split";
-    kafka::create_topic(&bootstrap, topic, 4).or_panic("create topic");
-    let produced = produce_spread(&bootstrap, topic, 4, 0, 20_000).or_panic("produce");
 
     let config = group_consumer_config(&bootstrap, "split-group");
     let c1 = GroupMember::subscribe(&config, "c1", &[topic]).or_panic("c1");
@@ -276,12 +288,9 @@ fn third_member_joins(
 
 #[test]
 fn third_member_joins_then_one_leaves_and_sync_commits_keep_it_exactly_once() {
-    let broker = broker_with_initial_delay(1000);
-    let bootstrap = broker.bootstrap();
+    let (broker, bootstrap, mut produced) = broker_with_records(1000, "rebalance", 4, 800);
     let topic = "rebalance";
     let group_id = "rebalance-group";
-    kafka::create_topic(&bootstrap, topic, 4).or_panic("create topic");
-    let mut produced = produce_spread(&bootstrap, topic, 4, 0, 800).or_panic("produce 1");
 
     let config = group_consumer_config(&bootstrap, group_id);
     let c1 = GroupMember::subscribe(&config, "c1", &[topic]).or_panic("c1");
@@ -499,12 +508,9 @@ fn a_member_that_stops_heartbeating_is_expelled_and_its_partitions_move() {
     // thread whether or not the application polls), so member A runs in a child process
     // (`distlog-group-member`) that is frozen with SIGSTOP: a real librdkafka member that simply
     // goes silent, exactly like a hung or partitioned consumer.
-    let broker = broker_with_initial_delay(300);
-    let bootstrap = broker.bootstrap();
+    let (broker, bootstrap, produced) = broker_with_records(300, "expel", 4, 2000);
     let topic = "expel";
     let group_id = "expel-group";
-    kafka::create_topic(&bootstrap, topic, 4).or_panic("create topic");
-    let produced = produce_spread(&bootstrap, topic, 4, 0, 2000).or_panic("produce");
 
     let binary = Path::new(env!("CARGO_BIN_EXE_distlog-group-member"));
     let args: Vec<String> = [
@@ -613,12 +619,9 @@ fn a_member_that_stops_heartbeating_is_expelled_and_its_partitions_move() {
 
 #[test]
 fn a_static_member_rejoins_within_its_session_without_a_rebalance() {
-    let broker = broker_with_initial_delay(1000);
-    let bootstrap = broker.bootstrap();
+    let (broker, bootstrap, mut produced) = broker_with_records(1000, "static", 4, 400);
     let topic = "static";
     let group_id = "static-group";
-    kafka::create_topic(&bootstrap, topic, 4).or_panic("create topic");
-    let mut produced = produce_spread(&bootstrap, topic, 4, 0, 400).or_panic("produce");
 
     let config = group_consumer_config(&bootstrap, group_id);
     let mut static_config = config.clone();
@@ -746,11 +749,8 @@ fn a_static_member_rejoins_within_its_session_without_a_rebalance() {
 
 #[test]
 fn cooperative_sticky_moves_only_what_it_must_and_consumes_exactly_once() {
-    let broker = broker_with_initial_delay(1000);
-    let bootstrap = broker.bootstrap();
+    let (_broker, bootstrap, mut produced) = broker_with_records(1000, "coop", 4, 800);
     let topic = "coop";
-    kafka::create_topic(&bootstrap, topic, 4).or_panic("create topic");
-    let mut produced = produce_spread(&bootstrap, topic, 4, 0, 800).or_panic("produce");
 
     let mut config = group_consumer_config(&bootstrap, "coop-group");
     config.set("partition.assignment.strategy", "cooperative-sticky");
@@ -1104,12 +1104,9 @@ fn session_timeouts_outside_the_broker_limits_are_refused() {
 fn assign_based_consumers_commit_for_a_group_without_members() {
     // Simple consumers (assign(), no subscribe) commit with generation -1 and no member id, as
     // kcat, Flink and Spark do; Kafka accepts that for a group that has no members.
-    let broker = broker_with_initial_delay(300);
-    let bootstrap = broker.bootstrap();
+    let (_broker, bootstrap, produced) = broker_with_records(300, "simple", 1, 20);
     let topic = "simple";
     let group_id = "simple-group";
-    kafka::create_topic(&bootstrap, topic, 1).or_panic("create topic");
-    let produced = produce_spread(&bootstrap, topic, 1, 0, 20).or_panic("produce");
 
     let consumer: BaseConsumer = group_consumer_config(&bootstrap, group_id)
         .create()
