@@ -113,11 +113,7 @@ pub async fn apply_ownership_round(
                 .values()
                 .map(|st| (st.id, st.owner, st.owner_epoch))
                 .collect(),
-            s.brokers
-                .values()
-                .filter(|b| b.lease_expires_ms > now_ms)
-                .map(|b| b.id)
-                .collect(),
+            s.live_brokers(now_ms).map(|b| b.id).collect(),
         )
     });
     let mut applied = 0;

@@ -49,6 +49,21 @@ pub struct BrokerInfo {
     pub lease_expires_ms: u64,
 }
 
+impl BrokerInfo {
+    /// Whether this node serves Kafka clients (runs the broker role). A
+    /// storage-only node (meta and/or bookie roles) registers with an empty
+    /// host and port 0 so its bookie can be found, but leads no partition
+    /// and coordinates no group.
+    pub fn is_broker(&self) -> bool {
+        self.kafka_port != 0
+    }
+
+    /// Whether the node's lease is still valid at wall-clock `now_ms`.
+    pub fn is_live(&self, now_ms: u64) -> bool {
+        self.lease_expires_ms > now_ms
+    }
+}
+
 /// A topic: a named set of streams with configs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TopicMeta {
@@ -176,6 +191,14 @@ impl MetaState {
     /// The stream with this id, if it exists.
     pub fn stream(&self, id: &StreamId) -> Option<&StreamMeta> {
         self.streams.get(id)
+    }
+
+    /// Brokers (nodes serving Kafka) whose lease is valid at `now_ms`, in id
+    /// order: the partition leaders and group coordinators to choose from.
+    pub fn live_brokers(&self, now_ms: u64) -> impl Iterator<Item = &BrokerInfo> {
+        self.brokers
+            .values()
+            .filter(move |b| b.is_broker() && b.is_live(now_ms))
     }
 }
 

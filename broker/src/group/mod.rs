@@ -171,11 +171,7 @@ impl GroupCoordinator {
     pub fn coordinator_for(&self, group: &str) -> Option<BrokerInfo> {
         let now_ms = distlog_metadata::now_ms();
         self.meta.read(|s| {
-            let live: Vec<&BrokerInfo> = s
-                .brokers
-                .values()
-                .filter(|b| b.lease_expires_ms > now_ms)
-                .collect();
+            let live: Vec<&BrokerInfo> = s.live_brokers(now_ms).collect();
             if live.is_empty() {
                 return s.brokers.get(&self.node_id).cloned();
             }
