@@ -6,11 +6,13 @@
 //! as `Some(..)` in [`ServerArgs`] and override the file, which overrides the
 //! defaults in [`BrokerConfig::default`].
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use clap::{Parser, Subcommand, ValueEnum};
 use serde::Deserialize;
 
+use crate::cluster::{parse_seeds, parse_voters, Replication, Roles};
 use crate::error::BrokerError;
 
 /// Log output format.
@@ -75,6 +77,32 @@ pub struct BrokerConfig {
     pub offsets_retention_minutes: u64,
     /// `offsets.retention.check.interval.ms`: how often expired offsets are looked for.
     pub offsets_retention_check_interval_ms: u64,
+    /// The roles this node runs (`--roles`).
+    pub roles: Roles,
+    /// Metadata Raft voters, node id → Raft address (`--meta-voters`);
+    /// empty with no seeds: a single-node cluster.
+    pub meta_voters: BTreeMap<u64, String>,
+    /// Raft addresses of running members to join through (`--meta-seeds`).
+    pub meta_seeds: Vec<String>,
+    /// E/Qw/Qa of topics that set none (`--default-replication`): 3/3/2 in a
+    /// cluster, 1/1/1 on a single node.
+    pub default_replication: Replication,
+    /// How long a node's registration (lease) lives without renewal; the
+    /// controller moves the streams of a broker whose lease expired
+    /// (Kafka's `broker.session.timeout.ms`).
+    pub broker_session_timeout_ms: u64,
+    /// How often a node renews its lease (`broker.heartbeat.interval.ms`).
+    pub broker_heartbeat_interval_ms: u64,
+    /// This node's rack (`broker.rack`): segment placement spreads replicas over racks.
+    pub rack: Option<String>,
+}
+
+impl BrokerConfig {
+    /// Whether this node is part of a multi-node cluster (voters or seeds
+    /// given): stream ownership is then assigned by the controller.
+    pub fn is_cluster(&self) -> bool {
+        !self.meta_voters.is_empty() || !self.meta_seeds.is_empty()
+    }
 }
 
 /// Default Kafka listener address.
@@ -106,6 +134,13 @@ impl Default for BrokerConfig {
             group_max_session_timeout_ms: 1_800_000,
             offsets_retention_minutes: 10_080,
             offsets_retention_check_interval_ms: 600_000,
+            roles: Roles::default(),
+            meta_voters: BTreeMap::new(),
+            meta_seeds: Vec::new(),
+            default_replication: Replication::SINGLE,
+            broker_session_timeout_ms: 6000,
+            broker_heartbeat_interval_ms: 1500,
+            rack: None,
         }
     }
 }
@@ -205,6 +240,27 @@ pub struct ServerArgs {
     /// How often expired group offsets are removed, ms (offsets.retention.check.interval.ms).
     #[arg(long, env = "DISTLOG_OFFSETS_RETENTION_CHECK_INTERVAL_MS")]
     pub offsets_retention_check_interval_ms: Option<u64>,
+    /// Roles this node runs: a comma-separated subset of meta,bookie,broker (default: all).
+    #[arg(long, env = "DISTLOG_ROLES")]
+    pub roles: Option<String>,
+    /// Metadata Raft voters ID=HOST:PORT,... (their --raft-listen addresses); forms a cluster.
+    #[arg(long, env = "DISTLOG_META_VOTERS")]
+    pub meta_voters: Option<String>,
+    /// Raft addresses HOST:PORT,... of running members to join through, as a learner.
+    #[arg(long, env = "DISTLOG_META_SEEDS")]
+    pub meta_seeds: Option<String>,
+    /// Replication E/QW/QA of topics that set none (default 3/3/2 in a cluster, 1/1/1 alone).
+    #[arg(long, env = "DISTLOG_DEFAULT_REPLICATION")]
+    pub default_replication: Option<String>,
+    /// A node whose lease is not renewed for this long (ms) is considered dead.
+    #[arg(long, env = "DISTLOG_BROKER_SESSION_TIMEOUT_MS")]
+    pub broker_session_timeout_ms: Option<u64>,
+    /// How often (ms) a node renews its lease.
+    #[arg(long, env = "DISTLOG_BROKER_HEARTBEAT_INTERVAL_MS")]
+    pub broker_heartbeat_interval_ms: Option<u64>,
+    /// This node's rack; replicas of a segment are spread over racks.
+    #[arg(long, env = "DISTLOG_RACK")]
+    pub rack: Option<String>,
 }
 
 /// The TOML file's shape: same keys as the flags, with underscores.
@@ -255,6 +311,20 @@ pub struct FileConfig {
     pub offsets_retention_minutes: Option<u64>,
     /// See [`BrokerConfig::offsets_retention_check_interval_ms`].
     pub offsets_retention_check_interval_ms: Option<u64>,
+    /// See [`BrokerConfig::roles`] (`"meta,bookie,broker"`).
+    pub roles: Option<String>,
+    /// See [`BrokerConfig::meta_voters`] (`"1=host:port,2=host:port"`).
+    pub meta_voters: Option<String>,
+    /// See [`BrokerConfig::meta_seeds`] (`"host:port,host:port"`).
+    pub meta_seeds: Option<String>,
+    /// See [`BrokerConfig::default_replication`] (`"3/3/2"`).
+    pub default_replication: Option<String>,
+    /// See [`BrokerConfig::broker_session_timeout_ms`].
+    pub broker_session_timeout_ms: Option<u64>,
+    /// See [`BrokerConfig::broker_heartbeat_interval_ms`].
+    pub broker_heartbeat_interval_ms: Option<u64>,
+    /// See [`BrokerConfig::rack`].
+    pub rack: Option<String>,
 }
 
 impl FileConfig {
@@ -296,6 +366,13 @@ impl FileConfig {
             group_max_session_timeout_ms: a.group_max_session_timeout_ms,
             offsets_retention_minutes: a.offsets_retention_minutes,
             offsets_retention_check_interval_ms: a.offsets_retention_check_interval_ms,
+            roles: a.roles.clone(),
+            meta_voters: a.meta_voters.clone(),
+            meta_seeds: a.meta_seeds.clone(),
+            default_replication: a.default_replication.clone(),
+            broker_session_timeout_ms: a.broker_session_timeout_ms,
+            broker_heartbeat_interval_ms: a.broker_heartbeat_interval_ms,
+            rack: a.rack.clone(),
         }
     }
 }
@@ -318,14 +395,57 @@ impl BrokerConfig {
     pub fn resolve(file: Option<FileConfig>, args: &ServerArgs) -> Result<BrokerConfig, BrokerError> {
         let mut c = BrokerConfig::default();
         let mut advertised: Option<String> = None;
+        let mut replication: Option<String> = None;
         for layer in file
             .into_iter()
             .chain(std::iter::once(FileConfig::from_args(args)))
         {
-            c.overlay(&layer);
+            c.overlay(&layer)?;
             if layer.advertised_kafka.is_some() {
                 advertised = layer.advertised_kafka;
             }
+            if layer.default_replication.is_some() {
+                replication = layer.default_replication;
+            }
+        }
+        c.default_replication = match replication {
+            Some(r) => r.parse()?,
+            None if c.is_cluster() => Replication::CLUSTER,
+            None => Replication::SINGLE,
+        };
+        if c.is_cluster() && c.roles.meta && !c.meta_voters.contains_key(&(c.node_id as u64)) {
+            return Err(BrokerError::Config(format!(
+                "--roles includes meta but node {} is not in --meta-voters; list it there with its                  --raft-listen address, or drop meta from --roles to join as a learner through --meta-seeds",
+                c.node_id
+            )));
+        }
+        if c.is_cluster() && c.roles.bookie && c.bookie_listen.is_none() {
+            return Err(BrokerError::Config(
+                "the bookie role in a cluster needs --bookie-listen HOST:PORT, the address other nodes \
+                 write this node's segment replicas to"
+                    .into(),
+            ));
+        }
+        if c.roles.broker && !c.roles.bookie {
+            return Err(BrokerError::Config(
+                "--roles: a broker needs the bookie role on the same node in this version; run \
+                 meta-only or bookie-only nodes beside broker,bookie nodes"
+                    .into(),
+            ));
+        }
+        if !c.is_cluster() && c.roles != Roles::default() {
+            return Err(BrokerError::Config(
+                "--roles other than all needs a cluster: give --meta-voters (or --meta-seeds to join one)"
+                    .into(),
+            ));
+        }
+        if c.broker_heartbeat_interval_ms == 0
+            || c.broker_session_timeout_ms < 2 * c.broker_heartbeat_interval_ms
+        {
+            return Err(BrokerError::Config(
+                "--broker-session-timeout-ms must be at least twice --broker-heartbeat-interval-ms (> 0)"
+                    .into(),
+            ));
         }
         split_host_port(&c.kafka_listen, "kafka-listen")?;
         split_host_port(&c.http_listen, "http-listen")?;
@@ -385,7 +505,7 @@ impl BrokerConfig {
         BrokerConfig::resolve(file, args)
     }
 
-    fn overlay(&mut self, l: &FileConfig) {
+    fn overlay(&mut self, l: &FileConfig) -> Result<(), BrokerError> {
         fn set<T: Clone>(dst: &mut T, src: &Option<T>) {
             if let Some(v) = src {
                 *dst = v.clone();
@@ -408,6 +528,7 @@ impl BrokerConfig {
         set(&mut self.tail_cache_bytes, &l.tail_cache_bytes);
         set(&mut self.log_level, &l.log_level);
         set(&mut self.log_format, &l.log_format);
+        set(&mut self.speculative_read_ms, &l.speculative_read_ms);
         set(
             &mut self.group_initial_rebalance_delay_ms,
             &l.group_initial_rebalance_delay_ms,
@@ -425,6 +546,21 @@ impl BrokerConfig {
             &mut self.offsets_retention_check_interval_ms,
             &l.offsets_retention_check_interval_ms,
         );
+        if let Some(r) = &l.roles {
+            self.roles = r.parse()?;
+        }
+        if let Some(v) = &l.meta_voters {
+            self.meta_voters = parse_voters(v)?;
+        }
+        if let Some(v) = &l.meta_seeds {
+            self.meta_seeds = parse_seeds(v)?;
+        }
+        set(&mut self.broker_session_timeout_ms, &l.broker_session_timeout_ms);
+        set(&mut self.broker_heartbeat_interval_ms, &l.broker_heartbeat_interval_ms);
+        if l.rack.is_some() {
+            self.rack = l.rack.clone();
+        }
+        Ok(())
     }
 }
 

@@ -4,12 +4,14 @@
 //! `kafka-protocol` crate, maps topics/partitions onto DL log streams, and
 //! turns storage errors into Kafka error codes in one place ([`error`]).
 
+pub mod cluster;
 pub mod config;
 pub mod context;
 pub mod error;
 pub mod group;
 pub mod handlers;
 pub mod http;
+pub mod lease;
 pub mod metrics;
 pub mod ownership;
 pub mod records;

@@ -12,8 +12,8 @@ use distlog_broker::group::GroupCoordinator;
 use distlog_broker::handlers::KafkaDispatcher;
 use distlog_broker::http::{self, Readiness};
 use distlog_broker::server::listener;
-use distlog_broker::{metrics, Broker};
-use distlog_metadata::{BrokerInfo, Command, MetadataConfig, MetadataStore};
+use distlog_broker::{lease, metrics, ownership, Broker};
+use distlog_metadata::{Command, MetadataConfig, MetadataStore};
 use distlog_storage::bookie::{Bookie, BookieConfig, LocalBookie};
 use distlog_storage::bookie_net::{BookieServer, ServerConfig};
 use distlog_storage::log::{Namespace, NamespaceConfig, Ownership, StampFn, StreamConfig};
@@ -23,10 +23,6 @@ use tracing_subscriber::EnvFilter;
 
 /// How long in-flight requests may take to finish after a shutdown signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
-/// How long a broker registration (lease) lasts without renewal.
-const LEASE: Duration = Duration::from_secs(30);
-/// How often the lease is renewed.
-const LEASE_RENEW: Duration = Duration::from_secs(10);
 
 /// Return freed heap memory to the OS every few seconds. glibc keeps
 /// freed request and read buffers (megabytes each under load) in its heap,
@@ -113,24 +109,16 @@ fn new_cluster_id() -> String {
     out
 }
 
-fn broker_info(config: &BrokerConfig) -> BrokerInfo {
-    BrokerInfo {
-        id: config.node_id,
-        kafka_host: config.advertised_kafka_host.clone(),
-        kafka_port: config.advertised_kafka_port,
-        rack: None,
-        bookie_addr: config.bookie_listen.clone(),
-        lease_expires_ms: distlog_metadata::now_ms() + LEASE.as_millis() as u64,
-    }
-}
-
 async fn serve(config: BrokerConfig) -> anyhow::Result<()> {
     spawn_heap_trimmer();
     let config = Arc::new(config);
     metrics::init();
 
     // Bind first, so a port conflict fails fast and names its flag.
-    let kafka = listener::bind(&config.kafka_listen, "kafka-listen").await?;
+    let kafka = match config.roles.broker {
+        true => Some(listener::bind(&config.kafka_listen, "kafka-listen").await?),
+        false => None,
+    };
     let http_listener = listener::bind(&config.http_listen, "http-listen").await?;
 
     tokio::fs::create_dir_all(&config.data_dir)
@@ -146,7 +134,7 @@ async fn serve(config: BrokerConfig) -> anyhow::Result<()> {
         data_dir: config.data_dir.join("meta"),
         node_id: config.node_id as u64,
         raft_addr: config.raft_listen.clone(),
-        voters: Default::default(),
+        voters: config.meta_voters.clone(),
     })
     .await
     .context("cannot open the metadata store")?;
@@ -194,19 +182,26 @@ async fn serve(config: BrokerConfig) -> anyhow::Result<()> {
             defaults: StreamConfig {
                 segment_bytes: config.segment_bytes,
                 segment_ms: config.segment_ms,
+                ensemble_size: config.default_replication.ensemble,
+                write_quorum: config.default_replication.write,
+                ack_quorum: config.default_replication.ack,
                 ..StreamConfig::default()
             },
             speculative_read_delay: (config.speculative_read_ms > 0)
                 .then(|| Duration::from_millis(config.speculative_read_ms)),
-            ownership: Ownership::Acquire,
+            ownership: if config.is_cluster() {
+                Ownership::Assigned
+            } else {
+                Ownership::Acquire
+            },
         },
     )
     .await
     .context("cannot open the log namespace")?;
 
-    meta.write(Command::RegisterBroker(broker_info(&config)))
+    lease::register(&meta, &config)
         .await
-        .context("cannot register this broker in the metadata store")?;
+        .context("cannot register this node in the metadata store")?;
 
     let groups = GroupCoordinator::start(meta.clone(), &config);
     let broker = Arc::new(Broker {
@@ -223,18 +218,24 @@ async fn serve(config: BrokerConfig) -> anyhow::Result<()> {
         http::router(broker.clone(), ready.clone()),
         shutdown_rx.clone(),
     ));
-    let kafka_task = tokio::spawn(listener::run(
-        kafka,
-        Arc::new(KafkaDispatcher::new(broker.clone())),
-        config.max_request_bytes,
-        shutdown_rx.clone(),
-        SHUTDOWN_GRACE,
-    ));
-    let lease_task = tokio::spawn(renew_lease(meta.clone(), config.clone(), shutdown_rx.clone()));
+    let kafka_task = kafka.map(|kafka| {
+        tokio::spawn(listener::run(
+            kafka,
+            Arc::new(KafkaDispatcher::new(broker.clone())),
+            config.max_request_bytes,
+            shutdown_rx.clone(),
+            SHUTDOWN_GRACE,
+        ))
+    });
+    let lease_task = tokio::spawn(lease::renew(meta.clone(), config.clone(), shutdown_rx.clone()));
+    let controller_task = (config.is_cluster() && config.roles.meta)
+        .then(|| tokio::spawn(ownership::run_controller(meta.clone(), shutdown_rx.clone())));
 
     ready.set_ready();
     info!(
         node_id = config.node_id,
+        roles = %config.roles,
+        cluster = config.is_cluster(),
         kafka = %config.kafka_listen,
         advertised = %format!("{}:{}", config.advertised_kafka_host, config.advertised_kafka_port),
         http = %config.http_listen,
@@ -259,8 +260,10 @@ async fn serve(config: BrokerConfig) -> anyhow::Result<()> {
         }
     });
 
-    if let Err(e) = kafka_task.await {
-        warn!(error = %e, "Kafka listener task failed");
+    if let Some(task) = kafka_task {
+        if let Err(e) = task.await {
+            warn!(error = %e, "Kafka listener task failed");
+        }
     }
     match tokio::time::timeout(SHUTDOWN_GRACE, http_task).await {
         Ok(Ok(Ok(()))) => {}
@@ -269,6 +272,16 @@ async fn serve(config: BrokerConfig) -> anyhow::Result<()> {
         Err(_) => warn!("HTTP server did not stop within the grace period"),
     }
     lease_task.abort();
+    if config.is_cluster() {
+        // Hand this node's streams over now rather than after the session
+        // timeout; a failure only delays the move until the lease lapses.
+        if let Err(e) = lease::release(&meta, &config).await {
+            warn!(error = %e, "could not release this node's lease; its streams move when it expires");
+        }
+    }
+    if let Some(task) = controller_task {
+        task.abort();
+    }
     drop(broker);
 
     let mut clean = true;
@@ -292,27 +305,6 @@ async fn serve(config: BrokerConfig) -> anyhow::Result<()> {
         Ok(())
     } else {
         anyhow::bail!("shutdown finished with errors (see above)")
-    }
-}
-
-/// Re-register this broker periodically so its lease never lapses while it
-/// serves.
-async fn renew_lease(
-    meta: Arc<MetadataStore>,
-    config: Arc<BrokerConfig>,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    let mut tick = tokio::time::interval(LEASE_RENEW);
-    tick.tick().await;
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {
-                if let Err(e) = meta.write(Command::RegisterBroker(broker_info(&config))).await {
-                    warn!(error = %e, "broker lease renewal failed");
-                }
-            }
-            _ = shutdown.changed() => return,
-        }
     }
 }
 

@@ -61,6 +61,26 @@ pub static CONNECTIONS_ACTIVE: LazyLock<IntGauge> = LazyLock::new(|| {
         .expect("metric distlog_connections_active registers once")
 });
 
+/// Stream ownership changes the controller applied (assignments of
+/// unowned streams, moves off dead brokers, rebalancing moves).
+pub static OWNERSHIP_MOVES: LazyLock<IntCounter> = LazyLock::new(|| {
+    register_int_counter!(
+        "distlog_controller_ownership_moves_total",
+        "Stream ownership changes applied by the controller"
+    )
+    .expect("metric distlog_controller_ownership_moves_total registers once")
+});
+
+/// Registered nodes by lease state as this node sees them (`live`, `expired`).
+pub static NODES: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    register_int_gauge_vec!(
+        "distlog_cluster_nodes",
+        "Registered nodes by lease state as seen by this node",
+        &["state"]
+    )
+    .expect("metric distlog_cluster_nodes registers once")
+});
+
 /// Force registration of every metric, so `/metrics` lists them (at zero)
 /// before the first request.
 pub fn init() {
@@ -70,6 +90,8 @@ pub fn init() {
     LazyLock::force(&BYTES_IN);
     LazyLock::force(&BYTES_OUT);
     LazyLock::force(&CONNECTIONS_ACTIVE);
+    LazyLock::force(&OWNERSHIP_MOVES);
+    LazyLock::force(&NODES);
 }
 
 /// Decrements [`CONNECTIONS_ACTIVE`] when dropped, so every exit path of a

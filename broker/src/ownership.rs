@@ -11,11 +11,12 @@
 //! compare-and-set on the stream's owner epoch, so a plan computed from a
 //! stale view cannot undo a newer assignment. [`plan_ownership`] is the
 //! pure planning step and [`apply_ownership_round`] one controller round
-//! (the periodic task on the metadata leader comes with cluster mode).
+//! and [`run_controller`] the periodic task on the metadata leader.
 
 use std::collections::BTreeMap;
 
 use distlog_metadata::{BrokerId, Command, MetadataError, MetadataStore, StreamId};
+use tracing::Instrument;
 
 /// A stream with its owner and owner epoch, as planning sees it.
 pub type StreamOwner = (StreamId, Option<BrokerId>, u64);
@@ -137,6 +138,50 @@ pub async fn apply_ownership_round(
         }
     }
     Ok(applied)
+}
+
+/// How often the controller looks for streams to (re)assign.
+const CONTROLLER_TICK: std::time::Duration = std::time::Duration::from_millis(500);
+/// Healthy streams move (to even out load) at most once per this period, so
+/// clients see few leader changes at once; orphaned streams move at once.
+const REBALANCE_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The controller: on whichever node leads the metadata Raft group, keep
+/// every stream owned by a live broker and the load even. Runs on every
+/// `meta` node (only the leader acts) until `shutdown` flips; a failed round
+/// is logged and retried on the next tick.
+pub async fn run_controller(meta: std::sync::Arc<MetadataStore>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(CONTROLLER_TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_rebalance = std::time::Instant::now();
+    let mut leading = false;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        if !meta.is_leader() {
+            leading = false;
+            continue;
+        }
+        if !leading {
+            leading = true;
+            // A new controller gives brokers one heartbeat to renew the
+            // leases they may have renewed through its predecessor.
+            last_rebalance = std::time::Instant::now();
+            tracing::info!("this node is the controller: assigning stream ownership");
+        }
+        let rebalance = last_rebalance.elapsed() >= REBALANCE_EVERY;
+        if rebalance {
+            last_rebalance = std::time::Instant::now();
+        }
+        let round = apply_ownership_round(&meta, distlog_metadata::now_ms(), usize::from(rebalance));
+        match round.instrument(tracing::info_span!("controller_round")).await {
+            Ok(0) => {}
+            Ok(n) => crate::metrics::OWNERSHIP_MOVES.inc_by(n as u64),
+            Err(e) => tracing::warn!(error = %e, "controller round failed; retrying"),
+        }
+    }
 }
 
 #[cfg(test)]
