@@ -147,6 +147,7 @@ async fn serve(config: BrokerConfig) -> anyhow::Result<()> {
         node_id: config.node_id as u64,
         raft_addr: config.raft_listen.clone(),
         voters: Default::default(),
+        seeds: Vec::new(),
     })
     .await
     .context("cannot open the metadata store")?;
