@@ -2,7 +2,8 @@
 //!
 //! `storage` and `broker` reach the metadata store only through
 //! [`MetadataStore`]: local reads without a round trip, replicated writes,
-//! and change notifications.
+//! change notifications, and membership changes (join, add a voter, remove
+//! a node).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -95,8 +96,11 @@ pub struct MetadataStore {
 
 impl MetadataStore {
     /// Open (or create) the store under `config.data_dir`, start Raft,
-    /// initialise a single-voter group on first boot, and wait until a leader
-    /// is elected and the local state machine has applied the whole log.
+    /// form the group from `config.voters` on first boot (a single-voter
+    /// group when empty) or, for a node that is not a voter but has
+    /// `config.seeds`, join the existing group as a learner through them,
+    /// and wait until a leader is known, this node is a member and the
+    /// local state machine has applied the whole log.
     pub async fn open(config: MetadataConfig) -> Result<Arc<Self>, MetadataError> {
         Self::open_tuned(config, RaftTuning::default()).await
     }
@@ -297,6 +301,9 @@ impl MetadataStore {
                 // A seed may redirect to the leader; follow a few hops.
                 for _ in 0..3 {
                     let remaining = deadline.saturating_duration_since(Instant::now());
+                    if remaining.is_zero() {
+                        break;
+                    }
                     let call = self.transport.change_membership(&target, change.clone());
                     let outcome = match tokio::time::timeout(remaining, call).await {
                         Ok(outcome) => outcome,

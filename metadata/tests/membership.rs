@@ -328,5 +328,6 @@ async fn open_fails_within_the_timeout_when_no_seed_answers() {
         )),
         "{msg}"
     );
+    assert!(msg.contains("is unreachable"), "the last error is named: {msg}");
     assert!(msg.contains("check that the seeds are running"), "{msg}");
 }
