@@ -135,6 +135,13 @@ async fn serve(config: BrokerConfig) -> anyhow::Result<()> {
         node_id: config.node_id as u64,
         raft_addr: config.raft_listen.clone(),
         voters: config.meta_voters.clone(),
+        // A node without the meta role joins as a learner through the
+        // seeds, or through the voters when no seed is given.
+        seeds: if config.meta_seeds.is_empty() {
+            config.meta_voters.values().cloned().collect()
+        } else {
+            config.meta_seeds.clone()
+        },
     })
     .await
     .context("cannot open the metadata store")?;

@@ -295,6 +295,7 @@ mod round_tests {
             node_id: 1,
             raft_addr: "127.0.0.1:0".into(),
             voters: Default::default(),
+            seeds: Vec::new(),
         })
         .await
         .expect("metadata");

@@ -2,7 +2,8 @@
 //!
 //! `storage` and `broker` reach the metadata store only through
 //! [`MetadataStore`]: local reads without a round trip, replicated writes,
-//! and change notifications.
+//! change notifications, and membership changes (join, add a voter, remove
+//! a node).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -15,9 +16,10 @@ use parking_lot::{Mutex, RwLock};
 use tokio::sync::{broadcast, watch};
 
 use crate::error::MetadataError;
+use crate::membership::{self, Members, MembershipChange, MembershipFailure};
 use crate::metrics;
 use crate::model::{Command, CommandResponse, MetaEvent, MetaState};
-use crate::network::tcp::{self, CallError, ForwardFailure, TcpTransport};
+use crate::network::tcp::{self, AddrCallError, CallError, ForwardFailure, TcpTransport};
 use crate::network::Network;
 use crate::store::{LogStore, SledStore, StateMachineStore};
 use crate::typ::{NodeId, Raft};
@@ -29,6 +31,8 @@ const EVENT_CAPACITY: usize = 1024;
 const RELEASE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a write keeps looking for a leader to forward to.
 const FORWARD_DEADLINE: Duration = Duration::from_secs(5);
+/// How long a membership change keeps looking for a leader to carry it out.
+const MEMBERSHIP_DEADLINE: Duration = Duration::from_secs(30);
 
 /// How to open the metadata store.
 #[derive(Debug, Clone)]
@@ -45,6 +49,13 @@ pub struct MetadataConfig {
     /// group of this node. The voter with the smallest id initialises the
     /// group; the others wait to hear from it.
     pub voters: BTreeMap<NodeId, String>,
+    /// Raft addresses of existing members, used when this node is not
+    /// among `voters` (or `voters` is empty): instead of forming a group,
+    /// the node asks the seeds in turn (retrying until the startup timeout)
+    /// to add it as a learner, then replicates the whole log. A node that
+    /// is already a member (restart with its data directory) does not ask
+    /// again. Ignored when this node is one of `voters`.
+    pub seeds: Vec<String>,
 }
 
 /// Raft tuning knobs (additive to the contract). The defaults suit
@@ -85,8 +96,11 @@ pub struct MetadataStore {
 
 impl MetadataStore {
     /// Open (or create) the store under `config.data_dir`, start Raft,
-    /// initialise a single-voter group on first boot, and wait until a leader
-    /// is elected and the local state machine has applied the whole log.
+    /// form the group from `config.voters` on first boot (a single-voter
+    /// group when empty) or, for a node that is not a voter but has
+    /// `config.seeds`, join the existing group as a learner through them,
+    /// and wait until a leader is known, this node is a member and the
+    /// local state machine has applied the whole log.
     pub async fn open(config: MetadataConfig) -> Result<Arc<Self>, MetadataError> {
         Self::open_tuned(config, RaftTuning::default()).await
     }
@@ -168,47 +182,39 @@ impl MetadataStore {
         }
     }
 
-    /// Initialise on first boot, wait for leadership and a fully applied log,
-    /// and set the cluster id.
+    /// Initialise on first boot (or join through the seeds), wait for
+    /// leadership and a fully applied log, and set the cluster id.
     async fn start(&self, config: &MetadataConfig, tuning: &RaftTuning) -> Result<(), MetadataError> {
-        let initialized = self.raft.is_initialized().await.map_err(fatal)?;
-        let voters: BTreeMap<NodeId, BasicNode> = if config.voters.is_empty() {
-            BTreeMap::from([(config.node_id, BasicNode::new(config.raft_addr.clone()))])
-        } else {
-            config
-                .voters
-                .iter()
-                .map(|(id, addr)| (*id, BasicNode::new(addr.clone())))
-                .collect()
-        };
-        if !voters.contains_key(&config.node_id) {
-            return Err(MetadataError::Raft(format!(
-                "node {} is not among the metadata voters {:?}; list every voter, this node included",
-                config.node_id,
-                voters.keys().collect::<Vec<_>>()
-            )));
-        }
-        let initialiser = voters.keys().next() == Some(&config.node_id);
-        if !initialized && initialiser {
-            match self.raft.initialize(voters.clone()).await {
-                Ok(()) => tracing::info!(
+        let deadline = Instant::now() + tuning.startup_timeout;
+        let joining = !config.seeds.is_empty()
+            && (config.voters.is_empty() || !config.voters.contains_key(&config.node_id));
+        if joining {
+            // Answered by the Raft core once it has loaded its state and
+            // published it in the metrics read below.
+            self.raft.is_initialized().await.map_err(fatal)?;
+            let member = self
+                .raft
+                .metrics()
+                .borrow()
+                .membership_config
+                .nodes()
+                .any(|(id, _)| *id == config.node_id);
+            if member {
+                tracing::info!(
                     node_id = config.node_id,
-                    voters = ?voters.keys().collect::<Vec<_>>(),
-                    "initialised the metadata raft group"
-                ),
-                Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {}
-                Err(e) => {
-                    return Err(MetadataError::Raft(format!(
-                        "cannot initialise metadata raft: {e}"
-                    )))
-                }
+                    "already a metadata member; rejoining the group without asking the seeds"
+                );
+            } else {
+                self.join(config, tuning.startup_timeout, deadline).await?;
             }
+        } else {
+            self.initialise(config).await?;
         }
         spawn_leader_watch(self.raft.clone());
 
         let node_id = self.node_id;
         self.raft
-            .wait(Some(tuning.startup_timeout))
+            .wait(Some(deadline.saturating_duration_since(Instant::now())))
             .metrics(
                 |m| {
                     m.current_leader.is_some()
@@ -233,6 +239,205 @@ impl MetadataStore {
         }
         tracing::info!(cluster_id = %self.read(|s| s.cluster_id.clone()), "metadata store open");
         Ok(())
+    }
+
+    /// Form the group from `config.voters` on first boot (the smallest id
+    /// initialises; the others wait to hear from it).
+    async fn initialise(&self, config: &MetadataConfig) -> Result<(), MetadataError> {
+        let initialized = self.raft.is_initialized().await.map_err(fatal)?;
+        let voters: BTreeMap<NodeId, BasicNode> = if config.voters.is_empty() {
+            BTreeMap::from([(config.node_id, BasicNode::new(config.raft_addr.clone()))])
+        } else {
+            config
+                .voters
+                .iter()
+                .map(|(id, addr)| (*id, BasicNode::new(addr.clone())))
+                .collect()
+        };
+        if !voters.contains_key(&config.node_id) {
+            return Err(MetadataError::Raft(format!(
+                "node {} is not among the metadata voters {:?}; list every voter, this node included, \
+                 or give the Raft addresses of existing members as seeds to join as a learner",
+                config.node_id,
+                voters.keys().collect::<Vec<_>>()
+            )));
+        }
+        let initialiser = voters.keys().next() == Some(&config.node_id);
+        if !initialized && initialiser {
+            match self.raft.initialize(voters.clone()).await {
+                Ok(()) => tracing::info!(
+                    node_id = config.node_id,
+                    voters = ?voters.keys().collect::<Vec<_>>(),
+                    "initialised the metadata raft group"
+                ),
+                Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {}
+                Err(e) => {
+                    return Err(MetadataError::Raft(format!(
+                        "cannot initialise metadata raft: {e}"
+                    )))
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Ask the seeds, in turn and until `deadline`, to add this node as a
+    /// learner; a seed that is not the leader names the leader, which is
+    /// asked next.
+    async fn join(
+        &self,
+        config: &MetadataConfig,
+        timeout: Duration,
+        deadline: Instant,
+    ) -> Result<(), MetadataError> {
+        let change = MembershipChange::AddLearner {
+            node_id: config.node_id,
+            addr: config.raft_addr.clone(),
+        };
+        let mut last_error = String::from("no seed answered yet");
+        loop {
+            for seed in &config.seeds {
+                let mut target = seed.clone();
+                // A seed may redirect to the leader; follow a few hops.
+                for _ in 0..3 {
+                    let remaining = deadline.saturating_duration_since(Instant::now());
+                    if remaining.is_zero() {
+                        break;
+                    }
+                    let call = self.transport.change_membership(&target, change.clone());
+                    let outcome = match tokio::time::timeout(remaining, call).await {
+                        Ok(outcome) => outcome,
+                        Err(_) => {
+                            last_error = format!("{target} did not answer before the startup timeout");
+                            break;
+                        }
+                    };
+                    match outcome {
+                        Ok(Ok(members)) => {
+                            tracing::info!(
+                                node_id = config.node_id,
+                                via = %target,
+                                voters = ?members.voters.keys().collect::<Vec<_>>(),
+                                "joined the metadata group as a learner"
+                            );
+                            return Ok(());
+                        }
+                        Ok(Err(MembershipFailure::NotLeader {
+                            leader_addr: Some(leader),
+                            ..
+                        })) => target = leader,
+                        Ok(Err(MembershipFailure::NotLeader {
+                            leader_addr: None, ..
+                        })) => {
+                            last_error = format!("{target} knows no metadata leader yet");
+                            break;
+                        }
+                        Ok(Err(MembershipFailure::Refused(reason))) => {
+                            return Err(MetadataError::Raft(format!(
+                                "cannot join the metadata group through {target}: {reason}"
+                            )))
+                        }
+                        Ok(Err(MembershipFailure::Failed(reason))) => {
+                            last_error = format!("{target}: {reason}");
+                            break;
+                        }
+                        Err(e) => {
+                            last_error = e.to_string();
+                            break;
+                        }
+                    }
+                }
+                if Instant::now() >= deadline {
+                    return Err(MetadataError::Raft(format!(
+                        "node {} could not join the metadata group through the seeds {:?} within {timeout:?} \
+                         (last error: {last_error}); check that the seeds are running metadata members and \
+                         reachable from this node",
+                        config.node_id, config.seeds
+                    )));
+                }
+            }
+            tokio::time::sleep(
+                Duration::from_millis(200).min(deadline.saturating_duration_since(Instant::now())),
+            )
+            .await;
+        }
+    }
+
+    /// Make `node_id` (Raft address `addr`) a voter of the metadata group:
+    /// it is added as a learner if it is not a member yet, and promoted
+    /// once it has caught up with the leader; existing learners stay.
+    /// Callable on any member (carried out by the leader). Already a voter
+    /// at `addr`: no change. Returns the membership afterwards.
+    pub async fn add_voter(&self, node_id: NodeId, addr: &str) -> Result<Members, MetadataError> {
+        self.change_members(MembershipChange::AddVoter {
+            node_id,
+            addr: addr.to_string(),
+        })
+        .await
+    }
+
+    /// Remove `node_id` from the metadata group's voters and learners.
+    /// Callable on any member (carried out by the leader). Refused for an
+    /// id that is not a member and for the last voter. Returns the
+    /// membership afterwards; the removed node stops receiving the log and
+    /// should be shut down.
+    pub async fn remove_node(&self, node_id: NodeId) -> Result<Members, MetadataError> {
+        self.change_members(MembershipChange::Remove { node_id }).await
+    }
+
+    /// The metadata group's voters and learners with their Raft addresses,
+    /// as this replica knows them (no round trip).
+    pub fn members(&self) -> Members {
+        Members::from_metrics(&self.raft.metrics().borrow())
+    }
+
+    /// Carry out `change` on the leader: locally when this node leads, else
+    /// sent to the leader, retrying while leadership moves (until
+    /// [`MEMBERSHIP_DEADLINE`]).
+    async fn change_members(&self, change: MembershipChange) -> Result<Members, MetadataError> {
+        let deadline = Instant::now() + MEMBERSHIP_DEADLINE;
+        loop {
+            let outcome = if self.is_leader() {
+                Ok(membership::apply(&self.raft, change.clone()).await)
+            } else {
+                let leader = {
+                    let m = self.raft.metrics();
+                    let m = m.borrow();
+                    m.current_leader.and_then(|l| {
+                        m.membership_config
+                            .membership()
+                            .get_node(&l)
+                            .map(|n| n.addr.clone())
+                    })
+                };
+                match leader {
+                    Some(addr) => self.transport.change_membership(&addr, change.clone()).await,
+                    None => Ok(Err(MembershipFailure::NotLeader {
+                        leader: None,
+                        leader_addr: None,
+                    })),
+                }
+            };
+            let last_error = match outcome {
+                Ok(Ok(members)) => return Ok(members),
+                Ok(Err(MembershipFailure::Refused(reason))) => return Err(MetadataError::Raft(reason)),
+                Ok(Err(MembershipFailure::Failed(reason))) => return Err(MetadataError::Raft(reason)),
+                Ok(Err(e @ MembershipFailure::NotLeader { .. })) => e.to_string(),
+                Err(e @ AddrCallError::Unreachable { .. }) => e.to_string(),
+                Err(e @ AddrCallError::Failed { .. }) => {
+                    return Err(MetadataError::Raft(format!(
+                        "{e}; the membership change may or may not have been applied: check members()"
+                    )))
+                }
+            };
+            if Instant::now() >= deadline {
+                return Err(MetadataError::Raft(format!(
+                    "no metadata leader carried out {change:?} within {MEMBERSHIP_DEADLINE:?} \
+                     (last error: {last_error}); check that a majority of the voters is running, then retry"
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     /// Replicate and apply a command; returns the state machine's response

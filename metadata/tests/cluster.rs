@@ -21,6 +21,7 @@ fn config(dir: &std::path::Path, id: u64, voters: &BTreeMap<u64, String>) -> Met
         node_id: id,
         raft_addr: voters[&id].clone(),
         voters: voters.clone(),
+        seeds: Vec::new(),
     }
 }
 

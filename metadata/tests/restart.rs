@@ -14,6 +14,7 @@ fn config(dir: &std::path::Path) -> MetadataConfig {
         node_id: 1,
         raft_addr: "127.0.0.1:0".into(),
         voters: Default::default(),
+        seeds: Vec::new(),
     }
 }
 

@@ -47,6 +47,7 @@ async fn start(dir: &Path, defaults: StreamConfig, tail_cache_bytes: usize) -> N
         node_id: 1,
         raft_addr: "127.0.0.1:0".into(),
         voters: Default::default(),
+        seeds: Vec::new(),
     })
     .await
     .expect("metadata opens");

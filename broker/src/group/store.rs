@@ -160,6 +160,7 @@ mod tests {
             node_id: 1,
             raft_addr: "127.0.0.1:0".into(),
             voters: Default::default(),
+            seeds: Vec::new(),
         })
         .await
         .expect("metadata opens");

@@ -6,7 +6,9 @@
 //! another when all are busy (votes and replication to one peer may
 //! overlap). Besides openraft's three RPCs, a follower forwards client
 //! writes to the leader ([`RaftRequest::ClientWrite`]), so any node can
-//! change the metadata.
+//! change the metadata, and membership changes go to the leader
+//! ([`RaftRequest::ChangeMembership`]), also from a node that is not a
+//! member yet and knows only a seed's address.
 //!
 //! Failures map onto openraft's model: a peer that cannot be connected to
 //! is `Unreachable` (openraft backs off), a call that fails midway is a
@@ -30,6 +32,7 @@ use tokio::sync::watch;
 use tracing::{debug, warn};
 
 use super::{PeerTransport, RpcResult};
+use crate::membership::{self, Members, MembershipChange, MembershipFailure};
 use crate::model::{ApplyResult, Command};
 use crate::typ::{NodeId, Raft, TypeConfig};
 
@@ -39,6 +42,9 @@ const MAX_FRAME: usize = 256 * 1024 * 1024;
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 /// How long one exchange may take (a forwarded write waits for a commit).
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a membership change may take (the leader may wait
+/// [`membership::CATCH_UP_TIMEOUT`] for a learner to catch up).
+const MEMBERSHIP_CALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// Idle connections kept per peer.
 const IDLE_PER_PEER: usize = 4;
 
@@ -53,6 +59,9 @@ pub enum RaftRequest {
     InstallSnapshot(InstallSnapshotRequest<TypeConfig>),
     /// A metadata write forwarded from a follower to the leader.
     ClientWrite(Command),
+    /// A membership change for the leader: a node joining through a seed,
+    /// or an operator's add/remove forwarded from any member.
+    ChangeMembership(MembershipChange),
 }
 
 /// Why a forwarded write did not apply.
@@ -79,6 +88,9 @@ pub enum RaftReply {
     /// Answer to a forwarded write: the replicated outcome, or why it
     /// could not be applied.
     ClientWrite(Result<ApplyResult, ForwardFailure>),
+    /// Answer to a membership change: the membership afterwards, or why
+    /// it did not happen (`NotLeader` names the leader to ask instead).
+    ChangeMembership(Result<Members, MembershipFailure>),
 }
 
 /// Failure of one exchange, before openraft's error types.
@@ -104,6 +116,52 @@ pub enum CallError {
         /// Why.
         reason: String,
     },
+}
+
+/// Failure of an exchange with a node known only by its address.
+#[derive(Debug, thiserror::Error)]
+pub enum AddrCallError {
+    /// No connection could be made.
+    #[error("metadata node at {addr} is unreachable: {reason}")]
+    Unreachable {
+        /// Address tried.
+        addr: String,
+        /// Why.
+        reason: String,
+    },
+    /// The exchange failed after connecting; its outcome is unknown.
+    #[error("raft RPC to the metadata node at {addr} failed: {reason}")]
+    Failed {
+        /// Address.
+        addr: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+async fn connect(addr: &str) -> Result<Conn, String> {
+    let stream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => return Err(e.to_string()),
+        Err(_) => return Err(format!("no connection within {CONNECT_TIMEOUT:?}")),
+    };
+    let _ = stream.set_nodelay(true);
+    let (r, w) = stream.into_split();
+    Ok((BufReader::new(r), BufWriter::new(w)))
+}
+
+/// One request and its reply on `conn`, within `timeout`.
+async fn exchange(conn: &mut Conn, req: &RaftRequest, timeout: Duration) -> Result<RaftReply, String> {
+    let exchange = async {
+        write_frame(&mut conn.1, req).await?;
+        read_frame::<_, RaftReply>(&mut conn.0).await
+    };
+    match tokio::time::timeout(timeout, exchange).await {
+        Ok(Ok(Some(reply))) => Ok(reply),
+        Ok(Ok(None)) => Err("the peer closed the connection".into()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!("no answer within {timeout:?}")),
+    }
 }
 
 async fn write_frame<W: AsyncWriteExt + Unpin, T: Serialize>(w: &mut W, msg: &T) -> std::io::Result<()> {
@@ -171,50 +229,52 @@ impl TcpTransport {
         let pooled = self.idle.lock().get_mut(&target).and_then(|v| v.pop());
         let mut conn = match pooled {
             Some(c) => c,
-            None => {
-                let stream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
-                    Ok(Ok(s)) => s,
-                    Ok(Err(e)) => {
-                        return Err(CallError::Unreachable {
-                            target,
-                            addr: addr.to_string(),
-                            reason: e.to_string(),
-                        })
-                    }
-                    Err(_) => {
-                        return Err(CallError::Unreachable {
-                            target,
-                            addr: addr.to_string(),
-                            reason: format!("no connection within {CONNECT_TIMEOUT:?}"),
-                        })
-                    }
-                };
-                let _ = stream.set_nodelay(true);
-                let (r, w) = stream.into_split();
-                (BufReader::new(r), BufWriter::new(w))
-            }
+            None => connect(addr).await.map_err(|reason| CallError::Unreachable {
+                target,
+                addr: addr.to_string(),
+                reason,
+            })?,
         };
         let failed = |reason: String| CallError::Failed {
             target,
             addr: addr.to_string(),
             reason,
         };
-        let exchange = async {
-            write_frame(&mut conn.1, req).await?;
-            read_frame::<_, RaftReply>(&mut conn.0).await
+        let reply = exchange(&mut conn, req, CALL_TIMEOUT).await.map_err(failed)?;
+        let mut idle = self.idle.lock();
+        let pool = idle.entry(target).or_default();
+        if pool.len() < IDLE_PER_PEER {
+            pool.push(conn);
+        }
+        Ok(reply)
+    }
+
+    /// Ask the metadata node at `addr` (a seed, or the leader) to carry out
+    /// a membership change, on a connection of its own (the node's id may
+    /// be unknown). `NotLeader` answers name the leader to ask instead.
+    pub async fn change_membership(
+        &self,
+        addr: &str,
+        change: MembershipChange,
+    ) -> Result<Result<Members, MembershipFailure>, AddrCallError> {
+        let mut conn = connect(addr).await.map_err(|reason| AddrCallError::Unreachable {
+            addr: addr.to_string(),
+            reason,
+        })?;
+        let failed = |reason: String| AddrCallError::Failed {
+            addr: addr.to_string(),
+            reason,
         };
-        match tokio::time::timeout(CALL_TIMEOUT, exchange).await {
-            Ok(Ok(Some(reply))) => {
-                let mut idle = self.idle.lock();
-                let pool = idle.entry(target).or_default();
-                if pool.len() < IDLE_PER_PEER {
-                    pool.push(conn);
-                }
-                Ok(reply)
-            }
-            Ok(Ok(None)) => Err(failed("the peer closed the connection".into())),
-            Ok(Err(e)) => Err(failed(e.to_string())),
-            Err(_) => Err(failed(format!("no answer within {CALL_TIMEOUT:?}"))),
+        match exchange(
+            &mut conn,
+            &RaftRequest::ChangeMembership(change),
+            MEMBERSHIP_CALL_TIMEOUT,
+        )
+        .await
+        .map_err(failed)?
+        {
+            RaftReply::ChangeMembership(r) => Ok(r),
+            other => Err(failed(format!("unexpected reply {other:?}"))),
         }
     }
 
@@ -357,6 +417,9 @@ async fn serve_connection(
             RaftRequest::Vote(rpc) => RaftReply::Vote(raft.vote(rpc).await),
             RaftRequest::InstallSnapshot(rpc) => RaftReply::InstallSnapshot(raft.install_snapshot(rpc).await),
             RaftRequest::ClientWrite(cmd) => RaftReply::ClientWrite(client_write(&raft, cmd).await),
+            RaftRequest::ChangeMembership(change) => {
+                RaftReply::ChangeMembership(membership::apply(&raft, change).await)
+            }
         };
         write_frame(&mut w, &reply).await?;
     }

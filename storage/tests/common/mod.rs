@@ -18,6 +18,7 @@ pub async fn open_meta(dir: &Path) -> Arc<MetadataStore> {
         node_id: 1,
         raft_addr: "127.0.0.1:0".into(),
         voters: Default::default(),
+        seeds: Vec::new(),
     })
     .await
     .expect("metadata opens")
