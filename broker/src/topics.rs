@@ -10,6 +10,7 @@ use distlog_storage::log::StreamConfig;
 use kafka_protocol::error::ResponseError;
 use uuid::Uuid;
 
+use crate::cluster::Replication;
 use crate::config::BrokerConfig;
 use crate::error::{metadata_error, topic_name_error};
 use crate::Broker;
@@ -141,7 +142,9 @@ fn topic_default(cfg: &BrokerConfig, name: &str) -> String {
     match name {
         "cleanup.policy" => "delete".into(),
         "compression.type" => "producer".into(),
-        "distlog.ack.quorum" | "distlog.ensemble.size" | "distlog.write.quorum" => "1".into(),
+        "distlog.ack.quorum" => cfg.default_replication.ack.to_string(),
+        "distlog.ensemble.size" => cfg.default_replication.ensemble.to_string(),
+        "distlog.write.quorum" => cfg.default_replication.write.to_string(),
         "max.message.bytes" => cfg.message_max_bytes.to_string(),
         "message.timestamp.type" => "CreateTime".into(),
         "min.insync.replicas" => "1".into(),
@@ -176,7 +179,9 @@ impl ConfigEntry {
 /// Check topic config overrides: known names, well-formed values, and
 /// quorum sizes with ack ≤ write ≤ ensemble. The error message says which
 /// config is wrong and why (answered with INVALID_CONFIG).
-pub fn validate_topic_configs(configs: &BTreeMap<String, String>) -> Result<(), String> {
+///
+/// Quorum sizes a topic does not set take the node default `defaults`.
+pub fn validate_topic_configs(configs: &BTreeMap<String, String>, defaults: Replication) -> Result<(), String> {
     for (name, value) in configs {
         let kind = TOPIC_CONFIGS
             .iter()
@@ -202,16 +207,16 @@ pub fn validate_topic_configs(configs: &BTreeMap<String, String>) -> Result<(), 
             }
         }
     }
-    let q = |n: &str| {
+    let q = |n: &str, default: u8| {
         configs
             .get(n)
             .and_then(|v| v.trim().parse::<i64>().ok())
-            .unwrap_or(1)
+            .unwrap_or(default as i64)
     };
     let (e, w, a) = (
-        q("distlog.ensemble.size"),
-        q("distlog.write.quorum"),
-        q("distlog.ack.quorum"),
+        q("distlog.ensemble.size", defaults.ensemble),
+        q("distlog.write.quorum", defaults.write),
+        q("distlog.ack.quorum", defaults.ack),
     );
     if !(a <= w && w <= e) {
         return Err(format!(
@@ -313,7 +318,7 @@ pub fn validate_new_topic(
             format!("number of partitions must be within [1, {MAX_PARTITIONS}], got {partitions}"),
         ));
     }
-    validate_topic_configs(configs).map_err(|m| TopicError::new(ResponseError::InvalidConfig, m))?;
+    validate_topic_configs(configs, cfg.default_replication).map_err(|m| TopicError::new(ResponseError::InvalidConfig, m))?;
     Ok(partitions)
 }
 
@@ -376,7 +381,7 @@ mod tests {
 
     #[test]
     fn known_configs_validate() {
-        assert_eq!(validate_topic_configs(&map(&[])), Ok(()));
+        assert_eq!(validate_topic_configs(&map(&[]), Replication::SINGLE), Ok(()));
         let ok = map(&[
             ("segment.bytes", "1048576"),
             ("segment.ms", "60000"),
@@ -390,7 +395,7 @@ mod tests {
             ("distlog.write.quorum", "3"),
             ("distlog.ack.quorum", "2"),
         ]);
-        assert_eq!(validate_topic_configs(&ok), Ok(()));
+        assert_eq!(validate_topic_configs(&ok, Replication::SINGLE), Ok(()));
     }
 
     #[test]
@@ -404,7 +409,7 @@ mod tests {
             ("distlog.ack.quorum", "2", "ack (2)"),
             ("distlog.ensemble.size", "3", "striping"),
         ] {
-            let err = validate_topic_configs(&map(&[(k, v)])).expect_err(k);
+            let err = validate_topic_configs(&map(&[(k, v)]), Replication::SINGLE).expect_err(k);
             assert!(err.contains(needle), "{k}={v}: {err}");
         }
     }

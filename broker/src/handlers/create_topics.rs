@@ -9,6 +9,7 @@ use kafka_protocol::messages::create_topics_response::{CreatableTopicConfigs, Cr
 use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 
+use crate::cluster::Replication;
 use crate::config::BrokerConfig;
 use crate::topics::{effective_topic_configs, TopicError};
 use crate::Broker;
@@ -49,7 +50,40 @@ async fn create_one(
     t: &CreatableTopic,
     validate_only: bool,
 ) -> Result<distlog_metadata::TopicMeta, TopicError> {
-    let (partitions, configs) = requested(t, broker.config.node_id as i32)?;
+    let (partitions, mut configs) = requested(t, broker.config.node_id as i32)?;
+    if t.replication_factor > 0 {
+        // A Kafka replication factor RF becomes RF copies on RF bookies,
+        // acknowledged by a majority; explicit distlog.* configs win, and
+        // the node default needs no override.
+        let r = Replication::for_replication_factor(t.replication_factor as u8);
+        if r != broker.config.default_replication {
+            for (key, v) in [
+                ("distlog.ensemble.size", r.ensemble),
+                ("distlog.write.quorum", r.write),
+                ("distlog.ack.quorum", r.ack),
+            ] {
+                configs.entry(key.into()).or_insert_with(|| v.to_string());
+            }
+        }
+        let now = distlog_metadata::now_ms();
+        let bookies = broker.meta.read(|s| {
+            s.brokers
+                .values()
+                .filter(|b| b.bookie_addr.is_some() && b.is_live(now))
+                .count()
+        });
+        // A single node always has its own bookie, registered or not.
+        let bookies = if broker.config.is_cluster() { bookies } else { 1 };
+        if t.replication_factor as usize > bookies {
+            return Err(TopicError {
+                code: ResponseError::InvalidReplicationFactor,
+                message: format!(
+                    "replication factor {} is larger than the {bookies} live bookie(s) of this cluster",
+                    t.replication_factor
+                ),
+            });
+        }
+    }
     broker
         .create_topic(t.name.0.as_str(), partitions, configs, validate_only)
         .await
@@ -92,13 +126,16 @@ fn requested(t: &CreatableTopic, node: i32) -> Result<(Option<u32>, BTreeMap<Str
             }
         }
     };
-    if t.assignments.is_empty() && !(t.replication_factor == -1 || t.replication_factor == 1) {
+    if t.assignments.is_empty() && (t.replication_factor == 0 || t.replication_factor < -1) {
         return err(
             ResponseError::InvalidReplicationFactor,
-            format!(
-                "replication factor {} is not available: this cluster has 1 broker",
-                t.replication_factor
-            ),
+            format!("replication factor {} is below 1", t.replication_factor),
+        );
+    }
+    if t.replication_factor > u8::MAX as i16 {
+        return err(
+            ResponseError::InvalidReplicationFactor,
+            format!("replication factor {} is too large", t.replication_factor),
         );
     }
     let mut configs = BTreeMap::new();
@@ -141,7 +178,13 @@ fn result_entry(
                     .collect();
                 r = r
                     .with_num_partitions(topic.partitions as i32)
-                    .with_replication_factor(1)
+                    .with_replication_factor(
+                        topic
+                            .configs
+                            .get("distlog.ensemble.size")
+                            .and_then(|v| v.parse::<i16>().ok())
+                            .unwrap_or(cfg.default_replication.ensemble as i16),
+                    )
                     .with_configs(Some(configs));
             }
             r
@@ -188,10 +231,7 @@ mod tests {
             code(requested(&topic(-5, 1), 1)),
             Some(ResponseError::InvalidPartitions)
         );
-        assert_eq!(
-            code(requested(&topic(1, 3), 1)),
-            Some(ResponseError::InvalidReplicationFactor)
-        );
+        assert_eq!(requested(&topic(1, 3), 1).expect("checked against live bookies later").0, Some(1));
         assert_eq!(
             code(requested(&topic(1, 0), 1)),
             Some(ResponseError::InvalidReplicationFactor)

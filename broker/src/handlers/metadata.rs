@@ -42,7 +42,10 @@ fn wanted(version: i16, topics: Option<Vec<MetadataRequestTopic>>) -> Wanted {
 
 /// Handle a metadata request.
 pub async fn handle(broker: &Broker, version: i16, req: MetadataRequest) -> MetadataResponse {
-    let node = broker.config.node_id as i32;
+    let node = Leadership {
+        node: broker.config.node_id as i32,
+        cluster: broker.config.is_cluster(),
+    };
     let allow_create = broker.config.auto_create_topics && (version < 4 || req.allow_auto_topic_creation);
     let wanted = wanted(version, req.topics);
 
@@ -71,9 +74,10 @@ pub async fn handle(broker: &Broker, version: i16, req: MetadataRequest) -> Meta
     })
 }
 
-/// The response around `topics`: every registered broker plus this node
-/// (present even before its registration is visible), the cluster id, and
-/// this node as controller.
+/// The response around `topics`: every live broker plus this node (present
+/// even before its registration is visible), the cluster id, and this node
+/// as controller (as a KRaft cluster answers: the controller quorum is not
+/// reachable by clients, any broker forwards admin requests).
 pub fn build_response(
     s: &MetaState,
     node_id: u32,
@@ -82,9 +86,9 @@ pub fn build_response(
     topics: Vec<MetadataResponseTopic>,
 ) -> MetadataResponse {
     let node = node_id as i32;
+    let now = distlog_metadata::now_ms();
     let mut brokers: Vec<MetadataResponseBroker> = s
-        .brokers
-        .values()
+        .live_brokers(now)
         .filter(|b| b.id != node_id)
         .map(|b| {
             MetadataResponseBroker::default()
@@ -118,7 +122,7 @@ async fn one_topic(
     name: Option<String>,
     id: Uuid,
     allow_create: bool,
-    node: i32,
+    node: Leadership,
 ) -> MetadataResponseTopic {
     let Some(name) = name else {
         // v10+: requested by topic id.
@@ -161,15 +165,32 @@ fn error_entry(name: Option<String>, id: Uuid, e: ResponseError) -> MetadataResp
         .with_topic_id(id)
 }
 
-/// A live topic's entry: every partition led by its stream's owner (this
-/// node while the stream is unowned), with the owner epoch as leader epoch.
-pub fn topic_entry(s: &MetaState, t: &TopicMeta, node: i32) -> MetadataResponseTopic {
+/// Who leads a partition whose stream has no owner yet.
+#[derive(Debug, Clone, Copy)]
+pub struct Leadership {
+    /// This node's id.
+    pub node: i32,
+    /// In a cluster the controller assigns owners, so an unowned stream has
+    /// no leader yet (LEADER_NOT_AVAILABLE); a single node owns whatever
+    /// it is asked to serve, so it is the leader.
+    pub cluster: bool,
+}
+
+/// A live topic's entry: every partition led by its stream's owner, with
+/// the owner epoch as leader epoch (see [`Leadership`] for unowned ones).
+pub fn topic_entry(s: &MetaState, t: &TopicMeta, node: Leadership) -> MetadataResponseTopic {
     let partitions = (0..t.partitions)
         .map(|p| {
             let stream = s.stream(&t.stream(p));
-            let leader = stream.and_then(|st| st.owner).map_or(node, |o| o as i32);
+            let owner = stream.and_then(|st| st.owner).map(|o| o as i32);
+            let (leader, error) = match owner {
+                Some(o) => (o, 0),
+                None if node.cluster => (-1, ResponseError::LeaderNotAvailable.code()),
+                None => (node.node, 0),
+            };
             let epoch = stream.map_or(0, |st| st.owner_epoch.min(i32::MAX as u64) as i32);
             MetadataResponsePartition::default()
+                .with_error_code(error)
                 .with_partition_index(p as i32)
                 .with_leader_id(BrokerId(leader))
                 .with_leader_epoch(epoch)
@@ -214,7 +235,18 @@ mod tests {
                 kafka_port: 9000,
                 rack: Some("r2".into()),
                 bookie_addr: None,
-                lease_expires_ms: 0,
+                lease_expires_ms: u64::MAX,
+            },
+        );
+        s.brokers.insert(
+            3,
+            BrokerInfo {
+                id: 3,
+                kafka_host: "expired".into(),
+                kafka_port: 9000,
+                rack: None,
+                bookie_addr: None,
+                lease_expires_ms: 1,
             },
         );
         s.streams.insert(
@@ -236,7 +268,11 @@ mod tests {
     #[test]
     fn topic_entry_reports_leaders_and_epochs() {
         let (s, t) = state();
-        let e = topic_entry(&s, &t, 1);
+        let single = Leadership {
+            node: 1,
+            cluster: false,
+        };
+        let e = topic_entry(&s, &t, single);
         assert_eq!(e.error_code, 0);
         assert_eq!(e.topic_id, t.id);
         assert_eq!(e.name.as_ref().map(|n| n.0.as_str()), Some("orders"));
@@ -248,18 +284,38 @@ mod tests {
         assert_eq!(parts, vec![(0, 1, 0), (1, 1, 4)]);
         assert_eq!(e.partitions[1].replica_nodes, vec![BrokerId(1)]);
         assert_eq!(e.partitions[1].isr_nodes, vec![BrokerId(1)]);
+        // In a cluster an unowned stream has no leader until the controller
+        // assigns one.
+        let cluster = topic_entry(&s, &t, Leadership { node: 1, cluster: true });
+        let parts: Vec<(i16, i32, i32)> = cluster
+            .partitions
+            .iter()
+            .map(|p| (p.error_code, p.leader_id.0, p.leader_epoch))
+            .collect();
+        assert_eq!(parts, vec![(5, -1, 0), (0, 1, 4)]);
     }
 
     #[test]
     fn response_lists_brokers_and_encodes_at_every_version() {
         let (s, t) = state();
-        let resp = build_response(&s, 1, "localhost", 19092, vec![topic_entry(&s, &t, 1)]);
+        let resp = build_response(&s, 1, "localhost", 19092, vec![topic_entry(
+                &s,
+                &t,
+                Leadership {
+                    node: 1,
+                    cluster: false,
+                },
+            )]);
         let brokers: Vec<(i32, &str, i32)> = resp
             .brokers
             .iter()
             .map(|b| (b.node_id.0, b.host.as_str(), b.port))
             .collect();
-        assert_eq!(brokers, vec![(1, "localhost", 19092), (2, "other", 9000)]);
+        assert_eq!(
+            brokers,
+            vec![(1, "localhost", 19092), (2, "other", 9000)],
+            "live brokers only: 3's lease expired"
+        );
         assert_eq!(resp.controller_id, BrokerId(1));
         assert_eq!(resp.cluster_id.as_ref().map(|c| c.as_str()), Some("c1"));
         for v in VERSIONS.0..=VERSIONS.1 {
