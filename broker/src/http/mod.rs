@@ -3,6 +3,7 @@
 //! (`/admin/topics`, `/admin/locate`, `/admin/groups`).
 
 pub mod admin;
+pub mod cluster;
 pub mod groups;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -55,7 +56,8 @@ pub fn base_router(ready: Readiness) -> Router {
 pub fn router(broker: Arc<Broker>, ready: Readiness) -> Router {
     base_router(ready)
         .merge(admin::router(broker.clone()))
-        .merge(groups::router(broker))
+        .merge(groups::router(broker.clone()))
+        .merge(cluster::router(broker))
 }
 
 /// Serve `router` on `listener` until `shutdown` turns true.

@@ -1,0 +1,153 @@
+#!/usr/bin/env bash
+# A local distlog cluster on loopback, in one command.
+#
+#   scripts/local-cluster.sh up N DIR     start N nodes (all roles), print the bootstrap list
+#   scripts/local-cluster.sh down DIR     stop the nodes started in DIR
+#
+# Node K (1..N) listens on 127.0.0.K with its own ports, keeps its data in
+# DIR/nodeK/data, logs to DIR/nodeK/log, and writes its process id to
+# DIR/nodeK/pid. `up` waits until the cluster is ready (a metadata Raft
+# leader is elected and every node has registered) and prints the Kafka
+# bootstrap list (host:port,host:port,...) as its last line.
+#
+# Environment:
+#   DISTLOG_BIN        the distlog binary (default: builds target/release/distlog)
+#   PORT_BASE          first port (default: a free range chosen at random);
+#                      node K uses PORT_BASE+10K+{0 kafka, 1 raft, 2 bookie, 3 http}
+#   READY_TIMEOUT      seconds to wait for readiness (default 60)
+#   DISTLOG_EXTRA_ARGS extra flags for every node (e.g. --broker-session-timeout-ms 4000)
+set -euo pipefail
+
+usage() {
+    echo "usage: $0 up N DIR | down DIR" >&2
+    exit 2
+}
+
+port_free() {
+    ! (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null
+}
+
+node_ports() { # base k -> kafka raft bookie http
+    local b=$(($1 + 10 * $2))
+    echo "$b $((b + 1)) $((b + 2)) $((b + 3))"
+}
+
+choose_base() { # n
+    local n=$1 tries base ok k p
+    for tries in $(seq 1 50); do
+        base=$((20000 + (RANDOM % 3000) * 10))
+        ok=1
+        for k in $(seq 1 "$n"); do
+            for p in $(node_ports "$base" "$k"); do
+                if ! port_free "127.0.0.$k" "$p"; then ok=0; fi
+            done
+        done
+        if [ "$ok" = 1 ]; then
+            echo "$base"
+            return
+        fi
+    done
+    echo "no free port range found; set PORT_BASE" >&2
+    exit 1
+}
+
+stop_dir() { # dir
+    local dir=$1 pidf pid pids=()
+    for pidf in "$dir"/node*/pid; do
+        [ -f "$pidf" ] || continue
+        pid=$(cat "$pidf")
+        if kill -0 "$pid" 2>/dev/null; then
+            kill -CONT "$pid" 2>/dev/null || true
+            kill -TERM "$pid" 2>/dev/null || true
+            pids+=("$pid")
+        fi
+        rm -f "$pidf"
+    done
+    local deadline=$((SECONDS + 15))
+    for pid in "${pids[@]}"; do
+        while kill -0 "$pid" 2>/dev/null && [ "$SECONDS" -lt "$deadline" ]; do sleep 0.1; done
+        kill -KILL "$pid" 2>/dev/null || true
+    done
+}
+
+cmd=${1:-}
+case "$cmd" in
+up)
+    [ $# -eq 3 ] || usage
+    n=$2
+    dir=$3
+    [[ "$n" =~ ^[1-9][0-9]*$ ]] || usage
+    mkdir -p "$dir"
+    dir=$(cd "$dir" && pwd)
+    bin=${DISTLOG_BIN:-}
+    if [ -z "$bin" ]; then
+        root=$(cd "$(dirname "$0")/.." && pwd)
+        (cd "$root" && cargo build --release -p distlog-broker --bin distlog >&2)
+        bin=$root/target/release/distlog
+    fi
+    base=${PORT_BASE:-$(choose_base "$n")}
+    voters=""
+    bootstrap=""
+    for k in $(seq 1 "$n"); do
+        read -r kafka raft _ _ <<<"$(node_ports "$base" "$k")"
+        voters+="${voters:+,}$k=127.0.0.$k:$raft"
+        bootstrap+="${bootstrap:+,}127.0.0.$k:$kafka"
+    done
+    echo "$voters" >"$dir/voters"
+    echo "$bootstrap" >"$dir/bootstrap"
+    for k in $(seq 1 "$n"); do
+        read -r kafka raft bookie http <<<"$(node_ports "$base" "$k")"
+        node=$dir/node$k
+        mkdir -p "$node/data"
+        # shellcheck disable=SC2086 # DISTLOG_EXTRA_ARGS is a list of flags
+        setsid "$bin" server \
+            --node-id "$k" \
+            --data-dir "$node/data" \
+            --kafka-listen "127.0.0.$k:$kafka" \
+            --raft-listen "127.0.0.$k:$raft" \
+            --bookie-listen "127.0.0.$k:$bookie" \
+            --http-listen "127.0.0.$k:$http" \
+            --meta-voters "$voters" \
+            ${DISTLOG_EXTRA_ARGS:-} \
+            >>"$node/log" 2>&1 </dev/null &
+        echo $! >"$node/pid"
+        echo "127.0.0.$k:$http" >"$node/http"
+    done
+    deadline=$((SECONDS + ${READY_TIMEOUT:-60}))
+    while :; do
+        ready=0
+        for k in $(seq 1 "$n"); do
+            pid=$(cat "$dir/node$k/pid")
+            if ! kill -0 "$pid" 2>/dev/null; then
+                echo "node $k exited during start-up; its log ($dir/node$k/log) ends with:" >&2
+                tail -n 20 "$dir/node$k/log" >&2
+                stop_dir "$dir"
+                exit 1
+            fi
+        done
+        body=$(curl -sf "http://$(cat "$dir/node1/http")/admin/cluster" 2>/dev/null || true)
+        if [ -n "$body" ]; then
+            ready=$(python3 -c '
+import json, sys
+c = json.loads(sys.argv[1]); n = int(sys.argv[2])
+live = [x for x in c["nodes"] if x["live"] and x["kafka"]]
+print(1 if c["raft"]["leader"] is not None and len(live) >= n else 0)' "$body" "$n")
+        fi
+        [ "$ready" = 1 ] && break
+        if [ "$SECONDS" -ge "$deadline" ]; then
+            echo "cluster not ready within ${READY_TIMEOUT:-60}s; logs are in $dir/node*/log" >&2
+            stop_dir "$dir"
+            exit 1
+        fi
+        sleep 0.2
+    done
+    echo "$bootstrap"
+    ;;
+down)
+    [ $# -eq 2 ] || usage
+    stop_dir "$2"
+    ;;
+*)
+    usage
+    ;;
+esac
