@@ -255,7 +255,9 @@ fn quorum_lost(
     }
     let detail: Vec<String> = errors.iter().map(|(id, e)| format!("bookie {id}: {e}")).collect();
     StorageError::NotEnoughBookies(format!(
-        "ledger {ledger} entry {entry_id} is durable on {acked} bookies, the ack quorum is {need} ({})",
+        "ledger {ledger} entry {entry_id} cannot reach the ack quorum of {need}: {} bookies of its write \
+         set failed, {acked} acknowledged ({})",
+        errors.len(),
         if detail.is_empty() {
             "write set ended early".to_string()
         } else {
