@@ -245,10 +245,14 @@ impl LogWriter {
                     });
                     // An idle segment with a failed bookie is sealed too; the
                     // next append opens a segment on a healthy ensemble.
-                    if inflight.is_empty() && (due || self.failure_roll_due()) {
+                    let failed = inflight.is_empty() && !due && self.failure_roll_due();
+                    if inflight.is_empty() && (due || failed) {
                         if let Err(e) = self.complete_segment().await {
                             self.fail(e, Vec::new(), inflight, rx, Vec::new()).await;
                             return;
+                        }
+                        if failed {
+                            metrics::ENSEMBLE_ROLLS.inc();
                         }
                     }
                 }
