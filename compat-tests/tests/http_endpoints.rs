@@ -1,4 +1,5 @@
-//! The HTTP port: `/health`, Prometheus `/metrics`, and the JSON `/admin/topics`.
+//! The HTTP port: `/health`, Prometheus `/metrics`, the JSON `/admin/topics` and
+//! `/admin/partitions/{topic}/{partition}/replicas`.
 
 use std::time::Duration;
 
@@ -46,6 +47,38 @@ fn health_metrics_and_admin_topics_answer() {
         "topic missing from /admin/topics: {json}"
     );
 
+    // The replica report, asked of the bookies: the 20 records are committed on the ack
+    // quorum of the (single-node, 1/1/1) ensemble, and nothing is under-replicated.
+    let report = broker
+        .http_get("/admin/partitions/observed/0/replicas")
+        .or_panic("GET replicas");
+    assert_eq!(report.status, 200, "{}", report.body);
+    let json: serde_json::Value = serde_json::from_str(&report.body).or_panic_json(&report.body);
+    assert_eq!(json["topic"], "observed");
+    assert_eq!(json["partition"], 0);
+    let segments = json["segments"].as_array().expect("segments");
+    assert_eq!(segments.len(), 1, "{json}");
+    let seg = &segments[0];
+    assert_eq!(seg["state"], "in_progress");
+    assert_eq!(seg["base_offset"], 0);
+    assert_eq!(seg["under_replicated_entries"], 0);
+    let ensemble = seg["ensemble"].as_array().expect("ensemble");
+    assert_eq!(ensemble.len(), 1);
+    let committed = seg["committed_last_entry_id"]
+        .as_u64()
+        .expect("committed entries")
+        + 1;
+    let replicas = seg["replicas"].as_array().expect("replicas");
+    assert_eq!(replicas.len(), 1);
+    assert_eq!(replicas[0]["bookie"], ensemble[0]);
+    assert_eq!(replicas[0]["reachable"], true);
+    assert_eq!(replicas[0]["entries"].as_u64(), Some(committed));
+    assert_eq!(replicas[0]["last_entry_id"].as_u64(), Some(committed - 1));
+    let unknown = broker
+        .http_get("/admin/partitions/observed/7/replicas")
+        .or_panic("GET replicas of a missing partition");
+    assert_eq!(unknown.status, 404);
+
     let missing = broker.http_get("/no-such-endpoint").or_panic("GET unknown path");
     assert_eq!(missing.status, 404);
 }
@@ -56,6 +89,6 @@ trait OrPanicJson<T> {
 
 impl<T> OrPanicJson<T> for Result<T, serde_json::Error> {
     fn or_panic_json(self, body: &str) -> T {
-        self.unwrap_or_else(|e| panic!("/admin/topics is not JSON ({e}): {body}"))
+        self.unwrap_or_else(|e| panic!("admin answer is not JSON ({e}): {body}"))
     }
 }

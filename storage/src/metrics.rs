@@ -79,6 +79,27 @@ pub static SEGMENT_ROLLS: LazyLock<IntCounter> = LazyLock::new(|| {
     .expect("metric registers once")
 });
 
+/// Segments rolled early because a bookie of their ensemble failed an add
+/// (the new segment's ensemble leaves the failed bookies out).
+pub static ENSEMBLE_ROLLS: LazyLock<IntCounter> = LazyLock::new(|| {
+    register_int_counter!(
+        "distlog_log_ensemble_rolls_total",
+        "Segments sealed and replaced on a new ensemble because a bookie failed"
+    )
+    .expect("metric registers once")
+});
+
+/// Open segments written degraded: a bookie of their ensemble failed and
+/// too few healthy bookies exist to roll to a full new ensemble, so they go
+/// on with the ack quorum of the remaining ones.
+pub static DEGRADED_SEGMENTS: LazyLock<IntGauge> = LazyLock::new(|| {
+    register_int_gauge!(
+        "distlog_log_degraded_segments",
+        "Open segments written with a failed ensemble bookie (no healthy replacement yet)"
+    )
+    .expect("metric registers once")
+});
+
 /// Reads served from the writer's tail cache.
 pub static TAIL_CACHE_HITS: LazyLock<IntCounter> = LazyLock::new(|| {
     register_int_counter!(

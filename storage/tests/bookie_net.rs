@@ -504,15 +504,16 @@ async fn ensemble_of_three_remote_bookies_survives_one_loss_and_fails_on_two() {
     nodes[1].stop().await;
     let (_, fut) = writer.add(5200, 10, 620, vec![payload_of(520, 256)]);
     let started = Instant::now();
+    // The quorum loss is the retriable NotEnoughBookies, naming each bookie's failure.
     match within("add with two bookies down", fut).await {
-        Err(StorageError::Io { source, .. }) => assert!(
-            matches!(
-                source.kind(),
-                std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::ConnectionAborted
-            ),
-            "{source}"
-        ),
-        other => panic!("expected a connection error, got {other:?}"),
+        Err(StorageError::NotEnoughBookies(msg)) => {
+            assert!(
+                msg.contains("entry 520 cannot reach the ack quorum of 2: 2 bookies of its write set failed"),
+                "{msg}"
+            );
+            assert_eq!(msg.matches("I/O error on bookie").count(), 2, "{msg}");
+        }
+        other => panic!("expected NotEnoughBookies, got {other:?}"),
     }
     assert!(
         started.elapsed() < Duration::from_secs(5),

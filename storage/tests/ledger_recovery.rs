@@ -158,4 +158,7 @@ impl BookieClient for Unreachable {
     ) -> distlog_storage::Result<Option<u64>> {
         Err(StorageError::io("down", std::io::Error::other("bookie down")))
     }
+    async fn ledger_info(&self, _l: u64) -> distlog_storage::Result<distlog_storage::ledger::LedgerInfo> {
+        Err(StorageError::io("down", std::io::Error::other("bookie down")))
+    }
 }

@@ -1,9 +1,11 @@
-//! The JSON admin API: topics with their streams and segments, and the
-//! offset → DLSN → txid mapping of a record (`ns.locate`).
+//! The JSON admin API: topics with their streams and segments, the
+//! offset → DLSN → txid mapping of a record (`ns.locate`), and a
+//! partition's replica report (`ns.replica_report`: what each bookie of
+//! each segment's ensemble holds, asked of the bookies).
 
 use std::sync::Arc;
 
-use axum::extract::{Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -20,6 +22,7 @@ pub fn router(broker: Arc<Broker>) -> Router {
     Router::new()
         .route("/admin/topics", get(topics))
         .route("/admin/locate", get(locate))
+        .route("/admin/partitions/{topic}/{partition}/replicas", get(replicas))
         .with_state(broker)
 }
 
@@ -105,6 +108,43 @@ async fn locate(State(broker): State<Arc<Broker>>, Query(q): Query<LocateQuery>)
                 kafka_protocol::error::ResponseError::OffsetOutOfRange
                 | kafka_protocol::error::ResponseError::UnknownTopicOrPartition => StatusCode::NOT_FOUND,
                 _ => StatusCode::INTERNAL_SERVER_ERROR,
+            };
+            error(status, Some(format!("{k:?}")), e.to_string())
+        }
+    }
+}
+
+/// `GET /admin/partitions/{topic}/{partition}/replicas`: per segment (oldest
+/// first) its lssn, ledger, ensemble, quorums, base offset, state, committed
+/// end, and per bookie of the ensemble whether it answered and which
+/// entries it holds (`entries`: ids `0..entries`, `last_entry_id`), plus
+/// the count of committed entries on fewer than `ack_quorum` bookies.
+/// Answered by any node (it reads metadata and asks the bookies; it does
+/// not open the stream). A bookie that does not answer within a few
+/// seconds is reported `reachable: false` with its error.
+async fn replicas(
+    State(broker): State<Arc<Broker>>,
+    Path((topic, partition)): Path<(String, i32)>,
+) -> Response {
+    let stream = match broker.resolve(&topic, partition) {
+        Ok((_, stream)) => stream,
+        Err(e) => {
+            let msg = format!("topic '{topic}' partition {partition} does not exist");
+            return error(StatusCode::NOT_FOUND, Some(format!("{e:?}")), msg);
+        }
+    };
+    match broker.ns.replica_report(stream).await {
+        Ok(segments) => Json(json!({
+            "topic": topic,
+            "partition": partition,
+            "segments": segments,
+        }))
+        .into_response(),
+        Err(e) => {
+            let k = storage_error(&e);
+            let status = match k {
+                kafka_protocol::error::ResponseError::UnknownTopicOrPartition => StatusCode::NOT_FOUND,
+                _ => StatusCode::SERVICE_UNAVAILABLE,
             };
             error(status, Some(format!("{k:?}")), e.to_string())
         }

@@ -44,8 +44,7 @@ impl LacTracker {
         });
     }
 
-    /// The LAC currently known for `ledger` (tests).
-    #[cfg(test)]
+    /// The LAC currently known for `ledger`.
     pub(crate) fn get(&self, ledger: LedgerId) -> Option<u64> {
         self.ledgers.lock().get(&ledger).and_then(|tx| *tx.borrow())
     }

@@ -34,7 +34,7 @@ use parking_lot::{Mutex, RwLock};
 use tokio::sync::oneshot;
 
 use crate::error::{Result, StorageError};
-use crate::ledger::{AddFuture, AddRequest, BookieClient, Entry, IndexRow};
+use crate::ledger::{AddFuture, AddRequest, BookieClient, Entry, IndexRow, LedgerInfo};
 
 use journal::Op;
 use ledger_file::{fsync_dir, parse_name, LedgerFile};
@@ -345,5 +345,23 @@ impl BookieClient for LocalBookie {
     }
     async fn read_lac(&self, ledger: LedgerId, known: Option<u64>, wait: Duration) -> Result<Option<u64>> {
         Ok(self.0.shared.lac.wait(ledger, known, wait).await)
+    }
+    async fn ledger_info(&self, ledger: LedgerId) -> Result<LedgerInfo> {
+        let lac = self.0.shared.lac.get(ledger);
+        let Some(file) = self.0.shared.get(ledger) else {
+            return Ok(LedgerInfo {
+                lac,
+                ..LedgerInfo::default()
+            });
+        };
+        let index = file.index.read();
+        Ok(LedgerInfo {
+            exists: true,
+            entries: index.len(),
+            last_entry_id: index.last().map(|r| r.entry_id),
+            bytes: file.durable_len.load(Ordering::Acquire),
+            fenced: file.fenced.load(Ordering::Acquire),
+            lac,
+        })
     }
 }

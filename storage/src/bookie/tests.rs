@@ -631,3 +631,38 @@ async fn read_lac_follows_piggybacked_lac_of_durable_adds() {
     b.delete(3).await.expect("delete");
     assert_eq!(b.read_lac(3, None, Duration::ZERO).await.expect("read_lac"), None);
 }
+
+#[tokio::test]
+async fn ledger_info_reports_entries_bytes_fence_and_lac() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let b = open(dir.path());
+    // Unknown ledger: reported, not an error.
+    assert_eq!(
+        b.ledger_info(3).await.expect("info"),
+        crate::ledger::LedgerInfo::default()
+    );
+    add_n(&b, 3, 4).await;
+    let info = b.ledger_info(3).await.expect("info");
+    assert_eq!(
+        info,
+        crate::ledger::LedgerInfo {
+            exists: true,
+            entries: 4,
+            last_entry_id: Some(3),
+            bytes: 4 * (HEADER_LEN as u64 + 100),
+            fenced: false,
+            // Entry 3 carried LAC 2.
+            lac: Some(2),
+        }
+    );
+    b.fence(3).await.expect("fence");
+    assert!(b.ledger_info(3).await.expect("info").fenced);
+    // Fencing an unknown ledger creates it empty and fenced.
+    b.fence(9).await.expect("fence");
+    let info = b.ledger_info(9).await.expect("info");
+    assert_eq!(
+        (info.exists, info.entries, info.last_entry_id, info.fenced),
+        (true, 0, None, true)
+    );
+    b.0.shutdown();
+}

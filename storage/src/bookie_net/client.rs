@@ -40,7 +40,7 @@ use super::connection::{unavailable, Conn, Enqueued};
 use super::net_metrics::CLIENT;
 use super::protocol::{OpCode, Request, Response, DEFAULT_MAX_FRAME};
 use crate::error::{Result, StorageError};
-use crate::ledger::{AddFuture, AddRequest, BookieClient, Entry, IndexRow};
+use crate::ledger::{AddFuture, AddRequest, BookieClient, Entry, IndexRow, LedgerInfo};
 
 /// How a [`RemoteBookie`] connects and how much it keeps in flight.
 #[derive(Debug, Clone)]
@@ -273,6 +273,16 @@ impl BookieClient for RemoteBookie {
         match self.submit(req, wait).await? {
             Response::Lac(lac) => Ok(lac),
             other => Err(unexpected(&self.inner.label, OpCode::ReadLac, &other)),
+        }
+    }
+
+    async fn ledger_info(&self, ledger: LedgerId) -> Result<LedgerInfo> {
+        match self
+            .submit(Request::LedgerInfo { ledger }, Duration::ZERO)
+            .await?
+        {
+            Response::Info(info) => Ok(info),
+            other => Err(unexpected(&self.inner.label, OpCode::LedgerInfo, &other)),
         }
     }
 }

@@ -9,7 +9,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use super::frame::{write_chunks, FrameReader};
 use super::protocol::*;
 use crate::error::StorageError;
-use crate::ledger::{AddRequest, Entry, IndexRow};
+use crate::ledger::{AddRequest, Entry, IndexRow, LedgerInfo};
 
 const MAX: usize = DEFAULT_MAX_FRAME;
 
@@ -76,6 +76,7 @@ fn all_requests() -> Vec<Request> {
             known: None,
             wait_ms: 0,
         },
+        Request::LedgerInfo { ledger: u64::MAX },
     ]
 }
 
@@ -186,6 +187,9 @@ fn every_response_round_trips() {
         (OpCode::Fence, Response::Row(None)),
         (OpCode::ReadLac, Response::Lac(Some(41))),
         (OpCode::ReadLac, Response::Lac(None)),
+        (OpCode::LedgerInfo, Response::Info(info(true, 7, false))),
+        (OpCode::LedgerInfo, Response::Info(info(true, 0, true))),
+        (OpCode::LedgerInfo, Response::Info(LedgerInfo::default())),
     ];
     for (i, (op, resp)) in cases.into_iter().enumerate() {
         let frame = encode_response(i as u64, op, &Ok(resp.clone()), MAX);
@@ -289,7 +293,7 @@ fn assert_malformed<T: std::fmt::Debug>(r: crate::Result<T>, needle: &str) {
 
 #[test]
 fn wrong_op_codes_are_rejected() {
-    for code in [0u8, 9, 200, 255] {
+    for code in [0u8, 10, 200, 255] {
         let mut b = BytesMut::new();
         b.put_u8(code);
         b.put_u64(1);
@@ -319,6 +323,12 @@ fn every_truncation_of_every_message_is_rejected() {
         encode_response(1, OpCode::Fence, &Ok(Response::Row(Some(row(1, 1)))), MAX),
         encode_response(1, OpCode::ReadLac, &Ok(Response::Lac(Some(1))), MAX),
         encode_response(1, OpCode::Add, &Err(StorageError::Fenced(1)), MAX),
+        encode_response(
+            1,
+            OpCode::LedgerInfo,
+            &Ok(Response::Info(info(true, 3, true))),
+            MAX,
+        ),
     ];
     for frame in answers {
         let full = body(&frame);
@@ -542,4 +552,84 @@ fn an_add_with_a_bad_recovery_flag_is_refused() {
     assert_eq!(b[at], 1);
     b[at] = 2;
     assert!(decode_request(Bytes::from(b)).is_err(), "flag 2 is malformed");
+}
+
+/// A ledger info with `entries` dense entries.
+fn info(exists: bool, entries: u64, fenced: bool) -> LedgerInfo {
+    LedgerInfo {
+        exists,
+        entries,
+        last_entry_id: entries.checked_sub(1),
+        bytes: entries * 100,
+        fenced,
+        lac: entries.checked_sub(2),
+    }
+}
+
+/// A LedgerInfo answer body with the given raw fields.
+fn info_answer(flags: u8, entries: u64, last: Option<u64>, bytes: u64) -> Bytes {
+    let mut r = BytesMut::new();
+    r.put_u8(OpCode::LedgerInfo as u8);
+    r.put_u8(0);
+    r.put_u64(1);
+    r.put_u8(flags);
+    r.put_u64(entries);
+    r.put_u8(u8::from(last.is_some()));
+    r.put_u64(last.unwrap_or(0));
+    r.put_u64(bytes);
+    r.put_u8(0);
+    r.put_u64(0);
+    r.freeze()
+}
+
+#[test]
+fn ledger_info_answers_must_describe_a_possible_ledger() {
+    // The well-formed answer built by hand decodes to exactly these fields.
+    let (op, id, r) = decode_response(info_answer(0b11, 2, Some(1), 64)).expect("decodes");
+    assert_eq!((op, id), (OpCode::LedgerInfo, 1));
+    assert_eq!(
+        r.expect("ok"),
+        Response::Info(LedgerInfo {
+            exists: true,
+            entries: 2,
+            last_entry_id: Some(1),
+            bytes: 64,
+            fenced: true,
+            lac: None,
+        })
+    );
+    // Unknown flag bits.
+    assert_malformed(decode_response(info_answer(0b100, 0, None, 0)), "unknown flags");
+    assert_malformed(decode_response(info_answer(0xff, 1, Some(0), 0)), "unknown flags");
+    // A last entry that is not entries - 1 (entries are dense from 0).
+    assert_malformed(decode_response(info_answer(1, 5, Some(7), 0)), "last entry");
+    assert_malformed(decode_response(info_answer(1, 5, None, 0)), "last entry");
+    assert_malformed(decode_response(info_answer(1, 0, Some(0), 0)), "last entry");
+    assert_malformed(
+        decode_response(info_answer(1, u64::MAX, Some(u64::MAX), 0)),
+        "last entry",
+    );
+    // A missing ledger holding entries, bytes or a fence.
+    assert_malformed(decode_response(info_answer(0, 1, Some(0), 0)), "missing ledger");
+    assert_malformed(decode_response(info_answer(0, 0, None, 9)), "missing ledger");
+    assert_malformed(decode_response(info_answer(0b10, 0, None, 0)), "missing ledger");
+    // Trailing bytes.
+    let mut b = BytesMut::from(&info_answer(1, 0, None, 0)[..]);
+    b.put_u8(0);
+    assert_malformed(decode_response(b.freeze()), "trailing");
+    // The server never sends an impossible info: it answers with an error instead.
+    let bad = LedgerInfo {
+        exists: false,
+        entries: 3,
+        last_entry_id: Some(2),
+        ..LedgerInfo::default()
+    };
+    let frame = encode_response(4, OpCode::LedgerInfo, &Ok(Response::Info(bad)), MAX);
+    let (_, _, r) = decode_response(body(&frame)).expect("an error answer decodes");
+    let err = r.expect_err("refused on encode");
+    assert!(err.to_string().contains("missing ledger"), "{err}");
+    // An info answer to another op is refused on encode too.
+    let frame = encode_response(5, OpCode::Fence, &Ok(Response::Info(info(true, 1, false))), MAX);
+    let (_, _, r) = decode_response(body(&frame)).expect("an error answer decodes");
+    assert!(r.is_err());
 }

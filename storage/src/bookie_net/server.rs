@@ -269,6 +269,9 @@ fn dispatch(
             let wait = Duration::from_millis(u64::from(wait_ms)).min(config.max_lac_wait);
             Box::pin(async move { b.read_lac(ledger, known, wait).await.map(Response::Lac) })
         }
+        Request::LedgerInfo { ledger } => {
+            Box::pin(async move { b.ledger_info(ledger).await.map(Response::Info) })
+        }
     };
     let tx = tx.clone();
     tasks.spawn(async move {

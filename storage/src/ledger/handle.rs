@@ -6,14 +6,17 @@
 //! of them have made it durable. On a single node the ensemble is the
 //! local bookie and E = Qw = Qa = 1.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use distlog_metadata::LedgerId;
 use futures::stream::{FuturesUnordered, StreamExt};
+use futures::FutureExt;
+use parking_lot::Mutex;
 
-use super::{AddFuture, AddRequest, BookieClient, Entry, IndexRow};
+use super::{AddFuture, AddRequest, BookieClient, Entry, IndexRow, LedgerInfo};
 use crate::error::{Result, StorageError};
 use crate::metrics;
 
@@ -63,14 +66,48 @@ impl Ensemble {
     }
 }
 
+/// How a bookie of the ensemble failed an add (fencing is not a bookie
+/// fault: it means the writer lost the ledger).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BookieFault {
+    /// The bookie could not be reached, timed out, broke the protocol or
+    /// failed on its disk: a new ensemble should avoid it.
+    Unreachable,
+    /// The bookie answered but is missing earlier entries of this ledger
+    /// (it was down and came back): it can no longer take this ledger's
+    /// adds, but it is healthy enough for a new ledger.
+    Behind,
+}
+
+impl BookieFault {
+    /// The fault an add error reveals, `None` for fencing.
+    fn of(e: &StorageError) -> Option<BookieFault> {
+        match e {
+            StorageError::Fenced(_) => None,
+            StorageError::OutOfOrder { .. } => Some(BookieFault::Behind),
+            _ => Some(BookieFault::Unreachable),
+        }
+    }
+}
+
+/// The faults seen on the bookies of one ledger, by bookie id (the latest
+/// fault of each bookie wins).
+type Faults = Arc<Mutex<BTreeMap<u32, BookieFault>>>;
+
 /// The single writer of one ledger. Adds are issued in entry-id order and
 /// may be pipelined; each returned future resolves once the entry is on
 /// `Qa` bookies. The caller confirms entries in order (LAC).
+///
+/// A bookie of the write set that fails an add while the entry still
+/// reaches `Qa` is remembered (see [`LedgerWriter::faults`]), including
+/// failures that arrive after the entry was confirmed: the log writer uses
+/// them to roll the segment to a healthy ensemble.
 pub struct LedgerWriter {
     ledger_id: LedgerId,
     ensemble: Ensemble,
     next_entry_id: u64,
     lac: Option<u64>,
+    faults: Faults,
 }
 
 impl LedgerWriter {
@@ -81,7 +118,19 @@ impl LedgerWriter {
             ensemble,
             next_entry_id: 0,
             lac: None,
+            faults: Faults::default(),
         }
+    }
+
+    /// Bookie ids of the ensemble, in ensemble order.
+    pub fn ensemble_ids(&self) -> Vec<u32> {
+        self.ensemble.ids()
+    }
+
+    /// The bookies that failed an add of this ledger so far (other than by
+    /// fencing), with the latest fault of each.
+    pub fn faults(&self) -> BTreeMap<u32, BookieFault> {
+        self.faults.lock().clone()
     }
 
     /// The ledger being written.
@@ -125,47 +174,96 @@ impl LedgerWriter {
             txid,
             len: len as u32,
         };
-        let mut pending: FuturesUnordered<AddFuture> = self
+        let mut pending: FuturesUnordered<_> = self
             .ensemble
             .write_set(entry_id)
             .map(|i| {
-                self.ensemble.bookies[i].add_entry(AddRequest {
-                    ledger_id: self.ledger_id,
-                    row,
-                    lac: self.lac,
-                    payload: payload.clone(),
-                    recovery: false,
-                })
+                let bookie = &self.ensemble.bookies[i];
+                let id = bookie.bookie_id();
+                bookie
+                    .add_entry(AddRequest {
+                        ledger_id: self.ledger_id,
+                        row,
+                        lac: self.lac,
+                        payload: payload.clone(),
+                        recovery: false,
+                    })
+                    .map(move |r| (id, r))
             })
             .collect();
         let need = self.ensemble.ack_quorum;
         let can_fail = self.ensemble.write_quorum - need;
+        let ledger = self.ledger_id;
+        let faults = self.faults.clone();
+        let record = move |id: u32, e: &StorageError| {
+            if let Some(f) = BookieFault::of(e) {
+                tracing::debug!(bookie = id, ledger, entry = entry_id, error = %e, "bookie failed an add");
+                faults.lock().insert(id, f);
+            }
+        };
         let fut: AddFuture = Box::pin(async move {
             let (mut acked, mut failed) = (0usize, 0usize);
-            let mut first_err = None;
-            while let Some(r) = pending.next().await {
+            let mut errors: Vec<(u32, StorageError)> = Vec::new();
+            while let Some((id, r)) = pending.next().await {
                 match r {
                     Ok(()) => {
                         acked += 1;
                         if acked >= need {
+                            // Confirmed. The rest of the write set keeps
+                            // going in the background so that a bookie
+                            // failing after the quorum is still noticed.
+                            if !pending.is_empty() {
+                                tokio::spawn(async move {
+                                    while let Some((id, r)) = pending.next().await {
+                                        if let Err(e) = r {
+                                            record(id, &e);
+                                        }
+                                    }
+                                });
+                            }
                             return Ok(());
                         }
                     }
                     Err(e) => {
+                        record(id, &e);
                         failed += 1;
-                        if first_err.is_none() {
-                            first_err = Some(e);
-                        }
+                        errors.push((id, e));
                         if failed > can_fail {
                             break;
                         }
                     }
                 }
             }
-            Err(first_err.unwrap_or_else(|| StorageError::NotEnoughBookies("write set ended early".into())))
+            Err(quorum_lost(ledger, entry_id, need, acked, errors))
         });
         (entry_id, fut)
     }
+}
+
+/// The error of an add that can no longer reach its ack quorum: `Fenced`
+/// when any bookie reported fencing (the writer lost the ledger), otherwise
+/// the retriable [`StorageError::NotEnoughBookies`] naming each failure.
+fn quorum_lost(
+    ledger: LedgerId,
+    entry_id: u64,
+    need: usize,
+    acked: usize,
+    errors: Vec<(u32, StorageError)>,
+) -> StorageError {
+    if let Some((_, e)) = errors.iter().find(|(_, e)| matches!(e, StorageError::Fenced(_))) {
+        return e.duplicate();
+    }
+    let detail: Vec<String> = errors.iter().map(|(id, e)| format!("bookie {id}: {e}")).collect();
+    StorageError::NotEnoughBookies(format!(
+        "ledger {ledger} entry {entry_id} cannot reach the ack quorum of {need}: {} bookies of its write \
+         set failed, {acked} acknowledged ({})",
+        errors.len(),
+        if detail.is_empty() {
+            "write set ended early".to_string()
+        } else {
+            detail.join("; ")
+        }
+    ))
 }
 
 /// Read entries `first..=last` of a ledger from its ensemble: from the first
@@ -187,6 +285,7 @@ pub async fn read_entries(
     pending.push(read(order[0]));
     let mut next = 1;
     let mut last_err = None;
+    let mut empty = false;
     loop {
         let hedge = async {
             match speculative {
@@ -196,9 +295,15 @@ pub async fn read_entries(
         };
         tokio::select! {
             done = pending.next() => match done {
-                Some(Ok(entries)) => return Ok(entries),
-                Some(Err(e)) => {
-                    last_err = Some(e);
+                Some(Ok(entries)) if !entries.is_empty() => return Ok(entries),
+                Some(answer) => {
+                    // An error, or no entry at all: a replica that missed
+                    // the entry (it was down while it was written) answers
+                    // like one past the ledger's end. Ask the next one.
+                    match answer {
+                        Ok(_) => empty = true,
+                        Err(e) => last_err = Some(e),
+                    }
                     if next < order.len() {
                         pending.push(read(order[next]));
                         next += 1;
@@ -215,31 +320,78 @@ pub async fn read_entries(
             }
         }
     }
+    if empty {
+        return Ok(Vec::new());
+    }
     Err(last_err.unwrap_or(StorageError::NoSuchEntry { ledger, entry: first }))
 }
 
-/// Ask the ensemble which entry holds sequence id `seq` (first answer wins).
+/// Ask the ensemble which entry holds sequence id `seq`: the first answer
+/// whose entry covers `seq` wins. A replica that missed the tail of the
+/// ledger (it was down for a while) answers with an earlier entry, so such
+/// an answer is only returned when no replica has better.
 pub async fn entry_for_seq(ensemble: &Ensemble, ledger: LedgerId, seq: u64) -> Result<Option<IndexRow>> {
     let mut last_err = None;
+    let mut partial: Option<Option<IndexRow>> = None;
     for b in &ensemble.bookies {
         match b.entry_for_seq(ledger, seq).await {
-            Ok(r) => return Ok(r),
+            Ok(Some(r)) if r.first_seq + u64::from(r.record_count) > seq => return Ok(Some(r)),
+            Ok(r) => {
+                if partial.flatten().is_none() {
+                    partial = Some(r);
+                }
+            }
             Err(e) => last_err = Some(e),
         }
+    }
+    match partial {
+        Some(r) => Ok(r),
+        None => Err(last_err.unwrap_or(StorageError::NoSuchLedger(ledger))),
+    }
+}
+
+/// Ask the ensemble for the first entry with txid `>= txid`: the first
+/// replica that has one answers (a replica that missed the ledger's tail
+/// may have none).
+pub async fn entry_for_txid(ensemble: &Ensemble, ledger: LedgerId, txid: u64) -> Result<Option<IndexRow>> {
+    let mut last_err = None;
+    let mut none = false;
+    for b in &ensemble.bookies {
+        match b.entry_for_txid(ledger, txid).await {
+            Ok(Some(r)) => return Ok(Some(r)),
+            Ok(None) => none = true,
+            Err(e) => last_err = Some(e),
+        }
+    }
+    if none {
+        return Ok(None);
     }
     Err(last_err.unwrap_or(StorageError::NoSuchLedger(ledger)))
 }
 
-/// Ask the ensemble for the first entry with txid `>= txid`.
-pub async fn entry_for_txid(ensemble: &Ensemble, ledger: LedgerId, txid: u64) -> Result<Option<IndexRow>> {
-    let mut last_err = None;
-    for b in &ensemble.bookies {
-        match b.entry_for_txid(ledger, txid).await {
-            Ok(r) => return Ok(r),
-            Err(e) => last_err = Some(e),
-        }
-    }
-    Err(last_err.unwrap_or(StorageError::NoSuchLedger(ledger)))
+/// What each bookie of an ensemble holds of `ledger`, in ensemble order,
+/// asked concurrently; a bookie that does not answer within `wait` counts
+/// as unreachable (its entry is the error).
+pub async fn ledger_infos(
+    ensemble: &Ensemble,
+    ledger: LedgerId,
+    wait: Duration,
+) -> Vec<(u32, Result<LedgerInfo>)> {
+    let asks = ensemble.bookies.iter().map(|b| async move {
+        let id = b.bookie_id();
+        let answer = match tokio::time::timeout(wait, b.ledger_info(ledger)).await {
+            Ok(r) => r,
+            Err(_) => Err(StorageError::io(
+                format!("bookie {id}"),
+                std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("no ledger info within {wait:?}"),
+                ),
+            )),
+        };
+        (id, answer)
+    });
+    futures::future::join_all(asks).await
 }
 
 /// Ledger recovery (the first half of a writer failover): fence the ledger
@@ -279,11 +431,11 @@ pub async fn recover(ensemble: &Ensemble, ledger: LedgerId) -> Result<Option<Ind
     }
     let fenced = next.iter().filter(|n| n.is_some()).count();
     if fenced < needed {
-        return Err(last_err.unwrap_or_else(|| {
-            StorageError::NotEnoughBookies(format!(
-                "fenced ledger {ledger} on {fenced} bookies, need {needed}"
-            ))
-        }));
+        // Retriable: the stream comes back once enough bookies do.
+        return Err(StorageError::NotEnoughBookies(format!(
+            "fenced ledger {ledger} on {fenced} bookies, need {needed}{}",
+            last_err.map_or(String::new(), |e| format!(" (last error: {e})"))
+        )));
     }
     let Some(end) = last else { return Ok(None) };
     let from = next.iter().flatten().copied().min().unwrap_or(0);
@@ -404,6 +556,9 @@ mod tests {
             Err(StorageError::NoSuchLedger(l))
         }
         async fn read_lac(&self, l: LedgerId, _k: Option<u64>, _w: Duration) -> Result<Option<u64>> {
+            Err(StorageError::NoSuchLedger(l))
+        }
+        async fn ledger_info(&self, l: LedgerId) -> Result<LedgerInfo> {
             Err(StorageError::NoSuchLedger(l))
         }
     }

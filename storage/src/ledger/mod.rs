@@ -44,6 +44,29 @@ pub struct Entry {
     pub payload: Bytes,
 }
 
+/// What one bookie holds of one ledger (the unit of a replica report).
+///
+/// A bookie stores a ledger's entries densely from entry 0 (an add that is
+/// not the next entry id is refused), so it holds exactly the entries
+/// `0..entries`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LedgerInfo {
+    /// Whether the bookie has the ledger at all (an add or a fence
+    /// created it).
+    pub exists: bool,
+    /// Durable entries held: entry ids `0..entries`.
+    pub entries: u64,
+    /// The last durable entry id (`entries - 1`; None when empty).
+    pub last_entry_id: Option<u64>,
+    /// Bytes of the ledger's record file covered by durable entries
+    /// (payloads plus record headers).
+    pub bytes: u64,
+    /// Whether the ledger is fenced on this bookie.
+    pub fenced: bool,
+    /// The LAC the writer last piggybacked to this bookie, if known.
+    pub lac: Option<u64>,
+}
+
 /// An entry to add: the index row plus the payload in one or more chunks
 /// (written with vectored I/O, never concatenated).
 #[derive(Debug, Clone)]
@@ -116,4 +139,9 @@ pub trait BookieClient: Send + Sync + 'static {
     /// answers at once). Tailing readers use it to learn of new entries
     /// without polling. An unknown ledger is waited on like an empty one.
     async fn read_lac(&self, ledger: LedgerId, known: Option<u64>, wait: Duration) -> Result<Option<u64>>;
+
+    /// What the bookie holds of `ledger` (an unknown ledger is reported
+    /// with `exists: false`, not as an error). Cheap: answered from the
+    /// in-memory index, no disk read.
+    async fn ledger_info(&self, ledger: LedgerId) -> Result<LedgerInfo>;
 }

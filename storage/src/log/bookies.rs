@@ -72,10 +72,18 @@ impl BookieSet {
 
     /// Choose the bookies of a new ledger: the local bookie alone when
     /// `size` is 1, otherwise `size` live registered bookies, least loaded
-    /// (in-progress segments they hold) and spread over racks.
-    pub fn place(&self, size: usize, ledger: LedgerId) -> Result<Vec<u32>> {
+    /// (in-progress segments they hold) and spread over racks. Bookies in
+    /// `exclude` (those that just failed the writer) are never chosen;
+    /// fails with `NotEnoughBookies` when too few remain.
+    pub fn place(&self, size: usize, ledger: LedgerId, exclude: &[u32]) -> Result<Vec<u32>> {
         if size <= 1 {
-            return Ok(vec![self.local.bookie_id()]);
+            let local = self.local.bookie_id();
+            if exclude.contains(&local) {
+                return Err(StorageError::NotEnoughBookies(format!(
+                    "an ensemble of 1 is this node's bookie {local}, which failed"
+                )));
+            }
+            return Ok(vec![local]);
         }
         let now = distlog_metadata::now_ms();
         let local_id = self.local.bookie_id();
@@ -91,6 +99,7 @@ impl BookieSet {
             s.brokers
                 .values()
                 .filter(|b| b.id == local_id || (b.bookie_addr.is_some() && b.lease_expires_ms > now))
+                .filter(|b| !exclude.contains(&b.id))
                 .map(|b| BookieCandidate {
                     id: b.id,
                     rack: b.rack.clone(),

@@ -10,6 +10,7 @@ mod bookies;
 pub mod gc;
 pub mod namespace;
 mod reader;
+pub mod replicas;
 pub mod segment;
 mod stream;
 pub mod tail_cache;
@@ -19,3 +20,4 @@ pub use namespace::{
     AppendRequest, AppendResult, AppendTicket, Namespace, NamespaceConfig, Ownership, ReadEntry, ReadResult,
     StampFn, StreamConfig, TxidLookup,
 };
+pub use replicas::{BookieReplica, SegmentReplicas};

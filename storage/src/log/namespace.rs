@@ -404,6 +404,18 @@ impl Namespace {
         self.reader(&s).locate(offset).await
     }
 
+    /// For each segment of the stream, what each bookie of its ensemble
+    /// holds (see [`super::replicas`]). Reads metadata and asks the bookies;
+    /// does not open the stream or take ownership.
+    pub async fn replica_report(&self, stream: StreamId) -> Result<Vec<super::replicas::SegmentReplicas>> {
+        let open = self
+            .streams
+            .lock()
+            .get(&stream)
+            .and_then(|slot| slot.get().cloned());
+        super::replicas::report(&self.ctx, stream, open.as_deref()).await
+    }
+
     /// The owner epoch of a stream this node writes (Kafka leader epoch);
     /// opens the stream if needed.
     pub async fn owner_epoch(&self, stream: StreamId) -> Result<u64> {

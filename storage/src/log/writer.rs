@@ -7,6 +7,45 @@
 //! and confirmed strictly in order, which advances the LAC and with it the
 //! high watermark. It assigns sequence ids and txids, rolls segments by
 //! size and age, and seals its segment on close.
+//!
+//! # A bookie failing during writes: roll to a healthy ensemble
+//!
+//! Of BookKeeper's two answers to a bookie that fails while a ledger is
+//! written — replace it inside the ledger (an ensemble change recorded in
+//! the ledger's metadata) or close the ledger and carry on in a new one —
+//! this writer takes the second, which is DistributedLog's natural unit:
+//! a segment's ensemble never changes once recorded, so readers, recovery
+//! and the replica report only ever deal with one ensemble per segment.
+//!
+//! * An add to a bookie of the write set that fails for any reason but
+//!   fencing (connection refused or lost, timeout, disk error, or a bookie
+//!   that came back missing earlier entries) does not fail the append as
+//!   long as `Qa` bookies made the entry durable: it is acknowledged, in
+//!   order, as usual. The ledger writer remembers the failed bookie (also
+//!   when the failure arrives after the quorum acknowledged).
+//! * Before the next entry (or on the idle tick), the writer rolls: it
+//!   waits for every entry in flight to be confirmed, seals the segment
+//!   (`RollSegment`, the same compare-and-set a size roll uses, with the
+//!   last confirmed offset and entry id), and opens the next segment on an
+//!   ensemble chosen among live bookies *excluding* the ones that failed
+//!   (recently failed bookies stay excluded from later placements for
+//!   [`SUSPECT_TTL`] while enough others exist).
+//! * When fewer than E healthy bookies exist, there is nowhere to roll to:
+//!   the writer keeps writing degraded on the current ensemble, every entry
+//!   still acknowledged only once `Qa` bookies have it. It warns once per
+//!   segment, counts the segment in `distlog_log_degraded_segments`, and
+//!   retries the roll at most every [`ROLL_RETRY`].
+//! * When `Qa` cannot be reached, the add fails with the retriable
+//!   `NotEnoughBookies` (Kafka `NOT_ENOUGH_REPLICAS`) and nothing after it
+//!   is acknowledged: the writer fails every waiting append and stops, and
+//!   the stream is reopened with ledger recovery on next use (which itself
+//!   fails with `NotEnoughBookies` until a fencing quorum is back). How fast
+//!   the failure comes is bounded by the bookie client: at once for a
+//!   refused or dropped connection, `connect_timeout` for an unreachable
+//!   host, `request_timeout` for a bookie that accepted and went silent.
+//!   As in BookKeeper, an entry whose append failed may still have reached
+//!   some bookie and be recovered into the log (once; never acknowledged
+//!   and lost).
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -26,12 +65,20 @@ use super::stream::{NsCtx, StreamShared};
 use super::tail_cache::CachedEntry;
 use crate::dlsn::Dlsn;
 use crate::error::{Result, StorageError};
-use crate::ledger::handle::LedgerWriter;
+use crate::ledger::handle::{BookieFault, LedgerWriter};
 use crate::ledger::IndexRow;
 use crate::metrics;
 
 /// Entries in flight (issued, not yet confirmed) per stream.
 pub const MAX_INFLIGHT: usize = 16;
+
+/// A segment written degraded (a failed bookie and no healthy replacement)
+/// retries rolling to a full healthy ensemble at most this often.
+pub const ROLL_RETRY: Duration = Duration::from_secs(2);
+
+/// A bookie that failed this writer is left out of new ensembles for this
+/// long (when enough other bookies exist).
+pub const SUSPECT_TTL: Duration = Duration::from_secs(60);
 
 type Reply = oneshot::Sender<Result<AppendResult>>;
 
@@ -50,6 +97,20 @@ struct OpenSegment {
     created: Instant,
     bytes: u64,
     empty: bool,
+    /// Written degraded: a bookie failed and no roll was possible yet.
+    degraded: bool,
+    /// No roll attempt before this instant (degraded segments).
+    retry_roll_at: Option<Instant>,
+}
+
+impl OpenSegment {
+    /// The segment leaves the writer (sealed, or left for recovery).
+    fn retire(&self) {
+        metrics::ACTIVE_SEGMENTS.dec();
+        if self.degraded {
+            metrics::DEGRADED_SEGMENTS.dec();
+        }
+    }
 }
 
 /// One append inside an entry: its payload, first sequence id, record
@@ -87,6 +148,9 @@ pub(crate) struct LogWriter {
     /// The next segment's ledger id, allocated in the background while the
     /// current segment fills, so a roll costs one metadata round trip.
     next_ledger: Option<tokio::task::JoinHandle<Result<LedgerId>>>,
+    /// Bookies that failed an add of this writer, and when they last did:
+    /// new ensembles avoid them for [`SUSPECT_TTL`].
+    suspects: std::collections::HashMap<u32, Instant>,
 }
 
 /// Allocate a fresh ledger id from the metadata store.
@@ -124,6 +188,7 @@ impl LogWriter {
             seg: None,
             last_commit: Instant::now(),
             next_ledger: None,
+            suspects: Default::default(),
         }
     }
 
@@ -178,10 +243,16 @@ impl LogWriter {
                     let due = self.seg.as_ref().is_some_and(|s| {
                         !s.empty && s.created.elapsed() >= Duration::from_millis(self.cfg.segment_ms)
                     });
-                    if due && inflight.is_empty() {
+                    // An idle segment with a failed bookie is sealed too; the
+                    // next append opens a segment on a healthy ensemble.
+                    let failed = inflight.is_empty() && !due && self.failure_roll_due();
+                    if inflight.is_empty() && (due || failed) {
                         if let Err(e) = self.complete_segment().await {
                             self.fail(e, Vec::new(), inflight, rx, Vec::new()).await;
                             return;
+                        }
+                        if failed {
+                            metrics::ENSEMBLE_ROLLS.inc();
                         }
                     }
                 }
@@ -196,25 +267,87 @@ impl LogWriter {
         }
     }
 
-    /// Make sure a segment is open for the next entry: roll a full one
-    /// (after confirming everything in flight), open a new one if needed.
+    /// Whether the open segment should be rolled now because a bookie of
+    /// its ensemble failed (see module docs): some bookie failed an add, no
+    /// retry delay is pending, and a full ensemble without the failed
+    /// bookies can be placed. When none can, the segment goes on degraded
+    /// (warned once, counted) and the roll is retried after [`ROLL_RETRY`].
+    fn failure_roll_due(&mut self) -> bool {
+        let Some(seg) = self.seg.as_mut() else {
+            return false;
+        };
+        let faults = seg.ledger.faults();
+        if faults.is_empty() {
+            return false;
+        }
+        let now = Instant::now();
+        if seg.retry_roll_at.is_some_and(|t| now < t) {
+            return false;
+        }
+        for (id, fault) in &faults {
+            if *fault == BookieFault::Unreachable {
+                self.suspects.insert(*id, now);
+            }
+        }
+        self.suspects
+            .retain(|_, at| now.duration_since(*at) < SUSPECT_TTL);
+        let avoid: Vec<u32> = self.suspects.keys().copied().collect();
+        match self
+            .ctx
+            .bookies
+            .place(self.cfg.ensemble_size as usize, seg.ledger.ledger_id(), &avoid)
+        {
+            Ok(_) => true,
+            Err(e) => {
+                seg.retry_roll_at = Some(now + ROLL_RETRY);
+                if !seg.degraded {
+                    seg.degraded = true;
+                    metrics::DEGRADED_SEGMENTS.inc();
+                    warn!(
+                        lssn = seg.lssn,
+                        ensemble = ?seg.ledger.ensemble_ids(),
+                        failed = ?faults,
+                        error = %e,
+                        retry = ?ROLL_RETRY,
+                        "a bookie of the segment's ensemble failed and no healthy ensemble is available: \
+                         writing degraded on the remaining bookies (still acknowledged at the ack quorum)"
+                    );
+                }
+                false
+            }
+        }
+    }
+
+    /// Make sure a segment is open for the next entry: roll a full one, or
+    /// one with a failed bookie (after confirming everything in flight),
+    /// open a new one if needed.
     async fn prepare_segment(
         &mut self,
         inflight: &mut FuturesOrdered<InflightFuture>,
     ) -> std::result::Result<(), (StorageError, Vec<Inflight>)> {
-        if self
+        let full = self
             .seg
             .as_ref()
-            .is_some_and(|s| s.bytes >= self.cfg.segment_bytes)
-        {
+            .is_some_and(|s| s.bytes >= self.cfg.segment_bytes);
+        let failed = self.failure_roll_due();
+        if full || failed {
             while let Some((res, inf)) = inflight.next().await {
                 if let Err(e) = res {
                     return Err((e, vec![inf]));
                 }
                 self.commit(inf);
             }
-            let full = self.seg.take();
-            self.open_segment(full).await.map_err(|e| (e, Vec::new()))?;
+            let old = self.seg.take();
+            let ensemble = old.as_ref().map(|s| s.ledger.ensemble_ids());
+            self.open_segment(old).await.map_err(|e| (e, Vec::new()))?;
+            if failed {
+                metrics::ENSEMBLE_ROLLS.inc();
+                info!(
+                    old_ensemble = ?ensemble,
+                    new_ensemble = ?self.seg.as_ref().map(|s| s.ledger.ensemble_ids()),
+                    "segment rolled to a healthy ensemble after a bookie failed"
+                );
+            }
         }
         if self.seg.is_none() {
             self.open_segment(None).await.map_err(|e| (e, Vec::new()))?;
@@ -229,7 +362,7 @@ impl LogWriter {
         if let Some(old) = sealing {
             // The full segment leaves the writer either way: sealed by the
             // roll, or (on failure) left InProgress for recovery.
-            metrics::ACTIVE_SEGMENTS.dec();
+            old.retire();
             if result.is_ok() {
                 metrics::SEGMENT_ROLLS.inc();
                 info!(lssn = old.lssn, bytes = old.bytes, "segment rolled");
@@ -250,7 +383,16 @@ impl LogWriter {
             None => allocate_ledger(&self.ctx.meta).await?,
         };
         let (e, qw, qa) = (self.cfg.ensemble_size, self.cfg.write_quorum, self.cfg.ack_quorum);
-        let ids = self.ctx.bookies.place(e as usize, ledger_id)?;
+        // Avoid bookies that failed recently, unless too few others exist.
+        let now = Instant::now();
+        self.suspects
+            .retain(|_, at| now.duration_since(*at) < SUSPECT_TTL);
+        let avoid: Vec<u32> = self.suspects.keys().copied().collect();
+        let ids = match self.ctx.bookies.place(e as usize, ledger_id, &avoid) {
+            Ok(ids) => ids,
+            Err(_) if !avoid.is_empty() => self.ctx.bookies.place(e as usize, ledger_id, &[])?,
+            Err(e) => return Err(e),
+        };
         let segment = SegmentMeta {
             lssn: self.next_lssn,
             ledger_id,
@@ -300,6 +442,8 @@ impl LogWriter {
             created: Instant::now(),
             bytes: 0,
             empty: true,
+            degraded: false,
+            retry_roll_at: None,
         });
         {
             let mut v = self.shared.view.write();
@@ -339,7 +483,7 @@ impl LogWriter {
         let Some(seg) = self.seg.take() else {
             return Ok(());
         };
-        metrics::ACTIVE_SEGMENTS.dec();
+        seg.retire();
         let (last_offset, end_txid) = self.seal_values(&seg);
         self.ctx
             .meta
@@ -503,8 +647,8 @@ impl LogWriter {
         };
         warn!(error = %e, "log writer failed; the stream will be reopened and its ledger recovered on next use");
         self.shared.failed.store(true, Ordering::Release);
-        if self.seg.take().is_some() {
-            metrics::ACTIVE_SEGMENTS.dec();
+        if let Some(seg) = self.seg.take() {
+            seg.retire();
         }
         let fail_inf = |inf: Inflight| {
             for (reply, _) in inf.replies {

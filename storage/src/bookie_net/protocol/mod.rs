@@ -22,6 +22,7 @@
 //! | Fence        | 6 | ledger u64 |
 //! | Delete       | 7 | ledger u64 |
 //! | ReadLac      | 8 | ledger u64, known opt-u64, wait_ms u32 |
+//! | LedgerInfo   | 9 | ledger u64 |
 //!
 //! (`opt-u64` = a flag byte, 0 or 1, then a u64 that is 0 when absent.)
 //!
@@ -30,7 +31,12 @@
 //! record_count u32, txid u64, len u32 — 32 bytes each), then the payloads
 //! back to back (their lengths must add up to the rest of the frame); an
 //! opt-row (flag byte, then a 32-byte row or nothing) for EntryForSeq,
-//! EntryForTxid, LastEntry and Fence; an opt-u64 for ReadLac. A failed
+//! EntryForTxid, LastEntry and Fence; an opt-u64 for ReadLac; for
+//! LedgerInfo `flags u8` (bit 0: the ledger exists, bit 1: it is fenced;
+//! other bits must be 0), `entries u64`, `last entry opt-u64`, `bytes u64`,
+//! `lac opt-u64` — consistent or refused: the last entry is exactly
+//! `entries - 1` (entries are dense from 0), and a ledger that does not
+//! exist has no entries, no bytes and is not fenced. A failed
 //! response has a non-zero status naming the [`StorageError`] variant and
 //! carries `a u64, b u64, c u64, text1, text2` (texts are u16 length +
 //! UTF-8) holding that variant's fields.
@@ -53,7 +59,7 @@ use bytes::Bytes;
 use distlog_metadata::LedgerId;
 
 use crate::error::StorageError;
-use crate::ledger::{AddRequest, Entry, IndexRow};
+use crate::ledger::{AddRequest, Entry, IndexRow, LedgerInfo};
 
 pub use request::{decode_request, encode_request};
 pub use response::{decode_response, encode_response};
@@ -97,11 +103,13 @@ pub enum OpCode {
     Delete = 7,
     /// Long-poll read of the LAC.
     ReadLac = 8,
+    /// What the bookie holds of a ledger (replica reports).
+    LedgerInfo = 9,
 }
 
 impl OpCode {
     /// Every op, in code order (for metric label tables).
-    pub const ALL: [OpCode; 8] = [
+    pub const ALL: [OpCode; 9] = [
         OpCode::Add,
         OpCode::Read,
         OpCode::EntryForSeq,
@@ -110,6 +118,7 @@ impl OpCode {
         OpCode::Fence,
         OpCode::Delete,
         OpCode::ReadLac,
+        OpCode::LedgerInfo,
     ];
 
     /// Decode an op byte.
@@ -133,6 +142,7 @@ impl OpCode {
             OpCode::Fence => "fence",
             OpCode::Delete => "delete",
             OpCode::ReadLac => "read_lac",
+            OpCode::LedgerInfo => "ledger_info",
         }
     }
 }
@@ -192,6 +202,11 @@ pub enum Request {
         /// Longest wait in milliseconds.
         wait_ms: u32,
     },
+    /// What the bookie holds of the ledger.
+    LedgerInfo {
+        /// Ledger.
+        ledger: LedgerId,
+    },
 }
 
 impl Request {
@@ -206,6 +221,7 @@ impl Request {
             Request::Fence { .. } => OpCode::Fence,
             Request::Delete { .. } => OpCode::Delete,
             Request::ReadLac { .. } => OpCode::ReadLac,
+            Request::LedgerInfo { .. } => OpCode::LedgerInfo,
         }
     }
 }
@@ -223,6 +239,8 @@ pub enum Response {
     Deleted,
     /// Answer of ReadLac.
     Lac(Option<u64>),
+    /// Answer of LedgerInfo.
+    Info(LedgerInfo),
 }
 
 /// A frame ready for a vectored write: the length prefix and fixed fields

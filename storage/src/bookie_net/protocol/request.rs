@@ -58,7 +58,10 @@ pub fn encode_request(id: u64, req: &Request, max_frame: usize) -> Result<Frame>
             b.put_u64(*ledger);
             b.put_u64(*key);
         }
-        Request::LastEntry { ledger } | Request::Fence { ledger } | Request::Delete { ledger } => {
+        Request::LastEntry { ledger }
+        | Request::Fence { ledger }
+        | Request::Delete { ledger }
+        | Request::LedgerInfo { ledger } => {
             b.put_u64(*ledger);
         }
         Request::ReadLac {
@@ -147,6 +150,9 @@ pub fn decode_request(body: Bytes) -> Result<(u64, Request)> {
             ledger: c.u64("ledger")?,
             known: c.opt("known lac")?,
             wait_ms: c.u32("wait")?,
+        },
+        OpCode::LedgerInfo => Request::LedgerInfo {
+            ledger: c.u64("ledger")?,
         },
     };
     c.end(op.name())?;

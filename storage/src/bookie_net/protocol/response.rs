@@ -9,7 +9,7 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use super::wire::{finish, put_opt, put_row, put_text, Cursor};
 use super::{malformed, Frame, OpCode, Response, LEN_PREFIX, MAX_TEXT, RESPONSE_HEADER, ROW_LEN};
 use crate::error::{Result, StorageError};
-use crate::ledger::Entry;
+use crate::ledger::{Entry, LedgerInfo};
 
 /// Error statuses on the wire, one per [`StorageError`] variant a bookie
 /// can report (the rest travel as `OTHER` with their message).
@@ -60,6 +60,7 @@ fn encode_ok(id: u64, op: OpCode, resp: &Response, max_frame: usize) -> Result<F
             )
             | (OpCode::Delete, Response::Deleted)
             | (OpCode::ReadLac, Response::Lac(_))
+            | (OpCode::LedgerInfo, Response::Info(_))
     );
     if !shape_matches {
         return Err(malformed(format!(
@@ -83,6 +84,16 @@ fn encode_ok(id: u64, op: OpCode, resp: &Response, max_frame: usize) -> Result<F
         Response::Lac(lac) => {
             let mut b = head(id, op, status::OK, 9);
             put_opt(&mut b, *lac);
+            finish(b, [], max_frame)
+        }
+        Response::Info(info) => {
+            check_info(info)?;
+            let mut b = head(id, op, status::OK, INFO_LEN);
+            b.put_u8(u8::from(info.exists) | (u8::from(info.fenced) << 1));
+            b.put_u64(info.entries);
+            put_opt(&mut b, info.last_entry_id);
+            b.put_u64(info.bytes);
+            put_opt(&mut b, info.lac);
             finish(b, [], max_frame)
         }
         Response::Entries(entries) => {
@@ -113,6 +124,27 @@ fn encode_ok(id: u64, op: OpCode, resp: &Response, max_frame: usize) -> Result<F
             finish(b, kept.iter().map(|e| e.payload.clone()), max_frame)
         }
     }
+}
+
+/// Bytes of a LedgerInfo answer's fields.
+const INFO_LEN: usize = 1 + 8 + 9 + 8 + 9;
+
+/// A LedgerInfo answer must describe a possible ledger: entries dense from
+/// 0 (the last entry id is `entries - 1`), and nothing held or fenced by a
+/// ledger that does not exist.
+fn check_info(info: &LedgerInfo) -> Result<()> {
+    if info.last_entry_id != info.entries.checked_sub(1) {
+        return Err(malformed(format!(
+            "ledger info: {} entries but last entry {:?}",
+            info.entries, info.last_entry_id
+        )));
+    }
+    if !info.exists && (info.entries != 0 || info.bytes != 0 || info.fenced) {
+        return Err(malformed(
+            "ledger info: a missing ledger cannot hold entries, bytes or a fence",
+        ));
+    }
+    Ok(())
 }
 
 fn encode_error(id: u64, op: OpCode, e: &StorageError) -> Frame {
@@ -211,6 +243,22 @@ pub fn decode_response(body: Bytes) -> Result<(OpCode, u64, Result<Response>)> {
             Response::Row(c.opt_row()?)
         }
         OpCode::ReadLac => Response::Lac(c.opt("lac")?),
+        OpCode::LedgerInfo => {
+            let flags = c.u8("ledger info flags")?;
+            if flags & !0b11 != 0 {
+                return Err(malformed(format!("ledger info: unknown flags {flags:#04x}")));
+            }
+            let info = LedgerInfo {
+                exists: flags & 1 != 0,
+                fenced: flags & 2 != 0,
+                entries: c.u64("entry count")?,
+                last_entry_id: c.opt("last entry")?,
+                bytes: c.u64("bytes")?,
+                lac: c.opt("lac")?,
+            };
+            check_info(&info)?;
+            Response::Info(info)
+        }
         OpCode::Read => {
             let count = c.u32("entry count")? as usize;
             // Checked against the bytes present before anything is sized by it.
