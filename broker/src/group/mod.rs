@@ -39,6 +39,8 @@
 //! is a stale generation or offset that Kafka clients recover from (members
 //! are fenced by generation and rejoin; a commit is retried).
 
+#[cfg(test)]
+mod coordinator_tests;
 pub mod member;
 mod offsets;
 pub mod placement;
@@ -581,7 +583,9 @@ impl GroupCoordinator {
                 return Some(g.summary());
             }
         }
-        let stored = self.meta.read(|s| s.groups.get(group_id).map(|g| g.record.clone()))?;
+        let stored = self
+            .meta
+            .read(|s| s.groups.get(group_id).map(|g| g.record.clone()))?;
         Some(Group::restore(group_id, &stored, self.timing, Instant::now()).summary())
     }
 

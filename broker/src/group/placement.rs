@@ -90,6 +90,14 @@ mod tests {
         assert_eq!(three.coordinator("g"), expected);
         let two = three.without(&[expected]);
         assert_ne!(two.coordinator("g"), expected);
-        assert_eq!(two.ids(), three.ids().iter().copied().filter(|b| *b != expected).collect::<Vec<_>>());
+        assert_eq!(
+            two.ids(),
+            three
+                .ids()
+                .iter()
+                .copied()
+                .filter(|b| *b != expected)
+                .collect::<Vec<_>>()
+        );
     }
 }
