@@ -9,31 +9,63 @@
 //! straight from the local metadata replica.
 //!
 //! Which broker coordinates a group is a pure function of the group id and
-//! the live brokers in the metadata store, so every broker answers
-//! FindCoordinator alike.
+//! the live brokers in the metadata store ([`placement`]), so every broker
+//! answers FindCoordinator alike.
+//!
+//! # Coordinator moves
+//!
+//! Only the groups this broker coordinates are live here. An ownership
+//! check ([`GroupCoordinator::reconcile`]) runs at start-up, every
+//! [`OWNERSHIP_CHECK_INTERVAL`] and on every broker registration: a group
+//! that moved away is unloaded (its pending JoinGroup/SyncGroup waiters get
+//! NOT_COORDINATOR, its timer stops, nothing more is written for it), and a
+//! stored group that moved here is loaded fresh from the metadata store
+//! ([`Group::restore`]). A group this broker held that may have been
+//! coordinated elsewhere in between (a broker's lease lapsed and was renewed
+//! between two checks) is reloaded the same way rather than trusted. A
+//! request for a group that moved here before the next check loads it on
+//! demand. Every request first checks coordinatorship against the current
+//! metadata (NOT_COORDINATOR otherwise), and [`store::GroupStore`] checks it
+//! again before queueing and before writing each change.
+//!
+//! Residual races, documented rather than excluded (the metadata store has
+//! no coordinator epoch to fence group writes with): brokers decide
+//! ownership from their own metadata replica and wall clock, so near a lease
+//! expiry two brokers may briefly both believe they coordinate a group
+//! (bounded by clock skew and replication lag); a change checked just
+//! before a move may still reach Raft after the new coordinator loaded the
+//! group; and the new coordinator loads from its local replica, which may
+//! not yet hold the old coordinator's last writes. In each case the damage
+//! is a stale generation or offset that Kafka clients recover from (members
+//! are fenced by generation and rejoin; a commit is retried).
 
+#[cfg(test)]
+mod coordinator_tests;
 pub mod member;
 mod offsets;
+pub mod placement;
 pub mod protocol;
 mod retention;
 pub mod state;
 pub mod store;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use distlog_metadata::{BrokerInfo, GroupOp, MetadataStore};
+use distlog_metadata::{BrokerId, BrokerInfo, GroupOp, GroupRecord, MetaEvent, MetadataStore};
 use kafka_protocol::error::ResponseError;
 use parking_lot::Mutex;
-use tokio::sync::{oneshot, Notify};
+use tokio::sync::{broadcast, oneshot, Notify};
 use tokio::time::Instant;
 use tracing::{info, info_span, Instrument};
 
 use crate::config::BrokerConfig;
 use crate::metrics;
 use member::{JoinRequest, JoinResult, SyncResult};
+use placement::LiveBrokers;
 use state::{Effects, Group, GroupState, GroupSummary, GroupTiming};
 use store::{GroupStore, StoreResult};
 
@@ -41,10 +73,17 @@ use store::{GroupStore, StoreResult};
 /// with a committed offset.
 pub const OFFSET_METADATA_MAX_BYTES: usize = 4096;
 
+/// How often the coordinator checks which groups it coordinates (besides
+/// every broker registration it sees).
+pub const OWNERSHIP_CHECK_INTERVAL: Duration = Duration::from_millis(500);
+
 /// One group's state and the wake-up of its timer task.
 struct GroupSlot {
     group: Mutex<Group>,
     wake: Notify,
+    /// Loaded (or created) since the last ownership check: its state is
+    /// as fresh as the metadata store, whatever placements came before.
+    fresh: AtomicBool,
 }
 
 /// The answer to one partition of an OffsetFetch.
@@ -102,6 +141,27 @@ pub struct GroupCoordinator {
     min_session: Duration,
     max_session: Duration,
     retention: Duration,
+    /// The brokers and leases seen by the last ownership check.
+    last_view: Mutex<Option<BrokerView>>,
+}
+
+/// What the ownership check saw of the brokers: the live set and each
+/// broker's lease expiry (wall-clock ms), to tell at the next check whether
+/// a broker's lease lapsed in between even if it was renewed since.
+#[derive(Debug, Clone)]
+struct BrokerView {
+    live: LiveBrokers,
+    leases: BTreeMap<BrokerId, u64>,
+}
+
+/// What one ownership check changed.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Reconciled {
+    /// Groups unloaded because another broker coordinates them now.
+    pub unloaded: Vec<String>,
+    /// Groups loaded from the metadata store (moved here, or reloaded
+    /// because they may have been coordinated elsewhere meanwhile).
+    pub loaded: Vec<String>,
 }
 
 /// A state change's follow-up: a durable write to wait for, and the
@@ -112,14 +172,15 @@ struct Pending {
 }
 
 impl GroupCoordinator {
-    /// Restore every stored group and start the timers and the retention
-    /// sweep. Must run inside the Tokio runtime.
+    /// Load the stored groups this broker coordinates, and start their
+    /// timers, the ownership check and the retention sweep. Must run inside
+    /// the Tokio runtime.
     pub fn start(meta: Arc<MetadataStore>, config: &BrokerConfig) -> Arc<GroupCoordinator> {
         let timing = GroupTiming {
             initial_rebalance_delay: Duration::from_millis(config.group_initial_rebalance_delay_ms),
         };
         let coordinator = Arc::new(GroupCoordinator {
-            store: Arc::new(GroupStore::start(meta.clone())),
+            store: Arc::new(GroupStore::start(meta.clone(), config.node_id)),
             meta: meta.clone(),
             node_id: config.node_id,
             groups: Mutex::new(HashMap::new()),
@@ -127,24 +188,19 @@ impl GroupCoordinator {
             min_session: Duration::from_millis(config.group_min_session_timeout_ms),
             max_session: Duration::from_millis(config.group_max_session_timeout_ms),
             retention: Duration::from_secs(config.offsets_retention_minutes.saturating_mul(60)),
+            last_view: Mutex::new(None),
         });
-        let stored: Vec<(String, distlog_metadata::GroupRecord)> = meta.read(|s| {
-            s.groups
-                .iter()
-                .map(|(id, g)| (id.clone(), g.record.clone()))
-                .collect()
-        });
-        let now = Instant::now();
-        for (id, record) in &stored {
-            let group = Group::restore(id, record, timing, now);
-            coordinator.insert_slot(id, group);
-        }
-        if !stored.is_empty() {
+        let restored = coordinator.reconcile();
+        if !restored.loaded.is_empty() {
             info!(
-                groups = stored.len(),
+                groups = restored.loaded.len(),
                 "consumer groups restored from the metadata store"
             );
         }
+        tokio::spawn(
+            watch_ownership(Arc::downgrade(&coordinator), meta.subscribe())
+                .instrument(info_span!("group_ownership")),
+        );
         let interval = Duration::from_millis(config.offsets_retention_check_interval_ms);
         let weak = Arc::downgrade(&coordinator);
         tokio::spawn(
@@ -172,12 +228,17 @@ impl GroupCoordinator {
         let now_ms = distlog_metadata::now_ms();
         self.meta.read(|s| {
             let live: Vec<&BrokerInfo> = s.live_brokers(now_ms).collect();
-            if live.is_empty() {
-                return s.brokers.get(&self.node_id).cloned();
+            match placement::coordinator_index(group, live.len()) {
+                Some(idx) => Some(live[idx].clone()),
+                None => s.brokers.get(&self.node_id).cloned(),
             }
-            let idx = crc32c::crc32c(group.as_bytes()) as usize % live.len();
-            Some(live[idx].clone())
         })
+    }
+
+    /// The live brokers now, as placement sees them from this broker.
+    fn live_brokers(&self) -> LiveBrokers {
+        let now_ms = distlog_metadata::now_ms();
+        self.meta.read(|s| LiveBrokers::read(s, now_ms, self.node_id))
     }
 
     /// Whether this broker coordinates `group`.
@@ -190,12 +251,13 @@ impl GroupCoordinator {
         self.node_id
     }
 
-    fn insert_slot(&self, id: &str, group: Group) -> Arc<GroupSlot> {
+    /// A live slot for `group`, with its timer running (the caller inserts it).
+    fn new_slot(&self, id: &str, group: Group) -> Arc<GroupSlot> {
         let slot = Arc::new(GroupSlot {
             group: Mutex::new(group),
             wake: Notify::new(),
+            fresh: AtomicBool::new(true),
         });
-        self.groups.lock().insert(id.to_string(), slot.clone());
         tokio::spawn(
             run_timer(slot.clone(), self.store.clone(), id.to_string())
                 .instrument(info_span!("group_timer", group = %id)),
@@ -203,29 +265,153 @@ impl GroupCoordinator {
         slot
     }
 
+    /// The group's live slot, if it has one here.
     fn slot(&self, id: &str) -> Option<Arc<GroupSlot>> {
         self.groups.lock().get(id).cloned()
     }
 
-    fn slot_or_create(&self, id: &str) -> Arc<GroupSlot> {
+    /// The group's live slot: the one held, else the group loaded fresh from
+    /// the metadata store (it moved here since the last ownership check),
+    /// else a new empty group when `create`. NOT_COORDINATOR when the group
+    /// is not held and this broker does not coordinate it (checked under
+    /// the slot map's lock, so no slot appears for a group that moved away).
+    fn live_slot(&self, id: &str, create: bool) -> Result<Option<Arc<GroupSlot>>, ResponseError> {
         if let Some(slot) = self.slot(id) {
-            return slot;
+            return Ok(Some(slot));
         }
         let mut groups = self.groups.lock();
         if let Some(slot) = groups.get(id) {
-            return slot.clone();
+            return Ok(Some(slot.clone()));
         }
-        let slot = Arc::new(GroupSlot {
-            group: Mutex::new(Group::new(id, self.timing)),
-            wake: Notify::new(),
+        let now_ms = distlog_metadata::now_ms();
+        let (local, stored) = self.meta.read(|s| {
+            let local = LiveBrokers::read(s, now_ms, self.node_id).is_local(id);
+            (local, s.groups.get(id).map(|g| g.record.clone()))
         });
+        if !local {
+            return Err(ResponseError::NotCoordinator);
+        }
+        let group = match stored {
+            Some(record) => {
+                info!(group = %id, generation = record.generation, "group loaded from the metadata store");
+                Group::restore(id, &record, self.timing, Instant::now())
+            }
+            None if create => Group::new(id, self.timing),
+            None => return Ok(None),
+        };
+        let slot = self.new_slot(id, group);
         groups.insert(id.to_string(), slot.clone());
-        drop(groups);
-        tokio::spawn(
-            run_timer(slot.clone(), self.store.clone(), id.to_string())
-                .instrument(info_span!("group_timer", group = %id)),
-        );
-        slot
+        Ok(Some(slot))
+    }
+
+    /// Check which groups this broker coordinates and make the live slots
+    /// match: unload groups that moved away (pending joins and syncs get
+    /// NOT_COORDINATOR; nothing more is written for them) and load stored
+    /// groups that moved here, fresh from the metadata store.
+    ///
+    /// Cheap enough to run often: one pass over the held and the stored
+    /// groups, one hash per group. Besides the current placement, a held
+    /// group is checked against the placements the cluster may have passed
+    /// through since the last check (a broker whose lease lapsed and was
+    /// renewed in between, brokers that came and went); if any of them put
+    /// the group elsewhere, another broker may have coordinated and written
+    /// it meanwhile, so the copy held here is dropped and the group
+    /// reloaded from the store.
+    pub fn reconcile(&self) -> Reconciled {
+        let now_ms = distlog_metadata::now_ms();
+        let (live, leases, stored) = self.meta.read(|s| {
+            let leases: BTreeMap<BrokerId, u64> = s
+                .brokers
+                .values()
+                .filter(|b| b.is_broker())
+                .map(|b| (b.id, b.lease_expires_ms))
+                .collect();
+            let stored: Vec<String> = s.groups.keys().cloned().collect();
+            (LiveBrokers::read(s, now_ms, self.node_id), leases, stored)
+        });
+        let previous = self.last_view.lock().replace(BrokerView {
+            live: live.clone(),
+            leases: leases.clone(),
+        });
+        // The placements the cluster may have passed through since the last
+        // check: every change applied at once, and none of them.
+        let mut between = Vec::new();
+        if let Some(prev) = &previous {
+            let lapsed: Vec<BrokerId> = live
+                .ids()
+                .iter()
+                .copied()
+                .filter(|b| {
+                    prev.live.ids().contains(b) && prev.leases.get(b).is_some_and(|exp| *exp <= now_ms)
+                })
+                .collect();
+            let arrived: Vec<BrokerId> = live
+                .ids()
+                .iter()
+                .copied()
+                .filter(|b| !prev.live.ids().contains(b))
+                .collect();
+            let departed: Vec<BrokerId> = prev
+                .live
+                .ids()
+                .iter()
+                .copied()
+                .filter(|b| !live.ids().contains(b))
+                .collect();
+            if !lapsed.is_empty() || !arrived.is_empty() || !departed.is_empty() {
+                // Every departure done, no arrival yet, lapsed leases lapsed.
+                let mut gone = lapsed.clone();
+                gone.extend(&arrived);
+                between.push(live.without(&gone));
+                // No departure yet, every arrival done, lapsed leases lapsed.
+                let mut all = prev.live.ids().to_vec();
+                all.extend(&arrived);
+                between.push(LiveBrokers::from_ids(all, self.node_id).without(&lapsed));
+            }
+        }
+        let mut out = Reconciled::default();
+        let mut groups = self.groups.lock();
+        let held: Vec<String> = groups.keys().cloned().collect();
+        for id in held {
+            let here = live.is_local(&id);
+            let fresh = groups
+                .get(&id)
+                .is_some_and(|slot| slot.fresh.swap(false, Ordering::Relaxed));
+            let stale = here && !fresh && between.iter().any(|view| !view.is_local(&id));
+            if here && !stale {
+                continue;
+            }
+            if let Some(slot) = groups.remove(&id) {
+                slot.group.lock().unload();
+                slot.wake.notify_one();
+                if here {
+                    info!(group = %id, "group may have been coordinated elsewhere meanwhile; reloading it");
+                } else {
+                    info!(group = %id, coordinator = live.coordinator(&id), "group moved to another coordinator; unloaded");
+                    out.unloaded.push(id);
+                }
+            }
+        }
+        let load: Vec<&String> = stored
+            .iter()
+            .filter(|id| !groups.contains_key(*id) && live.is_local(id))
+            .collect();
+        if !load.is_empty() {
+            let records: Vec<(String, GroupRecord)> = self.meta.read(|s| {
+                load.iter()
+                    .filter_map(|id| s.groups.get(*id).map(|g| ((*id).clone(), g.record.clone())))
+                    .collect()
+            });
+            let now = Instant::now();
+            for (id, record) in records {
+                let group = Group::restore(&id, &record, self.timing, now);
+                let slot = self.new_slot(&id, group);
+                slot.fresh.store(false, Ordering::Relaxed);
+                groups.insert(id.clone(), slot);
+                out.loaded.push(id);
+            }
+        }
+        out
     }
 
     /// Check what every group request checks first: a valid group id and
@@ -248,13 +434,10 @@ impl GroupCoordinator {
         if req.session_timeout < self.min_session || req.session_timeout > self.max_session {
             return JoinResult::error(&req.member_id, ResponseError::InvalidSessionTimeout);
         }
-        let slot = if req.member_id.is_empty() {
-            self.slot_or_create(group_id)
-        } else {
-            match self.slot(group_id) {
-                Some(slot) => slot,
-                None => return JoinResult::error(&req.member_id, ResponseError::UnknownMemberId),
-            }
+        let slot = match self.live_slot(group_id, req.member_id.is_empty()) {
+            Ok(Some(slot)) => slot,
+            Ok(None) => return JoinResult::error(&req.member_id, ResponseError::UnknownMemberId),
+            Err(e) => return JoinResult::error(&req.member_id, e),
         };
         let member_id = req.member_id.clone();
         let (tx, rx) = oneshot::channel();
@@ -279,8 +462,10 @@ impl GroupCoordinator {
         if let Some(e) = self.check_group(group_id) {
             return SyncResult::error(e);
         }
-        let Some(slot) = self.slot(group_id) else {
-            return SyncResult::error(ResponseError::UnknownMemberId);
+        let slot = match self.live_slot(group_id, false) {
+            Ok(Some(slot)) => slot,
+            Ok(None) => return SyncResult::error(ResponseError::UnknownMemberId),
+            Err(e) => return SyncResult::error(e),
         };
         let (tx, rx) = oneshot::channel();
         let pending = self.update(&slot, group_id, |g, fx| {
@@ -312,8 +497,10 @@ impl GroupCoordinator {
         if let Some(e) = self.check_group(group_id) {
             return Some(e);
         }
-        let Some(slot) = self.slot(group_id) else {
-            return Some(ResponseError::UnknownMemberId);
+        let slot = match self.live_slot(group_id, false) {
+            Ok(Some(slot)) => slot,
+            Ok(None) => return Some(ResponseError::UnknownMemberId),
+            Err(e) => return Some(e),
         };
         let result = slot
             .group
@@ -332,7 +519,7 @@ impl GroupCoordinator {
         if let Some(e) = self.check_group(group_id) {
             return Err(e);
         }
-        let Some(slot) = self.slot(group_id) else {
+        let Some(slot) = self.live_slot(group_id, false)? else {
             return Ok(members
                 .iter()
                 .map(|_| Some(ResponseError::UnknownMemberId))
@@ -358,6 +545,7 @@ impl GroupCoordinator {
     /// Every group this broker coordinates: live ones and those that exist
     /// only as stored offsets.
     pub fn list(&self) -> Vec<ListedGroup> {
+        let live = self.live_brokers();
         let mut out: HashMap<String, ListedGroup> = HashMap::new();
         for (id, slot) in self.groups.lock().iter() {
             let g = slot.group.lock();
@@ -382,10 +570,7 @@ impl GroupCoordinator {
                 });
             }
         });
-        let mut list: Vec<ListedGroup> = out
-            .into_values()
-            .filter(|g| self.is_coordinator(&g.group_id))
-            .collect();
+        let mut list: Vec<ListedGroup> = out.into_values().filter(|g| live.is_local(&g.group_id)).collect();
         list.sort_by(|a, b| a.group_id.cmp(&b.group_id));
         list
     }
@@ -398,8 +583,10 @@ impl GroupCoordinator {
                 return Some(g.summary());
             }
         }
-        let stored = self.meta.read(|s| s.groups.contains_key(group_id));
-        stored.then(|| Group::new(group_id, self.timing).summary())
+        let stored = self
+            .meta
+            .read(|s| s.groups.get(group_id).map(|g| g.record.clone()))?;
+        Some(Group::restore(group_id, &stored, self.timing, Instant::now()).summary())
     }
 
     /// Delete an empty group and its offsets (DeleteGroups).
@@ -523,6 +710,32 @@ fn spawn_finish(slot: Arc<GroupSlot>, mut pending: Pending) {
             }
         }
     });
+}
+
+/// Run the ownership check every [`OWNERSHIP_CHECK_INTERVAL`] and on each
+/// broker registration, until the coordinator is dropped.
+async fn watch_ownership(
+    coordinator: std::sync::Weak<GroupCoordinator>,
+    mut events: broadcast::Receiver<MetaEvent>,
+) {
+    let mut tick = tokio::time::interval(OWNERSHIP_CHECK_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut subscribed = true;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            event = events.recv(), if subscribed => match event {
+                Ok(MetaEvent::BrokerRegistered { .. }) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Ok(_) => continue,
+                Err(broadcast::error::RecvError::Closed) => {
+                    subscribed = false;
+                    continue;
+                }
+            },
+        }
+        let Some(c) = coordinator.upgrade() else { return };
+        c.reconcile();
+    }
 }
 
 /// Expire sessions and end rebalances of one group when they are due.

@@ -24,12 +24,10 @@ impl GroupCoordinator {
         if let Some(e) = self.check_group(group_id) {
             return Err(e);
         }
-        let slot = match self.slot(group_id) {
-            Some(slot) => slot,
-            // A group the coordinator does not know may only receive
-            // standalone commits (Kafka: ILLEGAL_GENERATION otherwise).
-            None if generation < 0 => self.slot_or_create(group_id),
-            None => return Err(ResponseError::IllegalGeneration),
+        // A group the coordinator does not know may only receive
+        // standalone commits (Kafka: ILLEGAL_GENERATION otherwise).
+        let Some(slot) = self.live_slot(group_id, generation < 0)? else {
+            return Err(ResponseError::IllegalGeneration);
         };
         if offsets.is_empty() {
             return slot
@@ -129,7 +127,7 @@ impl GroupCoordinator {
         }
         let stored = self.meta.read(|s| s.groups.contains_key(group_id));
         let (results, rx) = {
-            let slot = self.slot(group_id);
+            let slot = self.live_slot(group_id, false)?;
             let guard = slot.as_ref().map(|s| s.group.lock());
             let live = guard.as_ref().filter(|g| g.state() != GroupState::Dead);
             if live.is_none() && !stored {

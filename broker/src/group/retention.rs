@@ -6,6 +6,7 @@ use tracing::{debug, info};
 
 use distlog_metadata::GroupOp;
 
+use super::placement::LiveBrokers;
 use super::state::GroupState;
 use super::GroupCoordinator;
 
@@ -30,24 +31,28 @@ impl GroupCoordinator {
     /// had no members for the retention period (measured from when the
     /// group became empty, or from the commit if later), and forget empty
     /// groups with no offsets left.
+    ///
+    /// Each coordinator sweeps only the groups it coordinates (as each
+    /// Kafka coordinator cleans up its own `__consumer_offsets`
+    /// partitions), so the sweep judges emptiness from the live group.
     pub(super) async fn expire_offsets(&self) {
-        if !self.meta.is_leader() {
-            return;
-        }
         let now = distlog_metadata::now_ms();
         let retention_ms = self.retention.as_millis() as u64;
-        // (group, when it became empty, [(topic, partition, commit time)])
-        type StoredOffsets = Vec<(String, u64, Vec<(String, u32, u64)>)>;
+        // (group, when it became empty (None: it has members), [(topic, partition, commit time)])
+        type StoredOffsets = Vec<(String, Option<u64>, Vec<(String, u32, u64)>)>;
         let stored: StoredOffsets = self.meta.read(|s| {
+            let live = LiveBrokers::read(s, now, self.node_id);
             s.groups
                 .iter()
+                .filter(|(id, _)| live.is_local(id))
                 .map(|(id, g)| {
                     let offsets = g
                         .offsets
                         .iter()
                         .flat_map(|(t, parts)| parts.iter().map(move |(p, c)| (t.clone(), *p, c.commit_ms)))
                         .collect();
-                    (id.clone(), g.record.state_ms, offsets)
+                    let empty_since = g.record.members.is_empty().then_some(g.record.state_ms);
+                    (id.clone(), empty_since, offsets)
                 })
                 .collect()
         });
@@ -61,7 +66,10 @@ impl GroupCoordinator {
                     }
                     g.state_ms()
                 }
-                None => stored_state_ms,
+                None => match stored_state_ms {
+                    Some(ms) => ms,
+                    None => continue,
+                },
             };
             let expired = expired_partitions(offsets, empty_since, retention_ms, now);
             if !expired.is_empty() {

@@ -7,16 +7,29 @@
 //! next changes accumulate and go out together as one
 //! [`Command::Groups`], so many consumers committing at once cost one Raft
 //! round trip per batch rather than one per commit.
+//!
+//! Only the group's coordinator may write a group's state. Every submission
+//! is checked against the placement in the local metadata replica twice:
+//! when it is queued and again just before its batch goes to Raft; a group
+//! this broker no longer coordinates is refused with NOT_COORDINATOR. What
+//! remains is a window of one Raft round trip plus replication lag: a batch
+//! checked just before the lease change that moves its group may still
+//! land after the new coordinator loaded the group. The metadata store has
+//! no coordinator epoch to compare-and-set against, so such a late write is
+//! bounded, not excluded; the new coordinator carries on from its own
+//! (already loaded) state, and members of the old generation are fenced by
+//! their generation on their next request.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use distlog_metadata::{Command, GroupOp, MetadataStore};
+use distlog_metadata::{BrokerId, Command, GroupOp, MetadataStore};
 use kafka_protocol::error::ResponseError;
 use parking_lot::Mutex;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug_span, warn, Instrument};
 
+use super::placement::LiveBrokers;
 use crate::metrics;
 
 /// The outcome of a submitted change, once the metadata store answered:
@@ -34,6 +47,8 @@ struct Submission {
 /// The batching writer of group changes.
 pub struct GroupStore {
     tx: mpsc::UnboundedSender<Submission>,
+    meta: Arc<MetadataStore>,
+    node_id: BrokerId,
     /// Offsets submitted and not yet durable, per group and partition
     /// (OffsetFetch with `require_stable` answers UNSTABLE_OFFSET_COMMIT
     /// for them).
@@ -44,19 +59,34 @@ pub struct GroupStore {
 type UnstableOffsets = HashMap<String, HashMap<(String, u32), u32>>;
 
 impl GroupStore {
-    /// Start the writer task over `meta`.
-    pub fn start(meta: Arc<MetadataStore>) -> GroupStore {
+    /// Start the writer task over `meta` for broker `node_id` (which only
+    /// writes the groups it coordinates).
+    pub fn start(meta: Arc<MetadataStore>, node_id: BrokerId) -> GroupStore {
         let (tx, rx) = mpsc::unbounded_channel();
         let unstable = Arc::new(Mutex::new(HashMap::new()));
-        tokio::spawn(write_loop(meta, rx, unstable.clone()).instrument(debug_span!("group_store")));
-        GroupStore { tx, unstable }
+        tokio::spawn(
+            write_loop(meta.clone(), node_id, rx, unstable.clone()).instrument(debug_span!("group_store")),
+        );
+        GroupStore {
+            tx,
+            meta,
+            node_id,
+            unstable,
+        }
     }
 
     /// Queue `ops` behind everything submitted before; the receiver
     /// completes when they are durable (or failed). Their offsets count as
-    /// unstable until then.
+    /// unstable until then. Ops of a group this broker does not coordinate
+    /// (now, or when the batch is written) fail the whole submission with
+    /// NOT_COORDINATOR and write nothing. An empty submission writes
+    /// nothing and completes once everything queued before it has.
     pub fn submit(&self, ops: Vec<GroupOp>) -> oneshot::Receiver<StoreResult> {
         let (done, rx) = oneshot::channel();
+        if !coordinates_all(&self.meta, self.node_id, &ops) {
+            let _ = done.send(Err(ResponseError::NotCoordinator));
+            return rx;
+        }
         mark_unstable(&self.unstable, &commit_keys(&ops), true);
         if let Err(e) = self.tx.send(Submission { ops, done }) {
             mark_unstable(&self.unstable, &commit_keys(&e.0.ops), false);
@@ -73,6 +103,29 @@ impl GroupStore {
             .get(group)
             .is_some_and(|g| g.contains_key(&(topic.to_string(), partition)))
     }
+}
+
+/// The group an op changes.
+fn op_group(op: &GroupOp) -> &str {
+    match op {
+        GroupOp::CommitOffsets { group, .. }
+        | GroupOp::StoreGroup { group, .. }
+        | GroupOp::DeleteGroup { group }
+        | GroupOp::DeleteOffsets { group, .. } => group,
+    }
+}
+
+/// Whether broker `node_id` coordinates every group `ops` change, by the
+/// local metadata replica now.
+fn coordinates_all(meta: &MetadataStore, node_id: BrokerId, ops: &[GroupOp]) -> bool {
+    if ops.is_empty() {
+        return true;
+    }
+    let now_ms = distlog_metadata::now_ms();
+    meta.read(|s| {
+        let live = LiveBrokers::read(s, now_ms, node_id);
+        ops.iter().all(|op| live.is_local(op_group(op)))
+    })
 }
 
 /// The (group, topic, partition) of every offset committed by `ops`.
@@ -114,20 +167,45 @@ fn mark_unstable(unstable: &Mutex<UnstableOffsets>, keys: &[(String, String, u32
 
 async fn write_loop(
     meta: Arc<MetadataStore>,
+    node_id: BrokerId,
     mut rx: mpsc::UnboundedReceiver<Submission>,
     unstable: Arc<Mutex<UnstableOffsets>>,
 ) {
     while let Some(first) = rx.recv().await {
-        let mut ops = first.ops;
-        let mut waiters = vec![first.done];
-        while ops.len() < MAX_BATCH_OPS {
+        let mut batch = vec![first];
+        let mut queued = batch[0].ops.len();
+        while queued < MAX_BATCH_OPS {
             match rx.try_recv() {
                 Ok(next) => {
-                    ops.extend(next.ops);
-                    waiters.push(next.done);
+                    queued += next.ops.len();
+                    batch.push(next);
                 }
                 Err(_) => break,
             }
+        }
+        // Second ownership check, right before the write: a group that moved
+        // while its change waited in the queue is not written by this node.
+        let mut ops = Vec::with_capacity(queued);
+        let mut waiters = Vec::with_capacity(batch.len());
+        for sub in batch {
+            if coordinates_all(&meta, node_id, &sub.ops) {
+                ops.extend(sub.ops);
+                waiters.push(sub.done);
+            } else {
+                warn!(
+                    group = sub.ops.first().map(op_group).unwrap_or_default(),
+                    "group moved to another coordinator; change not stored"
+                );
+                mark_unstable(&unstable, &commit_keys(&sub.ops), false);
+                let _ = sub.done.send(Err(ResponseError::NotCoordinator));
+            }
+        }
+        if ops.is_empty() {
+            // Only barriers (or refused changes): nothing to write.
+            for w in waiters {
+                let _ = w.send(Ok(()));
+            }
+            continue;
         }
         metrics::GROUP_STORE_WRITES.inc();
         metrics::GROUP_STORE_BATCH_OPS.observe(ops.len() as f64);
@@ -173,7 +251,7 @@ mod tests {
         })
         .await
         .expect("topic");
-        let store = GroupStore::start(meta.clone());
+        let store = GroupStore::start(meta.clone(), 1);
         (meta, store)
     }
 

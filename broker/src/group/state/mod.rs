@@ -257,8 +257,21 @@ impl Group {
 
     /// Mark the group deleted; every waiter is told to find the coordinator again.
     pub fn mark_dead(&mut self) {
+        self.mark_dead_with(ResponseError::CoordinatorNotAvailable);
+    }
+
+    /// Unload the group because this broker no longer coordinates it (as
+    /// Kafka's `onGroupUnloaded`): pending JoinGroup and SyncGroup waiters
+    /// get NOT_COORDINATOR, so their clients look the coordinator up again,
+    /// and the group turns Dead, which stops its timer. Nothing is stored:
+    /// the group's durable state now belongs to the new coordinator.
+    pub fn unload(&mut self) {
+        self.mark_dead_with(ResponseError::NotCoordinator);
+    }
+
+    fn mark_dead_with(&mut self, error: ResponseError) {
         for m in self.members.values_mut() {
-            m.fail_waiters(ResponseError::CoordinatorNotAvailable);
+            m.fail_waiters(error);
         }
         self.members.clear();
         self.static_members.clear();
