@@ -74,10 +74,14 @@ impl FromStr for Roles {
 
 impl fmt::Display for Roles {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let names: Vec<&str> = [(self.meta, "meta"), (self.bookie, "bookie"), (self.broker, "broker")]
-            .into_iter()
-            .filter_map(|(on, n)| on.then_some(n))
-            .collect();
+        let names: Vec<&str> = [
+            (self.meta, "meta"),
+            (self.bookie, "bookie"),
+            (self.broker, "broker"),
+        ]
+        .into_iter()
+        .filter_map(|(on, n)| on.then_some(n))
+        .collect();
         f.write_str(&names.join(","))
     }
 }
@@ -173,11 +177,7 @@ impl FromStr for Replication {
         if ack == 0 || ack > write || write != ensemble {
             return Err(bad());
         }
-        Ok(Replication {
-            ensemble,
-            write,
-            ack,
-        })
+        Ok(Replication { ensemble, write, ack })
     }
 }
 

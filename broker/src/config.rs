@@ -556,7 +556,10 @@ impl BrokerConfig {
             self.meta_seeds = parse_seeds(v)?;
         }
         set(&mut self.broker_session_timeout_ms, &l.broker_session_timeout_ms);
-        set(&mut self.broker_heartbeat_interval_ms, &l.broker_heartbeat_interval_ms);
+        set(
+            &mut self.broker_heartbeat_interval_ms,
+            &l.broker_heartbeat_interval_ms,
+        );
         if l.rack.is_some() {
             self.rack = l.rack.clone();
         }

@@ -79,7 +79,11 @@ pub async fn renew(meta: Arc<MetadataStore>, config: Arc<BrokerConfig>, mut shut
             let live = s.brokers.values().filter(|b| b.is_live(now)).count();
             (live, s.brokers.len() - live)
         });
-        crate::metrics::NODES.with_label_values(&["live"]).set(live as i64);
-        crate::metrics::NODES.with_label_values(&["expired"]).set(expired as i64);
+        crate::metrics::NODES
+            .with_label_values(&["live"])
+            .set(live as i64);
+        crate::metrics::NODES
+            .with_label_values(&["expired"])
+            .set(expired as i64);
     }
 }

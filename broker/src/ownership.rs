@@ -150,7 +150,10 @@ const REBALANCE_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 /// every stream owned by a live broker and the load even. Runs on every
 /// `meta` node (only the leader acts) until `shutdown` flips; a failed round
 /// is logged and retried on the next tick.
-pub async fn run_controller(meta: std::sync::Arc<MetadataStore>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+pub async fn run_controller(
+    meta: std::sync::Arc<MetadataStore>,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
     let mut tick = tokio::time::interval(CONTROLLER_TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_rebalance = std::time::Instant::now();

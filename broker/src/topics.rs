@@ -181,7 +181,10 @@ impl ConfigEntry {
 /// config is wrong and why (answered with INVALID_CONFIG).
 ///
 /// Quorum sizes a topic does not set take the node default `defaults`.
-pub fn validate_topic_configs(configs: &BTreeMap<String, String>, defaults: Replication) -> Result<(), String> {
+pub fn validate_topic_configs(
+    configs: &BTreeMap<String, String>,
+    defaults: Replication,
+) -> Result<(), String> {
     for (name, value) in configs {
         let kind = TOPIC_CONFIGS
             .iter()
@@ -318,7 +321,8 @@ pub fn validate_new_topic(
             format!("number of partitions must be within [1, {MAX_PARTITIONS}], got {partitions}"),
         ));
     }
-    validate_topic_configs(configs, cfg.default_replication).map_err(|m| TopicError::new(ResponseError::InvalidConfig, m))?;
+    validate_topic_configs(configs, cfg.default_replication)
+        .map_err(|m| TopicError::new(ResponseError::InvalidConfig, m))?;
     Ok(partitions)
 }
 

@@ -231,7 +231,12 @@ mod tests {
             code(requested(&topic(-5, 1), 1)),
             Some(ResponseError::InvalidPartitions)
         );
-        assert_eq!(requested(&topic(1, 3), 1).expect("checked against live bookies later").0, Some(1));
+        assert_eq!(
+            requested(&topic(1, 3), 1)
+                .expect("checked against live bookies later")
+                .0,
+            Some(1)
+        );
         assert_eq!(
             code(requested(&topic(1, 0), 1)),
             Some(ResponseError::InvalidReplicationFactor)

@@ -286,7 +286,14 @@ mod tests {
         assert_eq!(e.partitions[1].isr_nodes, vec![BrokerId(1)]);
         // In a cluster an unowned stream has no leader until the controller
         // assigns one.
-        let cluster = topic_entry(&s, &t, Leadership { node: 1, cluster: true });
+        let cluster = topic_entry(
+            &s,
+            &t,
+            Leadership {
+                node: 1,
+                cluster: true,
+            },
+        );
         let parts: Vec<(i16, i32, i32)> = cluster
             .partitions
             .iter()
@@ -298,14 +305,20 @@ mod tests {
     #[test]
     fn response_lists_brokers_and_encodes_at_every_version() {
         let (s, t) = state();
-        let resp = build_response(&s, 1, "localhost", 19092, vec![topic_entry(
+        let resp = build_response(
+            &s,
+            1,
+            "localhost",
+            19092,
+            vec![topic_entry(
                 &s,
                 &t,
                 Leadership {
                     node: 1,
                     cluster: false,
                 },
-            )]);
+            )],
+        );
         let brokers: Vec<(i32, &str, i32)> = resp
             .brokers
             .iter()

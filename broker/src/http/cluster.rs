@@ -56,17 +56,11 @@ async fn cluster(State(broker): State<Arc<Broker>>) -> Json<Value> {
             })
             .collect()
     });
-    let all_registered = members
-        .voters
-        .keys()
-        .chain(members.learners.keys())
-        .all(|id| {
-            broker.meta.read(|s| {
-                s.brokers
-                    .get(&(*id as u32))
-                    .is_some_and(|b| b.is_live(now))
-            })
-        });
+    let all_registered = members.voters.keys().chain(members.learners.keys()).all(|id| {
+        broker
+            .meta
+            .read(|s| s.brokers.get(&(*id as u32)).is_some_and(|b| b.is_live(now)))
+    });
     Json(json!({
         "node_id": broker.config.node_id,
         "cluster_id": broker.meta.read(|s| s.cluster_id.clone()),
@@ -105,9 +99,7 @@ async fn remove_node(State(broker): State<Arc<Broker>>, Path(id): Path<u64>) -> 
     membership_answer(broker.meta.remove_node(id).await)
 }
 
-fn membership_answer(
-    r: Result<distlog_metadata::Members, distlog_metadata::MetadataError>,
-) -> Response {
+fn membership_answer(r: Result<distlog_metadata::Members, distlog_metadata::MetadataError>) -> Response {
     match r {
         Ok(m) => Json(json!({"voters": m.voters, "learners": m.learners})).into_response(),
         Err(e) => (StatusCode::CONFLICT, Json(json!({"error": e.to_string()}))).into_response(),
