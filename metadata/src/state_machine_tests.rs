@@ -413,13 +413,14 @@ fn segments_without_a_recorded_epoch_still_load() {
             segment: segment(1, 11, 0),
         },
     );
-    // A snapshot from before epochs were recorded: the segment's field
-    // (its last one) is absent.
-    let text = serde_json::to_string(&st).expect("encode");
+    let meta = st.stream(&s).expect("stream");
+    // A snapshot (or Raft log entry) from before epochs were recorded: the
+    // segment's field, its last one, is absent.
+    let text = serde_json::to_string(meta).expect("encode");
     let old = text.replace(",\"owner_epoch\":1}", "}");
     assert_ne!(old, text, "the segment's epoch field was removed");
-    let back: MetaState = serde_json::from_str(&old).expect("old state loads");
-    assert_eq!(back.stream(&s).expect("stream").segments[0].owner_epoch, 0);
+    let back: StreamMeta = serde_json::from_str(&old).expect("old stream metadata loads");
+    assert_eq!(back.segments[0].owner_epoch, 0);
 }
 
 #[test]
