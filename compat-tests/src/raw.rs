@@ -4,13 +4,17 @@
 //! check the broker's handling of those build the bytes themselves. Only what those tests need is
 //! here: framing, an ApiVersions request at any version, a decoder for the v0 ApiVersions
 //! response that KIP-511 prescribes for unsupported versions, and OffsetDelete v0 (which the
-//! rdkafka crate cannot send).
+//! rdkafka crate cannot send). [`Conn`] sends any request the kafka-protocol crate encodes, for
+//! tests that need every field under their control.
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context};
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 
 /// Kafka's ApiVersions API key.
 pub const API_VERSIONS_KEY: i16 = 18;
@@ -249,6 +253,58 @@ pub fn connect(addr: SocketAddr, timeout: Duration) -> anyhow::Result<TcpStream>
     stream.set_write_timeout(Some(timeout))?;
     stream.set_nodelay(true)?;
     Ok(stream)
+}
+
+/// One connection speaking typed requests (encoded with the kafka-protocol crate), one at a time.
+pub struct Conn {
+    stream: TcpStream,
+    client_id: &'static str,
+    correlation: i32,
+}
+
+impl Conn {
+    /// Connects to the Kafka listener at `addr`; requests carry `client_id`.
+    pub fn open(addr: SocketAddr, client_id: &'static str) -> anyhow::Result<Conn> {
+        Ok(Conn {
+            stream: connect(addr, Duration::from_secs(10))?,
+            client_id,
+            correlation: 0,
+        })
+    }
+
+    /// Sends `req` as API `key` at `version` and decodes the response, checking the correlation id.
+    pub fn call<Req: Encodable, Resp: Decodable>(
+        &mut self,
+        key: ApiKey,
+        version: i16,
+        req: &Req,
+    ) -> anyhow::Result<Resp> {
+        self.correlation += 1;
+        let header = RequestHeader::default()
+            .with_request_api_key(key as i16)
+            .with_request_api_version(version)
+            .with_correlation_id(self.correlation)
+            .with_client_id(Some(StrBytes::from_static_str(self.client_id)));
+        let mut buf = BytesMut::new();
+        header
+            .encode(&mut buf, key.request_header_version(version))
+            .context("encode request header")?;
+        req.encode(&mut buf, version)
+            .with_context(|| format!("encode {key:?} v{version} request"))?;
+        self.stream
+            .write_all(&frame(&buf))
+            .with_context(|| format!("send {key:?} request"))?;
+        let mut payload = Bytes::from(read_frame(&mut self.stream)?);
+        let resp_header = ResponseHeader::decode(&mut payload, key.response_header_version(version))
+            .context("decode response header")?;
+        ensure!(
+            resp_header.correlation_id == self.correlation,
+            "correlation id {} in the response to {}",
+            resp_header.correlation_id,
+            self.correlation
+        );
+        Resp::decode(&mut payload, version).with_context(|| format!("decode {key:?} v{version} response"))
+    }
 }
 
 /// Reads one size-prefixed response frame and returns its payload.

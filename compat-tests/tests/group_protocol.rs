@@ -6,7 +6,6 @@
 //! over a plain socket to a real broker, so every field is under the test's control.
 
 use std::io::Write;
-use std::net::TcpStream;
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -18,38 +17,16 @@ use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 
 const IO_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// One connection speaking typed requests.
-struct Conn {
-    stream: TcpStream,
-    correlation: i32,
-}
+/// One connection speaking typed requests; any transport or codec failure panics.
+struct Conn(raw::Conn);
 
 impl Conn {
     fn open(broker: &DistlogProcess) -> Conn {
-        Conn {
-            stream: raw::connect(broker.kafka_addr(), IO_TIMEOUT).or_panic("connect"),
-            correlation: 0,
-        }
+        Conn(raw::Conn::open(broker.kafka_addr(), "group-protocol-test").or_panic("connect"))
     }
 
     fn call<Req: Encodable, Resp: Decodable>(&mut self, key: ApiKey, version: i16, req: &Req) -> Resp {
-        self.correlation += 1;
-        let header = RequestHeader::default()
-            .with_request_api_key(key as i16)
-            .with_request_api_version(version)
-            .with_correlation_id(self.correlation)
-            .with_client_id(Some(StrBytes::from_static_str("group-protocol-test")));
-        let mut buf = BytesMut::new();
-        header
-            .encode(&mut buf, key.request_header_version(version))
-            .or_panic("encode header");
-        req.encode(&mut buf, version).or_panic("encode request");
-        self.stream.write_all(&raw::frame(&buf)).expect("send request");
-        let mut payload = Bytes::from(raw::read_frame(&mut self.stream).or_panic("read response"));
-        let resp_header = ResponseHeader::decode(&mut payload, key.response_header_version(version))
-            .or_panic("response header");
-        assert_eq!(resp_header.correlation_id, self.correlation);
-        Resp::decode(&mut payload, version).or_panic("decode response")
+        self.0.call(key, version, req).or_panic("request")
     }
 }
 

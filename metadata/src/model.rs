@@ -128,6 +128,12 @@ pub struct SegmentMeta {
     pub size_bytes: u64,
     /// Wall-clock millis when the segment was opened.
     pub created_ms: u64,
+    /// Owner epoch of the writer that added the segment: the Kafka leader
+    /// epoch of every record in it. The state machine sets it from the
+    /// adding command's epoch. 0 (never a real epoch) in segments recorded
+    /// before epochs were kept.
+    #[serde(default)]
+    pub owner_epoch: u64,
 }
 
 impl SegmentMeta {
@@ -242,7 +248,7 @@ pub enum Command {
     },
     /// Append a new InProgress segment. Requires the caller's epoch to be
     /// current, `segment.lssn == next_lssn`, and the previous segment to be
-    /// Completed.
+    /// Completed. The stored segment's `owner_epoch` is `owner_epoch`.
     AddSegment {
         stream: StreamId,
         owner_epoch: u64,

@@ -281,7 +281,12 @@ fn add_segment(
             ));
         }
     }
-    meta.segments.push(segment.clone());
+    // The segment belongs to the epoch that added it, whatever the caller
+    // put in the field: the epoch was just checked to be current.
+    meta.segments.push(SegmentMeta {
+        owner_epoch,
+        ..segment.clone()
+    });
     meta.next_lssn += 1;
     events.push(MetaEvent::SegmentAdded {
         stream: *stream,

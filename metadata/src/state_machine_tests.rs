@@ -41,6 +41,7 @@ fn segment(lssn: u64, ledger_id: u64, base_offset: u64) -> SegmentMeta {
         last_entry_id: None,
         size_bytes: 0,
         created_ms: 9,
+        owner_epoch: 0,
     }
 }
 
@@ -345,7 +346,81 @@ fn add_segment_appends_and_advances_lssn() {
     assert_eq!(ev, vec![MetaEvent::SegmentAdded { stream: s, lssn: 1 }]);
     let m = st.stream(&s).expect("stream");
     assert_eq!(m.next_lssn, 2);
-    assert_eq!(m.segments, vec![segment(1, 11, 0)]);
+    // The segment carries the adding command's epoch, whatever the caller
+    // put in the field.
+    let mut stored = segment(1, 11, 0);
+    stored.owner_epoch = 1;
+    assert_eq!(m.segments, vec![stored]);
+}
+
+#[test]
+fn segments_record_the_epoch_of_the_writer_that_added_them() {
+    let (mut st, s) = owned_stream();
+    let mut seg = segment(1, 11, 0);
+    seg.owner_epoch = 99;
+    ok(
+        &mut st,
+        Command::AddSegment {
+            stream: s,
+            owner_epoch: 1,
+            segment: seg,
+        },
+    );
+    // A new owner (epoch 2) seals the old segment and rolls to a new one.
+    ok(
+        &mut st,
+        Command::AcquireStream {
+            stream: s,
+            owner: 8,
+            expected_epoch: Some(1),
+        },
+    );
+    ok(&mut st, complete(s, 2, 1, Some(9)));
+    ok(
+        &mut st,
+        Command::AddSegment {
+            stream: s,
+            owner_epoch: 2,
+            segment: segment(2, 12, 10),
+        },
+    );
+    ok(
+        &mut st,
+        Command::RollSegment {
+            stream: s,
+            owner_epoch: 2,
+            lssn: 2,
+            last_offset: Some(19),
+            end_txid: 19,
+            last_entry_id: Some(0),
+            size_bytes: 10,
+            next: segment(3, 13, 20),
+        },
+    );
+    let m = st.stream(&s).expect("stream");
+    let epochs: Vec<(u64, u64)> = m.segments.iter().map(|x| (x.lssn, x.owner_epoch)).collect();
+    assert_eq!(epochs, vec![(1, 1), (2, 2), (3, 2)]);
+}
+
+#[test]
+fn segments_without_a_recorded_epoch_still_load() {
+    let (mut st, s) = owned_stream();
+    ok(
+        &mut st,
+        Command::AddSegment {
+            stream: s,
+            owner_epoch: 1,
+            segment: segment(1, 11, 0),
+        },
+    );
+    let meta = st.stream(&s).expect("stream");
+    // A snapshot (or Raft log entry) from before epochs were recorded: the
+    // segment's field, its last one, is absent.
+    let text = serde_json::to_string(meta).expect("encode");
+    let old = text.replace(",\"owner_epoch\":1}", "}");
+    assert_ne!(old, text, "the segment's epoch field was removed");
+    let back: StreamMeta = serde_json::from_str(&old).expect("old stream metadata loads");
+    assert_eq!(back.segments[0].owner_epoch, 0);
 }
 
 #[test]

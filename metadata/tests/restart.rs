@@ -45,6 +45,7 @@ fn segment(lssn: u64, ledger_id: u64, base_offset: u64) -> SegmentMeta {
         last_entry_id: None,
         size_bytes: 0,
         created_ms: 5,
+        owner_epoch: 0,
     }
 }
 

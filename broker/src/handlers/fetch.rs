@@ -30,6 +30,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::fetch_encode::FetchRecords;
+use super::leader_epoch::checked_epoch;
 use crate::error::storage_error;
 use crate::Broker;
 
@@ -121,23 +122,6 @@ pub fn check_session(session_id: i32, session_epoch: i32) -> Result<(), Response
     }
 }
 
-/// KIP-320 check of the client's view of the leader epoch: -1 (or absent)
-/// skips it; newer than ours is UNKNOWN_LEADER_EPOCH (we are behind); older
-/// is FENCED_LEADER_EPOCH (the client is behind).
-pub fn check_leader_epoch(requested: i32, owner_epoch: u64) -> Result<(), ResponseError> {
-    if requested < 0 {
-        return Ok(());
-    }
-    let requested = requested as u64;
-    if requested > owner_epoch {
-        Err(ResponseError::UnknownLeaderEpoch)
-    } else if requested < owner_epoch {
-        Err(ResponseError::FencedLeaderEpoch)
-    } else {
-        Ok(())
-    }
-}
-
 /// One requested partition.
 struct Slot {
     /// Index of its topic in the request.
@@ -150,16 +134,14 @@ struct Slot {
     leader_epoch: i32,
 }
 
+/// Check the partition's `current_leader_epoch` (v9+; -1 skips it); a
+/// mismatch or a stream this node does not own becomes the slot's error.
 async fn fence_slot(broker: &Broker, slot: &mut Slot) {
     let Ok(stream) = slot.target else { return };
     if slot.leader_epoch < 0 {
         return;
     }
-    let checked = match broker.ns.owner_epoch(stream).await {
-        Ok(epoch) => check_leader_epoch(slot.leader_epoch, epoch),
-        Err(e) => Err(storage_error(&e)),
-    };
-    if let Err(e) = checked {
+    if let Err(e) = checked_epoch(broker, stream, slot.leader_epoch).await {
         slot.target = Err(e);
     }
 }
@@ -479,14 +461,6 @@ mod tests {
         assert_eq!(check_session(17, 0), Ok(()));
         assert_eq!(check_session(17, 3), Err(ResponseError::FetchSessionIdNotFound));
         assert_eq!(check_session(0, -7), Err(ResponseError::FetchSessionIdNotFound));
-    }
-
-    #[test]
-    fn leader_epoch_rules() {
-        assert_eq!(check_leader_epoch(-1, 5), Ok(()));
-        assert_eq!(check_leader_epoch(5, 5), Ok(()));
-        assert_eq!(check_leader_epoch(6, 5), Err(ResponseError::UnknownLeaderEpoch));
-        assert_eq!(check_leader_epoch(4, 5), Err(ResponseError::FencedLeaderEpoch));
     }
 
     #[test]

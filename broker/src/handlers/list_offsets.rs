@@ -5,6 +5,11 @@
 //! construction holds the first record with timestamp `>= T`; the records
 //! helper then finds that record inside the entry.
 //!
+//! From v4 the request carries the client's `current_leader_epoch`
+//! (checked as Fetch checks it) and the answer the leader epoch of the
+//! returned offset, from the stream's epoch history: the epoch whose
+//! segment holds the record, the current epoch for the latest offset.
+//!
 //! No transactions yet, so the last stable offset equals the high watermark
 //! and `isolation_level` changes nothing.
 
@@ -16,7 +21,7 @@ use kafka_protocol::messages::list_offsets_response::{
 };
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 
-use super::fetch::check_leader_epoch;
+use super::leader_epoch::{checked_history, to_wire, UNDEFINED_EPOCH};
 use crate::error::storage_error;
 use crate::records::{self, TimestampHit};
 use crate::Broker;
@@ -63,14 +68,15 @@ pub async fn handle(broker: &Broker, version: i16, req: ListOffsetsRequest) -> L
 }
 
 /// The answer for one partition: offset, its record's timestamp (-1 for
-/// the special positions) and the stream's leader epoch.
+/// the special positions) and its leader epoch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Position {
     /// The offset (-1 when no record matches a timestamp).
     pub offset: i64,
     /// The record's timestamp (-1 for earliest/latest or no match).
     pub timestamp: i64,
-    /// The owner epoch of the stream.
+    /// The leader (owner) epoch that wrote the offset's record; for the
+    /// latest offset the current epoch; -1 when unknown or no offset.
     pub leader_epoch: i32,
 }
 
@@ -85,27 +91,41 @@ async fn lookup(
     timestamp: i64,
 ) -> Result<Position, ResponseError> {
     let ns = &broker.ns;
-    let owner_epoch = ns.owner_epoch(stream).await.map_err(|e| storage_error(&e))?;
-    check_leader_epoch(requested_epoch, owner_epoch)?;
-    let leader_epoch = i32::try_from(owner_epoch).unwrap_or(i32::MAX);
-    let (offset, timestamp) = match timestamp {
-        LATEST | EARLIEST => {
-            let (start, hw) = ns.bounds(stream).await.map_err(|e| storage_error(&e))?;
-            let offset = if timestamp == LATEST { hw } else { start };
-            (offset as i64, -1)
+    let history = checked_history(broker, stream, requested_epoch).await?;
+    // The epoch that wrote a returned offset (Kafka answers the batch's
+    // partitionLeaderEpoch); -1 for no offset.
+    let epoch_at = |offset: i64| {
+        u64::try_from(offset)
+            .ok()
+            .and_then(|o| history.epoch_for_offset(o))
+            .map_or(UNDEFINED_EPOCH, to_wire)
+    };
+    let (offset, timestamp, leader_epoch) = match timestamp {
+        // The log end belongs to the current leader epoch.
+        LATEST => (history.log_end_offset as i64, -1, to_wire(history.current_epoch)),
+        EARLIEST => (
+            history.log_start_offset as i64,
+            -1,
+            history.earliest_epoch().map_or(UNDEFINED_EPOCH, to_wire),
+        ),
+        MAX_TIMESTAMP if version >= MAX_TIMESTAMP_MIN_VERSION => {
+            let (offset, ts) = max_timestamp(broker, stream).await?;
+            (offset, ts, epoch_at(offset))
         }
-        MAX_TIMESTAMP if version >= MAX_TIMESTAMP_MIN_VERSION => max_timestamp(broker, stream).await?,
-        t if t >= 0 => match ns
-            .find_by_txid(stream, t as u64)
-            .await
-            .map_err(|e| storage_error(&e))?
-        {
-            None => NO_MATCH,
-            Some(found) => {
-                let hit = records::find_offset_for_timestamp(&found.entry.payload, t);
-                refine(hit, found.entry.first_seq, found.entry.txid)
-            }
-        },
+        t if t >= 0 => {
+            let (offset, ts) = match ns
+                .find_by_txid(stream, t as u64)
+                .await
+                .map_err(|e| storage_error(&e))?
+            {
+                None => NO_MATCH,
+                Some(found) => {
+                    let hit = records::find_offset_for_timestamp(&found.entry.payload, t);
+                    refine(hit, found.entry.first_seq, found.entry.txid)
+                }
+            };
+            (offset, ts, epoch_at(offset))
+        }
         _ => return Err(ResponseError::InvalidRequest),
     };
     Ok(Position {

@@ -14,8 +14,10 @@ pub mod fetch_encode;
 pub mod group_admin;
 pub mod group_membership;
 pub mod group_offsets;
+pub mod leader_epoch;
 pub mod list_offsets;
 pub mod metadata;
+pub mod offset_for_leader_epoch;
 pub mod produce;
 
 use std::sync::Arc;
@@ -49,6 +51,7 @@ pub const SUPPORTED: &[(ApiKey, (i16, i16))] = &[
     (ApiKey::ListGroups, group_admin::LIST_VERSIONS),
     (ApiKey::DeleteGroups, group_admin::DELETE_VERSIONS),
     (ApiKey::OffsetDelete, group_offsets::DELETE_VERSIONS),
+    (ApiKey::OffsetForLeaderEpoch, offset_for_leader_epoch::VERSIONS),
 ];
 
 /// The implemented version range of an API, if it is served at all.
@@ -198,6 +201,12 @@ impl Dispatcher for KafkaDispatcher {
                 }
                 ApiKey::ListOffsets => route!(req, broker, m::ListOffsetsRequest, list_offsets::handle),
                 ApiKey::Metadata => route!(req, broker, m::MetadataRequest, metadata::handle),
+                ApiKey::OffsetForLeaderEpoch => route!(
+                    req,
+                    broker,
+                    m::OffsetForLeaderEpochRequest,
+                    offset_for_leader_epoch::handle
+                ),
                 ApiKey::CreateTopics => route!(req, broker, m::CreateTopicsRequest, create_topics::handle),
                 ApiKey::DeleteTopics => route!(req, broker, m::DeleteTopicsRequest, delete_topics::handle),
                 ApiKey::DescribeConfigs => {

@@ -52,6 +52,7 @@ async fn topics(State(broker): State<Arc<Broker>>) -> Json<Value> {
                                 "last_entry_id": g.last_entry_id,
                                 "size_bytes": g.size_bytes,
                                 "ensemble": g.ensemble,
+                                "epoch": g.owner_epoch,
                             })).collect::<Vec<_>>(),
                         }),
                         None => json!({"partition": p, "owner": null, "epoch": 0, "segments": []}),

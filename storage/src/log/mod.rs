@@ -7,6 +7,7 @@
 //! go through a `LogReader` (committed entries only).
 
 mod bookies;
+pub mod epochs;
 pub mod gc;
 pub mod namespace;
 mod reader;
@@ -16,6 +17,7 @@ mod stream;
 pub mod tail_cache;
 mod writer;
 
+pub use epochs::{EpochHistory, EpochStart};
 pub use namespace::{
     AppendRequest, AppendResult, AppendTicket, Namespace, NamespaceConfig, Ownership, ReadEntry, ReadResult,
     StampFn, StreamConfig, TxidLookup,

@@ -16,6 +16,7 @@ use tokio::sync::{broadcast, oneshot, watch, OnceCell};
 use tracing::{debug, info, warn};
 
 use super::bookies::BookieSet;
+use super::epochs::EpochHistory;
 use super::reader::LogReader;
 use super::stream::{self, LogStream, NsCtx};
 use super::writer::WriterOp;
@@ -420,6 +421,20 @@ impl Namespace {
     /// opens the stream if needed.
     pub async fn owner_epoch(&self, stream: StreamId) -> Result<u64> {
         Ok(self.stream(stream).await?.shared.epoch)
+    }
+
+    /// The stream's owner-epoch history (Kafka's leader-epoch cache) at
+    /// this moment, with its bounds and current epoch; opens the stream if
+    /// needed, so it fails with `NotOwner` where this node does not write.
+    pub async fn epochs(&self, stream: StreamId) -> Result<EpochHistory> {
+        let s = self.stream(stream).await?;
+        let v = s.shared.view.read();
+        Ok(EpochHistory::new(
+            &v.segments,
+            v.log_start_offset,
+            v.high_watermark,
+            s.shared.epoch,
+        ))
     }
 
     /// Number of streams currently open on this node.

@@ -31,6 +31,9 @@ pub struct SegmentView {
     pub end_txid: u64,
     /// Whether the segment is sealed.
     pub completed: bool,
+    /// Owner epoch of the writer that added the segment (the Kafka leader
+    /// epoch of its records); 0 when metadata predates recorded epochs.
+    pub owner_epoch: u64,
 }
 
 impl SegmentView {
@@ -53,6 +56,7 @@ impl SegmentView {
                 m.start_txid
             },
             completed: m.state == SegmentState::Completed,
+            owner_epoch: m.owner_epoch,
         }
     }
 
@@ -100,6 +104,7 @@ mod tests {
             start_txid: 0,
             end_txid,
             completed: true,
+            owner_epoch: 1,
         }
     }
 

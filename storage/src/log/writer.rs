@@ -407,6 +407,7 @@ impl LogWriter {
             last_entry_id: None,
             size_bytes: 0,
             created_ms: distlog_metadata::now_ms(),
+            owner_epoch: self.shared.epoch,
         };
         let view = SegmentView::from_meta(&segment);
         // Resolve the clients before recording the segment, so a bookie we
