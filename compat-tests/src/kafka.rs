@@ -90,8 +90,20 @@ pub fn create_topic_with_config(
     partitions: i32,
     config: &[(&str, &str)],
 ) -> anyhow::Result<()> {
+    create_topic_replicated(bootstrap, name, partitions, 1, config)
+}
+
+/// Like [`create_topic_with_config`], with replication factor `rf` (on
+/// distlog: `rf` copies on `rf` bookies, acknowledged by a majority).
+pub fn create_topic_replicated(
+    bootstrap: &str,
+    name: &str,
+    partitions: i32,
+    rf: i32,
+    config: &[(&str, &str)],
+) -> anyhow::Result<()> {
     let (client, options) = admin(bootstrap)?;
-    let mut topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
+    let mut topic = NewTopic::new(name, partitions, TopicReplication::Fixed(rf));
     for (k, v) in config {
         topic = topic.set(k, v);
     }

@@ -35,7 +35,12 @@ use crate::kafka;
 /// Creates `topic` with `partitions` partitions, accepting a topic that already exists (a rerun
 /// against the same broker reuses it).
 pub fn ensure_topic(bootstrap: &str, topic: &str, partitions: i32) -> anyhow::Result<()> {
-    match kafka::create_topic(bootstrap, topic, partitions) {
+    ensure_topic_replicated(bootstrap, topic, partitions, 1)
+}
+
+/// [`ensure_topic`] with replication factor `rf`.
+pub fn ensure_topic_replicated(bootstrap: &str, topic: &str, partitions: i32, rf: i32) -> anyhow::Result<()> {
+    match kafka::create_topic_replicated(bootstrap, topic, partitions, rf, &[]) {
         Ok(()) => Ok(()),
         Err(e) if format!("{e:#}").contains("TopicAlreadyExists") => Ok(()),
         Err(e) => Err(e),

@@ -14,7 +14,7 @@ use distlog_compat_tests::bench::consume::{self, ReadOptions};
 use distlog_compat_tests::bench::group::{self, CommitOptions, RebalanceOptions};
 use distlog_compat_tests::bench::probe::BrokerProbe;
 use distlog_compat_tests::bench::produce::{self, ProduceOptions};
-use distlog_compat_tests::bench::{e2e, ensure_topic, idle};
+use distlog_compat_tests::bench::{e2e, ensure_topic, ensure_topic_replicated, idle};
 use serde_json::{json, Map, Value};
 
 /// Command-line options.
@@ -65,6 +65,9 @@ struct ProduceArgs {
     /// Partitions (topic creation, and round-robin target).
     #[arg(long, default_value_t = 1)]
     partitions: i32,
+    /// Replication factor of the topic when created (3 on distlog: 3/3/2).
+    #[arg(long, default_value_t = 1)]
+    replication_factor: i32,
     /// Value size in bytes.
     #[arg(long, default_value_t = 1024)]
     size: usize,
@@ -217,7 +220,7 @@ fn run(cli: &Cli) -> anyhow::Result<Vec<(String, Value)>> {
     };
     match &cli.scenario {
         Scenario::Produce(a) => {
-            ensure_topic(&common.bootstrap, &a.topic, a.partitions)?;
+            ensure_topic_replicated(&common.bootstrap, &a.topic, a.partitions, a.replication_factor)?;
             let opts = produce_options(common, a, false, a.rate);
             let before = probe.sample();
             let outcome = produce::run(&opts, Instant::now())?;
