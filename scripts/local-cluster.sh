@@ -3,6 +3,7 @@
 #
 #   scripts/local-cluster.sh up N DIR     start N nodes (all roles), print the bootstrap list
 #   scripts/local-cluster.sh down DIR     stop the nodes started in DIR
+#   scripts/local-cluster.sh start DIR K... start nodes K... of DIR again (after a kill), same flags
 #
 # Node K (1..N) listens on 127.0.0.K with its own ports, keeps its data in
 # DIR/nodeK/data, logs to DIR/nodeK/log, and writes its process id to
@@ -19,8 +20,12 @@
 set -euo pipefail
 
 usage() {
-    echo "usage: $0 up N DIR | down DIR" >&2
+    echo "usage: $0 up N DIR | down DIR | start DIR K..." >&2
     exit 2
+}
+
+alive() { # pid: running (a killed process may linger as a zombie until reaped)
+    kill -0 "$1" 2>/dev/null && [ "$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null)" != Z ]
 }
 
 port_free() {
@@ -56,7 +61,7 @@ stop_dir() { # dir
     for pidf in "$dir"/node*/pid; do
         [ -f "$pidf" ] || continue
         pid=$(cat "$pidf")
-        if kill -0 "$pid" 2>/dev/null; then
+        if alive "$pid"; then
             kill -CONT "$pid" 2>/dev/null || true
             kill -TERM "$pid" 2>/dev/null || true
             pids+=("$pid")
@@ -65,9 +70,16 @@ stop_dir() { # dir
     done
     local deadline=$((SECONDS + 15))
     for pid in "${pids[@]}"; do
-        while kill -0 "$pid" 2>/dev/null && [ "$SECONDS" -lt "$deadline" ]; do sleep 0.1; done
+        while alive "$pid" && [ "$SECONDS" -lt "$deadline" ]; do sleep 0.1; done
         kill -KILL "$pid" 2>/dev/null || true
     done
+}
+
+start_node() { # node-dir
+    local node=$1 args
+    mapfile -t args <"$node/cmd"
+    setsid "${args[@]}" >>"$node/log" 2>&1 </dev/null &
+    echo $! >"$node/pid"
 }
 
 cmd=${1:-}
@@ -99,8 +111,9 @@ up)
         read -r kafka raft bookie http <<<"$(node_ports "$base" "$k")"
         node=$dir/node$k
         mkdir -p "$node/data"
+        # The node's whole command line, one argument per line, for `start`.
         # shellcheck disable=SC2086 # DISTLOG_EXTRA_ARGS is a list of flags
-        setsid "$bin" server \
+        printf '%s\n' "$bin" server \
             --node-id "$k" \
             --data-dir "$node/data" \
             --kafka-listen "127.0.0.$k:$kafka" \
@@ -108,17 +121,16 @@ up)
             --bookie-listen "127.0.0.$k:$bookie" \
             --http-listen "127.0.0.$k:$http" \
             --meta-voters "$voters" \
-            ${DISTLOG_EXTRA_ARGS:-} \
-            >>"$node/log" 2>&1 </dev/null &
-        echo $! >"$node/pid"
+            ${DISTLOG_EXTRA_ARGS:-} >"$node/cmd"
         echo "127.0.0.$k:$http" >"$node/http"
+        start_node "$node"
     done
     deadline=$((SECONDS + ${READY_TIMEOUT:-60}))
     while :; do
         ready=0
         for k in $(seq 1 "$n"); do
             pid=$(cat "$dir/node$k/pid")
-            if ! kill -0 "$pid" 2>/dev/null; then
+            if ! alive "$pid"; then
                 echo "node $k exited during start-up; its log ($dir/node$k/log) ends with:" >&2
                 tail -n 20 "$dir/node$k/log" >&2
                 stop_dir "$dir"
@@ -146,6 +158,32 @@ print(1 if c["raft"]["leader"] is not None and len(live) >= n else 0)' "$body" "
 down)
     [ $# -eq 2 ] || usage
     stop_dir "$2"
+    ;;
+start)
+    [ $# -ge 3 ] || usage
+    dir=$2
+    shift 2
+    for k in "$@"; do
+        node=$dir/node$k
+        [ -f "$node/cmd" ] || { echo "no node $k in $dir" >&2; exit 1; }
+        if [ -f "$node/pid" ] && alive "$(cat "$node/pid")"; then
+            echo "node $k is already running (pid $(cat "$node/pid"))" >&2
+            exit 1
+        fi
+        start_node "$node"
+    done
+    deadline=$((SECONDS + ${READY_TIMEOUT:-60}))
+    for k in "$@"; do
+        node=$dir/node$k
+        until curl -sf "http://$(cat "$node/http")/health" >/dev/null 2>&1; do
+            if ! alive "$(cat "$node/pid")" || [ "$SECONDS" -ge "$deadline" ]; then
+                echo "node $k did not become healthy; its log ($node/log) ends with:" >&2
+                tail -n 20 "$node/log" >&2
+                exit 1
+            fi
+            sleep 0.2
+        done
+    done
     ;;
 *)
     usage

@@ -18,6 +18,8 @@
 //! - [`bench`]: the benchmark scenarios behind the `distlog-bench` binary (`bench/run.sh`).
 
 pub mod bench;
+pub mod chaos;
+pub mod cluster;
 pub mod command;
 pub mod group;
 pub mod http;

@@ -1,0 +1,206 @@
+//! A local multi-process distlog cluster under test control, started with
+//! `scripts/local-cluster.sh` (node K on 127.0.0.K, all roles).
+//!
+//! The cluster is always stopped when the [`LocalCluster`] is dropped, even
+//! when the test panics (then the tail of every node's log is printed), so a
+//! failing test never leaks a node.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use serde_json::Value;
+use tempfile::TempDir;
+
+use crate::http;
+use crate::process::locate_binary;
+
+/// How long `up` and `start` may take.
+const START_DEADLINE: Duration = Duration::from_secs(90);
+
+/// A running local cluster of `n` nodes.
+pub struct LocalCluster {
+    dir: TempDir,
+    n: usize,
+    bootstrap: String,
+}
+
+fn script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join("scripts")
+        .join("local-cluster.sh")
+}
+
+fn run_script(args: &[&str], extra: &str) -> anyhow::Result<String> {
+    let out = Command::new("timeout")
+        .arg(START_DEADLINE.as_secs().to_string())
+        .arg(script())
+        .args(args)
+        .env("DISTLOG_BIN", locate_binary()?)
+        .env("DISTLOG_EXTRA_ARGS", extra)
+        .env("READY_TIMEOUT", "60")
+        .output()
+        .context("run scripts/local-cluster.sh")?;
+    if !out.status.success() {
+        bail!(
+            "local-cluster.sh {args:?} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+impl LocalCluster {
+    /// Start `n` nodes with `extra` flags on every node, wait until ready.
+    pub fn up(n: usize, extra: &str) -> anyhow::Result<LocalCluster> {
+        let dir = tempfile::Builder::new().prefix("distlog-cluster-").tempdir()?;
+        let path = dir.path().to_str().context("utf-8 temp dir")?.to_string();
+        let out = match run_script(&["up", &n.to_string(), &path], extra) {
+            Ok(out) => out,
+            Err(e) => {
+                let _ = run_script(&["down", &path], "");
+                return Err(e);
+            }
+        };
+        let bootstrap = out.lines().last().unwrap_or_default().to_string();
+        Ok(LocalCluster { dir, n, bootstrap })
+    }
+
+    /// The Kafka bootstrap list of every node.
+    pub fn bootstrap(&self) -> &str {
+        &self.bootstrap
+    }
+
+    /// Number of nodes.
+    pub fn size(&self) -> usize {
+        self.n
+    }
+
+    fn node_file(&self, k: usize, name: &str) -> anyhow::Result<String> {
+        let p = self.dir.path().join(format!("node{k}")).join(name);
+        Ok(std::fs::read_to_string(&p)
+            .with_context(|| format!("read {}", p.display()))?
+            .trim()
+            .to_string())
+    }
+
+    /// Process id of node `k`.
+    pub fn pid(&self, k: usize) -> anyhow::Result<i32> {
+        Ok(self.node_file(k, "pid")?.parse()?)
+    }
+
+    /// Send `signal` (e.g. "KILL", "STOP", "CONT") to node `k`.
+    pub fn signal(&self, k: usize, signal: &str) -> anyhow::Result<()> {
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.pid(k)?.to_string())
+            .status()?;
+        if !status.success() {
+            bail!("kill -{signal} node {k} failed");
+        }
+        Ok(())
+    }
+
+    /// `kill -9` node `k`.
+    pub fn kill9(&self, k: usize) -> anyhow::Result<()> {
+        self.signal(k, "KILL")
+    }
+
+    /// Start node `k` again with its original flags; waits for `/health`.
+    pub fn start(&self, k: usize) -> anyhow::Result<()> {
+        let path = self.dir.path().to_str().context("utf-8")?.to_string();
+        run_script(&["start", &path, &k.to_string()], "").map(|_| ())
+    }
+
+    /// Start several nodes at once (they may need each other to elect a
+    /// metadata leader); waits for each one's `/health`.
+    pub fn start_many(&self, nodes: &[usize]) -> anyhow::Result<()> {
+        let path = self.dir.path().to_str().context("utf-8")?.to_string();
+        let ks: Vec<String> = nodes.iter().map(|k| k.to_string()).collect();
+        let mut args = vec!["start", path.as_str()];
+        args.extend(ks.iter().map(String::as_str));
+        run_script(&args, "").map(|_| ())
+    }
+
+    /// GET `path` from node `k`'s HTTP port as JSON.
+    pub fn get_json(&self, k: usize, path: &str) -> anyhow::Result<Value> {
+        let addr = self.node_file(k, "http")?.parse()?;
+        let resp = http::get(addr, path, Duration::from_secs(5))?;
+        if resp.status != 200 {
+            bail!("GET {path} on node {k}: {} {}", resp.status, resp.body);
+        }
+        Ok(serde_json::from_str(&resp.body)?)
+    }
+
+    /// The first of `nodes` that answers `path`.
+    pub fn get_json_any(&self, nodes: &[usize], path: &str) -> anyhow::Result<Value> {
+        let mut last = None;
+        for k in nodes {
+            match self.get_json(*k, path) {
+                Ok(v) => return Ok(v),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| anyhow::anyhow!("no node to ask")))
+    }
+
+    /// The owner (partition leader) of `topic`/`partition` as the metadata
+    /// of the first answering node in `ask` says.
+    pub fn owner(&self, ask: &[usize], topic: &str, partition: u64) -> anyhow::Result<Option<usize>> {
+        let v = self.get_json_any(ask, "/admin/topics")?;
+        let t = v["topics"]
+            .as_array()
+            .and_then(|ts| ts.iter().find(|t| t["name"] == topic))
+            .with_context(|| format!("topic {topic} not in /admin/topics"))?;
+        Ok(t["partitions"][partition as usize]["owner"].as_u64().map(|o| o as usize))
+    }
+
+    /// Wait until `topic`/`partition` has an owner among `live`.
+    pub fn wait_owner(&self, live: &[usize], topic: &str, partition: u64, within: Duration) -> anyhow::Result<usize> {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Ok(Some(o)) = self.owner(live, topic, partition) {
+                if live.contains(&o) {
+                    return Ok(o);
+                }
+            }
+            if Instant::now() >= deadline {
+                bail!("{topic}-{partition} got no live owner among {live:?} within {within:?}");
+            }
+            thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// The metadata Raft leader as node `k` sees it.
+    pub fn raft_leader(&self, k: usize) -> anyhow::Result<Option<usize>> {
+        let v = self.get_json(k, "/admin/cluster")?;
+        Ok(v["raft"]["leader"].as_u64().map(|l| l as usize))
+    }
+
+    /// Tail of node `k`'s log.
+    pub fn log_tail(&self, k: usize, lines: usize) -> String {
+        let p = self.dir.path().join(format!("node{k}")).join("log");
+        let text = std::fs::read_to_string(p).unwrap_or_default();
+        let all: Vec<&str> = text.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+}
+
+impl Drop for LocalCluster {
+    fn drop(&mut self) {
+        if thread::panicking() {
+            for k in 1..=self.n {
+                eprintln!("---- tail of node {k}'s log ----\n{}", self.log_tail(k, 40));
+            }
+        }
+        if let Some(path) = self.dir.path().to_str() {
+            if let Err(e) = run_script(&["down", path], "") {
+                eprintln!("stopping the local cluster failed: {e:#}");
+            }
+        }
+    }
+}
