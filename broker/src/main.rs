@@ -74,9 +74,14 @@ fn init_tracing(config: &BrokerConfig) -> anyhow::Result<()> {
         Ok(v) if !v.is_empty() => {
             EnvFilter::try_new(&v).with_context(|| format!("invalid RUST_LOG '{v}'"))?
         }
-        // openraft narrates every election at info; keep it to warnings
-        // unless the operator asks for it through RUST_LOG.
-        _ => EnvFilter::try_new(format!("{},openraft=warn", config.log_level))
+        // openraft narrates every election at info and every retry to an
+        // unreachable peer at warn/error (twice a second while a node is
+        // down); keep it to real warnings unless the operator asks for it
+        // through RUST_LOG. Our own logs report leadership changes.
+        _ => EnvFilter::try_new(format!(
+            "{},openraft=warn,openraft::replication=off,openraft::engine::handler::replication_handler=error",
+            config.log_level
+        ))
             .with_context(|| format!("invalid log level '{}'", config.log_level))?,
     };
     let builder = tracing_subscriber::fmt()

@@ -105,9 +105,23 @@ impl LocalCluster {
         Ok(())
     }
 
-    /// `kill -9` node `k`.
+    /// `kill -9` node `k`, returning once the process is gone (a zombie
+    /// or reaped), so nothing it does can be mistaken for after its death.
     pub fn kill9(&self, k: usize) -> anyhow::Result<()> {
-        self.signal(k, "KILL")
+        let pid = self.pid(k)?;
+        self.signal(k, "KILL")?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let state = stat.rsplit(')').next().and_then(|r| r.split_whitespace().next());
+            if matches!(state, None | Some("Z") | Some("X")) {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                bail!("node {k} (pid {pid}) still alive 10 s after SIGKILL");
+            }
+            thread::sleep(Duration::from_millis(2));
+        }
     }
 
     /// Start node `k` again with its original flags; waits for `/health`.
@@ -200,6 +214,11 @@ impl Drop for LocalCluster {
         if let Some(path) = self.dir.path().to_str() {
             if let Err(e) = run_script(&["down", path], "") {
                 eprintln!("stopping the local cluster failed: {e:#}");
+            }
+            if thread::panicking() && std::env::var_os("DISTLOG_KEEP_CLUSTER").is_some() {
+                let kept = self.dir.path().with_extension("kept");
+                let _ = std::fs::rename(self.dir.path(), &kept);
+                eprintln!("cluster data kept in {}", kept.display());
             }
         }
     }

@@ -460,22 +460,25 @@ impl MetadataStore {
     /// [`FORWARD_DEADLINE`]). A forwarded write whose answer was lost is not
     /// retried: its outcome is unknown.
     async fn write_or_forward(&self, cmd: Command) -> Result<CommandResponse, MetadataError> {
+        // On the leader (always, on a single node) the write is local. When
+        // leadership moved just before the call, the refusal names the new
+        // leader: forward to it below rather than failing the caller.
+        let mut first = None;
         if self.is_leader() {
-            // The common case (always, on a single node): the command moves
-            // into the log without a copy. Leadership lost mid-call is
-            // reported; callers retry.
-            let result = self.raft.client_write(cmd).await;
-            return local_outcome(result)?.map_err(|f| match f.leader_id {
-                Some(leader) => MetadataError::ForwardToLeader { leader: Some(leader) },
-                None => MetadataError::NoLeader,
-            });
+            match local_outcome(self.raft.client_write(cmd.clone()).await)? {
+                Ok(response) => return Ok(response),
+                Err(forward) => first = Some(forward),
+            }
         }
         let deadline = Instant::now() + FORWARD_DEADLINE;
         let mut last_leader = None;
         loop {
-            let forward = match local_outcome(self.raft.client_write(cmd.clone()).await)? {
-                Ok(response) => return Ok(response),
-                Err(forward) => forward,
+            let forward = match first.take() {
+                Some(f) => f,
+                None => match local_outcome(self.raft.client_write(cmd.clone()).await)? {
+                    Ok(response) => return Ok(response),
+                    Err(forward) => forward,
+                },
             };
             last_leader = forward.leader_id.or(last_leader);
             if let (Some(leader), Some(node)) = (forward.leader_id, forward.leader_node) {

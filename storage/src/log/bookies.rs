@@ -111,6 +111,47 @@ impl BookieSet {
     }
 }
 
+impl BookieSet {
+    /// Choose the bookies of a new ledger when fewer than `size` are live
+    /// but at least `ack_quorum` are: the live ones, topped up with
+    /// registered bookies whose lease lapsed (the most recently live
+    /// first). Entries are then acknowledged by the live ones alone
+    /// (the ack quorum still holds every entry) and the writer rolls to a
+    /// healthy ensemble as soon as enough bookies are back. This keeps a
+    /// 3/3/2 stream writable with one of three bookies down, as a segment
+    /// whose bookie failed mid-write already is. Fails as [`Self::place`]
+    /// does when fewer than `ack_quorum` bookies are live.
+    pub fn place_degraded(&self, size: usize, ack_quorum: usize, ledger: LedgerId) -> Result<Vec<u32>> {
+        let now = distlog_metadata::now_ms();
+        let local_id = self.local.bookie_id();
+        let (mut live, mut down): (Vec<(u32, u64)>, Vec<(u32, u64)>) = self.meta.read(|s| {
+            s.brokers
+                .values()
+                .filter(|b| b.id == local_id || b.bookie_addr.is_some())
+                .map(|b| (b.id, b.lease_expires_ms))
+                .partition(|(id, lease)| *id == local_id || *lease > now)
+        });
+        if live.len() < ack_quorum.max(1) || live.len() + down.len() < size {
+            return Err(StorageError::NotEnoughBookies(format!(
+                "an ensemble of {size} needs at least {ack_quorum} live bookies (the ack quorum) and \
+                 {size} registered; {} are live and {} registered; start more bookies or lower \
+                 distlog.ensemble.size",
+                live.len(),
+                live.len() + down.len()
+            )));
+        }
+        // Spread ledgers over the live bookies as placement does.
+        live.sort_by_key(|(id, _)| (*id as u64).wrapping_mul(0x9E37_79B9).wrapping_add(ledger) % 1_000_003);
+        down.sort_by_key(|(_, lease)| std::cmp::Reverse(*lease));
+        Ok(live
+            .iter()
+            .chain(down.iter())
+            .take(size)
+            .map(|(id, _)| *id)
+            .collect())
+    }
+}
+
 /// A registered `host:port`, resolved without blocking the runtime.
 async fn resolve(addr: &str) -> Result<SocketAddr> {
     if let Ok(sock) = addr.parse() {

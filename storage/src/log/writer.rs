@@ -388,10 +388,25 @@ impl LogWriter {
         self.suspects
             .retain(|_, at| now.duration_since(*at) < SUSPECT_TTL);
         let avoid: Vec<u32> = self.suspects.keys().copied().collect();
-        let ids = match self.ctx.bookies.place(e as usize, ledger_id, &avoid) {
+        let healthy = match self.ctx.bookies.place(e as usize, ledger_id, &avoid) {
+            Err(_) if !avoid.is_empty() => self.ctx.bookies.place(e as usize, ledger_id, &[]),
+            other => other,
+        };
+        let ids = match healthy {
             Ok(ids) => ids,
-            Err(_) if !avoid.is_empty() => self.ctx.bookies.place(e as usize, ledger_id, &[])?,
-            Err(e) => return Err(e),
+            Err(healthy_err) => match self.ctx.bookies.place_degraded(e as usize, qa as usize, ledger_id) {
+                Ok(ids) => {
+                    warn!(
+                        ledger = ledger_id,
+                        ensemble = ?ids,
+                        reason = %healthy_err,
+                        "opening a segment on a degraded ensemble: entries are acknowledged by the live \
+                         ack quorum; the stream rolls to a healthy ensemble when enough bookies are back"
+                    );
+                    ids
+                }
+                Err(_) => return Err(healthy_err),
+            },
         };
         let segment = SegmentMeta {
             lssn: self.next_lssn,
