@@ -40,7 +40,7 @@ node_ports() { # base k -> kafka raft bookie http
 choose_base() { # n
     local n=$1 tries base ok k p
     for tries in $(seq 1 50); do
-        base=$((20000 + (RANDOM % 3000) * 10))
+        base=$((10000 + (RANDOM % 2000) * 10)) # below the ephemeral port range
         ok=1
         for k in $(seq 1 "$n"); do
             for p in $(node_ports "$base" "$k"); do

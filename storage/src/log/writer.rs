@@ -74,7 +74,7 @@ pub const MAX_INFLIGHT: usize = 16;
 
 /// A segment written degraded (a failed bookie and no healthy replacement)
 /// retries rolling to a full healthy ensemble at most this often.
-pub const ROLL_RETRY: Duration = Duration::from_secs(2);
+pub const ROLL_RETRY: Duration = Duration::from_millis(500);
 
 /// A bookie that failed this writer is left out of new ensembles for this
 /// long (when enough other bookies exist).
