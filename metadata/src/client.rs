@@ -488,7 +488,10 @@ impl MetadataStore {
                         .forward_write(leader, &node.addr, cmd.clone())
                         .await
                     {
-                        Ok(Ok(result)) => return result.map_err(MetadataError::Rejected),
+                        Ok(Ok((index, result))) => {
+                            self.wait_applied(index).await;
+                            return result.map_err(MetadataError::Rejected);
+                        }
                         Ok(Err(ForwardFailure::NotLeader { .. })) | Err(CallError::Unreachable { .. }) => {}
                         Ok(Err(ForwardFailure::Failed(reason))) => return Err(MetadataError::Raft(reason)),
                         Err(e @ CallError::Failed { .. }) => {
@@ -506,6 +509,22 @@ impl MetadataStore {
                 });
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Wait until this replica has applied log `index`, so that a caller
+    /// reading right after its forwarded write sees the write (the leader
+    /// answers once it applied the entry; followers apply a moment later).
+    /// Gives up after [`FORWARD_DEADLINE`] with a warning: the write did
+    /// apply, only the local view lags (a partitioned follower).
+    async fn wait_applied(&self, index: u64) {
+        let waited = self
+            .raft
+            .wait(Some(FORWARD_DEADLINE))
+            .applied_index_at_least(Some(index), "forwarded write applied locally")
+            .await;
+        if let Err(e) = waited {
+            tracing::warn!(index, error = %e, "local metadata replica lags behind a forwarded write");
         }
     }
 

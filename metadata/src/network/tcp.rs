@@ -87,7 +87,7 @@ pub enum RaftReply {
     InstallSnapshot(Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>>),
     /// Answer to a forwarded write: the replicated outcome, or why it
     /// could not be applied.
-    ClientWrite(Result<ApplyResult, ForwardFailure>),
+    ClientWrite(Result<(u64, ApplyResult), ForwardFailure>),
     /// Answer to a membership change: the membership afterwards, or why
     /// it did not happen (`NotLeader` names the leader to ask instead).
     ChangeMembership(Result<Members, MembershipFailure>),
@@ -284,7 +284,7 @@ impl TcpTransport {
         target: NodeId,
         addr: &str,
         cmd: Command,
-    ) -> Result<Result<ApplyResult, ForwardFailure>, CallError> {
+    ) -> Result<Result<(u64, ApplyResult), ForwardFailure>, CallError> {
         match self.call(target, addr, &RaftRequest::ClientWrite(cmd)).await? {
             RaftReply::ClientWrite(r) => Ok(r),
             other => Err(CallError::Failed {
@@ -425,10 +425,13 @@ async fn serve_connection(
     }
 }
 
-async fn client_write(raft: &Raft, cmd: Command) -> Result<ApplyResult, ForwardFailure> {
+/// Apply a forwarded write on the leader; the answer carries the log index
+/// of the entry so the forwarding node can wait until its own replica has
+/// applied it (read-your-writes on every node).
+async fn client_write(raft: &Raft, cmd: Command) -> Result<(u64, ApplyResult), ForwardFailure> {
     use openraft::error::ClientWriteError;
     match raft.client_write(cmd).await {
-        Ok(resp) => Ok(resp.data),
+        Ok(resp) => Ok((resp.log_id.index, resp.data)),
         Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
             Err(ForwardFailure::NotLeader { leader: f.leader_id })
         }
