@@ -187,7 +187,15 @@ pub fn verify_zero_loss(bootstrap: &str, topic: &str, acked: &[(usize, i64)]) ->
             other => bail!("acknowledged {want} at offset {offset}, but the log holds {other:?} there"),
         }
         if seen[&want] != 1 {
-            bail!("acknowledged {want} appears {} times", seen[&want]);
+            let offsets: Vec<i64> = records
+                .iter()
+                .filter(|r| r.payload.as_deref() == Some(want.as_bytes()))
+                .map(|r| r.offset)
+                .collect();
+            bail!(
+                "acknowledged {want} (at offset {offset}) appears {} times, at offsets {offsets:?}",
+                seen[&want]
+            );
         }
     }
     Ok(records.len())

@@ -93,14 +93,25 @@ impl LocalCluster {
         Ok(self.node_file(k, "pid")?.parse()?)
     }
 
-    /// Send `signal` (e.g. "KILL", "STOP", "CONT") to node `k`.
+    /// Send `signal` (e.g. "KILL", "STOP", "CONT") to node `k`; for STOP,
+    /// returns once every thread of the process is stopped.
     pub fn signal(&self, k: usize, signal: &str) -> anyhow::Result<()> {
+        let pid = self.pid(k)?;
         let status = Command::new("kill")
             .arg(format!("-{signal}"))
-            .arg(self.pid(k)?.to_string())
+            .arg(pid.to_string())
             .status()?;
         if !status.success() {
             bail!("kill -{signal} node {k} failed");
+        }
+        if signal == "STOP" {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while !process_state(pid).is_some_and(|s| s == "T") {
+                if Instant::now() >= deadline {
+                    bail!("node {k} (pid {pid}) not stopped 10 s after SIGSTOP");
+                }
+                thread::sleep(Duration::from_millis(2));
+            }
         }
         Ok(())
     }
@@ -112,9 +123,7 @@ impl LocalCluster {
         self.signal(k, "KILL")?;
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-            let state = stat.rsplit(')').next().and_then(|r| r.split_whitespace().next());
-            if matches!(state, None | Some("Z") | Some("X")) {
+            if matches!(process_state(pid).as_deref(), None | Some("Z") | Some("X")) {
                 return Ok(());
             }
             if Instant::now() >= deadline {
@@ -202,6 +211,15 @@ impl LocalCluster {
         let all: Vec<&str> = text.lines().collect();
         all[all.len().saturating_sub(lines)..].join("\n")
     }
+}
+
+/// The state letter of process `pid` from /proc (`None`: gone).
+fn process_state(pid: i32) -> Option<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit(')')
+        .next()
+        .and_then(|r| r.split_whitespace().next())
+        .map(str::to_string)
 }
 
 impl Drop for LocalCluster {
