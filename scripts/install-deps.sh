@@ -19,6 +19,8 @@ command -v kcat >/dev/null 2>&1 || missing+=(kcat)
 command -v gcc >/dev/null 2>&1 || missing+=(gcc)
 command -v g++ >/dev/null 2>&1 || missing+=(g++)
 command -v make >/dev/null 2>&1 || missing+=(make)
+command -v curl >/dev/null 2>&1 || missing+=(curl)           # scripts/local-cluster.sh readiness checks
+command -v python3 >/dev/null 2>&1 || missing+=(python3)     # scripts/local-cluster.sh JSON checks
 command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
 dpkg-query -W -f='${Status}' zlib1g-dev 2>/dev/null | grep -q 'install ok installed' || missing+=(zlib1g-dev)
 

@@ -80,7 +80,10 @@ pub fn metadata_error(e: &MetadataError) -> ResponseError {
         },
         MetadataError::NoLeader | MetadataError::ForwardToLeader { .. } => ResponseError::RequestTimedOut,
         MetadataError::Storage(_) | MetadataError::Codec(_) => ResponseError::KafkaStorageError,
-        MetadataError::Raft(_) => ResponseError::UnknownServerError,
+        // The write's outcome is unknown (the leader went away mid-call) or
+        // the metadata group is unavailable: a timeout to the client, which
+        // retries as it would against a Kafka controller failover.
+        MetadataError::Raft(_) => ResponseError::RequestTimedOut,
     }
 }
 

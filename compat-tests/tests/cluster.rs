@@ -57,7 +57,13 @@ fn wait_healthy_tail(c: &LocalCluster, topic: &str, within: Duration) {
                 let committed = seg["committed_last_entry_id"].as_i64().unwrap_or(-1);
                 seg["replicas"].as_array().is_some_and(|rs| {
                     rs.iter().all(|r| {
-                        r["reachable"] == true && r["entries"].as_i64().unwrap_or(0) >= committed + 1 - 200
+                        // Holds the segment from its first entry without a
+                        // gap (a bookie that came back mid-segment misses a
+                        // prefix) and is close to the committed end.
+                        let last = r["last_entry_id"].as_i64().unwrap_or(-1);
+                        r["reachable"] == true
+                            && r["entries"].as_i64() == Some(last + 1)
+                            && last >= committed - 50
                     })
                 })
             });
@@ -194,7 +200,21 @@ fn raft_leader_kill_elects_a_new_leader_and_topic_creation_works() {
             .map(|k| c.bootstrap().split(',').nth(k - 1).expect("node addr").to_string())
             .collect::<Vec<_>>()
             .join(",");
-        kafka::create_topic_replicated(&bootstrap, &topic, 1, 2, &[]).expect("create topic");
+        // As against a Kafka controller failover, an admin request caught
+        // in the leader change may time out; the client retries it.
+        let mut attempt = 0;
+        loop {
+            match kafka::create_topic_replicated(&bootstrap, &topic, 1, 2, &[]) {
+                Ok(()) => break,
+                Err(e) if format!("{e:#}").contains("TopicAlreadyExists") => break,
+                Err(e) if attempt < 3 && format!("{e:#}").contains("RequestTimedOut") => {
+                    eprintln!("iteration {i}: CreateTopics retried after {e:#}");
+                    attempt += 1;
+                    thread::sleep(Duration::from_millis(500));
+                }
+                Err(e) => panic!("create topic: {e:#}"),
+            }
+        }
         let deliveries = kafka::produce_records(
             &kafka::producer_config(&bootstrap, "all"),
             &topic,

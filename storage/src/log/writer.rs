@@ -285,8 +285,15 @@ impl LogWriter {
             return false;
         }
         for (id, fault) in &faults {
-            if *fault == BookieFault::Unreachable {
-                self.suspects.insert(*id, now);
+            match fault {
+                BookieFault::Unreachable => {
+                    self.suspects.insert(*id, now);
+                }
+                // It answers again (it came back and only misses this
+                // ledger's earlier entries): fit for the next ensemble.
+                BookieFault::Behind => {
+                    self.suspects.remove(id);
+                }
             }
         }
         self.suspects
