@@ -82,7 +82,7 @@ fn init_tracing(config: &BrokerConfig) -> anyhow::Result<()> {
             "{},openraft=warn,openraft::replication=off,openraft::engine::handler::replication_handler=error",
             config.log_level
         ))
-            .with_context(|| format!("invalid log level '{}'", config.log_level))?,
+        .with_context(|| format!("invalid log level '{}'", config.log_level))?,
     };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -36,7 +36,12 @@ pub struct ContinuousProducer {
 
 impl ContinuousProducer {
     /// Start sending; `extra` overrides producer settings.
-    pub fn start(bootstrap: &str, topic: &str, interval: Duration, extra: &[(&str, &str)]) -> anyhow::Result<Self> {
+    pub fn start(
+        bootstrap: &str,
+        topic: &str,
+        interval: Duration,
+        extra: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
         let mut config = kafka::producer_config(bootstrap, "all");
         config
             .set("message.send.max.retries", "0")
@@ -97,7 +102,11 @@ impl ContinuousProducer {
 
     /// Wait until a message sent after `after` is acknowledged; returns the
     /// time from `after` to that acknowledgement.
-    pub fn wait_ack_of_message_sent_after(&self, after: Instant, within: Duration) -> anyhow::Result<Duration> {
+    pub fn wait_ack_of_message_sent_after(
+        &self,
+        after: Instant,
+        within: Duration,
+    ) -> anyhow::Result<Duration> {
         let deadline = after + within;
         loop {
             let first = self
@@ -120,7 +129,9 @@ impl ContinuousProducer {
                     .filter_map(|s| s.outcome.as_ref().and_then(|(_, r)| r.clone().err()))
                     .take(3)
                     .collect();
-                bail!("no message sent after the fault was acknowledged within {within:?} (errors: {errors:?})");
+                bail!(
+                    "no message sent after the fault was acknowledged within {within:?} (errors: {errors:?})"
+                );
             }
             thread::sleep(Duration::from_millis(20));
         }
@@ -131,7 +142,8 @@ impl ContinuousProducer {
     pub fn stop(mut self) -> anyhow::Result<Vec<Sent>> {
         self.stop.store(true, Ordering::Release);
         if let Some(t) = self.thread.take() {
-            t.join().map_err(|_| anyhow::anyhow!("producer thread panicked"))??;
+            t.join()
+                .map_err(|_| anyhow::anyhow!("producer thread panicked"))??;
         }
         Ok(self.snapshot())
     }
@@ -162,12 +174,8 @@ pub fn verify_zero_loss(bootstrap: &str, topic: &str, acked: &[(usize, i64)]) ->
     if low != 0 {
         bail!("log start offset moved to {low}");
     }
-    let consumer: BaseConsumer = kafka::assigned_consumer(
-        &kafka::consumer_config(bootstrap),
-        topic,
-        0,
-        Offset::Offset(0),
-    )?;
+    let consumer: BaseConsumer =
+        kafka::assigned_consumer(&kafka::consumer_config(bootstrap), topic, 0, Offset::Offset(0))?;
     let records = kafka::poll_n(&consumer, high as usize, Duration::from_secs(60))
         .with_context(|| format!("read {high} records of {topic}"))?;
     let mut at: HashMap<i64, String> = HashMap::new();

@@ -179,11 +179,19 @@ impl LocalCluster {
             .as_array()
             .and_then(|ts| ts.iter().find(|t| t["name"] == topic))
             .with_context(|| format!("topic {topic} not in /admin/topics"))?;
-        Ok(t["partitions"][partition as usize]["owner"].as_u64().map(|o| o as usize))
+        Ok(t["partitions"][partition as usize]["owner"]
+            .as_u64()
+            .map(|o| o as usize))
     }
 
     /// Wait until `topic`/`partition` has an owner among `live`.
-    pub fn wait_owner(&self, live: &[usize], topic: &str, partition: u64, within: Duration) -> anyhow::Result<usize> {
+    pub fn wait_owner(
+        &self,
+        live: &[usize],
+        topic: &str,
+        partition: u64,
+        within: Duration,
+    ) -> anyhow::Result<usize> {
         let deadline = Instant::now() + within;
         loop {
             if let Ok(Some(o)) = self.owner(live, topic, partition) {

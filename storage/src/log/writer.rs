@@ -401,7 +401,11 @@ impl LogWriter {
         };
         let ids = match healthy {
             Ok(ids) => ids,
-            Err(healthy_err) => match self.ctx.bookies.place_degraded(e as usize, qa as usize, ledger_id) {
+            Err(healthy_err) => match self
+                .ctx
+                .bookies
+                .place_degraded(e as usize, qa as usize, ledger_id)
+            {
                 Ok(ids) => {
                     warn!(
                         ledger = ledger_id,
