@@ -106,7 +106,7 @@ impl LocalCluster {
         }
         if signal == "STOP" {
             let deadline = Instant::now() + Duration::from_secs(10);
-            while !process_state(pid).is_some_and(|s| s == "T") {
+            while process_state(pid).as_deref() != Some("T") {
                 if Instant::now() >= deadline {
                     bail!("node {k} (pid {pid}) not stopped 10 s after SIGSTOP");
                 }

@@ -124,7 +124,9 @@ impl BookieSet {
     pub fn place_degraded(&self, size: usize, ack_quorum: usize, ledger: LedgerId) -> Result<Vec<u32>> {
         let now = distlog_metadata::now_ms();
         let local_id = self.local.bookie_id();
-        let (mut live, mut down): (Vec<(u32, u64)>, Vec<(u32, u64)>) = self.meta.read(|s| {
+        // (bookie id, lease expiry) of the live and the lapsed bookies.
+        type Leases = Vec<(u32, u64)>;
+        let (mut live, mut down): (Leases, Leases) = self.meta.read(|s| {
             s.brokers
                 .values()
                 .filter(|b| b.id == local_id || b.bookie_addr.is_some())
