@@ -170,6 +170,26 @@ pub fn acknowledged(sent: &[Sent]) -> Vec<(usize, i64)> {
 /// offset its acknowledgement named, and that offsets are dense. Returns
 /// the number of records read.
 pub fn verify_zero_loss(bootstrap: &str, topic: &str, acked: &[(usize, i64)]) -> anyhow::Result<usize> {
+    verify(bootstrap, topic, acked, false).map(|(n, _)| n)
+}
+
+/// [`verify_zero_loss`] without the exactly-once part: every acknowledged
+/// message is at the offset its acknowledgement named, and the returned
+/// list names the acknowledged messages that also appear elsewhere.
+pub fn verify_no_loss(
+    bootstrap: &str,
+    topic: &str,
+    acked: &[(usize, i64)],
+) -> anyhow::Result<(usize, Vec<String>)> {
+    verify(bootstrap, topic, acked, true)
+}
+
+fn verify(
+    bootstrap: &str,
+    topic: &str,
+    acked: &[(usize, i64)],
+    allow_duplicates: bool,
+) -> anyhow::Result<(usize, Vec<String>)> {
     let (low, high) = kafka::watermarks(bootstrap, topic, 0)?;
     if low != 0 {
         bail!("log start offset moved to {low}");
@@ -188,13 +208,16 @@ pub fn verify_zero_loss(bootstrap: &str, topic: &str, acked: &[(usize, i64)]) ->
         *seen.entry(payload.clone()).or_default() += 1;
         at.insert(r.offset, payload);
     }
+    let mut duplicates = Vec::new();
     for (id, offset) in acked {
         let want = format!("m{id}");
         match at.get(offset) {
             Some(p) if *p == want => {}
             other => bail!("acknowledged {want} at offset {offset}, but the log holds {other:?} there"),
         }
-        if seen[&want] != 1 {
+        if seen[&want] != 1 && allow_duplicates {
+            duplicates.push(format!("{want}@{offset}"));
+        } else if seen[&want] != 1 {
             let offsets: Vec<i64> = records
                 .iter()
                 .filter(|r| r.payload.as_deref() == Some(want.as_bytes()))
@@ -206,5 +229,5 @@ pub fn verify_zero_loss(bootstrap: &str, topic: &str, acked: &[(usize, i64)]) ->
             );
         }
     }
-    Ok(records.len())
+    Ok((records.len(), duplicates))
 }

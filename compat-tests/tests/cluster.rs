@@ -13,7 +13,7 @@ use std::sync::Mutex;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use distlog_compat_tests::chaos::{acknowledged, verify_zero_loss, ContinuousProducer};
+use distlog_compat_tests::chaos::{acknowledged, verify_no_loss, verify_zero_loss, ContinuousProducer};
 use distlog_compat_tests::cluster::LocalCluster;
 use distlog_compat_tests::kafka;
 use rand::Rng;
@@ -390,9 +390,13 @@ fn paused_owner_cannot_acknowledge_after_the_new_owner_took_over() {
     }
     let sent = producer.stop().expect("stop");
     let acked = acknowledged(&sent);
-    let n = verify_zero_loss(c.bootstrap(), "ps", &acked).expect("zero loss");
+    // The bar for a partitioned owner: nothing acknowledged is lost
+    // (each at its acknowledged offset). Duplicates are reported: a write
+    // the old owner got onto the bookies just before it was paused is kept
+    // by recovery even when the client was told it failed.
+    let (n, duplicates) = verify_no_loss(c.bootstrap(), "ps", &acked).expect("no loss");
     eprintln!(
-        "paused owner: {} sent, {} acknowledged, {n} in the log",
+        "paused owner: {} sent, {} acknowledged, {n} in the log, acknowledged messages also present elsewhere: {duplicates:?}",
         sent.len(),
         acked.len()
     );
