@@ -15,7 +15,7 @@ use serde_json::Value;
 use tempfile::TempDir;
 
 use crate::http;
-use crate::process::locate_binary;
+use crate::process::{locate_binary, tail_of_file};
 
 /// How long `up` and `start` may take.
 const START_DEADLINE: Duration = Duration::from_secs(90);
@@ -194,13 +194,16 @@ impl LocalCluster {
     ) -> anyhow::Result<usize> {
         let deadline = Instant::now() + within;
         loop {
-            if let Ok(Some(o)) = self.owner(live, topic, partition) {
+            let seen = self.owner(live, topic, partition);
+            if let Ok(Some(o)) = seen {
                 if live.contains(&o) {
                     return Ok(o);
                 }
             }
             if Instant::now() >= deadline {
-                bail!("{topic}-{partition} got no live owner among {live:?} within {within:?}");
+                bail!(
+                    "{topic}-{partition} got no live owner among {live:?} within {within:?} (last seen: {seen:?})"
+                );
             }
             thread::sleep(Duration::from_millis(100));
         }
@@ -214,10 +217,7 @@ impl LocalCluster {
 
     /// Tail of node `k`'s log.
     pub fn log_tail(&self, k: usize, lines: usize) -> String {
-        let p = self.dir.path().join(format!("node{k}")).join("log");
-        let text = std::fs::read_to_string(p).unwrap_or_default();
-        let all: Vec<&str> = text.lines().collect();
-        all[all.len().saturating_sub(lines)..].join("\n")
+        tail_of_file(&self.dir.path().join(format!("node{k}")).join("log"), lines)
     }
 }
 

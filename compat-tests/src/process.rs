@@ -390,7 +390,7 @@ fn ensure_killed_by(signal: Option<i32>, expected: i32) -> anyhow::Result<()> {
 }
 
 /// Reads the last `lines` lines of a file, looking at no more than its last 64 KiB.
-fn tail_of_file(path: &Path, lines: usize) -> String {
+pub fn tail_of_file(path: &Path, lines: usize) -> String {
     let Ok(mut file) = File::open(path) else {
         return String::new();
     };

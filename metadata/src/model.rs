@@ -199,6 +199,14 @@ impl MetaState {
         self.streams.get(id)
     }
 
+    /// Nodes serving a bookie to the cluster (registered with a bookie
+    /// address) whose lease is valid at `now_ms`: where new ledgers may go.
+    pub fn live_bookies(&self, now_ms: u64) -> impl Iterator<Item = &BrokerInfo> {
+        self.brokers
+            .values()
+            .filter(move |b| b.bookie_addr.is_some() && b.is_live(now_ms))
+    }
+
     /// Brokers (nodes serving Kafka) whose lease is valid at `now_ms`, in id
     /// order: the partition leaders and group coordinators to choose from.
     pub fn live_brokers(&self, now_ms: u64) -> impl Iterator<Item = &BrokerInfo> {

@@ -6,7 +6,6 @@
 //! acknowledged that is not on two bookies. The replica report (asked of
 //! the bookies themselves) shows every committed entry on >= 2 bookies.
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,7 +13,7 @@ use std::time::{Duration, Instant};
 mod common;
 
 use bytes::{Buf, BufMut, BytesMut};
-use distlog_metadata::{Command, MetadataStore, SegmentState, StreamId};
+use distlog_metadata::{MetadataStore, SegmentState, StreamId};
 use distlog_storage::bookie::{Bookie, LocalBookie};
 use distlog_storage::bookie_net::{BookieServer, ServerConfig};
 use distlog_storage::log::{AppendRequest, Namespace, NamespaceConfig, StampFn, StreamConfig};
@@ -81,21 +80,7 @@ async fn cluster(n: u32, topic: &str) -> Cluster {
     )
     .await
     .expect("namespace opens");
-    let configs = BTreeMap::from([
-        ("distlog.ensemble.size".to_string(), "3".to_string()),
-        ("distlog.write.quorum".to_string(), "3".to_string()),
-        ("distlog.ack.quorum".to_string(), "2".to_string()),
-    ]);
-    meta.write(Command::CreateTopic {
-        name: topic.into(),
-        id: uuid::Uuid::new_v4(),
-        partitions: 1,
-        configs,
-        created_ms: 0,
-    })
-    .await
-    .expect("topic");
-    let stream = meta.read(|s| s.topic(topic).expect("topic").stream(0));
+    let stream = common::create_replicated_topic(&meta, topic, (3, 3, 2)).await;
     Cluster {
         _dir: dir,
         meta,

@@ -5,7 +5,6 @@
 //! carries on at the next offset; the old owner can no longer append, and
 //! every acknowledged record is read back in order from the new owner.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -87,21 +86,7 @@ async fn the_assigned_owner_recovers_and_continues_and_the_old_owner_is_locked_o
         servers.push(server);
         namespaces.push(ns);
     }
-    let configs = BTreeMap::from([
-        ("distlog.ensemble.size".to_string(), "2".to_string()),
-        ("distlog.write.quorum".to_string(), "2".to_string()),
-        ("distlog.ack.quorum".to_string(), "2".to_string()),
-    ]);
-    meta.write(Command::CreateTopic {
-        name: "moving".into(),
-        id: uuid::Uuid::new_v4(),
-        partitions: 1,
-        configs,
-        created_ms: 0,
-    })
-    .await
-    .expect("topic");
-    let stream = meta.read(|s| s.topic("moving").expect("topic").stream(0));
+    let stream = common::create_replicated_topic(&meta, "moving", (2, 2, 2)).await;
     let (ns1, ns2) = (&namespaces[0], &namespaces[1]);
 
     // Unassigned: nobody writes.

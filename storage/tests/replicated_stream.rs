@@ -5,14 +5,12 @@
 //! with two down (the stream then stays unavailable: it cannot be recovered
 //! without a fencing quorum).
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 mod common;
 
 use bytes::{BufMut, BytesMut};
-use distlog_metadata::Command;
 use distlog_storage::bookie::LocalBookie;
 use distlog_storage::ledger::BookieClient;
 use distlog_storage::log::{AppendRequest, Namespace, NamespaceConfig, StampFn, StreamConfig};
@@ -64,21 +62,7 @@ async fn three_bookies_replicate_and_two_failures_stop_acknowledgements() {
     )
     .await
     .expect("namespace opens");
-    let configs = BTreeMap::from([
-        ("distlog.ensemble.size".to_string(), "3".to_string()),
-        ("distlog.write.quorum".to_string(), "3".to_string()),
-        ("distlog.ack.quorum".to_string(), "2".to_string()),
-    ]);
-    meta.write(Command::CreateTopic {
-        name: "replicated".into(),
-        id: uuid::Uuid::new_v4(),
-        partitions: 1,
-        configs,
-        created_ms: 0,
-    })
-    .await
-    .expect("topic");
-    let stream = meta.read(|s| s.topic("replicated").expect("topic").stream(0));
+    let stream = common::create_replicated_topic(&meta, "replicated", (3, 3, 2)).await;
 
     for tag in 0..200u64 {
         let r = ns

@@ -66,12 +66,7 @@ async fn create_one(
             }
         }
         let now = distlog_metadata::now_ms();
-        let bookies = broker.meta.read(|s| {
-            s.brokers
-                .values()
-                .filter(|b| b.bookie_addr.is_some() && b.is_live(now))
-                .count()
-        });
+        let bookies = broker.meta.read(|s| s.live_bookies(now).count());
         // A single node always has its own bookie, registered or not.
         let bookies = if broker.config.is_cluster() { bookies } else { 1 };
         if t.replication_factor as usize > bookies {

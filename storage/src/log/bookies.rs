@@ -85,9 +85,45 @@ impl BookieSet {
             }
             return Ok(vec![local]);
         }
+        let (live, _) = self.candidates(exclude);
+        choose_ensemble(&live, size, ledger)
+    }
+
+    /// Choose the bookies of a new ledger when fewer than `size` are live
+    /// but at least `ack_quorum` are: every live one (placed as [`place`]
+    /// places them), topped up with registered bookies whose lease lapsed,
+    /// the most recently live first. Entries are then acknowledged by the
+    /// live ones alone (the ack quorum still holds every entry) and the
+    /// writer rolls to a healthy ensemble as soon as enough bookies are
+    /// back. This keeps a 3/3/2 stream writable with one of three bookies
+    /// down, as a segment whose bookie failed mid-write already is. Fails
+    /// when fewer than `ack_quorum` bookies are live.
+    ///
+    /// [`place`]: Self::place
+    pub fn place_degraded(&self, size: usize, ack_quorum: usize, ledger: LedgerId) -> Result<Vec<u32>> {
+        let (live, mut lapsed) = self.candidates(&[]);
+        if live.len() < ack_quorum.max(1) || live.len() + lapsed.len() < size {
+            return Err(StorageError::NotEnoughBookies(format!(
+                "an ensemble of {size} needs at least {ack_quorum} live bookies (the ack quorum) and \
+                 {size} registered; {} are live and {} registered; start more bookies or lower \
+                 distlog.ensemble.size",
+                live.len(),
+                live.len() + lapsed.len()
+            )));
+        }
+        let mut ids = choose_ensemble(&live, live.len().min(size), ledger)?;
+        lapsed.sort_by_key(|(_, lease)| std::cmp::Reverse(*lease));
+        ids.extend(lapsed.iter().map(|(c, _)| c.id).take(size - ids.len()));
+        Ok(ids)
+    }
+
+    /// Registered bookies not in `exclude`, with their load (in-progress
+    /// segments they hold): the live ones (this node's always counts), and
+    /// the lapsed ones with their lease expiry.
+    fn candidates(&self, exclude: &[u32]) -> (Vec<BookieCandidate>, Vec<(BookieCandidate, u64)>) {
         let now = distlog_metadata::now_ms();
         let local_id = self.local.bookie_id();
-        let candidates: Vec<BookieCandidate> = self.meta.read(|s| {
+        self.meta.read(|s| {
             let mut load: HashMap<u32, u64> = HashMap::new();
             for st in s.streams.values() {
                 for seg in st.segments.iter().filter(|g| g.state == SegmentState::InProgress) {
@@ -96,61 +132,24 @@ impl BookieSet {
                     }
                 }
             }
-            s.brokers
-                .values()
-                .filter(|b| b.id == local_id || (b.bookie_addr.is_some() && b.lease_expires_ms > now))
-                .filter(|b| !exclude.contains(&b.id))
-                .map(|b| BookieCandidate {
+            let (mut live, mut lapsed) = (Vec::new(), Vec::new());
+            for b in s.brokers.values() {
+                if exclude.contains(&b.id) || (b.id != local_id && b.bookie_addr.is_none()) {
+                    continue;
+                }
+                let c = BookieCandidate {
                     id: b.id,
                     rack: b.rack.clone(),
                     load: load.get(&b.id).copied().unwrap_or(0),
-                })
-                .collect()
-        });
-        choose_ensemble(&candidates, size, ledger)
-    }
-}
-
-impl BookieSet {
-    /// Choose the bookies of a new ledger when fewer than `size` are live
-    /// but at least `ack_quorum` are: the live ones, topped up with
-    /// registered bookies whose lease lapsed (the most recently live
-    /// first). Entries are then acknowledged by the live ones alone
-    /// (the ack quorum still holds every entry) and the writer rolls to a
-    /// healthy ensemble as soon as enough bookies are back. This keeps a
-    /// 3/3/2 stream writable with one of three bookies down, as a segment
-    /// whose bookie failed mid-write already is. Fails as [`Self::place`]
-    /// does when fewer than `ack_quorum` bookies are live.
-    pub fn place_degraded(&self, size: usize, ack_quorum: usize, ledger: LedgerId) -> Result<Vec<u32>> {
-        let now = distlog_metadata::now_ms();
-        let local_id = self.local.bookie_id();
-        // (bookie id, lease expiry) of the live and the lapsed bookies.
-        type Leases = Vec<(u32, u64)>;
-        let (mut live, mut down): (Leases, Leases) = self.meta.read(|s| {
-            s.brokers
-                .values()
-                .filter(|b| b.id == local_id || b.bookie_addr.is_some())
-                .map(|b| (b.id, b.lease_expires_ms))
-                .partition(|(id, lease)| *id == local_id || *lease > now)
-        });
-        if live.len() < ack_quorum.max(1) || live.len() + down.len() < size {
-            return Err(StorageError::NotEnoughBookies(format!(
-                "an ensemble of {size} needs at least {ack_quorum} live bookies (the ack quorum) and \
-                 {size} registered; {} are live and {} registered; start more bookies or lower \
-                 distlog.ensemble.size",
-                live.len(),
-                live.len() + down.len()
-            )));
-        }
-        // Spread ledgers over the live bookies as placement does.
-        live.sort_by_key(|(id, _)| (*id as u64).wrapping_mul(0x9E37_79B9).wrapping_add(ledger) % 1_000_003);
-        down.sort_by_key(|(_, lease)| std::cmp::Reverse(*lease));
-        Ok(live
-            .iter()
-            .chain(down.iter())
-            .take(size)
-            .map(|(id, _)| *id)
-            .collect())
+                };
+                if b.id == local_id || b.is_live(now) {
+                    live.push(c);
+                } else {
+                    lapsed.push((c, b.lease_expires_ms));
+                }
+            }
+            (live, lapsed)
+        })
     }
 }
 

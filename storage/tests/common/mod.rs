@@ -58,3 +58,27 @@ pub async fn serve_registered(meta: &MetadataStore, bookie: &Arc<Bookie>, id: u3
     .expect("register");
     server
 }
+
+/// Create a one-partition topic replicated `ensemble`/`write`/`ack`
+/// (E/Qw/Qa) and return its stream.
+pub async fn create_replicated_topic(
+    meta: &MetadataStore,
+    name: &str,
+    (ensemble, write, ack): (u8, u8, u8),
+) -> distlog_metadata::StreamId {
+    let configs = std::collections::BTreeMap::from([
+        ("distlog.ensemble.size".to_string(), ensemble.to_string()),
+        ("distlog.write.quorum".to_string(), write.to_string()),
+        ("distlog.ack.quorum".to_string(), ack.to_string()),
+    ]);
+    meta.write(Command::CreateTopic {
+        name: name.into(),
+        id: uuid::Uuid::new_v4(),
+        partitions: 1,
+        configs,
+        created_ms: 0,
+    })
+    .await
+    .expect("topic");
+    meta.read(|s| s.topic(name).expect("topic").stream(0))
+}
