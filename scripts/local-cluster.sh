@@ -91,6 +91,12 @@ up)
     [[ "$n" =~ ^[1-9][0-9]*$ ]] || usage
     mkdir -p "$dir"
     dir=$(cd "$dir" && pwd)
+    for pidf in "$dir"/node*/pid; do
+        if [ -f "$pidf" ] && alive "$(cat "$pidf")"; then
+            echo "$dir already runs a cluster (pid $(cat "$pidf")); run '$0 down $dir' first" >&2
+            exit 1
+        fi
+    done
     bin=${DISTLOG_BIN:-}
     if [ -z "$bin" ]; then
         root=$(cd "$(dirname "$0")/.." && pwd)
