@@ -14,6 +14,7 @@ use serde::Deserialize;
 
 use crate::cluster::{parse_seeds, parse_voters, Replication, Roles};
 use crate::error::BrokerError;
+use crate::listeners::{KafkaListener, DEFAULT_LISTENER};
 
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize, Default)]
@@ -43,6 +44,10 @@ pub struct BrokerConfig {
     pub advertised_kafka_host: String,
     /// Port advertised to Kafka clients in Metadata responses.
     pub advertised_kafka_port: u16,
+    /// Every Kafka listener (`--listeners`); the first is `kafka_listen`
+    /// with the advertised host and port above. One listener named
+    /// `PLAINTEXT` unless `--listeners` names several.
+    pub listeners: Vec<KafkaListener>,
     /// Address of the HTTP server (metrics, health, admin).
     pub http_listen: String,
     /// Address of the Raft RPC listener (recorded in membership).
@@ -118,6 +123,12 @@ impl Default for BrokerConfig {
             kafka_listen: DEFAULT_KAFKA_LISTEN.to_string(),
             advertised_kafka_host: "127.0.0.1".to_string(),
             advertised_kafka_port: 9092,
+            listeners: vec![KafkaListener {
+                name: DEFAULT_LISTENER.to_string(),
+                bind: DEFAULT_KAFKA_LISTEN.to_string(),
+                advertised_host: "127.0.0.1".to_string(),
+                advertised_port: 9092,
+            }],
             http_listen: "127.0.0.1:9644".to_string(),
             raft_listen: "127.0.0.1:9093".to_string(),
             bookie_listen: None,
@@ -186,6 +197,12 @@ pub struct ServerArgs {
     /// Kafka address advertised to clients HOST:PORT (default: the listen address).
     #[arg(long, env = "DISTLOG_ADVERTISED_KAFKA")]
     pub advertised_kafka: Option<String>,
+    /// Named Kafka listeners NAME://HOST:PORT,... (Kafka's listeners; replaces --kafka-listen).
+    #[arg(long, env = "DISTLOG_LISTENERS")]
+    pub listeners: Option<String>,
+    /// Address advertised per listener NAME://HOST:PORT,... (Kafka's advertised.listeners).
+    #[arg(long, env = "DISTLOG_ADVERTISED_LISTENERS")]
+    pub advertised_listeners: Option<String>,
     /// HTTP (metrics, health, admin) listener address HOST:PORT.
     #[arg(long, env = "DISTLOG_HTTP_LISTEN")]
     pub http_listen: Option<String>,
@@ -275,6 +292,10 @@ pub struct FileConfig {
     pub kafka_listen: Option<String>,
     /// `HOST:PORT` advertised to clients.
     pub advertised_kafka: Option<String>,
+    /// See [`BrokerConfig::listeners`] (`"INTERNAL://0.0.0.0:9092,EXTERNAL://0.0.0.0:19092"`).
+    pub listeners: Option<String>,
+    /// Advertised address per listener (`"INTERNAL://node1:9092,EXTERNAL://localhost:19092"`).
+    pub advertised_listeners: Option<String>,
     /// See [`BrokerConfig::http_listen`].
     pub http_listen: Option<String>,
     /// See [`BrokerConfig::raft_listen`].
@@ -348,6 +369,8 @@ impl FileConfig {
             data_dir: a.data_dir.clone(),
             kafka_listen: a.kafka_listen.clone(),
             advertised_kafka: a.advertised_kafka.clone(),
+            listeners: a.listeners.clone(),
+            advertised_listeners: a.advertised_listeners.clone(),
             http_listen: a.http_listen.clone(),
             raft_listen: a.raft_listen.clone(),
             bookie_listen: a.bookie_listen.clone(),
@@ -396,13 +419,21 @@ impl BrokerConfig {
         let mut c = BrokerConfig::default();
         let mut advertised: Option<String> = None;
         let mut replication: Option<String> = None;
+        let (mut kafka_listen_set, mut listeners, mut advertised_listeners) = (false, None, None);
         for layer in file
             .into_iter()
             .chain(std::iter::once(FileConfig::from_args(args)))
         {
             c.overlay(&layer)?;
+            kafka_listen_set |= layer.kafka_listen.is_some();
             if layer.advertised_kafka.is_some() {
                 advertised = layer.advertised_kafka;
+            }
+            if layer.listeners.is_some() {
+                listeners = layer.listeners;
+            }
+            if layer.advertised_listeners.is_some() {
+                advertised_listeners = layer.advertised_listeners;
             }
             if layer.default_replication.is_some() {
                 replication = layer.default_replication;
@@ -415,7 +446,8 @@ impl BrokerConfig {
         };
         if c.is_cluster() && c.roles.meta && !c.meta_voters.contains_key(&(c.node_id as u64)) {
             return Err(BrokerError::Config(format!(
-                "--roles includes meta but node {} is not in --meta-voters; list it there with its                  --raft-listen address, or drop meta from --roles to join as a learner through --meta-seeds",
+                "--roles includes meta but node {} is not in --meta-voters; list it there with its \
+                 --raft-listen address, or drop meta from --roles to join as a learner through --meta-seeds",
                 c.node_id
             )));
         }
@@ -453,20 +485,35 @@ impl BrokerConfig {
         if let Some(addr) = &c.bookie_listen {
             split_host_port(addr, "bookie-listen")?;
         }
-        let (host, port) = match advertised {
-            Some(a) => split_host_port(&a, "advertised-kafka")?,
+        c.listeners = match listeners {
+            Some(list) => {
+                if kafka_listen_set || advertised.is_some() {
+                    return Err(BrokerError::Config(
+                        "--listeners replaces --kafka-listen and --advertised-kafka; give the \
+                         advertised addresses with --advertised-listeners"
+                            .into(),
+                    ));
+                }
+                crate::listeners::resolve(&list, advertised_listeners.as_deref())?
+            }
+            None if advertised_listeners.is_some() => {
+                return Err(BrokerError::Config(
+                    "--advertised-listeners needs --listeners naming the same listeners".into(),
+                ))
+            }
             None => {
-                let (host, port) = split_host_port(&c.kafka_listen, "kafka-listen")?;
-                // A wildcard address cannot be dialled; advertise loopback.
-                let host = match host.as_str() {
-                    "0.0.0.0" | "::" => "127.0.0.1".to_string(),
-                    _ => host,
-                };
-                (host, port)
+                let mut l = KafkaListener::from_bind(DEFAULT_LISTENER, &c.kafka_listen, "kafka-listen")?;
+                if let Some(a) = advertised {
+                    (l.advertised_host, l.advertised_port) = split_host_port(&a, "advertised-kafka")?;
+                }
+                vec![l]
             }
         };
-        c.advertised_kafka_host = host;
-        c.advertised_kafka_port = port;
+        // The first listener is the node's primary address.
+        let primary = &c.listeners[0];
+        c.kafka_listen = primary.bind.clone();
+        c.advertised_kafka_host = primary.advertised_host.clone();
+        c.advertised_kafka_port = primary.advertised_port;
         if c.num_partitions == 0 {
             return Err(BrokerError::Config("--num-partitions must be at least 1".into()));
         }
@@ -684,6 +731,39 @@ mod tests {
             (c.advertised_kafka_host.as_str(), c.advertised_kafka_port),
             ("127.0.0.1", 9999)
         );
+    }
+
+    #[test]
+    fn named_listeners_replace_the_single_kafka_listener() {
+        let _g = ENV_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+        std::env::set_var(
+            "DISTLOG_ADVERTISED_LISTENERS",
+            "INTERNAL://node1:9092,EXTERNAL://localhost:19092",
+        );
+        let args = parse(&["--listeners", "INTERNAL://0.0.0.0:9092,EXTERNAL://0.0.0.0:19092"]);
+        std::env::remove_var("DISTLOG_ADVERTISED_LISTENERS");
+        let c = BrokerConfig::resolve(None, &args).expect("resolves");
+        let urls: Vec<String> = c.listeners.iter().map(KafkaListener::advertised_url).collect();
+        assert_eq!(urls, ["INTERNAL://node1:9092", "EXTERNAL://localhost:19092"]);
+        assert_eq!(
+            c.kafka_listen, "0.0.0.0:9092",
+            "the first listener is the primary one"
+        );
+        assert_eq!(
+            (c.advertised_kafka_host.as_str(), c.advertised_kafka_port),
+            ("node1", 9092)
+        );
+        let single = BrokerConfig::resolve(None, &parse(&["--advertised-kafka", "h:1"])).expect("ok");
+        assert_eq!(single.listeners.len(), 1);
+        assert_eq!(single.listeners[0].advertised_url(), "PLAINTEXT://h:1");
+        for bad in [
+            &["--listeners", "A://127.0.0.1:1", "--kafka-listen", "127.0.0.1:2"][..],
+            &["--listeners", "A://127.0.0.1:1", "--advertised-kafka", "h:2"],
+            &["--advertised-listeners", "A://h:1"],
+        ] {
+            let err = BrokerConfig::resolve(None, &parse(bad)).expect_err("conflicting flags");
+            assert!(err.to_string().contains("listeners"), "{err}");
+        }
     }
 
     #[test]

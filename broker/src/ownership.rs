@@ -284,6 +284,7 @@ mod round_tests {
             id,
             kafka_host: "127.0.0.1".into(),
             kafka_port: 9092,
+            listeners: Default::default(),
             rack: None,
             bookie_addr: None,
             lease_expires_ms,

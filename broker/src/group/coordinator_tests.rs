@@ -54,6 +54,7 @@ async fn register(meta: &MetadataStore, id: u32, lease_ms: i64) {
         id,
         kafka_host: format!("broker-{id}.example"),
         kafka_port: 9000 + id as u16,
+        listeners: Default::default(),
         rack: None,
         bookie_addr: None,
         lease_expires_ms: (now + lease_ms).max(0) as u64,

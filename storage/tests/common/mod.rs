@@ -50,6 +50,7 @@ pub async fn serve_registered(meta: &MetadataStore, bookie: &Arc<Bookie>, id: u3
         id,
         kafka_host: "127.0.0.1".into(),
         kafka_port: 9092,
+        listeners: Default::default(),
         rack: None,
         bookie_addr: Some(server.local_addr().to_string()),
         lease_expires_ms: u64::MAX,
