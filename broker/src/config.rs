@@ -55,6 +55,12 @@ pub struct BrokerConfig {
     /// Address the bookie (segment store) service listens on for other
     /// nodes' ledger clients; `None`: the bookie serves this node only.
     pub bookie_listen: Option<String>,
+    /// Address other nodes reach the Raft listener at (`--advertised-raft`);
+    /// `None`: `raft_listen` itself.
+    pub advertised_raft: Option<String>,
+    /// Address other nodes reach the bookie service at
+    /// (`--advertised-bookie`); `None`: `bookie_listen` itself.
+    pub advertised_bookie: Option<String>,
     /// Whether Metadata requests create unknown topics (`auto.create.topics.enable`).
     pub auto_create_topics: bool,
     /// Partitions of a topic created without an explicit count (`num.partitions`).
@@ -132,6 +138,8 @@ impl Default for BrokerConfig {
             http_listen: "127.0.0.1:9644".to_string(),
             raft_listen: "127.0.0.1:9093".to_string(),
             bookie_listen: None,
+            advertised_raft: None,
+            advertised_bookie: None,
             auto_create_topics: true,
             num_partitions: 1,
             segment_bytes: 134_217_728,
@@ -212,6 +220,12 @@ pub struct ServerArgs {
     /// Serve this node's bookie to other nodes on HOST:PORT.
     #[arg(long, env = "DISTLOG_BOOKIE_LISTEN")]
     pub bookie_listen: Option<String>,
+    /// Raft address other nodes dial, HOST:PORT (default: --raft-listen).
+    #[arg(long, env = "DISTLOG_ADVERTISED_RAFT")]
+    pub advertised_raft: Option<String>,
+    /// Bookie address other nodes dial, HOST:PORT (default: --bookie-listen).
+    #[arg(long, env = "DISTLOG_ADVERTISED_BOOKIE")]
+    pub advertised_bookie: Option<String>,
     /// Create unknown topics on Metadata requests (true|false).
     #[arg(long, env = "DISTLOG_AUTO_CREATE_TOPICS")]
     pub auto_create_topics: Option<bool>,
@@ -302,6 +316,10 @@ pub struct FileConfig {
     pub raft_listen: Option<String>,
     /// See [`BrokerConfig::bookie_listen`].
     pub bookie_listen: Option<String>,
+    /// See [`BrokerConfig::advertised_raft`].
+    pub advertised_raft: Option<String>,
+    /// See [`BrokerConfig::advertised_bookie`].
+    pub advertised_bookie: Option<String>,
     /// See [`BrokerConfig::auto_create_topics`].
     pub auto_create_topics: Option<bool>,
     /// See [`BrokerConfig::num_partitions`].
@@ -374,6 +392,8 @@ impl FileConfig {
             http_listen: a.http_listen.clone(),
             raft_listen: a.raft_listen.clone(),
             bookie_listen: a.bookie_listen.clone(),
+            advertised_raft: a.advertised_raft.clone(),
+            advertised_bookie: a.advertised_bookie.clone(),
             auto_create_topics: a.auto_create_topics,
             num_partitions: a.num_partitions,
             segment_bytes: a.segment_bytes,
@@ -485,6 +505,12 @@ impl BrokerConfig {
         if let Some(addr) = &c.bookie_listen {
             split_host_port(addr, "bookie-listen")?;
         }
+        if let Some(addr) = &c.advertised_raft {
+            split_host_port(addr, "advertised-raft")?;
+        }
+        if let Some(addr) = &c.advertised_bookie {
+            split_host_port(addr, "advertised-bookie")?;
+        }
         c.listeners = match listeners {
             Some(list) => {
                 if kafka_listen_set || advertised.is_some() {
@@ -565,6 +591,12 @@ impl BrokerConfig {
         set(&mut self.raft_listen, &l.raft_listen);
         if l.bookie_listen.is_some() {
             self.bookie_listen = l.bookie_listen.clone();
+        }
+        if l.advertised_raft.is_some() {
+            self.advertised_raft = l.advertised_raft.clone();
+        }
+        if l.advertised_bookie.is_some() {
+            self.advertised_bookie = l.advertised_bookie.clone();
         }
         set(&mut self.auto_create_topics, &l.auto_create_topics);
         set(&mut self.num_partitions, &l.num_partitions);
@@ -764,6 +796,24 @@ mod tests {
             let err = BrokerConfig::resolve(None, &parse(bad)).expect_err("conflicting flags");
             assert!(err.to_string().contains("listeners"), "{err}");
         }
+    }
+
+    #[test]
+    fn advertised_raft_and_bookie_addresses_default_to_the_bound_ones() {
+        let _g = ENV_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+        let c = BrokerConfig::resolve(None, &parse(&[])).expect("ok");
+        assert_eq!((c.advertised_raft, c.advertised_bookie), (None, None));
+        let a = parse(&[
+            "--advertised-raft",
+            "node4:9093",
+            "--advertised-bookie",
+            "node4:3181",
+        ]);
+        let c = BrokerConfig::resolve(None, &a).expect("ok");
+        assert_eq!(c.advertised_raft.as_deref(), Some("node4:9093"));
+        assert_eq!(c.advertised_bookie.as_deref(), Some("node4:3181"));
+        let err = BrokerConfig::resolve(None, &parse(&["--advertised-raft", "node4"])).expect_err("no port");
+        assert!(err.to_string().contains("--advertised-raft"), "{err}");
     }
 
     #[test]

@@ -52,7 +52,10 @@ pub fn registration(config: &BrokerConfig, lease: Option<Duration>) -> BrokerInf
         listeners,
         rack: config.rack.clone(),
         bookie_addr: if config.roles.bookie {
-            config.bookie_listen.clone()
+            config
+                .advertised_bookie
+                .clone()
+                .or_else(|| config.bookie_listen.clone())
         } else {
             None
         },

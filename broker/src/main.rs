@@ -146,6 +146,7 @@ async fn serve(config: BrokerConfig) -> anyhow::Result<()> {
         data_dir: config.data_dir.join("meta"),
         node_id: config.node_id as u64,
         raft_addr: config.raft_listen.clone(),
+        advertised_raft_addr: config.advertised_raft.clone(),
         voters: config.meta_voters.clone(),
         // A node without the meta role joins as a learner through the
         // seeds, or through the voters when no seed is given.

@@ -298,6 +298,7 @@ mod round_tests {
             data_dir: dir.path().join("meta"),
             node_id: 1,
             raft_addr: "127.0.0.1:0".into(),
+            advertised_raft_addr: None,
             voters: Default::default(),
             seeds: Vec::new(),
         })

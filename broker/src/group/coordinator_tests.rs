@@ -29,6 +29,7 @@ async fn open_meta(dir: &std::path::Path) -> Arc<MetadataStore> {
         data_dir: dir.join("meta"),
         node_id: u64::from(LOCAL),
         raft_addr: "127.0.0.1:0".into(),
+        advertised_raft_addr: None,
         voters: Default::default(),
         seeds: Vec::new(),
     })
