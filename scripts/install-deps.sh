@@ -7,6 +7,8 @@
 #   gcc, make, g++  - rdkafka-sys builds the bundled librdkafka with its own ./configure (no cmake)
 #   zlib1g-dev      - gzip support in the bundled librdkafka (libz feature, found via pkg-config)
 #   pkg-config
+#   debootstrap     - docker/build-image.sh makes the image's Debian base without a registry
+#   docker-compose  - docker/test.sh (only where a Docker Engine runs)
 set -euo pipefail
 
 # shellcheck source=scripts/apt.sh
@@ -22,6 +24,10 @@ command -v make >/dev/null 2>&1 || missing+=(make)
 command -v curl >/dev/null 2>&1 || missing+=(curl)           # scripts/local-cluster.sh readiness checks
 command -v python3 >/dev/null 2>&1 || missing+=(python3)     # scripts/local-cluster.sh JSON checks
 command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
+[ -x /usr/sbin/debootstrap ] || missing+=(debootstrap)
+if command -v docker >/dev/null 2>&1 && ! command -v docker-compose >/dev/null 2>&1; then
+  missing+=(docker-compose)
+fi
 dpkg-query -W -f='${Status}' zlib1g-dev 2>/dev/null | grep -q 'install ok installed' || missing+=(zlib1g-dev)
 
 if [ "${#missing[@]}" -eq 0 ]; then

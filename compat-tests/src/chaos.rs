@@ -42,6 +42,18 @@ impl ContinuousProducer {
         interval: Duration,
         extra: &[(&str, &str)],
     ) -> anyhow::Result<Self> {
+        Self::start_bounded(bootstrap, topic, interval, usize::MAX, extra)
+    }
+
+    /// [`start`](Self::start), sending at most `limit` messages (then it
+    /// waits for their delivery reports; see [`finished`](Self::finished)).
+    pub fn start_bounded(
+        bootstrap: &str,
+        topic: &str,
+        interval: Duration,
+        limit: usize,
+        extra: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
         let mut config = kafka::producer_config(bootstrap, "all");
         config
             .set("message.send.max.retries", "0")
@@ -60,7 +72,7 @@ impl ContinuousProducer {
                 s[d.id].outcome = Some((Instant::now(), d.result.map_err(|e| e.message)));
             };
             let mut id = 0usize;
-            while !stop2.load(Ordering::Acquire) {
+            while !stop2.load(Ordering::Acquire) && id < limit {
                 let payload = format!("m{id}");
                 sent2.lock().unwrap_or_else(|e| e.into_inner()).push(Sent {
                     id,
@@ -93,6 +105,11 @@ impl ContinuousProducer {
             sent,
             thread: Some(thread),
         })
+    }
+
+    /// Whether the producer sent its `limit` and has every delivery report.
+    pub fn finished(&self) -> bool {
+        self.thread.as_ref().is_none_or(JoinHandle::is_finished)
     }
 
     /// A copy of what was sent so far.
