@@ -49,7 +49,7 @@ fn produced_entries_are_readable_over_the_bookie_service() {
         .build()
         .expect("runtime");
     let payload = runtime.block_on(async {
-        let addr = format!("127.0.0.1:{bookie_port}").parse().expect("addr");
+        let addr: std::net::SocketAddr = format!("127.0.0.1:{bookie_port}").parse().expect("addr");
         let bookie = RemoteBookie::new(1, addr, ClientConfig::default());
         let last = tokio::time::timeout(Duration::from_secs(10), bookie.last_entry(ledger))
             .await

@@ -142,14 +142,36 @@ fn main() -> anyhow::Result<()> {
 
     let owner = leader(&a.bootstrap, &a.topic, Duration::from_secs(30))?;
     let killed = container(file, owner)?;
-    let killed_at = Instant::now();
     docker(&["kill", &killed])?;
+    // The outage counts from the moment the process is gone: `docker kill`
+    // returns once the signal is sent, and messages acknowledged before the
+    // process died are not after the fault.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while docker(&["inspect", "-f", "{{.State.Running}}", &killed])? != "false" {
+        ensure!(
+            Instant::now() < deadline,
+            "node{owner} still runs 30 s after docker kill"
+        );
+        thread::sleep(Duration::from_millis(10));
+    }
+    let killed_at = Instant::now();
     println!(
         "docker kill node{owner} (the partition owner) after {} messages",
         producer.snapshot().len()
     );
     let outage = producer.wait_ack_of_message_sent_after(killed_at, Duration::from_secs(60))?;
-    let new_owner = leader(&a.bootstrap, &a.topic, Duration::from_secs(30))?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let new_owner = loop {
+        let l = leader(&a.bootstrap, &a.topic, Duration::from_secs(30))?;
+        if l != owner {
+            break l;
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "Metadata still names the killed node{owner} as leader"
+        );
+        thread::sleep(Duration::from_millis(200));
+    };
     println!(
         "client-visible outage after docker kill: {:.2} s (first acknowledgement of a message sent after the kill); new owner node{new_owner}",
         outage.as_secs_f64()

@@ -75,6 +75,44 @@ impl Default for ClientConfig {
     }
 }
 
+/// Where a bookie is dialled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BookieAddr {
+    /// A socket address, dialled as is.
+    Socket(SocketAddr),
+    /// A `host:port` name, resolved again at every connect, so a bookie
+    /// whose address changes (a container restarted or re-attached to its
+    /// network) is found again, and one whose name does not resolve right
+    /// now (its container is gone) fails like any unreachable bookie
+    /// instead of failing the whole ensemble.
+    Host(String),
+}
+
+impl BookieAddr {
+    /// `text` as a socket address when it is one, else as a name.
+    pub fn parse(text: &str) -> BookieAddr {
+        match text.parse() {
+            Ok(sock) => BookieAddr::Socket(sock),
+            Err(_) => BookieAddr::Host(text.to_string()),
+        }
+    }
+}
+
+impl From<SocketAddr> for BookieAddr {
+    fn from(sock: SocketAddr) -> Self {
+        BookieAddr::Socket(sock)
+    }
+}
+
+impl std::fmt::Display for BookieAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BookieAddr::Socket(s) => write!(f, "{s}"),
+            BookieAddr::Host(h) => f.write_str(h),
+        }
+    }
+}
+
 /// A bookie in another process, reached over TCP.
 pub struct RemoteBookie {
     inner: Arc<Inner>,
@@ -82,7 +120,7 @@ pub struct RemoteBookie {
 
 struct Inner {
     bookie_id: u32,
-    addr: SocketAddr,
+    addr: BookieAddr,
     /// Names the bookie in errors: "bookie 2 at 10.0.0.2:3181".
     label: String,
     config: ClientConfig,
@@ -92,12 +130,14 @@ struct Inner {
 impl RemoteBookie {
     /// A client of the bookie with node id `bookie_id` listening on `addr`.
     /// Nothing is connected until the first request.
-    pub fn new(bookie_id: u32, addr: SocketAddr, config: ClientConfig) -> RemoteBookie {
+    pub fn new(bookie_id: u32, addr: impl Into<BookieAddr>, config: ClientConfig) -> RemoteBookie {
+        let addr = addr.into();
+        let label = format!("bookie {bookie_id} at {addr}");
         RemoteBookie {
             inner: Arc::new(Inner {
                 bookie_id,
                 addr,
-                label: format!("bookie {bookie_id} at {addr}"),
+                label,
                 config,
                 conn: Mutex::new(None),
             }),
@@ -105,8 +145,8 @@ impl RemoteBookie {
     }
 
     /// The bookie's address.
-    pub fn addr(&self) -> SocketAddr {
-        self.inner.addr
+    pub fn addr(&self) -> &BookieAddr {
+        &self.inner.addr
     }
 
     /// True while a connection is open or being opened.
@@ -189,7 +229,7 @@ impl Inner {
                 return Ok(c.clone());
             }
         }
-        let conn = Conn::open(self.bookie_id, self.addr, &self.label, &self.config)?;
+        let conn = Conn::open(self.bookie_id, self.addr.clone(), &self.label, &self.config)?;
         *slot = Some(conn.clone());
         Ok(conn)
     }

@@ -5,7 +5,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::io;
-use std::net::SocketAddr;
+
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -18,6 +18,7 @@ use tokio::sync::{mpsc, oneshot, Notify};
 use tracing::Instrument;
 
 use super::budget::{Budget, Share};
+use super::client::BookieAddr;
 use super::client::ClientConfig;
 use super::frame::{write_chunks, FrameReader};
 use super::net_metrics::CLIENT;
@@ -79,7 +80,7 @@ impl Conn {
     /// (requests queue meanwhile). Needs a tokio runtime.
     pub(super) fn open(
         bookie_id: u32,
-        addr: SocketAddr,
+        addr: BookieAddr,
         label: &str,
         config: &ClientConfig,
     ) -> Result<Arc<Conn>> {
@@ -147,13 +148,13 @@ impl Conn {
 /// Connect, then write and read until the connection fails, is killed, or
 /// every handle on it is gone; finally fail whatever is still waiting.
 async fn run_conn(
-    addr: SocketAddr,
+    addr: BookieAddr,
     config: ClientConfig,
     shared: Arc<ConnShared>,
     mut rx: mpsc::UnboundedReceiver<Outgoing>,
 ) {
     let ended = async {
-        let stream = connect(addr, &config, &shared.label).await?;
+        let stream = connect(&addr, &config, &shared.label).await?;
         let (rd, wr) = stream.into_split();
         tokio::select! {
             r = write_loop(wr, &mut rx, &shared, &config) => r,
@@ -193,8 +194,15 @@ async fn run_conn(
     }
 }
 
-async fn connect(addr: SocketAddr, config: &ClientConfig, label: &str) -> Result<TcpStream> {
-    let outcome = tokio::time::timeout(config.connect_timeout, TcpStream::connect(addr)).await;
+/// Connect to `addr`, resolving a name first (within the same timeout).
+async fn connect(addr: &BookieAddr, config: &ClientConfig, label: &str) -> Result<TcpStream> {
+    let dial = async {
+        match addr {
+            BookieAddr::Socket(sock) => TcpStream::connect(*sock).await,
+            BookieAddr::Host(host) => TcpStream::connect(host.as_str()).await,
+        }
+    };
+    let outcome = tokio::time::timeout(config.connect_timeout, dial).await;
     let stream = match outcome {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {

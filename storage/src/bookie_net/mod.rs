@@ -23,7 +23,7 @@ pub mod server;
 #[cfg(test)]
 mod codec_tests;
 
-pub use client::{ClientConfig, RemoteBookie};
+pub use client::{BookieAddr, ClientConfig, RemoteBookie};
 
 /// The bookie service's conventional port (BookKeeper's), as suggested in
 /// the design for `--bookie-listen`.

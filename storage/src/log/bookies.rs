@@ -9,14 +9,13 @@
 //! `E` live bookies chosen by [`choose_ensemble`] otherwise.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use distlog_metadata::{LedgerId, MetadataStore, SegmentState};
 use parking_lot::RwLock;
 
 use super::segment::SegmentView;
-use crate::bookie_net::{ClientConfig, RemoteBookie};
+use crate::bookie_net::{BookieAddr, ClientConfig, RemoteBookie};
 use crate::error::{Result, StorageError};
 use crate::ledger::handle::Ensemble;
 use crate::ledger::placement::{choose_ensemble, BookieCandidate};
@@ -56,8 +55,14 @@ impl BookieSet {
                     "bookie {id} has no registered address; is that node running with --bookie-listen?"
                 ))
             })?;
-        let sock = resolve(&addr).await?;
-        let client: Arc<dyn BookieClient> = Arc::new(RemoteBookie::new(id, sock, ClientConfig::default()));
+        // A name is resolved at each connect, not here: an unresolvable
+        // bookie (its container is gone) must fail as that one bookie, not
+        // fail every ensemble it belongs to.
+        let client: Arc<dyn BookieClient> = Arc::new(RemoteBookie::new(
+            id,
+            BookieAddr::parse(&addr),
+            ClientConfig::default(),
+        ));
         Ok(self.remote.write().entry(id).or_insert(client).clone())
     }
 
@@ -151,16 +156,4 @@ impl BookieSet {
             (live, lapsed)
         })
     }
-}
-
-/// A registered `host:port`, resolved without blocking the runtime.
-async fn resolve(addr: &str) -> Result<SocketAddr> {
-    if let Ok(sock) = addr.parse() {
-        return Ok(sock);
-    }
-    tokio::net::lookup_host(addr)
-        .await
-        .ok()
-        .and_then(|mut a| a.next())
-        .ok_or_else(|| StorageError::NotEnoughBookies(format!("cannot resolve bookie address '{addr}'")))
 }
