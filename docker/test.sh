@@ -22,6 +22,7 @@ fi
 export COMPOSE_PROJECT_NAME="${COMPOSE_PROJECT_NAME:-distlog-test}"
 export DISTLOG_IMAGE="${DISTLOG_IMAGE:-distlog:latest}"
 FILE=docker/docker-compose.yml
+SPLIT=docker/docker-compose.split.yml
 MESSAGES="${DISTLOG_COMPOSE_MESSAGES:-50000}"
 
 # The published ports: the README's 19092-19094 and 19644-19646 when free,
@@ -43,18 +44,25 @@ done
 BOOTSTRAP="localhost:$DISTLOG_PORT_1,localhost:$DISTLOG_PORT_2,localhost:$DISTLOG_PORT_3"
 
 compose() { timeout 180 docker-compose -f "$FILE" "$@"; }
+down_all() {
+  for f in "$FILE" "$SPLIT"; do
+    timeout 180 docker-compose -f "$f" down -v --remove-orphans -t 5 >/dev/null 2>&1 || true
+  done
+}
 teardown() {
   local rc=$?
   if [ "$rc" -ne 0 ]; then
     echo "docker/test.sh: failed (exit $rc); the nodes' last log lines:" >&2
-    compose logs --no-color --tail=40 >&2 || true
+    for f in "$FILE" "$SPLIT"; do
+      timeout 60 docker-compose -f "$f" logs --no-color --tail=40 >&2 || true
+    done
   fi
-  compose down -v --remove-orphans -t 5 >/dev/null 2>&1 || true
+  down_all
   exit "$rc"
 }
 trap teardown EXIT
-# A previous run that was killed may have left its project behind.
-compose down -v --remove-orphans -t 5 >/dev/null 2>&1 || true
+# A previous run that was killed may have left its projects behind.
+down_all
 
 started=$SECONDS
 docker/build-image.sh
@@ -69,4 +77,13 @@ echo "docker/test.sh: cluster healthy $(awk -v a="$up_started" -v b="$(date +%s.
 
 timeout 900 target/debug/distlog-compose-check \
   --compose-file "$FILE" --bootstrap "$BOOTSTRAP" --messages "$MESSAGES"
+compose down -v --remove-orphans -t 5
+
+# The split topology: three meta+bookie nodes, two stateless brokers.
+up_started=$(date +%s.%N)
+timeout 180 docker-compose -f "$SPLIT" up -d
+docker/wait-healthy.sh "$SPLIT" 180
+echo "docker/test.sh: split topology healthy $(awk -v a="$up_started" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1f", b-a}') s after docker-compose up"
+timeout 300 target/debug/distlog-compose-check --smoke --compose-file "$SPLIT" \
+  --bootstrap "localhost:$DISTLOG_PORT_1,localhost:$DISTLOG_PORT_2" --messages 2000
 echo "docker/test.sh: passed"

@@ -26,6 +26,8 @@ step install-deps scripts/install-deps.sh
 step build cargo build --workspace --all-targets
 # A global guard: the suite normally takes a few minutes; never let it hang CI.
 step test timeout --signal=TERM --kill-after=30 1500 cargo test --workspace --no-fail-fast
+# Docker image and compose clusters with real faults (skipped without a Docker Engine).
+step docker timeout --signal=TERM --kill-after=30 1200 docker/test.sh
 step fmt cargo fmt --all -- --check
 step clippy cargo clippy --workspace --all-targets -- -D warnings
 
