@@ -195,7 +195,10 @@ fn a_bookie_address_without_the_bookie_role_is_refused() {
     ]);
     let err = BrokerConfig::resolve(None, &a).expect_err("bookie address without a bookie");
     let msg = err.to_string();
-    assert!(msg.contains("--bookie-listen") && msg.contains("add bookie to --roles"), "{msg}");
+    assert!(
+        msg.contains("--bookie-listen") && msg.contains("add bookie to --roles"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -203,7 +206,17 @@ fn roles_other_than_all_need_a_cluster() {
     let _g = ENV_LOCK.lock().unwrap_or_else(|p| p.into_inner());
     let err = BrokerConfig::resolve(None, &parse(&["--roles", "broker"])).expect_err("single node");
     assert!(err.to_string().contains("--meta-voters"), "{err}");
-    let err = BrokerConfig::resolve(None, &parse(&["--node-id", "4", "--roles", "broker,meta", "--meta-voters", VOTERS]))
-        .expect_err("meta role but not a voter");
+    let err = BrokerConfig::resolve(
+        None,
+        &parse(&[
+            "--node-id",
+            "4",
+            "--roles",
+            "broker,meta",
+            "--meta-voters",
+            VOTERS,
+        ]),
+    )
+    .expect_err("meta role but not a voter");
     assert!(err.to_string().contains("not in --meta-voters"), "{err}");
 }

@@ -94,7 +94,12 @@ fn apply_inner(state: &mut MetaState, cmd: &Command, events: &mut Vec<MetaEvent>
             let mut released = Vec::new();
             for partition in 0..topic.partitions {
                 if let Some(stream) = state.streams.remove(&topic.stream(partition)) {
-                    released.extend(stream.segments.iter().map(|s| ReleasedLedger::of(s, stream.owner)));
+                    released.extend(
+                        stream
+                            .segments
+                            .iter()
+                            .map(|s| ReleasedLedger::of(s, stream.owner)),
+                    );
                 }
             }
             crate::group::forget_topic(state, name);

@@ -138,7 +138,8 @@ async fn broker_only_node_writes_to_remote_bookies_and_deletes_ledgers_on_every_
         wait_holds(&bookies[1], *ledger, false).await;
         assert!(bookies[2].ledgers().contains(ledger), "bookie 3 was down");
         let seen = ns.ledger_whereabouts(*ledger).await;
-        let summary: Vec<(u32, bool, bool)> = seen.iter().map(|r| (r.bookie, r.reachable, r.exists)).collect();
+        let summary: Vec<(u32, bool, bool)> =
+            seen.iter().map(|r| (r.bookie, r.reachable, r.exists)).collect();
         assert_eq!(
             summary,
             vec![(1, true, false), (2, true, false), (3, false, false)],

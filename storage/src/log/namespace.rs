@@ -446,7 +446,10 @@ impl Namespace {
     /// What every registered bookie holds of `ledger` (see
     /// [`super::release::whereabouts`]): where a ledger lives, and the
     /// check that a released ledger is gone from every bookie.
-    pub async fn ledger_whereabouts(&self, ledger: distlog_metadata::LedgerId) -> Vec<super::replicas::BookieReplica> {
+    pub async fn ledger_whereabouts(
+        &self,
+        ledger: distlog_metadata::LedgerId,
+    ) -> Vec<super::replicas::BookieReplica> {
         release::whereabouts(&self.ctx, ledger).await
     }
 

@@ -74,11 +74,7 @@ pub(crate) fn delete_targets(ctx: &NsCtx, ledger: &ReleasedLedger) -> Vec<u32> {
 pub(crate) async fn delete_released(ctx: &NsCtx, ledgers: &[ReleasedLedger], reason: Reason) -> usize {
     let jobs: Vec<(LedgerId, u32)> = ledgers
         .iter()
-        .flat_map(|l| {
-            delete_targets(ctx, l)
-                .into_iter()
-                .map(move |b| (l.ledger_id, b))
-        })
+        .flat_map(|l| delete_targets(ctx, l).into_iter().map(move |b| (l.ledger_id, b)))
         .collect();
     if jobs.is_empty() {
         return 0;
