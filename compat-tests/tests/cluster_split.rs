@@ -7,7 +7,8 @@
 //! One scenario, phase by phase (one 5-process cluster is what a 2-core
 //! machine affords): clients see exactly the two brokers; 3/3/2 and 1/1/1
 //! topics take 2,000 acks=all records each and give them back exactly;
-//! every ledger lives on bookies 1-3 only; `kill -9` of the broker owning
+//! every ledger lives on bookies 1-3 only; a consumer group consumes and
+//! commits; `kill -9` of the broker owning
 //! the 3/3/2 partition under a continuous producer moves it to the other
 //! broker within 10 s without losing or duplicating an acknowledged
 //! record; and a deleted topic's ledgers are gone from every bookie.
@@ -19,7 +20,10 @@ use std::time::{Duration, Instant};
 
 use distlog_compat_tests::chaos::{acknowledged, verify_zero_loss, ContinuousProducer};
 use distlog_compat_tests::cluster::LocalCluster;
+use distlog_compat_tests::group::{group_consumer_config, CommitPolicy, GroupMember, GroupRun};
 use distlog_compat_tests::kafka;
+use rdkafka::consumer::{CommitMode, Consumer};
+use rdkafka::{Offset, TopicPartitionList};
 use serde_json::Value;
 
 /// Session timeout (lease) of every node: failover takes about this long
@@ -32,7 +36,10 @@ const RECORDS: usize = 2000;
 fn split_cluster() -> LocalCluster {
     LocalCluster::up_with_roles(
         &["meta,bookie", "meta,bookie", "meta,bookie", "broker", "broker"],
-        &format!("--broker-session-timeout-ms {SESSION_MS} --broker-heartbeat-interval-ms 1500"),
+        &format!(
+            "--broker-session-timeout-ms {SESSION_MS} --broker-heartbeat-interval-ms 1500 \
+             --group-initial-rebalance-delay-ms 0"
+        ),
     )
     .expect("split cluster up")
 }
@@ -232,6 +239,38 @@ fn split_topology_brokers_without_bookies_serve_fail_over_and_free_ledgers() {
         );
     }
     eprintln!("split3 ledgers {ledgers3:?}; split1 ledgers {ledgers1:?}");
+
+    // A consumer group works with coordinators on broker-only nodes (its
+    // state lives in the metadata store).
+    let member = GroupMember::subscribe(
+        &group_consumer_config(c.bootstrap(), "split-group"),
+        "g1",
+        &["split1"],
+    )
+    .expect("subscribe");
+    let mut run = GroupRun::new();
+    run.drive(
+        &[&member],
+        CommitPolicy::Never,
+        Duration::from_secs(45),
+        "group consumes split1",
+        |r, _| r.unique_count() >= RECORDS,
+    )
+    .expect("group consume");
+    assert_eq!(run.unique_count(), RECORDS);
+    let mut commit = TopicPartitionList::new();
+    commit
+        .add_partition_offset("split1", 0, Offset::Offset(RECORDS as i64))
+        .expect("tpl");
+    member
+        .consumer()
+        .commit(&commit, CommitMode::Sync)
+        .expect("commit");
+    assert_eq!(
+        member.committed("split1", &[0]).expect("committed"),
+        [(0, Some(RECORDS as i64))].into()
+    );
+    member.close(Duration::from_secs(10)).expect("close member");
 
     // kill -9 the owner of the 3/3/2 partition under a continuous producer.
     let producer =
