@@ -14,6 +14,7 @@ use serde::Deserialize;
 
 use crate::cluster::{parse_seeds, parse_voters, Replication, Roles};
 use crate::error::BrokerError;
+use crate::listeners::{KafkaListener, DEFAULT_LISTENER};
 
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize, Default)]
@@ -43,6 +44,10 @@ pub struct BrokerConfig {
     pub advertised_kafka_host: String,
     /// Port advertised to Kafka clients in Metadata responses.
     pub advertised_kafka_port: u16,
+    /// Every Kafka listener (`--listeners`); the first is `kafka_listen`
+    /// with the advertised host and port above. One listener named
+    /// `PLAINTEXT` unless `--listeners` names several.
+    pub listeners: Vec<KafkaListener>,
     /// Address of the HTTP server (metrics, health, admin).
     pub http_listen: String,
     /// Address of the Raft RPC listener (recorded in membership).
@@ -50,6 +55,12 @@ pub struct BrokerConfig {
     /// Address the bookie (segment store) service listens on for other
     /// nodes' ledger clients; `None`: the bookie serves this node only.
     pub bookie_listen: Option<String>,
+    /// Address other nodes reach the Raft listener at (`--advertised-raft`);
+    /// `None`: `raft_listen` itself.
+    pub advertised_raft: Option<String>,
+    /// Address other nodes reach the bookie service at
+    /// (`--advertised-bookie`); `None`: `bookie_listen` itself.
+    pub advertised_bookie: Option<String>,
     /// Whether Metadata requests create unknown topics (`auto.create.topics.enable`).
     pub auto_create_topics: bool,
     /// Partitions of a topic created without an explicit count (`num.partitions`).
@@ -118,9 +129,17 @@ impl Default for BrokerConfig {
             kafka_listen: DEFAULT_KAFKA_LISTEN.to_string(),
             advertised_kafka_host: "127.0.0.1".to_string(),
             advertised_kafka_port: 9092,
+            listeners: vec![KafkaListener {
+                name: DEFAULT_LISTENER.to_string(),
+                bind: DEFAULT_KAFKA_LISTEN.to_string(),
+                advertised_host: "127.0.0.1".to_string(),
+                advertised_port: 9092,
+            }],
             http_listen: "127.0.0.1:9644".to_string(),
             raft_listen: "127.0.0.1:9093".to_string(),
             bookie_listen: None,
+            advertised_raft: None,
+            advertised_bookie: None,
             auto_create_topics: true,
             num_partitions: 1,
             segment_bytes: 134_217_728,
@@ -186,6 +205,12 @@ pub struct ServerArgs {
     /// Kafka address advertised to clients HOST:PORT (default: the listen address).
     #[arg(long, env = "DISTLOG_ADVERTISED_KAFKA")]
     pub advertised_kafka: Option<String>,
+    /// Named Kafka listeners NAME://HOST:PORT,... (Kafka's listeners; replaces --kafka-listen).
+    #[arg(long, env = "DISTLOG_LISTENERS")]
+    pub listeners: Option<String>,
+    /// Address advertised per listener NAME://HOST:PORT,... (Kafka's advertised.listeners).
+    #[arg(long, env = "DISTLOG_ADVERTISED_LISTENERS")]
+    pub advertised_listeners: Option<String>,
     /// HTTP (metrics, health, admin) listener address HOST:PORT.
     #[arg(long, env = "DISTLOG_HTTP_LISTEN")]
     pub http_listen: Option<String>,
@@ -195,6 +220,12 @@ pub struct ServerArgs {
     /// Serve this node's bookie to other nodes on HOST:PORT.
     #[arg(long, env = "DISTLOG_BOOKIE_LISTEN")]
     pub bookie_listen: Option<String>,
+    /// Raft address other nodes dial, HOST:PORT (default: --raft-listen).
+    #[arg(long, env = "DISTLOG_ADVERTISED_RAFT")]
+    pub advertised_raft: Option<String>,
+    /// Bookie address other nodes dial, HOST:PORT (default: --bookie-listen).
+    #[arg(long, env = "DISTLOG_ADVERTISED_BOOKIE")]
+    pub advertised_bookie: Option<String>,
     /// Create unknown topics on Metadata requests (true|false).
     #[arg(long, env = "DISTLOG_AUTO_CREATE_TOPICS")]
     pub auto_create_topics: Option<bool>,
@@ -275,12 +306,20 @@ pub struct FileConfig {
     pub kafka_listen: Option<String>,
     /// `HOST:PORT` advertised to clients.
     pub advertised_kafka: Option<String>,
+    /// See [`BrokerConfig::listeners`] (`"INTERNAL://0.0.0.0:9092,EXTERNAL://0.0.0.0:19092"`).
+    pub listeners: Option<String>,
+    /// Advertised address per listener (`"INTERNAL://node1:9092,EXTERNAL://localhost:19092"`).
+    pub advertised_listeners: Option<String>,
     /// See [`BrokerConfig::http_listen`].
     pub http_listen: Option<String>,
     /// See [`BrokerConfig::raft_listen`].
     pub raft_listen: Option<String>,
     /// See [`BrokerConfig::bookie_listen`].
     pub bookie_listen: Option<String>,
+    /// See [`BrokerConfig::advertised_raft`].
+    pub advertised_raft: Option<String>,
+    /// See [`BrokerConfig::advertised_bookie`].
+    pub advertised_bookie: Option<String>,
     /// See [`BrokerConfig::auto_create_topics`].
     pub auto_create_topics: Option<bool>,
     /// See [`BrokerConfig::num_partitions`].
@@ -348,9 +387,13 @@ impl FileConfig {
             data_dir: a.data_dir.clone(),
             kafka_listen: a.kafka_listen.clone(),
             advertised_kafka: a.advertised_kafka.clone(),
+            listeners: a.listeners.clone(),
+            advertised_listeners: a.advertised_listeners.clone(),
             http_listen: a.http_listen.clone(),
             raft_listen: a.raft_listen.clone(),
             bookie_listen: a.bookie_listen.clone(),
+            advertised_raft: a.advertised_raft.clone(),
+            advertised_bookie: a.advertised_bookie.clone(),
             auto_create_topics: a.auto_create_topics,
             num_partitions: a.num_partitions,
             segment_bytes: a.segment_bytes,
@@ -396,13 +439,21 @@ impl BrokerConfig {
         let mut c = BrokerConfig::default();
         let mut advertised: Option<String> = None;
         let mut replication: Option<String> = None;
+        let (mut kafka_listen_set, mut listeners, mut advertised_listeners) = (false, None, None);
         for layer in file
             .into_iter()
             .chain(std::iter::once(FileConfig::from_args(args)))
         {
             c.overlay(&layer)?;
+            kafka_listen_set |= layer.kafka_listen.is_some();
             if layer.advertised_kafka.is_some() {
                 advertised = layer.advertised_kafka;
+            }
+            if layer.listeners.is_some() {
+                listeners = layer.listeners;
+            }
+            if layer.advertised_listeners.is_some() {
+                advertised_listeners = layer.advertised_listeners;
             }
             if layer.default_replication.is_some() {
                 replication = layer.default_replication;
@@ -427,13 +478,14 @@ impl BrokerConfig {
                     .into(),
             ));
         }
-        if !c.roles.bookie && c.bookie_listen.is_some() {
+        if !c.roles.bookie && (c.bookie_listen.is_some() || c.advertised_bookie.is_some()) {
             // A broker without a bookie writes to the cluster's bookies; a
             // bookie address here would be registered by nobody and served
             // by nothing, so say so rather than ignore it.
             return Err(BrokerError::Config(format!(
-                "--bookie-listen is set but --roles ({}) has no bookie; add bookie to --roles to \
-                 serve a segment store on this node, or drop --bookie-listen (DISTLOG_BOOKIE_LISTEN)",
+                "--bookie-listen or --advertised-bookie is set but --roles ({}) has no bookie; add \
+                 bookie to --roles to serve a segment store on this node, or drop those flags \
+                 (DISTLOG_BOOKIE_LISTEN, DISTLOG_ADVERTISED_BOOKIE)",
                 c.roles
             )));
         }
@@ -457,20 +509,41 @@ impl BrokerConfig {
         if let Some(addr) = &c.bookie_listen {
             split_host_port(addr, "bookie-listen")?;
         }
-        let (host, port) = match advertised {
-            Some(a) => split_host_port(&a, "advertised-kafka")?,
+        if let Some(addr) = &c.advertised_raft {
+            split_host_port(addr, "advertised-raft")?;
+        }
+        if let Some(addr) = &c.advertised_bookie {
+            split_host_port(addr, "advertised-bookie")?;
+        }
+        c.listeners = match listeners {
+            Some(list) => {
+                if kafka_listen_set || advertised.is_some() {
+                    return Err(BrokerError::Config(
+                        "--listeners replaces --kafka-listen and --advertised-kafka; give the \
+                         advertised addresses with --advertised-listeners"
+                            .into(),
+                    ));
+                }
+                crate::listeners::resolve(&list, advertised_listeners.as_deref())?
+            }
+            None if advertised_listeners.is_some() => {
+                return Err(BrokerError::Config(
+                    "--advertised-listeners needs --listeners naming the same listeners".into(),
+                ))
+            }
             None => {
-                let (host, port) = split_host_port(&c.kafka_listen, "kafka-listen")?;
-                // A wildcard address cannot be dialled; advertise loopback.
-                let host = match host.as_str() {
-                    "0.0.0.0" | "::" => "127.0.0.1".to_string(),
-                    _ => host,
-                };
-                (host, port)
+                let mut l = KafkaListener::from_bind(DEFAULT_LISTENER, &c.kafka_listen, "kafka-listen")?;
+                if let Some(a) = advertised {
+                    (l.advertised_host, l.advertised_port) = split_host_port(&a, "advertised-kafka")?;
+                }
+                vec![l]
             }
         };
-        c.advertised_kafka_host = host;
-        c.advertised_kafka_port = port;
+        // The first listener is the node's primary address.
+        let primary = &c.listeners[0];
+        c.kafka_listen = primary.bind.clone();
+        c.advertised_kafka_host = primary.advertised_host.clone();
+        c.advertised_kafka_port = primary.advertised_port;
         if c.num_partitions == 0 {
             return Err(BrokerError::Config("--num-partitions must be at least 1".into()));
         }
@@ -522,6 +595,12 @@ impl BrokerConfig {
         set(&mut self.raft_listen, &l.raft_listen);
         if l.bookie_listen.is_some() {
             self.bookie_listen = l.bookie_listen.clone();
+        }
+        if l.advertised_raft.is_some() {
+            self.advertised_raft = l.advertised_raft.clone();
+        }
+        if l.advertised_bookie.is_some() {
+            self.advertised_bookie = l.advertised_bookie.clone();
         }
         set(&mut self.auto_create_topics, &l.auto_create_topics);
         set(&mut self.num_partitions, &l.num_partitions);

@@ -119,6 +119,57 @@ fn wildcard_listen_advertises_loopback() {
 }
 
 #[test]
+fn named_listeners_replace_the_single_kafka_listener() {
+    let _g = ENV_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+    std::env::set_var(
+        "DISTLOG_ADVERTISED_LISTENERS",
+        "INTERNAL://node1:9092,EXTERNAL://localhost:19092",
+    );
+    let args = parse(&["--listeners", "INTERNAL://0.0.0.0:9092,EXTERNAL://0.0.0.0:19092"]);
+    std::env::remove_var("DISTLOG_ADVERTISED_LISTENERS");
+    let c = BrokerConfig::resolve(None, &args).expect("resolves");
+    let urls: Vec<String> = c.listeners.iter().map(KafkaListener::advertised_url).collect();
+    assert_eq!(urls, ["INTERNAL://node1:9092", "EXTERNAL://localhost:19092"]);
+    assert_eq!(
+        c.kafka_listen, "0.0.0.0:9092",
+        "the first listener is the primary one"
+    );
+    assert_eq!(
+        (c.advertised_kafka_host.as_str(), c.advertised_kafka_port),
+        ("node1", 9092)
+    );
+    let single = BrokerConfig::resolve(None, &parse(&["--advertised-kafka", "h:1"])).expect("ok");
+    assert_eq!(single.listeners.len(), 1);
+    assert_eq!(single.listeners[0].advertised_url(), "PLAINTEXT://h:1");
+    for bad in [
+        &["--listeners", "A://127.0.0.1:1", "--kafka-listen", "127.0.0.1:2"][..],
+        &["--listeners", "A://127.0.0.1:1", "--advertised-kafka", "h:2"],
+        &["--advertised-listeners", "A://h:1"],
+    ] {
+        let err = BrokerConfig::resolve(None, &parse(bad)).expect_err("conflicting flags");
+        assert!(err.to_string().contains("listeners"), "{err}");
+    }
+}
+
+#[test]
+fn advertised_raft_and_bookie_addresses_default_to_the_bound_ones() {
+    let _g = ENV_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+    let c = BrokerConfig::resolve(None, &parse(&[])).expect("ok");
+    assert_eq!((c.advertised_raft, c.advertised_bookie), (None, None));
+    let a = parse(&[
+        "--advertised-raft",
+        "node4:9093",
+        "--advertised-bookie",
+        "node4:3181",
+    ]);
+    let c = BrokerConfig::resolve(None, &a).expect("ok");
+    assert_eq!(c.advertised_raft.as_deref(), Some("node4:9093"));
+    assert_eq!(c.advertised_bookie.as_deref(), Some("node4:3181"));
+    let err = BrokerConfig::resolve(None, &parse(&["--advertised-raft", "node4"])).expect_err("no port");
+    assert!(err.to_string().contains("--advertised-raft"), "{err}");
+}
+
+#[test]
 fn version_subcommand_parses() {
     let cli = Cli::try_parse_from(["distlog", "version"]).expect("parses");
     assert!(matches!(cli.command, CliCommand::Version));
@@ -199,6 +250,18 @@ fn a_bookie_address_without_the_bookie_role_is_refused() {
         msg.contains("--bookie-listen") && msg.contains("add bookie to --roles"),
         "{msg}"
     );
+    let a = parse(&[
+        "--node-id",
+        "4",
+        "--roles",
+        "broker",
+        "--meta-voters",
+        VOTERS,
+        "--advertised-bookie",
+        "node4:19094",
+    ]);
+    let err = BrokerConfig::resolve(None, &a).expect_err("advertised bookie without a bookie");
+    assert!(err.to_string().contains("--advertised-bookie"), "{err}");
 }
 
 #[test]

@@ -9,10 +9,11 @@
 //! and compared with the controller's clock, so node clocks must agree to
 //! well within the session timeout (as with NTP-synchronised hosts).
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use distlog_metadata::{BrokerInfo, Command, MetadataError, MetadataStore};
+use distlog_metadata::{BrokerInfo, Command, ListenerAddr, MetadataError, MetadataStore};
 use tokio::sync::watch;
 use tracing::{debug, warn};
 
@@ -26,14 +27,35 @@ pub fn registration(config: &BrokerConfig, lease: Option<Duration>) -> BrokerInf
     } else {
         (String::new(), 0)
     };
+    // Named listeners are registered only when there are several: a node
+    // with one listener is reached at its one address whatever the name.
+    let listeners = if config.roles.broker && config.listeners.len() > 1 {
+        config
+            .listeners
+            .iter()
+            .map(|l| {
+                let addr = ListenerAddr {
+                    host: l.advertised_host.clone(),
+                    port: l.advertised_port,
+                };
+                (l.name.clone(), addr)
+            })
+            .collect()
+    } else {
+        BTreeMap::new()
+    };
     let now = distlog_metadata::now_ms();
     BrokerInfo {
         id: config.node_id,
         kafka_host,
         kafka_port,
+        listeners,
         rack: config.rack.clone(),
         bookie_addr: if config.roles.bookie {
-            config.bookie_listen.clone()
+            config
+                .advertised_bookie
+                .clone()
+                .or_else(|| config.bookie_listen.clone())
         } else {
             None
         },

@@ -12,6 +12,7 @@ pub mod group;
 pub mod handlers;
 pub mod http;
 pub mod lease;
+pub mod listeners;
 pub mod metrics;
 pub mod ownership;
 pub mod records;

@@ -120,10 +120,17 @@ async fn serve(config: BrokerConfig) -> anyhow::Result<()> {
     metrics::init();
 
     // Bind first, so a port conflict fails fast and names its flag.
-    let kafka = match config.roles.broker {
-        true => Some(listener::bind(&config.kafka_listen, "kafka-listen").await?),
-        false => None,
-    };
+    let mut kafka = Vec::new();
+    if config.roles.broker {
+        let flag = if config.listeners.len() > 1 {
+            "listeners"
+        } else {
+            "kafka-listen"
+        };
+        for l in &config.listeners {
+            kafka.push((l.clone(), listener::bind(&l.bind, flag).await?));
+        }
+    }
     let http_listener = listener::bind(&config.http_listen, "http-listen").await?;
 
     tokio::fs::create_dir_all(&config.data_dir)
@@ -139,6 +146,7 @@ async fn serve(config: BrokerConfig) -> anyhow::Result<()> {
         data_dir: config.data_dir.join("meta"),
         node_id: config.node_id as u64,
         raft_addr: config.raft_listen.clone(),
+        advertised_raft_addr: config.advertised_raft.clone(),
         voters: config.meta_voters.clone(),
         // A node without the meta role joins as a learner through the
         // seeds, or through the voters when no seed is given.
@@ -224,21 +232,30 @@ async fn serve(config: BrokerConfig) -> anyhow::Result<()> {
         http::router(broker.clone(), ready.clone()),
         shutdown_rx.clone(),
     ));
-    let kafka_task = kafka.map(|kafka| {
-        tokio::spawn(listener::run(
-            kafka,
-            Arc::new(KafkaDispatcher::new(broker.clone())),
-            config.max_request_bytes,
-            shutdown_rx.clone(),
-            SHUTDOWN_GRACE,
-        ))
-    });
+    let kafka_tasks: Vec<_> = kafka
+        .into_iter()
+        .map(|(l, socket)| {
+            tokio::spawn(listener::run(
+                socket,
+                Arc::new(KafkaDispatcher::new(broker.clone(), l)),
+                config.max_request_bytes,
+                shutdown_rx.clone(),
+                SHUTDOWN_GRACE,
+            ))
+        })
+        .collect();
     let lease_task = tokio::spawn(lease::renew(meta.clone(), config.clone(), shutdown_rx.clone()));
     let controller_task = (config.is_cluster() && config.roles.meta)
         .then(|| tokio::spawn(ownership::run_controller(meta.clone(), shutdown_rx.clone())));
 
     ready.set_ready();
+    let listeners: Vec<String> = config
+        .listeners
+        .iter()
+        .map(|l| format!("{} (advertised {})", l.bind_url(), l.advertised_url()))
+        .collect();
     info!(
+        listeners = %listeners.join(", "),
         node_id = config.node_id,
         roles = %config.roles,
         cluster = config.is_cluster(),
@@ -266,7 +283,7 @@ async fn serve(config: BrokerConfig) -> anyhow::Result<()> {
         }
     });
 
-    if let Some(task) = kafka_task {
+    for task in kafka_tasks {
         if let Err(e) = task.await {
             warn!(error = %e, "Kafka listener task failed");
         }

@@ -284,6 +284,7 @@ mod round_tests {
             id,
             kafka_host: "127.0.0.1".into(),
             kafka_port: 9092,
+            listeners: Default::default(),
             rack: None,
             bookie_addr: None,
             lease_expires_ms,
@@ -297,6 +298,7 @@ mod round_tests {
             data_dir: dir.path().join("meta"),
             node_id: 1,
             raft_addr: "127.0.0.1:0".into(),
+            advertised_raft_addr: None,
             voters: Default::default(),
             seeds: Vec::new(),
         })

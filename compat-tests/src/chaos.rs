@@ -196,7 +196,7 @@ fn verify(
     }
     let consumer: BaseConsumer =
         kafka::assigned_consumer(&kafka::consumer_config(bootstrap), topic, 0, Offset::Offset(0))?;
-    let records = kafka::poll_n(&consumer, high as usize, Duration::from_secs(60))
+    let records = kafka::poll_n_across_failures(&consumer, high as usize, Duration::from_secs(60))
         .with_context(|| format!("read {high} records of {topic}"))?;
     let mut at: HashMap<i64, String> = HashMap::new();
     let mut seen: HashMap<String, usize> = HashMap::new();

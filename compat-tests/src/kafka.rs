@@ -382,6 +382,68 @@ pub fn poll_n(consumer: &BaseConsumer, n: usize, timeout: Duration) -> anyhow::R
     Ok(out)
 }
 
+/// Whether a consumer error only reports a broker connection failing: librdkafka reconnects
+/// (or moves to another broker) by itself, so in a cluster where a node just died these are
+/// expected and not fatal, as for any Kafka application.
+pub fn is_transport_error(e: &KafkaError) -> bool {
+    matches!(
+        e,
+        KafkaError::MessageConsumption(
+            RDKafkaErrorCode::BrokerTransportFailure | RDKafkaErrorCode::AllBrokersDown
+        )
+    )
+}
+
+/// [`poll_n`] for a cluster with nodes down or restarting: connection failures
+/// ([`is_transport_error`]) are tolerated (the last one is named if `timeout` passes);
+/// any other consumer error is returned immediately.
+pub fn poll_n_across_failures(
+    consumer: &BaseConsumer,
+    n: usize,
+    timeout: Duration,
+) -> anyhow::Result<Vec<ConsumedRecord>> {
+    let started = Instant::now();
+    let mut out = Vec::with_capacity(n);
+    let mut last_transport_error = None;
+    while out.len() < n {
+        let remaining = timeout.saturating_sub(started.elapsed());
+        if remaining.is_zero() {
+            bail!(
+                "received {} of {n} records within {timeout:?} (last offset {:?}, last connection \
+                 error {:?})",
+                out.len(),
+                out.last().map(|r: &ConsumedRecord| r.offset),
+                last_transport_error
+            );
+        }
+        match consumer.poll(remaining.min(Duration::from_millis(200))) {
+            Some(Ok(msg)) => out.push(ConsumedRecord::from_message(&msg)),
+            Some(Err(e)) if is_transport_error(&e) => last_transport_error = Some(e.to_string()),
+            Some(Err(e)) => return Err(e).context(format!("consumer error after {} records", out.len())),
+            None => {}
+        }
+    }
+    Ok(out)
+}
+
+/// [`consume_n`] for a cluster with nodes down or restarting (see [`poll_n_across_failures`]).
+pub fn consume_n_across_failures(
+    bootstrap: &str,
+    topic: &str,
+    partition: i32,
+    from_offset: i64,
+    n: usize,
+    timeout: Duration,
+) -> anyhow::Result<Vec<ConsumedRecord>> {
+    let consumer = assigned_consumer(
+        &consumer_config(bootstrap),
+        topic,
+        partition,
+        Offset::Offset(from_offset),
+    )?;
+    poll_n_across_failures(&consumer, n, timeout)
+}
+
 /// Reads exactly `n` records of `topic`/`partition` starting at `from_offset` with a fresh
 /// assign-based consumer, failing if they do not all arrive within `timeout`.
 pub fn consume_n(

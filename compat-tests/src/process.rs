@@ -35,6 +35,10 @@ pub struct DistlogOptions {
     pub extra_args: Vec<String>,
     /// Extra environment variables for the process (e.g. `DISTLOG_*` settings, `RUST_LOG`).
     pub env: Vec<(String, String)>,
+    /// Named listeners instead of the one Kafka listener: the values of `--listeners` and
+    /// `--advertised-listeners`, in which `{kafka}` stands for the picked Kafka port (the
+    /// first listener should bind it, so [`DistlogProcess::bootstrap`] still reaches it).
+    pub listeners: Option<(String, String)>,
 }
 
 /// The loopback ports one incarnation of the broker listens on.
@@ -202,13 +206,23 @@ impl DistlogProcess {
         if let Some(id) = self.options.node_id {
             cmd.arg("--node-id").arg(id.to_string());
         }
-        cmd.arg("--data-dir")
-            .arg(&self.data_dir)
-            .arg("--kafka-listen")
-            .arg(&kafka)
-            .arg("--advertised-kafka")
-            .arg(&kafka)
-            .arg("--http-listen")
+        cmd.arg("--data-dir").arg(&self.data_dir);
+        match &self.options.listeners {
+            Some((bound, advertised)) => {
+                let port = self.ports.kafka.to_string();
+                cmd.arg("--listeners")
+                    .arg(bound.replace("{kafka}", &port))
+                    .arg("--advertised-listeners")
+                    .arg(advertised.replace("{kafka}", &port));
+            }
+            None => {
+                cmd.arg("--kafka-listen")
+                    .arg(&kafka)
+                    .arg("--advertised-kafka")
+                    .arg(&kafka);
+            }
+        }
+        cmd.arg("--http-listen")
             .arg(format!("127.0.0.1:{}", self.ports.http))
             .arg("--raft-listen")
             .arg(format!("127.0.0.1:{}", self.ports.raft))

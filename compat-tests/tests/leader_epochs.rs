@@ -19,9 +19,6 @@ use kafka_protocol::messages::offset_for_leader_epoch_request::{
 };
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
-use rdkafka::consumer::BaseConsumer;
-use rdkafka::error::KafkaError;
-use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::Offset;
 
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -300,28 +297,6 @@ fn offset_for_leader_epoch_fetch_and_list_offsets_across_an_epoch_change() {
     );
 }
 
-/// Polls until `n` records arrived, tolerating the transport errors of a broker restart.
-fn poll_across_restart(consumer: &BaseConsumer, n: usize) -> Vec<kafka::ConsumedRecord> {
-    let started = Instant::now();
-    let mut out = Vec::new();
-    while out.len() < n {
-        assert!(
-            started.elapsed() < TIMEOUT,
-            "received {} of {n} records across the restart: {out:?}",
-            out.len()
-        );
-        match consumer.poll(Duration::from_millis(200)) {
-            Some(Ok(msg)) => out.push(kafka::ConsumedRecord::from_message(&msg)),
-            Some(Err(KafkaError::MessageConsumption(
-                RDKafkaErrorCode::BrokerTransportFailure | RDKafkaErrorCode::AllBrokersDown,
-            ))) => {}
-            Some(Err(e)) => panic!("consumer error after {} records: {e}", out.len()),
-            None => {}
-        }
-    }
-    out
-}
-
 #[test]
 fn librdkafka_consumes_across_an_epoch_change_without_reset() {
     let mut broker = DistlogProcess::start_default().or_panic("start distlog");
@@ -357,7 +332,7 @@ fn librdkafka_consumes_across_an_epoch_change_without_reset() {
         (10..20).collect::<Vec<i64>>()
     );
 
-    let after = poll_across_restart(&consumer, 10);
+    let after = kafka::poll_n_across_failures(&consumer, 10, TIMEOUT).or_panic("consume across the restart");
     assert_eq!(
         after.iter().map(|r| r.offset).collect::<Vec<_>>(),
         (10..20).collect::<Vec<i64>>(),

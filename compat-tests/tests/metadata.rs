@@ -108,3 +108,80 @@ fn unknown_topic_without_auto_create_reports_unknown_topic_or_partition() {
         "looking created the topic"
     );
 }
+
+/// Kafka's `listeners` / `advertised.listeners`: a client is told the addresses of the listener it
+/// connected through (as a client on a Docker host and one inside the network need), in Metadata
+/// and in FindCoordinator, and clients work through either listener.
+#[test]
+fn each_listener_advertises_its_own_address() {
+    use kafka_protocol::messages::{ApiKey, FindCoordinatorRequest, FindCoordinatorResponse};
+    use kafka_protocol::protocol::StrBytes;
+
+    let external_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("pick a port")
+        .port();
+    let broker = DistlogProcess::start(DistlogOptions {
+        listeners: Some((
+            format!("INTERNAL://127.0.0.1:{{kafka}},EXTERNAL://127.0.0.1:{external_port}"),
+            format!("INTERNAL://127.0.0.1:{{kafka}},EXTERNAL://localhost:{external_port}"),
+        )),
+        ..Default::default()
+    })
+    .or_panic("start distlog with two listeners");
+    let internal = broker.bootstrap();
+    let external = format!("127.0.0.1:{external_port}");
+
+    let seen = |bootstrap: &str| -> Vec<(i32, String, i32)> {
+        let md = kafka::fetch_metadata(bootstrap, None).or_panic("metadata");
+        md.brokers()
+            .iter()
+            .map(|b| (b.id(), b.host().to_string(), b.port()))
+            .collect()
+    };
+    let kafka_port = i32::from(broker.ports().kafka);
+    assert_eq!(seen(&internal), vec![(1, "127.0.0.1".to_string(), kafka_port)]);
+    assert_eq!(
+        seen(&external),
+        vec![(1, "localhost".to_string(), i32::from(external_port))]
+    );
+
+    let addr: std::net::SocketAddr = external.parse().expect("address");
+    let mut conn = distlog_compat_tests::raw::Conn::open(addr, "listeners-test").or_panic("connect");
+    let resp: FindCoordinatorResponse = conn
+        .call(
+            ApiKey::FindCoordinator,
+            3,
+            &FindCoordinatorRequest::default().with_key(StrBytes::from_static_str("g1")),
+        )
+        .or_panic("find coordinator");
+    assert_eq!(resp.error_code, 0);
+    assert_eq!(
+        (resp.host.as_str(), resp.port),
+        ("localhost", i32::from(external_port))
+    );
+
+    // Produce through one listener, read back through the other.
+    kafka::create_topic(&external, "through-listeners", 1).or_panic("create topic");
+    let records: Vec<TestRecord> = (0..20).map(|i| TestRecord::value(format!("v{i}"))).collect();
+    let deliveries = kafka::produce_records(
+        &kafka::producer_config(&external, "all"),
+        "through-listeners",
+        Some(0),
+        &records,
+        Duration::from_secs(30),
+    )
+    .or_panic("produce through EXTERNAL");
+    let offsets: Vec<i64> = deliveries
+        .iter()
+        .map(|d| *d.result.as_ref().expect("acknowledged"))
+        .collect();
+    assert_eq!(offsets, (0..20).collect::<Vec<i64>>());
+    let back = kafka::consume_n(&internal, "through-listeners", 0, 0, 20, Duration::from_secs(30))
+        .or_panic("consume through INTERNAL");
+    let values: Vec<String> = back
+        .iter()
+        .map(|r| String::from_utf8_lossy(r.payload.as_deref().unwrap_or_default()).to_string())
+        .collect();
+    assert_eq!(values, (0..20).map(|i| format!("v{i}")).collect::<Vec<_>>());
+}

@@ -42,8 +42,14 @@ pub struct MetadataConfig {
     /// This node's Raft node id.
     pub node_id: u64,
     /// Address of this node's Raft RPC listener: bound by `open`, and the
-    /// address peers reach it at (recorded in the Raft membership).
+    /// address peers reach it at (recorded in the Raft membership) unless
+    /// `advertised_raft_addr` says otherwise.
     pub raft_addr: String,
+    /// The address peers reach this node's Raft listener at, when that is
+    /// not `raft_addr` (a node binding `0.0.0.0:9093` in a container is
+    /// reached as `node4:9093`). Recorded in the membership when the node
+    /// joins as a learner, or forms a single-voter group.
+    pub advertised_raft_addr: Option<String>,
     /// The initial voters (node id → Raft address), this node included,
     /// used once when the group is first formed. Empty: a single-voter
     /// group of this node. The voter with the smallest id initialises the
@@ -56,6 +62,15 @@ pub struct MetadataConfig {
     /// is already a member (restart with its data directory) does not ask
     /// again. Ignored when this node is one of `voters`.
     pub seeds: Vec<String>,
+}
+
+impl MetadataConfig {
+    /// The address peers reach this node at (see [`Self::advertised_raft_addr`]).
+    pub fn advertised_raft_addr(&self) -> String {
+        self.advertised_raft_addr
+            .clone()
+            .unwrap_or_else(|| self.raft_addr.clone())
+    }
 }
 
 /// Raft tuning knobs (additive to the contract). The defaults suit
@@ -246,7 +261,7 @@ impl MetadataStore {
     async fn initialise(&self, config: &MetadataConfig) -> Result<(), MetadataError> {
         let initialized = self.raft.is_initialized().await.map_err(fatal)?;
         let voters: BTreeMap<NodeId, BasicNode> = if config.voters.is_empty() {
-            BTreeMap::from([(config.node_id, BasicNode::new(config.raft_addr.clone()))])
+            BTreeMap::from([(config.node_id, BasicNode::new(config.advertised_raft_addr()))])
         } else {
             config
                 .voters
@@ -292,7 +307,7 @@ impl MetadataStore {
     ) -> Result<(), MetadataError> {
         let change = MembershipChange::AddLearner {
             node_id: config.node_id,
-            addr: config.raft_addr.clone(),
+            addr: config.advertised_raft_addr(),
         };
         let mut last_error = String::from("no seed answered yet");
         loop {

@@ -41,6 +41,14 @@ pub struct BrokerInfo {
     pub kafka_host: String,
     /// Port advertised to Kafka clients.
     pub kafka_port: u16,
+    /// Advertised address of each named Kafka listener (Kafka's
+    /// `advertised.listeners`), so a client is told the addresses of the
+    /// listener it connected through: containers use one network's names,
+    /// the host another's. Empty for a node with a single unnamed listener
+    /// (and for registrations written before listeners had names): it is
+    /// reached at `kafka_host:kafka_port` through any listener.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub listeners: BTreeMap<String, ListenerAddr>,
     /// Rack, when set (placement honours it).
     pub rack: Option<String>,
     /// Address of this node's bookie service, when it runs one.
@@ -58,10 +66,31 @@ impl BrokerInfo {
         self.kafka_port != 0
     }
 
+    /// Where a client that connected through listener `name` reaches this
+    /// broker: that listener's advertised address, or `None` when the node
+    /// has named listeners but not this one (Kafka then leaves the broker
+    /// out of that listener's Metadata). A node without named listeners
+    /// answers its one address for every name.
+    pub fn kafka_addr(&self, name: &str) -> Option<(&str, u16)> {
+        if self.listeners.is_empty() {
+            return Some((self.kafka_host.as_str(), self.kafka_port));
+        }
+        self.listeners.get(name).map(|a| (a.host.as_str(), a.port))
+    }
+
     /// Whether the node's lease is still valid at wall-clock `now_ms`.
     pub fn is_live(&self, now_ms: u64) -> bool {
         self.lease_expires_ms > now_ms
     }
+}
+
+/// A Kafka listener's advertised address (host as clients dial it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListenerAddr {
+    /// Host name or IP address clients dial.
+    pub host: String,
+    /// Port clients dial.
+    pub port: u16,
 }
 
 /// A topic: a named set of streams with configs.

@@ -275,6 +275,7 @@ fn register_broker_upserts() {
         id: 3,
         kafka_host: "h".into(),
         kafka_port: 9092,
+        listeners: Default::default(),
         rack: None,
         bookie_addr: None,
         lease_expires_ms: 1,

@@ -20,6 +20,7 @@ fn config(dir: &std::path::Path, id: u64, voters: &BTreeMap<u64, String>) -> Met
         data_dir: dir.join(format!("node{id}")),
         node_id: id,
         raft_addr: voters[&id].clone(),
+        advertised_raft_addr: None,
         voters: voters.clone(),
         seeds: Vec::new(),
     }

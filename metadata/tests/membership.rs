@@ -34,6 +34,7 @@ fn voter_config(dir: &Path, id: u64, voters: &BTreeMap<u64, String>) -> Metadata
         data_dir: dir.join(format!("node{id}")),
         node_id: id,
         raft_addr: voters[&id].clone(),
+        advertised_raft_addr: None,
         voters: voters.clone(),
         seeds: Vec::new(),
     }
@@ -44,6 +45,7 @@ fn learner_config(dir: &Path, id: u64, addr: &str, seeds: Vec<String>) -> Metada
         data_dir: dir.join(format!("node{id}")),
         node_id: id,
         raft_addr: addr.to_string(),
+        advertised_raft_addr: None,
         voters: BTreeMap::new(),
         seeds,
     }

@@ -13,6 +13,7 @@ fn config(dir: &std::path::Path) -> MetadataConfig {
         data_dir: dir.join("meta"),
         node_id: 1,
         raft_addr: "127.0.0.1:0".into(),
+        advertised_raft_addr: None,
         voters: Default::default(),
         seeds: Vec::new(),
     }

@@ -46,6 +46,7 @@ async fn start(dir: &Path, defaults: StreamConfig, tail_cache_bytes: usize) -> N
         data_dir: dir.join("meta"),
         node_id: 1,
         raft_addr: "127.0.0.1:0".into(),
+        advertised_raft_addr: None,
         voters: Default::default(),
         seeds: Vec::new(),
     })

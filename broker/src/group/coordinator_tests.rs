@@ -29,6 +29,7 @@ async fn open_meta(dir: &std::path::Path) -> Arc<MetadataStore> {
         data_dir: dir.join("meta"),
         node_id: u64::from(LOCAL),
         raft_addr: "127.0.0.1:0".into(),
+        advertised_raft_addr: None,
         voters: Default::default(),
         seeds: Vec::new(),
     })
@@ -54,6 +55,7 @@ async fn register(meta: &MetadataStore, id: u32, lease_ms: i64) {
         id,
         kafka_host: format!("broker-{id}.example"),
         kafka_port: 9000 + id as u16,
+        listeners: Default::default(),
         rack: None,
         bookie_addr: None,
         lease_expires_ms: (now + lease_ms).max(0) as u64,

@@ -237,6 +237,7 @@ mod tests {
             data_dir: dir.join("meta"),
             node_id: 1,
             raft_addr: "127.0.0.1:0".into(),
+            advertised_raft_addr: None,
             voters: Default::default(),
             seeds: Vec::new(),
         })

@@ -12,6 +12,7 @@ use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
 use kafka_protocol::protocol::StrBytes;
 
 use crate::config::BrokerConfig;
+use crate::listeners::KafkaListener;
 use crate::topics::{config_source, config_type, effective_topic_configs, ConfigEntry};
 use crate::Broker;
 
@@ -108,11 +109,11 @@ fn config_result(version: i16, e: ConfigEntry) -> DescribeConfigsResourceResult 
 /// This node's configuration under Kafka's broker config names (static,
 /// read-only in effect: distlog does not alter broker configs at runtime).
 pub fn broker_configs(c: &BrokerConfig) -> Vec<ConfigEntry> {
-    let listener = format!("PLAINTEXT://{}", c.kafka_listen);
-    let advertised = format!(
-        "PLAINTEXT://{}:{}",
-        c.advertised_kafka_host, c.advertised_kafka_port
-    );
+    let join = |f: fn(&KafkaListener) -> String| c.listeners.iter().map(f).collect::<Vec<_>>().join(",");
+    let listener = join(KafkaListener::bind_url);
+    let advertised = join(KafkaListener::advertised_url);
+    // Every listener speaks PLAINTEXT.
+    let protocols = join(|l| format!("{}:PLAINTEXT", l.name));
     let entry = |name: &'static str, value: String, ty: i8| ConfigEntry {
         name,
         value,
@@ -128,6 +129,7 @@ pub fn broker_configs(c: &BrokerConfig) -> Vec<ConfigEntry> {
         ),
         entry("broker.id", c.node_id.to_string(), config_type::INT),
         entry("default.replication.factor", "1".into(), config_type::INT),
+        entry("listener.security.protocol.map", protocols, config_type::STRING),
         entry("listeners", listener, config_type::STRING),
         entry("log.dirs", c.data_dir.display().to_string(), config_type::STRING),
         entry("log.roll.ms", c.segment_ms.to_string(), config_type::LONG),

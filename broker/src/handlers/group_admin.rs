@@ -13,6 +13,7 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 
 use crate::group::state::GroupState;
+use crate::listeners::KafkaListener;
 use crate::Broker;
 
 /// FindCoordinator versions served (v4+: batched keys).
@@ -29,8 +30,14 @@ const KEY_TYPE_GROUP: i8 = 0;
 /// FindCoordinator key type of transactional ids.
 const KEY_TYPE_TRANSACTION: i8 = 1;
 
-/// The coordinator of one key: (node id, host, port) or an error with a message.
-fn find(broker: &Broker, key: &str, key_type: i8) -> Result<(i32, String, i32), (ResponseError, String)> {
+/// The coordinator of one key: (node id, host, port on `listener`) or an
+/// error with a message.
+fn find(
+    broker: &Broker,
+    key: &str,
+    key_type: i8,
+    listener: &KafkaListener,
+) -> Result<(i32, String, i32), (ResponseError, String)> {
     match key_type {
         KEY_TYPE_GROUP => {}
         KEY_TYPE_TRANSACTION => {
@@ -51,20 +58,32 @@ fn find(broker: &Broker, key: &str, key_type: i8) -> Result<(i32, String, i32), 
     }
     let node = broker.config.node_id;
     match broker.groups.coordinator_for(key) {
-        Some(b) if b.id != node => Ok((b.id as i32, b.kafka_host, b.kafka_port as i32)),
+        Some(b) if b.id != node => match b.kafka_addr(&listener.name) {
+            Some((host, port)) => Ok((b.id as i32, host.to_string(), port as i32)),
+            None => Err((
+                ResponseError::CoordinatorNotAvailable,
+                format!(
+                    "the coordinator, broker {}, has no listener named {}; give every broker the same \
+                     --listeners names",
+                    b.id, listener.name
+                ),
+            )),
+        },
         _ => Ok((
             node as i32,
-            broker.config.advertised_kafka_host.clone(),
-            broker.config.advertised_kafka_port as i32,
+            listener.advertised_host.clone(),
+            listener.advertised_port as i32,
         )),
     }
 }
 
-/// Handle a FindCoordinator (v0–3: one key; v4+: a batch).
+/// Handle a FindCoordinator (v0–3: one key; v4+: a batch) that arrived
+/// through `listener`: coordinators are named by their address on it.
 pub async fn find_coordinator(
     broker: &Broker,
     version: i16,
     req: FindCoordinatorRequest,
+    listener: &KafkaListener,
 ) -> FindCoordinatorResponse {
     if version >= 4 {
         let coordinators = req
@@ -72,7 +91,7 @@ pub async fn find_coordinator(
             .iter()
             .map(|key| {
                 let c = Coordinator::default().with_key(key.clone());
-                match find(broker, key, req.key_type) {
+                match find(broker, key, req.key_type, listener) {
                     Ok((id, host, port)) => c
                         .with_node_id(BrokerId(id))
                         .with_host(StrBytes::from_string(host))
@@ -93,7 +112,7 @@ pub async fn find_coordinator(
         KEY_TYPE_GROUP
     };
     let mut resp = FindCoordinatorResponse::default();
-    match find(broker, &req.key, key_type) {
+    match find(broker, &req.key, key_type, listener) {
         Ok((id, host, port)) => {
             resp.node_id = BrokerId(id);
             resp.host = StrBytes::from_string(host);

@@ -13,6 +13,7 @@ use kafka_protocol::protocol::StrBytes;
 use tracing::debug;
 use uuid::Uuid;
 
+use crate::listeners::KafkaListener;
 use crate::Broker;
 
 /// Versions implemented (advertised in ApiVersions).
@@ -40,8 +41,14 @@ fn wanted(version: i16, topics: Option<Vec<MetadataRequestTopic>>) -> Wanted {
     }
 }
 
-/// Handle a metadata request.
-pub async fn handle(broker: &Broker, version: i16, req: MetadataRequest) -> MetadataResponse {
+/// Handle a metadata request that arrived through `listener`: brokers are
+/// listed with their addresses on that listener.
+pub async fn handle(
+    broker: &Broker,
+    version: i16,
+    req: MetadataRequest,
+    listener: &KafkaListener,
+) -> MetadataResponse {
     let node = Leadership {
         node: broker.config.node_id as i32,
         cluster: broker.config.is_cluster(),
@@ -62,27 +69,21 @@ pub async fn handle(broker: &Broker, version: i16, req: MetadataRequest) -> Meta
         }
     };
 
-    let config = &broker.config;
-    broker.meta.read(|s| {
-        build_response(
-            s,
-            config.node_id,
-            &config.advertised_kafka_host,
-            config.advertised_kafka_port,
-            topics,
-        )
-    })
+    broker
+        .meta
+        .read(|s| build_response(s, broker.config.node_id, listener, topics))
 }
 
 /// The response around `topics`: every live broker plus this node (present
-/// even before its registration is visible), the cluster id, and this node
-/// as controller (as a KRaft cluster answers: the controller quorum is not
-/// reachable by clients, any broker forwards admin requests).
+/// even before its registration is visible), each at its address on
+/// `listener` (a broker without that listener is left out, as Kafka does),
+/// the cluster id, and this node as controller (as a KRaft cluster answers:
+/// the controller quorum is not reachable by clients, any broker forwards
+/// admin requests).
 pub fn build_response(
     s: &MetaState,
     node_id: u32,
-    advertised_host: &str,
-    advertised_port: u16,
+    listener: &KafkaListener,
     topics: Vec<MetadataResponseTopic>,
 ) -> MetadataResponse {
     let node = node_id as i32;
@@ -90,20 +91,23 @@ pub fn build_response(
     let mut brokers: Vec<MetadataResponseBroker> = s
         .live_brokers(now)
         .filter(|b| b.id != node_id)
-        .map(|b| {
-            MetadataResponseBroker::default()
-                .with_node_id(BrokerId(b.id as i32))
-                .with_host(StrBytes::from_string(b.kafka_host.clone()))
-                .with_port(b.kafka_port as i32)
-                .with_rack(b.rack.clone().map(StrBytes::from_string))
+        .filter_map(|b| {
+            let (host, port) = b.kafka_addr(&listener.name)?;
+            Some(
+                MetadataResponseBroker::default()
+                    .with_node_id(BrokerId(b.id as i32))
+                    .with_host(StrBytes::from_string(host.to_string()))
+                    .with_port(port as i32)
+                    .with_rack(b.rack.clone().map(StrBytes::from_string)),
+            )
         })
         .collect();
     let rack = s.brokers.get(&node_id).and_then(|b| b.rack.clone());
     brokers.push(
         MetadataResponseBroker::default()
             .with_node_id(BrokerId(node))
-            .with_host(StrBytes::from_string(advertised_host.to_string()))
-            .with_port(advertised_port as i32)
+            .with_host(StrBytes::from_string(listener.advertised_host.clone()))
+            .with_port(listener.advertised_port as i32)
             .with_rack(rack.map(StrBytes::from_string)),
     );
     brokers.sort_by_key(|b| b.node_id.0);
@@ -210,7 +214,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     use bytes::BytesMut;
-    use distlog_metadata::{BrokerInfo, StreamMeta};
+    use distlog_metadata::{BrokerInfo, ListenerAddr, StreamMeta};
     use kafka_protocol::protocol::{Decodable, Encodable};
 
     use super::*;
@@ -233,6 +237,7 @@ mod tests {
                 id: 2,
                 kafka_host: "other".into(),
                 kafka_port: 9000,
+                listeners: Default::default(),
                 rack: Some("r2".into()),
                 bookie_addr: None,
                 lease_expires_ms: u64::MAX,
@@ -244,6 +249,7 @@ mod tests {
                 id: 3,
                 kafka_host: "expired".into(),
                 kafka_port: 9000,
+                listeners: Default::default(),
                 rack: None,
                 bookie_addr: None,
                 lease_expires_ms: 1,
@@ -308,8 +314,7 @@ mod tests {
         let resp = build_response(
             &s,
             1,
-            "localhost",
-            19092,
+            &KafkaListener::from_bind("PLAINTEXT", "localhost:19092", "test").unwrap(),
             vec![topic_entry(
                 &s,
                 &t,
@@ -344,6 +349,57 @@ mod tests {
             ResponseError::UnknownTopicOrPartition,
         );
         assert_eq!(unknown.error_code, 3);
+    }
+
+    #[test]
+    fn brokers_are_listed_at_their_address_on_the_request_s_listener() {
+        let (mut s, _) = state();
+        let named = |host: &str, port: u16| ListenerAddr {
+            host: host.into(),
+            port,
+        };
+        let b2 = s.brokers.get_mut(&2).unwrap();
+        b2.listeners = [
+            ("INTERNAL".to_string(), named("node2", 9092)),
+            ("EXTERNAL".to_string(), named("localhost", 19093)),
+        ]
+        .into();
+        let mut b4 = b2.clone();
+        b4.id = 4;
+        b4.listeners = [("INTERNAL".to_string(), named("node4", 9092))].into();
+        s.brokers.insert(4, b4);
+        let listed = |l: KafkaListener| -> Vec<(i32, String, i32)> {
+            build_response(&s, 1, &l, Vec::new())
+                .brokers
+                .iter()
+                .map(|b| (b.node_id.0, b.host.to_string(), b.port))
+                .collect()
+        };
+        let external = KafkaListener {
+            name: "EXTERNAL".into(),
+            bind: "0.0.0.0:19092".into(),
+            advertised_host: "localhost".into(),
+            advertised_port: 19092,
+        };
+        assert_eq!(
+            listed(external),
+            vec![(1, "localhost".into(), 19092), (2, "localhost".into(), 19093)],
+            "broker 4 has no EXTERNAL listener"
+        );
+        let internal = KafkaListener {
+            name: "INTERNAL".into(),
+            bind: "0.0.0.0:9092".into(),
+            advertised_host: "node1".into(),
+            advertised_port: 9092,
+        };
+        assert_eq!(
+            listed(internal),
+            vec![
+                (1, "node1".into(), 9092),
+                (2, "node2".into(), 9092),
+                (4, "node4".into(), 9092)
+            ]
+        );
     }
 
     #[test]

@@ -27,6 +27,7 @@ use kafka_protocol::messages::{ApiKey, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable};
 use tracing::warn;
 
+use crate::listeners::KafkaListener;
 use crate::server::{Dispatcher, Outcome, RawRequest};
 use crate::Broker;
 
@@ -121,25 +122,28 @@ pub fn respond_api_versions(req: &RawRequest) -> Outcome {
     )
 }
 
-/// The broker's request router over the real handlers.
+/// The broker's request router over the real handlers, for the requests
+/// of one listener (answers that name brokers use its addresses).
 pub struct KafkaDispatcher {
     broker: Arc<Broker>,
+    listener: KafkaListener,
 }
 
 impl KafkaDispatcher {
-    /// Route requests to handlers over this broker's state.
-    pub fn new(broker: Arc<Broker>) -> Self {
-        KafkaDispatcher { broker }
+    /// Route requests arriving through `listener` to handlers over this
+    /// broker's state.
+    pub fn new(broker: Arc<Broker>, listener: KafkaListener) -> Self {
+        KafkaDispatcher { broker, listener }
     }
 }
 
 macro_rules! route {
-    ($req:ident, $broker:expr, $Req:ty, $handler:path) => {{
+    ($req:ident, $broker:expr, $Req:ty, $handler:path $(, $extra:expr)?) => {{
         let version = $req.header.request_api_version;
         let mut body = $req.body;
         match decode_body::<$Req>($req.api_key, &mut body, version) {
             Ok(decoded) => {
-                let resp = $handler($broker, version, decoded).await;
+                let resp = $handler($broker, version, decoded $(, $extra)?).await;
                 encode_response($req.api_key, version, version, $req.header.correlation_id, &resp)
             }
             Err(e) => Outcome::Close(e),
@@ -200,7 +204,9 @@ impl Dispatcher for KafkaDispatcher {
                     }
                 }
                 ApiKey::ListOffsets => route!(req, broker, m::ListOffsetsRequest, list_offsets::handle),
-                ApiKey::Metadata => route!(req, broker, m::MetadataRequest, metadata::handle),
+                ApiKey::Metadata => {
+                    route!(req, broker, m::MetadataRequest, metadata::handle, &self.listener)
+                }
                 ApiKey::OffsetForLeaderEpoch => route!(
                     req,
                     broker,
@@ -237,7 +243,8 @@ impl Dispatcher for KafkaDispatcher {
                         req,
                         broker,
                         m::FindCoordinatorRequest,
-                        group_admin::find_coordinator
+                        group_admin::find_coordinator,
+                        &self.listener
                     )
                 }
                 ApiKey::ListGroups => route!(req, broker, m::ListGroupsRequest, group_admin::list),

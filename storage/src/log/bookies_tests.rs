@@ -17,6 +17,7 @@ async fn open_meta(dir: &std::path::Path) -> Arc<MetadataStore> {
         data_dir: dir.join("meta"),
         node_id: 1,
         raft_addr: "127.0.0.1:0".into(),
+        advertised_raft_addr: None,
         voters: Default::default(),
         seeds: Vec::new(),
     })
@@ -31,6 +32,7 @@ async fn register(meta: &MetadataStore, id: u32, bookie: bool, broker: bool, liv
         id,
         kafka_host: if broker { "127.0.0.1".into() } else { String::new() },
         kafka_port: if broker { 9092 } else { 0 },
+        listeners: Default::default(),
         rack: None,
         bookie_addr: bookie.then(|| format!("127.0.0.{id}:3181")),
         lease_expires_ms: if live { u64::MAX } else { 1 },

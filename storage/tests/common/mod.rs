@@ -17,6 +17,7 @@ pub async fn open_meta(dir: &Path) -> Arc<MetadataStore> {
         data_dir: dir.join("meta"),
         node_id: 1,
         raft_addr: "127.0.0.1:0".into(),
+        advertised_raft_addr: None,
         voters: Default::default(),
         seeds: Vec::new(),
     })
@@ -50,6 +51,7 @@ pub async fn serve_registered(meta: &MetadataStore, bookie: &Arc<Bookie>, id: u3
         id,
         kafka_host: "127.0.0.1".into(),
         kafka_port: 9092,
+        listeners: Default::default(),
         rack: None,
         bookie_addr: Some(server.local_addr().to_string()),
         lease_expires_ms: u64::MAX,
