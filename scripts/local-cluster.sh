@@ -8,8 +8,9 @@
 # Node K (1..N) listens on 127.0.0.K with its own ports, keeps its data in
 # DIR/nodeK/data, logs to DIR/nodeK/log, and writes its process id to
 # DIR/nodeK/pid. `up` waits until the cluster is ready (a metadata Raft
-# leader is elected and every node has registered) and prints the Kafka
-# bootstrap list (host:port,host:port,...) as its last line.
+# leader is elected and every broker and bookie node has registered) and
+# prints the Kafka bootstrap list (host:port,host:port,... of the broker
+# nodes) as its last line.
 #
 # Environment:
 #   DISTLOG_BIN        the distlog binary (default: builds target/release/distlog)
@@ -17,6 +18,14 @@
 #                      node K uses PORT_BASE+10K+{0 kafka, 1 raft, 2 bookie, 3 http}
 #   READY_TIMEOUT      seconds to wait for readiness (default 60)
 #   DISTLOG_EXTRA_ARGS extra flags for every node (e.g. --broker-session-timeout-ms 4000)
+#   DISTLOG_NODE_ROLES the roles of each node, space-separated, one word per
+#                      node (default: every node runs every role), e.g. the
+#                      split topology of three storage nodes and two brokers:
+#                      DISTLOG_NODE_ROLES="meta,bookie meta,bookie meta,bookie broker broker"
+#                      The meta nodes are the Raft voters (the others join as
+#                      learners through them); only bookie nodes get
+#                      --bookie-listen; only broker nodes are in the bootstrap
+#                      list.
 set -euo pipefail
 
 usage() {
@@ -54,6 +63,10 @@ choose_base() { # n
     done
     echo "no free port range found; set PORT_BASE" >&2
     exit 1
+}
+
+has_role() { # roles role: whether a --roles value includes role
+    [ "$1" = all ] || [[ ",$1," == *",$2,"* ]]
 }
 
 stop_dir() { # dir
@@ -103,20 +116,49 @@ up)
         (cd "$root" && cargo build --release -p distlog-broker --bin distlog >&2)
         bin=$root/target/release/distlog
     fi
+    # Roles per node: all roles everywhere unless DISTLOG_NODE_ROLES says.
+    roles=()
+    if [ -n "${DISTLOG_NODE_ROLES:-}" ]; then
+        read -r -a roles <<<"$DISTLOG_NODE_ROLES"
+        if [ "${#roles[@]}" -ne "$n" ]; then
+            echo "DISTLOG_NODE_ROLES names ${#roles[@]} nodes' roles but 'up $n' starts $n; give one word per node" >&2
+            exit 2
+        fi
+    else
+        for k in $(seq 1 "$n"); do roles+=(all); done
+    fi
+    brokers=0
+    bookies=0
+    for r in "${roles[@]}"; do
+        if has_role "$r" broker; then brokers=$((brokers + 1)); fi
+        if has_role "$r" bookie; then bookies=$((bookies + 1)); fi
+    done
     base=${PORT_BASE:-$(choose_base "$n")}
     voters=""
     bootstrap=""
     for k in $(seq 1 "$n"); do
         read -r kafka raft _ _ <<<"$(node_ports "$base" "$k")"
-        voters+="${voters:+,}$k=127.0.0.$k:$raft"
-        bootstrap+="${bootstrap:+,}127.0.0.$k:$kafka"
+        r=${roles[$((k - 1))]}
+        if has_role "$r" meta; then voters+="${voters:+,}$k=127.0.0.$k:$raft"; fi
+        if has_role "$r" broker; then bootstrap+="${bootstrap:+,}127.0.0.$k:$kafka"; fi
     done
+    if [ -z "$voters" ] || [ -z "$bootstrap" ]; then
+        echo "DISTLOG_NODE_ROLES='${DISTLOG_NODE_ROLES:-}' needs at least one meta node and one broker node" >&2
+        exit 2
+    fi
     echo "$voters" >"$dir/voters"
     echo "$bootstrap" >"$dir/bootstrap"
     for k in $(seq 1 "$n"); do
         read -r kafka raft bookie http <<<"$(node_ports "$base" "$k")"
+        r=${roles[$((k - 1))]}
         node=$dir/node$k
         mkdir -p "$node/data"
+        # Flags that depend on the node's roles (none by default, so the
+        # default command line is that of every earlier version).
+        role_args=()
+        if has_role "$r" bookie; then role_args+=(--bookie-listen "127.0.0.$k:$bookie"); fi
+        role_args+=(--http-listen "127.0.0.$k:$http" --meta-voters "$voters")
+        if [ -n "${DISTLOG_NODE_ROLES:-}" ]; then role_args+=(--roles "$r"); fi
         # The node's whole command line, one argument per line, for `start`.
         # shellcheck disable=SC2086 # DISTLOG_EXTRA_ARGS is a list of flags
         printf '%s\n' "$bin" server \
@@ -124,11 +166,10 @@ up)
             --data-dir "$node/data" \
             --kafka-listen "127.0.0.$k:$kafka" \
             --raft-listen "127.0.0.$k:$raft" \
-            --bookie-listen "127.0.0.$k:$bookie" \
-            --http-listen "127.0.0.$k:$http" \
-            --meta-voters "$voters" \
+            "${role_args[@]}" \
             ${DISTLOG_EXTRA_ARGS:-} >"$node/cmd"
         echo "127.0.0.$k:$http" >"$node/http"
+        echo "$r" >"$node/roles"
         start_node "$node"
     done
     deadline=$((SECONDS + ${READY_TIMEOUT:-60}))
@@ -147,9 +188,10 @@ up)
         if [ -n "$body" ]; then
             ready=$(python3 -c '
 import json, sys
-c = json.loads(sys.argv[1]); n = int(sys.argv[2])
+c = json.loads(sys.argv[1]); brokers = int(sys.argv[2]); bookies = int(sys.argv[3])
 live = [x for x in c["nodes"] if x["live"] and x["kafka"]]
-print(1 if c["raft"]["leader"] is not None and len(live) >= n else 0)' "$body" "$n")
+live_bookies = [x for x in c["nodes"] if x["live"] and x["bookie"]]
+print(1 if c["raft"]["leader"] is not None and len(live) >= brokers and len(live_bookies) >= bookies else 0)' "$body" "$brokers" "$bookies")
         fi
         [ "$ready" = 1 ] && break
         if [ "$SECONDS" -ge "$deadline" ]; then

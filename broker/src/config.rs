@@ -478,12 +478,16 @@ impl BrokerConfig {
                     .into(),
             ));
         }
-        if c.roles.broker && !c.roles.bookie {
-            return Err(BrokerError::Config(
-                "--roles: a broker needs the bookie role on the same node in this version; run \
-                 meta-only or bookie-only nodes beside broker,bookie nodes"
-                    .into(),
-            ));
+        if !c.roles.bookie && (c.bookie_listen.is_some() || c.advertised_bookie.is_some()) {
+            // A broker without a bookie writes to the cluster's bookies; a
+            // bookie address here would be registered by nobody and served
+            // by nothing, so say so rather than ignore it.
+            return Err(BrokerError::Config(format!(
+                "--bookie-listen or --advertised-bookie is set but --roles ({}) has no bookie; add \
+                 bookie to --roles to serve a segment store on this node, or drop those flags \
+                 (DISTLOG_BOOKIE_LISTEN, DISTLOG_ADVERTISED_BOOKIE)",
+                c.roles
+            )));
         }
         if !c.is_cluster() && c.roles != Roles::default() {
             return Err(BrokerError::Config(
@@ -647,178 +651,5 @@ impl BrokerConfig {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Serialises tests that read or write `DISTLOG_*` variables.
-    static ENV_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-    fn parse(argv: &[&str]) -> ServerArgs {
-        let mut full = vec!["distlog", "server"];
-        full.extend_from_slice(argv);
-        match Cli::try_parse_from(full).expect("valid command line").command {
-            CliCommand::Server(a) => a,
-            CliCommand::Version => panic!("expected server"),
-        }
-    }
-
-    #[test]
-    fn defaults_without_flags() {
-        let _g = ENV_LOCK.lock().unwrap_or_else(|p| p.into_inner());
-        let c = BrokerConfig::resolve(None, &parse(&[])).expect("resolves");
-        assert_eq!(c, BrokerConfig::default());
-        assert_eq!(c.kafka_listen, "127.0.0.1:9092");
-        assert_eq!(
-            (c.advertised_kafka_host.as_str(), c.advertised_kafka_port),
-            ("127.0.0.1", 9092)
-        );
-        assert_eq!(c.max_request_bytes, 104_857_600);
-        assert_eq!(c.message_max_bytes, 1_048_588);
-        assert_eq!(c.data_dir, PathBuf::from("./distlog-data"));
-    }
-
-    #[test]
-    fn all_flags_parse() {
-        let _g = ENV_LOCK.lock().unwrap_or_else(|p| p.into_inner());
-        let a = parse(&[
-            "--node-id",
-            "7",
-            "--data-dir",
-            "/tmp/x",
-            "--kafka-listen",
-            "127.0.0.1:19092",
-            "--advertised-kafka",
-            "kafka.example:29092",
-            "--http-listen",
-            "127.0.0.1:19644",
-            "--raft-listen",
-            "127.0.0.1:19093",
-            "--auto-create-topics",
-            "false",
-            "--num-partitions",
-            "3",
-            "--segment-bytes",
-            "1000",
-            "--segment-ms",
-            "2000",
-            "--log-format",
-            "json",
-        ]);
-        let c = BrokerConfig::resolve(None, &a).expect("resolves");
-        assert_eq!(c.node_id, 7);
-        assert_eq!(c.data_dir, PathBuf::from("/tmp/x"));
-        assert_eq!(c.kafka_listen, "127.0.0.1:19092");
-        assert_eq!(c.advertised_kafka_host, "kafka.example");
-        assert_eq!(c.advertised_kafka_port, 29092);
-        assert_eq!(c.http_listen, "127.0.0.1:19644");
-        assert_eq!(c.raft_listen, "127.0.0.1:19093");
-        assert!(!c.auto_create_topics);
-        assert_eq!(c.num_partitions, 3);
-        assert_eq!(c.segment_bytes, 1000);
-        assert_eq!(c.segment_ms, 2000);
-        assert_eq!(c.log_format, LogFormat::Json);
-    }
-
-    #[test]
-    fn precedence_defaults_file_env_flags() {
-        let _g = ENV_LOCK.lock().unwrap_or_else(|p| p.into_inner());
-        let file = FileConfig::parse(
-            "node_id = 2\nnum_partitions = 4\nsegment_ms = 11\nkafka_listen = \"127.0.0.1:1111\"\n",
-            Path::new("test.toml"),
-        )
-        .expect("valid toml");
-        // SAFETY of the test: env access is serialised by ENV_LOCK.
-        std::env::set_var("DISTLOG_NUM_PARTITIONS", "5");
-        std::env::set_var("DISTLOG_SEGMENT_MS", "12");
-        let args = parse(&["--segment-ms", "13"]);
-        std::env::remove_var("DISTLOG_NUM_PARTITIONS");
-        std::env::remove_var("DISTLOG_SEGMENT_MS");
-        let c = BrokerConfig::resolve(Some(file), &args).expect("resolves");
-        assert_eq!(c.node_id, 2, "file beats default");
-        assert_eq!(c.num_partitions, 5, "env beats file");
-        assert_eq!(c.segment_ms, 13, "flag beats env and file");
-        assert_eq!(c.segment_bytes, 134_217_728, "default when nothing set");
-        assert_eq!(
-            c.advertised_kafka_port, 1111,
-            "advertised follows the listen address"
-        );
-    }
-
-    #[test]
-    fn unknown_file_key_and_bad_address_are_errors() {
-        let _g = ENV_LOCK.lock().unwrap_or_else(|p| p.into_inner());
-        assert!(FileConfig::parse("nodeid = 1", Path::new("t.toml")).is_err());
-        let a = parse(&["--kafka-listen", "nonsense"]);
-        let err = BrokerConfig::resolve(None, &a).expect_err("bad address");
-        assert!(err.to_string().contains("--kafka-listen"), "{err}");
-        let a = parse(&["--num-partitions", "0"]);
-        assert!(BrokerConfig::resolve(None, &a).is_err());
-    }
-
-    #[test]
-    fn wildcard_listen_advertises_loopback() {
-        let _g = ENV_LOCK.lock().unwrap_or_else(|p| p.into_inner());
-        let c = BrokerConfig::resolve(None, &parse(&["--kafka-listen", "0.0.0.0:9999"])).expect("ok");
-        assert_eq!(
-            (c.advertised_kafka_host.as_str(), c.advertised_kafka_port),
-            ("127.0.0.1", 9999)
-        );
-    }
-
-    #[test]
-    fn named_listeners_replace_the_single_kafka_listener() {
-        let _g = ENV_LOCK.lock().unwrap_or_else(|p| p.into_inner());
-        std::env::set_var(
-            "DISTLOG_ADVERTISED_LISTENERS",
-            "INTERNAL://node1:9092,EXTERNAL://localhost:19092",
-        );
-        let args = parse(&["--listeners", "INTERNAL://0.0.0.0:9092,EXTERNAL://0.0.0.0:19092"]);
-        std::env::remove_var("DISTLOG_ADVERTISED_LISTENERS");
-        let c = BrokerConfig::resolve(None, &args).expect("resolves");
-        let urls: Vec<String> = c.listeners.iter().map(KafkaListener::advertised_url).collect();
-        assert_eq!(urls, ["INTERNAL://node1:9092", "EXTERNAL://localhost:19092"]);
-        assert_eq!(
-            c.kafka_listen, "0.0.0.0:9092",
-            "the first listener is the primary one"
-        );
-        assert_eq!(
-            (c.advertised_kafka_host.as_str(), c.advertised_kafka_port),
-            ("node1", 9092)
-        );
-        let single = BrokerConfig::resolve(None, &parse(&["--advertised-kafka", "h:1"])).expect("ok");
-        assert_eq!(single.listeners.len(), 1);
-        assert_eq!(single.listeners[0].advertised_url(), "PLAINTEXT://h:1");
-        for bad in [
-            &["--listeners", "A://127.0.0.1:1", "--kafka-listen", "127.0.0.1:2"][..],
-            &["--listeners", "A://127.0.0.1:1", "--advertised-kafka", "h:2"],
-            &["--advertised-listeners", "A://h:1"],
-        ] {
-            let err = BrokerConfig::resolve(None, &parse(bad)).expect_err("conflicting flags");
-            assert!(err.to_string().contains("listeners"), "{err}");
-        }
-    }
-
-    #[test]
-    fn advertised_raft_and_bookie_addresses_default_to_the_bound_ones() {
-        let _g = ENV_LOCK.lock().unwrap_or_else(|p| p.into_inner());
-        let c = BrokerConfig::resolve(None, &parse(&[])).expect("ok");
-        assert_eq!((c.advertised_raft, c.advertised_bookie), (None, None));
-        let a = parse(&[
-            "--advertised-raft",
-            "node4:9093",
-            "--advertised-bookie",
-            "node4:3181",
-        ]);
-        let c = BrokerConfig::resolve(None, &a).expect("ok");
-        assert_eq!(c.advertised_raft.as_deref(), Some("node4:9093"));
-        assert_eq!(c.advertised_bookie.as_deref(), Some("node4:3181"));
-        let err = BrokerConfig::resolve(None, &parse(&["--advertised-raft", "node4"])).expect_err("no port");
-        assert!(err.to_string().contains("--advertised-raft"), "{err}");
-    }
-
-    #[test]
-    fn version_subcommand_parses() {
-        let cli = Cli::try_parse_from(["distlog", "version"]).expect("parses");
-        assert!(matches!(cli.command, CliCommand::Version));
-    }
-}
+#[path = "config_tests.rs"]
+mod tests;

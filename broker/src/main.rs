@@ -1,6 +1,6 @@
-//! The `distlog` binary: `distlog server` runs a complete node (metadata
-//! store, bookie, Kafka broker, HTTP port); `distlog version` prints the
-//! version.
+//! The `distlog` binary: `distlog server` runs a node with the roles it is
+//! given (`--roles`, default all: metadata store, bookie, Kafka broker) and
+//! its HTTP port; `distlog version` prints the version.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -166,16 +166,12 @@ async fn serve(config: BrokerConfig) -> anyhow::Result<()> {
         .context("cannot initialise the cluster id")?;
     }
 
-    let bookie_config = BookieConfig {
-        dir: config.data_dir.join("bookie"),
-        bookie_id: config.node_id,
+    let bookie = match config.roles.bookie {
+        true => Some(open_bookie(&config, &meta).await?),
+        false => None,
     };
-    let bookie = tokio::task::spawn_blocking(move || Bookie::open(bookie_config))
-        .await
-        .context("bookie open task failed")?
-        .context("cannot open the bookie")?;
-    let bookie_server = match &config.bookie_listen {
-        Some(addr) => Some(
+    let bookie_server = match (&bookie, &config.bookie_listen) {
+        (Some(bookie), Some(addr)) => Some(
             BookieServer::bind(
                 addr.as_str(),
                 Arc::new(LocalBookie(bookie.clone())),
@@ -186,37 +182,35 @@ async fn serve(config: BrokerConfig) -> anyhow::Result<()> {
                 format!("cannot serve the bookie on {addr}; choose another address with --bookie-listen")
             })?,
         ),
-        None => None,
+        _ => None,
     };
-    distlog_storage::log::gc::collect_orphan_ledgers(&meta, &bookie)
-        .await
-        .context("cannot garbage-collect orphan ledgers")?;
 
-    let ns = Namespace::open(
-        meta.clone(),
-        Arc::new(LocalBookie(bookie.clone())),
-        NamespaceConfig {
-            broker_id: config.node_id,
-            stamp: stamp_fn(),
-            tail_cache_bytes: config.tail_cache_bytes,
-            defaults: StreamConfig {
-                segment_bytes: config.segment_bytes,
-                segment_ms: config.segment_ms,
-                ensemble_size: config.default_replication.ensemble,
-                write_quorum: config.default_replication.write,
-                ack_quorum: config.default_replication.ack,
-                ..StreamConfig::default()
-            },
-            speculative_read_delay: (config.speculative_read_ms > 0)
-                .then(|| Duration::from_millis(config.speculative_read_ms)),
-            ownership: if config.is_cluster() {
-                Ownership::Assigned
-            } else {
-                Ownership::Acquire
-            },
+    let ns_config = NamespaceConfig {
+        broker_id: config.node_id,
+        stamp: stamp_fn(),
+        tail_cache_bytes: config.tail_cache_bytes,
+        defaults: StreamConfig {
+            segment_bytes: config.segment_bytes,
+            segment_ms: config.segment_ms,
+            ensemble_size: config.default_replication.ensemble,
+            write_quorum: config.default_replication.write,
+            ack_quorum: config.default_replication.ack,
+            ..StreamConfig::default()
         },
-    )
-    .await
+        speculative_read_delay: (config.speculative_read_ms > 0)
+            .then(|| Duration::from_millis(config.speculative_read_ms)),
+        ownership: if config.is_cluster() {
+            Ownership::Assigned
+        } else {
+            Ownership::Acquire
+        },
+    };
+    // A node without the bookie role (a broker of the split topology)
+    // places every ledger on the cluster's registered bookies.
+    let ns = match &bookie {
+        Some(bookie) => Namespace::open(meta.clone(), Arc::new(LocalBookie(bookie.clone())), ns_config).await,
+        None => Namespace::open_without_bookie(meta.clone(), ns_config).await,
+    }
     .context("cannot open the log namespace")?;
 
     lease::register(&meta, &config)
@@ -321,9 +315,11 @@ async fn serve(config: BrokerConfig) -> anyhow::Result<()> {
     if let Some(server) = bookie_server {
         server.shutdown().await;
     }
-    if let Err(e) = tokio::task::spawn_blocking(move || bookie.shutdown()).await {
-        error!(error = %e, "bookie shutdown failed");
-        clean = false;
+    if let Some(bookie) = bookie {
+        if let Err(e) = tokio::task::spawn_blocking(move || bookie.shutdown()).await {
+            error!(error = %e, "bookie shutdown failed");
+            clean = false;
+        }
     }
     if let Err(e) = meta.shutdown().await {
         error!(error = %e, "metadata store shutdown failed");
@@ -335,6 +331,25 @@ async fn serve(config: BrokerConfig) -> anyhow::Result<()> {
     } else {
         anyhow::bail!("shutdown finished with errors (see above)")
     }
+}
+
+/// Open this node's bookie (the bookie role) under `DATA_DIR/bookie` and
+/// collect its orphan ledgers (those no segment references: a topic deleted
+/// or a stream truncated while this bookie was down) before it is served to
+/// any writer.
+async fn open_bookie(config: &BrokerConfig, meta: &MetadataStore) -> anyhow::Result<Arc<Bookie>> {
+    let bookie_config = BookieConfig {
+        dir: config.data_dir.join("bookie"),
+        bookie_id: config.node_id,
+    };
+    let bookie = tokio::task::spawn_blocking(move || Bookie::open(bookie_config))
+        .await
+        .context("bookie open task failed")?
+        .context("cannot open the bookie")?;
+    distlog_storage::log::gc::collect_orphan_ledgers(meta, &bookie)
+        .await
+        .context("cannot garbage-collect orphan ledgers")?;
+    Ok(bookie)
 }
 
 /// Resolve on SIGINT or SIGTERM.

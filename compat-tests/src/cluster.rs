@@ -1,5 +1,6 @@
 //! A local multi-process distlog cluster under test control, started with
-//! `scripts/local-cluster.sh` (node K on 127.0.0.K, all roles).
+//! `scripts/local-cluster.sh` (node K on 127.0.0.K; all roles, or the roles
+//! given to [`LocalCluster::up_with_roles`]).
 //!
 //! The cluster is always stopped when the [`LocalCluster`] is dropped, even
 //! when the test panics (then the tail of every node's log is printed), so a
@@ -25,6 +26,8 @@ pub struct LocalCluster {
     dir: TempDir,
     n: usize,
     bootstrap: String,
+    /// `--roles` of each node (node K at K-1).
+    roles: Vec<String>,
 }
 
 fn script() -> PathBuf {
@@ -35,15 +38,24 @@ fn script() -> PathBuf {
 }
 
 fn run_script(args: &[&str], extra: &str) -> anyhow::Result<String> {
-    let out = Command::new("timeout")
-        .arg(START_DEADLINE.as_secs().to_string())
+    run_script_with_roles(args, extra, None)
+}
+
+/// Run the script; `roles` (one `--roles` value per node, space-separated)
+/// goes to `up` as `DISTLOG_NODE_ROLES` (unset: every node runs every role).
+fn run_script_with_roles(args: &[&str], extra: &str, roles: Option<&str>) -> anyhow::Result<String> {
+    let mut cmd = Command::new("timeout");
+    cmd.arg(START_DEADLINE.as_secs().to_string())
         .arg(script())
         .args(args)
         .env("DISTLOG_BIN", locate_binary()?)
         .env("DISTLOG_EXTRA_ARGS", extra)
-        .env("READY_TIMEOUT", "60")
-        .output()
-        .context("run scripts/local-cluster.sh")?;
+        .env("READY_TIMEOUT", "60");
+    match roles {
+        Some(r) => cmd.env("DISTLOG_NODE_ROLES", r),
+        None => cmd.env_remove("DISTLOG_NODE_ROLES"),
+    };
+    let out = cmd.output().context("run scripts/local-cluster.sh")?;
     if !out.status.success() {
         bail!(
             "local-cluster.sh {args:?} failed ({}): {}",
@@ -57,9 +69,31 @@ fn run_script(args: &[&str], extra: &str) -> anyhow::Result<String> {
 impl LocalCluster {
     /// Start `n` nodes with `extra` flags on every node, wait until ready.
     pub fn up(n: usize, extra: &str) -> anyhow::Result<LocalCluster> {
+        Self::start_cluster(n, extra, None)
+    }
+
+    /// Start one node per entry of `roles` (its `--roles`, e.g. the split
+    /// topology `["meta,bookie", "meta,bookie", "meta,bookie", "broker",
+    /// "broker"]`) with `extra` flags on every node, and wait until the
+    /// metadata group has a leader and every broker and bookie node is
+    /// live. The meta nodes are the Raft voters; the others join as
+    /// learners. [`bootstrap`](Self::bootstrap) lists the broker nodes.
+    pub fn up_with_roles(roles: &[&str], extra: &str) -> anyhow::Result<LocalCluster> {
+        if roles.is_empty()
+            || roles
+                .iter()
+                .any(|r| r.is_empty() || r.contains(char::is_whitespace))
+        {
+            bail!("up_with_roles: one non-empty --roles value per node, got {roles:?}");
+        }
+        Self::start_cluster(roles.len(), extra, Some(roles))
+    }
+
+    fn start_cluster(n: usize, extra: &str, roles: Option<&[&str]>) -> anyhow::Result<LocalCluster> {
         let dir = tempfile::Builder::new().prefix("distlog-cluster-").tempdir()?;
         let path = dir.path().to_str().context("utf-8 temp dir")?.to_string();
-        let out = match run_script(&["up", &n.to_string(), &path], extra) {
+        let roles_env = roles.map(|r| r.join(" "));
+        let out = match run_script_with_roles(&["up", &n.to_string(), &path], extra, roles_env.as_deref()) {
             Ok(out) => out,
             Err(e) => {
                 let _ = run_script(&["down", &path], "");
@@ -67,12 +101,38 @@ impl LocalCluster {
             }
         };
         let bootstrap = out.lines().last().unwrap_or_default().to_string();
-        Ok(LocalCluster { dir, n, bootstrap })
+        let roles = match roles {
+            Some(r) => r.iter().map(|s| s.to_string()).collect(),
+            None => vec!["all".to_string(); n],
+        };
+        Ok(LocalCluster {
+            dir,
+            n,
+            bootstrap,
+            roles,
+        })
     }
 
-    /// The Kafka bootstrap list of every node.
+    /// The Kafka bootstrap list: every broker node's Kafka address.
     pub fn bootstrap(&self) -> &str {
         &self.bootstrap
+    }
+
+    /// The nodes (1-based) whose roles include `role` (`meta`, `bookie`
+    /// or `broker`).
+    pub fn nodes_with_role(&self, role: &str) -> Vec<usize> {
+        self.roles
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.as_str() == "all" || r.split(',').any(|x| x.trim() == role))
+            .map(|(i, _)| i + 1)
+            .collect()
+    }
+
+    /// Node `k`'s data directory (`--data-dir`): `meta/` and, on a bookie
+    /// node, `bookie/`.
+    pub fn data_dir(&self, k: usize) -> PathBuf {
+        self.dir.path().join(format!("node{k}")).join("data")
     }
 
     /// Number of nodes.
@@ -157,6 +217,16 @@ impl LocalCluster {
             bail!("GET {path} on node {k}: {} {}", resp.status, resp.body);
         }
         Ok(serde_json::from_str(&resp.body)?)
+    }
+
+    /// GET `path` (e.g. `/metrics`) from node `k`'s HTTP port as text.
+    pub fn get_text(&self, k: usize, path: &str) -> anyhow::Result<String> {
+        let addr = self.node_file(k, "http")?.parse()?;
+        let resp = http::get(addr, path, Duration::from_secs(5))?;
+        if resp.status != 200 {
+            bail!("GET {path} on node {k}: {} {}", resp.status, resp.body);
+        }
+        Ok(resp.body)
     }
 
     /// The first of `nodes` that answers `path`.

@@ -376,7 +376,8 @@ pub enum MetaEvent {
     TopicDeleted {
         name: String,
         id: Uuid,
-        ledgers: Vec<LedgerId>,
+        /// The ledgers of every segment the topic's streams held.
+        ledgers: Vec<ReleasedLedger>,
     },
     TopicConfigsChanged {
         name: String,
@@ -400,6 +401,34 @@ pub enum MetaEvent {
     StreamTruncated {
         stream: StreamId,
         log_start_offset: u64,
-        ledgers: Vec<LedgerId>,
+        /// The ledgers of the segments the truncation dropped.
+        ledgers: Vec<ReleasedLedger>,
     },
+}
+
+/// A ledger whose segment left the metadata (its topic was deleted or its
+/// stream truncated), with what the segment store needs to free it: the
+/// bookies of its ensemble hold its copies, and `stream_owner` (the
+/// stream's owner when it was released) is the node expected to delete
+/// them. Bookies that miss the delete collect the ledger as an orphan when
+/// they next start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReleasedLedger {
+    /// The ledger id.
+    pub ledger_id: LedgerId,
+    /// Bookie (node) ids holding its copies (the segment's ensemble).
+    pub ensemble: Vec<BrokerId>,
+    /// The owner of the stream the segment belonged to, if any.
+    pub stream_owner: Option<BrokerId>,
+}
+
+impl ReleasedLedger {
+    /// The released ledger of `segment`, a segment of a stream owned by `owner`.
+    pub fn of(segment: &SegmentMeta, owner: Option<BrokerId>) -> Self {
+        ReleasedLedger {
+            ledger_id: segment.ledger_id,
+            ensemble: segment.ensemble.clone(),
+            stream_owner: owner,
+        }
+    }
 }

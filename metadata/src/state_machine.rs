@@ -8,7 +8,7 @@
 
 use crate::model::{
     ApplyError, ApplyResult, BrokerInfo, Command, CommandResponse, LedgerId, MetaEvent, MetaState,
-    SegmentMeta, SegmentState, StreamId, StreamMeta,
+    ReleasedLedger, SegmentMeta, SegmentState, StreamId, StreamMeta,
 };
 
 /// Apply one command to `state`.
@@ -91,17 +91,23 @@ fn apply_inner(state: &mut MetaState, cmd: &Command, events: &mut Vec<MetaEvent>
                 .topics
                 .remove(name)
                 .ok_or_else(|| ApplyError::UnknownTopic(name.clone()))?;
-            let mut ledgers = Vec::new();
+            let mut released = Vec::new();
             for partition in 0..topic.partitions {
                 if let Some(stream) = state.streams.remove(&topic.stream(partition)) {
-                    ledgers.extend(stream.segments.iter().map(|s| s.ledger_id));
+                    released.extend(
+                        stream
+                            .segments
+                            .iter()
+                            .map(|s| ReleasedLedger::of(s, stream.owner)),
+                    );
                 }
             }
             crate::group::forget_topic(state, name);
+            let ledgers = released.iter().map(|r| r.ledger_id).collect();
             events.push(MetaEvent::TopicDeleted {
                 name: name.clone(),
                 id: topic.id,
-                ledgers: ledgers.clone(),
+                ledgers: released,
             });
             Ok(CommandResponse::ReleasedLedgers(ledgers))
         }
@@ -238,14 +244,20 @@ fn apply_inner(state: &mut MetaState, cmd: &Command, events: &mut Vec<MetaEvent>
                 .iter()
                 .take_while(|s| s.state == SegmentState::Completed && s.next_offset() <= new_start)
                 .count();
-            let ledgers: Vec<LedgerId> = meta.segments.drain(..drop_count).map(|s| s.ledger_id).collect();
+            let owner = meta.owner;
+            let released: Vec<ReleasedLedger> = meta
+                .segments
+                .drain(..drop_count)
+                .map(|s| ReleasedLedger::of(&s, owner))
+                .collect();
+            let ledgers: Vec<LedgerId> = released.iter().map(|r| r.ledger_id).collect();
             let moved = new_start != meta.log_start_offset;
             meta.log_start_offset = new_start;
-            if moved || !ledgers.is_empty() {
+            if moved || !released.is_empty() {
                 events.push(MetaEvent::StreamTruncated {
                     stream: *stream,
                     log_start_offset: new_start,
-                    ledgers: ledgers.clone(),
+                    ledgers: released,
                 });
             }
             Ok(CommandResponse::ReleasedLedgers(ledgers))

@@ -45,6 +45,15 @@ fn segment(lssn: u64, ledger_id: u64, base_offset: u64) -> SegmentMeta {
     }
 }
 
+/// A released ledger of a segment built by [`segment`] (ensemble `[1]`).
+fn released(ledger_id: u64, stream_owner: Option<BrokerId>) -> ReleasedLedger {
+    ReleasedLedger {
+        ledger_id,
+        ensemble: vec![1],
+        stream_owner,
+    }
+}
+
 fn complete(stream: StreamId, epoch: u64, lssn: u64, last_offset: Option<u64>) -> Command {
     Command::CompleteSegment {
         stream,
@@ -179,7 +188,7 @@ fn delete_topic_releases_all_ledgers() {
         vec![MetaEvent::TopicDeleted {
             name: "t".into(),
             id,
-            ledgers: vec![10, 11]
+            ledgers: vec![released(10, Some(1)), released(11, Some(1))]
         }]
     );
     assert!(st.topics.is_empty());
@@ -619,7 +628,7 @@ fn truncate_drops_whole_leading_segments() {
         vec![MetaEvent::StreamTruncated {
             stream: s,
             log_start_offset: 15,
-            ledgers: vec![11]
+            ledgers: vec![released(11, Some(5))]
         }]
     );
     let m = st.stream(&s).expect("stream");

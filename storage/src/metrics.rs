@@ -190,3 +190,17 @@ pub static BOOKIE_NET_CONNECTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     )
     .expect("metric registers once")
 });
+
+/// Ledger copies deleted from bookies (or not), by why the ledger was freed
+/// (`topic_deleted`, `truncated`: its segment left the metadata, deleted on
+/// every bookie of its ensemble; `orphan`: found unreferenced by the
+/// startup garbage collection) and outcome (`ok`, `failed`: the bookie did
+/// not answer; it collects the ledger as an orphan when it next starts).
+pub static LEDGER_DELETES: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "distlog_ledger_deletes_total",
+        "Ledger copies deleted from bookies, by reason and outcome",
+        &["reason", "outcome"]
+    )
+    .expect("metric registers once")
+});

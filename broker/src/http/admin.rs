@@ -1,7 +1,8 @@
 //! The JSON admin API: topics with their streams and segments, the
-//! offset → DLSN → txid mapping of a record (`ns.locate`), and a
-//! partition's replica report (`ns.replica_report`: what each bookie of
-//! each segment's ensemble holds, asked of the bookies).
+//! offset → DLSN → txid mapping of a record (`ns.locate`), a partition's
+//! replica report (`ns.replica_report`: what each bookie of each segment's
+//! ensemble holds, asked of the bookies), and where one ledger's copies are
+//! (`ns.ledger_whereabouts`: every registered bookie asked).
 
 use std::sync::Arc;
 
@@ -23,6 +24,7 @@ pub fn router(broker: Arc<Broker>) -> Router {
         .route("/admin/topics", get(topics))
         .route("/admin/locate", get(locate))
         .route("/admin/partitions/{topic}/{partition}/replicas", get(replicas))
+        .route("/admin/ledgers/{ledger}", get(ledger))
         .with_state(broker)
 }
 
@@ -150,4 +152,32 @@ async fn replicas(
             error(status, Some(format!("{k:?}")), e.to_string())
         }
     }
+}
+
+/// `GET /admin/ledgers/{ledger}`: what every registered bookie (live or
+/// not, in id order) holds of one ledger — `exists`, `entries`, `bytes`,
+/// `fenced`, or `reachable: false` with the error when it does not answer
+/// within a few seconds — and which segment references it, if any
+/// (`segment`: topic, partition, lssn; `null` once its topic was deleted
+/// or its stream truncated past it). Answered by any node; shows whether a
+/// released ledger is gone from every bookie, and where a ledger lives.
+async fn ledger(State(broker): State<Arc<Broker>>, Path(ledger): Path<u64>) -> Response {
+    let segment = broker.meta.read(|s| {
+        s.topics.values().find_map(|t| {
+            (0..t.partitions).find_map(|p| {
+                s.stream(&t.stream(p))?
+                    .segments
+                    .iter()
+                    .find(|g| g.ledger_id == ledger)
+                    .map(|g| json!({"topic": t.name, "partition": p, "lssn": g.lssn, "ensemble": g.ensemble}))
+            })
+        })
+    });
+    let bookies = broker.ns.ledger_whereabouts(ledger).await;
+    Json(json!({
+        "ledger_id": ledger,
+        "segment": segment,
+        "bookies": bookies,
+    }))
+    .into_response()
 }

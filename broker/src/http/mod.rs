@@ -1,6 +1,7 @@
 //! The HTTP port: `/metrics` (Prometheus text), `/health`, and a small
 //! JSON admin API over the metadata state and the namespace
 //! (`/admin/topics`, `/admin/locate`, `/admin/partitions/{topic}/{partition}/replicas`,
+//! `/admin/ledgers/{ledger}`,
 //! `/admin/groups`).
 
 pub mod admin;

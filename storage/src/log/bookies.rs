@@ -1,12 +1,15 @@
-//! The bookies a namespace can reach: its own, in-process, and every other
-//! registered bookie over the network.
+//! The bookies a namespace can reach: its own, in-process (when the node
+//! runs the bookie role), and every other registered bookie over the
+//! network.
 //!
 //! Segment metadata names its ensemble by bookie (node) id; this set turns
-//! ids into clients. The local bookie is always reached in-process; another
-//! id is resolved through the metadata store (the address a node registered
-//! with `--bookie-listen`) into a [`RemoteBookie`], created once and reused.
-//! New segments are placed here too: the local bookie alone for E = 1, or
-//! `E` live bookies chosen by [`choose_ensemble`] otherwise.
+//! ids into clients. A node's own bookie is always reached in-process; any
+//! other id is resolved through the metadata store (the address a node
+//! registered with `--bookie-listen`) into a [`RemoteBookie`], created once
+//! and reused. New segments are placed here too: on a node with a bookie,
+//! the local bookie alone for E = 1; otherwise (E > 1, or a broker-only
+//! node of the split topology, which has no bookie of its own) `E` live
+//! registered bookies chosen by [`choose_ensemble`].
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -23,15 +26,16 @@ use crate::ledger::BookieClient;
 
 /// Bookie clients by id.
 pub(crate) struct BookieSet {
-    /// This node's bookie.
-    pub local: Arc<dyn BookieClient>,
+    /// This node's bookie; `None` on a node without the bookie role.
+    local: Option<Arc<dyn BookieClient>>,
     remote: RwLock<HashMap<u32, Arc<dyn BookieClient>>>,
     meta: Arc<MetadataStore>,
 }
 
 impl BookieSet {
-    /// The set of `local` plus whatever the metadata store registers.
-    pub fn new(local: Arc<dyn BookieClient>, meta: Arc<MetadataStore>) -> Self {
+    /// The set of `local` (if this node runs a bookie) plus whatever the
+    /// metadata store registers.
+    pub fn new(local: Option<Arc<dyn BookieClient>>, meta: Arc<MetadataStore>) -> Self {
         BookieSet {
             local,
             remote: RwLock::new(HashMap::new()),
@@ -39,10 +43,19 @@ impl BookieSet {
         }
     }
 
+    /// This node's bookie, if it runs one.
+    pub fn local(&self) -> Option<&Arc<dyn BookieClient>> {
+        self.local.as_ref()
+    }
+
+    fn local_id(&self) -> Option<u32> {
+        self.local.as_ref().map(|b| b.bookie_id())
+    }
+
     /// The client of bookie `id`.
     pub async fn client(&self, id: u32) -> Result<Arc<dyn BookieClient>> {
-        if id == self.local.bookie_id() {
-            return Ok(self.local.clone());
+        if let Some(local) = self.local.as_ref().filter(|l| l.bookie_id() == id) {
+            return Ok(local.clone());
         }
         if let Some(c) = self.remote.read().get(&id) {
             return Ok(c.clone());
@@ -75,23 +88,36 @@ impl BookieSet {
         Ensemble::new(bookies, seg.write_quorum, seg.ack_quorum)
     }
 
-    /// Choose the bookies of a new ledger: the local bookie alone when
-    /// `size` is 1, otherwise `size` live registered bookies, least loaded
-    /// (in-progress segments they hold) and spread over racks. Bookies in
-    /// `exclude` (those that just failed the writer) are never chosen;
+    /// Choose the bookies of a new ledger: on a node with a bookie, that
+    /// bookie alone when `size` is 1; otherwise `size` live registered
+    /// bookies, least loaded (in-progress segments they hold) and spread
+    /// over racks — a node without a bookie of its own (a broker-only
+    /// node) places even E = 1 ledgers this way, never on itself. Bookies
+    /// in `exclude` (those that just failed the writer) are never chosen;
     /// fails with `NotEnoughBookies` when too few remain.
     pub fn place(&self, size: usize, ledger: LedgerId, exclude: &[u32]) -> Result<Vec<u32>> {
-        if size <= 1 {
-            let local = self.local.bookie_id();
-            if exclude.contains(&local) {
+        match self.local_id() {
+            Some(local) if size <= 1 && exclude.contains(&local) => {
                 return Err(StorageError::NotEnoughBookies(format!(
                     "an ensemble of 1 is this node's bookie {local}, which failed"
                 )));
             }
-            return Ok(vec![local]);
+            Some(local) if size <= 1 => return Ok(vec![local]),
+            _ => {}
         }
         let (live, _) = self.candidates(exclude);
-        choose_ensemble(&live, size, ledger)
+        choose_ensemble(&live, size.max(1), ledger).map_err(|e| self.explain(e))
+    }
+
+    /// Say, on a node without a bookie, where its ledgers must come from.
+    fn explain(&self, e: StorageError) -> StorageError {
+        match (e, &self.local) {
+            (StorageError::NotEnoughBookies(msg), None) => StorageError::NotEnoughBookies(format!(
+                "{msg}; this node runs no bookie (its --roles lack bookie), so its ledgers go only to \
+                 live nodes started with --roles including bookie and --bookie-listen HOST:PORT"
+            )),
+            (e, _) => e,
+        }
     }
 
     /// Choose the bookies of a new ledger when fewer than `size` are live
@@ -108,13 +134,13 @@ impl BookieSet {
     pub fn place_degraded(&self, size: usize, ack_quorum: usize, ledger: LedgerId) -> Result<Vec<u32>> {
         let (live, mut lapsed) = self.candidates(&[]);
         if live.len() < ack_quorum.max(1) || live.len() + lapsed.len() < size {
-            return Err(StorageError::NotEnoughBookies(format!(
+            return Err(self.explain(StorageError::NotEnoughBookies(format!(
                 "an ensemble of {size} needs at least {ack_quorum} live bookies (the ack quorum) and \
                  {size} registered; {} are live and {} registered; start more bookies or lower \
                  distlog.ensemble.size",
                 live.len(),
                 live.len() + lapsed.len()
-            )));
+            ))));
         }
         let mut ids = choose_ensemble(&live, live.len().min(size), ledger)?;
         lapsed.sort_by_key(|(_, lease)| std::cmp::Reverse(*lease));
@@ -122,12 +148,30 @@ impl BookieSet {
         Ok(ids)
     }
 
+    /// Ids of every bookie this set can name: this node's, if any, and
+    /// every node registered with a bookie address (live or not), in id
+    /// order.
+    pub fn registered(&self) -> Vec<u32> {
+        let mut ids: Vec<u32> = self.meta.read(|s| {
+            s.brokers
+                .values()
+                .filter(|b| b.bookie_addr.is_some())
+                .map(|b| b.id)
+                .collect()
+        });
+        ids.extend(self.local_id());
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    }
+
     /// Registered bookies not in `exclude`, with their load (in-progress
-    /// segments they hold): the live ones (this node's always counts), and
-    /// the lapsed ones with their lease expiry.
+    /// segments they hold): the live ones (this node's own bookie always
+    /// counts), and the lapsed ones with their lease expiry. A node
+    /// without a bookie is never a candidate.
     fn candidates(&self, exclude: &[u32]) -> (Vec<BookieCandidate>, Vec<(BookieCandidate, u64)>) {
         let now = distlog_metadata::now_ms();
-        let local_id = self.local.bookie_id();
+        let local_id = self.local_id();
         self.meta.read(|s| {
             let mut load: HashMap<u32, u64> = HashMap::new();
             for st in s.streams.values() {
@@ -139,7 +183,8 @@ impl BookieSet {
             }
             let (mut live, mut lapsed) = (Vec::new(), Vec::new());
             for b in s.brokers.values() {
-                if exclude.contains(&b.id) || (b.id != local_id && b.bookie_addr.is_none()) {
+                let is_local = Some(b.id) == local_id;
+                if exclude.contains(&b.id) || (!is_local && b.bookie_addr.is_none()) {
                     continue;
                 }
                 let c = BookieCandidate {
@@ -147,7 +192,7 @@ impl BookieSet {
                     rack: b.rack.clone(),
                     load: load.get(&b.id).copied().unwrap_or(0),
                 };
-                if b.id == local_id || b.is_live(now) {
+                if is_local || b.is_live(now) {
                     live.push(c);
                 } else {
                     lapsed.push((c, b.lease_expires_ms));
@@ -157,3 +202,7 @@ impl BookieSet {
         })
     }
 }
+
+#[cfg(test)]
+#[path = "bookies_tests.rs"]
+mod tests;

@@ -1,11 +1,15 @@
-//! Ledger garbage collection: ledgers on the local bookie that no segment
-//! in the metadata store references any more.
+//! Ledger garbage collection: ledgers on a node's own bookie that no
+//! segment in the metadata store references any more.
 //!
-//! Topic deletion and truncation delete their ledgers through metadata
-//! watches; a crash between the metadata change and the delete leaves the
-//! ledger behind. Collecting at startup, before any writer runs, is safe:
-//! a ledger becomes referenced (AddSegment) before its first entry is
-//! written, so an unreferenced ledger file can only be garbage.
+//! Topic deletion and truncation delete their ledgers on every bookie of
+//! the segment's ensemble through metadata watches ([`super::release`]); a
+//! bookie that was down or unreachable then, or a crash between the
+//! metadata change and the delete, leaves its copy behind. Each bookie
+//! node collects its own at startup, before its bookie is served to other
+//! nodes and before any writer runs. That is safe: a ledger becomes
+//! referenced (AddSegment) before its first entry is written, so an
+//! unreferenced ledger file can only be garbage. A node without the bookie
+//! role has nothing to collect.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -16,9 +20,11 @@ use tracing::info;
 use crate::bookie::{Bookie, LocalBookie};
 use crate::error::Result;
 use crate::ledger::BookieClient;
+use crate::metrics;
 
 /// Delete every ledger of `bookie` that no segment references. Must run
-/// before writers start. Returns the ledgers deleted.
+/// before writers start and before the bookie is served to other nodes.
+/// Returns the ledgers deleted.
 pub async fn collect_orphan_ledgers(meta: &MetadataStore, bookie: &Arc<Bookie>) -> Result<Vec<LedgerId>> {
     let referenced: HashSet<LedgerId> = meta.read(|s| {
         s.streams
@@ -34,6 +40,7 @@ pub async fn collect_orphan_ledgers(meta: &MetadataStore, bookie: &Arc<Bookie>) 
     let client = LocalBookie(bookie.clone());
     for l in &orphans {
         client.delete(*l).await?;
+        metrics::LEDGER_DELETES.with_label_values(&["orphan", "ok"]).inc();
     }
     if !orphans.is_empty() {
         info!(ledgers = ?orphans, "deleted orphan ledgers no segment references");

@@ -11,6 +11,7 @@ pub mod epochs;
 pub mod gc;
 pub mod namespace;
 mod reader;
+pub mod release;
 pub mod replicas;
 pub mod segment;
 mod stream;

@@ -18,6 +18,7 @@ use tracing::{debug, info, warn};
 use super::bookies::BookieSet;
 use super::epochs::EpochHistory;
 use super::reader::LogReader;
+use super::release::{self, Reason};
 use super::stream::{self, LogStream, NsCtx};
 use super::writer::WriterOp;
 use crate::dlsn::Dlsn;
@@ -170,13 +171,35 @@ pub struct Namespace {
 }
 
 impl Namespace {
-    /// Open the namespace over a metadata store and the bookies reachable
-    /// through `bookie`. Streams this node owned (or that nobody owns) are
-    /// opened in the background; others open on first use. Topic deletions
-    /// close their streams and delete their ledgers.
+    /// Open the namespace of a node that runs a bookie: `bookie` is this
+    /// node's own, reached in-process (E = 1 ledgers go there); every other
+    /// registered bookie is reached over the network. Streams this node
+    /// owned (or that nobody owns) are opened in the background; others
+    /// open on first use. Topic deletions and truncations close their
+    /// streams and delete their ledgers (see [`super::release`]).
     pub async fn open(
         meta: Arc<MetadataStore>,
         bookie: Arc<dyn BookieClient>,
+        config: NamespaceConfig,
+    ) -> Result<Arc<Namespace>> {
+        Self::open_with(meta, Some(bookie), config).await
+    }
+
+    /// Open the namespace of a node without a bookie of its own (a broker
+    /// of the split topology, whose storage tier runs elsewhere): every
+    /// ledger, E = 1 included, is placed on live registered bookies and
+    /// every bookie is reached over the network. Otherwise as
+    /// [`Namespace::open`].
+    pub async fn open_without_bookie(
+        meta: Arc<MetadataStore>,
+        config: NamespaceConfig,
+    ) -> Result<Arc<Namespace>> {
+        Self::open_with(meta, None, config).await
+    }
+
+    async fn open_with(
+        meta: Arc<MetadataStore>,
+        bookie: Option<Arc<dyn BookieClient>>,
         config: NamespaceConfig,
     ) -> Result<Arc<Namespace>> {
         let events = meta.subscribe();
@@ -258,12 +281,15 @@ impl Namespace {
                     let ns2 = ns.clone();
                     tokio::spawn(async move {
                         ns2.drop_topic(id).await;
-                        for l in &ledgers {
-                            if let Err(e) = ns2.ctx.bookies.local.delete(*l).await {
-                                warn!(ledger = l, error = %e, "could not delete ledger of deleted topic");
-                            }
-                        }
-                        info!(topic = %name, ledgers = ledgers.len(), "deleted topic's streams and ledgers");
+                        let copies = release::delete_released(&ns2.ctx, &ledgers, Reason::TopicDeleted).await;
+                        info!(topic = %name, ledgers = ledgers.len(), copies_deleted_here = copies, "deleted topic's streams and ledgers");
+                    });
+                }
+                MetaEvent::StreamTruncated { stream, ledgers, .. } if !ledgers.is_empty() => {
+                    let ns2 = ns.clone();
+                    tokio::spawn(async move {
+                        let copies = release::delete_released(&ns2.ctx, &ledgers, Reason::Truncated).await;
+                        debug!(%stream, ledgers = ledgers.len(), copies_deleted_here = copies, "deleted truncated segments' ledgers");
                     });
                 }
                 _ => {}
@@ -415,6 +441,16 @@ impl Namespace {
             .get(&stream)
             .and_then(|slot| slot.get().cloned());
         super::replicas::report(&self.ctx, stream, open.as_deref()).await
+    }
+
+    /// What every registered bookie holds of `ledger` (see
+    /// [`super::release::whereabouts`]): where a ledger lives, and the
+    /// check that a released ledger is gone from every bookie.
+    pub async fn ledger_whereabouts(
+        &self,
+        ledger: distlog_metadata::LedgerId,
+    ) -> Vec<super::replicas::BookieReplica> {
+        release::whereabouts(&self.ctx, ledger).await
     }
 
     /// The owner epoch of a stream this node writes (Kafka leader epoch);
