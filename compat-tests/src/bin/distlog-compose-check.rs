@@ -163,7 +163,10 @@ fn main() -> anyhow::Result<()> {
         }
     }
     let owner = leader(&a.bootstrap, &a.topic, Duration::from_secs(30))?;
-    println!("topic {} created (RF 3); partition 0 owned by node {owner}", a.topic);
+    println!(
+        "topic {} created (RF 3); partition 0 owned by node {owner}",
+        a.topic
+    );
     if a.smoke {
         return smoke(&a);
     }
