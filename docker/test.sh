@@ -77,7 +77,7 @@ echo "docker/test.sh: cluster healthy $(awk -v a="$up_started" -v b="$(date +%s.
 
 timeout 900 target/debug/distlog-compose-check \
   --compose-file "$FILE" --bootstrap "$BOOTSTRAP" --messages "$MESSAGES"
-compose down -v --remove-orphans -t 5
+compose down -v --remove-orphans -t 5 >/dev/null 2>&1
 
 # The split topology: three meta+bookie nodes, two stateless brokers.
 up_started=$(date +%s.%N)
