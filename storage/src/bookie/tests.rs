@@ -40,12 +40,24 @@ fn row(entry_id: u64, first_seq: u64, txid: u64, len: usize) -> IndexRow {
 }
 
 /// An add of entry `entry_id` whose payload is `chunks`; first_seq is
-/// `100 + 10 * entry_id` and txid `entry_id`.
+/// `100 + 10 * entry_id` and txid `entry_id`; it follows entry
+/// `entry_id - 1` (a bookie holding every entry).
 fn add(ledger: LedgerId, entry_id: u64, chunks: &[&[u8]]) -> AddRequest {
+    after(ledger, entry_id, entry_id.checked_sub(1), chunks)
+}
+
+/// Like [`add`], following `prev` (a striped bookie's previous entry).
+fn after(ledger: LedgerId, entry_id: u64, prev: Option<u64>, chunks: &[&[u8]]) -> AddRequest {
     let len = chunks.iter().map(|c| c.len()).sum();
     AddRequest {
         ledger_id: ledger,
-        row: row(entry_id, 100 + 10 * entry_id, entry_id, len),
+        row: row(
+            entry_id,
+            entry_id.wrapping_mul(10).wrapping_add(100),
+            entry_id,
+            len,
+        ),
+        prev_entry_id: prev,
         lac: entry_id.checked_sub(1),
         recovery: false,
         payload: chunks.iter().map(|c| Bytes::copy_from_slice(c)).collect(),
@@ -129,42 +141,127 @@ async fn add_read_round_trip_with_multi_chunk_payloads() {
 }
 
 #[tokio::test]
-async fn adds_must_be_dense_and_consistent() {
+async fn adds_must_follow_the_last_entry_and_be_consistent() {
     let dir = tempfile::tempdir().expect("tempdir");
     let b = open(dir.path());
     match b.add_entry(add(5, 1, &[b"a"])).await {
         Err(StorageError::OutOfOrder {
             ledger: 5,
-            expected: 0,
-            got: 1,
+            last: None,
+            prev: Some(0),
         }) => {}
-        other => panic!("expected OutOfOrder(0, 1), got {other:?}"),
+        other => panic!("expected OutOfOrder(last None, prev 0), got {other:?}"),
     }
     assert_eq!(b.0.ledgers(), Vec::<LedgerId>::new());
     b.add_entry(add(5, 0, &[b"a"])).await.expect("add 0");
+    // A repeat of entry 0 (it would follow no entry, but 0 is the last).
     match b.add_entry(add(5, 0, &[b"a"])).await {
         Err(StorageError::OutOfOrder {
             ledger: 5,
-            expected: 1,
-            got: 0,
+            last: Some(0),
+            prev: None,
         }) => {}
-        other => panic!("expected OutOfOrder(1, 0), got {other:?}"),
+        other => panic!("expected OutOfOrder(last 0, prev None), got {other:?}"),
     }
     match b.add_entry(add(5, 2, &[b"a"])).await {
         Err(StorageError::OutOfOrder {
             ledger: 5,
-            expected: 1,
-            got: 2,
+            last: Some(0),
+            prev: Some(1),
         }) => {}
-        other => panic!("expected OutOfOrder(1, 2), got {other:?}"),
+        other => panic!("expected OutOfOrder(last 0, prev 1), got {other:?}"),
     }
     let mut bad = add(5, 1, &[b"abc"]);
     bad.row.len = 4;
     assert!(matches!(b.add_entry(bad).await, Err(StorageError::Io { .. })));
+    // Impossible ordering fields are refused as invalid input.
+    for (entry, prev) in [(1, Some(1)), (1, Some(7)), (u64::MAX, Some(0))] {
+        match b.add_entry(after(5, entry, prev, &[b"x"])).await {
+            Err(StorageError::Io { source, .. }) => {
+                assert_eq!(
+                    source.kind(),
+                    std::io::ErrorKind::InvalidInput,
+                    "{entry} after {prev:?}"
+                )
+            }
+            other => panic!("{entry} after {prev:?}: expected invalid input, got {other:?}"),
+        }
+    }
     b.add_entry(add(5, 1, &[b"b"]))
         .await
         .expect("add 1 after rejected ones");
     assert_eq!(b.last_entry(5).await.expect("last").map(|r| r.entry_id), Some(1));
+}
+
+/// A bookie holding the stripe of index 0 of a 3/2 ensemble: entries 0, 2,
+/// 3, 5, 6, ... each following the previous one of the stripe.
+#[tokio::test]
+async fn a_striped_bookie_holds_its_stripe_and_detects_a_missed_entry() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let b = open(dir.path());
+    let stripe = [0u64, 2, 3, 5, 6];
+    let mut prev = None;
+    for &e in &stripe {
+        b.add_entry(after(8, e, prev, &[&body(e)]))
+            .await
+            .expect("stripe add");
+        prev = Some(e);
+    }
+    let held = |v: Vec<Entry>| v.iter().map(|e| e.row.entry_id).collect::<Vec<_>>();
+    assert_eq!(held(read_all(&b, 8).await), stripe.to_vec());
+    assert_eq!(
+        held(b.read_entries(8, 1, 4, usize::MAX).await.expect("read")),
+        vec![2, 3]
+    );
+    assert_eq!(
+        held(b.read_entries(8, 4, 4, usize::MAX).await.expect("read")),
+        Vec::<u64>::new()
+    );
+    assert_eq!(held(b.read_entries(8, 4, 9, 0).await.expect("read")), vec![5]);
+    assert_eq!(
+        b.entry_for_seq(8, 145).await.expect("seq").map(|r| r.entry_id),
+        Some(3)
+    );
+    assert_eq!(
+        b.entry_for_txid(8, 4).await.expect("txid").map(|r| r.entry_id),
+        Some(5)
+    );
+    let info = b.ledger_info(8).await.expect("info");
+    assert_eq!((info.entries, info.last_entry_id), (5, Some(6)));
+    // The add of 9 names 8 as the previous entry of the stripe; the bookie
+    // never got 8 (its last is 6), so it reports that it missed entries.
+    match b.add_entry(after(8, 9, Some(8), &[&body(9)])).await {
+        Err(StorageError::OutOfOrder {
+            ledger: 8,
+            last: Some(6),
+            prev: Some(8),
+        }) => {}
+        other => panic!("expected OutOfOrder(last 6, prev 8), got {other:?}"),
+    }
+    // A recovery add of an entry it holds is acknowledged as is; of a new
+    // one, it must follow the last entry like any add.
+    let mut again = after(8, 3, Some(2), &[b"other bytes"]);
+    again.recovery = true;
+    b.add_entry(again).await.expect("already durable");
+    let mut fill = after(8, 8, Some(6), &[&body(8)]);
+    fill.recovery = true;
+    b.add_entry(fill).await.expect("recovery add fills the stripe");
+    b.add_entry(after(8, 9, Some(8), &[&body(9)]))
+        .await
+        .expect("now 9 follows");
+    // The sparse ledger survives a restart byte for byte.
+    drop(b);
+    let b = open(dir.path());
+    let all = read_all(&b, 8).await;
+    assert_eq!(held(all.clone()), vec![0, 2, 3, 5, 6, 8, 9]);
+    for e in &all {
+        assert_eq!(e.payload, Bytes::from(body(e.row.entry_id)));
+    }
+    // A stripe whose first entry is not 0 starts the ledger too.
+    b.add_entry(after(9, 1, None, &[b"first of stripe"]))
+        .await
+        .expect("first of its stripe");
+    assert_eq!(held(read_all(&b, 9).await), vec![1]);
 }
 
 #[tokio::test]
@@ -374,9 +471,11 @@ async fn recovery_cuts_a_torn_tail() {
         assert_bodies(&read_all(&b, 1).await, 4);
         match b.add_entry(add(1, 5, &[&body(5)])).await {
             Err(StorageError::OutOfOrder {
-                expected: 4, got: 5, ..
+                last: Some(3),
+                prev: Some(4),
+                ..
             }) => {}
-            other => panic!("expected OutOfOrder(4, 5), got {other:?}"),
+            other => panic!("expected OutOfOrder(last 3, prev 4), got {other:?}"),
         }
         b.add_entry(add(1, 4, &[&body(4)]))
             .await

@@ -16,9 +16,9 @@ const MAX: usize = DEFAULT_MAX_FRAME;
 fn row(entry_id: u64, len: u32) -> IndexRow {
     IndexRow {
         entry_id,
-        first_seq: 1000 + entry_id,
+        first_seq: entry_id.wrapping_add(1000),
         record_count: 3,
-        txid: 77 + entry_id,
+        txid: entry_id.wrapping_add(77),
         len,
     }
 }
@@ -44,6 +44,7 @@ fn all_requests() -> Vec<Request> {
         Request::Add(AddRequest {
             ledger_id: 9,
             row: row(4, 11),
+            prev_entry_id: Some(3),
             lac: Some(3),
             recovery: false,
             payload: vec![Bytes::from_static(b"hello "), Bytes::from_static(b"world")],
@@ -51,9 +52,19 @@ fn all_requests() -> Vec<Request> {
         Request::Add(AddRequest {
             ledger_id: 9,
             row: row(0, 0),
+            prev_entry_id: None,
             lac: None,
             recovery: true,
             payload: vec![],
+        }),
+        // A striped add: entry 7 follows entry 5 of the bookie's stripe.
+        Request::Add(AddRequest {
+            ledger_id: 9,
+            row: row(7, 1),
+            prev_entry_id: Some(5),
+            lac: Some(4),
+            recovery: false,
+            payload: vec![Bytes::from_static(b"x")],
         }),
         Request::Read {
             ledger: 1,
@@ -108,6 +119,7 @@ fn add_payload_chunks_are_sent_as_is_and_decoded_without_copy() {
     let req = Request::Add(AddRequest {
         ledger_id: 1,
         row: row(0, 4096),
+        prev_entry_id: None,
         lac: None,
         recovery: false,
         payload: vec![payload.clone()],
@@ -140,6 +152,7 @@ fn add_with_wrong_row_len_is_refused_before_sending() {
     let req = Request::Add(AddRequest {
         ledger_id: 1,
         row: row(0, 5),
+        prev_entry_id: None,
         lac: None,
         recovery: false,
         payload: vec![Bytes::from_static(b"abc")],
@@ -156,6 +169,7 @@ fn oversized_request_is_refused() {
     let req = Request::Add(AddRequest {
         ledger_id: 1,
         row: row(0, 100),
+        prev_entry_id: None,
         lac: None,
         recovery: false,
         payload: vec![Bytes::from(vec![0u8; 100])],
@@ -241,8 +255,18 @@ fn errors_round_trip_as_the_same_variant() {
         StorageError::NoSuchEntry { ledger: 5, entry: 6 },
         StorageError::OutOfOrder {
             ledger: 7,
-            expected: 8,
-            got: 9,
+            last: Some(8),
+            prev: Some(9),
+        },
+        StorageError::OutOfOrder {
+            ledger: 7,
+            last: None,
+            prev: Some(0),
+        },
+        StorageError::OutOfOrder {
+            ledger: 7,
+            last: Some(u64::MAX - 1),
+            prev: None,
         },
         StorageError::Corrupt {
             ledger: 10,
@@ -363,9 +387,11 @@ fn trailing_bytes_bad_flags_and_length_lies_are_rejected() {
         let mut b = BytesMut::new();
         b.put_u8(OpCode::Add as u8);
         b.put_u64(1);
-        for _ in 0..3 {
-            b.put_u64(0);
-        }
+        b.put_u64(0); // ledger
+        b.put_u64(0); // entry
+        b.put_u8(0); // no previous entry
+        b.put_u64(0);
+        b.put_u64(0); // first seq
         b.put_u32(0);
         b.put_u64(0);
         b.put_u8(0);
@@ -541,17 +567,81 @@ fn an_add_with_a_bad_recovery_flag_is_refused() {
     let req = Request::Add(AddRequest {
         ledger_id: 1,
         row: row(0, 0),
+        prev_entry_id: None,
         lac: None,
         recovery: true,
         payload: vec![],
     });
     let frame = encode_request(5, &req, MAX).expect("encodes");
     let mut b = body(&frame).to_vec();
-    // op(1) id(8) ledger(8) entry(8) first_seq(8) count(4) txid(8) lac(9): the flag follows.
-    let at = 1 + 8 + 8 + 8 + 8 + 4 + 8 + 9;
+    // op(1) id(8) ledger(8) entry(8) prev(9) first_seq(8) count(4) txid(8) lac(9): the flag follows.
+    let at = 1 + 8 + 8 + 8 + 9 + 8 + 4 + 8 + 9;
     assert_eq!(b[at], 1);
     b[at] = 2;
     assert!(decode_request(Bytes::from(b)).is_err(), "flag 2 is malformed");
+}
+
+/// The body of an add with raw ordering fields (entry id, previous-entry
+/// presence flag and value) and an empty payload.
+fn raw_add(entry: u64, prev_flag: u8, prev: u64) -> Bytes {
+    let mut b = BytesMut::new();
+    b.put_u8(OpCode::Add as u8);
+    b.put_u64(1); // request id
+    b.put_u64(9); // ledger
+    b.put_u64(entry);
+    b.put_u8(prev_flag);
+    b.put_u64(prev);
+    b.put_u64(100); // first seq
+    b.put_u32(1); // record count
+    b.put_u64(5); // txid
+    b.put_u8(0); // no lac
+    b.put_u64(0);
+    b.put_u8(0); // not a recovery add
+    b.put_u32(0); // payload length
+    b.freeze()
+}
+
+#[test]
+fn adds_with_impossible_ordering_fields_are_malformed() {
+    // Well-formed: the first entry of a stripe, and one following entry 3.
+    for (entry, flag, prev, want) in [(4u64, 0u8, 0u64, None), (4, 1, 3, Some(3)), (1, 1, 0, Some(0))] {
+        match decode_request(raw_add(entry, flag, prev)) {
+            Ok((1, Request::Add(add))) => {
+                assert_eq!((add.row.entry_id, add.prev_entry_id), (entry, want));
+            }
+            other => panic!("entry {entry} after {want:?}: {other:?}"),
+        }
+    }
+    // The previous entry must be below the entry; u64::MAX is reserved.
+    assert_malformed(decode_request(raw_add(4, 1, 4)), "cannot follow");
+    assert_malformed(decode_request(raw_add(4, 1, 9)), "cannot follow");
+    assert_malformed(decode_request(raw_add(0, 1, 0)), "cannot follow");
+    assert_malformed(decode_request(raw_add(u64::MAX, 1, 3)), "reserved");
+    assert_malformed(decode_request(raw_add(u64::MAX, 0, 0)), "reserved");
+    // Presence flag other than 0/1, or an absent value that is not 0.
+    assert_malformed(decode_request(raw_add(4, 2, 3)), "bad presence flag");
+    assert_malformed(decode_request(raw_add(4, 0, 3)), "absent value");
+    // Cut anywhere inside the ordering fields: truncated, never a panic.
+    let full = raw_add(4, 1, 3);
+    for cut in 9..(9 + 8 + 8 + 9) {
+        assert_malformed(decode_request(full.slice(..cut)), "truncated");
+    }
+    // The client refuses to encode such adds at all.
+    for (entry, prev) in [(4u64, Some(4u64)), (0, Some(0)), (u64::MAX, None)] {
+        let req = Request::Add(AddRequest {
+            ledger_id: 1,
+            row: row(entry, 0),
+            prev_entry_id: prev,
+            lac: None,
+            recovery: false,
+            payload: vec![],
+        });
+        let err = encode_request(1, &req, MAX).expect_err("refused");
+        assert!(
+            matches!(&err, StorageError::Io { source, .. } if source.kind() == ErrorKind::InvalidInput),
+            "{entry} after {prev:?}: {err}"
+        );
+    }
 }
 
 /// A ledger info with `entries` dense entries.
@@ -601,8 +691,19 @@ fn ledger_info_answers_must_describe_a_possible_ledger() {
     // Unknown flag bits.
     assert_malformed(decode_response(info_answer(0b100, 0, None, 0)), "unknown flags");
     assert_malformed(decode_response(info_answer(0xff, 1, Some(0), 0)), "unknown flags");
-    // A last entry that is not entries - 1 (entries are dense from 0).
-    assert_malformed(decode_response(info_answer(1, 5, Some(7), 0)), "last entry");
+    // A striped bookie holds fewer entries than ids up to its last one.
+    let (_, _, r) = decode_response(info_answer(1, 5, Some(7), 0)).expect("striped info decodes");
+    assert!(matches!(
+        r,
+        Ok(Response::Info(LedgerInfo {
+            entries: 5,
+            last_entry_id: Some(7),
+            ..
+        }))
+    ));
+    // More entries than ids up to the last, entries without a last (or the
+    // reverse), and the reserved entry id.
+    assert_malformed(decode_response(info_answer(1, 5, Some(3), 0)), "last entry");
     assert_malformed(decode_response(info_answer(1, 5, None, 0)), "last entry");
     assert_malformed(decode_response(info_answer(1, 0, Some(0), 0)), "last entry");
     assert_malformed(
