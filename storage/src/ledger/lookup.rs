@@ -67,15 +67,23 @@ pub async fn entry_for_seq(ensemble: &Ensemble, ledger: LedgerId, seq: u64) -> R
     Err(last_err.unwrap_or(StorageError::NoSuchLedger(ledger)))
 }
 
-/// The first entry of the ledger with txid `>= txid` (see the module
-/// docs). Exact when every bookie answers. When some failed, the smallest
+/// The first entry of the ledger up to entry `last` (the ledger's
+/// committed end) with txid `>= txid` (see the module docs). Entries past
+/// `last` — a recovered ledger may leave never-confirmed ones on some
+/// bookies — count as absent: a bookie whose first such entry lies past it
+/// has none within the ledger. Exact when every bookie answers. When some failed, the smallest
 /// answer `m` is kept only once the entry before it is known to have a
 /// smaller txid — because a bookie that holds entry `m - 1` answered (it
 /// would have returned `m - 1` otherwise), or by looking entry `m - 1` up
 /// by sequence id; a `None` is kept only when the bookies that answered
 /// include, in every write set, one that must hold each committed entry.
 /// Fails (retriably) when the answer cannot be made exact.
-pub async fn entry_for_txid(ensemble: &Ensemble, ledger: LedgerId, txid: u64) -> Result<Option<IndexRow>> {
+pub async fn entry_for_txid(
+    ensemble: &Ensemble,
+    ledger: LedgerId,
+    txid: u64,
+    last: u64,
+) -> Result<Option<IndexRow>> {
     let mut asks: FuturesUnordered<_> = ensemble
         .bookies
         .iter()
@@ -88,7 +96,7 @@ pub async fn entry_for_txid(ensemble: &Ensemble, ledger: LedgerId, txid: u64) ->
     while let Some((i, answer)) = asks.next().await {
         match answer {
             // A bookie must not claim an entry below `txid`.
-            Ok(row) => answers[i] = Some(row.filter(|r| r.txid >= txid)),
+            Ok(row) => answers[i] = Some(row.filter(|r| r.txid >= txid && r.entry_id <= last)),
             Err(e) => last_err = Some(e),
         }
     }
