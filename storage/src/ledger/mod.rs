@@ -105,10 +105,11 @@ pub struct AddRequest {
     pub lac: Option<u64>,
     /// Payload chunks.
     pub payload: Vec<Bytes>,
-    /// A recovery add: the new owner re-replicating an entry past the LAC
-    /// during ledger recovery. Accepted by a fenced ledger (fencing stops
+    /// A recovery add: the new owner re-replicating an entry during ledger
+    /// recovery ([`recovery`]). Accepted by a fenced ledger (fencing stops
     /// the old writer, not recovery), and acknowledged without writing when
-    /// the entry is already durable.
+    /// the bookie already holds the entry; otherwise it must follow the
+    /// bookie's last entry (`prev_entry_id`) like any add.
     pub recovery: bool,
 }
 
