@@ -158,6 +158,21 @@ fn stripe(en: &Ensemble, i: usize, n: u64) -> Vec<u64> {
     (0..n).filter(|e| en.write_set(*e).any(|m| m == i)).collect()
 }
 
+/// Wait until bookie `i` holds as many entries as its stripe of `0..n`:
+/// with Qa < Qw an entry is acknowledged before its last copy lands.
+async fn settle(en: &Ensemble, i: usize, n: u64) {
+    let want = stripe(en, i, n).len() as u64;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while en.bookies[i].ledger_info(LEDGER).await.expect("info").entries < want {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "bookie {} never got its stripe",
+            i + 1
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 /// What bookie `i` holds of the test ledger, checked byte for byte.
 async fn held(en: &Ensemble, i: usize) -> Vec<u64> {
     let entries = en.bookies[i]
@@ -250,6 +265,9 @@ async fn each_bookie_holds_exactly_its_stripe_and_reads_merge_every_entry_in_ord
         let mut writer = LedgerWriter::new(LEDGER, en.clone());
         let n = 60u64;
         write(&mut writer, 0..n).await;
+        for i in 0..e as usize {
+            settle(&en, i, n).await;
+        }
         assert!(writer.faults().is_empty(), "{what}: {:?}", writer.faults());
         let mut total = 0;
         for i in 0..e as usize {
@@ -289,6 +307,9 @@ async fn recovery_with_a_bookie_down_ends_at_the_last_acknowledged_entry_and_re_
     // The writer then crashes with entries 30.. in flight: 30 (write set 0, 1, 2) reached
     // indexes 0 and 1 — its ack quorum, so it was acknowledged; 31 (1, 2, 3) reached no
     // bookie; 33 (3, 4, 0) reached index 0.
+    for i in 0..4 {
+        settle(&en, i, 30).await;
+    }
     for i in [0, 1] {
         add_to(&en, i, 30, Some(29))
             .await
