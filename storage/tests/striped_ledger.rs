@@ -362,10 +362,12 @@ async fn recovery_fails_retriably_while_an_unconfirmed_entry_cannot_reach_the_ac
     let mut c = Bookies::start(3).await;
     let en = c.ensemble(2, 2);
     let mut writer = LedgerWriter::new(LEDGER, en.clone());
-    write(&mut writer, 0..10).await;
-    // Entry 10 (write set 1, 2) reached only index 1 when the writer crashed; then bookie 3
-    // (index 2) went down.
-    add_to(&en, 1, 10, Some(9)).await.expect("entry 10 on bookie 2");
+    write(&mut writer, 0..9).await;
+    // Entries 9 (write set 0, 1) and 10 (write set 1, 2) reached only index 1 when the
+    // writer crashed; then bookie 3 (index 2) went down. Index 0 lacks 9 of its stripe:
+    // the fenced copies differ from entry 9 on.
+    add_to(&en, 1, 9, Some(8)).await.expect("entry 9 on bookie 2");
+    add_to(&en, 1, 10, Some(8)).await.expect("entry 10 on bookie 2");
     c.down(2).await;
     match recover(&en, LEDGER).await {
         Err(StorageError::NotEnoughBookies(msg)) => {
@@ -373,6 +375,8 @@ async fn recovery_fails_retriably_while_an_unconfirmed_entry_cannot_reach_the_ac
         }
         other => panic!("expected NotEnoughBookies, got {other:?}"),
     }
+    // Entry 9 reached bookie 1 on the way (its write set is both fenced bookies).
+    assert_eq!(held(&en, 0).await, stripe(&en, 0, 10));
     // Nothing was sealed or lost: with bookie 3 back, recovery copies entry 10 to it.
     c.up(2).await;
     let end = recover(&en, LEDGER)
