@@ -392,6 +392,33 @@ async fn recovery_fails_retriably_while_an_unconfirmed_entry_cannot_reach_the_ac
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recovery_does_not_seal_an_unconfirmed_entry_on_one_bookie_even_when_the_fenced_ones_agree() {
+    // 3/2/2: 10 goes to indexes 1, 2 and 11 to indexes 2, 0.
+    let mut c = Bookies::start(3).await;
+    let en = c.ensemble(2, 2);
+    let mut writer = LedgerWriter::new(LEDGER, en.clone());
+    write(&mut writer, 0..10).await;
+    // In flight at the crash: 10 reached index 1, 11 reached index 0; index 2 then went
+    // down. Both fenced bookies hold their whole stripe up to their last entry (their
+    // copies agree), yet 10 and 11 are each on one bookie and past the LAC (9).
+    add_to(&en, 1, 10, Some(9)).await.expect("entry 10 on bookie 2");
+    add_to(&en, 0, 11, Some(9)).await.expect("entry 11 on bookie 1");
+    c.down(2).await;
+    match recover(&en, LEDGER).await {
+        Err(StorageError::NotEnoughBookies(msg)) => {
+            assert!(msg.contains("entry 10 reached 1 bookies"), "{msg}")
+        }
+        other => panic!("expected NotEnoughBookies, got {other:?}"),
+    }
+    c.up(2).await;
+    assert_eq!(recover(&en, LEDGER).await.expect("recovery"), Some(row(11)));
+    for i in 0..3 {
+        assert_eq!(held(&en, i).await, stripe(&en, i, 12), "bookie {}", i + 1);
+    }
+    c.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bookie_that_missed_entries_of_its_stripe_is_detected_as_behind() {
     // 5/3/2: index 3 holds residues 1, 2, 3 (entries 1, 2, 3, 6, 7, 8, 11, ...).
     let mut c = Bookies::start(5).await;

@@ -259,3 +259,52 @@ async fn a_new_owner_recovers_a_striped_segment_and_continues() {
     }
     c.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_striped_segment_is_not_placed_on_an_unreachable_bookie() {
+    let mut c = cluster(3, (3, 2, 2)).await;
+    // Bookie 3 stops answering (its lease is still valid): no ensemble of three can
+    // confirm every entry (write sets with bookie 3 would have one copy), so the append
+    // fails retriably and no segment is recorded.
+    let addr = c.servers[2].local_addr();
+    c.servers.remove(2).shutdown().await;
+    match c.ns[0].append(c.stream, record(0)).await {
+        Err(distlog_storage::StorageError::NotEnoughBookies(msg)) => {
+            assert!(msg.contains("needs 2 of them"), "{msg}")
+        }
+        other => panic!("expected NotEnoughBookies, got {other:?}"),
+    }
+    let segments = c
+        .meta
+        .read(|s| s.stream(&c.stream).map_or(0, |st| st.segments.len()));
+    assert_eq!(segments, 0, "nothing recorded on a dead bookie");
+    // Back on its address: the stream is written striped over all three.
+    let server = BookieServer::bind(
+        addr,
+        Arc::new(LocalBookie(c.bookies[2].clone())),
+        distlog_storage::bookie_net::ServerConfig::default(),
+    )
+    .await
+    .expect("serves again");
+    c.servers.push(server);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match c.ns[0].append(c.stream, record(0)).await {
+            Ok(r) => {
+                assert_eq!(r.base_offset, 0);
+                break;
+            }
+            Err(e) => assert!(
+                tokio::time::Instant::now() < deadline,
+                "append never accepted: {e}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    c.append(0, 1..50).await;
+    c.read_all(0, 50).await;
+    let report = c.ns[0].replica_report(c.stream).await.expect("report");
+    assert_eq!(report.len(), 1);
+    assert_on_exactly_its_write_set(&report[0]);
+    c.shutdown().await;
+}

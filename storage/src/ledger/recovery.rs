@@ -15,10 +15,12 @@
 //!    last entry. The LAC the old writer piggybacked (the highest any fenced
 //!    bookie knows) marks what is certainly confirmed.
 //! 3. **Walk and re-replicate** from the first entry where the fenced
-//!    copies may differ — the lowest entry some fenced bookie lacks of its
-//!    stripe; every entry below it is on every fenced member of its write
-//!    set, at least `Qw - Qa + 1` of them, and is kept as it is — to the
-//!    candidate end. For each entry:
+//!    copies may differ (the lowest entry some fenced bookie lacks of its
+//!    stripe), or from the LAC + 1 if lower, to the candidate end. Below
+//!    the divergence point an entry is on every fenced member of its write
+//!    set — at least `Qw - Qa + 1`, which is `Qa` for majority quorums but
+//!    may be one bookie (3/2/2, 2/2/2) — so past the LAC those entries are
+//!    checked too. For each entry:
 //!    * no fenced bookie holds it: it was never confirmed (a confirmed one
 //!      would be on a fenced bookie), so neither was anything after it —
 //!      the ledger ends just before it (later entries some bookie got stay
@@ -164,7 +166,8 @@ impl Walk<'_> {
             })
             .min()
             .unwrap_or(0);
-        for e in from..=candidate_end {
+        let start = from.min(self.lac.map_or(0, |l| l.saturating_add(1)));
+        for e in start..=candidate_end {
             let confirmed = self.lac.is_some_and(|l| e <= l);
             let holders = en.write_set(e).filter(|i| self.holds(*i, e)).count();
             if holders == 0 {
