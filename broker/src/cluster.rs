@@ -163,7 +163,7 @@ impl FromStr for Replication {
         let bad = || {
             BrokerError::Config(format!(
                 "--default-replication: expected ENSEMBLE/WRITE/ACK such as 3/3/2 with \
-                 1 <= ack <= write = ensemble, got '{s}'"
+                 1 <= ack <= write <= ensemble (striped when write < ensemble), got '{s}'"
             ))
         };
         let parts: Vec<u8> = s
@@ -174,7 +174,7 @@ impl FromStr for Replication {
         let [ensemble, write, ack] = parts[..] else {
             return Err(bad());
         };
-        if ack == 0 || ack > write || write != ensemble {
+        if ack == 0 || ack > write || write > ensemble {
             return Err(bad());
         }
         Ok(Replication { ensemble, write, ack })
@@ -218,7 +218,12 @@ mod tests {
     #[test]
     fn replication_parses_and_follows_rf() {
         assert_eq!("3/3/2".parse::<Replication>().unwrap(), Replication::CLUSTER);
-        assert!("3/2/2".parse::<Replication>().is_err(), "striping refused");
+        let striped: Replication = "3/2/2".parse().expect("striping allowed");
+        assert_eq!((striped.ensemble, striped.write, striped.ack), (3, 2, 2));
+        assert!(
+            "2/3/2".parse::<Replication>().is_err(),
+            "write quorum above the ensemble"
+        );
         assert!("3/3/0".parse::<Replication>().is_err());
         assert!("3/3".parse::<Replication>().is_err());
         assert_eq!(Replication::for_replication_factor(1), Replication::SINGLE);

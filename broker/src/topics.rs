@@ -177,8 +177,9 @@ impl ConfigEntry {
 }
 
 /// Check topic config overrides: known names, well-formed values, and
-/// quorum sizes with ack ≤ write ≤ ensemble. The error message says which
-/// config is wrong and why (answered with INVALID_CONFIG).
+/// quorum sizes with 1 ≤ ack ≤ write ≤ ensemble (write < ensemble stripes
+/// entries over the ensemble). The error message says which config is
+/// wrong and why (answered with INVALID_CONFIG).
 ///
 /// Quorum sizes a topic does not set take the node default `defaults`.
 pub fn validate_topic_configs(
@@ -221,15 +222,12 @@ pub fn validate_topic_configs(
         q("distlog.write.quorum", defaults.write),
         q("distlog.ack.quorum", defaults.ack),
     );
+    // E >= Qw >= Qa >= 1 (each is already >= 1 by its range). Qw < E
+    // stripes entries over the ensemble (each bookie holds Qw/E of them).
     if !(a <= w && w <= e) {
         return Err(format!(
-            "quorum sizes must satisfy ack ({a}) <= write ({w}) <= ensemble ({e})"
-        ));
-    }
-    if w != e {
-        return Err(format!(
-            "striping (write quorum {w} < ensemble {e}) is not supported yet: set distlog.write.quorum \
-             equal to distlog.ensemble.size"
+            "quorum sizes must satisfy distlog.ensemble.size >= distlog.write.quorum >= \
+             distlog.ack.quorum >= 1, got ensemble {e}, write {w}, ack {a}"
         ));
     }
     Ok(())
@@ -410,12 +408,52 @@ mod tests {
             ("segment.bytes", "1", "outside"),
             ("cleanup.policy", "compact", "not supported"),
             ("retention.ms", "-2", "outside"),
-            ("distlog.ack.quorum", "2", "ack (2)"),
-            ("distlog.ensemble.size", "3", "striping"),
+            ("distlog.ack.quorum", "2", "got ensemble 1, write 1, ack 2"),
+            ("distlog.write.quorum", "2", "got ensemble 1, write 2, ack 1"),
+            ("distlog.ack.quorum", "0", "outside [1, 16]"),
+            ("distlog.ensemble.size", "17", "outside [1, 16]"),
         ] {
             let err = validate_topic_configs(&map(&[(k, v)]), Replication::SINGLE).expect_err(k);
             assert!(err.contains(needle), "{k}={v}: {err}");
         }
+    }
+
+    #[test]
+    fn quorum_sizes_need_ensemble_at_least_write_at_least_ack() {
+        let q = |e: &str, w: &str, a: &str| {
+            validate_topic_configs(
+                &map(&[
+                    ("distlog.ensemble.size", e),
+                    ("distlog.write.quorum", w),
+                    ("distlog.ack.quorum", a),
+                ]),
+                Replication::CLUSTER,
+            )
+        };
+        // Striped (E > Qw) and unstriped shapes are valid.
+        for (e, w, a) in [
+            ("3", "2", "2"),
+            ("5", "3", "2"),
+            ("4", "2", "1"),
+            ("3", "3", "2"),
+            ("1", "1", "1"),
+        ] {
+            assert_eq!(q(e, w, a), Ok(()), "{e}/{w}/{a}");
+        }
+        for (e, w, a) in [("2", "3", "2"), ("3", "2", "3"), ("3", "4", "4"), ("2", "2", "3")] {
+            let err = q(e, w, a).expect_err("invalid shape");
+            assert_eq!(
+                err,
+                format!(
+                    "quorum sizes must satisfy distlog.ensemble.size >= distlog.write.quorum >= \
+                     distlog.ack.quorum >= 1, got ensemble {e}, write {w}, ack {a}"
+                )
+            );
+        }
+        // Unset quorums take the node default (3/3/2): write 3 > ensemble 2.
+        let err = validate_topic_configs(&map(&[("distlog.ensemble.size", "2")]), Replication::CLUSTER)
+            .expect_err("default write quorum exceeds the ensemble");
+        assert!(err.contains("got ensemble 2, write 3, ack 2"), "{err}");
     }
 
     #[test]

@@ -66,6 +66,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                         in_flight.push_back(client.add_entry(AddRequest {
                             ledger_id: ledger,
                             row,
+                            prev_entry_id: entry_id.checked_sub(1),
                             lac: entry_id.checked_sub(1),
                             recovery: false,
                             payload: vec![payload.clone()],

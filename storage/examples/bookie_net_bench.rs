@@ -55,6 +55,7 @@ async fn drive(
                     in_flight.push_back(client.add_entry(AddRequest {
                         ledger_id: first_ledger + w,
                         row,
+                        prev_entry_id: entry_id.checked_sub(1),
                         lac: entry_id.checked_sub(1),
                         recovery: false,
                         payload: vec![payload.clone()],

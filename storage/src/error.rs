@@ -28,12 +28,22 @@ pub enum StorageError {
     /// The requested entry does not exist (yet).
     #[error("ledger {ledger}: entry {entry} not found")]
     NoSuchEntry { ledger: LedgerId, entry: u64 },
-    /// An add arrived out of order (entry ids are dense per ledger).
-    #[error("ledger {ledger}: expected entry {expected}, got {got}")]
+    /// An add did not follow the bookie's last entry of the ledger: the
+    /// writer expected the bookie to hold `prev` last (the previous entry
+    /// of the bookie's stripe), but it holds `last`. The bookie missed
+    /// entries it should hold (it was down, or an add to it failed), or the
+    /// add repeats one it already has.
+    #[error(
+        "ledger {ledger}: the add follows {} of this bookie's stripe, but the bookie's last entry is {}          (it missed entries of its stripe, or the add is a repeat)",
+        entry_name(.prev),
+        entry_name(.last)
+    )]
     OutOfOrder {
         ledger: LedgerId,
-        expected: u64,
-        got: u64,
+        /// The bookie's last entry of the ledger.
+        last: Option<u64>,
+        /// The entry the add says must be the bookie's last.
+        prev: Option<u64>,
     },
     /// Stored bytes failed their checksum (corruption on disk).
     #[error("ledger {ledger}: entry {entry} is corrupt (crc mismatch)")]
@@ -76,14 +86,10 @@ impl StorageError {
                 ledger: *ledger,
                 entry: *entry,
             },
-            StorageError::OutOfOrder {
-                ledger,
-                expected,
-                got,
-            } => StorageError::OutOfOrder {
+            StorageError::OutOfOrder { ledger, last, prev } => StorageError::OutOfOrder {
                 ledger: *ledger,
-                expected: *expected,
-                got: *got,
+                last: *last,
+                prev: *prev,
             },
             StorageError::Corrupt { ledger, entry } => StorageError::Corrupt {
                 ledger: *ledger,
@@ -110,6 +116,11 @@ impl StorageError {
             source,
         }
     }
+}
+
+/// "entry N", or "no entry" (error messages).
+fn entry_name(e: &Option<u64>) -> String {
+    e.map_or_else(|| "no entry".to_string(), |e| format!("entry {e}"))
 }
 
 /// Result alias for storage.

@@ -123,6 +123,7 @@ fn add_req(ledger: u64, e: u64, lac: Option<u64>, chunks: Vec<Bytes>) -> AddRequ
     AddRequest {
         ledger_id: ledger,
         row: row(e, len),
+        prev_entry_id: e.checked_sub(1),
         lac,
         recovery: false,
         payload: chunks,
@@ -191,12 +192,13 @@ async fn add_and_read_round_trip_exact_bytes() {
     );
     assert_eq!(c.last_entry(6).await.expect("unknown ledger"), None);
 
-    // Out-of-order adds come back as the bookie's own error.
+    // Out-of-order adds come back as the bookie's own error, with the
+    // bookie's last entry and the add's previous entry.
     match c.add_entry(add_req(5, 9, None, vec![])).await {
         Err(StorageError::OutOfOrder {
             ledger: 5,
-            expected: 4,
-            got: 9,
+            last: Some(3),
+            prev: Some(8),
         }) => {}
         other => panic!("expected OutOfOrder, got {other:?}"),
     }

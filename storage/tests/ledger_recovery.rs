@@ -56,6 +56,7 @@ async fn recovery_re_replicates_the_tail_and_fences_the_old_writer() {
             .add_entry(AddRequest {
                 ledger_id: ledger,
                 row: row(i),
+                prev_entry_id: Some(i - 1),
                 lac: Some(9),
                 payload: vec![body(i)],
                 recovery: false,

@@ -482,6 +482,7 @@ fn orphan_ledgers_are_collected_at_startup() {
                     txid: 0,
                     len: 3,
                 },
+                prev_entry_id: None,
                 lac: None,
                 recovery: false,
                 payload: vec![bytes::Bytes::from_static(b"abc")],

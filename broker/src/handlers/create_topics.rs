@@ -11,7 +11,7 @@ use kafka_protocol::protocol::StrBytes;
 
 use crate::cluster::Replication;
 use crate::config::BrokerConfig;
-use crate::topics::{effective_topic_configs, TopicError};
+use crate::topics::{effective_topic_configs, validate_new_topic, TopicError};
 use crate::Broker;
 
 /// Versions implemented (advertised in ApiVersions).
@@ -65,23 +65,57 @@ async fn create_one(
                 configs.entry(key.into()).or_insert_with(|| v.to_string());
             }
         }
-        let now = distlog_metadata::now_ms();
-        let bookies = broker.meta.read(|s| s.live_bookies(now).count());
-        // A single node always has its own bookie, registered or not.
-        let bookies = if broker.config.is_cluster() { bookies } else { 1 };
-        if t.replication_factor as usize > bookies {
-            return Err(TopicError {
-                code: ResponseError::InvalidReplicationFactor,
-                message: format!(
-                    "replication factor {} is larger than the {bookies} live bookie(s) of this cluster",
-                    t.replication_factor
-                ),
-            });
-        }
     }
+    // As Kafka: a bad name, partition count or config first (INVALID_CONFIG
+    // for quorum sizes that break E >= Qw >= Qa >= 1), then replication the
+    // cluster cannot give (INVALID_REPLICATION_FACTOR).
+    validate_new_topic(&broker.config, t.name.0.as_str(), partitions, &configs)?;
+    let now = distlog_metadata::now_ms();
+    let live = broker.meta.read(|s| s.live_bookies(now).count());
+    // A single node always has its own bookie, registered or not.
+    let live = if broker.config.is_cluster() { live } else { 1 };
+    check_bookies(
+        t.replication_factor,
+        &configs,
+        broker.config.default_replication,
+        live,
+    )?;
     broker
         .create_topic(t.name.0.as_str(), partitions, configs, validate_only)
         .await
+}
+
+/// The cluster must have as many live bookies as the replication factor
+/// asks for, and as the topic's ensemble size E (every segment is placed
+/// on E distinct bookies; with striping E can exceed the copies of an
+/// entry, Qw, but every bookie of the ensemble holds its share).
+fn check_bookies(
+    replication_factor: i16,
+    configs: &BTreeMap<String, String>,
+    defaults: Replication,
+    live: usize,
+) -> Result<(), TopicError> {
+    let refuse = |message: String| {
+        Err(TopicError {
+            code: ResponseError::InvalidReplicationFactor,
+            message,
+        })
+    };
+    if replication_factor > 0 && replication_factor as usize > live {
+        return refuse(format!(
+            "replication factor {replication_factor} is larger than the {live} live bookie(s) of this cluster"
+        ));
+    }
+    let ensemble = configs
+        .get("distlog.ensemble.size")
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .unwrap_or(usize::from(defaults.ensemble));
+    if ensemble > live {
+        return refuse(format!(
+            "distlog.ensemble.size {ensemble} needs {ensemble} live bookies; this cluster has {live}"
+        ));
+    }
+    Ok(())
 }
 
 /// The partition count (`None` = node default) and configs a request entry
@@ -236,6 +270,35 @@ mod tests {
             code(requested(&topic(1, 0), 1)),
             Some(ResponseError::InvalidReplicationFactor)
         );
+    }
+
+    #[test]
+    fn the_ensemble_needs_as_many_live_bookies() {
+        let cfg = |kv: &[(&str, &str)]| -> BTreeMap<String, String> {
+            kv.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        };
+        let striped = cfg(&[
+            ("distlog.ensemble.size", "3"),
+            ("distlog.write.quorum", "2"),
+            ("distlog.ack.quorum", "2"),
+        ]);
+        let refused = |r: Result<(), TopicError>| r.expect_err("refused");
+        assert!(check_bookies(3, &striped, Replication::CLUSTER, 3).is_ok());
+        assert!(check_bookies(-1, &striped, Replication::SINGLE, 3).is_ok());
+        let e = refused(check_bookies(-1, &striped, Replication::CLUSTER, 2));
+        assert_eq!(e.code, ResponseError::InvalidReplicationFactor);
+        assert_eq!(
+            e.message,
+            "distlog.ensemble.size 3 needs 3 live bookies; this cluster has 2"
+        );
+        // The node default counts when the topic sets no ensemble size.
+        let e = refused(check_bookies(-1, &cfg(&[]), Replication::CLUSTER, 2));
+        assert_eq!(e.code, ResponseError::InvalidReplicationFactor);
+        assert!(check_bookies(-1, &cfg(&[]), Replication::SINGLE, 1).is_ok());
+        // The replication factor itself.
+        let e = refused(check_bookies(4, &striped, Replication::CLUSTER, 3));
+        assert_eq!(e.code, ResponseError::InvalidReplicationFactor);
+        assert!(e.message.contains("replication factor 4"), "{}", e.message);
     }
 
     #[test]

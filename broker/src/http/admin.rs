@@ -120,8 +120,13 @@ async fn locate(State(broker): State<Arc<Broker>>, Query(q): Query<LocateQuery>)
 /// `GET /admin/partitions/{topic}/{partition}/replicas`: per segment (oldest
 /// first) its lssn, ledger, ensemble, quorums, base offset, state, committed
 /// end, and per bookie of the ensemble whether it answered and which
-/// entries it holds (`entries`: ids `0..entries`, `last_entry_id`), plus
-/// the count of committed entries on fewer than `ack_quorum` bookies.
+/// entries it holds (`entries` held — the first ones of its stripe, ids
+/// `0..entries` without striping — `last_entry_id`, `stripe_entries` and
+/// `missing_entries` of the committed ones its write sets assign to it),
+/// plus the counts of committed entries on fewer than `ack_quorum`
+/// (`under_replicated_entries`) and fewer than `write_quorum`
+/// (`below_write_quorum_entries`) bookies of their write set (see
+/// `distlog_storage::log::SegmentReplicas`).
 /// Answered by any node (it reads metadata and asks the bookies; it does
 /// not open the stream). A bookie that does not answer within a few
 /// seconds is reported `reachable: false` with its error.

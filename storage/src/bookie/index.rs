@@ -1,8 +1,11 @@
 //! The in-memory index of one ledger: one row per durable entry.
 //!
-//! Entry ids are dense from 0, so the row of entry `e` is `rows[e]` and its
-//! record header starts at file offset `offsets[e]`. Sequence ids and txids
-//! are non-decreasing along the ledger, so both lookups are binary searches.
+//! A bookie holds the entries of its stripe of the ledger (all of them when
+//! E = Qw, see [`crate::ledger::ensemble`]), so entry ids are strictly
+//! increasing along the index but not necessarily dense: rows are found by
+//! binary search on the entry id, and `offsets[k]` is where the record
+//! header of `rows[k]` starts. Sequence ids and txids are non-decreasing
+//! along the ledger, so both lookups are binary searches too.
 
 use crate::ledger::IndexRow;
 
@@ -27,17 +30,22 @@ pub(crate) struct ReadPlan {
 }
 
 impl LedgerIndex {
-    /// Number of durable entries (= the next entry id).
+    /// Number of durable entries.
     pub fn len(&self) -> u64 {
         self.rows.len() as u64
     }
 
     /// Record a newly durable entry whose header sits at `offset`.
-    /// The caller guarantees `row.entry_id == self.len()`.
+    /// The caller guarantees `row.entry_id` is above every held entry id.
     pub fn push(&mut self, row: IndexRow, offset: u64) {
-        debug_assert_eq!(row.entry_id, self.len());
+        debug_assert!(self.rows.last().is_none_or(|l| l.entry_id < row.entry_id));
         self.rows.push(row);
         self.offsets.push(offset);
+    }
+
+    /// Whether entry `entry_id` is held.
+    pub fn contains(&self, entry_id: u64) -> bool {
+        self.rows.binary_search_by_key(&entry_id, |r| r.entry_id).is_ok()
     }
 
     /// The last durable entry.
@@ -57,18 +65,23 @@ impl LedgerIndex {
         self.rows.get(idx).copied()
     }
 
-    /// Plan a read of `first..=last`, stopping before an entry that would
-    /// push the payload total past `max_bytes` (the first entry is always
-    /// included). `None` when `first` does not exist or `first > last`.
+    /// Plan a read of the held entries among `first..=last`, stopping
+    /// before an entry that would push the payload total past `max_bytes`
+    /// (the first held entry is always included). Held entries are
+    /// consecutive records of the file, so one span covers them. `None`
+    /// when no entry of the range is held.
     pub fn plan_read(&self, first: u64, last: u64, max_bytes: usize) -> Option<ReadPlan> {
-        if first > last || first >= self.len() {
+        if first > last {
             return None;
         }
-        let first_idx = usize::try_from(first).ok()?;
-        let end_idx = usize::try_from(last.min(self.len() - 1)).ok()?;
+        let first_idx = self.rows.partition_point(|r| r.entry_id < first);
+        let end_idx = self.rows.partition_point(|r| r.entry_id <= last);
+        if first_idx >= end_idx {
+            return None;
+        }
         let mut rows = Vec::new();
         let mut total: u64 = 0;
-        for row in &self.rows[first_idx..=end_idx] {
+        for row in &self.rows[first_idx..end_idx] {
             let len = u64::from(row.len);
             if !rows.is_empty() && total + len > max_bytes as u64 {
                 break;
@@ -88,12 +101,23 @@ mod tests {
     use super::*;
 
     fn index(rows: &[(u64, u64, u32)]) -> LedgerIndex {
+        sparse_index(
+            &rows
+                .iter()
+                .enumerate()
+                .map(|(i, r)| (i as u64, *r))
+                .collect::<Vec<_>>(),
+        )
+    }
+
+    /// An index of the given entry ids (strictly increasing).
+    fn sparse_index(rows: &[(u64, (u64, u64, u32))]) -> LedgerIndex {
         let mut idx = LedgerIndex::default();
         let mut off = 0;
-        for (i, &(first_seq, txid, len)) in rows.iter().enumerate() {
+        for &(entry_id, (first_seq, txid, len)) in rows {
             idx.push(
                 IndexRow {
-                    entry_id: i as u64,
+                    entry_id,
                     first_seq,
                     record_count: 1,
                     txid,
@@ -133,5 +157,28 @@ mod tests {
         assert_eq!(p.rows.len(), 1);
         assert!(idx.plan_read(3, 5, 100).is_none());
         assert!(idx.plan_read(2, 1, 100).is_none());
+    }
+
+    #[test]
+    fn a_striped_index_plans_reads_of_the_entries_it_holds() {
+        // The stripe of bookie 0 of a 3/2 ensemble: entries 0, 2, 3, 5.
+        let idx = sparse_index(&[
+            (0, (0, 0, 10)),
+            (2, (20, 1, 10)),
+            (3, (30, 2, 10)),
+            (5, (50, 3, 10)),
+        ]);
+        assert_eq!(idx.len(), 4);
+        assert!(idx.contains(3) && !idx.contains(1) && !idx.contains(4) && !idx.contains(6));
+        let ids = |p: Option<ReadPlan>| p.map(|p| p.rows.iter().map(|r| r.entry_id).collect::<Vec<_>>());
+        assert_eq!(ids(idx.plan_read(1, 4, 100)), Some(vec![2, 3]));
+        assert_eq!(ids(idx.plan_read(4, 4, 100)), None);
+        assert_eq!(ids(idx.plan_read(4, 99, 0)), Some(vec![5]));
+        assert_eq!(ids(idx.plan_read(6, 99, 100)), None);
+        // One span over the held records 2 and 3 (the second and third in the file).
+        let p = idx.plan_read(1, 4, 100).expect("held");
+        assert_eq!((p.start, p.span), (50, 100));
+        assert_eq!(idx.entry_for_seq(45).map(|r| r.entry_id), Some(3));
+        assert_eq!(idx.entry_for_txid(2).map(|r| r.entry_id), Some(3));
     }
 }

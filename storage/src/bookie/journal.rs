@@ -1,9 +1,10 @@
 //! The journal: one OS thread that owns every write to the bookie's files.
 //!
 //! Adds, fences and deletes are sent over a channel. The thread takes
-//! everything queued (up to a cap), validates each add (fencing, dense entry
-//! ids), writes all of a ledger's staged entries with vectored writes, issues
-//! one `fdatasync` per touched ledger, and only then publishes the entries to
+//! everything queued (up to a cap), validates each add (fencing, and that
+//! it follows the bookie's last entry of the ledger), writes all of a
+//! ledger's staged entries with vectored writes, issues one `fdatasync`
+//! per touched ledger, and only then publishes the entries to
 //! the in-memory index and acknowledges them: many concurrent adds share one
 //! fsync, and readers never see an entry that is not durable.
 //!
@@ -154,17 +155,25 @@ impl Journal {
         }
     }
 
+    /// Check an add against the ledger's state. An add is accepted when it
+    /// follows the bookie's last entry of the ledger (durable or staged in
+    /// this group): `req.prev_entry_id` must be exactly that entry, so the
+    /// bookie's entries stay a gap-free prefix of its stripe (see
+    /// [`crate::ledger::ensemble`]). A bookie that missed an entry of its
+    /// stripe answers every later add with `OutOfOrder`. A recovery add of
+    /// an entry already held is acknowledged as is.
     fn validate(&self, group: &Group, req: &AddRequest) -> Result<Validated> {
         let id = req.ledger_id;
         let got = req.row.entry_id;
+        check_order_fields(req)?;
         let ledger = match self.shared.get(id) {
             Some(l) => l,
-            None if got == 0 => self.shared.create(id)?,
+            None if req.prev_entry_id.is_none() => self.shared.create(id)?,
             None => {
                 return Err(StorageError::OutOfOrder {
                     ledger: id,
-                    expected: 0,
-                    got,
+                    last: None,
+                    prev: req.prev_entry_id,
                 })
             }
         };
@@ -174,20 +183,23 @@ impl Journal {
         if ledger.broken.load(Ordering::Acquire) {
             return Err(ledger.broken_error());
         }
-        let staged = group
+        let staged_last = group
             .by_id
             .get(&id)
-            .map_or(0, |&i| group.ledgers[i].1.len() as u64);
-        let durable = ledger.index.read().len();
-        let expected = durable + staged;
-        if req.recovery && got < durable {
-            return Ok(Validated::AlreadyDurable);
-        }
-        if got != expected {
+            .and_then(|&i| group.ledgers[i].1.last())
+            .map(|s| s.req.row.entry_id);
+        let last = {
+            let index = ledger.index.read();
+            if req.recovery && index.contains(got) {
+                return Ok(Validated::AlreadyDurable);
+            }
+            staged_last.or_else(|| index.last().map(|r| r.entry_id))
+        };
+        if last != req.prev_entry_id {
             return Err(StorageError::OutOfOrder {
                 ledger: id,
-                expected,
-                got,
+                last,
+                prev: req.prev_entry_id,
             });
         }
         let actual: u64 = req.payload.iter().map(|c| c.len() as u64).sum();
@@ -206,7 +218,6 @@ impl Journal {
         Ok(Validated::Stage(ledger))
     }
 
-    /// Write, fsync, publish and acknowledge every staged add.
     /// Write, fsync, publish and acknowledge every staged add: first all
     /// touched ledgers are written, then fsync'd (in parallel when there are
     /// several), then published and acknowledged.
@@ -290,6 +301,30 @@ impl Journal {
         LedgerFile::remove(&self.shared.ledgers_dir, id)?;
         tracing::info!(ledger = id, "ledger deleted");
         Ok(())
+    }
+}
+
+/// The ordering fields of an add must be possible: an entry id below
+/// `u64::MAX` (so "no entry" never collides with a real one on the wire)
+/// and a previous entry below the entry itself.
+fn check_order_fields(req: &AddRequest) -> Result<()> {
+    let got = req.row.entry_id;
+    let problem = if got == u64::MAX {
+        Some(format!("entry id {got} is reserved"))
+    } else if req.prev_entry_id.is_some_and(|p| p >= got) {
+        Some(format!(
+            "entry {got} cannot follow entry {:?} (the previous entry must be lower)",
+            req.prev_entry_id
+        ))
+    } else {
+        None
+    };
+    match problem {
+        Some(what) => Err(StorageError::io(
+            format!("ledger {}", req.ledger_id),
+            std::io::Error::new(std::io::ErrorKind::InvalidInput, what),
+        )),
+        None => Ok(()),
     }
 }
 

@@ -107,7 +107,8 @@ impl LedgerFile {
 
     /// Open an existing ledger file and rebuild its index by scanning every
     /// record and verifying its crc. The scan stops at the first short,
-    /// malformed, crc-mismatched or out-of-sequence record; the file is cut
+    /// malformed, crc-mismatched or out-of-order (entry id not above the
+    /// previous one) record; the file is cut
     /// there (and fsync'd) so a torn tail is never served.
     pub fn recover(ledgers_dir: &Path, id: LedgerId) -> Result<Recovered> {
         let path = log_path(ledgers_dir, id);
@@ -131,7 +132,11 @@ impl LedgerFile {
                 reader.read_exact(&mut raw).map_err(io_err)?;
                 let Some(header) = decode_header(&raw) else { break };
                 let len = u64::from(header.row.len);
-                if header.row.entry_id != index.len() || len > file_len - pos - HEADER_LEN as u64 {
+                // Entry ids only ever grow along the file (a bookie holds
+                // its stripe in entry order); anything else is not a record
+                // the journal wrote.
+                let in_order = index.last().is_none_or(|l| header.row.entry_id > l.entry_id);
+                if !in_order || len > file_len - pos - HEADER_LEN as u64 {
                     break;
                 }
                 let mut crc = crc_seed(&raw);

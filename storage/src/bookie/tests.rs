@@ -15,6 +15,9 @@ use super::{Bookie, BookieConfig, LocalBookie};
 use crate::error::StorageError;
 use crate::ledger::{AddRequest, BookieClient, Entry, IndexRow};
 
+/// Bookies holding one stripe of a striped ledger.
+mod stripe;
+
 fn open(dir: &Path) -> LocalBookie {
     LocalBookie(
         Bookie::open(BookieConfig {
@@ -40,12 +43,24 @@ fn row(entry_id: u64, first_seq: u64, txid: u64, len: usize) -> IndexRow {
 }
 
 /// An add of entry `entry_id` whose payload is `chunks`; first_seq is
-/// `100 + 10 * entry_id` and txid `entry_id`.
+/// `100 + 10 * entry_id` and txid `entry_id`; it follows entry
+/// `entry_id - 1` (a bookie holding every entry).
 fn add(ledger: LedgerId, entry_id: u64, chunks: &[&[u8]]) -> AddRequest {
+    after(ledger, entry_id, entry_id.checked_sub(1), chunks)
+}
+
+/// Like [`add`], following `prev` (a striped bookie's previous entry).
+fn after(ledger: LedgerId, entry_id: u64, prev: Option<u64>, chunks: &[&[u8]]) -> AddRequest {
     let len = chunks.iter().map(|c| c.len()).sum();
     AddRequest {
         ledger_id: ledger,
-        row: row(entry_id, 100 + 10 * entry_id, entry_id, len),
+        row: row(
+            entry_id,
+            entry_id.wrapping_mul(10).wrapping_add(100),
+            entry_id,
+            len,
+        ),
+        prev_entry_id: prev,
         lac: entry_id.checked_sub(1),
         recovery: false,
         payload: chunks.iter().map(|c| Bytes::copy_from_slice(c)).collect(),
@@ -129,38 +144,52 @@ async fn add_read_round_trip_with_multi_chunk_payloads() {
 }
 
 #[tokio::test]
-async fn adds_must_be_dense_and_consistent() {
+async fn adds_must_follow_the_last_entry_and_be_consistent() {
     let dir = tempfile::tempdir().expect("tempdir");
     let b = open(dir.path());
     match b.add_entry(add(5, 1, &[b"a"])).await {
         Err(StorageError::OutOfOrder {
             ledger: 5,
-            expected: 0,
-            got: 1,
+            last: None,
+            prev: Some(0),
         }) => {}
-        other => panic!("expected OutOfOrder(0, 1), got {other:?}"),
+        other => panic!("expected OutOfOrder(last None, prev 0), got {other:?}"),
     }
     assert_eq!(b.0.ledgers(), Vec::<LedgerId>::new());
     b.add_entry(add(5, 0, &[b"a"])).await.expect("add 0");
+    // A repeat of entry 0 (it would follow no entry, but 0 is the last).
     match b.add_entry(add(5, 0, &[b"a"])).await {
         Err(StorageError::OutOfOrder {
             ledger: 5,
-            expected: 1,
-            got: 0,
+            last: Some(0),
+            prev: None,
         }) => {}
-        other => panic!("expected OutOfOrder(1, 0), got {other:?}"),
+        other => panic!("expected OutOfOrder(last 0, prev None), got {other:?}"),
     }
     match b.add_entry(add(5, 2, &[b"a"])).await {
         Err(StorageError::OutOfOrder {
             ledger: 5,
-            expected: 1,
-            got: 2,
+            last: Some(0),
+            prev: Some(1),
         }) => {}
-        other => panic!("expected OutOfOrder(1, 2), got {other:?}"),
+        other => panic!("expected OutOfOrder(last 0, prev 1), got {other:?}"),
     }
     let mut bad = add(5, 1, &[b"abc"]);
     bad.row.len = 4;
     assert!(matches!(b.add_entry(bad).await, Err(StorageError::Io { .. })));
+    // Impossible ordering fields are refused as invalid input.
+    for (entry, prev) in [(1, Some(1)), (1, Some(7)), (u64::MAX, Some(0))] {
+        match b.add_entry(after(5, entry, prev, &[b"x"])).await {
+            Err(StorageError::Io { source, .. }) => {
+                assert_eq!(
+                    source.kind(),
+                    std::io::ErrorKind::InvalidInput,
+                    "{entry} after {prev:?}"
+                )
+            }
+            other => panic!("{entry} after {prev:?}: expected invalid input, got {other:?}"),
+        }
+    }
     b.add_entry(add(5, 1, &[b"b"]))
         .await
         .expect("add 1 after rejected ones");
@@ -374,9 +403,11 @@ async fn recovery_cuts_a_torn_tail() {
         assert_bodies(&read_all(&b, 1).await, 4);
         match b.add_entry(add(1, 5, &[&body(5)])).await {
             Err(StorageError::OutOfOrder {
-                expected: 4, got: 5, ..
+                last: Some(3),
+                prev: Some(4),
+                ..
             }) => {}
-            other => panic!("expected OutOfOrder(4, 5), got {other:?}"),
+            other => panic!("expected OutOfOrder(last 3, prev 4), got {other:?}"),
         }
         b.add_entry(add(1, 4, &[&body(4)]))
             .await

@@ -13,12 +13,15 @@ use crate::ledger::{AddRequest, Entry, IndexRow, LedgerInfo};
 
 const MAX: usize = DEFAULT_MAX_FRAME;
 
+/// Hostile and impossible ordering fields of adds (striping).
+mod ordering;
+
 fn row(entry_id: u64, len: u32) -> IndexRow {
     IndexRow {
         entry_id,
-        first_seq: 1000 + entry_id,
+        first_seq: entry_id.wrapping_add(1000),
         record_count: 3,
-        txid: 77 + entry_id,
+        txid: entry_id.wrapping_add(77),
         len,
     }
 }
@@ -44,6 +47,7 @@ fn all_requests() -> Vec<Request> {
         Request::Add(AddRequest {
             ledger_id: 9,
             row: row(4, 11),
+            prev_entry_id: Some(3),
             lac: Some(3),
             recovery: false,
             payload: vec![Bytes::from_static(b"hello "), Bytes::from_static(b"world")],
@@ -51,9 +55,19 @@ fn all_requests() -> Vec<Request> {
         Request::Add(AddRequest {
             ledger_id: 9,
             row: row(0, 0),
+            prev_entry_id: None,
             lac: None,
             recovery: true,
             payload: vec![],
+        }),
+        // A striped add: entry 7 follows entry 5 of the bookie's stripe.
+        Request::Add(AddRequest {
+            ledger_id: 9,
+            row: row(7, 1),
+            prev_entry_id: Some(5),
+            lac: Some(4),
+            recovery: false,
+            payload: vec![Bytes::from_static(b"x")],
         }),
         Request::Read {
             ledger: 1,
@@ -108,6 +122,7 @@ fn add_payload_chunks_are_sent_as_is_and_decoded_without_copy() {
     let req = Request::Add(AddRequest {
         ledger_id: 1,
         row: row(0, 4096),
+        prev_entry_id: None,
         lac: None,
         recovery: false,
         payload: vec![payload.clone()],
@@ -140,6 +155,7 @@ fn add_with_wrong_row_len_is_refused_before_sending() {
     let req = Request::Add(AddRequest {
         ledger_id: 1,
         row: row(0, 5),
+        prev_entry_id: None,
         lac: None,
         recovery: false,
         payload: vec![Bytes::from_static(b"abc")],
@@ -156,6 +172,7 @@ fn oversized_request_is_refused() {
     let req = Request::Add(AddRequest {
         ledger_id: 1,
         row: row(0, 100),
+        prev_entry_id: None,
         lac: None,
         recovery: false,
         payload: vec![Bytes::from(vec![0u8; 100])],
@@ -241,8 +258,18 @@ fn errors_round_trip_as_the_same_variant() {
         StorageError::NoSuchEntry { ledger: 5, entry: 6 },
         StorageError::OutOfOrder {
             ledger: 7,
-            expected: 8,
-            got: 9,
+            last: Some(8),
+            prev: Some(9),
+        },
+        StorageError::OutOfOrder {
+            ledger: 7,
+            last: None,
+            prev: Some(0),
+        },
+        StorageError::OutOfOrder {
+            ledger: 7,
+            last: Some(u64::MAX - 1),
+            prev: None,
         },
         StorageError::Corrupt {
             ledger: 10,
@@ -363,9 +390,11 @@ fn trailing_bytes_bad_flags_and_length_lies_are_rejected() {
         let mut b = BytesMut::new();
         b.put_u8(OpCode::Add as u8);
         b.put_u64(1);
-        for _ in 0..3 {
-            b.put_u64(0);
-        }
+        b.put_u64(0); // ledger
+        b.put_u64(0); // entry
+        b.put_u8(0); // no previous entry
+        b.put_u64(0);
+        b.put_u64(0); // first seq
         b.put_u32(0);
         b.put_u64(0);
         b.put_u8(0);
@@ -541,14 +570,15 @@ fn an_add_with_a_bad_recovery_flag_is_refused() {
     let req = Request::Add(AddRequest {
         ledger_id: 1,
         row: row(0, 0),
+        prev_entry_id: None,
         lac: None,
         recovery: true,
         payload: vec![],
     });
     let frame = encode_request(5, &req, MAX).expect("encodes");
     let mut b = body(&frame).to_vec();
-    // op(1) id(8) ledger(8) entry(8) first_seq(8) count(4) txid(8) lac(9): the flag follows.
-    let at = 1 + 8 + 8 + 8 + 8 + 4 + 8 + 9;
+    // op(1) id(8) ledger(8) entry(8) prev(9) first_seq(8) count(4) txid(8) lac(9): the flag follows.
+    let at = 1 + 8 + 8 + 8 + 9 + 8 + 4 + 8 + 9;
     assert_eq!(b[at], 1);
     b[at] = 2;
     assert!(decode_request(Bytes::from(b)).is_err(), "flag 2 is malformed");
@@ -601,8 +631,19 @@ fn ledger_info_answers_must_describe_a_possible_ledger() {
     // Unknown flag bits.
     assert_malformed(decode_response(info_answer(0b100, 0, None, 0)), "unknown flags");
     assert_malformed(decode_response(info_answer(0xff, 1, Some(0), 0)), "unknown flags");
-    // A last entry that is not entries - 1 (entries are dense from 0).
-    assert_malformed(decode_response(info_answer(1, 5, Some(7), 0)), "last entry");
+    // A striped bookie holds fewer entries than ids up to its last one.
+    let (_, _, r) = decode_response(info_answer(1, 5, Some(7), 0)).expect("striped info decodes");
+    assert!(matches!(
+        r,
+        Ok(Response::Info(LedgerInfo {
+            entries: 5,
+            last_entry_id: Some(7),
+            ..
+        }))
+    ));
+    // More entries than ids up to the last, entries without a last (or the
+    // reverse), and the reserved entry id.
+    assert_malformed(decode_response(info_answer(1, 5, Some(3), 0)), "last entry");
     assert_malformed(decode_response(info_answer(1, 5, None, 0)), "last entry");
     assert_malformed(decode_response(info_answer(1, 0, Some(0), 0)), "last entry");
     assert_malformed(

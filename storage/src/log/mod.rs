@@ -10,6 +10,7 @@ mod bookies;
 pub mod epochs;
 pub mod gc;
 pub mod namespace;
+mod new_ensemble;
 mod reader;
 pub mod release;
 pub mod replicas;

@@ -138,12 +138,9 @@ impl<'a> LogReader<'a> {
             return Ok(None);
         };
         let ensemble = self.ctx.bookies.ensemble(&seg).await?;
-        let Some(row) = handle::entry_for_txid(&ensemble, seg.ledger_id, txid).await? else {
+        let Some(row) = handle::entry_for_txid(&ensemble, seg.ledger_id, txid, last).await? else {
             return Ok(None);
         };
-        if row.entry_id > last {
-            return Ok(None);
-        }
         let mut entries = handle::read_entries(
             &ensemble,
             seg.ledger_id,

@@ -118,7 +118,8 @@ pub(crate) async fn delete_released(ctx: &NsCtx, ledgers: &[ReleasedLedger], rea
 
 /// What every registered bookie (live or not) holds of `ledger`, in bookie
 /// id order: the check that a deleted topic's ledgers are gone everywhere,
-/// and where a ledger lives. Each bookie gets at most
+/// and where a ledger lives (without a segment, stripes are unknown).
+/// Each bookie gets at most
 /// [`REPLICA_INFO_WAIT`]; one that does not answer is reported
 /// unreachable with its error.
 pub(crate) async fn whereabouts(ctx: &NsCtx, ledger: LedgerId) -> Vec<BookieReplica> {
@@ -137,6 +138,8 @@ pub(crate) async fn whereabouts(ctx: &NsCtx, ledger: LedgerId) -> Vec<BookieRepl
                 exists: info.exists,
                 entries: info.entries,
                 last_entry_id: info.last_entry_id,
+                stripe_entries: None,
+                missing_entries: None,
                 bytes: info.bytes,
                 fenced: info.fenced,
                 lac: info.lac,
@@ -148,6 +151,8 @@ pub(crate) async fn whereabouts(ctx: &NsCtx, ledger: LedgerId) -> Vec<BookieRepl
                 exists: false,
                 entries: 0,
                 last_entry_id: None,
+                stripe_entries: None,
+                missing_entries: None,
                 bytes: 0,
                 fenced: false,
                 lac: None,

@@ -60,6 +60,7 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
 use super::namespace::{AppendRequest, AppendResult, StreamConfig};
+use super::new_ensemble;
 use super::segment::SegmentView;
 use super::stream::{NsCtx, StreamShared};
 use super::tail_cache::CachedEntry;
@@ -390,41 +391,35 @@ impl LogWriter {
             None => allocate_ledger(&self.ctx.meta).await?,
         };
         let (e, qw, qa) = (self.cfg.ensemble_size, self.cfg.write_quorum, self.cfg.ack_quorum);
-        // Avoid bookies that failed recently, unless too few others exist.
+        let (qw, qa) = (qw.min(e), qa.min(qw).min(e));
         let now = Instant::now();
         self.suspects
             .retain(|_, at| now.duration_since(*at) < SUSPECT_TTL);
-        let avoid: Vec<u32> = self.suspects.keys().copied().collect();
-        let healthy = match self.ctx.bookies.place(e as usize, ledger_id, &avoid) {
-            Err(_) if !avoid.is_empty() => self.ctx.bookies.place(e as usize, ledger_id, &[]),
-            other => other,
-        };
-        let ids = match healthy {
-            Ok(ids) => ids,
-            Err(healthy_err) => match self
-                .ctx
-                .bookies
-                .place_degraded(e as usize, qa as usize, ledger_id)
-            {
-                Ok(ids) => {
-                    warn!(
-                        ledger = ledger_id,
-                        ensemble = ?ids,
-                        reason = %healthy_err,
-                        "opening a segment on a degraded ensemble: entries are acknowledged by the live \
-                         ack quorum; the stream rolls to a healthy ensemble when enough bookies are back"
-                    );
-                    ids
-                }
-                Err(_) => return Err(healthy_err),
-            },
-        };
+        // Placed, and every member probed, before the segment is recorded,
+        // so a bookie we cannot reach never becomes part of a stream's
+        // metadata unless the ensemble can confirm every entry without it.
+        let (ids, ensemble, degraded) = new_ensemble::choose(
+            &self.ctx.bookies,
+            (e as usize, qw as usize, qa as usize),
+            ledger_id,
+            &mut self.suspects,
+        )
+        .await?;
+        if degraded {
+            warn!(
+                ledger = ledger_id,
+                ensemble = ?ids,
+                "opening a segment on a degraded ensemble: entries are acknowledged by the reachable \
+                 ack quorum of each write set; the stream rolls to a healthy ensemble when enough bookies \
+                 are back"
+            );
+        }
         let segment = SegmentMeta {
             lssn: self.next_lssn,
             ledger_id,
             ensemble: ids,
-            write_quorum: qw.min(e),
-            ack_quorum: qa.min(qw).min(e),
+            write_quorum: qw,
+            ack_quorum: qa,
             base_offset: self.next_offset,
             start_txid: self.txid,
             state: SegmentState::InProgress,
@@ -436,9 +431,6 @@ impl LogWriter {
             owner_epoch: self.shared.epoch,
         };
         let view = SegmentView::from_meta(&segment);
-        // Resolve the clients before recording the segment, so a bookie we
-        // cannot reach never becomes part of a stream's metadata.
-        let ensemble = self.ctx.bookies.ensemble(&view).await?;
         let cmd = match sealing {
             None => Command::AddSegment {
                 stream: self.shared.id,

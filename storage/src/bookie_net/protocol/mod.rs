@@ -14,7 +14,7 @@
 //!
 //! | op | code | fields |
 //! |----|------|--------|
-//! | Add          | 1 | ledger u64, entry u64, first_seq u64, record_count u32, txid u64, lac opt-u64, recovery u8 (0 or 1), len u32, then exactly `len` payload bytes |
+//! | Add          | 1 | ledger u64, entry u64, prev opt-u64, first_seq u64, record_count u32, txid u64, lac opt-u64, recovery u8 (0 or 1), len u32, then exactly `len` payload bytes |
 //! | Read         | 2 | ledger u64, first u64, last u64, max_bytes u32 |
 //! | EntryForSeq  | 3 | ledger u64, seq u64 |
 //! | EntryForTxid | 4 | ledger u64, txid u64 |
@@ -26,6 +26,15 @@
 //!
 //! (`opt-u64` = a flag byte, 0 or 1, then a u64 that is 0 when absent.)
 //!
+//! An add's `prev` is the entry of the ledger the bookie must hold last for
+//! the add to be accepted — the previous entry of the bookie's stripe (see
+//! [`crate::ledger::ensemble`]; `entry - 1` without striping), absent for
+//! the first entry of its stripe. The bookie checks it against its own
+//! last entry and answers `OutOfOrder` (status 5) on a mismatch: that is
+//! how a bookie that missed entries it should hold is detected, with or
+//! without striping. A frame with `entry = u64::MAX` (reserved) or
+//! `prev >= entry` is malformed.
+//!
 //! A successful response (status 0) carries: nothing for Add and Delete;
 //! for Read `count u32`, then `count` index rows (entry u64, first_seq u64,
 //! record_count u32, txid u64, len u32 — 32 bytes each), then the payloads
@@ -34,12 +43,16 @@
 //! EntryForTxid, LastEntry and Fence; an opt-u64 for ReadLac; for
 //! LedgerInfo `flags u8` (bit 0: the ledger exists, bit 1: it is fenced;
 //! other bits must be 0), `entries u64`, `last entry opt-u64`, `bytes u64`,
-//! `lac opt-u64` — consistent or refused: the last entry is exactly
-//! `entries - 1` (entries are dense from 0), and a ledger that does not
-//! exist has no entries, no bytes and is not fenced. A failed
-//! response has a non-zero status naming the [`StorageError`] variant and
-//! carries `a u64, b u64, c u64, text1, text2` (texts are u16 length +
-//! UTF-8) holding that variant's fields.
+//! `lac opt-u64` — consistent or refused: a last entry is present exactly
+//! when `entries > 0`, and then `entries <= last + 1` (a striped bookie
+//! holds fewer entries than ids up to its last one; without striping
+//! exactly `last + 1`); a ledger that does not exist has no entries, no
+//! bytes and is not fenced. A failed response has a non-zero status naming
+//! the [`StorageError`] variant and carries `a u64, b u64, c u64, text1,
+//! text2` (texts are u16 length + UTF-8) holding that variant's fields;
+//! `OutOfOrder` carries the ledger, the bookie's last entry and the add's
+//! `prev`, each entry as a u64 with `u64::MAX` for "none" (entry ids are
+//! below `u64::MAX`).
 //!
 //! Decoding is strict: wrong op codes, unknown statuses, bad flags, lengths
 //! that disagree with the frame, trailing bytes and oversized frames are

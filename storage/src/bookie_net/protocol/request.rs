@@ -10,10 +10,11 @@ use crate::error::{Result, StorageError};
 use crate::ledger::{AddRequest, IndexRow};
 
 /// Encode a request. An add's payload chunks are passed through untouched;
-/// an add whose `row.len` disagrees with its payload, or any frame larger
-/// than `max_frame`, is refused here (nothing is sent).
+/// an add whose `row.len` disagrees with its payload or whose entry ids
+/// are impossible (see the module docs), or any frame larger than
+/// `max_frame`, is refused here (nothing is sent).
 pub fn encode_request(id: u64, req: &Request, max_frame: usize) -> Result<Frame> {
-    let mut b = BytesMut::with_capacity(LEN_PREFIX + MIN_BODY + 49);
+    let mut b = BytesMut::with_capacity(LEN_PREFIX + MIN_BODY + 58);
     b.put_u32(0);
     b.put_u8(req.op() as u8);
     b.put_u64(id);
@@ -33,8 +34,22 @@ pub fn encode_request(id: u64, req: &Request, max_frame: usize) -> Result<Frame>
                     ),
                 ));
             }
+            if add.row.entry_id == u64::MAX || add.prev_entry_id.is_some_and(|p| p >= add.row.entry_id) {
+                return Err(StorageError::io(
+                    "bookie protocol",
+                    io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        format!(
+                            "entry {} cannot follow entry {:?} (entry ids are below u64::MAX and follow \
+                             lower ones)",
+                            add.row.entry_id, add.prev_entry_id
+                        ),
+                    ),
+                ));
+            }
             b.put_u64(add.ledger_id);
             b.put_u64(add.row.entry_id);
+            put_opt(&mut b, add.prev_entry_id);
             b.put_u64(add.row.first_seq);
             b.put_u32(add.row.record_count);
             b.put_u64(add.row.txid);
@@ -88,6 +103,17 @@ pub fn decode_request(body: Bytes) -> Result<(u64, Request)> {
         OpCode::Add => {
             let ledger_id = c.u64("ledger")?;
             let entry_id = c.u64("entry id")?;
+            let prev_entry_id = c.opt("previous entry id")?;
+            // Entry ids stay below u64::MAX (errors use it for "no entry"),
+            // and an entry follows only lower ones.
+            if entry_id == u64::MAX {
+                return Err(malformed("add: entry id u64::MAX is reserved"));
+            }
+            if prev_entry_id.is_some_and(|p| p >= entry_id) {
+                return Err(malformed(format!(
+                    "add: entry {entry_id} cannot follow entry {prev_entry_id:?}"
+                )));
+            }
             let first_seq = c.u64("first seq")?;
             let record_count = c.u32("record count")?;
             let txid = c.u64("txid")?;
@@ -114,6 +140,7 @@ pub fn decode_request(body: Bytes) -> Result<(u64, Request)> {
                     txid,
                     len,
                 },
+                prev_entry_id,
                 lac,
                 recovery,
                 payload: if payload.is_empty() {

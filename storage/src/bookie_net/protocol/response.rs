@@ -126,14 +126,23 @@ fn encode_ok(id: u64, op: OpCode, resp: &Response, max_frame: usize) -> Result<F
     }
 }
 
+/// "No entry" in an error's entry fields (entry ids are below it: adds of
+/// entry `u64::MAX` are refused).
+const NO_ENTRY: u64 = u64::MAX;
+
 /// Bytes of a LedgerInfo answer's fields.
 const INFO_LEN: usize = 1 + 8 + 9 + 8 + 9;
 
-/// A LedgerInfo answer must describe a possible ledger: entries dense from
-/// 0 (the last entry id is `entries - 1`), and nothing held or fenced by a
-/// ledger that does not exist.
+/// A LedgerInfo answer must describe a possible ledger: a last entry
+/// (below the reserved `u64::MAX`) exactly when it holds entries, no more
+/// entries than ids up to the last (distinct ids; a striped bookie holds
+/// fewer), and nothing held or fenced by a ledger that does not exist.
 fn check_info(info: &LedgerInfo) -> Result<()> {
-    if info.last_entry_id != info.entries.checked_sub(1) {
+    let possible = match info.last_entry_id {
+        None => info.entries == 0,
+        Some(last) => last != NO_ENTRY && info.entries >= 1 && info.entries - 1 <= last,
+    };
+    if !possible {
         return Err(malformed(format!(
             "ledger info: {} entries but last entry {:?}",
             info.entries, info.last_entry_id
@@ -160,15 +169,11 @@ fn encode_error(id: u64, op: OpCode, e: &StorageError) -> Frame {
             String::new(),
             String::new(),
         ),
-        StorageError::OutOfOrder {
-            ledger,
-            expected,
-            got,
-        } => (
+        StorageError::OutOfOrder { ledger, last, prev } => (
             status::OUT_OF_ORDER,
             *ledger,
-            *expected,
-            *got,
+            last.unwrap_or(NO_ENTRY),
+            prev.unwrap_or(NO_ENTRY),
             String::new(),
             String::new(),
         ),
@@ -224,8 +229,8 @@ pub fn decode_response(body: Bytes) -> Result<(OpCode, u64, Result<Response>)> {
             status::NO_SUCH_ENTRY => StorageError::NoSuchEntry { ledger: a, entry: b },
             status::OUT_OF_ORDER => StorageError::OutOfOrder {
                 ledger: a,
-                expected: b,
-                got: d,
+                last: (b != NO_ENTRY).then_some(b),
+                prev: (d != NO_ENTRY).then_some(d),
             },
             status::CORRUPT => StorageError::Corrupt { ledger: a, entry: b },
             status::SHUTTING_DOWN => StorageError::ShuttingDown,
