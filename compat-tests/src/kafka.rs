@@ -362,24 +362,7 @@ pub fn assigned_consumer(
 /// Polls `consumer` until `n` records arrived or `timeout` passed (an error reporting how many
 /// did arrive). Consumer errors are returned immediately.
 pub fn poll_n(consumer: &BaseConsumer, n: usize, timeout: Duration) -> anyhow::Result<Vec<ConsumedRecord>> {
-    let started = Instant::now();
-    let mut out = Vec::with_capacity(n);
-    while out.len() < n {
-        let remaining = timeout.saturating_sub(started.elapsed());
-        if remaining.is_zero() {
-            bail!(
-                "received {} of {n} records within {timeout:?} (last offset {:?})",
-                out.len(),
-                out.last().map(|r: &ConsumedRecord| r.offset)
-            );
-        }
-        match consumer.poll(remaining.min(Duration::from_millis(200))) {
-            Some(Ok(msg)) => out.push(ConsumedRecord::from_message(&msg)),
-            Some(Err(e)) => return Err(e).context(format!("consumer error after {} records", out.len())),
-            None => {}
-        }
-    }
-    Ok(out)
+    poll_until(consumer, n, timeout, false)
 }
 
 /// Whether a consumer error only reports a broker connection failing: librdkafka reconnects
@@ -402,6 +385,16 @@ pub fn poll_n_across_failures(
     n: usize,
     timeout: Duration,
 ) -> anyhow::Result<Vec<ConsumedRecord>> {
+    poll_until(consumer, n, timeout, true)
+}
+
+/// The loop of [`poll_n`] and [`poll_n_across_failures`].
+fn poll_until(
+    consumer: &BaseConsumer,
+    n: usize,
+    timeout: Duration,
+    tolerate_transport_errors: bool,
+) -> anyhow::Result<Vec<ConsumedRecord>> {
     let started = Instant::now();
     let mut out = Vec::with_capacity(n);
     let mut last_transport_error = None;
@@ -418,7 +411,9 @@ pub fn poll_n_across_failures(
         }
         match consumer.poll(remaining.min(Duration::from_millis(200))) {
             Some(Ok(msg)) => out.push(ConsumedRecord::from_message(&msg)),
-            Some(Err(e)) if is_transport_error(&e) => last_transport_error = Some(e.to_string()),
+            Some(Err(e)) if tolerate_transport_errors && is_transport_error(&e) => {
+                last_transport_error = Some(e.to_string())
+            }
             Some(Err(e)) => return Err(e).context(format!("consumer error after {} records", out.len())),
             None => {}
         }

@@ -10,35 +10,17 @@ use std::time::{Duration, Instant};
 
 mod common;
 
-use bytes::{BufMut, BytesMut};
 use distlog_metadata::{Command, LedgerId, MetadataStore, StreamId};
 use distlog_storage::bookie::{Bookie, LocalBookie};
-use distlog_storage::log::{AppendRequest, Namespace, NamespaceConfig, StampFn, StreamConfig};
+use distlog_storage::log::{Namespace, NamespaceConfig, StreamConfig};
 
 /// The broker-only node's id (no bookie registered under it).
 const BROKER: u32 = 4;
 
-fn stamp() -> StampFn {
-    Arc::new(|buf: &mut BytesMut, base: u64, _epoch: u64| {
-        buf[0..8].copy_from_slice(&base.to_be_bytes());
-    })
-}
-
-fn append(tag: u64) -> AppendRequest {
-    let mut b = BytesMut::with_capacity(16);
-    b.put_u64(u64::MAX);
-    b.put_u64(tag);
-    AppendRequest {
-        payload: b,
-        record_count: 1,
-        max_timestamp: 0,
-    }
-}
-
 fn config(broker_id: u32) -> NamespaceConfig {
     NamespaceConfig {
         broker_id,
-        stamp: stamp(),
+        stamp: common::stamp(),
         tail_cache_bytes: 0,
         defaults: StreamConfig::default(),
         speculative_read_delay: Some(Duration::from_millis(50)),
@@ -49,7 +31,7 @@ fn config(broker_id: u32) -> NamespaceConfig {
 /// Append `n` records and read them back in order.
 async fn write_and_read(ns: &Namespace, stream: StreamId, n: u64) {
     for tag in 0..n {
-        let r = ns.append(stream, append(tag)).await.expect("append");
+        let r = ns.append(stream, common::record(tag, 0)).await.expect("append");
         assert_eq!(r.base_offset, tag);
     }
     let mut next = 0u64;

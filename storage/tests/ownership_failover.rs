@@ -10,27 +10,9 @@ use std::time::{Duration, Instant};
 
 mod common;
 
-use bytes::{BufMut, BytesMut};
 use distlog_metadata::{Command, MetadataStore, StreamId};
 use distlog_storage::bookie::LocalBookie;
-use distlog_storage::log::{AppendRequest, Namespace, NamespaceConfig, Ownership, StampFn, StreamConfig};
-
-fn stamp() -> StampFn {
-    Arc::new(|buf: &mut BytesMut, base: u64, _epoch: u64| {
-        buf[0..8].copy_from_slice(&base.to_be_bytes());
-    })
-}
-
-fn record(tag: u64) -> AppendRequest {
-    let mut b = BytesMut::with_capacity(16);
-    b.put_u64(u64::MAX);
-    b.put_u64(tag);
-    AppendRequest {
-        payload: b,
-        record_count: 1,
-        max_timestamp: 0,
-    }
-}
+use distlog_storage::log::{Namespace, NamespaceConfig, Ownership, StreamConfig};
 
 async fn assign(meta: &MetadataStore, stream: StreamId, owner: u32) {
     let epoch = meta.read(|s| s.stream(&stream).expect("stream").owner_epoch);
@@ -47,7 +29,7 @@ async fn assign(meta: &MetadataStore, stream: StreamId, owner: u32) {
 async fn append_when_open(ns: &Namespace, stream: StreamId, tag: u64) -> u64 {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        match ns.append(stream, record(tag)).await {
+        match ns.append(stream, common::record(tag, 0)).await {
             Ok(r) => return r.base_offset,
             Err(e) if Instant::now() < deadline => {
                 let _ = e;
@@ -73,7 +55,7 @@ async fn the_assigned_owner_recovers_and_continues_and_the_old_owner_is_locked_o
             Arc::new(LocalBookie(bookie.clone())),
             NamespaceConfig {
                 broker_id: id,
-                stamp: stamp(),
+                stamp: common::stamp(),
                 tail_cache_bytes: 1 << 20,
                 defaults: StreamConfig::default(),
                 speculative_read_delay: Some(Duration::from_millis(50)),
@@ -90,12 +72,15 @@ async fn the_assigned_owner_recovers_and_continues_and_the_old_owner_is_locked_o
     let (ns1, ns2) = (&namespaces[0], &namespaces[1]);
 
     // Unassigned: nobody writes.
-    assert!(ns1.append(stream, record(0)).await.is_err(), "no owner yet");
+    assert!(
+        ns1.append(stream, common::record(0, 0)).await.is_err(),
+        "no owner yet"
+    );
     assign(&meta, stream, 1).await;
     assert_eq!(append_when_open(ns1, stream, 0).await, 0);
     for tag in 1..50u64 {
         assert_eq!(
-            ns1.append(stream, record(tag))
+            ns1.append(stream, common::record(tag, 0))
                 .await
                 .expect("owner 1 appends")
                 .base_offset,
@@ -103,7 +88,7 @@ async fn the_assigned_owner_recovers_and_continues_and_the_old_owner_is_locked_o
         );
     }
     assert!(
-        ns2.append(stream, record(999)).await.is_err(),
+        ns2.append(stream, common::record(999, 0)).await.is_err(),
         "a non-owner refuses appends"
     );
 
@@ -116,7 +101,7 @@ async fn the_assigned_owner_recovers_and_continues_and_the_old_owner_is_locked_o
     );
     for tag in 51..100u64 {
         assert_eq!(
-            ns2.append(stream, record(tag))
+            ns2.append(stream, common::record(tag, 0))
                 .await
                 .expect("owner 2 appends")
                 .base_offset,
@@ -124,7 +109,7 @@ async fn the_assigned_owner_recovers_and_continues_and_the_old_owner_is_locked_o
         );
     }
     assert!(
-        ns1.append(stream, record(999)).await.is_err(),
+        ns1.append(stream, common::record(999, 0)).await.is_err(),
         "the old owner is locked out"
     );
 

@@ -9,31 +9,11 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Buf, BufMut, BytesMut};
+use bytes::Buf;
 use distlog_metadata::{MetadataStore, StreamId};
 use distlog_storage::bookie::{Bookie, LocalBookie};
 use distlog_storage::bookie_net::BookieServer;
-use distlog_storage::log::{
-    AppendRequest, Namespace, NamespaceConfig, ReadEntry, SegmentReplicas, StampFn, StreamConfig,
-};
-
-fn stamp() -> StampFn {
-    Arc::new(|buf: &mut BytesMut, base: u64, _epoch: u64| {
-        buf[0..8].copy_from_slice(&base.to_be_bytes());
-    })
-}
-
-/// One record: [stamped offset][tag], with timestamp `10 * tag`.
-fn record(tag: u64) -> AppendRequest {
-    let mut b = BytesMut::with_capacity(16);
-    b.put_u64(u64::MAX);
-    b.put_u64(tag);
-    AppendRequest {
-        payload: b,
-        record_count: 1,
-        max_timestamp: (10 * tag) as i64,
-    }
-}
+use distlog_storage::log::{Namespace, NamespaceConfig, ReadEntry, SegmentReplicas, StreamConfig};
 
 struct Cluster {
     _dir: tempfile::TempDir,
@@ -62,7 +42,7 @@ async fn cluster(n: u32, shape: (u8, u8, u8)) -> Cluster {
             Arc::new(LocalBookie(bookies[id as usize - 1].clone())),
             NamespaceConfig {
                 broker_id: id,
-                stamp: stamp(),
+                stamp: common::stamp(),
                 // Reads come from the bookies, not the writer's memory.
                 tail_cache_bytes: 0,
                 defaults: StreamConfig::default(),
@@ -97,7 +77,7 @@ impl Cluster {
         for tag in tags.clone() {
             tickets.push(
                 self.ns[k]
-                    .submit_append(self.stream, record(tag))
+                    .submit_append(self.stream, common::record(tag, 10 * tag as i64))
                     .await
                     .expect("queued"),
             );
@@ -245,7 +225,7 @@ async fn a_new_owner_recovers_a_striped_segment_and_continues() {
     c.append(1, 301..400).await;
     // The old owner can no longer append.
     assert!(
-        c.ns[0].append(c.stream, record(999)).await.is_err(),
+        c.ns[0].append(c.stream, common::record(999, 9990)).await.is_err(),
         "old owner locked out"
     );
     let entries = c.read_all(1, 400).await;
@@ -268,7 +248,7 @@ async fn a_striped_segment_is_not_placed_on_an_unreachable_bookie() {
     // fails retriably and no segment is recorded.
     let addr = c.servers[2].local_addr();
     c.servers.remove(2).shutdown().await;
-    match c.ns[0].append(c.stream, record(0)).await {
+    match c.ns[0].append(c.stream, common::record(0, 0)).await {
         Err(distlog_storage::StorageError::NotEnoughBookies(msg)) => {
             assert!(msg.contains("needs 2 of them"), "{msg}")
         }
@@ -289,7 +269,7 @@ async fn a_striped_segment_is_not_placed_on_an_unreachable_bookie() {
     c.servers.push(server);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
-        match c.ns[0].append(c.stream, record(0)).await {
+        match c.ns[0].append(c.stream, common::record(0, 0)).await {
             Ok(r) => {
                 assert_eq!(r.base_offset, 0);
                 break;

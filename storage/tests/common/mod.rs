@@ -7,9 +7,11 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use bytes::{BufMut, BytesMut};
 use distlog_metadata::{BrokerInfo, Command, MetadataConfig, MetadataStore};
 use distlog_storage::bookie::{Bookie, BookieConfig, LocalBookie};
 use distlog_storage::bookie_net::{BookieServer, ServerConfig};
+use distlog_storage::log::{AppendRequest, StampFn};
 
 /// A single-voter metadata store under `dir/meta`.
 pub async fn open_meta(dir: &Path) -> Arc<MetadataStore> {
@@ -83,4 +85,24 @@ pub async fn create_replicated_topic(
     .await
     .expect("topic");
     meta.read(|s| s.topic(name).expect("topic").stream(0))
+}
+
+/// The writer's stamp for test records: the record's first 8 bytes become
+/// its offset (the broker's real stamp rewrites a RecordBatch header).
+pub fn stamp() -> StampFn {
+    Arc::new(|buf: &mut BytesMut, base: u64, _epoch: u64| {
+        buf[0..8].copy_from_slice(&base.to_be_bytes());
+    })
+}
+
+/// One test record, `[stamped offset][tag]`, with `max_timestamp`.
+pub fn record(tag: u64, max_timestamp: i64) -> AppendRequest {
+    let mut b = BytesMut::with_capacity(16);
+    b.put_u64(u64::MAX);
+    b.put_u64(tag);
+    AppendRequest {
+        payload: b,
+        record_count: 1,
+        max_timestamp,
+    }
 }
