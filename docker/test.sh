@@ -29,18 +29,18 @@ MESSAGES="${DISTLOG_COMPOSE_MESSAGES:-50000}"
 # otherwise free ones (the test must not depend on a port being free).
 port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-i=0
-for p in 19092 19093 19094; do
-  i=$((i + 1))
+# publish VAR PORT: export VAR=PORT, or a free port when PORT is taken.
+publish() {
+  local p="$2"
   port_free "$p" || p="$(free_port)"
-  export "DISTLOG_PORT_$i=$p"
-done
-i=0
-for p in 19644 19645 19646; do
-  i=$((i + 1))
-  port_free "$p" || p="$(free_port)"
-  export "DISTLOG_HTTP_PORT_$i=$p"
-done
+  export "$1=$p"
+}
+publish DISTLOG_PORT_1 19092
+publish DISTLOG_PORT_2 19093
+publish DISTLOG_PORT_3 19094
+publish DISTLOG_HTTP_PORT_1 19644
+publish DISTLOG_HTTP_PORT_2 19645
+publish DISTLOG_HTTP_PORT_3 19646
 BOOTSTRAP="localhost:$DISTLOG_PORT_1,localhost:$DISTLOG_PORT_2,localhost:$DISTLOG_PORT_3"
 
 compose() { timeout 180 docker-compose -f "$FILE" "$@"; }

@@ -81,11 +81,18 @@ impl BookieSet {
 
     /// The ensemble a segment was written to.
     pub async fn ensemble(&self, seg: &SegmentView) -> Result<Ensemble> {
-        let mut bookies = Vec::with_capacity(seg.ensemble.len());
-        for id in &seg.ensemble {
+        self.ensemble_of(&seg.ensemble, seg.write_quorum, seg.ack_quorum)
+            .await
+    }
+
+    /// Clients of bookies `ids`, in that order, as an ensemble with the
+    /// given quorums.
+    pub async fn ensemble_of(&self, ids: &[u32], write_quorum: usize, ack_quorum: usize) -> Result<Ensemble> {
+        let mut bookies = Vec::with_capacity(ids.len());
+        for id in ids {
             bookies.push(self.client(*id).await?);
         }
-        Ensemble::new(bookies, seg.write_quorum, seg.ack_quorum)
+        Ensemble::new(bookies, write_quorum, ack_quorum)
     }
 
     /// Choose the bookies of a new ledger: on a node with a bookie, that

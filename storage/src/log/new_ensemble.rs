@@ -69,7 +69,7 @@ pub(crate) async fn choose(
             Ok(ids) => ids,
             Err(err) => break err,
         };
-        let ensemble = ensemble_of(bookies, &ids, qw, qa).await?;
+        let ensemble = bookies.ensemble_of(&ids, qw, qa).await?;
         let reachable = probe(&ensemble, ledger).await;
         if reachable.iter().all(|r| *r) {
             return Ok((ids, ensemble, false));
@@ -87,7 +87,7 @@ pub(crate) async fn choose(
     let ids = bookies
         .place_degraded(e, qa, ledger)
         .map_err(|_| healthy_err.duplicate())?;
-    let ensemble = ensemble_of(bookies, &ids, qw, qa).await?;
+    let ensemble = bookies.ensemble_of(&ids, qw, qa).await?;
     let reachable = probe(&ensemble, ledger).await;
     if !ensemble.covers_every_write_set(qa, |i| reachable[i]) {
         let up: Vec<u32> = ids
@@ -102,13 +102,4 @@ pub(crate) async fn choose(
         )));
     }
     Ok((ids, ensemble, true))
-}
-
-/// Clients of `ids` as an ensemble with the given quorums.
-async fn ensemble_of(bookies: &BookieSet, ids: &[u32], qw: usize, qa: usize) -> Result<Ensemble> {
-    let mut clients = Vec::with_capacity(ids.len());
-    for id in ids {
-        clients.push(bookies.client(*id).await?);
-    }
-    Ensemble::new(clients, qw, qa)
 }

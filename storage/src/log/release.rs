@@ -131,34 +131,7 @@ pub(crate) async fn whereabouts(ctx: &NsCtx, ledger: LedgerId) -> Vec<BookieRepl
             },
             Err(e) => Err(e.to_string()),
         };
-        match answer {
-            Ok(info) => BookieReplica {
-                bookie,
-                reachable: true,
-                exists: info.exists,
-                entries: info.entries,
-                last_entry_id: info.last_entry_id,
-                stripe_entries: None,
-                missing_entries: None,
-                bytes: info.bytes,
-                fenced: info.fenced,
-                lac: info.lac,
-                error: None,
-            },
-            Err(error) => BookieReplica {
-                bookie,
-                reachable: false,
-                exists: false,
-                entries: 0,
-                last_entry_id: None,
-                stripe_entries: None,
-                missing_entries: None,
-                bytes: 0,
-                fenced: false,
-                lac: None,
-                error: Some(error),
-            },
-        }
+        BookieReplica::from_answer(bookie, answer)
     });
     futures::future::join_all(asks).await
 }

@@ -59,6 +59,41 @@ pub struct BookieReplica {
     pub error: Option<String>,
 }
 
+impl BookieReplica {
+    /// What `bookie` answered about a ledger (its info, or why it did not
+    /// answer); the stripe counts are left unknown for the caller to fill.
+    pub(crate) fn from_answer(bookie: u32, answer: std::result::Result<LedgerInfo, String>) -> Self {
+        match answer {
+            Ok(info) => BookieReplica {
+                bookie,
+                reachable: true,
+                exists: info.exists,
+                entries: info.entries,
+                last_entry_id: info.last_entry_id,
+                stripe_entries: None,
+                missing_entries: None,
+                bytes: info.bytes,
+                fenced: info.fenced,
+                lac: info.lac,
+                error: None,
+            },
+            Err(error) => BookieReplica {
+                bookie,
+                reachable: false,
+                exists: false,
+                entries: 0,
+                last_entry_id: None,
+                stripe_entries: None,
+                missing_entries: None,
+                bytes: 0,
+                fenced: false,
+                lac: None,
+                error: Some(error),
+            },
+        }
+    }
+}
+
 /// One segment of a stream and the state of its replicas.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SegmentReplicas {
@@ -146,33 +181,10 @@ pub(crate) async fn report(
                     }
                     None => (None, None),
                 };
-                match answer {
-                    Ok(info) => BookieReplica {
-                        bookie,
-                        reachable: true,
-                        exists: info.exists,
-                        entries: info.entries,
-                        last_entry_id: info.last_entry_id,
-                        stripe_entries,
-                        missing_entries,
-                        bytes: info.bytes,
-                        fenced: info.fenced,
-                        lac: info.lac,
-                        error: None,
-                    },
-                    Err(e) => BookieReplica {
-                        bookie,
-                        reachable: false,
-                        exists: false,
-                        entries: 0,
-                        last_entry_id: None,
-                        stripe_entries,
-                        missing_entries,
-                        bytes: 0,
-                        fenced: false,
-                        lac: None,
-                        error: Some(e.to_string()),
-                    },
+                BookieReplica {
+                    stripe_entries,
+                    missing_entries,
+                    ..BookieReplica::from_answer(bookie, answer.map_err(|e| e.to_string()))
                 }
             })
             .collect();
