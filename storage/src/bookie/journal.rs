@@ -22,7 +22,7 @@ use distlog_metadata::LedgerId;
 use tokio::sync::oneshot;
 
 use crate::error::{Result, StorageError};
-use crate::ledger::{AddRequest, IndexRow};
+use crate::ledger::{order_problem, AddRequest, IndexRow};
 use crate::metrics;
 
 use super::format::{encode_header, HEADER_LEN};
@@ -304,22 +304,9 @@ impl Journal {
     }
 }
 
-/// The ordering fields of an add must be possible: an entry id below
-/// `u64::MAX` (so "no entry" never collides with a real one on the wire)
-/// and a previous entry below the entry itself.
+/// The ordering fields of an add must be possible ([`order_problem`]).
 fn check_order_fields(req: &AddRequest) -> Result<()> {
-    let got = req.row.entry_id;
-    let problem = if got == u64::MAX {
-        Some(format!("entry id {got} is reserved"))
-    } else if req.prev_entry_id.is_some_and(|p| p >= got) {
-        Some(format!(
-            "entry {got} cannot follow entry {:?} (the previous entry must be lower)",
-            req.prev_entry_id
-        ))
-    } else {
-        None
-    };
-    match problem {
+    match order_problem(req.row.entry_id, req.prev_entry_id) {
         Some(what) => Err(StorageError::io(
             format!("ledger {}", req.ledger_id),
             std::io::Error::new(std::io::ErrorKind::InvalidInput, what),

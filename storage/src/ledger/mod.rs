@@ -113,6 +113,22 @@ pub struct AddRequest {
     pub recovery: bool,
 }
 
+/// What is impossible about an add's ordering fields, if anything: entry
+/// ids stay below `u64::MAX` (the wire's "no entry"), and the previous
+/// entry of the bookie's stripe is below the entry. The one check of the
+/// encoder, the decoder and the bookie, so all three refuse the same adds.
+pub fn order_problem(entry_id: u64, prev_entry_id: Option<u64>) -> Option<String> {
+    if entry_id == u64::MAX {
+        Some(format!("entry id {entry_id} is reserved"))
+    } else if prev_entry_id.is_some_and(|p| p >= entry_id) {
+        Some(format!(
+            "entry {entry_id} cannot follow entry {prev_entry_id:?} (the previous entry must be lower)"
+        ))
+    } else {
+        None
+    }
+}
+
 /// Operations a bookie offers to ledger clients. All adds to one ledger
 /// come from one writer, in entry-id order; an add's future resolves only
 /// after the entry is durable (fsync'd).

@@ -7,7 +7,7 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use super::wire::{finish, put_opt, Cursor};
 use super::{malformed, Frame, OpCode, Request, LEN_PREFIX, MIN_BODY};
 use crate::error::{Result, StorageError};
-use crate::ledger::{AddRequest, IndexRow};
+use crate::ledger::{order_problem, AddRequest, IndexRow};
 
 /// Encode a request. An add's payload chunks are passed through untouched;
 /// an add whose `row.len` disagrees with its payload or whose entry ids
@@ -34,17 +34,10 @@ pub fn encode_request(id: u64, req: &Request, max_frame: usize) -> Result<Frame>
                     ),
                 ));
             }
-            if add.row.entry_id == u64::MAX || add.prev_entry_id.is_some_and(|p| p >= add.row.entry_id) {
+            if let Some(problem) = order_problem(add.row.entry_id, add.prev_entry_id) {
                 return Err(StorageError::io(
                     "bookie protocol",
-                    io::Error::new(
-                        io::ErrorKind::InvalidInput,
-                        format!(
-                            "entry {} cannot follow entry {:?} (entry ids are below u64::MAX and follow \
-                             lower ones)",
-                            add.row.entry_id, add.prev_entry_id
-                        ),
-                    ),
+                    io::Error::new(io::ErrorKind::InvalidInput, problem),
                 ));
             }
             b.put_u64(add.ledger_id);
@@ -104,15 +97,8 @@ pub fn decode_request(body: Bytes) -> Result<(u64, Request)> {
             let ledger_id = c.u64("ledger")?;
             let entry_id = c.u64("entry id")?;
             let prev_entry_id = c.opt("previous entry id")?;
-            // Entry ids stay below u64::MAX (errors use it for "no entry"),
-            // and an entry follows only lower ones.
-            if entry_id == u64::MAX {
-                return Err(malformed("add: entry id u64::MAX is reserved"));
-            }
-            if prev_entry_id.is_some_and(|p| p >= entry_id) {
-                return Err(malformed(format!(
-                    "add: entry {entry_id} cannot follow entry {prev_entry_id:?}"
-                )));
+            if let Some(problem) = order_problem(entry_id, prev_entry_id) {
+                return Err(malformed(format!("add: {problem}")));
             }
             let first_seq = c.u64("first seq")?;
             let record_count = c.u32("record count")?;
