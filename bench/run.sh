@@ -4,7 +4,7 @@
 #   bench/run.sh                 # full run (~10-15 min on 2 cores)
 #   BENCH_QUICK=1 bench/run.sh   # smoke run (~2-3 min): short durations, small partitions
 #
-# It installs its tools (scripts/install-bench-deps.sh: fio, iperf3), builds the release binaries,
+# It installs its tools (bench/install-deps.sh: fio, iperf3), builds the release binaries,
 # starts target/release/distlog on free loopback ports with a fresh data dir under bench/tmp/ (same
 # filesystem as the repository), runs every scenario BENCH_RUNS times with the librdkafka-based
 # load generator target/release/distlog-bench (one JSON line per run), measures the machine's own
@@ -31,7 +31,7 @@
 #   BENCH_PERF=1                 also profile the broker with `perf record` during one extra (unreported)
 #                                run of scenarios 1-3; top symbols go to bench/results/profile-*.txt
 #   BENCH_DROP_CACHES=1          try `echo 3 > /proc/sys/vm/drop_caches` before each catch-up run
-#   BENCH_SKIP_INSTALL=1         do not run scripts/install-bench-deps.sh
+#   BENCH_SKIP_INSTALL=1         do not run bench/install-deps.sh
 #   BENCH_SKIP_BUILD=1           do not run cargo build (use the existing release binaries)
 #   BENCH_OUT=bench/results/latest.md  where the table goes
 set -euo pipefail
@@ -63,11 +63,11 @@ OUT="${BENCH_OUT:-bench/results/latest.md}"
 log() { printf '[bench %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
 
 if [ "${BENCH_SKIP_INSTALL:-0}" != 1 ]; then
-  timeout 900 scripts/install-bench-deps.sh >&2
+  timeout 900 bench/install-deps.sh >&2
 fi
 if [ "${BENCH_SKIP_BUILD:-0}" != 1 ]; then
   log "building release binaries"
-  timeout 3600 cargo build --release -p distlog-broker -p distlog-compat-tests >&2
+  timeout 3600 cargo build --release -p distlog-broker -p distlog-bench >&2
 fi
 BIN_DIR="${CARGO_TARGET_DIR:-target}/release"
 DISTLOG="$BIN_DIR/distlog"

@@ -15,9 +15,7 @@
 //!   driver polling several members until a condition holds, and the exactly-once check.
 //! - [`raw`]: hand-built Kafka protocol frames for tests that must send what no client would.
 //! - [`command`]: run an external program (kcat) with a hard deadline.
-//! - [`bench`]: the benchmark scenarios behind the `distlog-bench` binary (`bench/run.sh`).
 
-pub mod bench;
 pub mod chaos;
 pub mod cluster;
 pub mod command;

@@ -10,11 +10,11 @@ use anyhow::{bail, Context};
 use rdkafka::Message;
 use serde_json::{json, Value};
 
-use super::consume::{assigned, ReadOptions};
-use super::probe::BrokerProbe;
-use super::produce::{self, nanos_since, ProduceOptions};
+use crate::consume::{assigned, ReadOptions};
+use crate::probe::BrokerProbe;
+use crate::produce::{self, nanos_since, ProduceOptions};
 use super::stats::Latencies;
-use super::watermarks;
+use crate::watermarks;
 
 /// Runs `produce` (which must have `rate` set and `stamp_values` on) against partition 0 of its
 /// topic while a consumer reads from the high watermark, and reports the end-to-end latency

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use serde_json::{json, Value};
 
-use crate::http;
+use distlog_compat_tests::http;
 
 /// Where to look: the broker's pid (for `/proc`) and its HTTP address (for `/metrics`). Either
 /// may be absent, in which case those figures are left out.

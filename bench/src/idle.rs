@@ -6,9 +6,9 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use serde_json::{json, Value};
 
-use super::probe::BrokerProbe;
-use super::produce::{self, ProduceOptions};
-use crate::kafka;
+use crate::probe::BrokerProbe;
+use crate::produce::{self, ProduceOptions};
+use distlog_compat_tests::kafka;
 
 /// Measures the broker's RSS; creates `topic` with `partitions` partitions (CreateTopics), checks
 /// through Metadata that they all exist, waits `settle` and measures again (partitions created but

@@ -1,7 +1,7 @@
 //! Rough throughput figures for the bookie network service over loopback,
 //! next to the same bookie reached in-process.
 //!
-//! Usage: `cargo run --release -p distlog-storage --example bookie_net_bench --
+//! Usage: `cargo run --release -p distlog-bench --example bookie_net_bench --
 //! [writers=8] [entries_per_writer=2000] [depth=64] [dir]`
 //!
 //! One bookie in a temp dir is served on 127.0.0.1; `writers` tasks each

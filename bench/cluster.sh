@@ -3,14 +3,14 @@
 # (1/1/1) one, with the same client in the same run, on a local 3-node
 # cluster; and fsyncs per acknowledged produce request on each bookie.
 #
-#   scripts/bench-cluster.sh [SECONDS]      (default 10 s per topic)
+#   bench/cluster.sh [SECONDS]      (default 10 s per topic)
 #
 # Prints one JSON line per topic from distlog-bench, then per node the
 # fsync and produce-request deltas of the 3/3/2 run.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 secs=${1:-10}
-cargo build --release -p distlog-broker -p distlog-compat-tests --bins >&2
+cargo build --release -p distlog-broker -p distlog-bench --bins >&2
 dir=$(mktemp -d /tmp/distlog-bench-cluster.XXXXXX)
 trap 'scripts/local-cluster.sh down "$dir"; rm -rf "$dir"' EXIT
 DISTLOG_BIN=target/release/distlog scripts/local-cluster.sh up 3 "$dir" >/dev/null

@@ -19,7 +19,7 @@ use rdkafka::{ClientContext, Message};
 use serde_json::{json, Value};
 
 use super::stats::Latencies;
-use crate::kafka;
+use distlog_compat_tests::kafka;
 
 /// How to produce.
 #[derive(Debug, Clone)]
@@ -111,7 +111,7 @@ impl ProduceOutcome {
             ("msgs_per_s".to_string(), json!(self.acked as f64 / secs)),
             (
                 "mb_per_s".to_string(),
-                json!(super::mb_per_s(self.acked_bytes, secs)),
+                json!(crate::mb_per_s(self.acked_bytes, secs)),
             ),
         ];
         out.extend(self.latencies.summary("ack"));

@@ -10,11 +10,11 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use clap::{Args, Parser, Subcommand};
-use distlog_compat_tests::bench::consume::{self, ReadOptions};
-use distlog_compat_tests::bench::group::{self, CommitOptions, RebalanceOptions};
-use distlog_compat_tests::bench::probe::BrokerProbe;
-use distlog_compat_tests::bench::produce::{self, ProduceOptions};
-use distlog_compat_tests::bench::{e2e, ensure_topic, ensure_topic_replicated, idle};
+use distlog_bench::consume::{self, ReadOptions};
+use distlog_bench::group::{self, CommitOptions, RebalanceOptions};
+use distlog_bench::probe::BrokerProbe;
+use distlog_bench::produce::{self, ProduceOptions};
+use distlog_bench::{e2e, ensure_topic, ensure_topic_replicated, idle};
 use serde_json::{json, Map, Value};
 
 /// Command-line options.

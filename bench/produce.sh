@@ -3,15 +3,15 @@
 # Prints the load generator's throughput and ack latency, the broker's fsyncs per second during
 # the run, and its RSS when idle (after start, before load) and after the load.
 #
-# Usage: scripts/bench-produce.sh [MESSAGES] [extra distlog-loadgen args...]
-#   e.g. scripts/bench-produce.sh 200000 --linger-ms 10
+# Usage: bench/produce.sh [MESSAGES] [extra distlog-loadgen args...]
+#   e.g. bench/produce.sh 200000 --linger-ms 10
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 MESSAGES="${1:-200000}"
 shift || true
 
-cargo build --release -p distlog-broker -p distlog-compat-tests --bin distlog --bin distlog-loadgen
+cargo build --release -p distlog-broker -p distlog-bench --bin distlog --bin distlog-loadgen
 BIN_DIR="${CARGO_TARGET_DIR:-target}/release"
 
 free_port() {

@@ -1,6 +1,6 @@
 //! Rough throughput figures for the bookie's journal (group commit).
 //!
-//! Usage: `cargo run --release -p distlog-storage --example bookie_bench --
+//! Usage: `cargo run --release -p distlog-bench --example bookie_bench --
 //! [writers=8] [entries_per_writer=2000] [depth=32] [dir]`
 //!
 //! Each writer owns one ledger and keeps `depth` adds in flight. For entry

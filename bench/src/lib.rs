@@ -30,7 +30,7 @@ use anyhow::Context;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 
-use crate::kafka;
+use distlog_compat_tests::kafka;
 
 /// Creates `topic` with `partitions` partitions, accepting a topic that already exists (a rerun
 /// against the same broker reuses it).

@@ -12,10 +12,10 @@
 set -euo pipefail
 
 # shellcheck source=scripts/apt.sh
-source "$(dirname "${BASH_SOURCE[0]}")/apt.sh"
+source "$(dirname "${BASH_SOURCE[0]}")/../scripts/apt.sh"
 
 # The build dependencies of the load generator (kcat, C toolchain for rdkafka-sys).
-"$(dirname "${BASH_SOURCE[0]}")/install-deps.sh"
+"$(dirname "${BASH_SOURCE[0]}")/../scripts/install-deps.sh"
 
 missing=()
 command -v fio >/dev/null 2>&1 || missing+=(fio)
@@ -23,12 +23,12 @@ command -v iperf3 >/dev/null 2>&1 || missing+=(iperf3)
 command -v python3 >/dev/null 2>&1 || missing+=(python3)
 
 if [ "${#missing[@]}" -gt 0 ]; then
-  apt_install install-bench-deps "${missing[@]}"
+  apt_install bench-install-deps "${missing[@]}"
 fi
 
 if ! command -v perf >/dev/null 2>&1; then
-  apt_install install-bench-deps linux-perf >/dev/null 2>&1 \
-    || echo "install-bench-deps: linux-perf not installable here (optional, only for profiling)"
+  apt_install bench-install-deps linux-perf >/dev/null 2>&1 \
+    || echo "bench-install-deps: linux-perf not installable here (optional, only for profiling)"
 fi
 
-echo "install-bench-deps: $(fio --version), $(iperf3 --version 2>&1 | head -n1)"
+echo "bench-install-deps: $(fio --version), $(iperf3 --version 2>&1 | head -n1)"
