@@ -11,9 +11,9 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Message, Offset, TopicPartitionList};
 use serde_json::{json, Value};
 
+use super::{bench_consumer_config, mb_per_s, watermarks};
 use crate::probe::BrokerProbe;
 use crate::produce::{self, ProduceOptions};
-use super::{bench_consumer_config, mb_per_s, watermarks};
 
 /// Where and how to read.
 #[derive(Debug, Clone)]

@@ -10,10 +10,10 @@ use anyhow::{bail, Context};
 use rdkafka::Message;
 use serde_json::{json, Value};
 
+use super::stats::Latencies;
 use crate::consume::{assigned, ReadOptions};
 use crate::probe::BrokerProbe;
 use crate::produce::{self, nanos_since, ProduceOptions};
-use super::stats::Latencies;
 use crate::watermarks;
 
 /// Runs `produce` (which must have `rate` set and `stamp_values` on) against partition 0 of its

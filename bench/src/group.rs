@@ -12,9 +12,9 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{CommitMode, Consumer};
 use serde_json::{json, Value};
 
-use crate::probe::BrokerProbe;
 use super::stats::Latencies;
 use super::{ensure_topic, watermarks};
+use crate::probe::BrokerProbe;
 use distlog_compat_tests::group::{
     assignments_cover, group_consumer_config, CommitPolicy, GroupMember, GroupRun, CLOSE_DEADLINE,
 };
@@ -22,7 +22,11 @@ use distlog_compat_tests::kafka::{self, patterned_payload, TestRecord};
 
 /// A group id no earlier run used: `<prefix>-<pid>-<unix ms>`.
 fn fresh_group(prefix: &str) -> String {
-    format!("{prefix}-{}-{}", std::process::id(), distlog_compat_tests::now_ms())
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        distlog_compat_tests::now_ms()
+    )
 }
 
 /// What `group-commit` does.

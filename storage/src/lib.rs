@@ -1,7 +1,7 @@
 //! distlog-storage: the DistributedLog core.
 //!
-//! * [`bookie`]: the segment store — append-only ledgers, journal with group
-//!   commit, crc per entry, index by sequence id and txid, crash recovery.
+//! * [`bookie`]: the segment store — append-only ledgers, group-commit
+//!   thread, crc per entry, index by sequence id and txid, crash recovery.
 //! * [`bookie_net`]: the bookie network service — [`bookie_net::BookieServer`]
 //!   serves a bookie over TCP, [`bookie_net::RemoteBookie`] reaches it.
 //! * [`ledger`]: the ledger client — the one interface ([`ledger::BookieClient`])

@@ -8,11 +8,11 @@ use prometheus::{
     register_int_gauge, Histogram, HistogramVec, IntCounter, IntCounterVec, IntGauge,
 };
 
-/// Latency of each journal fdatasync.
+/// Latency of each group-commit fdatasync.
 pub static FSYNC_SECONDS: LazyLock<Histogram> = LazyLock::new(|| {
     register_histogram!(
         "distlog_bookie_fsync_seconds",
-        "Latency of bookie journal fdatasync calls",
+        "Latency of bookie group-commit fdatasync calls",
         vec![0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0]
     )
     .expect("metric registers once")
@@ -24,11 +24,11 @@ pub static FSYNCS: LazyLock<IntCounter> = LazyLock::new(|| {
         .expect("metric registers once")
 });
 
-/// Entries per journal group commit (how well concurrent adds share fsyncs).
-pub static JOURNAL_GROUP_ENTRIES: LazyLock<Histogram> = LazyLock::new(|| {
+/// Entries per group commit (how well concurrent adds share fsyncs).
+pub static GROUP_COMMIT_ENTRIES: LazyLock<Histogram> = LazyLock::new(|| {
     register_histogram!(
         "distlog_bookie_group_commit_entries",
-        "Entries made durable by one bookie journal group commit",
+        "Entries made durable by one bookie group commit",
         vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 1024.0]
     )
     .expect("metric registers once")

@@ -31,7 +31,7 @@ fn newer(value: Option<u64>, known: Option<u64>) -> bool {
 impl LacTracker {
     /// Record that the writer of `ledger` has confirmed every entry up to
     /// `lac`; wakes waiters if that is higher than what was known. Never
-    /// moves the LAC backwards. Cheap and non-blocking (journal thread).
+    /// moves the LAC backwards. Cheap and non-blocking (group-commit thread).
     pub(crate) fn advance(&self, ledger: LedgerId, lac: u64) {
         let mut ledgers = self.ledgers.lock();
         let tx = ledgers.entry(ledger).or_insert_with(|| watch::Sender::new(None));

@@ -2,7 +2,7 @@
 //! [`super::format`]) plus an optional `<id:020>.fenced` marker, and its
 //! in-memory state (index of durable entries, fenced/broken flags).
 //!
-//! Only the journal thread writes; readers use positional reads on the same
+//! Only the group-commit thread writes; readers use positional reads on the same
 //! file handle and only ever look at entries the index holds, which are
 //! durable by construction.
 
@@ -60,7 +60,7 @@ pub(crate) struct LedgerFile {
     pub id: LedgerId,
     /// The record file's path (for error messages and removal).
     pub path: PathBuf,
-    /// The open record file (written by the journal, pread by readers).
+    /// The open record file (written by the group committer, pread by readers).
     pub file: File,
     /// Index of durable entries only.
     pub index: RwLock<LedgerIndex>,
@@ -68,7 +68,7 @@ pub(crate) struct LedgerFile {
     pub fenced: AtomicBool,
     /// A write/fsync failed and could not be cleanly undone: adds fail.
     pub broken: AtomicBool,
-    /// File length covered by durable entries (the journal writes here).
+    /// File length covered by durable entries (the group committer writes here).
     pub durable_len: AtomicU64,
 }
 
@@ -134,7 +134,7 @@ impl LedgerFile {
                 let len = u64::from(header.row.len);
                 // Entry ids only ever grow along the file (a bookie holds
                 // its stripe in entry order); anything else is not a record
-                // the journal wrote.
+                // the group committer wrote.
                 let in_order = index.last().is_none_or(|l| header.row.entry_id > l.entry_id);
                 if !in_order || len > file_len - pos - HEADER_LEN as u64 {
                     break;

@@ -1,18 +1,19 @@
 //! The segment store ("bookie"): durable, append-only ledgers.
 //!
 //! * `Bookie::open(config)` recovers every ledger (cutting torn/corrupt tails
-//!   by crc) and starts the group-commit journal thread.
+//!   by crc) and starts the group-commit thread.
 //! * `LocalBookie` wraps `Arc<Bookie>` and implements
 //!   [`crate::ledger::BookieClient`] in-process.
 //!
 //! Layout: one append-only file per ledger under `<dir>/ledgers/` (module
 //! `format` describes the records), a durable `.fenced` marker per fenced
 //! ledger, an in-memory `index` per ledger holding only durable entries, and
-//! a `journal` thread that owns all writes and group-commits adds.
+//! a `group_commit` thread that owns all writes and group-commits adds
+//! (one fdatasync per touched ledger per group).
 
 mod format;
+mod group_commit;
 mod index;
-mod journal;
 mod lac;
 mod ledger_file;
 #[cfg(test)]
@@ -36,7 +37,7 @@ use tokio::sync::oneshot;
 use crate::error::{Result, StorageError};
 use crate::ledger::{AddFuture, AddRequest, BookieClient, Entry, IndexRow, LedgerInfo};
 
-use journal::Op;
+use group_commit::Op;
 use ledger_file::{fsync_dir, parse_name, LedgerFile};
 
 /// How to open a bookie.
@@ -52,7 +53,7 @@ pub struct BookieConfig {
 /// these let a caller measure one bookie, e.g. fsyncs per add).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct BookieStats {
-    /// fdatasync calls issued by the journal (one per ledger per group).
+    /// fdatasync calls issued by the group committer (one per ledger per group).
     pub fsyncs: u64,
     /// Entries made durable and acknowledged.
     pub entries_added: u64,
@@ -67,7 +68,7 @@ struct Stats {
     bytes_written: AtomicU64,
 }
 
-/// State shared between the async API and the journal thread.
+/// State shared between the async API and the group-commit thread.
 pub(crate) struct Shared {
     ledgers_dir: PathBuf,
     ledgers: RwLock<HashMap<LedgerId, Arc<LedgerFile>>>,
@@ -81,7 +82,7 @@ impl Shared {
         self.ledgers.read().get(&id).cloned()
     }
 
-    /// Create a ledger's file durably and register it (journal only).
+    /// Create a ledger's file durably and register it (group-commit thread only).
     fn create(&self, id: LedgerId) -> Result<Arc<LedgerFile>> {
         let ledger = Arc::new(LedgerFile::create(&self.ledgers_dir, id)?);
         self.ledgers.write().insert(id, ledger.clone());
@@ -132,7 +133,7 @@ fn lock_dir(ledgers_dir: &Path) -> Result<File> {
 }
 
 impl Bookie {
-    /// Open the store, recover all ledgers, start the journal thread.
+    /// Open the store, recover all ledgers, start the group-commit thread.
     /// Blocking (does file I/O): call before serving or via spawn_blocking.
     pub fn open(config: BookieConfig) -> Result<Arc<Bookie>> {
         let started = Instant::now();
@@ -197,10 +198,10 @@ impl Bookie {
             lac: lac::LacTracker::default(),
         });
         let (tx, rx) = mpsc::channel();
-        let journal_shared = shared.clone();
+        let committer_shared = shared.clone();
         let thread = std::thread::Builder::new()
-            .name(format!("bookie-{}-journal", config.bookie_id))
-            .spawn(move || journal::run(journal_shared, rx))
+            .name(format!("bookie-{}-commit", config.bookie_id))
+            .spawn(move || group_commit::run(committer_shared, rx))
             .map_err(|e| StorageError::io(&config.dir, e))?;
         Ok(Arc::new(Bookie {
             config,
@@ -234,9 +235,9 @@ impl Bookie {
         }
     }
 
-    /// Flush and stop the journal thread; later adds fail with ShuttingDown.
+    /// Flush and stop the group-commit thread; later adds fail with ShuttingDown.
     /// Adds queued before the call are still written and acknowledged. Blocks
-    /// until the journal has drained (call via spawn_blocking from async
+    /// until the group committer has drained (call via spawn_blocking from async
     /// code if that matters). Idempotent; also run on drop.
     pub fn shutdown(&self) {
         self.closed.store(true, Ordering::Release);
@@ -244,13 +245,13 @@ impl Bookie {
         let thread = self.thread.lock().take();
         if let Some(thread) = thread {
             if thread.join().is_err() {
-                tracing::error!("bookie journal thread panicked");
+                tracing::error!("bookie group-commit thread panicked");
             }
             tracing::info!(bookie = self.config.bookie_id, "bookie shut down");
         }
     }
 
-    /// Hand an op to the journal now (so ops keep their call order) and
+    /// Hand an op to the group committer now (so ops keep their call order) and
     /// return the wait for its answer.
     fn enqueue<T: Send + 'static>(
         &self,
@@ -266,7 +267,7 @@ impl Bookie {
             }
         };
         Box::pin(async move {
-            // A dropped reply means the journal stopped before handling the op.
+            // A dropped reply means the group committer stopped before handling the op.
             queued?.await.unwrap_or(Err(StorageError::ShuttingDown))
         })
     }

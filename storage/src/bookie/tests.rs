@@ -507,7 +507,7 @@ async fn shutdown_drains_queued_adds() {
 }
 
 #[tokio::test]
-async fn dropping_the_bookie_drains_queued_adds_and_stops_the_journal() {
+async fn dropping_the_bookie_drains_queued_adds_and_stops_the_group_committer() {
     let dir = tempfile::tempdir().expect("tempdir");
     let b = open(dir.path());
     let pending: Vec<_> = (0..50).map(|i| b.add_entry(add(1, i, &[&body(i)]))).collect();

@@ -8,7 +8,7 @@
 //! Ordering: `add_entry` assigns the request id and puts the encoded frame
 //! on the connection's queue before it returns, and the connection writes
 //! its queue strictly in order, so adds issued in entry-id order reach the
-//! bookie (and its journal, see [`super::server`]) in that order.
+//! bookie (and its group committer, see [`super::server`]) in that order.
 //!
 //! Backpressure: the writer takes a share of the connection's budget
 //! (`max_in_flight_requests`, `max_in_flight_bytes`) for each request, in

@@ -4,7 +4,7 @@
 //!
 //! Per connection, one task reads frames and one writes answers. Requests
 //! are dispatched in the order they arrive — an add is handed to the
-//! bookie's journal (`add_entry` enqueues synchronously) before the next
+//! bookie's group committer (`add_entry` enqueues synchronously) before the next
 //! frame is even read, so pipelined adds keep their order end to end — and
 //! answered as they complete, in any order, matched by request id.
 //!
@@ -96,7 +96,7 @@ impl BookieServer {
     }
 
     /// Stop accepting, close every connection (requests in flight get no
-    /// answer; adds already handed to the journal still become durable) and
+    /// answer; adds already handed to the group committer still become durable) and
     /// wait until the listener and all connection tasks are gone, so the
     /// port can be bound again.
     pub async fn shutdown(mut self) {
@@ -184,7 +184,7 @@ async fn serve(stream: TcpStream, bookie: Arc<dyn BookieClient>, config: Arc<Ser
 /// Read, decode and dispatch requests until end of stream or a bad frame.
 /// Either way the requests still running are then dropped (a client never
 /// half-closes, so nobody would read their answers; adds already handed to
-/// the journal still become durable) — a long poll does not keep a dead
+/// the group committer still become durable) — a long poll does not keep a dead
 /// connection's task alive.
 async fn read_loop(
     rd: OwnedReadHalf,
@@ -215,7 +215,7 @@ async fn read_loop(
 }
 
 /// Start one request. Adds are enqueued on the bookie here, synchronously,
-/// so they reach the journal in arrival order.
+/// so they reach the group committer in arrival order.
 fn dispatch(
     tasks: &mut JoinSet<()>,
     bookie: &Arc<dyn BookieClient>,

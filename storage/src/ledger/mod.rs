@@ -138,7 +138,7 @@ pub trait BookieClient: Send + Sync + 'static {
     fn bookie_id(&self) -> u32;
 
     /// Add one entry. NOT an `async fn` on purpose: the add is enqueued
-    /// (handed to the bookie's journal, or written to the connection) before
+    /// (handed to the bookie's group committer, or written to the connection) before
     /// this returns, so adds issued in entry-id order reach the bookie in
     /// that order even while many are in flight (pipelining). The returned
     /// future resolves once the entry is durable. Fails with `Fenced` if the

@@ -1,4 +1,10 @@
-//! The journal: one OS thread that owns every write to the bookie's files.
+//! The group committer: one OS thread that owns every write to the bookie's
+//! ledger files and group-commits adds into them.
+//!
+//! This is not (yet) BookKeeper's journal: there is no separate write-ahead
+//! log; each touched ledger file is written and fdatasync'd per group. The
+//! storage engine work replaces it with one journal per disk plus ledger
+//! storage written behind it (see docs/architecture.md).
 //!
 //! Adds, fences and deletes are sent over a channel. The thread takes
 //! everything queued (up to a cap), validates each add (fencing, and that
@@ -34,7 +40,7 @@ const MAX_GROUP_OPS: usize = 4096;
 /// Most payload bytes taken into one group (one add is always taken).
 const MAX_GROUP_BYTES: usize = 32 << 20;
 
-/// A request to the journal thread.
+/// A request to the group-commit thread.
 pub(crate) enum Op {
     /// Add one entry; reply once durable (or failed).
     Add(AddRequest, oneshot::Sender<Result<()>>),
@@ -59,10 +65,10 @@ struct Group {
     by_id: HashMap<LedgerId, usize>,
 }
 
-/// Run the journal loop until a `Shutdown` op arrives or every sender is
+/// Run the group-commit loop until a `Shutdown` op arrives or every sender is
 /// gone. Call on a dedicated thread.
 pub(crate) fn run(shared: Arc<Shared>, rx: mpsc::Receiver<Op>) {
-    let journal = Journal {
+    let committer = GroupCommitter {
         shared,
         syncers: SyncPool::start(MAX_PARALLEL_SYNCS - 1),
     };
@@ -80,7 +86,7 @@ pub(crate) fn run(shared: Arc<Shared>, rx: mpsc::Receiver<Op>) {
                 Err(_) => break,
             }
         }
-        stopping = journal.process(batch);
+        stopping = committer.process(batch);
     }
     // Drain what was queued before the shutdown request was seen.
     loop {
@@ -88,9 +94,9 @@ pub(crate) fn run(shared: Arc<Shared>, rx: mpsc::Receiver<Op>) {
         if batch.is_empty() {
             break;
         }
-        journal.process(batch);
+        committer.process(batch);
     }
-    tracing::debug!("bookie journal stopped");
+    tracing::debug!("bookie group committer stopped");
 }
 
 fn op_bytes(op: &Op) -> usize {
@@ -108,12 +114,12 @@ enum Validated {
     AlreadyDurable,
 }
 
-struct Journal {
+struct GroupCommitter {
     shared: Arc<Shared>,
     syncers: SyncPool,
 }
 
-impl Journal {
+impl GroupCommitter {
     /// Process one batch; true if it contained a shutdown request.
     fn process(&self, batch: Vec<Op>) -> bool {
         let mut group = Group::default();
@@ -233,7 +239,7 @@ impl Journal {
             .sum();
         let span = tracing::debug_span!("group_commit", ledgers = group.ledgers.len(), entries, bytes);
         let _enter = span.enter();
-        metrics::JOURNAL_GROUP_ENTRIES.observe(entries as f64);
+        metrics::GROUP_COMMIT_ENTRIES.observe(entries as f64);
 
         let written: Vec<_> = group
             .ledgers
@@ -366,7 +372,7 @@ struct SyncPool {
 
 impl SyncPool {
     /// Start `n` sync threads; if a thread cannot start, syncs that would
-    /// have gone to it run on the journal thread instead.
+    /// have gone to it run on the group-commit thread instead.
     fn start(n: usize) -> SyncPool {
         let (tx, rx) = mpsc::channel::<SyncJob>();
         let rx = Arc::new(parking_lot::Mutex::new(rx));
