@@ -4,7 +4,7 @@
 //!
 //! Appends of one connection are queued in request order; their
 //! acknowledgements are awaited concurrently. acks=1
-//! and acks=-1 both wait for the ack quorum (DESIGN.md); acks=0 performs the
+//! and acks=-1 both wait for the ack quorum (docs/architecture.md, "The produce path"); acks=0 performs the
 //! appends and sends no response.
 
 use bytes::{Bytes, BytesMut};

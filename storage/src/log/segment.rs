@@ -1,5 +1,5 @@
 //! The stream's view of its segments and the offset ↔ segment ↔ txid
-//! lookups over it (DESIGN §1): binary searches over the segment list,
+//! lookups over it (docs/architecture.md, "Data model"): binary searches over the segment list,
 //! never scans.
 
 use distlog_metadata::{LedgerId, SegmentMeta, SegmentState};
