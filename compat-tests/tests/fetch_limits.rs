@@ -32,7 +32,7 @@ const PARTITIONS: i32 = 3;
 /// Producers writing concurrently, each one message to every partition.
 const PRODUCERS: usize = 6;
 /// Rounds of producers tried before giving up on seeing multi-batch entries.
-const MAX_ROUNDS: usize = 8;
+const MAX_ROUNDS: usize = 12;
 const FETCH_MAX_BYTES: i32 = 1_000_000;
 const PARTITION_MAX_BYTES: i32 = 20_000_000;
 /// What librdkafka adds to `fetch.max.bytes` for the response frame's other fields: its

@@ -99,7 +99,8 @@ pub fn take_batches(
             }
             let len = unit.end - unit.start;
             let fits = taken.bytes.checked_add(len).is_some_and(|n| n <= limit);
-            if !fits && !(oversize_first && taken.bytes == 0) {
+            let exempt = oversize_first && taken.bytes == 0;
+            if !(fits || exempt) {
                 full = true;
                 break;
             }
