@@ -12,10 +12,12 @@
 //! (one batch each), so only reads of whole stored entries show the coalescing.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use distlog_compat_tests::command::run_with_deadline;
 use distlog_compat_tests::kafka::{self, patterned_payload, TestRecord};
 use distlog_compat_tests::raw::Conn;
 use distlog_compat_tests::{DistlogOptions, DistlogProcess, OrPanic};
@@ -300,4 +302,79 @@ fn librdkafka_consumes_with_receive_message_max_bytes_at_its_minimum() {
     let ends: Vec<i64> = loaded.expected.iter().map(|e| e.len() as i64).collect();
     assert_eq!(next, ends);
     kafka::expect_no_more(&consumer, Duration::from_millis(500)).or_panic("no more records");
+}
+
+/// Returns false (skip) only when kcat is absent and DISTLOG_SKIP_KCAT=1; panics if it is absent
+/// otherwise (as in kcat.rs).
+fn kcat_available() -> bool {
+    let mut version = Command::new("kcat");
+    version.arg("-V");
+    let found = run_with_deadline(version, None, Duration::from_secs(10)).is_ok_and(|o| o.status.success());
+    if found {
+        return true;
+    }
+    if std::env::var("DISTLOG_SKIP_KCAT").as_deref() == Ok("1") {
+        eprintln!("kcat not installed; skipped because DISTLOG_SKIP_KCAT=1");
+        return false;
+    }
+    panic!("kcat is not installed: run scripts/install-deps.sh (or set DISTLOG_SKIP_KCAT=1 to skip)");
+}
+
+#[test]
+fn kcat_consumes_with_the_same_fetch_limits() {
+    if !kcat_available() {
+        return;
+    }
+    let loaded = load("fetch-limits-kcat");
+    let bootstrap = loaded.broker.bootstrap();
+    let fetch_max = format!("fetch.max.bytes={FETCH_MAX_BYTES}");
+    let partition_max = format!("max.partition.fetch.bytes={PARTITION_MAX_BYTES}");
+    // Left alone, librdkafka keeps receive.message.max.bytes at 100 MB; at its floor it refuses
+    // any response above the limits.
+    let receive_max = format!(
+        "receive.message.max.bytes={}",
+        FETCH_MAX_BYTES as usize + FRAME_OVERHEAD
+    );
+    let mut cmd = Command::new("kcat");
+    cmd.args([
+        "-C",
+        "-b",
+        &bootstrap,
+        "-t",
+        loaded.topic,
+        "-o",
+        "beginning",
+        "-e",
+        "-q",
+        "-X",
+        &fetch_max,
+        "-X",
+        &partition_max,
+        "-X",
+        &receive_max,
+        "-f",
+        "%p %o %S\\n",
+    ]);
+    let out = run_with_deadline(cmd, None, DEADLINE).or_panic("kcat");
+    assert!(
+        out.status.success(),
+        "kcat failed ({}):\n{}",
+        out.status,
+        out.stderr
+    );
+    let mut next = vec![0i64; PARTITIONS as usize];
+    for line in out.stdout_text().lines() {
+        let f: Vec<i64> = line
+            .split(' ')
+            .map(|x| x.parse().unwrap_or_else(|_| panic!("kcat line {line:?}")))
+            .collect();
+        let [p, offset, size] = f[..] else {
+            panic!("kcat line {line:?}")
+        };
+        assert_eq!(offset, next[p as usize], "partition {p}: record out of order");
+        assert_eq!(size, MESSAGE_BYTES as i64, "partition {p} offset {offset}");
+        next[p as usize] += 1;
+    }
+    let ends: Vec<i64> = loaded.expected.iter().map(|e| e.len() as i64).collect();
+    assert_eq!(next, ends, "kcat stderr:\n{}", out.stderr);
 }
