@@ -279,6 +279,18 @@ impl Conn {
         version: i16,
         req: &Req,
     ) -> anyhow::Result<Resp> {
+        Ok(self.call_sized(key, version, req)?.0)
+    }
+
+    /// [`Conn::call`], also returning the response frame's size as its size prefix gives it (the
+    /// bytes after the prefix: response header and body), which is what a client compares with
+    /// its receive limit.
+    pub fn call_sized<Req: Encodable, Resp: Decodable>(
+        &mut self,
+        key: ApiKey,
+        version: i16,
+        req: &Req,
+    ) -> anyhow::Result<(Resp, usize)> {
         self.correlation += 1;
         let header = RequestHeader::default()
             .with_request_api_key(key as i16)
@@ -295,6 +307,7 @@ impl Conn {
             .write_all(&frame(&buf))
             .with_context(|| format!("send {key:?} request"))?;
         let mut payload = Bytes::from(read_frame(&mut self.stream)?);
+        let size = payload.len();
         let resp_header = ResponseHeader::decode(&mut payload, key.response_header_version(version))
             .context("decode response header")?;
         ensure!(
@@ -303,7 +316,9 @@ impl Conn {
             resp_header.correlation_id,
             self.correlation
         );
-        Resp::decode(&mut payload, version).with_context(|| format!("decode {key:?} v{version} response"))
+        let resp = Resp::decode(&mut payload, version)
+            .with_context(|| format!("decode {key:?} v{version} response"))?;
+        Ok((resp, size))
     }
 }
 

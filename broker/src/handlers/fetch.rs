@@ -6,10 +6,14 @@
 //! partitions' high-watermark watches and reads again when one moves.
 //!
 //! Sizes follow KIP-74: partitions are filled in request order within the
-//! response's `max_bytes` and each partition's `partition_max_bytes`, except
-//! that the first entry of the first non-empty partition is returned whole
-//! even when it is larger than both, so a consumer always makes progress.
-//! Records are the stored entry payloads, never re-encoded.
+//! response's `max_bytes` and each partition's `partition_max_bytes`, in
+//! whole record batches, except that the first batch of the first non-empty
+//! partition is returned even when it is larger than both, so a consumer
+//! always makes progress. The writer coalesces appends into entries of many
+//! batches, so entries are cut at batch boundaries
+//! ([`crate::records::take_batches`]), starting with the batch that holds
+//! the fetch offset. Records are slices of the stored entry payloads, never
+//! re-encoded or copied.
 //!
 //! Fetch sessions (KIP-227) are not kept: every fetch is a full fetch and
 //! the response's `session_id` is 0, which tells a client asking for a new
@@ -32,6 +36,7 @@ use tokio::time::Instant;
 use super::fetch_encode::FetchRecords;
 use super::leader_epoch::checked_epoch;
 use crate::error::storage_error;
+use crate::records::take_batches;
 use crate::Broker;
 
 /// Versions implemented (advertised in ApiVersions).
@@ -72,7 +77,7 @@ pub async fn handle(broker: &Broker, version: i16, req: FetchRequest) -> FetchRe
             let target = broker
                 .resolve(&topic.topic, p.partition)
                 .map(|(_, stream)| stream);
-            slots.push(Slot {
+            slots.push(PartitionFetch {
                 topic: t,
                 partition: p.partition,
                 target,
@@ -123,7 +128,7 @@ pub fn check_session(session_id: i32, session_epoch: i32) -> Result<(), Response
 }
 
 /// One requested partition.
-struct Slot {
+struct PartitionFetch {
     /// Index of its topic in the request.
     topic: usize,
     partition: i32,
@@ -136,7 +141,7 @@ struct Slot {
 
 /// Check the partition's `current_leader_epoch` (v9+; -1 skips it); a
 /// mismatch or a stream this node does not own becomes the slot's error.
-async fn fence_slot(broker: &Broker, slot: &mut Slot) {
+async fn fence_slot(broker: &Broker, slot: &mut PartitionFetch) {
     let Ok(stream) = slot.target else { return };
     if slot.leader_epoch < 0 {
         return;
@@ -146,7 +151,7 @@ async fn fence_slot(broker: &Broker, slot: &mut Slot) {
     }
 }
 
-async fn subscribe(broker: &Broker, slots: &[Slot]) -> Vec<watch::Receiver<u64>> {
+async fn subscribe(broker: &Broker, slots: &[PartitionFetch]) -> Vec<watch::Receiver<u64>> {
     let streams = slots.iter().filter_map(|s| s.target.as_ref().ok().copied());
     let subs = join_all(streams.map(|s| broker.ns.watch_high_watermark(s))).await;
     subs.into_iter()
@@ -175,11 +180,13 @@ async fn wait_for_change(watches: &mut [watch::Receiver<u64>], deadline: Instant
 
 /// What one partition's read produced.
 #[derive(Debug, Clone)]
-pub enum Outcome {
+pub enum PartitionRead {
     /// Committed entries (possibly none) and the stream's bounds.
     Data {
         /// Stored payloads, in order, from the entry holding the fetch offset.
         entries: Vec<Bytes>,
+        /// The offset fetched from (batches ending before it are skipped).
+        fetch_offset: i64,
         /// The partition's byte limit (`min(partition_max_bytes, max_bytes)`).
         limit: usize,
         /// The stream's high watermark at read time.
@@ -196,10 +203,10 @@ pub enum Outcome {
     },
 }
 
-async fn read_slot(broker: &Broker, slot: &Slot, max_bytes: usize) -> Outcome {
+async fn read_slot(broker: &Broker, slot: &PartitionFetch, max_bytes: usize) -> PartitionRead {
     let stream = match slot.target {
         Ok(s) => s,
-        Err(error) => return Outcome::Error { error, bounds: None },
+        Err(error) => return PartitionRead::Error { error, bounds: None },
     };
     let limit = slot.max_bytes.min(max_bytes);
     let result = match u64::try_from(slot.fetch_offset) {
@@ -214,17 +221,18 @@ async fn read_slot(broker: &Broker, slot: &Slot, max_bytes: usize) -> Outcome {
         },
     };
     match result {
-        Ok(r) => Outcome::Data {
+        Ok(r) => PartitionRead::Data {
             entries: r.entries.into_iter().map(|e| e.payload).collect(),
+            fetch_offset: slot.fetch_offset,
             limit,
             high_watermark: r.high_watermark,
             log_start_offset: r.log_start_offset,
         },
-        Err(StorageError::OffsetOutOfRange { start, end, .. }) => Outcome::Error {
+        Err(StorageError::OffsetOutOfRange { start, end, .. }) => PartitionRead::Error {
             error: ResponseError::OffsetOutOfRange,
             bounds: Some((start, end)),
         },
-        Err(e) => Outcome::Error {
+        Err(e) => PartitionRead::Error {
             error: storage_error(&e),
             bounds: None,
         },
@@ -238,7 +246,8 @@ pub struct Assembled {
     /// partition index, which the caller fills in). `records` is left null:
     /// the stored bytes travel beside it, in `records` below.
     pub partitions: Vec<PartitionData>,
-    /// Each partition's stored record chunks (whole entries), not copied.
+    /// Each partition's record chunks (runs of whole batches sliced from
+    /// the stored entries), not copied.
     pub records: Vec<Vec<Bytes>>,
     /// Record bytes included in total.
     pub bytes: usize,
@@ -247,10 +256,11 @@ pub struct Assembled {
 }
 
 /// Turn read outcomes into partition data under the KIP-74 size rules:
-/// each partition gets whole entries while they fit both its own limit
-/// (`partition_max_bytes`) and what is left of `max_bytes`; the first entry
-/// of the first non-empty partition is always included.
-pub fn assemble(outcomes: &[Outcome], max_bytes: usize) -> Assembled {
+/// each partition gets whole record batches, from the one holding its fetch
+/// offset, while they fit both its own limit (`partition_max_bytes`) and
+/// what is left of `max_bytes`; the first batch of the first non-empty
+/// partition is always included.
+pub fn assemble(outcomes: &[PartitionRead], max_bytes: usize) -> Assembled {
     let mut partitions = Vec::with_capacity(outcomes.len());
     let mut records = Vec::with_capacity(outcomes.len());
     let mut remaining = max_bytes;
@@ -258,29 +268,21 @@ pub fn assemble(outcomes: &[Outcome], max_bytes: usize) -> Assembled {
     let mut errors = false;
     for outcome in outcomes {
         let pd = match outcome {
-            Outcome::Data {
+            PartitionRead::Data {
                 entries,
+                fetch_offset,
                 limit,
                 high_watermark,
                 log_start_offset,
             } => {
                 let limit = (*limit).min(remaining);
-                let mut taken = 0usize;
-                let mut count = 0usize;
-                for e in entries {
-                    let first_of_response = bytes == 0 && count == 0;
-                    if taken + e.len() > limit && !first_of_response {
-                        break;
-                    }
-                    taken += e.len();
-                    count += 1;
-                }
-                remaining = remaining.saturating_sub(taken);
-                bytes += taken;
-                records.push(entries[..count].to_vec());
+                let taken = take_batches(entries, *fetch_offset, limit, bytes == 0);
+                remaining = remaining.saturating_sub(taken.bytes);
+                bytes += taken.bytes;
+                records.push(taken.chunks);
                 data(*high_watermark, *log_start_offset)
             }
-            Outcome::Error { error, bounds } => {
+            PartitionRead::Error { error, bounds } => {
                 errors = true;
                 let (start, hw) = match bounds {
                     Some((s, h)) => (*s as i64, *h as i64),
@@ -319,7 +321,7 @@ fn data(high_watermark: u64, log_start_offset: u64) -> PartitionData {
 
 fn respond(
     names: Vec<kafka_protocol::messages::TopicName>,
-    slots: &[Slot],
+    slots: &[PartitionFetch],
     partitions: Vec<PartitionData>,
     records: Vec<Vec<Bytes>>,
 ) -> FetchReply {
@@ -354,17 +356,42 @@ pub struct FetchReply {
 mod tests {
     use super::*;
 
-    fn entry(n: usize) -> Bytes {
-        Bytes::from(vec![7u8; n])
+    /// A stored entry of consecutive one-record v2 batches from offset
+    /// `base`, of these sizes (each at least a header), bodies filled with 7s.
+    fn entry(base: i64, sizes: &[usize]) -> Bytes {
+        use crate::records::batch::{HEADER_SIZE, LENGTH_OFFSET, MAGIC_OFFSET};
+        let mut out = Vec::new();
+        for (i, &n) in sizes.iter().enumerate() {
+            assert!(n >= HEADER_SIZE);
+            let mut b = vec![7u8; n];
+            b[..8].copy_from_slice(&(base + i as i64).to_be_bytes());
+            b[LENGTH_OFFSET..LENGTH_OFFSET + 4].copy_from_slice(&(n as i32 - 12).to_be_bytes());
+            b[MAGIC_OFFSET] = 2;
+            b[23..27].copy_from_slice(&0i32.to_be_bytes()); // lastOffsetDelta
+            out.extend(b);
+        }
+        Bytes::from(out)
     }
 
-    fn data_outcome(sizes: &[usize]) -> Outcome {
-        limited(sizes, usize::MAX)
+    /// A partition read from offset 0 of entries holding batches of these
+    /// sizes (offsets consecutive across entries).
+    fn data_outcome(entries: &[&[usize]]) -> PartitionRead {
+        limited(entries, usize::MAX)
     }
 
-    fn limited(sizes: &[usize], limit: usize) -> Outcome {
-        Outcome::Data {
-            entries: sizes.iter().map(|&n| entry(n)).collect(),
+    fn limited(entries: &[&[usize]], limit: usize) -> PartitionRead {
+        let mut base = 0;
+        let entries = entries
+            .iter()
+            .map(|sizes| {
+                let e = entry(base, sizes);
+                base += sizes.len() as i64;
+                e
+            })
+            .collect();
+        PartitionRead::Data {
+            entries,
+            fetch_offset: 0,
             limit,
             high_watermark: 100,
             log_start_offset: 3,
@@ -382,7 +409,7 @@ mod tests {
     #[test]
     fn responses_encode_at_every_supported_version() {
         use kafka_protocol::protocol::Encodable;
-        let slot = |partition| Slot {
+        let slot = |partition| PartitionFetch {
             topic: 0,
             partition,
             target: Err(ResponseError::UnknownTopicOrPartition),
@@ -395,8 +422,8 @@ mod tests {
                 kafka_protocol::protocol::StrBytes::from_static_str("t"),
             )];
             let outs = vec![
-                data_outcome(&[3, 4]),
-                Outcome::Error {
+                data_outcome(&[&[61, 70]]),
+                PartitionRead::Error {
                     error: ResponseError::OffsetOutOfRange,
                     bounds: Some((0, 5)),
                 },
@@ -464,28 +491,36 @@ mod tests {
     }
 
     #[test]
-    fn first_entry_of_first_nonempty_partition_is_always_returned() {
-        let outs = vec![data_outcome(&[]), data_outcome(&[500, 10]), data_outcome(&[5])];
+    fn first_batch_of_first_nonempty_partition_is_always_returned() {
+        let outs = vec![
+            data_outcome(&[]),
+            data_outcome(&[&[500, 100], &[100]]),
+            data_outcome(&[&[70]]),
+        ];
         let a = assemble(&outs, 100);
         assert_eq!(records_len(&a, 0), 0);
-        assert_eq!(records_len(&a, 1), 500, "oversized first entry returned alone");
+        assert_eq!(
+            records_len(&a, 1),
+            500,
+            "oversized first batch returned alone, cut from its entry"
+        );
         assert_eq!(records_len(&a, 2), 0, "budget exhausted for later partitions");
         assert_eq!(a.bytes, 500);
         assert!(!a.errors);
     }
 
     #[test]
-    fn later_partitions_fill_the_remaining_budget_with_whole_entries() {
+    fn later_partitions_fill_the_remaining_budget_with_whole_batches() {
         let outs = vec![
-            data_outcome(&[40, 40, 40]),
-            data_outcome(&[15, 10]),
-            data_outcome(&[5]),
+            data_outcome(&[&[400, 400, 400]]),
+            data_outcome(&[&[120, 100]]),
+            data_outcome(&[&[80]]),
         ];
-        let a = assemble(&outs, 100);
-        assert_eq!(records_len(&a, 0), 80);
-        assert_eq!(records_len(&a, 1), 15);
-        assert_eq!(records_len(&a, 2), 5);
-        assert_eq!(a.bytes, 100);
+        let a = assemble(&outs, 1000);
+        assert_eq!(records_len(&a, 0), 800, "entry cut after its second batch");
+        assert_eq!(records_len(&a, 1), 120);
+        assert_eq!(records_len(&a, 2), 80);
+        assert_eq!(a.bytes, 1000);
         assert_eq!(a.partitions[0].high_watermark, 100);
         assert_eq!(a.partitions[0].last_stable_offset, 100);
         assert_eq!(a.partitions[0].log_start_offset, 3);
@@ -494,28 +529,61 @@ mod tests {
 
     #[test]
     fn partition_max_bytes_limits_each_partition() {
-        let outs = vec![limited(&[30, 30], 50), limited(&[20, 20], 30), limited(&[60], 50)];
-        let a = assemble(&outs, 1000);
-        assert_eq!(records_len(&a, 0), 30);
-        assert_eq!(records_len(&a, 1), 20);
+        let outs = vec![
+            limited(&[&[300, 300]], 500),
+            limited(&[&[200], &[200]], 300),
+            limited(&[&[600]], 500),
+        ];
+        let a = assemble(&outs, 10_000);
+        assert_eq!(records_len(&a, 0), 300, "entry cut at the partition limit");
+        assert_eq!(records_len(&a, 1), 200);
         assert_eq!(
             records_len(&a, 2),
             0,
-            "only the response's first entry may exceed limits"
+            "only the response's first batch may exceed limits"
         );
-        // The very first entry is returned even above its partition limit.
-        let a = assemble(&[limited(&[60, 1], 50)], 1000);
-        assert_eq!(records_len(&a, 0), 60);
+        // The very first batch is returned even above its partition limit.
+        let a = assemble(&[limited(&[&[600, 100]], 500)], 10_000);
+        assert_eq!(records_len(&a, 0), 600);
+    }
+
+    #[test]
+    fn records_are_zero_copy_slices_from_the_batch_holding_the_fetch_offset() {
+        let e = entry(10, &[100, 150, 200]);
+        let read = |fetch_offset, limit| PartitionRead::Data {
+            entries: vec![e.clone(), entry(13, &[90])],
+            fetch_offset,
+            limit,
+            high_watermark: 14,
+            log_start_offset: 0,
+        };
+        // Offset 11 lies in the entry's second batch: the first is skipped.
+        let a = assemble(&[read(11, usize::MAX)], 10_000);
+        assert_eq!(a.records[0].len(), 2);
+        assert_eq!(a.records[0][0], e.slice(100..));
+        assert_eq!(a.records[0][0].as_ptr(), e[100..].as_ptr(), "a slice, not a copy");
+        assert_eq!(a.records[0][0][..8], 11i64.to_be_bytes());
+        assert_eq!(a.bytes, 440);
+        // Within the response limit: cut after the batch that fits.
+        let a = assemble(&[read(11, usize::MAX)], 400);
+        assert_eq!(a.records[0], vec![e.slice(100..450)]);
+        assert_eq!(a.bytes, 350);
+        // The fetch offset's batch alone exceeds the limit: it alone.
+        let a = assemble(&[read(12, 50)], 10_000);
+        assert_eq!(a.records[0], vec![e.slice(250..)]);
+        // At the high watermark nothing is left.
+        let a = assemble(&[read(14, usize::MAX)], 10_000);
+        assert_eq!(records_len(&a, 0), 0);
     }
 
     #[test]
     fn errors_are_flagged_with_bounds_when_known() {
         let outs = vec![
-            Outcome::Error {
+            PartitionRead::Error {
                 error: ResponseError::OffsetOutOfRange,
                 bounds: Some((2, 9)),
             },
-            Outcome::Error {
+            PartitionRead::Error {
                 error: ResponseError::UnknownTopicOrPartition,
                 bounds: None,
             },
@@ -543,7 +611,7 @@ mod tests {
             kafka_protocol::protocol::StrBytes::from_static_str("t"),
         )];
         let slots = vec![
-            Slot {
+            PartitionFetch {
                 topic: 0,
                 partition: 4,
                 target: Err(ResponseError::UnknownTopicOrPartition),
@@ -551,7 +619,7 @@ mod tests {
                 max_bytes: 0,
                 leader_epoch: -1,
             },
-            Slot {
+            PartitionFetch {
                 topic: 0,
                 partition: 2,
                 target: Err(ResponseError::UnknownTopicOrPartition),
@@ -560,7 +628,7 @@ mod tests {
                 leader_epoch: -1,
             },
         ];
-        let a = assemble(&[data_outcome(&[1]), data_outcome(&[2])], 10);
+        let a = assemble(&[data_outcome(&[&[61]]), data_outcome(&[&[62]])], 10);
         let r = respond(names, &slots, a.partitions, a.records).response;
         assert_eq!(r.session_id, 0);
         assert_eq!(r.error_code, 0);

@@ -124,8 +124,13 @@ pub fn encode(
             } else {
                 buf.put_i32(i32::try_from(len).map_err(|_| EncodeError::TooLarge)?);
             }
+            // A partition's records may be several slices (runs of batches
+            // cut from consecutive entries): nothing is written between
+            // them, so no empty metadata chunk is pushed either.
             for p in parts.iter().filter(|p| !p.is_empty()) {
-                chunks.push(buf.split().freeze());
+                if !buf.is_empty() {
+                    chunks.push(buf.split().freeze());
+                }
                 chunks.push(p.clone());
             }
             if flexible {

@@ -1,7 +1,8 @@
 //! Kafka record batches (magic 2) as the broker sees them on the produce
 //! path: validation (sizes, magic, CRC), counting, and stamping of the
 //! broker-assigned offsets and leader epoch; on the read path, finding the
-//! first record at or after a timestamp. Record bytes are never re-encoded:
+//! first record at or after a timestamp, and cutting stored entries at
+//! batch boundaries for Fetch ([`batches`]). Record bytes are never re-encoded:
 //! everything here walks headers in place and reads only what it needs.
 //!
 //! Every function here takes hostile bytes: it never panics, never reads
@@ -9,6 +10,7 @@
 //! not checked against the bytes actually present.
 
 pub mod batch;
+pub mod batches;
 pub mod stamp;
 pub mod timestamp;
 pub mod validate;
@@ -20,6 +22,7 @@ pub(crate) mod tests;
 use kafka_protocol::error::ResponseError;
 
 pub use batch::{BatchHeader, BatchSpan, BatchWalker};
+pub use batches::{take_batches, TakenBatches};
 pub use stamp::{stamp, stamp_fn};
 pub use timestamp::{find_offset_for_timestamp, max_timestamp_record, TimestampHit};
 pub use validate::{validate, ValidatedPayload};
