@@ -338,19 +338,6 @@ impl Namespace {
         release::whereabouts(&self.ctx, ledger).await
     }
 
-    /// The owner epoch of a stream this node writes (Kafka leader epoch);
-    /// opens the stream if needed.
-    pub async fn owner_epoch(&self, stream: StreamId) -> Result<u64> {
-        self.open_stream(stream).await?.owner_epoch()
-    }
-
-    /// The stream's owner-epoch history (see [`StreamHandle::epochs`]);
-    /// opens the stream if needed, so it fails with `NotOwner` where this
-    /// node does not write.
-    pub async fn epochs(&self, stream: StreamId) -> Result<super::epochs::EpochHistory> {
-        self.open_stream(stream).await?.epochs()
-    }
-
     /// Number of streams currently open on this node.
     pub fn open_streams(&self) -> usize {
         self.streams.lock().values().filter(|s| s.get().is_some()).count()
