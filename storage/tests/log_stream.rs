@@ -453,6 +453,64 @@ fn long_poll_watch_sees_new_high_watermark() {
 }
 
 #[test]
+fn a_stream_handle_serves_its_incarnation_then_answers_as_a_call_by_id() {
+    let dir = tempfile::tempdir().unwrap();
+    rt().block_on(async {
+        let n = start(dir.path(), StreamConfig::default(), 1 << 20).await;
+        let kept = create_topic(&n.meta, "kept", 1).await.stream(0);
+        let gone = create_topic(&n.meta, "gone", 1).await.stream(0);
+        let h = n.ns.open_stream(kept).await.expect("handle");
+        assert_eq!(h.id(), kept);
+        let r = h
+            .append(AppendRequest {
+                payload: payload(1, 8),
+                record_count: 2,
+                max_timestamp: 5,
+            })
+            .await
+            .expect("append through the handle");
+        assert_eq!(r.base_offset, 0);
+        assert_eq!(h.bounds().unwrap(), (0, 2));
+        assert_eq!(h.bounds().unwrap(), n.ns.bounds(kept).await.unwrap());
+        assert_eq!(h.read(0, 1 << 20).await.unwrap().entries.len(), 1);
+        assert_eq!(h.find_by_txid(5).await.unwrap().unwrap().entry.first_seq, 0);
+        assert_eq!(h.locate(1).await.unwrap(), n.ns.locate(kept, 1).await.unwrap());
+        let epoch = h.owner_epoch().unwrap();
+        assert_eq!(h.epochs().unwrap().current_epoch, epoch);
+
+        // The topic is deleted under an open handle: its long polls wake and
+        // it answers NoSuchStream, as a call by id does.
+        let g = n.ns.open_stream(gone).await.expect("handle");
+        let mut w = g.watch_high_watermark().unwrap();
+        w.mark_unchanged();
+        n.meta
+            .write(Command::DeleteTopic { name: "gone".into() })
+            .await
+            .expect("topic deleted");
+        tokio::time::timeout(std::time::Duration::from_secs(5), w.changed())
+            .await
+            .expect("the watch wakes when the stream closes")
+            .expect("the handle keeps the watch open");
+        assert!(matches!(g.read(0, 100).await, Err(StorageError::NoSuchStream(s)) if s == gone));
+        assert!(matches!(g.bounds(), Err(StorageError::NoSuchStream(_))));
+        assert!(matches!(
+            n.ns.bounds(gone).await,
+            Err(StorageError::NoSuchStream(_))
+        ));
+
+        // Shutdown: the handle fails as calls by id do.
+        n.ns.shutdown().await.unwrap();
+        assert!(matches!(h.read(0, 100).await, Err(StorageError::ShuttingDown)));
+        assert!(matches!(h.owner_epoch(), Err(StorageError::ShuttingDown)));
+        assert!(matches!(
+            n.ns.read(kept, 0, 100).await,
+            Err(StorageError::ShuttingDown)
+        ));
+        stop(n).await;
+    });
+}
+
+#[test]
 fn orphan_ledgers_are_collected_at_startup() {
     let dir = tempfile::tempdir().unwrap();
     rt().block_on(async {

@@ -13,6 +13,7 @@ mod common;
 use distlog_metadata::{Command, MetadataStore, StreamId};
 use distlog_storage::bookie::LocalBookie;
 use distlog_storage::log::{Namespace, NamespaceConfig, Ownership, StreamConfig};
+use distlog_storage::StorageError;
 
 async fn assign(meta: &MetadataStore, stream: StreamId, owner: u32) {
     let epoch = meta.read(|s| s.stream(&stream).expect("stream").owner_epoch);
@@ -92,6 +93,11 @@ async fn the_assigned_owner_recovers_and_continues_and_the_old_owner_is_locked_o
         "a non-owner refuses appends"
     );
 
+    // A handle resolved on the owner before the move, as a request holds it.
+    let handle = ns1.open_stream(stream).await.expect("owner 1 opens a handle");
+    let mut watch = handle.watch_high_watermark().expect("watch");
+    watch.mark_unchanged();
+
     // The controller moves the stream to broker 2.
     assign(&meta, stream, 2).await;
     assert_eq!(
@@ -99,6 +105,25 @@ async fn the_assigned_owner_recovers_and_continues_and_the_old_owner_is_locked_o
         50,
         "the new owner continues at the next offset"
     );
+    // The old incarnation ended: its watchers wake, and the handle answers
+    // as a call by id does (NotOwner), reads included.
+    tokio::time::timeout(Duration::from_secs(10), watch.changed())
+        .await
+        .expect("a long poll on the old owner wakes when its stream closes")
+        .expect("the handle keeps the watch open");
+    assert!(
+        matches!(handle.append(common::record(999, 0)).await, Err(StorageError::NotOwner(s)) if s == stream),
+        "an append through the old owner's handle is refused as by id"
+    );
+    assert!(matches!(
+        handle.read(0, 1 << 20).await,
+        Err(StorageError::NotOwner(_))
+    ));
+    assert!(matches!(handle.bounds(), Err(StorageError::NotOwner(_))));
+    assert!(matches!(
+        ns1.read(stream, 0, 1 << 20).await,
+        Err(StorageError::NotOwner(_))
+    ));
     for tag in 51..100u64 {
         assert_eq!(
             ns2.append(stream, common::record(tag, 0))

@@ -24,7 +24,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use distlog_metadata::StreamId;
+use distlog_storage::log::StreamHandle;
 use distlog_storage::StorageError;
 use futures::future::{join_all, select_all};
 use kafka_protocol::error::ResponseError;
@@ -34,7 +34,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::fetch_encode::FetchRecords;
-use super::leader_epoch::checked_epoch;
+use super::leader_epoch::{checked_epoch, open_stream};
 use crate::error::storage_error;
 use crate::records::take_batches;
 use crate::Broker;
@@ -77,39 +77,47 @@ pub async fn handle(broker: &Broker, version: i16, req: FetchRequest) -> FetchRe
             let target = broker
                 .resolve(&topic.topic, p.partition)
                 .map(|(_, stream)| stream);
-            slots.push(PartitionFetch {
-                topic: t,
-                partition: p.partition,
-                target,
-                fetch_offset: p.fetch_offset,
-                max_bytes: p.partition_max_bytes.max(0) as usize,
-                leader_epoch: if version >= LEADER_EPOCH_MIN_VERSION {
-                    p.current_leader_epoch
-                } else {
-                    -1
-                },
+            let leader_epoch = if version >= LEADER_EPOCH_MIN_VERSION {
+                p.current_leader_epoch
+            } else {
+                -1
+            };
+            slots.push(async move {
+                PartitionFetch {
+                    topic: t,
+                    partition: p.partition,
+                    target: match target {
+                        Ok(stream) => open_stream(broker, stream, leader_epoch).await,
+                        Err(e) => Err(e),
+                    },
+                    fetch_offset: p.fetch_offset,
+                    max_bytes: p.partition_max_bytes.max(0) as usize,
+                    leader_epoch,
+                }
             });
         }
         names.push(topic.topic);
     }
-    // Leader epochs are checked once: a mismatch is an immediate answer.
-    join_all(slots.iter_mut().map(|s| fence_slot(broker, s))).await;
+    // Each partition's stream is resolved once for the whole request, and
+    // its leader epoch checked once: a mismatch is an immediate answer.
+    let mut slots = join_all(slots).await;
+    slots.iter_mut().for_each(|s| fence_slot(broker, s));
 
     // Subscribe before the first read so no high-watermark move between the
     // read and the wait is missed.
     let mut watches = if min_bytes > 0 && !wait.is_zero() {
-        subscribe(broker, &slots).await
+        subscribe(&slots)
     } else {
         Vec::new()
     };
     loop {
-        let outcomes = join_all(slots.iter().map(|s| read_slot(broker, s, max_bytes))).await;
+        let outcomes = join_all(slots.iter().map(|s| read_slot(s, max_bytes))).await;
         let assembled = assemble(&outcomes, max_bytes);
         if assembled.bytes >= min_bytes || assembled.errors || Instant::now() >= deadline {
             return respond(names, &slots, assembled.partitions, assembled.records);
         }
         if !wait_for_change(&mut watches, deadline).await {
-            let outcomes = join_all(slots.iter().map(|s| read_slot(broker, s, max_bytes))).await;
+            let outcomes = join_all(slots.iter().map(|s| read_slot(s, max_bytes))).await;
             let assembled = assemble(&outcomes, max_bytes);
             return respond(names, &slots, assembled.partitions, assembled.records);
         }
@@ -132,8 +140,9 @@ struct PartitionFetch {
     /// Index of its topic in the request.
     topic: usize,
     partition: i32,
-    /// The stream, or the error to answer for this partition.
-    target: Result<StreamId, ResponseError>,
+    /// The stream, resolved once for the request, or the error to answer
+    /// for this partition.
+    target: Result<StreamHandle, ResponseError>,
     fetch_offset: i64,
     max_bytes: usize,
     leader_epoch: i32,
@@ -141,21 +150,20 @@ struct PartitionFetch {
 
 /// Check the partition's `current_leader_epoch` (v9+; -1 skips it); a
 /// mismatch or a stream this node does not own becomes the slot's error.
-async fn fence_slot(broker: &Broker, slot: &mut PartitionFetch) {
-    let Ok(stream) = slot.target else { return };
+fn fence_slot(broker: &Broker, slot: &mut PartitionFetch) {
+    let Ok(stream) = &slot.target else { return };
     if slot.leader_epoch < 0 {
         return;
     }
-    if let Err(e) = checked_epoch(broker, stream, slot.leader_epoch).await {
+    if let Err(e) = checked_epoch(broker, stream, slot.leader_epoch) {
         slot.target = Err(e);
     }
 }
 
-async fn subscribe(broker: &Broker, slots: &[PartitionFetch]) -> Vec<watch::Receiver<u64>> {
-    let streams = slots.iter().filter_map(|s| s.target.as_ref().ok().copied());
-    let subs = join_all(streams.map(|s| broker.ns.watch_high_watermark(s))).await;
-    subs.into_iter()
-        .filter_map(|r| r.ok())
+fn subscribe(slots: &[PartitionFetch]) -> Vec<watch::Receiver<u64>> {
+    let streams = slots.iter().filter_map(|s| s.target.as_ref().ok());
+    streams
+        .filter_map(|s| s.watch_high_watermark().ok())
         .map(|mut rx| {
             rx.mark_unchanged();
             rx
@@ -203,15 +211,15 @@ pub enum PartitionRead {
     },
 }
 
-async fn read_slot(broker: &Broker, slot: &PartitionFetch, max_bytes: usize) -> PartitionRead {
-    let stream = match slot.target {
+async fn read_slot(slot: &PartitionFetch, max_bytes: usize) -> PartitionRead {
+    let stream = match slot.target.as_ref() {
         Ok(s) => s,
-        Err(error) => return PartitionRead::Error { error, bounds: None },
+        Err(&error) => return PartitionRead::Error { error, bounds: None },
     };
     let limit = slot.max_bytes.min(max_bytes);
     let result = match u64::try_from(slot.fetch_offset) {
-        Ok(offset) => broker.ns.read(stream, offset, limit).await,
-        Err(_) => match broker.ns.bounds(stream).await {
+        Ok(offset) => stream.read(offset, limit).await,
+        Err(_) => match stream.bounds() {
             Ok((start, end)) => Err(StorageError::OffsetOutOfRange {
                 offset: 0,
                 start,

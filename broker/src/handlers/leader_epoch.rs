@@ -9,7 +9,7 @@
 //! follower checks it against the epoch it knows.
 
 use distlog_metadata::StreamId;
-use distlog_storage::log::EpochHistory;
+use distlog_storage::log::{EpochHistory, StreamHandle};
 use distlog_storage::StorageError;
 use kafka_protocol::error::ResponseError;
 
@@ -45,35 +45,47 @@ pub fn to_wire(epoch: u64) -> i32 {
     i32::try_from(epoch).unwrap_or(i32::MAX)
 }
 
-/// The stream's epoch history after checking the request's
-/// `current_leader_epoch` (negative: unchecked) against the owner epoch;
-/// the partition's error code otherwise (see [`not_served`]).
-pub async fn checked_history(
+/// The partition's stream, resolved once for the whole request (a
+/// [`StreamHandle`]: later calls need no lookup); the partition's error
+/// code when this node cannot serve it (see [`not_served`], which checks
+/// `current_leader_epoch` against the owner epoch in metadata).
+pub async fn open_stream(
     broker: &Broker,
     stream: StreamId,
     current_leader_epoch: i32,
-) -> Result<EpochHistory, ResponseError> {
-    let history = broker
+) -> Result<StreamHandle, ResponseError> {
+    broker
         .ns
-        .epochs(stream)
+        .open_stream(stream)
         .await
-        .map_err(|e| not_served(broker, stream, current_leader_epoch, &e))?;
+        .map_err(|e| not_served(broker, stream, current_leader_epoch, &e))
+}
+
+/// The stream's epoch history after checking the request's
+/// `current_leader_epoch` (negative: unchecked) against the owner epoch;
+/// the partition's error code otherwise (see [`not_served`]).
+pub fn checked_history(
+    broker: &Broker,
+    stream: &StreamHandle,
+    current_leader_epoch: i32,
+) -> Result<EpochHistory, ResponseError> {
+    let history = stream
+        .epochs()
+        .map_err(|e| not_served(broker, stream.id(), current_leader_epoch, &e))?;
     check_leader_epoch(current_leader_epoch, history.current_epoch)?;
     Ok(history)
 }
 
 /// The owner epoch after checking the request's `current_leader_epoch`
 /// (negative: unchecked); the partition's error code otherwise.
-pub async fn checked_epoch(
+pub fn checked_epoch(
     broker: &Broker,
-    stream: StreamId,
+    stream: &StreamHandle,
     current_leader_epoch: i32,
 ) -> Result<u64, ResponseError> {
-    let epoch = broker
-        .ns
-        .owner_epoch(stream)
-        .await
-        .map_err(|e| not_served(broker, stream, current_leader_epoch, &e))?;
+    let epoch = stream
+        .owner_epoch()
+        .map_err(|e| not_served(broker, stream.id(), current_leader_epoch, &e))?;
     check_leader_epoch(current_leader_epoch, epoch)?;
     Ok(epoch)
 }

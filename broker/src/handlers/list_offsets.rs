@@ -14,6 +14,7 @@
 //! and `isolation_level` changes nothing.
 
 use distlog_metadata::StreamId;
+use distlog_storage::log::StreamHandle;
 use futures::future::join_all;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::list_offsets_response::{
@@ -21,7 +22,7 @@ use kafka_protocol::messages::list_offsets_response::{
 };
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 
-use super::leader_epoch::{checked_history, to_wire, UNDEFINED_EPOCH};
+use super::leader_epoch::{checked_history, open_stream, to_wire, UNDEFINED_EPOCH};
 use crate::error::storage_error;
 use crate::records::{self, TimestampHit};
 use crate::Broker;
@@ -90,8 +91,8 @@ async fn lookup(
     requested_epoch: i32,
     timestamp: i64,
 ) -> Result<Position, ResponseError> {
-    let ns = &broker.ns;
-    let history = checked_history(broker, stream, requested_epoch).await?;
+    let stream = open_stream(broker, stream, requested_epoch).await?;
+    let history = checked_history(broker, &stream, requested_epoch)?;
     // The epoch that wrote a returned offset (Kafka answers the batch's
     // partitionLeaderEpoch); -1 for no offset.
     let epoch_at = |offset: i64| {
@@ -109,12 +110,12 @@ async fn lookup(
             history.earliest_epoch().map_or(UNDEFINED_EPOCH, to_wire),
         ),
         MAX_TIMESTAMP if version >= MAX_TIMESTAMP_MIN_VERSION => {
-            let (offset, ts) = max_timestamp(broker, stream).await?;
+            let (offset, ts) = max_timestamp(&stream).await?;
             (offset, ts, epoch_at(offset))
         }
         t if t >= 0 => {
-            let (offset, ts) = match ns
-                .find_by_txid(stream, t as u64)
+            let (offset, ts) = match stream
+                .find_by_txid(t as u64)
                 .await
                 .map_err(|e| storage_error(&e))?
             {
@@ -148,18 +149,17 @@ fn refine(hit: Result<Option<TimestampHit>, records::BatchError>, first_seq: u64
 /// The record with the largest timestamp: the last entry's txid is the
 /// largest timestamp so far, and the first entry reaching that txid holds
 /// its first occurrence.
-async fn max_timestamp(broker: &Broker, stream: StreamId) -> Result<(i64, i64), ResponseError> {
-    let ns = &broker.ns;
-    let (start, hw) = ns.bounds(stream).await.map_err(|e| storage_error(&e))?;
+async fn max_timestamp(stream: &StreamHandle) -> Result<(i64, i64), ResponseError> {
+    let (start, hw) = stream.bounds().map_err(|e| storage_error(&e))?;
     if hw <= start {
         return Ok(NO_MATCH);
     }
-    let last = ns.read(stream, hw - 1, 1).await.map_err(|e| storage_error(&e))?;
+    let last = stream.read(hw - 1, 1).await.map_err(|e| storage_error(&e))?;
     let Some(last) = last.entries.into_iter().next() else {
         return Ok(NO_MATCH);
     };
-    let found = ns
-        .find_by_txid(stream, last.txid)
+    let found = stream
+        .find_by_txid(last.txid)
         .await
         .map_err(|e| storage_error(&e))?;
     let entry = found.map(|f| f.entry).unwrap_or(last);

@@ -18,7 +18,7 @@ use kafka_protocol::messages::offset_for_leader_epoch_response::{
 };
 use kafka_protocol::messages::{OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse};
 
-use super::leader_epoch::{checked_history, to_wire, UNDEFINED_EPOCH, UNDEFINED_OFFSET};
+use super::leader_epoch::{checked_history, open_stream, to_wire, UNDEFINED_EPOCH, UNDEFINED_OFFSET};
 use crate::Broker;
 
 /// Versions implemented (advertised in ApiVersions): those of the
@@ -37,8 +37,9 @@ pub async fn handle(
     for topic in req.topics {
         let parts = join_all(topic.partitions.iter().map(|p| async {
             let res = match broker.resolve(&topic.topic, p.partition) {
-                Ok((_, stream)) => checked_history(broker, stream, p.current_leader_epoch)
+                Ok((_, stream)) => open_stream(broker, stream, p.current_leader_epoch)
                     .await
+                    .and_then(|s| checked_history(broker, &s, p.current_leader_epoch))
                     .map(|h| end_offset(&h, p.leader_epoch)),
                 Err(e) => Err(e),
             };

@@ -4,11 +4,22 @@
 //! ordered sequence of records stored as segments (ledgers); the owner
 //! writes through a `LogWriter` (transmit buffer batching concurrent appends
 //! into one entry, pipelined adds, segment rolling, tail cache) and readers
-//! go through a `LogReader` (committed entries only).
+//! go through a `LogReader` (committed entries only). A caller that uses a
+//! stream several times resolves it once into a [`StreamHandle`].
+//!
+//! The modules form a DAG, bottom up: `api` (value types), `config`
+//! (settings), `segment`, `tail_cache`, `epochs`, `bookies`,
+//! `new_ensemble`; `context` (state shared by a namespace's streams and by
+//! one stream's writer and readers); `writer`, `reader`, `replicas`,
+//! `release`; `stream` (opening a stream); `handle`; `namespace`.
 
+pub mod api;
 mod bookies;
+pub mod config;
+mod context;
 pub mod epochs;
 pub mod gc;
+pub mod handle;
 pub mod namespace;
 mod new_ensemble;
 mod reader;
@@ -19,9 +30,9 @@ mod stream;
 pub mod tail_cache;
 mod writer;
 
+pub use api::{AppendRequest, AppendResult, AppendTicket, ReadEntry, ReadResult, TxidLookup};
+pub use config::{NamespaceConfig, Ownership, StampFn};
 pub use epochs::{EpochHistory, EpochStart};
-pub use namespace::{
-    AppendRequest, AppendResult, AppendTicket, Namespace, NamespaceConfig, Ownership, ReadEntry, ReadResult,
-    StampFn, StreamConfig, TxidLookup,
-};
+pub use handle::StreamHandle;
+pub use namespace::{Namespace, StreamConfig};
 pub use replicas::{BookieReplica, SegmentReplicas};

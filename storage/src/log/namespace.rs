@@ -9,58 +9,21 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
 use distlog_metadata::{BrokerId, MetaEvent, MetadataStore, StreamId};
 use parking_lot::Mutex;
 use tokio::sync::{broadcast, oneshot, watch, OnceCell};
 use tracing::{debug, info, warn};
 
+use super::api::{AppendRequest, AppendResult, AppendTicket, ReadResult, TxidLookup};
 use super::bookies::BookieSet;
-use super::epochs::EpochHistory;
-use super::reader::LogReader;
+use super::config::{NamespaceConfig, Ownership};
+use super::context::{LogStream, NsCtx, WriterOp};
+use super::handle::StreamHandle;
 use super::release::{self, Reason};
-use super::stream::{self, LogStream, NsCtx};
-use super::writer::WriterOp;
+use super::stream;
 use crate::dlsn::Dlsn;
 use crate::error::{Result, StorageError};
 use crate::ledger::BookieClient;
-
-/// Writes the assigned sequence ids into a payload before it is stored.
-/// Storage is format-agnostic; the broker supplies a function that rewrites
-/// every Kafka batch's `baseOffset` (from `base_seq`, consecutively) and
-/// `partitionLeaderEpoch` (the stream's owner epoch).
-pub type StampFn = Arc<dyn Fn(&mut BytesMut, u64, u64) + Send + Sync>;
-
-/// Node-wide settings of the namespace.
-#[derive(Clone)]
-pub struct NamespaceConfig {
-    /// This broker's id (stream owner id).
-    pub broker_id: BrokerId,
-    /// Payload stamping hook (see [`StampFn`]).
-    pub stamp: StampFn,
-    /// Bytes of recent entries each stream keeps in its tail cache.
-    pub tail_cache_bytes: usize,
-    /// Defaults for streams whose topic sets no override.
-    pub defaults: StreamConfig,
-    /// A ledger read unanswered after this long is also sent to the next
-    /// replica (`None`: only on error).
-    pub speculative_read_delay: Option<std::time::Duration>,
-    /// Who decides which streams this node writes.
-    pub ownership: Ownership,
-}
-
-/// How a namespace comes to own (write) a stream.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Ownership {
-    /// A single node: opening a stream takes ownership (a new epoch).
-    #[default]
-    Acquire,
-    /// A cluster: the controller assigns owners in metadata; this node opens
-    /// exactly the streams assigned to it, at the assigned epoch, and closes
-    /// a stream as soon as it is assigned elsewhere. Other streams answer
-    /// `NotOwner`.
-    Assigned,
-}
 
 /// Per-stream settings (from topic configs, with node defaults).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,82 +55,14 @@ impl Default for StreamConfig {
     }
 }
 
-/// Records to append to one stream (for Kafka: one or more v2 batches).
-pub struct AppendRequest {
-    /// The payload; the stamp hook rewrites sequence fields in place.
-    pub payload: BytesMut,
-    /// Number of records in the payload (sequence ids consumed).
-    pub record_count: u32,
-    /// Largest record timestamp in the payload (ms); feeds the txid.
-    pub max_timestamp: i64,
-}
-
-/// Where an append landed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct AppendResult {
-    /// Sequence id (offset) of the first appended record.
-    pub base_offset: u64,
-    /// Address of the first record.
-    pub dlsn: Dlsn,
-    /// The stream's log start offset at the time of the append.
-    pub log_start_offset: u64,
-}
-
-/// One entry returned by a read.
-#[derive(Debug, Clone)]
-pub struct ReadEntry {
-    /// Sequence id of the entry's first record.
-    pub first_seq: u64,
-    /// Number of records in the entry.
-    pub record_count: u32,
-    /// The entry's txid.
-    pub txid: u64,
-    /// The stored payload, byte-for-byte.
-    pub payload: Bytes,
-}
-
-/// Result of a read: whole entries starting with the one that holds the
-/// requested offset, plus the stream's bounds at read time.
-#[derive(Debug, Clone)]
-pub struct ReadResult {
-    /// Entries, in order; empty when the offset equals the high watermark.
-    pub entries: Vec<ReadEntry>,
-    /// Offset after the last committed record (Kafka high watermark).
-    pub high_watermark: u64,
-    /// First readable offset.
-    pub log_start_offset: u64,
-}
-
-/// Result of a txid (timestamp) lookup.
-#[derive(Debug, Clone)]
-pub struct TxidLookup {
-    /// The first entry whose txid is `>=` the requested one; the first
-    /// record with timestamp `>=` T lies inside it.
-    pub entry: ReadEntry,
-    /// The entry's DLSN (slot 0).
-    pub dlsn: Dlsn,
-}
-
-type Slot = Arc<OnceCell<Arc<LogStream>>>;
-
-/// A queued append; [`AppendTicket::wait`] resolves once it is durable.
-pub struct AppendTicket {
-    stream: StreamId,
-    rx: oneshot::Receiver<Result<AppendResult>>,
-}
-
-impl AppendTicket {
-    /// Wait until the append is durable on the ack quorum (or failed).
-    pub async fn wait(self) -> Result<AppendResult> {
-        self.rx.await.map_err(|_| StorageError::NotOwner(self.stream))?
-    }
-}
+/// A stream's place in the namespace: filled once the stream is open (the
+/// cell is shared so that concurrent first uses open the stream once).
+type StreamCell = Arc<OnceCell<Arc<LogStream>>>;
 
 /// This node's log streams: the broker's entry point to the DL core.
 pub struct Namespace {
     ctx: Arc<NsCtx>,
-    streams: Mutex<HashMap<StreamId, Slot>>,
-    shutting_down: AtomicBool,
+    streams: Mutex<HashMap<StreamId, StreamCell>>,
 }
 
 impl Namespace {
@@ -208,9 +103,9 @@ impl Namespace {
                 bookies: BookieSet::new(bookie, meta.clone()),
                 meta,
                 config,
+                shutting_down: AtomicBool::new(false),
             }),
             streams: Mutex::new(HashMap::new()),
-            shutting_down: AtomicBool::new(false),
         });
         tokio::spawn(Self::follow_events(Arc::downgrade(&ns), events));
         let me = ns.ctx.config.broker_id;
@@ -248,7 +143,7 @@ impl Namespace {
                 Err(broadcast::error::RecvError::Closed) => return,
             };
             let Some(ns) = ns.upgrade() else { return };
-            if ns.shutting_down.load(Ordering::Acquire) {
+            if ns.ctx.is_shutting_down() {
                 return;
             }
             match ev {
@@ -307,7 +202,7 @@ impl Namespace {
             .streams
             .lock()
             .get(&stream)
-            .and_then(|slot| slot.get().cloned());
+            .and_then(|cell| cell.get().cloned());
         let (_, epoch) = self.ctx.meta.read(|s| {
             s.stream(&stream)
                 .map_or((None, 0), |st| (st.owner, st.owner_epoch))
@@ -329,13 +224,13 @@ impl Namespace {
     /// Close (without sealing in metadata; the topic is gone) every open
     /// stream of a deleted topic.
     async fn drop_topic(&self, topic_id: uuid::Uuid) {
-        let slots: Vec<Slot> = {
+        let cells: Vec<StreamCell> = {
             let mut map = self.streams.lock();
             let ids: Vec<StreamId> = map.keys().filter(|k| k.topic_id == topic_id).copied().collect();
             ids.iter().filter_map(|k| map.remove(k)).collect()
         };
-        for slot in slots {
-            if let Some(s) = slot.get() {
+        for cell in cells {
+            if let Some(s) = cell.get() {
                 close_stream(s).await;
             }
         }
@@ -343,20 +238,20 @@ impl Namespace {
 
     /// The open stream, opening (or reopening after a writer failure) it.
     async fn stream(&self, id: StreamId) -> Result<Arc<LogStream>> {
-        if self.shutting_down.load(Ordering::Acquire) {
+        if self.ctx.is_shutting_down() {
             return Err(StorageError::ShuttingDown);
         }
         for _ in 0..2 {
-            let slot = self.streams.lock().entry(id).or_default().clone();
-            let s = match slot.get_or_try_init(|| stream::open(&self.ctx, id)).await {
+            let cell = self.streams.lock().entry(id).or_default().clone();
+            let s = match cell.get_or_try_init(|| stream::open(&self.ctx, id)).await {
                 Ok(s) => s.clone(),
                 Err(e) => {
-                    // Do not keep an empty slot for a stream that failed to
+                    // Do not keep an empty cell for a stream that failed to
                     // open (e.g. a deleted topic): the map would only grow.
                     let mut map = self.streams.lock();
                     if map
                         .get(&id)
-                        .is_some_and(|cur| Arc::ptr_eq(cur, &slot) && cur.get().is_none())
+                        .is_some_and(|cur| Arc::ptr_eq(cur, &cell) && cur.get().is_none())
                     {
                         map.remove(&id);
                     }
@@ -367,15 +262,20 @@ impl Namespace {
                 return Ok(s);
             }
             let mut map = self.streams.lock();
-            if map.get(&id).is_some_and(|cur| Arc::ptr_eq(cur, &slot)) {
+            if map.get(&id).is_some_and(|cur| Arc::ptr_eq(cur, &cell)) {
                 map.remove(&id);
             }
         }
         Err(StorageError::NotOwner(id))
     }
 
-    fn reader<'a>(&'a self, s: &'a LogStream) -> LogReader<'a> {
-        LogReader::new(&self.ctx, s)
+    /// A handle to the open stream (opening it, or reopening it after a
+    /// writer failure, as needed), for a caller that uses the stream more
+    /// than once — a request resolves each partition once instead of
+    /// looking it up for every call. See [`StreamHandle`] for what a handle
+    /// answers once its incarnation ends.
+    pub async fn open_stream(&self, stream: StreamId) -> Result<StreamHandle> {
+        Ok(StreamHandle::new(self.ctx.clone(), self.stream(stream).await?))
     }
 
     /// Append records; resolves once the entry holding them is durable on
@@ -385,50 +285,35 @@ impl Namespace {
     }
 
     /// First half of [`Namespace::append`]: hand the records to the
-    /// stream's writer and return once they are queued. Appends submitted
-    /// one after another (each awaited) are stored in that order, even when
-    /// their tickets are awaited concurrently — what a Kafka connection that
-    /// pipelines produce requests relies on.
+    /// stream's writer and return once they are queued (see
+    /// [`StreamHandle::submit_append`] for the ordering guarantee).
     pub async fn submit_append(&self, stream: StreamId, req: AppendRequest) -> Result<AppendTicket> {
-        let s = self.stream(stream).await?;
-        let (reply, rx) = oneshot::channel();
-        s.ops
-            .send(WriterOp::Append { req, reply })
-            .await
-            .map_err(|_| StorageError::NotOwner(stream))?;
-        Ok(AppendTicket { stream, rx })
+        self.open_stream(stream).await?.submit_append(req).await
     }
 
-    /// Read committed entries starting at the one holding `offset`, up to
-    /// about `max_bytes` (the first entry is returned whole even if larger).
-    /// `offset == high watermark` returns no entries; outside
-    /// `[log_start_offset, high_watermark]` fails with OffsetOutOfRange.
+    /// Read committed entries of the stream (see [`StreamHandle::read`]).
     pub async fn read(&self, stream: StreamId, offset: u64, max_bytes: usize) -> Result<ReadResult> {
-        let s = self.stream(stream).await?;
-        self.reader(&s).read(offset, max_bytes).await
+        self.open_stream(stream).await?.read(offset, max_bytes).await
     }
 
     /// A receiver of the stream's high watermark, for long polls.
     pub async fn watch_high_watermark(&self, stream: StreamId) -> Result<watch::Receiver<u64>> {
-        Ok(self.stream(stream).await?.shared.hw_tx.subscribe())
+        self.open_stream(stream).await?.watch_high_watermark()
     }
 
     /// (log start offset, high watermark) of the stream.
     pub async fn bounds(&self, stream: StreamId) -> Result<(u64, u64)> {
-        let s = self.stream(stream).await?;
-        Ok(self.reader(&s).bounds())
+        self.open_stream(stream).await?.bounds()
     }
 
     /// The first entry with txid `>= txid`, if any committed entry has one.
     pub async fn find_by_txid(&self, stream: StreamId, txid: u64) -> Result<Option<TxidLookup>> {
-        let s = self.stream(stream).await?;
-        self.reader(&s).find_by_txid(txid).await
+        self.open_stream(stream).await?.find_by_txid(txid).await
     }
 
     /// offset → (DLSN, txid) for the admin API.
     pub async fn locate(&self, stream: StreamId, offset: u64) -> Result<(Dlsn, u64)> {
-        let s = self.stream(stream).await?;
-        self.reader(&s).locate(offset).await
+        self.open_stream(stream).await?.locate(offset).await
     }
 
     /// For each segment of the stream, what each bookie of its ensemble
@@ -439,7 +324,7 @@ impl Namespace {
             .streams
             .lock()
             .get(&stream)
-            .and_then(|slot| slot.get().cloned());
+            .and_then(|cell| cell.get().cloned());
         super::replicas::report(&self.ctx, stream, open.as_deref()).await
     }
 
@@ -453,26 +338,6 @@ impl Namespace {
         release::whereabouts(&self.ctx, ledger).await
     }
 
-    /// The owner epoch of a stream this node writes (Kafka leader epoch);
-    /// opens the stream if needed.
-    pub async fn owner_epoch(&self, stream: StreamId) -> Result<u64> {
-        Ok(self.stream(stream).await?.shared.epoch)
-    }
-
-    /// The stream's owner-epoch history (Kafka's leader-epoch cache) at
-    /// this moment, with its bounds and current epoch; opens the stream if
-    /// needed, so it fails with `NotOwner` where this node does not write.
-    pub async fn epochs(&self, stream: StreamId) -> Result<EpochHistory> {
-        let s = self.stream(stream).await?;
-        let v = s.shared.view.read();
-        Ok(EpochHistory::new(
-            &v.segments,
-            v.log_start_offset,
-            v.high_watermark,
-            s.shared.epoch,
-        ))
-    }
-
     /// Number of streams currently open on this node.
     pub fn open_streams(&self) -> usize {
         self.streams.lock().values().filter(|s| s.get().is_some()).count()
@@ -481,17 +346,20 @@ impl Namespace {
     /// Flush every writer and close its segment (clean shutdown). Later
     /// calls fail with `ShuttingDown`.
     pub async fn shutdown(&self) -> Result<()> {
-        self.shutting_down.store(true, Ordering::Release);
-        let slots: Vec<Slot> = self.streams.lock().drain().map(|(_, v)| v).collect();
-        let closes = slots.iter().filter_map(|s| s.get()).map(|s| close_stream(s));
+        self.ctx.shutting_down.store(true, Ordering::Release);
+        let cells: Vec<StreamCell> = self.streams.lock().drain().map(|(_, v)| v).collect();
+        let closes = cells.iter().filter_map(|s| s.get()).map(|s| close_stream(s));
         futures::future::join_all(closes).await;
-        info!(streams = slots.len(), "namespace closed");
+        info!(streams = cells.len(), "namespace closed");
         Ok(())
     }
 }
 
 /// Ask a stream's writer to finish in-flight entries and seal its segment.
+/// The incarnation ends at once (handles to it answer the ended error; its
+/// long polls wake); appends already queued are still written.
 async fn close_stream(s: &LogStream) {
+    s.shared.mark_failed();
     let (done, rx) = oneshot::channel();
     if s.ops.send(WriterOp::Close { done }).await.is_ok() {
         let _ = rx.await;

@@ -2,9 +2,9 @@
 //! offset (sequence id) or txid, served from the tail cache when fresh and
 //! from the segment store otherwise.
 
-use super::namespace::{ReadEntry, ReadResult, TxidLookup};
+use super::api::{ReadEntry, ReadResult, TxidLookup};
+use super::context::{LogStream, NsCtx};
 use super::segment::{segment_for_offset, segment_for_txid, SegmentView};
-use super::stream::{LogStream, NsCtx};
 use super::tail_cache::CachedEntry;
 use crate::dlsn::Dlsn;
 use crate::error::{Result, StorageError};

@@ -17,8 +17,8 @@ use distlog_metadata::{now_ms, LedgerId, ReleasedLedger};
 use futures::StreamExt;
 use tracing::{info, warn};
 
+use super::context::NsCtx;
 use super::replicas::{BookieReplica, REPLICA_INFO_WAIT};
-use super::stream::NsCtx;
 use crate::metrics;
 
 /// How long one bookie may take to delete a ledger before the delete is

@@ -17,8 +17,8 @@ use std::time::Duration;
 use distlog_metadata::{LedgerId, SegmentState, StreamId};
 use serde::Serialize;
 
+use super::context::{LogStream, NsCtx};
 use super::segment::SegmentView;
-use super::stream::{LogStream, NsCtx};
 use crate::error::{Result, StorageError};
 use crate::ledger::handle::{self, Ensemble};
 use crate::ledger::LedgerInfo;

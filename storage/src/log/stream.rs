@@ -1,62 +1,23 @@
-//! One open log stream: the state its writer and readers share, and how a
-//! stream is opened (ownership acquisition and ledger recovery).
+//! How a log stream is opened (ownership acquisition and ledger recovery),
+//! and its effective per-topic config. The state an open stream's writer
+//! and readers share lives in [`super::context`].
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
-use distlog_metadata::{
-    BrokerId, Command, CommandResponse, MetadataStore, SegmentState, StreamId, StreamMeta,
-};
+use distlog_metadata::{BrokerId, Command, CommandResponse, SegmentState, StreamId, StreamMeta};
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::{mpsc, watch};
 use tracing::{info, info_span, Instrument};
 
-use super::bookies::BookieSet;
-use super::namespace::{NamespaceConfig, Ownership, StreamConfig};
+use super::config::Ownership;
+use super::context::{LogStream, NsCtx, StreamShared, StreamView};
+use super::namespace::StreamConfig;
 use super::segment::SegmentView;
 use super::tail_cache::TailCache;
-use super::writer::{LogWriter, WriterOp};
+use super::writer::LogWriter;
 use crate::error::{Result, StorageError};
 use crate::ledger::handle;
-
-/// Context shared by every stream of a namespace.
-pub(crate) struct NsCtx {
-    pub meta: Arc<MetadataStore>,
-    pub bookies: BookieSet,
-    pub config: NamespaceConfig,
-}
-
-/// What readers see of a stream: its segments (committed prefix), bounds.
-#[derive(Debug, Clone)]
-pub(crate) struct StreamView {
-    pub segments: Vec<SegmentView>,
-    pub log_start_offset: u64,
-    pub high_watermark: u64,
-}
-
-/// State shared between a stream's writer task and its readers.
-pub(crate) struct StreamShared {
-    pub id: StreamId,
-    pub epoch: u64,
-    pub view: RwLock<StreamView>,
-    pub hw_tx: watch::Sender<u64>,
-    pub cache: Mutex<TailCache>,
-    /// Set when the writer died (fenced, disk error): the namespace reopens
-    /// the stream on next use.
-    pub failed: AtomicBool,
-}
-
-impl StreamShared {
-    pub fn is_failed(&self) -> bool {
-        self.failed.load(Ordering::Acquire)
-    }
-}
-
-/// An open stream: shared state plus the channel to its writer task.
-pub(crate) struct LogStream {
-    pub shared: Arc<StreamShared>,
-    pub ops: mpsc::Sender<WriterOp>,
-}
 
 /// Per-stream config from topic overrides over node defaults.
 pub(crate) fn stream_config(

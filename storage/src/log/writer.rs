@@ -47,7 +47,6 @@
 //!   some bookie and be recovered into the log (once; never acknowledged
 //!   and lost).
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -59,10 +58,11 @@ use futures::FutureExt;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
-use super::namespace::{AppendRequest, AppendResult, StreamConfig};
+use super::api::{AppendRequest, AppendResult};
+use super::context::{NsCtx, Reply, StreamShared, WriterOp};
+use super::namespace::StreamConfig;
 use super::new_ensemble;
 use super::segment::SegmentView;
-use super::stream::{NsCtx, StreamShared};
 use super::tail_cache::CachedEntry;
 use crate::dlsn::Dlsn;
 use crate::error::{Result, StorageError};
@@ -80,16 +80,6 @@ pub const ROLL_RETRY: Duration = Duration::from_millis(500);
 /// A bookie that failed this writer is left out of new ensembles for this
 /// long (when enough other bookies exist).
 pub const SUSPECT_TTL: Duration = Duration::from_secs(60);
-
-type Reply = oneshot::Sender<Result<AppendResult>>;
-
-/// A request to a stream's writer task.
-pub(crate) enum WriterOp {
-    /// Append records; the reply carries where they landed.
-    Append { req: AppendRequest, reply: Reply },
-    /// Finish in-flight entries, seal the segment, stop.
-    Close { done: oneshot::Sender<()> },
-}
 
 /// The segment currently being written.
 struct OpenSegment {
@@ -262,7 +252,7 @@ impl LogWriter {
         if let Err(e) = self.complete_segment().await {
             warn!(error = %e, "could not seal the segment on close; the next owner recovers it");
         }
-        self.shared.failed.store(true, Ordering::Release);
+        self.shared.mark_failed();
         if let Some(done) = close {
             let _ = done.send(());
         }
@@ -665,7 +655,7 @@ impl LogWriter {
             other => other,
         };
         warn!(error = %e, "log writer failed; the stream will be reopened and its ledger recovered on next use");
-        self.shared.failed.store(true, Ordering::Release);
+        self.shared.mark_failed();
         if let Some(seg) = self.seg.take() {
             seg.retire();
         }
