@@ -7,6 +7,7 @@
 //! go through a `LogReader` (committed entries only).
 
 mod bookies;
+pub mod config;
 pub mod epochs;
 pub mod gc;
 pub mod namespace;
@@ -19,9 +20,10 @@ mod stream;
 pub mod tail_cache;
 mod writer;
 
+pub use config::{Retention, StreamConfig, StreamConfigFn};
 pub use epochs::{EpochHistory, EpochStart};
 pub use namespace::{
     AppendRequest, AppendResult, AppendTicket, Namespace, NamespaceConfig, Ownership, ReadEntry, ReadResult,
-    StampFn, StreamConfig, TxidLookup,
+    StampFn, TxidLookup,
 };
 pub use replicas::{BookieReplica, SegmentReplicas};

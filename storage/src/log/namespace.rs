@@ -16,6 +16,7 @@ use tokio::sync::{broadcast, oneshot, watch, OnceCell};
 use tracing::{debug, info, warn};
 
 use super::bookies::BookieSet;
+use super::config::StreamConfigFn;
 use super::epochs::EpochHistory;
 use super::reader::LogReader;
 use super::release::{self, Reason};
@@ -40,8 +41,8 @@ pub struct NamespaceConfig {
     pub stamp: StampFn,
     /// Bytes of recent entries each stream keeps in its tail cache.
     pub tail_cache_bytes: usize,
-    /// Defaults for streams whose topic sets no override.
-    pub defaults: StreamConfig,
+    /// The settings of each stream, asked for when the stream opens.
+    pub stream_config: StreamConfigFn,
     /// A ledger read unanswered after this long is also sent to the next
     /// replica (`None`: only on error).
     pub speculative_read_delay: Option<std::time::Duration>,
@@ -60,36 +61,6 @@ pub enum Ownership {
     /// a stream as soon as it is assigned elsewhere. Other streams answer
     /// `NotOwner`.
     Assigned,
-}
-
-/// Per-stream settings (from topic configs, with node defaults).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StreamConfig {
-    /// Roll the segment once it holds this many bytes (`segment.bytes`).
-    pub segment_bytes: u64,
-    /// Roll the segment once it is this old (`segment.ms`).
-    pub segment_ms: u64,
-    /// Largest entry the writer builds from batched appends.
-    pub max_entry_bytes: usize,
-    /// Bookies per new segment (`distlog.ensemble.size`, E).
-    pub ensemble_size: u8,
-    /// Copies written of each entry (`distlog.write.quorum`, Qw).
-    pub write_quorum: u8,
-    /// Copies durable before an entry is acknowledged (`distlog.ack.quorum`, Qa).
-    pub ack_quorum: u8,
-}
-
-impl Default for StreamConfig {
-    fn default() -> Self {
-        StreamConfig {
-            segment_bytes: 128 * 1024 * 1024,
-            segment_ms: 7 * 24 * 3600 * 1000,
-            max_entry_bytes: 4 * 1024 * 1024,
-            ensemble_size: 1,
-            write_quorum: 1,
-            ack_quorum: 1,
-        }
-    }
 }
 
 /// Records to append to one stream (for Kafka: one or more v2 batches).

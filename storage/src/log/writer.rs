@@ -59,7 +59,8 @@ use futures::FutureExt;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
-use super::namespace::{AppendRequest, AppendResult, StreamConfig};
+use super::config::StreamConfig;
+use super::namespace::{AppendRequest, AppendResult};
 use super::new_ensemble;
 use super::segment::SegmentView;
 use super::stream::{NsCtx, StreamShared};
@@ -242,7 +243,7 @@ impl LogWriter {
                         self.shared.cache.lock().clear();
                     }
                     let due = self.seg.as_ref().is_some_and(|s| {
-                        !s.empty && s.created.elapsed() >= Duration::from_millis(self.cfg.segment_ms)
+                        !s.empty && s.created.elapsed() >= self.cfg.segment_rolling_interval
                     });
                     // An idle segment with a failed bookie is sealed too; the
                     // next append opens a segment on a healthy ensemble.
@@ -336,7 +337,7 @@ impl LogWriter {
         let full = self
             .seg
             .as_ref()
-            .is_some_and(|s| s.bytes >= self.cfg.segment_bytes);
+            .is_some_and(|s| s.bytes >= self.cfg.max_segment_bytes);
         let failed = self.failure_roll_due();
         if full || failed {
             while let Some((res, inf)) = inflight.next().await {
