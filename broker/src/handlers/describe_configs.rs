@@ -289,6 +289,84 @@ mod tests {
     }
 
     #[test]
+    fn synonyms_and_documentation_when_asked_for() {
+        let cfg = BrokerConfig::default();
+        let all = Include {
+            synonyms: true,
+            documentation: true,
+        };
+        let overrides: BTreeMap<String, String> = [("segment.bytes".to_string(), "4096".to_string())].into();
+        let r = describe(
+            &cfg,
+            4,
+            all,
+            resource(RESOURCE_TOPIC, "t", None),
+            Some(overrides.clone()),
+        );
+        let seg = r
+            .configs
+            .iter()
+            .find(|c| c.name.as_str() == "segment.bytes")
+            .expect("listed");
+        let syn: Vec<(&str, Option<&str>, i8)> = seg
+            .synonyms
+            .iter()
+            .map(|s| (s.name.as_str(), s.value.as_deref(), s.source))
+            .collect();
+        assert_eq!(
+            syn,
+            vec![
+                ("segment.bytes", Some("4096"), config_source::DYNAMIC_TOPIC_CONFIG),
+                (
+                    "log.segment.bytes",
+                    Some("134217728"),
+                    config_source::STATIC_BROKER_CONFIG
+                ),
+            ]
+        );
+        assert_eq!(seg.config_type, config_type::INT);
+        assert!(seg.documentation.as_deref().is_some_and(|d| !d.is_empty()));
+        // Not asked for: none.
+        let r = describe(
+            &cfg,
+            4,
+            Include::NONE,
+            resource(RESOURCE_TOPIC, "t", None),
+            Some(overrides.clone()),
+        );
+        assert!(r
+            .configs
+            .iter()
+            .all(|c| c.synonyms.is_empty() && c.documentation.is_none()));
+        // Every version encodes with both asked for.
+        for v in VERSIONS.0..=VERSIONS.1 {
+            let r = describe(
+                &cfg,
+                v,
+                all,
+                resource(RESOURCE_TOPIC, "t", None),
+                Some(overrides.clone()),
+            );
+            let resp = DescribeConfigsResponse::default().with_results(vec![r]);
+            let mut buf = BytesMut::new();
+            resp.encode(&mut buf, v).unwrap_or_else(|e| panic!("v{v}: {e}"));
+            let back = DescribeConfigsResponse::decode(&mut buf.freeze(), v).expect("decodes");
+            let seg = back.results[0]
+                .configs
+                .iter()
+                .find(|c| c.name.as_str() == "segment.bytes")
+                .expect("listed");
+            assert_eq!(seg.synonyms.len(), 2, "v{v}");
+            if v >= 3 {
+                assert!(
+                    seg.documentation.as_deref().is_some_and(|d| !d.is_empty()),
+                    "v{v}"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn broker_configs_reflect_the_node() {
         let c = BrokerConfig {
             node_id: 3,
