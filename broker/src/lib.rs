@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod ownership;
 pub mod records;
 pub mod server;
+pub mod topic_config;
 pub mod topics;
 
 pub use context::Broker;

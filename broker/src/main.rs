@@ -16,7 +16,7 @@ use distlog_broker::{lease, metrics, ownership, Broker};
 use distlog_metadata::{Command, MetadataConfig, MetadataStore};
 use distlog_storage::bookie::{Bookie, BookieConfig, LocalBookie};
 use distlog_storage::bookie_net::{BookieServer, ServerConfig};
-use distlog_storage::log::{Namespace, NamespaceConfig, Ownership, StampFn, StreamConfig};
+use distlog_storage::log::{Namespace, NamespaceConfig, Ownership, StampFn};
 use tokio::sync::watch;
 use tracing::{error, info, warn};
 use tracing_subscriber::EnvFilter;
@@ -189,14 +189,7 @@ async fn serve(config: BrokerConfig) -> anyhow::Result<()> {
         broker_id: config.node_id,
         stamp: stamp_fn(),
         tail_cache_bytes: config.tail_cache_bytes,
-        defaults: StreamConfig {
-            segment_bytes: config.segment_bytes,
-            segment_ms: config.segment_ms,
-            ensemble_size: config.default_replication.ensemble,
-            write_quorum: config.default_replication.write,
-            ack_quorum: config.default_replication.ack,
-            ..StreamConfig::default()
-        },
+        stream_config: distlog_broker::topic_config::stream_config_fn(&config),
         speculative_read_delay: (config.speculative_read_ms > 0)
             .then(|| Duration::from_millis(config.speculative_read_ms)),
         ownership: if config.is_cluster() {

@@ -12,7 +12,7 @@ mod common;
 
 use distlog_metadata::{Command, LedgerId, MetadataStore, StreamId};
 use distlog_storage::bookie::{Bookie, LocalBookie};
-use distlog_storage::log::{Namespace, NamespaceConfig, StreamConfig};
+use distlog_storage::log::{Namespace, NamespaceConfig};
 
 /// The broker-only node's id (no bookie registered under it).
 const BROKER: u32 = 4;
@@ -22,7 +22,7 @@ fn config(broker_id: u32) -> NamespaceConfig {
         broker_id,
         stamp: common::stamp(),
         tail_cache_bytes: 0,
-        defaults: StreamConfig::default(),
+        stream_config: common::replicated_stream_configs(),
         speculative_read_delay: Some(Duration::from_millis(50)),
         ownership: Default::default(),
     }

@@ -16,7 +16,7 @@ use bytes::{Buf, BufMut, BytesMut};
 use distlog_metadata::{MetadataStore, SegmentState, StreamId};
 use distlog_storage::bookie::{Bookie, LocalBookie};
 use distlog_storage::bookie_net::{BookieServer, ServerConfig};
-use distlog_storage::log::{AppendRequest, Namespace, NamespaceConfig, StampFn, StreamConfig};
+use distlog_storage::log::{AppendRequest, Namespace, NamespaceConfig, StampFn};
 use distlog_storage::{metrics, StorageError};
 
 /// Appends may take this long at most, failures included.
@@ -73,7 +73,7 @@ async fn cluster(n: u32, topic: &str) -> Cluster {
             stamp: stamp(),
             // Reads come from the bookies, not the writer's memory.
             tail_cache_bytes: 0,
-            defaults: StreamConfig::default(),
+            stream_config: common::replicated_stream_configs(),
             speculative_read_delay: Some(Duration::from_millis(50)),
             ownership: Default::default(),
         },

@@ -69,7 +69,7 @@ async fn start(dir: &Path, defaults: StreamConfig, tail_cache_bytes: usize) -> N
             broker_id: 1,
             stamp: stamp(),
             tail_cache_bytes,
-            defaults,
+            stream_config: defaults.for_every_stream(),
             speculative_read_delay: Some(std::time::Duration::from_millis(50)),
             ownership: Default::default(),
         },
@@ -294,7 +294,7 @@ fn segments_roll_by_size_and_reads_cross_them_from_disk() {
     let dir = tempfile::tempdir().unwrap();
     rt().block_on(async {
         let cfg = StreamConfig {
-            segment_bytes: 4096,
+            max_segment_bytes: 4096,
             ..StreamConfig::default()
         };
         let n = start(dir.path(), cfg, 0).await;

@@ -12,7 +12,7 @@ mod common;
 
 use distlog_metadata::{Command, MetadataStore, StreamId};
 use distlog_storage::bookie::LocalBookie;
-use distlog_storage::log::{Namespace, NamespaceConfig, Ownership, StreamConfig};
+use distlog_storage::log::{Namespace, NamespaceConfig, Ownership};
 use distlog_storage::StorageError;
 
 async fn assign(meta: &MetadataStore, stream: StreamId, owner: u32) {
@@ -58,7 +58,7 @@ async fn the_assigned_owner_recovers_and_continues_and_the_old_owner_is_locked_o
                 broker_id: id,
                 stamp: common::stamp(),
                 tail_cache_bytes: 1 << 20,
-                defaults: StreamConfig::default(),
+                stream_config: common::replicated_stream_configs(),
                 speculative_read_delay: Some(Duration::from_millis(50)),
                 ownership: Ownership::Assigned,
             },

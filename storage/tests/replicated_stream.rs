@@ -13,7 +13,7 @@ mod common;
 use bytes::{BufMut, BytesMut};
 use distlog_storage::bookie::LocalBookie;
 use distlog_storage::ledger::BookieClient;
-use distlog_storage::log::{AppendRequest, Namespace, NamespaceConfig, StampFn, StreamConfig};
+use distlog_storage::log::{AppendRequest, Namespace, NamespaceConfig, StampFn};
 
 fn stamp() -> StampFn {
     Arc::new(|buf: &mut BytesMut, base: u64, _epoch: u64| {
@@ -55,7 +55,7 @@ async fn three_bookies_replicate_and_two_failures_stop_acknowledgements() {
             broker_id: 1,
             stamp: stamp(),
             tail_cache_bytes: 0,
-            defaults: StreamConfig::default(),
+            stream_config: common::replicated_stream_configs(),
             speculative_read_delay: Some(std::time::Duration::from_millis(50)),
             ownership: Default::default(),
         },

@@ -13,7 +13,7 @@ use bytes::Buf;
 use distlog_metadata::{MetadataStore, StreamId};
 use distlog_storage::bookie::{Bookie, LocalBookie};
 use distlog_storage::bookie_net::BookieServer;
-use distlog_storage::log::{Namespace, NamespaceConfig, ReadEntry, SegmentReplicas, StreamConfig};
+use distlog_storage::log::{Namespace, NamespaceConfig, ReadEntry, SegmentReplicas};
 
 struct Cluster {
     _dir: tempfile::TempDir,
@@ -45,7 +45,7 @@ async fn cluster(n: u32, shape: (u8, u8, u8)) -> Cluster {
                 stamp: common::stamp(),
                 // Reads come from the bookies, not the writer's memory.
                 tail_cache_bytes: 0,
-                defaults: StreamConfig::default(),
+                stream_config: common::replicated_stream_configs(),
                 speculative_read_delay: Some(Duration::from_millis(50)),
                 ownership: Default::default(),
             },

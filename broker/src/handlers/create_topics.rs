@@ -11,7 +11,8 @@ use kafka_protocol::protocol::StrBytes;
 
 use crate::cluster::Replication;
 use crate::config::BrokerConfig;
-use crate::topics::{effective_topic_configs, validate_new_topic, TopicError};
+use crate::topic_config::{effective_topic_configs, keys, replication};
+use crate::topics::{validate_new_topic, TopicError};
 use crate::Broker;
 
 /// Versions implemented (advertised in ApiVersions).
@@ -58,9 +59,9 @@ async fn create_one(
         let r = Replication::for_replication_factor(t.replication_factor as u8);
         if r != broker.config.default_replication {
             for (key, v) in [
-                ("distlog.ensemble.size", r.ensemble),
-                ("distlog.write.quorum", r.write),
-                ("distlog.ack.quorum", r.ack),
+                (keys::ENSEMBLE_SIZE, r.ensemble),
+                (keys::WRITE_QUORUM, r.write),
+                (keys::ACK_QUORUM, r.ack),
             ] {
                 configs.entry(key.into()).or_insert_with(|| v.to_string());
             }
@@ -106,10 +107,7 @@ fn check_bookies(
             "replication factor {replication_factor} is larger than the {live} live bookie(s) of this cluster"
         ));
     }
-    let ensemble = configs
-        .get("distlog.ensemble.size")
-        .and_then(|v| v.trim().parse::<usize>().ok())
-        .unwrap_or(usize::from(defaults.ensemble));
+    let ensemble = usize::from(replication(configs, defaults).ensemble);
     if ensemble > live {
         return refuse(format!(
             "distlog.ensemble.size {ensemble} needs {ensemble} live bookies; this cluster has {live}"
@@ -200,7 +198,7 @@ fn result_entry(
                         CreatableTopicConfigs::default()
                             .with_name(StrBytes::from_static_str(c.name))
                             .with_value(Some(StrBytes::from_string(c.value)))
-                            .with_read_only(false)
+                            .with_read_only(c.read_only)
                             .with_config_source(c.source)
                             .with_is_sensitive(false)
                     })
@@ -208,11 +206,7 @@ fn result_entry(
                 r = r
                     .with_num_partitions(topic.partitions as i32)
                     .with_replication_factor(
-                        topic
-                            .configs
-                            .get("distlog.ensemble.size")
-                            .and_then(|v| v.parse::<i16>().ok())
-                            .unwrap_or(cfg.default_replication.ensemble as i16),
+                        replication(&topic.configs, cfg.default_replication).ensemble as i16,
                     )
                     .with_configs(Some(configs));
             }

@@ -6,14 +6,14 @@ use std::collections::BTreeMap;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
 use kafka_protocol::messages::describe_configs_response::{
-    DescribeConfigsResourceResult, DescribeConfigsResult,
+    DescribeConfigsResourceResult, DescribeConfigsResult, DescribeConfigsSynonym,
 };
 use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
 use kafka_protocol::protocol::StrBytes;
 
 use crate::config::BrokerConfig;
 use crate::listeners::KafkaListener;
-use crate::topics::{config_source, config_type, effective_topic_configs, ConfigEntry};
+use crate::topic_config::{config_source, config_type, effective_topic_configs, ConfigEntry};
 use crate::Broker;
 
 /// Versions implemented (advertised in ApiVersions).
@@ -24,8 +24,29 @@ pub const RESOURCE_TOPIC: i8 = 2;
 /// Kafka's resource type of a broker.
 pub const RESOURCE_BROKER: i8 = 4;
 
+/// Optional parts of each config entry a request asks for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Include {
+    /// `include_synonyms` (v1+): where each value may come from.
+    pub synonyms: bool,
+    /// `include_documentation` (v3+): what each config does.
+    pub documentation: bool,
+}
+
+impl Include {
+    /// Neither synonyms nor documentation.
+    pub const NONE: Include = Include {
+        synonyms: false,
+        documentation: false,
+    };
+}
+
 /// Handle a describe-configs request.
 pub async fn handle(broker: &Broker, version: i16, req: DescribeConfigsRequest) -> DescribeConfigsResponse {
+    let include = Include {
+        synonyms: req.include_synonyms,
+        documentation: req.include_documentation,
+    };
     let results = req
         .resources
         .into_iter()
@@ -37,7 +58,7 @@ pub async fn handle(broker: &Broker, version: i16, req: DescribeConfigsRequest) 
                         .read(|s| s.topic(r.resource_name.as_str()).map(|t| t.configs.clone()))
                 })
                 .flatten();
-            describe(&broker.config, version, r, overrides)
+            describe(&broker.config, version, include, r, overrides)
         })
         .collect();
     DescribeConfigsResponse::default()
@@ -50,6 +71,7 @@ pub async fn handle(broker: &Broker, version: i16, req: DescribeConfigsRequest) 
 pub fn describe(
     cfg: &BrokerConfig,
     version: i16,
+    include: Include,
     r: DescribeConfigsResource,
     topic_overrides: Option<BTreeMap<String, String>>,
 ) -> DescribeConfigsResult {
@@ -83,7 +105,7 @@ pub fn describe(
             entries
                 .into_iter()
                 .filter(|e| keys.as_ref().is_none_or(|k| k.iter().any(|k| k == e.name)))
-                .map(|e| config_result(version, e))
+                .map(|e| config_result(version, include, e))
                 .collect(),
         ),
         Err((e, m)) => base
@@ -92,16 +114,32 @@ pub fn describe(
     }
 }
 
-fn config_result(version: i16, e: ConfigEntry) -> DescribeConfigsResourceResult {
+fn config_result(version: i16, include: Include, e: ConfigEntry) -> DescribeConfigsResourceResult {
+    let synonyms = match include.synonyms {
+        true => e
+            .synonyms
+            .into_iter()
+            .map(|s| {
+                DescribeConfigsSynonym::default()
+                    .with_name(StrBytes::from_static_str(s.name))
+                    .with_value(Some(StrBytes::from_string(s.value)))
+                    .with_source(s.source)
+            })
+            .collect(),
+        false => Vec::new(),
+    };
     let mut r = DescribeConfigsResourceResult::default()
         .with_name(StrBytes::from_static_str(e.name))
         .with_value(Some(StrBytes::from_string(e.value)))
-        .with_read_only(false)
+        .with_read_only(e.read_only)
         .with_config_source(e.source)
         .with_is_sensitive(false)
-        .with_synonyms(Vec::new());
+        .with_synonyms(synonyms);
     if version >= 3 {
-        r = r.with_config_type(e.config_type).with_documentation(None);
+        let doc = e.documentation.filter(|_| include.documentation);
+        r = r
+            .with_config_type(e.config_type)
+            .with_documentation(doc.map(StrBytes::from_static_str));
     }
     r
 }
@@ -119,6 +157,9 @@ pub fn broker_configs(c: &BrokerConfig) -> Vec<ConfigEntry> {
         value,
         source: config_source::STATIC_BROKER_CONFIG,
         config_type: ty,
+        synonyms: Vec::new(),
+        read_only: false,
+        documentation: None,
     };
     let mut v = vec![
         entry("advertised.listeners", advertised, config_type::STRING),
@@ -172,6 +213,7 @@ mod tests {
         let r = describe(
             &cfg,
             4,
+            Include::NONE,
             resource(RESOURCE_TOPIC, "t", None),
             Some(overrides.clone()),
         );
@@ -195,6 +237,7 @@ mod tests {
         let r = describe(
             &cfg,
             1,
+            Include::NONE,
             resource(RESOURCE_TOPIC, "t", Some(vec!["segment.ms"])),
             Some(overrides),
         );
@@ -205,12 +248,18 @@ mod tests {
     #[test]
     fn unknown_topic_and_foreign_broker_are_errors() {
         let cfg = BrokerConfig::default();
-        let r = describe(&cfg, 2, resource(RESOURCE_TOPIC, "nope", None), None);
+        let r = describe(
+            &cfg,
+            2,
+            Include::NONE,
+            resource(RESOURCE_TOPIC, "nope", None),
+            None,
+        );
         assert_eq!(r.error_code, ResponseError::UnknownTopicOrPartition.code());
         assert!(r.configs.is_empty());
-        let r = describe(&cfg, 2, resource(RESOURCE_BROKER, "9", None), None);
+        let r = describe(&cfg, 2, Include::NONE, resource(RESOURCE_BROKER, "9", None), None);
         assert_eq!(r.error_code, ResponseError::InvalidRequest.code());
-        let r = describe(&cfg, 2, resource(RESOURCE_BROKER, "1", None), None);
+        let r = describe(&cfg, 2, Include::NONE, resource(RESOURCE_BROKER, "1", None), None);
         assert_eq!(r.error_code, 0);
         assert!(r.configs.iter().any(|c| c.name.as_str() == "broker.id"));
     }
@@ -223,11 +272,12 @@ mod tests {
                 describe(
                     &cfg,
                     v,
+                    Include::NONE,
                     resource(RESOURCE_TOPIC, "t", None),
                     Some(BTreeMap::new()),
                 ),
-                describe(&cfg, v, resource(RESOURCE_BROKER, "", None), None),
-                describe(&cfg, v, resource(RESOURCE_TOPIC, "x", None), None),
+                describe(&cfg, v, Include::NONE, resource(RESOURCE_BROKER, "", None), None),
+                describe(&cfg, v, Include::NONE, resource(RESOURCE_TOPIC, "x", None), None),
             ];
             let resp = DescribeConfigsResponse::default().with_results(results);
             let mut buf = BytesMut::new();
@@ -235,6 +285,84 @@ mod tests {
             let back = DescribeConfigsResponse::decode(&mut buf.freeze(), v).expect("decodes");
             assert_eq!(back.results.len(), 3, "v{v}");
             assert_eq!(back.results[2].error_code, 3, "v{v}");
+        }
+    }
+
+    #[test]
+    fn synonyms_and_documentation_when_asked_for() {
+        let cfg = BrokerConfig::default();
+        let all = Include {
+            synonyms: true,
+            documentation: true,
+        };
+        let overrides: BTreeMap<String, String> = [("segment.bytes".to_string(), "4096".to_string())].into();
+        let r = describe(
+            &cfg,
+            4,
+            all,
+            resource(RESOURCE_TOPIC, "t", None),
+            Some(overrides.clone()),
+        );
+        let seg = r
+            .configs
+            .iter()
+            .find(|c| c.name.as_str() == "segment.bytes")
+            .expect("listed");
+        let syn: Vec<(&str, Option<&str>, i8)> = seg
+            .synonyms
+            .iter()
+            .map(|s| (s.name.as_str(), s.value.as_deref(), s.source))
+            .collect();
+        assert_eq!(
+            syn,
+            vec![
+                ("segment.bytes", Some("4096"), config_source::DYNAMIC_TOPIC_CONFIG),
+                (
+                    "log.segment.bytes",
+                    Some("134217728"),
+                    config_source::STATIC_BROKER_CONFIG
+                ),
+            ]
+        );
+        assert_eq!(seg.config_type, config_type::INT);
+        assert!(seg.documentation.as_deref().is_some_and(|d| !d.is_empty()));
+        // Not asked for: none.
+        let r = describe(
+            &cfg,
+            4,
+            Include::NONE,
+            resource(RESOURCE_TOPIC, "t", None),
+            Some(overrides.clone()),
+        );
+        assert!(r
+            .configs
+            .iter()
+            .all(|c| c.synonyms.is_empty() && c.documentation.is_none()));
+        // Every version encodes with both asked for.
+        for v in VERSIONS.0..=VERSIONS.1 {
+            let r = describe(
+                &cfg,
+                v,
+                all,
+                resource(RESOURCE_TOPIC, "t", None),
+                Some(overrides.clone()),
+            );
+            let resp = DescribeConfigsResponse::default().with_results(vec![r]);
+            let mut buf = BytesMut::new();
+            resp.encode(&mut buf, v).unwrap_or_else(|e| panic!("v{v}: {e}"));
+            let back = DescribeConfigsResponse::decode(&mut buf.freeze(), v).expect("decodes");
+            let seg = back.results[0]
+                .configs
+                .iter()
+                .find(|c| c.name.as_str() == "segment.bytes")
+                .expect("listed");
+            assert_eq!(seg.synonyms.len(), 2, "v{v}");
+            if v >= 3 {
+                assert!(
+                    seg.documentation.as_deref().is_some_and(|d| !d.is_empty()),
+                    "v{v}"
+                );
+            }
         }
     }
 

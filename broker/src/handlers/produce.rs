@@ -186,7 +186,7 @@ fn append_failed(index: i32, e: distlog_storage::StorageError, version: i16) -> 
 
 /// The topic's `max.message.bytes` override, when it sets a valid one.
 pub fn topic_max_message_bytes(configs: &std::collections::BTreeMap<String, String>) -> Option<usize> {
-    configs.get("max.message.bytes")?.trim().parse::<usize>().ok()
+    crate::topic_config::max_message_bytes_override(configs)
 }
 
 /// A validated partition payload, ready to append.

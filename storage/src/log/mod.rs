@@ -31,8 +31,8 @@ pub mod tail_cache;
 mod writer;
 
 pub use api::{AppendRequest, AppendResult, AppendTicket, ReadEntry, ReadResult, TxidLookup};
-pub use config::{NamespaceConfig, Ownership, StampFn};
+pub use config::{NamespaceConfig, Ownership, Retention, StampFn, StreamConfig, StreamConfigFn};
 pub use epochs::{EpochHistory, EpochStart};
 pub use handle::StreamHandle;
-pub use namespace::{Namespace, StreamConfig};
+pub use namespace::Namespace;
 pub use replicas::{BookieReplica, SegmentReplicas};

@@ -25,36 +25,6 @@ use crate::dlsn::Dlsn;
 use crate::error::{Result, StorageError};
 use crate::ledger::BookieClient;
 
-/// Per-stream settings (from topic configs, with node defaults).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StreamConfig {
-    /// Roll the segment once it holds this many bytes (`segment.bytes`).
-    pub segment_bytes: u64,
-    /// Roll the segment once it is this old (`segment.ms`).
-    pub segment_ms: u64,
-    /// Largest entry the writer builds from batched appends.
-    pub max_entry_bytes: usize,
-    /// Bookies per new segment (`distlog.ensemble.size`, E).
-    pub ensemble_size: u8,
-    /// Copies written of each entry (`distlog.write.quorum`, Qw).
-    pub write_quorum: u8,
-    /// Copies durable before an entry is acknowledged (`distlog.ack.quorum`, Qa).
-    pub ack_quorum: u8,
-}
-
-impl Default for StreamConfig {
-    fn default() -> Self {
-        StreamConfig {
-            segment_bytes: 128 * 1024 * 1024,
-            segment_ms: 7 * 24 * 3600 * 1000,
-            max_entry_bytes: 4 * 1024 * 1024,
-            ensemble_size: 1,
-            write_quorum: 1,
-            ack_quorum: 1,
-        }
-    }
-}
-
 /// A stream's place in the namespace: filled once the stream is open (the
 /// cell is shared so that concurrent first uses open the stream once).
 type StreamCell = Arc<OnceCell<Arc<LogStream>>>;

@@ -1,5 +1,5 @@
 //! How a log stream is opened (ownership acquisition and ledger recovery),
-//! and its effective per-topic config. The state an open stream's writer
+//! with the settings the namespace's [`super::config::StreamConfigFn`] gives it. The state an open stream's writer
 //! and readers share lives in [`super::context`].
 
 use std::sync::atomic::AtomicBool;
@@ -10,44 +10,13 @@ use parking_lot::{Mutex, RwLock};
 use tokio::sync::{mpsc, watch};
 use tracing::{info, info_span, Instrument};
 
-use super::config::Ownership;
+use super::config::{Ownership, StreamConfig};
 use super::context::{LogStream, NsCtx, StreamShared, StreamView};
-use super::namespace::StreamConfig;
 use super::segment::SegmentView;
 use super::tail_cache::TailCache;
 use super::writer::LogWriter;
 use crate::error::{Result, StorageError};
 use crate::ledger::handle;
-
-/// Per-stream config from topic overrides over node defaults.
-pub(crate) fn stream_config(
-    defaults: &StreamConfig,
-    topic_configs: &std::collections::BTreeMap<String, String>,
-) -> StreamConfig {
-    let mut c = defaults.clone();
-    if let Some(v) = topic_configs.get("segment.bytes").and_then(|v| v.parse().ok()) {
-        c.segment_bytes = v;
-    }
-    if let Some(v) = topic_configs.get("segment.ms").and_then(|v| v.parse().ok()) {
-        c.segment_ms = v;
-    }
-    let quorum = |key: &str| {
-        topic_configs
-            .get(key)
-            .and_then(|v| v.parse::<u8>().ok())
-            .filter(|v| *v > 0)
-    };
-    if let Some(v) = quorum("distlog.ensemble.size") {
-        c.ensemble_size = v;
-    }
-    if let Some(v) = quorum("distlog.write.quorum") {
-        c.write_quorum = v;
-    }
-    if let Some(v) = quorum("distlog.ack.quorum") {
-        c.ack_quorum = v;
-    }
-    c
-}
 
 /// The stream's metadata, its effective config and its topic's name.
 fn read_stream(ctx: &NsCtx, id: StreamId) -> Result<(StreamMeta, StreamConfig, String)> {
@@ -56,11 +25,7 @@ fn read_stream(ctx: &NsCtx, id: StreamId) -> Result<(StreamMeta, StreamConfig, S
         let topic = s
             .topic_by_id(&id.topic_id)
             .ok_or(StorageError::NoSuchStream(id))?;
-        Ok((
-            st,
-            stream_config(&ctx.config.defaults, &topic.configs),
-            topic.name.clone(),
-        ))
+        Ok((st, (ctx.config.stream_config)(topic), topic.name.clone()))
     })
 }
 

@@ -59,8 +59,8 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
 use super::api::{AppendRequest, AppendResult};
+use super::config::StreamConfig;
 use super::context::{NsCtx, Reply, StreamShared, WriterOp};
-use super::namespace::StreamConfig;
 use super::new_ensemble;
 use super::segment::SegmentView;
 use super::tail_cache::CachedEntry;
@@ -232,7 +232,7 @@ impl LogWriter {
                         self.shared.cache.lock().clear();
                     }
                     let due = self.seg.as_ref().is_some_and(|s| {
-                        !s.empty && s.created.elapsed() >= Duration::from_millis(self.cfg.segment_ms)
+                        !s.empty && s.created.elapsed() >= self.cfg.segment_rolling_interval
                     });
                     // An idle segment with a failed bookie is sealed too; the
                     // next append opens a segment on a healthy ensemble.
@@ -326,7 +326,7 @@ impl LogWriter {
         let full = self
             .seg
             .as_ref()
-            .is_some_and(|s| s.bytes >= self.cfg.segment_bytes);
+            .is_some_and(|s| s.bytes >= self.cfg.max_segment_bytes);
         let failed = self.failure_roll_due();
         if full || failed {
             while let Some((res, inf)) = inflight.next().await {

@@ -8,10 +8,10 @@ use std::path::Path;
 use std::sync::Arc;
 
 use bytes::{BufMut, BytesMut};
-use distlog_metadata::{BrokerInfo, Command, MetadataConfig, MetadataStore};
+use distlog_metadata::{BrokerInfo, Command, MetadataConfig, MetadataStore, TopicMeta};
 use distlog_storage::bookie::{Bookie, BookieConfig, LocalBookie};
 use distlog_storage::bookie_net::{BookieServer, ServerConfig};
-use distlog_storage::log::{AppendRequest, StampFn};
+use distlog_storage::log::{AppendRequest, StampFn, StreamConfig, StreamConfigFn};
 
 /// A single-voter metadata store under `dir/meta`.
 pub async fn open_meta(dir: &Path) -> Arc<MetadataStore> {
@@ -63,6 +63,31 @@ pub async fn serve_registered(meta: &MetadataStore, bookie: &Arc<Bookie>, id: u3
     server
 }
 
+/// Topic config keys under which [`create_replicated_topic`] records a
+/// topic's E/Qw/Qa; [`replicated_stream_configs`] reads them back (this
+/// fixture stands in for the broker, which owns topic configs).
+const SHAPE_KEYS: [&str; 3] = [
+    "distlog.ensemble.size",
+    "distlog.write.quorum",
+    "distlog.ack.quorum",
+];
+
+/// Stream settings for the namespaces of these tests: defaults, with the
+/// E/Qw/Qa that [`create_replicated_topic`] recorded for the topic.
+pub fn replicated_stream_configs() -> StreamConfigFn {
+    Arc::new(|topic: &TopicMeta| {
+        let mut c = StreamConfig::default();
+        let shape: Vec<Option<u8>> = SHAPE_KEYS
+            .iter()
+            .map(|k| topic.configs.get(*k).and_then(|v| v.parse().ok()))
+            .collect();
+        if let [Some(e), Some(w), Some(a)] = shape[..] {
+            (c.ensemble_size, c.write_quorum, c.ack_quorum) = (e, w, a);
+        }
+        c
+    })
+}
+
 /// Create a one-partition topic replicated `ensemble`/`write`/`ack`
 /// (E/Qw/Qa) and return its stream.
 pub async fn create_replicated_topic(
@@ -70,11 +95,11 @@ pub async fn create_replicated_topic(
     name: &str,
     (ensemble, write, ack): (u8, u8, u8),
 ) -> distlog_metadata::StreamId {
-    let configs = std::collections::BTreeMap::from([
-        ("distlog.ensemble.size".to_string(), ensemble.to_string()),
-        ("distlog.write.quorum".to_string(), write.to_string()),
-        ("distlog.ack.quorum".to_string(), ack.to_string()),
-    ]);
+    let configs = SHAPE_KEYS
+        .iter()
+        .zip([ensemble, write, ack])
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
     meta.write(Command::CreateTopic {
         name: name.into(),
         id: uuid::Uuid::new_v4(),

@@ -1,0 +1,526 @@
+//! The one owner of topic configuration: a typed table with a row per
+//! config key (name, type, validator, default, broker synonym, whether it
+//! may change on a live topic, documentation).
+//!
+//! Everything that reads or checks a topic config goes through this
+//! table: CreateTopics validation, the effective configs reported by
+//! CreateTopics v5+ and DescribeConfigs (sources, synonyms, types,
+//! documentation), the produce size limit, and the typed
+//! [`StreamConfig`] handed to storage when a stream opens. AlterConfigs
+//! will validate against the same rows (and refuse rows that are not
+//! [`TopicConfigKey::dynamic`]).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use distlog_metadata::TopicMeta;
+use distlog_storage::log::{Retention, StreamConfig, StreamConfigFn};
+
+use crate::cluster::Replication;
+use crate::config::BrokerConfig;
+
+/// Kafka's `ConfigType` (DescribeConfigs v3+): how clients should read a
+/// config's value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(i8)]
+pub enum ConfigType {
+    /// `true` or `false`.
+    Boolean = 1,
+    /// Free text.
+    String = 2,
+    /// A 32-bit integer.
+    Int = 3,
+    /// A 16-bit integer.
+    Short = 4,
+    /// A 64-bit integer.
+    Long = 5,
+    /// A floating-point number.
+    Double = 6,
+    /// A comma-separated list.
+    List = 7,
+    /// A Java class name.
+    Class = 8,
+    /// A secret (never reported).
+    Password = 9,
+}
+
+impl ConfigType {
+    /// The code sent on the wire.
+    pub const fn code(self) -> i8 {
+        self as i8
+    }
+}
+
+/// Kafka's `ConfigType` codes as used by DescribeConfigs v3+.
+pub mod config_type {
+    use super::ConfigType;
+    /// STRING.
+    pub const STRING: i8 = ConfigType::String.code();
+    /// INT.
+    pub const INT: i8 = ConfigType::Int.code();
+    /// LONG.
+    pub const LONG: i8 = ConfigType::Long.code();
+    /// LIST.
+    pub const LIST: i8 = ConfigType::List.code();
+    /// BOOLEAN.
+    pub const BOOLEAN: i8 = ConfigType::Boolean.code();
+}
+
+/// Kafka's `ConfigSource` codes (DescribeConfigs v1+, CreateTopics v5+).
+pub mod config_source {
+    /// A topic-level override.
+    pub const DYNAMIC_TOPIC_CONFIG: i8 = 1;
+    /// Set in the node's static configuration.
+    pub const STATIC_BROKER_CONFIG: i8 = 4;
+    /// A built-in default.
+    pub const DEFAULT_CONFIG: i8 = 5;
+}
+
+/// The names of the topic configs code refers to directly.
+pub mod keys {
+    /// Cleanup policy (only `delete`).
+    pub const CLEANUP_POLICY: &str = "cleanup.policy";
+    /// Compression of stored batches (only `producer`).
+    pub const COMPRESSION_TYPE: &str = "compression.type";
+    /// Ack quorum Qa.
+    pub const ACK_QUORUM: &str = "distlog.ack.quorum";
+    /// Ensemble size E.
+    pub const ENSEMBLE_SIZE: &str = "distlog.ensemble.size";
+    /// Write quorum Qw.
+    pub const WRITE_QUORUM: &str = "distlog.write.quorum";
+    /// Largest record batch a producer may send.
+    pub const MAX_MESSAGE_BYTES: &str = "max.message.bytes";
+    /// Which timestamp records carry (only `CreateTime`).
+    pub const MESSAGE_TIMESTAMP_TYPE: &str = "message.timestamp.type";
+    /// Kafka's in-sync replica minimum (accepted, not used).
+    pub const MIN_INSYNC_REPLICAS: &str = "min.insync.replicas";
+    /// Retention by size.
+    pub const RETENTION_BYTES: &str = "retention.bytes";
+    /// Retention by time.
+    pub const RETENTION_MS: &str = "retention.ms";
+    /// Segment roll size.
+    pub const SEGMENT_BYTES: &str = "segment.bytes";
+    /// Segment roll time.
+    pub const SEGMENT_MS: &str = "segment.ms";
+}
+
+/// What values a topic config accepts.
+#[derive(Debug, Clone, Copy)]
+pub enum Validator {
+    /// An integer within `[min, max]`.
+    Range {
+        /// Smallest accepted value.
+        min: i64,
+        /// Largest accepted value.
+        max: i64,
+    },
+    /// One of a fixed set of strings (the only ones distlog honours).
+    OneOf(&'static [&'static str]),
+}
+
+/// Where a topic config's value comes from when the topic sets none.
+#[derive(Debug, Clone, Copy)]
+pub enum DefaultValue {
+    /// A built-in value, the same on every node (source `DEFAULT_CONFIG`).
+    Fixed(&'static str),
+    /// A node setting (a command-line flag or its default), reported as
+    /// the node's static configuration (source `STATIC_BROKER_CONFIG`).
+    Node(fn(&BrokerConfig) -> String),
+    /// A value the node derives from its setup (e.g. single node or
+    /// cluster), reported as a built-in default (source `DEFAULT_CONFIG`).
+    Derived(fn(&BrokerConfig) -> String),
+}
+
+/// One row of the table: everything distlog knows about a topic config.
+#[derive(Debug, Clone, Copy)]
+pub struct TopicConfigKey {
+    /// The config's name, as clients send it.
+    pub name: &'static str,
+    /// How clients should read the value.
+    pub ty: ConfigType,
+    /// What values are accepted (checked on every write of the config).
+    pub validator: Validator,
+    /// The value of a topic that sets none.
+    pub default: DefaultValue,
+    /// The node-level config that supplies the default (reported as a
+    /// synonym), when Kafka has one.
+    pub broker_synonym: Option<&'static str>,
+    /// Whether the config may change on an existing topic (AlterConfigs);
+    /// changes to stream settings apply from the stream's next open.
+    pub dynamic: bool,
+    /// What the config does (DescribeConfigs v3+ `documentation`).
+    pub doc: &'static str,
+}
+
+const I32_MAX: i64 = i32::MAX as i64;
+
+/// Every topic config distlog accepts, sorted by name; any other name is
+/// INVALID_CONFIG.
+pub const TOPIC_CONFIGS: &[TopicConfigKey] = &[
+    TopicConfigKey {
+        name: keys::CLEANUP_POLICY,
+        ty: ConfigType::List,
+        validator: Validator::OneOf(&["delete"]),
+        default: DefaultValue::Fixed("delete"),
+        broker_synonym: Some("log.cleanup.policy"),
+        dynamic: true,
+        doc: "What happens to old segments: 'delete' removes them once retention allows. \
+              Compaction is not supported.",
+    },
+    TopicConfigKey {
+        name: keys::COMPRESSION_TYPE,
+        ty: ConfigType::String,
+        validator: Validator::OneOf(&["producer"]),
+        default: DefaultValue::Fixed("producer"),
+        broker_synonym: Some("compression.type"),
+        dynamic: true,
+        doc: "Batches are stored as the producer compressed them ('producer'); \
+              recompression is not supported.",
+    },
+    TopicConfigKey {
+        name: keys::ACK_QUORUM,
+        ty: ConfigType::Int,
+        validator: Validator::Range { min: 1, max: 16 },
+        default: DefaultValue::Derived(|c| c.default_replication.ack.to_string()),
+        broker_synonym: None,
+        dynamic: true,
+        doc: "Ack quorum Qa: bookies that must have stored an entry before a produce is \
+              acknowledged (1 <= Qa <= write quorum). Applies to new segments.",
+    },
+    TopicConfigKey {
+        name: keys::ENSEMBLE_SIZE,
+        ty: ConfigType::Int,
+        validator: Validator::Range { min: 1, max: 16 },
+        default: DefaultValue::Derived(|c| c.default_replication.ensemble.to_string()),
+        broker_synonym: None,
+        dynamic: true,
+        doc: "Ensemble size E: bookies each new segment is spread over (E >= write quorum; \
+              larger E stripes entries). Applies to new segments.",
+    },
+    TopicConfigKey {
+        name: keys::WRITE_QUORUM,
+        ty: ConfigType::Int,
+        validator: Validator::Range { min: 1, max: 16 },
+        default: DefaultValue::Derived(|c| c.default_replication.write.to_string()),
+        broker_synonym: None,
+        dynamic: true,
+        doc: "Write quorum Qw: copies stored of each entry (ack quorum <= Qw <= ensemble size). \
+              Applies to new segments.",
+    },
+    TopicConfigKey {
+        name: keys::MAX_MESSAGE_BYTES,
+        ty: ConfigType::Int,
+        validator: Validator::Range { min: 0, max: I32_MAX },
+        default: DefaultValue::Node(|c| c.message_max_bytes.to_string()),
+        broker_synonym: Some("message.max.bytes"),
+        dynamic: true,
+        doc: "Largest record batch, in bytes, a producer may append to this topic.",
+    },
+    TopicConfigKey {
+        name: keys::MESSAGE_TIMESTAMP_TYPE,
+        ty: ConfigType::String,
+        validator: Validator::OneOf(&["CreateTime"]),
+        default: DefaultValue::Fixed("CreateTime"),
+        broker_synonym: Some("log.message.timestamp.type"),
+        dynamic: true,
+        doc: "Records keep the timestamp the producer set ('CreateTime'); \
+              LogAppendTime is not supported.",
+    },
+    TopicConfigKey {
+        name: keys::MIN_INSYNC_REPLICAS,
+        ty: ConfigType::Int,
+        validator: Validator::Range { min: 1, max: I32_MAX },
+        default: DefaultValue::Fixed("1"),
+        broker_synonym: Some("min.insync.replicas"),
+        dynamic: true,
+        doc: "Accepted for Kafka compatibility; durability of acks=all is governed by \
+              distlog.ack.quorum.",
+    },
+    TopicConfigKey {
+        name: keys::RETENTION_BYTES,
+        ty: ConfigType::Long,
+        validator: Validator::Range {
+            min: -1,
+            max: i64::MAX,
+        },
+        default: DefaultValue::Fixed("-1"),
+        broker_synonym: Some("log.retention.bytes"),
+        dynamic: true,
+        doc: "Largest size, in bytes, a partition may keep before its oldest segments are \
+              deleted; -1 means no size limit.",
+    },
+    TopicConfigKey {
+        name: keys::RETENTION_MS,
+        ty: ConfigType::Long,
+        validator: Validator::Range {
+            min: -1,
+            max: i64::MAX,
+        },
+        default: DefaultValue::Fixed("604800000"),
+        broker_synonym: Some("log.retention.ms"),
+        dynamic: true,
+        doc: "How long, in milliseconds, records are kept before their segment may be \
+              deleted; -1 means no time limit.",
+    },
+    TopicConfigKey {
+        name: keys::SEGMENT_BYTES,
+        ty: ConfigType::Int,
+        validator: Validator::Range {
+            min: 14,
+            max: I32_MAX,
+        },
+        default: DefaultValue::Node(|c| c.segment_bytes.to_string()),
+        broker_synonym: Some("log.segment.bytes"),
+        dynamic: true,
+        doc: "Size, in bytes, at which a partition's current segment is closed and a new \
+              one started.",
+    },
+    TopicConfigKey {
+        name: keys::SEGMENT_MS,
+        ty: ConfigType::Long,
+        validator: Validator::Range {
+            min: 1,
+            max: i64::MAX,
+        },
+        default: DefaultValue::Node(|c| c.segment_ms.to_string()),
+        broker_synonym: Some("log.roll.ms"),
+        dynamic: true,
+        doc: "Age, in milliseconds, at which a partition's current (non-empty) segment is \
+              closed and a new one started.",
+    },
+];
+
+/// The row of a known topic config.
+pub fn key(name: &str) -> Option<&'static TopicConfigKey> {
+    TOPIC_CONFIGS.iter().find(|k| k.name == name)
+}
+
+impl TopicConfigKey {
+    /// Check a value against the row's validator; the error says which
+    /// config is wrong and why.
+    pub fn validate(&self, value: &str) -> Result<(), String> {
+        let name = self.name;
+        match self.validator {
+            Validator::Range { min, max } => {
+                let v = parse_int(value)
+                    .ok_or_else(|| format!("config '{name}': '{value}' is not an integer"))?;
+                if v < min || v > max {
+                    return Err(format!("config '{name}': {v} is outside [{min}, {max}]"));
+                }
+            }
+            Validator::OneOf(allowed) => {
+                if !allowed.contains(&value) {
+                    return Err(format!(
+                        "config '{name}': '{value}' is not supported (allowed: {allowed:?})"
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The value of a topic that does not set this config.
+    pub fn default_value(&self, cfg: &BrokerConfig) -> String {
+        match self.default {
+            DefaultValue::Fixed(v) => v.to_string(),
+            DefaultValue::Node(f) | DefaultValue::Derived(f) => f(cfg),
+        }
+    }
+
+    /// The `ConfigSource` reported for the default value.
+    pub fn default_source(&self) -> i8 {
+        match self.default {
+            DefaultValue::Node(_) => config_source::STATIC_BROKER_CONFIG,
+            DefaultValue::Fixed(_) | DefaultValue::Derived(_) => config_source::DEFAULT_CONFIG,
+        }
+    }
+
+    /// The topic's valid override of this config, if it sets one.
+    fn valid_override<'a>(&self, overrides: &'a BTreeMap<String, String>) -> Option<&'a str> {
+        overrides
+            .get(self.name)
+            .map(String::as_str)
+            .filter(|v| self.validate(v).is_ok())
+    }
+
+    /// The effective integer value: a valid override, else the default
+    /// (a node flag too large for an i64 counts as i64::MAX).
+    fn int(&self, cfg: &BrokerConfig, overrides: &BTreeMap<String, String>) -> i64 {
+        self.valid_override(overrides)
+            .and_then(parse_int)
+            .or_else(|| parse_int(&self.default_value(cfg)))
+            .unwrap_or(i64::MAX)
+    }
+}
+
+fn parse_int(v: &str) -> Option<i64> {
+    v.trim().parse().ok()
+}
+
+fn row(name: &str) -> &'static TopicConfigKey {
+    key(name).unwrap_or_else(|| panic!("'{name}' is a row of TOPIC_CONFIGS"))
+}
+
+/// One synonym of a config (DescribeConfigs v1+ with `include_synonyms`):
+/// a place its value may come from, most specific first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigSynonym {
+    /// The synonym's name (the topic config or its broker-level config).
+    pub name: &'static str,
+    /// The value it holds.
+    pub value: String,
+    /// Kafka `ConfigSource` ([`config_source`]).
+    pub source: i8,
+}
+
+/// One entry of a topic's effective configuration (or of the node's).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigEntry {
+    /// Config name.
+    pub name: &'static str,
+    /// Effective value.
+    pub value: String,
+    /// Kafka `ConfigSource` ([`config_source`]).
+    pub source: i8,
+    /// Kafka `ConfigType` ([`config_type`]).
+    pub config_type: i8,
+    /// Where the value may come from, the effective one first.
+    pub synonyms: Vec<ConfigSynonym>,
+    /// Whether clients may not alter it.
+    pub read_only: bool,
+    /// What the config does, when known.
+    pub documentation: Option<&'static str>,
+}
+
+impl ConfigEntry {
+    /// Whether the value is the default (no topic override).
+    pub fn is_default(&self) -> bool {
+        self.source != config_source::DYNAMIC_TOPIC_CONFIG
+    }
+}
+
+/// Check topic config overrides: known names, well-formed values, and
+/// quorum sizes with 1 ≤ ack ≤ write ≤ ensemble (write < ensemble stripes
+/// entries over the ensemble). The error message says which config is
+/// wrong and why (answered with INVALID_CONFIG).
+///
+/// Quorum sizes a topic does not set take the node default `defaults`.
+pub fn validate_topic_configs(
+    configs: &BTreeMap<String, String>,
+    defaults: Replication,
+) -> Result<(), String> {
+    for (name, value) in configs {
+        key(name)
+            .ok_or_else(|| format!("unknown topic config '{name}'"))?
+            .validate(value)?;
+    }
+    let Replication {
+        ensemble: e,
+        write: w,
+        ack: a,
+    } = replication(configs, defaults);
+    // E >= Qw >= Qa >= 1 (each is already >= 1 by its range). Qw < E
+    // stripes entries over the ensemble (each bookie holds Qw/E of them).
+    if !(a <= w && w <= e) {
+        return Err(format!(
+            "quorum sizes must satisfy distlog.ensemble.size >= distlog.write.quorum >= \
+             distlog.ack.quorum >= 1, got ensemble {e}, write {w}, ack {a}"
+        ));
+    }
+    Ok(())
+}
+
+/// The E/Qw/Qa a topic asks for: each valid quorum override, else the
+/// node default `defaults`.
+pub fn replication(overrides: &BTreeMap<String, String>, defaults: Replication) -> Replication {
+    let q = |name: &str, default: u8| {
+        row(name)
+            .valid_override(overrides)
+            .and_then(parse_int)
+            .and_then(|v| u8::try_from(v).ok())
+            .unwrap_or(default)
+    };
+    Replication {
+        ensemble: q(keys::ENSEMBLE_SIZE, defaults.ensemble),
+        write: q(keys::WRITE_QUORUM, defaults.write),
+        ack: q(keys::ACK_QUORUM, defaults.ack),
+    }
+}
+
+/// A topic's effective configuration: every known config, with the
+/// override where the topic sets one and the node default otherwise,
+/// sorted by name. Each entry carries its synonyms (the override, then the
+/// default under its broker-level name) and documentation.
+pub fn effective_topic_configs(cfg: &BrokerConfig, overrides: &BTreeMap<String, String>) -> Vec<ConfigEntry> {
+    TOPIC_CONFIGS
+        .iter()
+        .map(|k| {
+            let default = ConfigSynonym {
+                name: k.broker_synonym.unwrap_or(k.name),
+                value: k.default_value(cfg),
+                source: k.default_source(),
+            };
+            let mut synonyms = Vec::with_capacity(2);
+            if let Some(v) = overrides.get(k.name) {
+                synonyms.push(ConfigSynonym {
+                    name: k.name,
+                    value: v.clone(),
+                    source: config_source::DYNAMIC_TOPIC_CONFIG,
+                });
+            }
+            synonyms.push(default);
+            let effective = &synonyms[0];
+            ConfigEntry {
+                name: k.name,
+                value: effective.value.clone(),
+                source: effective.source,
+                config_type: k.ty.code(),
+                read_only: false,
+                documentation: Some(k.doc),
+                synonyms,
+            }
+        })
+        .collect()
+}
+
+/// The topic's valid `max.message.bytes` override, when it sets one.
+pub fn max_message_bytes_override(overrides: &BTreeMap<String, String>) -> Option<usize> {
+    row(keys::MAX_MESSAGE_BYTES)
+        .valid_override(overrides)
+        .and_then(parse_int)
+        .and_then(|v| usize::try_from(v).ok())
+}
+
+/// The stream settings of a topic in storage's terms: each valid override,
+/// else the node default, read through the table.
+pub fn stream_config(cfg: &BrokerConfig, overrides: &BTreeMap<String, String>) -> StreamConfig {
+    let int = |name: &str| row(name).int(cfg, overrides);
+    // Ranges make these conversions exact; -1 (or any negative) is unlimited.
+    let positive = |name: &str| u64::try_from(int(name)).ok();
+    let Replication { ensemble, write, ack } = replication(overrides, cfg.default_replication);
+    StreamConfig {
+        max_segment_bytes: positive(keys::SEGMENT_BYTES).unwrap_or(u64::MAX),
+        segment_rolling_interval: Duration::from_millis(positive(keys::SEGMENT_MS).unwrap_or(u64::MAX)),
+        ensemble_size: ensemble,
+        write_quorum: write,
+        ack_quorum: ack,
+        retention: Retention {
+            period: positive(keys::RETENTION_MS).map(Duration::from_millis),
+            max_bytes: positive(keys::RETENTION_BYTES),
+        },
+        ..StreamConfig::default()
+    }
+}
+
+/// The seam to storage: the namespace calls this each time it opens a
+/// stream, and gets the topic's settings resolved through this table over
+/// this node's configuration.
+pub fn stream_config_fn(cfg: &BrokerConfig) -> StreamConfigFn {
+    let cfg = Arc::new(cfg.clone());
+    Arc::new(move |topic: &TopicMeta| stream_config(&cfg, &topic.configs))
+}
+
+#[cfg(test)]
+#[path = "topic_config_tests.rs"]
+mod tests;
