@@ -245,6 +245,11 @@ impl Node {
         &self.meta
     }
 
+    /// The node's log namespace (its streams).
+    pub fn namespace(&self) -> &Arc<Namespace> {
+        &self.ns
+    }
+
     /// Controlled shutdown: stop being ready, drain the Kafka connections
     /// and the HTTP server (within a grace period), give up the lease (in a
     /// cluster, so the streams move at once), seal the open segments, then

@@ -1,16 +1,19 @@
 //! A [`Node`] runs in-process: it starts on free ports in a temporary data
 //! directory, answers `/health` and a Kafka ApiVersions request, shuts down
-//! (releasing its ports), and starts again on the same directory and ports
-//! with its metadata intact.
+//! (sealing its open segments, releasing its ports), and starts again on the
+//! same directory and ports with its metadata and records intact.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
+use bytes::BytesMut;
 use clap::Parser;
 use distlog_broker::config::{BrokerConfig, Cli, CliCommand};
 use distlog_broker::node::Node;
-use distlog_metadata::Command;
+use distlog_metadata::{Command, MetadataConfig, MetadataStore, SegmentState, StreamId};
+use distlog_storage::log::AppendRequest;
+use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -85,6 +88,34 @@ async fn api_versions(addr: &str) -> (i32, i16, i32) {
     (correlation, error, apis)
 }
 
+/// A Kafka record batch (v2, uncompressed) of `n` records.
+fn batch(n: usize) -> BytesMut {
+    let records: Vec<Record> = (0..n)
+        .map(|i| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: -1,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            sequence: i as i32 - 1,
+            timestamp: 1000 + i as i64,
+            key: None,
+            value: Some(bytes::Bytes::from(format!("value-{i}"))),
+            headers: Default::default(),
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    let options = RecordEncodeOptions {
+        version: 2,
+        compression: Compression::None,
+    };
+    RecordBatchEncoder::encode(&mut buf, &records, &options).expect("encode records");
+    buf
+}
+
 /// Check that `node` serves HTTP and Kafka on its addresses.
 async fn check_serving(node: &Node, addrs: &Addrs) {
     assert_eq!(node.http_addr().to_string(), addrs.http);
@@ -125,10 +156,52 @@ async fn a_node_starts_serves_stops_and_restarts_on_its_data() {
         })
         .await
         .expect("create a topic");
+    let stream: StreamId = node
+        .metadata()
+        .read(|s| s.topic("kept").map(|t| t.stream(0)))
+        .expect("topic");
+    let appended = node
+        .namespace()
+        .append(
+            stream,
+            AppendRequest {
+                payload: batch(3),
+                record_count: 3,
+                max_timestamp: 1002,
+            },
+        )
+        .await
+        .expect("append");
+    assert_eq!(appended.base_offset, 0);
     tokio::time::timeout(Duration::from_secs(30), node.shutdown())
         .await
         .expect("shutdown within 30 s")
         .expect("clean shutdown");
+
+    // Controlled shutdown sealed the open segment: read the metadata the
+    // node left behind before anything can recover it.
+    let meta = MetadataStore::open(MetadataConfig {
+        data_dir: dir.path().join("meta"),
+        node_id: 1,
+        raft_addr: "127.0.0.1:0".into(),
+        advertised_raft_addr: None,
+        voters: Default::default(),
+        seeds: Vec::new(),
+    })
+    .await
+    .expect("open the stopped node's metadata");
+    let segments = meta
+        .read(|s| s.stream(&stream).map(|m| m.segments.clone()))
+        .expect("stream");
+    assert_eq!(
+        segments
+            .iter()
+            .map(|s| (s.state, s.last_offset))
+            .collect::<Vec<_>>(),
+        vec![(SegmentState::Completed, Some(2))]
+    );
+    meta.shutdown().await.expect("close the metadata");
+    drop(meta);
 
     // The ports are free again: the same configuration starts on them.
     let node = Node::start(config(dir.path(), &addrs)).await.expect("restart");
@@ -138,6 +211,9 @@ async fn a_node_starts_serves_stops_and_restarts_on_its_data() {
         .read(|s| (s.cluster_id.clone(), s.topic("kept").map(|t| t.partitions)));
     assert_eq!(id, cluster_id, "the cluster id survives a restart");
     assert_eq!(partitions, Some(2), "the topic survives a restart");
+    let read = node.namespace().read(stream, 0, 1 << 20).await.expect("read");
+    assert_eq!(read.high_watermark, 3, "the records survive a restart");
+    assert!(!read.entries.is_empty());
     tokio::time::timeout(Duration::from_secs(30), node.shutdown())
         .await
         .expect("shutdown within 30 s")
