@@ -63,26 +63,12 @@ async fn populate(store: &MetadataStore, name: &str, segments: u64) -> StreamId 
         topic_id: id,
         partition: 0,
     };
-    let epoch = match store
-        .write(Command::AcquireStream {
-            stream,
-            owner: 1,
-            expected_epoch: Some(0),
-        })
-        .await
-    {
-        Ok(CommandResponse::Epoch(e)) => e,
-        other => panic!("unexpected acquire outcome: {other:?}"),
-    };
+    let epoch = store.acquire_stream(stream, 1, Some(0)).await.expect("acquire");
     for lssn in 1..=segments {
         let ledger_id = ledger(store).await;
         let base = (lssn - 1) * 10;
         store
-            .write(Command::AddSegment {
-                stream,
-                owner_epoch: epoch,
-                segment: segment(lssn, ledger_id, base),
-            })
+            .add_segment(stream, epoch, segment(lssn, ledger_id, base))
             .await
             .expect("add segment");
         store
