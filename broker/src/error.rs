@@ -84,6 +84,12 @@ pub fn metadata_error(e: &MetadataError) -> ResponseError {
         // the metadata group is unavailable: a timeout to the client, which
         // retries as it would against a Kafka controller failover.
         MetadataError::Raft(_) => ResponseError::RequestTimedOut,
+        // A reply of the wrong kind (a node of another version, or a bug):
+        // the metadata store cannot be trusted with this write right now.
+        // Kafka answers KAFKA_STORAGE_ERROR when a log cannot be written for
+        // a reason on the broker's side; it is retriable and makes the
+        // client refresh metadata, where INVALID_RECORD would drop the batch.
+        MetadataError::UnexpectedResponse { .. } => ResponseError::KafkaStorageError,
     }
 }
 
@@ -162,6 +168,11 @@ mod tests {
             metadata_error(&MetadataError::NoLeader),
             ResponseError::RequestTimedOut
         );
+        let unexpected = StorageError::Metadata(MetadataError::UnexpectedResponse {
+            command: "AllocateLedgerId",
+            response: "Ok".into(),
+        });
+        assert_eq!(storage_error(&unexpected), ResponseError::KafkaStorageError);
     }
 
     #[test]

@@ -24,4 +24,13 @@ pub enum MetadataError {
     /// Encoding/decoding of persisted state failed (corruption).
     #[error("metadata codec error: {0}")]
     Codec(String),
+    /// The store answered a command with a reply of the wrong kind (a
+    /// node of another version, or a bug); the command may have applied.
+    #[error("metadata store answered {command} with {response}")]
+    UnexpectedResponse {
+        /// The command sent.
+        command: &'static str,
+        /// The reply received (debug form).
+        response: String,
+    },
 }

@@ -297,11 +297,11 @@ pub enum Command {
     CompleteSegment {
         stream: StreamId,
         owner_epoch: u64,
-        lssn: u64,
-        last_offset: Option<u64>,
-        end_txid: u64,
-        last_entry_id: Option<u64>,
-        size_bytes: u64,
+        /// Which segment and its final fields. Flattened: the serialized
+        /// command keeps the field names it had before [`SegmentSeal`]
+        /// existed, so Raft logs and snapshots of older versions still load.
+        #[serde(flatten)]
+        seal: SegmentSeal,
     },
     /// A writer's segment roll in one replicated step: seal InProgress
     /// segment `lssn` (as `CompleteSegment`) and append `next` (as
@@ -310,11 +310,9 @@ pub enum Command {
     RollSegment {
         stream: StreamId,
         owner_epoch: u64,
-        lssn: u64,
-        last_offset: Option<u64>,
-        end_txid: u64,
-        last_entry_id: Option<u64>,
-        size_bytes: u64,
+        /// The segment to seal (flattened, as in `CompleteSegment`).
+        #[serde(flatten)]
+        seal: SegmentSeal,
         next: SegmentMeta,
     },
     /// Move the log start offset forward and drop whole segments that end
@@ -323,6 +321,24 @@ pub enum Command {
     /// Consumer-group changes (offset commits, generation records,
     /// deletions), applied in order; never refused.
     Groups(Vec<crate::group::GroupOp>),
+}
+
+/// The final fields of a sealed segment, shared by the two sealing
+/// commands ([`Command::CompleteSegment`], [`Command::RollSegment`]).
+/// Serialized flattened into the command, under the field names the
+/// commands always had.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SegmentSeal {
+    /// The LSSN of the InProgress segment to seal.
+    pub lssn: u64,
+    /// Sequence id of its last record; `None` when it holds no record.
+    pub last_offset: Option<u64>,
+    /// txid of its last entry (its `start_txid` when empty).
+    pub end_txid: u64,
+    /// Entry id of its last entry; `None` when it holds no entry.
+    pub last_entry_id: Option<u64>,
+    /// Total payload bytes.
+    pub size_bytes: u64,
 }
 
 /// Why the state machine refused a command. Refusals are deterministic and

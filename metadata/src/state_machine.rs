@@ -8,7 +8,7 @@
 
 use crate::model::{
     ApplyError, ApplyResult, BrokerInfo, Command, CommandResponse, LedgerId, MetaEvent, MetaState,
-    ReleasedLedger, SegmentMeta, SegmentState, StreamId, StreamMeta,
+    ReleasedLedger, SegmentMeta, SegmentSeal, SegmentState, StreamId, StreamMeta,
 };
 
 /// Apply one command to `state`.
@@ -165,11 +165,14 @@ fn apply_inner(state: &mut MetaState, cmd: &Command, events: &mut Vec<MetaEvent>
         Command::CompleteSegment {
             stream,
             owner_epoch,
-            lssn,
-            last_offset,
-            end_txid,
-            last_entry_id,
-            size_bytes,
+            seal:
+                SegmentSeal {
+                    lssn,
+                    last_offset,
+                    end_txid,
+                    last_entry_id,
+                    size_bytes,
+                },
         } => {
             let meta = stream_mut(state, stream)?;
             check_epoch(meta, *owner_epoch)?;
@@ -195,13 +198,10 @@ fn apply_inner(state: &mut MetaState, cmd: &Command, events: &mut Vec<MetaEvent>
         Command::RollSegment {
             stream,
             owner_epoch,
-            lssn,
-            last_offset,
-            end_txid,
-            last_entry_id,
-            size_bytes,
+            seal,
             next,
         } => {
+            let lssn = &seal.lssn;
             // Check every precondition of both halves before changing
             // anything, so a refusal leaves the state untouched.
             {
@@ -223,11 +223,7 @@ fn apply_inner(state: &mut MetaState, cmd: &Command, events: &mut Vec<MetaEvent>
                 &Command::CompleteSegment {
                     stream: *stream,
                     owner_epoch: *owner_epoch,
-                    lssn: *lssn,
-                    last_offset: *last_offset,
-                    end_txid: *end_txid,
-                    last_entry_id: *last_entry_id,
-                    size_bytes: *size_bytes,
+                    seal: *seal,
                 },
                 events,
             )?;

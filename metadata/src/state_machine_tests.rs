@@ -58,11 +58,13 @@ fn complete(stream: StreamId, epoch: u64, lssn: u64, last_offset: Option<u64>) -
     Command::CompleteSegment {
         stream,
         owner_epoch: epoch,
-        lssn,
-        last_offset,
-        end_txid: 42,
-        last_entry_id: last_offset.map(|o| o * 2),
-        size_bytes: 100,
+        seal: SegmentSeal {
+            lssn,
+            last_offset,
+            end_txid: 42,
+            last_entry_id: last_offset.map(|o| o * 2),
+            size_bytes: 100,
+        },
     }
 }
 
@@ -399,11 +401,13 @@ fn segments_record_the_epoch_of_the_writer_that_added_them() {
         Command::RollSegment {
             stream: s,
             owner_epoch: 2,
-            lssn: 2,
-            last_offset: Some(19),
-            end_txid: 19,
-            last_entry_id: Some(0),
-            size_bytes: 10,
+            seal: SegmentSeal {
+                lssn: 2,
+                last_offset: Some(19),
+                end_txid: 19,
+                last_entry_id: Some(0),
+                size_bytes: 10,
+            },
             next: segment(3, 13, 20),
         },
     );
@@ -711,11 +715,13 @@ fn roll_segment_seals_and_appends_in_one_step_or_not_at_all() {
     let roll = |epoch: u64, lssn: u64, next: SegmentMeta| Command::RollSegment {
         stream: s,
         owner_epoch: epoch,
-        lssn,
-        last_offset: Some(9),
-        end_txid: 42,
-        last_entry_id: Some(3),
-        size_bytes: 100,
+        seal: SegmentSeal {
+            lssn,
+            last_offset: Some(9),
+            end_txid: 42,
+            last_entry_id: Some(3),
+            size_bytes: 100,
+        },
         next,
     };
     // Refusals leave everything as it was (checked by `refused`).
@@ -762,4 +768,30 @@ fn roll_segment_seals_and_appends_in_one_step_or_not_at_all() {
         refused(&mut st, roll(1, 1, segment(3, 13, 10))),
         ApplyError::SegmentConflict { .. }
     ));
+}
+
+#[test]
+fn sealing_commands_keep_their_serialized_form() {
+    // The JSON the commands had before `SegmentSeal` (Raft logs and
+    // snapshots of older versions hold it): it loads, and encodes back
+    // byte for byte.
+    let stream = r#"{"topic_id":"7f380c63-4262-4ee4-8630-4332060fd899","partition":1}"#;
+    let fields = r#""lssn":5,"last_offset":349,"end_txid":77,"last_entry_id":null,"size_bytes":5511"#;
+    let complete = format!(r#"{{"CompleteSegment":{{"stream":{stream},"owner_epoch":2,{fields}}}}}"#);
+    let cmd: Command = serde_json::from_str(&complete).expect("old CompleteSegment loads");
+    let seal = SegmentSeal {
+        lssn: 5,
+        last_offset: Some(349),
+        end_txid: 77,
+        last_entry_id: None,
+        size_bytes: 5511,
+    };
+    assert!(matches!(&cmd, Command::CompleteSegment { owner_epoch: 2, seal: s, .. } if *s == seal));
+    assert_eq!(serde_json::to_string(&cmd).expect("encode"), complete);
+
+    let next = serde_json::to_string(&segment(6, 9, 350)).expect("encode segment");
+    let roll = format!(r#"{{"RollSegment":{{"stream":{stream},"owner_epoch":2,{fields},"next":{next}}}}}"#);
+    let cmd: Command = serde_json::from_str(&roll).expect("old RollSegment loads");
+    assert!(matches!(&cmd, Command::RollSegment { seal: s, next, .. } if *s == seal && next.lssn == 6));
+    assert_eq!(serde_json::to_string(&cmd).expect("encode"), roll);
 }

@@ -51,10 +51,7 @@ fn segment(lssn: u64, ledger_id: u64, base_offset: u64) -> SegmentMeta {
 }
 
 async fn ledger(store: &MetadataStore) -> u64 {
-    match store.write(Command::AllocateLedgerId).await {
-        Ok(CommandResponse::LedgerId(id)) => id,
-        other => panic!("unexpected ledger allocation outcome: {other:?}"),
-    }
+    store.allocate_ledger().await.expect("allocate a ledger id")
 }
 
 /// Acquire partition 0 of a new topic and write `segments` completed
@@ -66,38 +63,26 @@ async fn populate(store: &MetadataStore, name: &str, segments: u64) -> StreamId 
         topic_id: id,
         partition: 0,
     };
-    let epoch = match store
-        .write(Command::AcquireStream {
-            stream,
-            owner: 1,
-            expected_epoch: Some(0),
-        })
-        .await
-    {
-        Ok(CommandResponse::Epoch(e)) => e,
-        other => panic!("unexpected acquire outcome: {other:?}"),
-    };
+    let epoch = store.acquire_stream(stream, 1, Some(0)).await.expect("acquire");
     for lssn in 1..=segments {
         let ledger_id = ledger(store).await;
         let base = (lssn - 1) * 10;
         store
-            .write(Command::AddSegment {
-                stream,
-                owner_epoch: epoch,
-                segment: segment(lssn, ledger_id, base),
-            })
+            .add_segment(stream, epoch, segment(lssn, ledger_id, base))
             .await
             .expect("add segment");
         store
-            .write(Command::CompleteSegment {
+            .seal_segment(
                 stream,
-                owner_epoch: epoch,
-                lssn,
-                last_offset: Some(base + 9),
-                end_txid: base + 9,
-                last_entry_id: Some(9),
-                size_bytes: 1000,
-            })
+                epoch,
+                SegmentSeal {
+                    lssn,
+                    last_offset: Some(base + 9),
+                    end_txid: base + 9,
+                    last_entry_id: Some(9),
+                    size_bytes: 1000,
+                },
+            )
             .await
             .expect("complete segment");
     }
@@ -116,19 +101,9 @@ async fn state_survives_restart_and_ledger_ids_are_not_reused() {
     );
 
     let stream = populate(&store, "orders", 3).await;
-    store
-        .write(Command::TruncateStream {
-            stream,
-            log_start_offset: 12,
-        })
-        .await
-        .expect("truncate");
+    store.truncate_stream(stream, 12).await.expect("truncate");
     let err = store
-        .write(Command::AcquireStream {
-            stream,
-            owner: 2,
-            expected_epoch: Some(7),
-        })
+        .acquire_stream(stream, 2, Some(7))
         .await
         .expect_err("stale epoch is refused");
     assert!(matches!(
@@ -359,5 +334,81 @@ async fn dropping_without_shutdown_eventually_releases_the_directory() {
     }
     let store = reopened.expect("directory released after drop");
     assert!(store.read(|s| s.topic("kept").is_some()));
+    store.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn typed_calls_return_their_replies() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = MetadataStore::open(config(dir.path())).await.expect("open");
+
+    assert_eq!(store.allocate_producer_ids(10).await.expect("producer ids"), 0);
+    assert_eq!(store.allocate_producer_ids(5).await.expect("producer ids"), 10);
+    assert!(matches!(
+        store.allocate_producer_ids(0).await,
+        Err(MetadataError::Rejected(ApplyError::Invalid(_)))
+    ));
+
+    let (cmd, _) = create_topic("t", 1);
+    store.write(cmd).await.expect("create topic");
+    let configs = BTreeMap::from([("segment.bytes".to_string(), "4096".to_string())]);
+    store
+        .alter_topic_configs("t", configs.clone())
+        .await
+        .expect("alter configs");
+    assert_eq!(
+        store.read(|s| s.topic("t").map(|t| t.configs.clone())),
+        Some(configs)
+    );
+    assert!(matches!(
+        store.alter_topic_configs("missing", BTreeMap::new()).await,
+        Err(MetadataError::Rejected(ApplyError::UnknownTopic(_)))
+    ));
+
+    let stream = store.read(|s| s.topic("t").map(|t| t.stream(0))).expect("topic");
+    let epoch = store.acquire_stream(stream, 1, Some(0)).await.expect("acquire");
+    assert_eq!(epoch, 1);
+    let first = store.allocate_ledger().await.expect("ledger");
+    store
+        .add_segment(stream, epoch, segment(1, first, 0))
+        .await
+        .expect("add segment");
+    let seal = |lssn: u64, last: u64| SegmentSeal {
+        lssn,
+        last_offset: Some(last),
+        end_txid: last,
+        last_entry_id: Some(0),
+        size_bytes: 100,
+    };
+    let second = store.allocate_ledger().await.expect("ledger");
+    store
+        .roll_segment(stream, epoch, seal(1, 9), segment(2, second, 10))
+        .await
+        .expect("roll");
+    assert!(matches!(
+        store.seal_segment(stream, epoch + 1, seal(2, 19)).await,
+        Err(MetadataError::Rejected(ApplyError::EpochMismatch { .. }))
+    ));
+    store
+        .seal_segment(stream, epoch, seal(2, 19))
+        .await
+        .expect("seal");
+    let segments = store
+        .read(|s| s.stream(&stream).map(|m| m.segments.clone()))
+        .expect("stream");
+    assert_eq!(
+        segments
+            .iter()
+            .map(|s| (s.state, s.last_offset))
+            .collect::<Vec<_>>(),
+        vec![
+            (SegmentState::Completed, Some(9)),
+            (SegmentState::Completed, Some(19))
+        ]
+    );
+    assert_eq!(
+        store.truncate_stream(stream, 10).await.expect("truncate"),
+        vec![first]
+    );
     store.shutdown().await.expect("shutdown");
 }

@@ -5,7 +5,7 @@
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
-use distlog_metadata::{BrokerId, Command, CommandResponse, SegmentState, StreamId, StreamMeta};
+use distlog_metadata::{BrokerId, SegmentSeal, SegmentState, StreamId, StreamMeta};
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::{mpsc, watch};
 use tracing::{info, info_span, Instrument};
@@ -41,22 +41,7 @@ pub(crate) async fn open(ctx: &Arc<NsCtx>, id: StreamId) -> Result<Arc<LogStream
         let epoch = match ctx.config.ownership {
             Ownership::Assigned if before.owner == Some(me) => before.owner_epoch,
             Ownership::Assigned => return Err(StorageError::NotOwner(id)),
-            Ownership::Acquire => match ctx
-                .meta
-                .write(Command::AcquireStream {
-                    stream: id,
-                    owner: me,
-                    expected_epoch: Some(before.owner_epoch),
-                })
-                .await?
-            {
-                CommandResponse::Epoch(e) => e,
-                other => {
-                    return Err(StorageError::NotOwner(id)).inspect_err(|_| {
-                        tracing::error!(?other, "unexpected response to AcquireStream");
-                    })
-                }
-            },
+            Ownership::Acquire => ctx.meta.acquire_stream(id, me, Some(before.owner_epoch)).await?,
         };
         let (mut st, cfg, topic) = read_stream(ctx, id)?;
         if let Some(last) = st.segments.last().cloned() {
@@ -73,17 +58,14 @@ pub(crate) async fn open(ctx: &Arc<NsCtx>, id: StreamId) -> Result<Arc<LogStream
                     ?last_offset,
                     "recovered in-progress segment of the previous owner"
                 );
-                ctx.meta
-                    .write(Command::CompleteSegment {
-                        stream: id,
-                        owner_epoch: epoch,
-                        lssn: last.lssn,
-                        last_offset,
-                        end_txid,
-                        last_entry_id: tail.map(|r| r.entry_id),
-                        size_bytes: 0,
-                    })
-                    .await?;
+                let seal = SegmentSeal {
+                    lssn: last.lssn,
+                    last_offset,
+                    end_txid,
+                    last_entry_id: tail.map(|r| r.entry_id),
+                    size_bytes: 0,
+                };
+                ctx.meta.seal_segment(id, epoch, seal).await?;
                 st = read_stream(ctx, id)?.0;
             }
         }

@@ -51,7 +51,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use distlog_metadata::{Command, CommandResponse, LedgerId, SegmentMeta, SegmentState};
+use distlog_metadata::{LedgerId, SegmentMeta, SegmentSeal, SegmentState};
 use futures::future::BoxFuture;
 use futures::stream::{FuturesOrdered, StreamExt};
 use futures::FutureExt;
@@ -146,12 +146,7 @@ pub(crate) struct LogWriter {
 
 /// Allocate a fresh ledger id from the metadata store.
 async fn allocate_ledger(meta: &distlog_metadata::MetadataStore) -> Result<LedgerId> {
-    match meta.write(Command::AllocateLedgerId).await? {
-        CommandResponse::LedgerId(l) => Ok(l),
-        other => Err(StorageError::InvalidAppend(format!(
-            "metadata answered {other:?} to a ledger id allocation"
-        ))),
-    }
+    Ok(meta.allocate_ledger().await?)
 }
 
 /// A stream with no new entry for this long drops its tail cache: its
@@ -421,27 +416,12 @@ impl LogWriter {
             owner_epoch: self.shared.epoch,
         };
         let view = SegmentView::from_meta(&segment);
-        let cmd = match sealing {
-            None => Command::AddSegment {
-                stream: self.shared.id,
-                owner_epoch: self.shared.epoch,
-                segment,
-            },
-            Some(old) => {
-                let (last_offset, end_txid) = self.seal_values(old);
-                Command::RollSegment {
-                    stream: self.shared.id,
-                    owner_epoch: self.shared.epoch,
-                    lssn: old.lssn,
-                    last_offset,
-                    end_txid,
-                    last_entry_id: old.ledger.lac(),
-                    size_bytes: old.bytes,
-                    next: segment,
-                }
-            }
+        let (meta, stream, epoch) = (&self.ctx.meta, self.shared.id, self.shared.epoch);
+        let written = match sealing {
+            None => meta.add_segment(stream, epoch, segment).await,
+            Some(old) => meta.roll_segment(stream, epoch, self.seal_of(old), segment).await,
         };
-        self.ctx.meta.write(cmd).await.map_err(|e| match e {
+        written.map_err(|e| match e {
             distlog_metadata::MetadataError::Rejected(_) => StorageError::NotOwner(self.shared.id),
             other => StorageError::Metadata(other),
         })?;
@@ -487,24 +467,28 @@ impl LogWriter {
         )
     }
 
+    /// The seal of a segment whose entries are all confirmed.
+    fn seal_of(&self, seg: &OpenSegment) -> SegmentSeal {
+        let (last_offset, end_txid) = self.seal_values(seg);
+        SegmentSeal {
+            lssn: seg.lssn,
+            last_offset,
+            end_txid,
+            last_entry_id: seg.ledger.lac(),
+            size_bytes: seg.bytes,
+        }
+    }
+
     /// Seal the open segment (all its entries are confirmed by now).
     async fn complete_segment(&mut self) -> Result<()> {
         let Some(seg) = self.seg.take() else {
             return Ok(());
         };
         seg.retire();
-        let (last_offset, end_txid) = self.seal_values(&seg);
+        let seal = self.seal_of(&seg);
         self.ctx
             .meta
-            .write(Command::CompleteSegment {
-                stream: self.shared.id,
-                owner_epoch: self.shared.epoch,
-                lssn: seg.lssn,
-                last_offset,
-                end_txid,
-                last_entry_id: seg.ledger.lac(),
-                size_bytes: seg.bytes,
-            })
+            .seal_segment(self.shared.id, self.shared.epoch, seal)
             .await
             .map_err(|e| match e {
                 distlog_metadata::MetadataError::Rejected(_) => StorageError::NotOwner(self.shared.id),
@@ -523,7 +507,7 @@ impl LogWriter {
         metrics::SEGMENT_ROLLS.inc();
         info!(
             lssn = seg.lssn,
-            ?last_offset,
+            last_offset = ?seal.last_offset,
             bytes = seg.bytes,
             "segment completed"
         );
