@@ -306,7 +306,12 @@ impl Conn {
 
     /// Reads and decodes the next response, which must answer the request sent as `correlation`
     /// (API `key` at `version`).
-    pub fn receive<Resp: Decodable>(&mut self, key: ApiKey, version: i16, correlation: i32) -> anyhow::Result<Resp> {
+    pub fn receive<Resp: Decodable>(
+        &mut self,
+        key: ApiKey,
+        version: i16,
+        correlation: i32,
+    ) -> anyhow::Result<Resp> {
         let mut payload = Bytes::from(read_frame(&mut self.stream)?);
         let resp_header = ResponseHeader::decode(&mut payload, key.response_header_version(version))
             .context("decode response header")?;

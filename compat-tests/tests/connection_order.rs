@@ -9,9 +9,7 @@ use distlog_compat_tests::raw;
 use distlog_compat_tests::{kafka, DistlogProcess, OrPanic};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
 
 /// How many back-to-back pairs each test sends.
 const PAIRS: i64 = 200;
@@ -47,9 +45,11 @@ fn fetch_request(group: &str, t: &str) -> OffsetFetchRequest {
     OffsetFetchRequest::default()
         .with_group_id(GroupId(s(group)))
         .with_require_stable(true)
-        .with_topics(Some(vec![offset_fetch_request::OffsetFetchRequestTopic::default()
-            .with_name(topic(t))
-            .with_partition_indexes(vec![0])]))
+        .with_topics(Some(vec![
+            offset_fetch_request::OffsetFetchRequestTopic::default()
+                .with_name(topic(t))
+                .with_partition_indexes(vec![0]),
+        ]))
 }
 
 #[test]
@@ -137,10 +137,12 @@ fn latest_request(t: &str) -> ListOffsetsRequest {
         .with_replica_id(BrokerId(-1))
         .with_topics(vec![list_offsets_request::ListOffsetsTopic::default()
             .with_name(topic(t))
-            .with_partitions(vec![list_offsets_request::ListOffsetsPartition::default()
-                .with_partition_index(0)
-                .with_current_leader_epoch(-1)
-                .with_timestamp(-1)])])
+            .with_partitions(vec![
+                list_offsets_request::ListOffsetsPartition::default()
+                    .with_partition_index(0)
+                    .with_current_leader_epoch(-1)
+                    .with_timestamp(-1),
+            ])])
 }
 
 #[test]
@@ -161,7 +163,11 @@ fn list_offsets_pipelined_after_produce_sees_the_produced_record() {
         let rows: Vec<(i16, i64)> = produced
             .responses
             .iter()
-            .flat_map(|t| t.partition_responses.iter().map(|p| (p.error_code, p.base_offset)))
+            .flat_map(|t| {
+                t.partition_responses
+                    .iter()
+                    .map(|p| (p.error_code, p.base_offset))
+            })
             .collect();
         assert_eq!(rows, vec![(0, i)], "record {i} is stored at offset {i}");
         let listed: ListOffsetsResponse = c

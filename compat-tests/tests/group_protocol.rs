@@ -663,11 +663,19 @@ fn parked_join_and_sync_are_answered_when_the_group_moves_on() {
 
     // b joins (two-step): its second JoinGroup parks, waiting for a to rejoin; b's LeaveGroup
     // goes right behind it on the same connection.
-    let first: JoinGroupResponse = b.call(ApiKey::JoinGroup, 5, &join_request("parked", "", None, 6000, &["t"]));
+    let first: JoinGroupResponse = b.call(
+        ApiKey::JoinGroup,
+        5,
+        &join_request("parked", "", None, 6000, &["t"]),
+    );
     assert_eq!(err(first.error_code), Some(ResponseError::MemberIdRequired));
     let member_b = first.member_id.to_string();
     let started = std::time::Instant::now();
-    let join = b.send(ApiKey::JoinGroup, 5, &join_request("parked", &member_b, None, 6000, &["t"]));
+    let join = b.send(
+        ApiKey::JoinGroup,
+        5,
+        &join_request("parked", &member_b, None, 6000, &["t"]),
+    );
     let leave = b.send(ApiKey::LeaveGroup, 1, &leave_request("parked", &member_b));
     let joined: JoinGroupResponse = b.receive(ApiKey::JoinGroup, 5, join);
     let left: LeaveGroupResponse = b.receive(ApiKey::LeaveGroup, 1, leave);
@@ -680,22 +688,36 @@ fn parked_join_and_sync_are_answered_when_the_group_moves_on() {
     assert!(took < prompt, "answered after {took:?}");
 
     // a rejoins alone: the rebalance b started completes at once, with a only.
-    let rejoined: JoinGroupResponse =
-        a.call(ApiKey::JoinGroup, 5, &join_request("parked", &member_a, None, 6000, &["t"]));
+    let rejoined: JoinGroupResponse = a.call(
+        ApiKey::JoinGroup,
+        5,
+        &join_request("parked", &member_a, None, 6000, &["t"]),
+    );
     assert_eq!(rejoined.error_code, 0);
     assert_eq!(rejoined.generation_id, generation + 1);
     assert_eq!(rejoined.members.len(), 1);
 
     // b joins again; its join parks until a rejoins, then both are in CompletingRebalance.
-    let first: JoinGroupResponse = b.call(ApiKey::JoinGroup, 5, &join_request("parked", "", None, 6000, &["t"]));
+    let first: JoinGroupResponse = b.call(
+        ApiKey::JoinGroup,
+        5,
+        &join_request("parked", "", None, 6000, &["t"]),
+    );
     let member_b = first.member_id.to_string();
-    let join_b = b.send(ApiKey::JoinGroup, 5, &join_request("parked", &member_b, None, 6000, &["t"]));
+    let join_b = b.send(
+        ApiKey::JoinGroup,
+        5,
+        &join_request("parked", &member_b, None, 6000, &["t"]),
+    );
     // b's join starts a new round once the broker has it; a's join completes that round (a join
     // of a that arrives first is answered with the current generation again: retry).
     let mut tries = 0;
     let join_a: JoinGroupResponse = loop {
-        let r: JoinGroupResponse =
-            a.call(ApiKey::JoinGroup, 5, &join_request("parked", &member_a, None, 6000, &["t"]));
+        let r: JoinGroupResponse = a.call(
+            ApiKey::JoinGroup,
+            5,
+            &join_request("parked", &member_a, None, 6000, &["t"]),
+        );
         if r.generation_id > rejoined.generation_id || tries == 50 {
             break r;
         }
@@ -710,7 +732,11 @@ fn parked_join_and_sync_are_answered_when_the_group_moves_on() {
 
     // b (a follower) syncs and parks waiting for the leader's assignment; the leader leaves.
     let started = std::time::Instant::now();
-    let sync_b = b.send(ApiKey::SyncGroup, 3, &sync_request("parked", &member_b, generation));
+    let sync_b = b.send(
+        ApiKey::SyncGroup,
+        3,
+        &sync_request("parked", &member_b, generation),
+    );
     // Give the sync time to park (were it not parked yet, it would get the same answer).
     std::thread::sleep(Duration::from_millis(200));
     let left: LeaveGroupResponse = a.call(ApiKey::LeaveGroup, 1, &leave_request("parked", &member_a));

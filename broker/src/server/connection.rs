@@ -8,7 +8,11 @@
 //! task's handle; the writer awaits the handles in queue order, so a slow
 //! request (a long-poll fetch) delays later responses but never reorders
 //! them. The queue is bounded ([`MAX_IN_FLIGHT`]), which bounds memory and
-//! pushes back on a client that pipelines without reading.
+//! pushes back on a client that pipelines without reading. Each task starts
+//! its request's effects only once every earlier request's effects are
+//! applied (a produce: queued), so the connection behaves as Kafka's
+//! one-request-at-a-time connection does while waits that cannot change an
+//! outcome (acknowledgements, long polls, rebalances) overlap ([`Turn`]).
 //!
 //! What is decoded here is only the header; the body goes to a
 //! [`Dispatcher`], the seam that lets tests substitute the real handlers.
@@ -18,10 +22,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
+use futures::future::{FutureExt, Shared};
 use kafka_protocol::messages::{ApiKey, RequestHeader};
 use kafka_protocol::protocol::Decodable;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
-use futures::future::{FutureExt, Shared};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tracing::{debug, error, warn};
