@@ -291,6 +291,13 @@ impl Conn {
         version: i16,
         req: &Req,
     ) -> anyhow::Result<(Resp, usize)> {
+        let correlation = self.send(key, version, req)?;
+        self.receive_sized(key, version, correlation)
+    }
+
+    /// Sends `req` as API `key` at `version` without reading the response (for pipelining);
+    /// returns its correlation id, to pass to [`Conn::receive`] in the same order.
+    pub fn send<Req: Encodable>(&mut self, key: ApiKey, version: i16, req: &Req) -> anyhow::Result<i32> {
         self.correlation += 1;
         let header = RequestHeader::default()
             .with_request_api_key(key as i16)
@@ -306,15 +313,36 @@ impl Conn {
         self.stream
             .write_all(&frame(&buf))
             .with_context(|| format!("send {key:?} request"))?;
+        Ok(self.correlation)
+    }
+
+    /// Reads and decodes the next response, which must answer the request sent as `correlation`
+    /// (API `key` at `version`).
+    pub fn receive<Resp: Decodable>(
+        &mut self,
+        key: ApiKey,
+        version: i16,
+        correlation: i32,
+    ) -> anyhow::Result<Resp> {
+        Ok(self.receive_sized(key, version, correlation)?.0)
+    }
+
+    /// [`Conn::receive`], also returning the response frame's size (see [`Conn::call_sized`]).
+    pub fn receive_sized<Resp: Decodable>(
+        &mut self,
+        key: ApiKey,
+        version: i16,
+        correlation: i32,
+    ) -> anyhow::Result<(Resp, usize)> {
         let mut payload = Bytes::from(read_frame(&mut self.stream)?);
         let size = payload.len();
         let resp_header = ResponseHeader::decode(&mut payload, key.response_header_version(version))
             .context("decode response header")?;
         ensure!(
-            resp_header.correlation_id == self.correlation,
+            resp_header.correlation_id == correlation,
             "correlation id {} in the response to {}",
             resp_header.correlation_id,
-            self.correlation
+            correlation
         );
         let resp = Resp::decode(&mut payload, version)
             .with_context(|| format!("decode {key:?} v{version} response"))?;

@@ -28,6 +28,16 @@ impl Conn {
     fn call<Req: Encodable, Resp: Decodable>(&mut self, key: ApiKey, version: i16, req: &Req) -> Resp {
         self.0.call(key, version, req).or_panic("request")
     }
+
+    /// Sends without reading the answer (pipelining); returns the correlation id.
+    fn send<Req: Encodable>(&mut self, key: ApiKey, version: i16, req: &Req) -> i32 {
+        self.0.send(key, version, req).or_panic("send request")
+    }
+
+    /// Reads the answer to the request sent as `correlation`.
+    fn receive<Resp: Decodable>(&mut self, key: ApiKey, version: i16, correlation: i32) -> Resp {
+        self.0.receive(key, version, correlation).or_panic("response")
+    }
 }
 
 fn s(text: &str) -> StrBytes {
@@ -621,4 +631,122 @@ fn a_truncated_join_group_closes_the_connection() {
     buf.extend_from_slice(&body[..body.len() / 2]);
     let received = raw::send_and_expect_close(&mut stream, &raw::frame(&buf), IO_TIMEOUT).or_panic("closed");
     assert!(received.is_empty(), "no response to an undecodable request");
+}
+
+fn leave_request(group: &str, member: &str) -> LeaveGroupRequest {
+    LeaveGroupRequest::default()
+        .with_group_id(gid(group))
+        .with_member_id(s(member))
+}
+
+fn sync_request(group: &str, member: &str, generation: i32) -> SyncGroupRequest {
+    SyncGroupRequest::default()
+        .with_group_id(gid(group))
+        .with_generation_id(generation)
+        .with_member_id(s(member))
+}
+
+/// Parked JoinGroup and SyncGroup requests are answered as soon as the group moves on, as Kafka's
+/// GroupCoordinator answers them, and a parked request never holds back a later request on its
+/// connection: a LeaveGroup pipelined behind its member's parked JoinGroup is handled at once
+/// (the join is answered UNKNOWN_MEMBER_ID), and a follower's parked SyncGroup is answered
+/// REBALANCE_IN_PROGRESS when the leader leaves. Rebalances here time out after 10 s; every
+/// answer must come well before.
+#[test]
+fn parked_join_and_sync_are_answered_when_the_group_moves_on() {
+    let broker = start();
+    kafka::create_topic(&broker.bootstrap(), "t", 1).or_panic("create topic");
+    let prompt = Duration::from_secs(3);
+    let mut a = Conn::open(&broker);
+    let mut b = Conn::open(&broker);
+    let (member_a, generation) = join_and_sync(&mut a, "parked", &["t"]);
+
+    // b joins (two-step): its second JoinGroup parks, waiting for a to rejoin; b's LeaveGroup
+    // goes right behind it on the same connection.
+    let first: JoinGroupResponse = b.call(
+        ApiKey::JoinGroup,
+        5,
+        &join_request("parked", "", None, 6000, &["t"]),
+    );
+    assert_eq!(err(first.error_code), Some(ResponseError::MemberIdRequired));
+    let member_b = first.member_id.to_string();
+    let started = std::time::Instant::now();
+    let join = b.send(
+        ApiKey::JoinGroup,
+        5,
+        &join_request("parked", &member_b, None, 6000, &["t"]),
+    );
+    let leave = b.send(ApiKey::LeaveGroup, 1, &leave_request("parked", &member_b));
+    let joined: JoinGroupResponse = b.receive(ApiKey::JoinGroup, 5, join);
+    let left: LeaveGroupResponse = b.receive(ApiKey::LeaveGroup, 1, leave);
+    let took = started.elapsed();
+    assert_eq!(
+        (err(joined.error_code), joined.generation_id, left.error_code),
+        (Some(ResponseError::UnknownMemberId), -1, 0),
+        "the parked join of the member that left, then its leave"
+    );
+    assert!(took < prompt, "answered after {took:?}");
+
+    // a rejoins alone: the rebalance b started completes at once, with a only.
+    let rejoined: JoinGroupResponse = a.call(
+        ApiKey::JoinGroup,
+        5,
+        &join_request("parked", &member_a, None, 6000, &["t"]),
+    );
+    assert_eq!(rejoined.error_code, 0);
+    assert_eq!(rejoined.generation_id, generation + 1);
+    assert_eq!(rejoined.members.len(), 1);
+
+    // b joins again; its join parks until a rejoins, then both are in CompletingRebalance.
+    let first: JoinGroupResponse = b.call(
+        ApiKey::JoinGroup,
+        5,
+        &join_request("parked", "", None, 6000, &["t"]),
+    );
+    let member_b = first.member_id.to_string();
+    let join_b = b.send(
+        ApiKey::JoinGroup,
+        5,
+        &join_request("parked", &member_b, None, 6000, &["t"]),
+    );
+    // b's join starts a new round once the broker has it; a's join completes that round (a join
+    // of a that arrives first is answered with the current generation again: retry).
+    let mut tries = 0;
+    let join_a: JoinGroupResponse = loop {
+        let r: JoinGroupResponse = a.call(
+            ApiKey::JoinGroup,
+            5,
+            &join_request("parked", &member_a, None, 6000, &["t"]),
+        );
+        if r.generation_id > rejoined.generation_id || tries == 50 {
+            break r;
+        }
+        tries += 1;
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let joined_b: JoinGroupResponse = b.receive(ApiKey::JoinGroup, 5, join_b);
+    assert_eq!((join_a.error_code, joined_b.error_code), (0, 0));
+    assert_eq!(join_a.generation_id, joined_b.generation_id);
+    assert_eq!(join_a.leader.as_str(), member_a, "a leads");
+    let generation = join_a.generation_id;
+
+    // b (a follower) syncs and parks waiting for the leader's assignment; the leader leaves.
+    let started = std::time::Instant::now();
+    let sync_b = b.send(
+        ApiKey::SyncGroup,
+        3,
+        &sync_request("parked", &member_b, generation),
+    );
+    // Give the sync time to park (were it not parked yet, it would get the same answer).
+    std::thread::sleep(Duration::from_millis(200));
+    let left: LeaveGroupResponse = a.call(ApiKey::LeaveGroup, 1, &leave_request("parked", &member_a));
+    assert_eq!(left.error_code, 0);
+    let synced: SyncGroupResponse = b.receive(ApiKey::SyncGroup, 3, sync_b);
+    let took = started.elapsed();
+    assert_eq!(
+        err(synced.error_code),
+        Some(ResponseError::RebalanceInProgress),
+        "the follower's parked sync when the leader left"
+    );
+    assert!(took < prompt, "answered after {took:?}");
 }

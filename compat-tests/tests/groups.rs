@@ -1335,3 +1335,56 @@ fn a_second_consumer_with_the_same_group_instance_id_fences_the_first() {
         "{described:?}"
     );
 }
+
+/// A cooperative-sticky consumer subscribed to two topics, one of which is deleted under it, then
+/// closed: every JoinGroup and SyncGroup the coordinator parked for it is answered when the group
+/// moves on (the member's LeaveGroup may arrive in the middle of the rebalance the deletion
+/// starts), so the close completes promptly and the group ends Empty.
+#[test]
+fn cooperative_consumer_closes_promptly_after_one_of_its_topics_is_deleted() {
+    let broker = broker_with_initial_delay(0);
+    let bootstrap = broker.bootstrap();
+    let group_id = "coop-delete-group";
+    for topic in ["kept", "deleted"] {
+        kafka::create_topic(&bootstrap, topic, 2).or_panic("create topic");
+    }
+    let mut config = group_consumer_config(&bootstrap, group_id);
+    config.set("partition.assignment.strategy", "cooperative-sticky");
+    // Notice the deletion soon (librdkafka rejoins when a subscribed topic disappears).
+    config.set("topic.metadata.refresh.interval.ms", "500");
+    let member = GroupMember::subscribe(&config, "c", &["kept", "deleted"]).or_panic("subscribe");
+    let mut run = GroupRun::new();
+    run.drive(
+        &[&member],
+        CommitPolicy::Never,
+        Duration::from_secs(30),
+        "the member owns both topics",
+        |_, m| m[0].assignment().len() == 4,
+    )
+    .or_panic("assignment");
+    assert_eq!(
+        member.assignment(),
+        vec![
+            ("deleted".to_string(), 0),
+            ("deleted".to_string(), 1),
+            ("kept".to_string(), 0),
+            ("kept".to_string(), 1)
+        ]
+    );
+    kafka::delete_topic(&bootstrap, "deleted").or_panic("delete topic");
+    // Let the consumer notice the deletion (and start the rebalance it causes).
+    run.settle(&[&member], CommitPolicy::Never, Duration::from_secs(2))
+        .or_panic("settle");
+    let started = Instant::now();
+    member.close(Duration::from_secs(5)).or_panic("close");
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(5),
+        "close took {took:?}: well under the session timeout"
+    );
+    wait_until(Duration::from_secs(3), "the group is Empty", || {
+        let described = describe_group(&bootstrap, group_id)?;
+        Ok(described.state == "Empty" && described.members.is_empty())
+    })
+    .or_panic("group Empty after the close");
+}

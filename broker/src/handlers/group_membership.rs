@@ -14,6 +14,7 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 
 use crate::group::member::JoinRequest;
+use crate::server::connection::Turn;
 use crate::Broker;
 
 /// JoinGroup versions served (v4+: KIP-394 member id required; v5+:
@@ -35,13 +36,15 @@ fn opt_str(s: &Option<StrBytes>) -> Option<String> {
 }
 
 /// Handle a JoinGroup. `client_id` and `client_host` come from the request
-/// header and the connection.
+/// header and the connection. The connection's `turn` is released once the
+/// join is registered with the group, before the rebalance is awaited.
 pub async fn join(
     broker: &Broker,
     version: i16,
     req: JoinGroupRequest,
     client_id: &str,
     client_host: &str,
+    mut turn: Turn,
 ) -> JoinGroupResponse {
     let session_ms = req.session_timeout_ms;
     // v0 has no rebalance timeout: it is the session timeout.
@@ -73,7 +76,7 @@ pub async fn join(
                 .collect(),
             require_known_member_id: version >= 4,
         };
-        broker.groups.join(&group_id, join).await
+        broker.groups.join_then(&group_id, join, || turn.release()).await
     };
     let mut resp = JoinGroupResponse::default()
         .with_error_code(code(result.error))
@@ -106,8 +109,9 @@ pub async fn join(
     resp
 }
 
-/// Handle a SyncGroup.
-pub async fn sync(broker: &Broker, version: i16, req: SyncGroupRequest) -> SyncGroupResponse {
+/// Handle a SyncGroup. The connection's `turn` is released once the sync is
+/// registered with the group, before the leader's assignment is awaited.
+pub async fn sync(broker: &Broker, version: i16, req: SyncGroupRequest, mut turn: Turn) -> SyncGroupResponse {
     let instance = if version >= 3 {
         opt_str(&req.group_instance_id)
     } else {
@@ -120,7 +124,8 @@ pub async fn sync(broker: &Broker, version: i16, req: SyncGroupRequest) -> SyncG
     };
     let result = broker
         .groups
-        .sync(
+        .sync_then(
+            || turn.release(),
             &req.group_id.0,
             &req.member_id,
             instance.as_deref(),

@@ -187,6 +187,10 @@ impl Dispatcher for KafkaDispatcher {
                     let mut body = req.body;
                     match decode_body::<m::FetchRequest>(req.api_key, &mut body, version) {
                         Ok(decoded) => {
+                            // A fetch changes nothing: later requests need
+                            // not wait for its long poll.
+                            let mut turn = req.turn;
+                            turn.release();
                             let reply = fetch::handle(broker, version, decoded).await;
                             match fetch_encode::encode(
                                 version,
@@ -224,15 +228,24 @@ impl Dispatcher for KafkaDispatcher {
                     match decode_body::<m::JoinGroupRequest>(req.api_key, &mut body, version) {
                         Ok(decoded) => {
                             let client_id = req.header.client_id.as_deref().unwrap_or_default();
-                            let resp =
-                                group_membership::join(broker, version, decoded, client_id, &req.client_host)
-                                    .await;
+                            let resp = group_membership::join(
+                                broker,
+                                version,
+                                decoded,
+                                client_id,
+                                &req.client_host,
+                                req.turn,
+                            )
+                            .await;
                             encode_response(req.api_key, version, version, req.header.correlation_id, &resp)
                         }
                         Err(e) => Outcome::Close(e),
                     }
                 }
-                ApiKey::SyncGroup => route!(req, broker, m::SyncGroupRequest, group_membership::sync),
+                ApiKey::SyncGroup => {
+                    let turn = req.turn;
+                    route!(req, broker, m::SyncGroupRequest, group_membership::sync, turn)
+                }
                 ApiKey::Heartbeat => route!(req, broker, m::HeartbeatRequest, group_membership::heartbeat),
                 ApiKey::LeaveGroup => route!(req, broker, m::LeaveGroupRequest, group_membership::leave),
                 ApiKey::OffsetCommit => route!(req, broker, m::OffsetCommitRequest, group_offsets::commit),

@@ -19,7 +19,7 @@ use distlog_metadata::StreamId;
 
 use crate::error::storage_error;
 use crate::records::{self, BatchError};
-use crate::server::connection::ProduceTurn;
+use crate::server::connection::Turn;
 use crate::Broker;
 
 /// Versions implemented (advertised in ApiVersions).
@@ -31,13 +31,16 @@ const ZSTD_MIN_VERSION: i16 = 7;
 /// Handle a produce request. `None` when acks=0 (no response is sent).
 ///
 /// Validation runs first and concurrently with other requests; then, in
-/// the connection's produce order (`turn`), every partition's records are
-/// queued to their streams; only then are the acknowledgements awaited.
+/// the connection's order (`turn`: after every earlier produce queued its
+/// appends and every other earlier request applied its effects), every
+/// partition's records are queued to their streams, which lets later
+/// produces queue theirs; only then are the acknowledgements awaited, and
+/// the turn is held (later non-produce requests wait) until they are in.
 pub async fn handle(
     broker: &Broker,
     version: i16,
     req: ProduceRequest,
-    turn: Option<ProduceTurn>,
+    mut turn: Turn,
 ) -> Option<ProduceResponse> {
     let acks = req.acks;
     if !acks_valid(acks) {
@@ -72,10 +75,7 @@ pub async fn handle(
     }
 
     // Queue the appends in the connection's request order.
-    let mut turn = turn;
-    if let Some(t) = turn.as_mut() {
-        t.wait().await;
-    }
+    turn.wait().await;
     let mut pending = Vec::with_capacity(prepared.len());
     for (t, index, p) in prepared {
         let queued = match p {
@@ -84,9 +84,7 @@ pub async fn handle(
         };
         pending.push((t, index, queued));
     }
-    if let Some(t) = turn {
-        t.pass();
-    }
+    turn.queued();
 
     let results = join_all(pending.into_iter().map(|(t, index, queued)| async move {
         let resp = match queued {

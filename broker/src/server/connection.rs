@@ -1,5 +1,6 @@
-//! One Kafka client connection: read frames, handle requests concurrently,
-//! answer strictly in request order.
+//! One Kafka client connection: read frames, handle requests concurrently
+//! with their effects in request order ([`Turn`]), answer strictly in
+//! request order.
 //!
 //! Kafka clients pipeline many requests on one connection and match
 //! responses by order (and correlation id). The reader parses each request
@@ -7,7 +8,11 @@
 //! task's handle; the writer awaits the handles in queue order, so a slow
 //! request (a long-poll fetch) delays later responses but never reorders
 //! them. The queue is bounded ([`MAX_IN_FLIGHT`]), which bounds memory and
-//! pushes back on a client that pipelines without reading.
+//! pushes back on a client that pipelines without reading. Each task starts
+//! its request's effects only once every earlier request's effects are
+//! applied (a produce: queued), so the connection behaves as Kafka's
+//! one-request-at-a-time connection does while waits that cannot change an
+//! outcome (acknowledgements, long polls, rebalances) overlap ([`Turn`]).
 //!
 //! What is decoded here is only the header; the body goes to a
 //! [`Dispatcher`], the seam that lets tests substitute the real handlers.
@@ -17,6 +22,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
+use futures::future::{FutureExt, Shared};
 use kafka_protocol::messages::{ApiKey, RequestHeader};
 use kafka_protocol::protocol::Decodable;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
@@ -39,46 +45,127 @@ pub struct RawRequest {
     pub header: RequestHeader,
     /// The undecoded body, sliced from the frame without a copy.
     pub body: Bytes,
-    /// For produce requests: this request's turn in the connection's
-    /// append order (see [`ProduceTurn`]).
-    pub turn: Option<ProduceTurn>,
+    /// This request's turn in the connection's order of effects (see
+    /// [`Turn`]).
+    pub turn: Turn,
     /// The client's host as Kafka reports it in DescribeGroups (`/ip`).
     pub client_host: Arc<str>,
 }
 
-/// Keeps the appends of one connection's produce requests in request
-/// order while the requests themselves run concurrently. Kafka handles a
-/// connection's requests one at a time, and clients (librdkafka without
-/// idempotence) rely on pipelined produce requests being stored in the
-/// order sent. Each produce request waits for its predecessor's appends to
-/// be queued ([`ProduceTurn::wait`]), queues its own, then passes the turn
-/// on ([`ProduceTurn::pass`], or by being dropped, so an error never
-/// blocks the connection).
-#[derive(Debug)]
-pub struct ProduceTurn {
-    prev: Option<oneshot::Receiver<()>>,
-    done: oneshot::Sender<()>,
+/// A one-shot signal several waiters can await; it fires when sent or
+/// when its sender is dropped (so a failed request never blocks the
+/// connection).
+type Signal = Shared<oneshot::Receiver<()>>;
+
+/// One request's place in its connection's order of effects.
+///
+/// Kafka handles a connection's requests one at a time, so each request
+/// sees the effects of every earlier one, and clients rely on that (an
+/// OffsetFetch after an OffsetCommit returns the committed offset; a
+/// ListOffsets after a produce sees its records). distlog handles a
+/// connection's requests concurrently, but a request's effects start only
+/// after the effects of every earlier request of the connection are
+/// *applied*: its handler waits ([`Turn::wait`]) until they are, and it
+/// declares its own effects applied with [`Turn::release`] (or by dropping
+/// the turn when it finishes). Only what cannot change an outcome overlaps:
+///
+/// - a produce waits only until earlier requests' effects are *queued*
+///   ([`Turn::queued`]): it declares its appends queued as soon as they
+///   are, and keeps its turn (applied) until they are acknowledged, so
+///   pipelined produces still append concurrently, in request order, while
+///   any other request after a produce sees its records;
+/// - requests parked waiting for something else release their turn once
+///   their own effect is registered: a JoinGroup or SyncGroup once the
+///   member is registered as waiting (a Heartbeat or LeaveGroup behind it
+///   on the same connection is not blocked by the rebalance), a Fetch
+///   before its long poll (it changes nothing).
+///
+/// Both signals of a request fire only after the same signal of every
+/// earlier request of the connection ([`TurnChain`]), whatever order the
+/// handlers run in.
+#[derive(Debug, Default)]
+pub struct Turn {
+    wait_for: Option<Signal>,
+    queued: Option<oneshot::Sender<()>>,
+    applied: Option<oneshot::Sender<()>>,
 }
 
-impl ProduceTurn {
-    /// A turn after `prev` (none for the connection's first produce); the
-    /// returned receiver fires when this turn is passed.
-    pub fn after(prev: Option<oneshot::Receiver<()>>) -> (ProduceTurn, oneshot::Receiver<()>) {
-        let (done, next) = oneshot::channel();
-        (ProduceTurn { prev, done }, next)
-    }
-
-    /// Wait until every earlier produce request of the connection has
-    /// queued its appends.
+impl Turn {
+    /// Wait until every earlier request of the connection has applied its
+    /// effects (for a produce: queued them).
     pub async fn wait(&mut self) {
-        if let Some(prev) = self.prev.take() {
+        if let Some(prev) = self.wait_for.take() {
             let _ = prev.await;
         }
     }
 
-    /// Let the next produce request of the connection queue its appends.
-    pub fn pass(self) {
-        let _ = self.done.send(());
+    /// This request's effects are queued in their final order: later
+    /// produces may queue theirs.
+    pub fn queued(&mut self) {
+        if let Some(tx) = self.queued.take() {
+            let _ = tx.send(());
+        }
+    }
+
+    /// This request's effects are applied: every later request may start
+    /// its own. Implies [`Turn::queued`]. Dropping the turn does the same.
+    pub fn release(&mut self) {
+        self.queued();
+        if let Some(tx) = self.applied.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// The connection's side of its requests' turns: hands out each request's
+/// [`Turn`] and chains its signals behind the previous request's.
+#[derive(Debug, Default)]
+pub struct TurnChain {
+    last_queued: Option<Signal>,
+    last_applied: Option<Signal>,
+}
+
+impl TurnChain {
+    /// The turn of the connection's next request, and the future that
+    /// forwards its signals to later requests once the earlier ones fired;
+    /// the future must run alongside the request (it ends when the turn is
+    /// released and every earlier turn was). `after_queued`: the request
+    /// needs only earlier effects queued (produce), not applied.
+    pub fn next(&mut self, after_queued: bool) -> (Turn, impl Future<Output = ()> + Send + 'static) {
+        let (queued, own_queued) = oneshot::channel();
+        let (applied, own_applied) = oneshot::channel();
+        let (chained_queued, q_rx) = oneshot::channel::<()>();
+        let (chained_applied, a_rx) = oneshot::channel::<()>();
+        let prev_queued = self.last_queued.replace(q_rx.shared());
+        let prev_applied = self.last_applied.replace(a_rx.shared());
+        let wait_for = if after_queued {
+            prev_queued.clone()
+        } else {
+            prev_applied.clone()
+        };
+        let forward = async move {
+            let q = async move {
+                let _ = own_queued.await;
+                if let Some(p) = prev_queued {
+                    let _ = p.await;
+                }
+                let _ = chained_queued.send(());
+            };
+            let a = async move {
+                let _ = own_applied.await;
+                if let Some(p) = prev_applied {
+                    let _ = p.await;
+                }
+                let _ = chained_applied.send(());
+            };
+            futures::future::join(q, a).await;
+        };
+        let turn = Turn {
+            wait_for,
+            queued: Some(queued),
+            applied: Some(applied),
+        };
+        (turn, forward)
     }
 }
 
@@ -143,7 +230,7 @@ pub fn parse_header(frame: Bytes) -> Result<RawRequest, HeaderError> {
         api_key,
         header,
         body: buf,
-        turn: None,
+        turn: Turn::default(),
         client_host: Arc::from(""),
     })
 }
@@ -202,7 +289,7 @@ async fn read_loop<R: AsyncRead + Unpin, D: Dispatcher>(
         let ip = peer.rsplit_once(':').map_or(peer.as_str(), |(ip, _)| ip);
         Arc::from(format!("/{}", ip.trim_start_matches('[').trim_end_matches(']')))
     };
-    let mut last_produce: Option<oneshot::Receiver<()>> = None;
+    let mut turns = TurnChain::default();
     loop {
         if *shutdown.borrow() {
             return;
@@ -248,18 +335,24 @@ async fn read_loop<R: AsyncRead + Unpin, D: Dispatcher>(
             return;
         }
         let api_key = req.api_key;
-        if api_key == ApiKey::Produce {
-            let (turn, next) = ProduceTurn::after(last_produce.take());
-            req.turn = Some(turn);
-            last_produce = Some(next);
-        }
+        // A produce waits for its turn itself, after validating its
+        // records; every other request waits before it is dispatched.
+        let is_produce = api_key == ApiKey::Produce;
+        let (turn, forward) = turns.next(is_produce);
+        req.turn = turn;
         let correlation_id = req.header.correlation_id;
         let d = dispatcher.clone();
         let task = tokio::spawn(async move {
             let label = api_label(api_key);
             metrics::REQUESTS.with_label_values(&[label.as_str()]).inc();
             let started = Instant::now();
-            let out = d.dispatch(req).await;
+            let handle = async move {
+                if !is_produce {
+                    req.turn.wait().await;
+                }
+                d.dispatch(req).await
+            };
+            let (out, ()) = futures::future::join(handle, forward).await;
             metrics::REQUEST_SECONDS
                 .with_label_values(&[label.as_str()])
                 .observe(started.elapsed().as_secs_f64());

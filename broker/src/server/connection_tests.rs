@@ -28,7 +28,9 @@ impl Dispatcher for ApiVersionsOnly {
 
 /// Accepts everything. The body's first byte says what to do: 0 = respond
 /// after `body[1]` ms, 1 = no response, 2 = close. The response body is the
-/// correlation id; completions are logged in order.
+/// correlation id; completions are logged in order. Its requests have no
+/// effects: each releases its turn at once (as a long-poll fetch does), so
+/// they run concurrently.
 #[derive(Default)]
 struct Scripted {
     completed: Mutex<Vec<i32>>,
@@ -38,7 +40,8 @@ impl Dispatcher for Scripted {
     fn accepts(&self, _: ApiKey, _: i16) -> bool {
         true
     }
-    async fn dispatch(self: Arc<Self>, req: RawRequest) -> Outcome {
+    async fn dispatch(self: Arc<Self>, mut req: RawRequest) -> Outcome {
+        req.turn.release();
         let cid = req.header.correlation_id;
         let (op, delay) = (
             req.body.first().copied().unwrap_or(0),
@@ -303,14 +306,14 @@ async fn tcp_listener_serves_and_drains_on_shutdown() {
 
 #[tokio::test]
 async fn produce_turns_queue_in_request_order_even_when_tasks_run_out_of_order() {
-    use super::connection::ProduceTurn;
+    use super::connection::TurnChain;
     use std::sync::Mutex;
     let order = Arc::new(Mutex::new(Vec::new()));
-    let mut prev = None;
+    let mut chain = TurnChain::default();
     let mut turns = Vec::new();
     for i in 0..5 {
-        let (turn, next) = ProduceTurn::after(prev.take());
-        prev = Some(next);
+        let (turn, forward) = chain.next(true);
+        tokio::spawn(forward);
         turns.push((i, turn));
     }
     // Start the tasks in reverse request order; the later ones must wait.
@@ -323,7 +326,11 @@ async fn produce_turns_queue_in_request_order_even_when_tasks_run_out_of_order()
             if i == 2 {
                 drop(turn); // an error path: dropping passes the turn too
             } else {
-                turn.pass();
+                turn.queued();
+                // Queued is enough for the next produce: the turn is held
+                // (not applied) while this one awaits its acknowledgement.
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                turn.release();
             }
         }));
         tokio::task::yield_now().await;
@@ -332,4 +339,79 @@ async fn produce_turns_queue_in_request_order_even_when_tasks_run_out_of_order()
         h.await.unwrap();
     }
     assert_eq!(*order.lock().unwrap(), vec![0, 1, 2, 3, 4]);
+}
+
+/// Requests after a produce wait until its effects are applied; produces
+/// after any other request wait until it applied its effects; signals of a
+/// request never overtake those of an earlier one.
+#[tokio::test]
+async fn turns_order_effects_across_request_kinds() {
+    use super::connection::TurnChain;
+    use std::sync::Mutex;
+    let log = Arc::new(Mutex::new(Vec::<&'static str>::new()));
+    let mut chain = TurnChain::default();
+    // 0: produce, 1: produce, 2: a read (e.g. ListOffsets), 3: produce.
+    let kinds = [true, true, false, true];
+    let mut turns = Vec::new();
+    for after_queued in kinds {
+        let (turn, forward) = chain.next(after_queued);
+        tokio::spawn(forward);
+        turns.push(turn);
+    }
+    let mut it = turns.into_iter();
+    let (mut p0, mut p1, mut read, mut p3) = (
+        it.next().unwrap(),
+        it.next().unwrap(),
+        it.next().unwrap(),
+        it.next().unwrap(),
+    );
+    let l = log.clone();
+    let read_task = tokio::spawn(async move {
+        read.wait().await;
+        l.lock().unwrap().push("read starts");
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        l.lock().unwrap().push("read applied");
+        read.release();
+    });
+    let l = log.clone();
+    let p3_task = tokio::spawn(async move {
+        p3.wait().await;
+        l.lock().unwrap().push("p3 queues");
+        p3.release();
+    });
+    let l = log.clone();
+    let p1_task = tokio::spawn(async move {
+        p1.wait().await;
+        l.lock().unwrap().push("p1 queues");
+        p1.queued();
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        l.lock().unwrap().push("p1 acked");
+        p1.release();
+    });
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert!(log.lock().unwrap().is_empty(), "nothing starts before p0 queues");
+    p0.wait().await;
+    log.lock().unwrap().push("p0 queues");
+    p0.queued();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    log.lock().unwrap().push("p0 acked");
+    p0.release();
+    for t in [p1_task, read_task, p3_task] {
+        tokio::time::timeout(Duration::from_secs(5), t)
+            .await
+            .expect("no deadlock")
+            .unwrap();
+    }
+    assert_eq!(
+        *log.lock().unwrap(),
+        vec![
+            "p0 queues",
+            "p1 queues",
+            "p0 acked",
+            "p1 acked",
+            "read starts",
+            "read applied",
+            "p3 queues"
+        ]
+    );
 }
