@@ -1,5 +1,5 @@
 //! Cluster settings: which roles a node runs, the metadata voters it forms
-//! a Raft group with, and the replication a topic gets by default.
+//! a Raft quorum with, and the replication a topic gets by default.
 //!
 //! One `distlog server` binary runs any combination of DistributedLog's
 //! three roles: `meta` (a voter of the Raft metadata group), `bookie` (a
@@ -19,7 +19,7 @@ use crate::error::BrokerError;
 /// The roles a node runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Roles {
-    /// A voter of the metadata Raft group (otherwise a learner with a
+    /// A voter of the metadata quorum (otherwise a learner with a
     /// full local replica).
     pub meta: bool,
     /// Serves its segment store (bookie) to the cluster.

@@ -146,7 +146,7 @@ const CONTROLLER_TICK: std::time::Duration = std::time::Duration::from_millis(50
 /// clients see few leader changes at once; orphaned streams move at once.
 const REBALANCE_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// The controller: on whichever node leads the metadata Raft group, keep
+/// The controller: on whichever node leads the metadata quorum, keep
 /// every stream owned by a live broker and the load even. Runs on every
 /// `meta` node (only the leader acts) until `shutdown` flips; a failed round
 /// is logged and retried on the next tick.

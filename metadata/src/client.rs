@@ -285,7 +285,7 @@ impl MetadataStore {
                 Ok(()) => tracing::info!(
                     node_id = config.node_id,
                     voters = ?voters.keys().collect::<Vec<_>>(),
-                    "initialised the metadata raft group"
+                    "initialised the metadata quorum"
                 ),
                 Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {}
                 Err(e) => {

@@ -1,6 +1,6 @@
 //! distlog-metadata: the Raft-replicated metadata store.
 //!
-//! A Raft group (openraft) whose log, vote, state machine and snapshots are
+//! A Raft quorum (openraft) whose log, vote, state machine and snapshots are
 //! persisted in sled under the data directory. Every node keeps the whole
 //! [`model::MetaState`] locally and reads it without a round trip; writes are
 //! [`model::Command`]s applied by the state machine; subscribers get
@@ -9,7 +9,7 @@
 pub mod client;
 pub mod clock;
 pub mod error;
-pub mod group;
+pub mod consumer_group;
 pub mod membership;
 pub mod metrics;
 pub mod model;
@@ -21,6 +21,6 @@ pub mod typ;
 pub use client::{MetadataConfig, MetadataStore, RaftTuning};
 pub use clock::now_ms;
 pub use error::MetadataError;
-pub use group::{CommittedOffset, GroupMemberRecord, GroupMeta, GroupOp, GroupRecord, OffsetCommitEntry};
+pub use consumer_group::{CommittedOffset, GroupMemberRecord, GroupMeta, GroupOp, GroupRecord, OffsetCommitEntry};
 pub use membership::{Members, MembershipChange, MembershipFailure};
 pub use model::*;

@@ -1,4 +1,4 @@
-//! Membership of the metadata Raft group: who votes, who only replicates.
+//! Membership of the metadata quorum: who votes, who only replicates.
 //!
 //! Voters elect the leader and commit writes; learners receive the whole log
 //! (or a snapshot) and keep a full local replica without voting. A new node
@@ -24,7 +24,7 @@ pub const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(10);
 /// is still being committed.
 const IN_PROGRESS_RETRY: Duration = Duration::from_secs(5);
 
-/// The members of the metadata Raft group and their Raft addresses.
+/// The members of the metadata quorum and their Raft addresses.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Members {
     /// Voters (node id → Raft address). During a joint configuration this

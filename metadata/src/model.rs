@@ -209,7 +209,7 @@ pub struct MetaState {
     pub next_producer_id: u64,
     /// Consumer groups: committed offsets and last generations, by group id.
     #[serde(default)]
-    pub groups: BTreeMap<String, crate::group::GroupMeta>,
+    pub groups: BTreeMap<String, crate::consumer_group::GroupMeta>,
 }
 
 impl MetaState {
@@ -320,7 +320,7 @@ pub enum Command {
     TruncateStream { stream: StreamId, log_start_offset: u64 },
     /// Consumer-group changes (offset commits, generation records,
     /// deletions), applied in order; never refused.
-    Groups(Vec<crate::group::GroupOp>),
+    Groups(Vec<crate::consumer_group::GroupOp>),
 }
 
 /// The final fields of a sealed segment, shared by the two sealing

@@ -102,7 +102,7 @@ fn apply_inner(state: &mut MetaState, cmd: &Command, events: &mut Vec<MetaEvent>
                     );
                 }
             }
-            crate::group::forget_topic(state, name);
+            crate::consumer_group::forget_topic(state, name);
             let ledgers = released.iter().map(|r| r.ledger_id).collect();
             events.push(MetaEvent::TopicDeleted {
                 name: name.clone(),
@@ -259,7 +259,7 @@ fn apply_inner(state: &mut MetaState, cmd: &Command, events: &mut Vec<MetaEvent>
             Ok(CommandResponse::ReleasedLedgers(ledgers))
         }
         Command::Groups(ops) => {
-            crate::group::apply_group_ops(state, ops);
+            crate::consumer_group::apply_group_ops(state, ops);
             Ok(CommandResponse::Ok)
         }
     }

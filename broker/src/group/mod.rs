@@ -40,7 +40,8 @@
 //! are fenced by generation and rejoin; a commit is retried).
 
 #[cfg(test)]
-mod coordinator_tests;
+#[path = "group_tests.rs"]
+mod tests;
 pub mod member;
 mod offsets;
 pub mod placement;

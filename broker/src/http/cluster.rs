@@ -1,4 +1,4 @@
-//! The cluster admin API: the metadata Raft group (leader, term, voters,
+//! The cluster admin API: the metadata quorum (leader, term, voters,
 //! learners), every registered node with its roles, lease and the streams
 //! it owns, and membership changes (`/admin/cluster`,
 //! `POST /admin/cluster/voters/{id}?addr=HOST:PORT`,

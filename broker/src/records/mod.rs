@@ -17,6 +17,7 @@ pub mod validate;
 mod varint;
 
 #[cfg(test)]
+#[path = "records_tests.rs"]
 pub(crate) mod tests;
 
 use kafka_protocol::error::ResponseError;

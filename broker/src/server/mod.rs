@@ -9,4 +9,5 @@ pub mod listener;
 pub use connection::{Dispatcher, Outcome, RawRequest};
 
 #[cfg(test)]
-mod connection_tests;
+#[path = "server_tests.rs"]
+mod tests;

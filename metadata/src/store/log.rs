@@ -19,7 +19,7 @@ const KEY_LAST_PURGED: &[u8] = b"last_purged";
 
 type Entry = openraft::Entry<TypeConfig>;
 
-/// Log storage of the metadata Raft group; also its own log reader
+/// Log storage of the metadata quorum; also its own log reader
 /// (cloning is cheap and shares the database).
 #[derive(Clone)]
 pub struct LogStore {

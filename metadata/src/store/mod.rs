@@ -1,4 +1,4 @@
-//! sled-backed persistence of the metadata Raft group.
+//! sled-backed persistence of the metadata quorum.
 //!
 //! One sled database under the data directory holds three trees:
 //! - `raft_log`: log entries keyed by big-endian index (so sled's key order

@@ -52,7 +52,7 @@ struct SnapshotBody {
     next_ledger_id: u64,
     next_producer_id: u64,
     #[serde(default)]
-    groups: BTreeMap<String, crate::group::GroupMeta>,
+    groups: BTreeMap<String, crate::consumer_group::GroupMeta>,
 }
 
 fn encode_state(state: &MetaState) -> Result<Vec<u8>, StorageError> {
@@ -110,7 +110,7 @@ fn store_snapshot(sled: &SledStore, snap: &StoredSnapshot) -> Result<(), Storage
     sled.flush().map_err(|e| snap_err(ErrorVerb::Write, &e))
 }
 
-/// State machine storage of the metadata Raft group.
+/// State machine storage of the metadata quorum.
 pub struct StateMachineStore {
     sled: Arc<SledStore>,
     state: Arc<RwLock<MetaState>>,

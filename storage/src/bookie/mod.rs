@@ -17,6 +17,7 @@ mod index;
 mod lac;
 mod ledger_file;
 #[cfg(test)]
+#[path = "bookie_tests.rs"]
 mod tests;
 
 use std::collections::HashMap;

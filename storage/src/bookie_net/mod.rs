@@ -21,7 +21,8 @@ pub mod protocol;
 pub mod server;
 
 #[cfg(test)]
-mod codec_tests;
+#[path = "bookie_net_tests.rs"]
+mod tests;
 
 pub use client::{BookieAddr, ClientConfig, RemoteBookie};
 

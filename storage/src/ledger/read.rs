@@ -390,4 +390,5 @@ fn cover(
 }
 
 #[cfg(test)]
+#[path = "read_tests.rs"]
 mod tests;

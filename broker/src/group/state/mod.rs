@@ -401,4 +401,5 @@ impl Group {
 }
 
 #[cfg(test)]
+#[path = "state_tests.rs"]
 mod tests;

@@ -16,6 +16,7 @@ use crate::error::StorageError;
 use crate::ledger::{AddRequest, BookieClient, Entry, IndexRow};
 
 /// Bookies holding one stripe of a striped ledger.
+#[path = "bookie_stripe_tests.rs"]
 mod stripe;
 
 fn open(dir: &Path) -> LocalBookie {

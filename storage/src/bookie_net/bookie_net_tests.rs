@@ -14,6 +14,7 @@ use crate::ledger::{AddRequest, Entry, IndexRow, LedgerInfo};
 const MAX: usize = DEFAULT_MAX_FRAME;
 
 /// Hostile and impossible ordering fields of adds (striping).
+#[path = "bookie_net_ordering_tests.rs"]
 mod ordering;
 
 fn row(entry_id: u64, len: u32) -> IndexRow {
