@@ -86,8 +86,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let depth: usize = arg(3, 64);
     let base = std::env::args()
         .nth(4)
-        .map(PathBuf::from)
-        .unwrap_or_else(std::env::temp_dir);
+        .map_or_else(std::env::temp_dir, PathBuf::from);
     println!(
         "writers={writers} entries/writer={per_writer} in-flight/writer={depth} dir={}",
         base.display()

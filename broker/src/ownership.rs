@@ -132,7 +132,7 @@ pub async fn apply_ownership_round(
                 tracing::info!(stream = %m.stream, from = ?m.from, to = m.to, "stream ownership assigned");
             }
             Err(MetadataError::Rejected(e)) => {
-                tracing::debug!(stream = %m.stream, error = %e, "ownership move lost a race; replanning next round")
+                tracing::debug!(stream = %m.stream, error = %e, "ownership move lost a race; replanning next round");
             }
             Err(e) => return Err(e),
         }

@@ -412,7 +412,7 @@ fn poll_until(
         match consumer.poll(remaining.min(Duration::from_millis(200))) {
             Some(Ok(msg)) => out.push(ConsumedRecord::from_message(&msg)),
             Some(Err(e)) if tolerate_transport_errors && is_transport_error(&e) => {
-                last_transport_error = Some(e.to_string())
+                last_transport_error = Some(e.to_string());
             }
             Some(Err(e)) => return Err(e).context(format!("consumer error after {} records", out.len())),
             None => {}

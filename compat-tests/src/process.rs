@@ -107,8 +107,7 @@ impl DistlogProcess {
         };
         let parent = data_dir
             .parent()
-            .map(Path::to_path_buf)
-            .unwrap_or_else(|| PathBuf::from("."));
+            .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
         let log_path = parent.join("distlog.log");
         let mut process = DistlogProcess {
             child: None,
@@ -311,6 +310,7 @@ impl DistlogProcess {
 
     /// Kills the broker with SIGKILL (no chance to flush or clean up) and reaps it.
     pub fn kill9(&mut self) -> anyhow::Result<()> {
+        use std::os::unix::process::ExitStatusExt;
         let mut child = self.child.take().context("kill9: distlog is not running")?;
         if let Some(status) = child.try_wait()? {
             bail!(
@@ -321,7 +321,6 @@ impl DistlogProcess {
         // Child::kill sends SIGKILL on Unix.
         child.kill().context("send SIGKILL")?;
         let status = child.wait().context("reap after SIGKILL")?;
-        use std::os::unix::process::ExitStatusExt;
         ensure_killed_by(status.signal(), libc::SIGKILL)?;
         Ok(())
     }
@@ -408,7 +407,7 @@ pub fn tail_of_file(path: &Path, lines: usize) -> String {
     let Ok(mut file) = File::open(path) else {
         return String::new();
     };
-    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let len = file.metadata().map_or(0, |m| m.len());
     let start = len.saturating_sub(64 * 1024);
     if file.seek(SeekFrom::Start(start)).is_err() {
         return String::new();
@@ -441,9 +440,10 @@ pub fn locate_binary() -> anyhow::Result<PathBuf> {
             candidates.push(dir.join("distlog"));
         }
     }
-    let target_dir = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("target"));
+    let target_dir = std::env::var_os("CARGO_TARGET_DIR").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("target"),
+        PathBuf::from,
+    );
     let (this, other) = if cfg!(debug_assertions) {
         ("debug", "release")
     } else {

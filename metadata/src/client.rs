@@ -322,12 +322,9 @@ impl MetadataStore {
                         break;
                     }
                     let call = self.transport.change_membership(&target, change.clone());
-                    let outcome = match tokio::time::timeout(remaining, call).await {
-                        Ok(outcome) => outcome,
-                        Err(_) => {
-                            last_error = format!("{target} did not answer before the startup timeout");
-                            break;
-                        }
+                    let Ok(outcome) = tokio::time::timeout(remaining, call).await else {
+                        last_error = format!("{target} did not answer before the startup timeout");
+                        break;
                     };
                     match outcome {
                         Ok(Ok(members)) => {

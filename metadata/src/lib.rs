@@ -8,8 +8,8 @@
 
 pub mod client;
 pub mod clock;
-pub mod error;
 pub mod consumer_group;
+pub mod error;
 pub mod membership;
 pub mod metrics;
 pub mod model;
@@ -20,7 +20,9 @@ pub mod typ;
 
 pub use client::{MetadataConfig, MetadataStore, RaftTuning};
 pub use clock::now_ms;
+pub use consumer_group::{
+    CommittedOffset, GroupMemberRecord, GroupMeta, GroupOp, GroupRecord, OffsetCommitEntry,
+};
 pub use error::MetadataError;
-pub use consumer_group::{CommittedOffset, GroupMemberRecord, GroupMeta, GroupOp, GroupRecord, OffsetCommitEntry};
 pub use membership::{Members, MembershipChange, MembershipFailure};
 pub use model::*;

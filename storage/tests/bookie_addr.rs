@@ -51,7 +51,7 @@ async fn a_bookie_is_reached_by_name_and_an_unresolvable_name_is_an_unreachable_
     let started = std::time::Instant::now();
     match gone.fence(77).await {
         Err(e @ StorageError::Io { .. }) => {
-            assert!(e.to_string().contains("no-such-bookie.invalid:3181"), "{e}")
+            assert!(e.to_string().contains("no-such-bookie.invalid:3181"), "{e}");
         }
         other => panic!("expected an unreachable-bookie error, got {other:?}"),
     }

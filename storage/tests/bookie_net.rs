@@ -403,7 +403,7 @@ async fn in_flight_requests_fail_with_a_connection_error_when_the_server_goes_aw
     let (result, ()) = within("poll fails", async { tokio::join!(poll, stop) }).await;
     match result {
         Err(StorageError::Io { source, .. }) => {
-            assert_eq!(source.kind(), std::io::ErrorKind::ConnectionAborted, "{source}")
+            assert_eq!(source.kind(), std::io::ErrorKind::ConnectionAborted, "{source}");
         }
         other => panic!("expected a connection error, got {other:?}"),
     }
@@ -555,7 +555,7 @@ async fn a_bookie_that_never_answers_times_out_and_the_connection_is_closed() {
     let second = client.add_entry(add_req(1, 1, Some(0), vec![payload_of(1, 10)]));
     match within("silent bookie", add).await {
         Err(StorageError::Io { source, .. }) => {
-            assert_eq!(source.kind(), std::io::ErrorKind::TimedOut, "{source}")
+            assert_eq!(source.kind(), std::io::ErrorKind::TimedOut, "{source}");
         }
         other => panic!("expected a timeout, got {other:?}"),
     }

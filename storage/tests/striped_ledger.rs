@@ -371,7 +371,7 @@ async fn recovery_fails_retriably_while_an_unconfirmed_entry_cannot_reach_the_ac
     c.down(2).await;
     match recover(&en, LEDGER).await {
         Err(StorageError::NotEnoughBookies(msg)) => {
-            assert!(msg.contains("entry 10 reached 1 bookies"), "{msg}")
+            assert!(msg.contains("entry 10 reached 1 bookies"), "{msg}");
         }
         other => panic!("expected NotEnoughBookies, got {other:?}"),
     }
@@ -406,7 +406,7 @@ async fn recovery_does_not_seal_an_unconfirmed_entry_on_one_bookie_even_when_the
     c.down(2).await;
     match recover(&en, LEDGER).await {
         Err(StorageError::NotEnoughBookies(msg)) => {
-            assert!(msg.contains("entry 10 reached 1 bookies"), "{msg}")
+            assert!(msg.contains("entry 10 reached 1 bookies"), "{msg}");
         }
         other => panic!("expected NotEnoughBookies, got {other:?}"),
     }
@@ -448,7 +448,7 @@ async fn a_bookie_that_missed_entries_of_its_stripe_is_detected_as_behind() {
     // The bookie says exactly what it lacks: entry 21 follows 18 of its stripe; its last is 8.
     match add_to(&en, 3, 21, None).await {
         Err(StorageError::OutOfOrder { ledger, last, prev }) => {
-            assert_eq!((ledger, last, prev), (LEDGER, Some(8), Some(18)))
+            assert_eq!((ledger, last, prev), (LEDGER, Some(8), Some(18)));
         }
         other => panic!("expected OutOfOrder, got {other:?}"),
     }

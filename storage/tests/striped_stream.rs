@@ -250,7 +250,7 @@ async fn a_striped_segment_is_not_placed_on_an_unreachable_bookie() {
     c.servers.remove(2).shutdown().await;
     match c.ns[0].append(c.stream, common::record(0, 0)).await {
         Err(distlog_storage::StorageError::NotEnoughBookies(msg)) => {
-            assert!(msg.contains("needs 2 of them"), "{msg}")
+            assert!(msg.contains("needs 2 of them"), "{msg}");
         }
         other => panic!("expected NotEnoughBookies, got {other:?}"),
     }

@@ -39,9 +39,6 @@
 //! is a stale generation or offset that Kafka clients recover from (members
 //! are fenced by generation and rejoin; a commit is retried).
 
-#[cfg(test)]
-#[path = "group_tests.rs"]
-mod tests;
 pub mod member;
 mod offsets;
 pub mod placement;
@@ -49,6 +46,9 @@ pub mod protocol;
 mod retention;
 pub mod state;
 pub mod store;
+#[cfg(test)]
+#[path = "group_tests.rs"]
+mod tests;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -514,7 +514,7 @@ impl GroupCoordinator {
                 Instant::now(),
                 tx,
                 fx,
-            )
+            );
         });
         self.finish(&slot, pending);
         registered();

@@ -36,10 +36,10 @@ impl GroupCoordinator {
     /// Kafka coordinator cleans up its own `__consumer_offsets`
     /// partitions), so the sweep judges emptiness from the live group.
     pub(super) async fn expire_offsets(&self) {
-        let now = distlog_metadata::now_ms();
-        let retention_ms = self.retention.as_millis() as u64;
         // (group, when it became empty (None: it has members), [(topic, partition, commit time)])
         type StoredOffsets = Vec<(String, Option<u64>, Vec<(String, u32, u64)>)>;
+        let now = distlog_metadata::now_ms();
+        let retention_ms = self.retention.as_millis() as u64;
         let stored: StoredOffsets = self.meta.read(|s| {
             let live = LiveBrokers::read(s, now, self.node_id);
             s.groups

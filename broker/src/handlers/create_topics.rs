@@ -122,7 +122,18 @@ fn check_bookies(
 /// config values must not be null).
 fn requested(t: &CreatableTopic, node: i32) -> Result<(Option<u32>, BTreeMap<String, String>), TopicError> {
     let err = |code, message: String| Err(TopicError { code, message });
-    let partitions = if !t.assignments.is_empty() {
+    let partitions = if t.assignments.is_empty() {
+        match t.num_partitions {
+            -1 => None,
+            n if n >= 1 => Some(n as u32),
+            n => {
+                return err(
+                    ResponseError::InvalidPartitions,
+                    format!("number of partitions {n} is below 1"),
+                )
+            }
+        }
+    } else {
         if t.num_partitions != -1 || t.replication_factor != -1 {
             return err(
                 ResponseError::InvalidRequest,
@@ -141,17 +152,6 @@ fn requested(t: &CreatableTopic, node: i32) -> Result<(Option<u32>, BTreeMap<Str
             }
         }
         Some(t.assignments.len() as u32)
-    } else {
-        match t.num_partitions {
-            -1 => None,
-            n if n >= 1 => Some(n as u32),
-            n => {
-                return err(
-                    ResponseError::InvalidPartitions,
-                    format!("number of partitions {n} is below 1"),
-                )
-            }
-        }
     };
     if t.assignments.is_empty() && (t.replication_factor == 0 || t.replication_factor < -1) {
         return err(

@@ -101,7 +101,9 @@ pub async fn handle(broker: &Broker, version: i16, req: FetchRequest) -> FetchRe
     // Each partition's stream is resolved once for the whole request, and
     // its leader epoch checked once: a mismatch is an immediate answer.
     let mut slots = join_all(slots).await;
-    slots.iter_mut().for_each(|s| fence_slot(broker, s));
+    for s in &mut slots {
+        fence_slot(broker, s);
+    }
 
     // Subscribe before the first read so no high-watermark move between the
     // read and the wait is missed.

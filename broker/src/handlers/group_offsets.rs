@@ -173,7 +173,7 @@ pub async fn fetch(broker: &Broker, version: i16, req: OffsetFetchRequest) -> Of
                     Err(e) => out.error_code = e.code(),
                     Ok(rows) => {
                         out.topics =
-                            fetched_topics!(rows, OffsetFetchResponseTopics, OffsetFetchResponsePartitions)
+                            fetched_topics!(rows, OffsetFetchResponseTopics, OffsetFetchResponsePartitions);
                     }
                 }
                 out

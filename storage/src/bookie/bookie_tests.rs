@@ -186,7 +186,7 @@ async fn adds_must_follow_the_last_entry_and_be_consistent() {
                     source.kind(),
                     std::io::ErrorKind::InvalidInput,
                     "{entry} after {prev:?}"
-                )
+                );
             }
             other => panic!("{entry} after {prev:?}: expected invalid input, got {other:?}"),
         }

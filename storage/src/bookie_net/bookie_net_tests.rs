@@ -313,7 +313,7 @@ fn long_error_texts_are_cut_on_a_char_boundary() {
 fn assert_malformed<T: std::fmt::Debug>(r: crate::Result<T>, needle: &str) {
     match r {
         Err(StorageError::Io { source, .. }) if source.kind() == ErrorKind::InvalidData => {
-            assert!(source.to_string().contains(needle), "{source} lacks {needle:?}")
+            assert!(source.to_string().contains(needle), "{source} lacks {needle:?}");
         }
         other => panic!("expected a malformed-frame error containing {needle:?}, got {other:?}"),
     }

@@ -175,7 +175,7 @@ async fn serve(stream: TcpStream, bookie: Arc<dyn BookieClient>, config: Arc<Ser
     match (read, write) {
         (Ok(()), Ok(())) => tracing::debug!("bookie connection closed by peer"),
         (Err(e), _) if e.kind() == std::io::ErrorKind::InvalidData => {
-            tracing::warn!(error = %e, "bookie connection closed: bad frame")
+            tracing::warn!(error = %e, "bookie connection closed: bad frame");
         }
         (Err(e), _) | (_, Err(e)) => tracing::debug!(error = %e, "bookie connection ended"),
     }
