@@ -220,12 +220,18 @@ impl Drop for KcatGroupConsumer {
     }
 }
 
-/// The group as the broker's admin API shows it: state, generation, and every member's assigned
-/// partitions (sorted); `None` while the group does not exist.
-fn admin_group(
-    broker: &DistlogProcess,
-    group: &str,
-) -> anyhow::Result<Option<(String, i64, usize, Vec<(String, i64)>)>> {
+/// A group as the broker's admin API shows it.
+#[derive(Debug)]
+struct AdminGroup {
+    state: String,
+    generation: i64,
+    members: usize,
+    /// Every member's assigned partitions, sorted.
+    assigned: Vec<(String, i64)>,
+}
+
+/// The group as the broker's admin API shows it; `None` while the group does not exist.
+fn admin_group(broker: &DistlogProcess, group: &str) -> anyhow::Result<Option<AdminGroup>> {
     let resp = broker.http_get(&format!("/admin/groups/{group}"))?;
     if resp.status == 404 {
         return Ok(None);
@@ -248,12 +254,12 @@ fn admin_group(
         }
     }
     assigned.sort();
-    Ok(Some((
-        json["state"].as_str().unwrap_or_default().to_string(),
-        json["generation"].as_i64().unwrap_or(-1),
-        members.len(),
+    Ok(Some(AdminGroup {
+        state: json["state"].as_str().unwrap_or_default().to_string(),
+        generation: json["generation"].as_i64().unwrap_or(-1),
+        members: members.len(),
         assigned,
-    )))
+    }))
 }
 
 fn partitions(topics: &[&str]) -> Vec<(String, i64)> {
@@ -290,8 +296,8 @@ fn kcat_still_running(kcat: &mut KcatGroupConsumer) -> anyhow::Result<()> {
 
 /// The reported sequence once, on topics and a group named after `tag`: a cooperative-sticky
 /// kcat consumer of two topics, one topic deleted, then SIGINT (`close()`), either once the
-/// rebalance the deletion causes has completed or right after the DeleteTopics (racing that
-/// rebalance).
+/// rebalance the deletion causes has completed or as soon as librdkafka logs that it noticed the
+/// deletion (its subscription shrank; the rejoin is starting), racing that rebalance.
 ///
 /// kcat subscribes by pattern: with a literal two-topic subscription librdkafka always reports
 /// the deleted topic as a consumer error, on which kcat exits at once.
@@ -340,8 +346,8 @@ fn close_after_topic_deletion(broker: &DistlogProcess, tag: &str, signal_after_r
     let mut generation = -1;
     wait_until(Duration::from_secs(30), "kcat owns both topics", || {
         Ok(match admin_group(broker, &group)? {
-            Some((state, gen, 1, assigned)) if state == "Stable" && assigned == both => {
-                generation = gen;
+            Some(g) if g.state == "Stable" && g.members == 1 && g.assigned == both => {
+                generation = g.generation;
                 true
             }
             _ => false,
@@ -359,6 +365,15 @@ fn close_after_topic_deletion(broker: &DistlogProcess, tag: &str, signal_after_r
     .unwrap_or_else(|e| panic!("{e:#}\nkcat log:\n{}", kcat.log_text()));
 
     kafka::delete_topic(&bootstrap, &deleted).or_panic("delete topic");
+    let noticed = wait_until(Duration::from_secs(15), "kcat noticed the deletion", || {
+        kcat_still_running(&mut kcat)?;
+        Ok(kcat
+            .log_text()
+            .contains("effective subscription list changed from 2 to 1"))
+    });
+    if let Err(e) = noticed {
+        return quit(&kcat, e);
+    }
     if signal_after_rebalance {
         let only_kept = partitions(&[&kept]);
         let rebalanced = wait_until(
@@ -368,7 +383,7 @@ fn close_after_topic_deletion(broker: &DistlogProcess, tag: &str, signal_after_r
                 kcat_still_running(&mut kcat)?;
                 Ok(matches!(
                     admin_group(broker, &group)?,
-                    Some((state, gen, 1, assigned)) if state == "Stable" && gen > generation && assigned == only_kept
+                    Some(g) if g.state == "Stable" && g.members == 1 && g.generation > generation && g.assigned == only_kept
                 ))
             },
         );
@@ -402,7 +417,7 @@ fn close_after_topic_deletion(broker: &DistlogProcess, tag: &str, signal_after_r
         .saturating_sub(signalled.elapsed())
         .max(Duration::from_millis(200));
     wait_until(left, "the group is Empty", || {
-        Ok(matches!(admin_group(broker, &group)?, Some((state, _, 0, _)) if state == "Empty"))
+        Ok(matches!(admin_group(broker, &group)?, Some(g) if g.state == "Empty" && g.members == 0))
     })
     .unwrap_or_else(|e| panic!("{e:#}: {:?}", admin_group(broker, &group)));
 
@@ -453,7 +468,7 @@ fn kcat_cooperative_consumer_closes_promptly_after_one_of_its_topics_is_deleted(
 }
 
 #[test]
-fn kcat_cooperative_consumer_closes_promptly_while_a_topic_deletion_rebalances_it() {
+fn kcat_cooperative_consumer_closes_promptly_while_the_topic_deletion_rebalances_it() {
     if !kcat_available() {
         return;
     }
