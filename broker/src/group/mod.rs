@@ -566,9 +566,11 @@ impl GroupCoordinator {
             members
                 .iter()
                 .map(|(member, instance)| {
+                    // The state the leave found (the group moves on at once).
+                    let state = g.state();
                     let r = g.leave(member, instance.as_deref(), now, fx);
                     if r.is_none() {
-                        info!(group = %group_id, member = %member, "member left the group");
+                        info!(group = %group_id, member = %member, state = state.name(), "member left the group");
                     }
                     r
                 })

@@ -426,6 +426,12 @@ impl Group {
                     m.assignment = assignments.remove(&m.member_id).unwrap_or_default();
                 }
                 self.transition(GroupState::Stable);
+                tracing::info!(
+                    group = %self.id,
+                    generation = self.generation,
+                    members = self.members.len(),
+                    "rebalance completed: the leader's assignment is being stored and distributed"
+                );
                 fx.persist = Some(self.record());
                 let (protocol_type, protocol) = (self.protocol_type.clone(), self.protocol.clone());
                 for m in self.members.values_mut() {
