@@ -58,7 +58,7 @@ fn all_flags_parse() {
         "json",
     ]);
     let c = BrokerConfig::resolve(None, &a).expect("resolves");
-    assert_eq!(c.node_id, 7);
+    assert_eq!(c.node_id, NodeId::new(7));
     assert_eq!(c.data_dir, PathBuf::from("/tmp/x"));
     assert_eq!(c.kafka_listen, "127.0.0.1:19092");
     assert_eq!(c.advertised_kafka_host, "kafka.example");
@@ -87,7 +87,7 @@ fn precedence_defaults_file_env_flags() {
     std::env::remove_var("DISTLOG_NUM_PARTITIONS");
     std::env::remove_var("DISTLOG_SEGMENT_MS");
     let c = BrokerConfig::resolve(Some(file), &args).expect("resolves");
-    assert_eq!(c.node_id, 2, "file beats default");
+    assert_eq!(c.node_id, NodeId::new(2), "file beats default");
     assert_eq!(c.num_partitions, 5, "env beats file");
     assert_eq!(c.segment_ms, 13, "flag beats env and file");
     assert_eq!(c.segment_bytes, 134_217_728, "default when nothing set");
