@@ -411,7 +411,7 @@ fn log_serving(config: &BrokerConfig) {
         .collect();
     info!(
         listeners = %listeners.join(", "),
-        node_id = %config.node_id,
+        node_id = config.node_id.get(),
         roles = %config.roles,
         cluster = config.is_cluster(),
         kafka = %config.kafka_listen,

@@ -129,7 +129,7 @@ pub async fn apply_ownership_round(
         {
             Ok(_) => {
                 applied += 1;
-                tracing::info!(stream = %m.stream, from = ?m.from, to = %m.to, "stream ownership assigned");
+                tracing::info!(stream = %m.stream, from = ?m.from, to = m.to.get(), "stream ownership assigned");
             }
             Err(MetadataError::Rejected(e)) => {
                 tracing::debug!(stream = %m.stream, error = %e, "ownership move lost a race; replanning next round")

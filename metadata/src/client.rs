@@ -124,7 +124,7 @@ impl MetadataStore {
 
     /// [`open`](Self::open) with explicit Raft tuning (additive to the
     /// contract; used by tests to force frequent snapshots).
-    #[tracing::instrument(name = "metadata_open", skip_all, fields(node_id = %config.node_id, dir = %config.data_dir.display()))]
+    #[tracing::instrument(name = "metadata_open", skip_all, fields(node_id = config.node_id.get(), dir = %config.data_dir.display()))]
     pub async fn open_tuned(config: MetadataConfig, tuning: RaftTuning) -> Result<Arc<Self>, MetadataError> {
         metrics::init();
         let (events, _) = broadcast::channel(EVENT_CAPACITY);
@@ -218,7 +218,7 @@ impl MetadataStore {
                 .any(|(id, _)| *id == config.node_id);
             if member {
                 tracing::info!(
-                    node_id = %config.node_id,
+                    node_id = config.node_id.get(),
                     "already a metadata member; rejoining the group without asking the seeds"
                 );
             } else {
@@ -283,7 +283,7 @@ impl MetadataStore {
         if !initialized && initialiser {
             match self.raft.initialize(voters.clone()).await {
                 Ok(()) => tracing::info!(
-                    node_id = %config.node_id,
+                    node_id = config.node_id.get(),
                     voters = ?voters.keys().collect::<Vec<_>>(),
                     "initialised the metadata raft group"
                 ),
@@ -332,7 +332,7 @@ impl MetadataStore {
                     match outcome {
                         Ok(Ok(members)) => {
                             tracing::info!(
-                                node_id = %config.node_id,
+                                node_id = config.node_id.get(),
                                 via = %target,
                                 voters = ?members.voters.keys().collect::<Vec<_>>(),
                                 "joined the metadata group as a learner"
@@ -602,7 +602,7 @@ impl MetadataStore {
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        tracing::info!(node_id = %self.node_id, "metadata store shut down");
+        tracing::info!(node_id = self.node_id.get(), "metadata store shut down");
         Ok(())
     }
 }
@@ -759,7 +759,7 @@ impl Drop for MetadataStore {
             return;
         }
         tracing::warn!(
-            node_id = %self.node_id,
+            node_id = self.node_id.get(),
             "metadata store dropped without shutdown; stopping raft"
         );
         if let Ok(handle) = tokio::runtime::Handle::try_current() {

@@ -18,6 +18,11 @@ use serde::{Deserialize, Serialize};
 /// snapshots written when the id was a plain integer still load, and maps
 /// keyed by it keep their JSON object keys). `Display` and `Debug` both
 /// print the bare number.
+///
+/// The number is a `u64`, as openraft's node id was (its storage test suite
+/// builds ids `From<u64>`); the old `u32` broker and bookie ids widen
+/// losslessly. The broker refuses a `--node-id` beyond Kafka's `int32`
+/// range, so every registered id also converts to the Kafka wire form.
 #[derive(Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct NodeId(u64);
@@ -122,12 +127,54 @@ mod tests {
     }
 
     #[test]
-    fn loads_ids_written_as_u64() {
-        // The Raft node id was a u64: votes and log ids carry it as a number.
-        let raft: BTreeMap<u64, u64> = BTreeMap::from([(3, 3)]);
-        let json = serde_json::to_string(&raft).unwrap();
-        let back: BTreeMap<NodeId, NodeId> = serde_json::from_str(&json).unwrap();
-        assert_eq!(back, BTreeMap::from([(NodeId::new(3), NodeId::new(3))]));
+    fn loads_and_rewrites_u32_broker_and_bookie_ids() {
+        // Broker ids (map keys, owners) and bookie ids (ensembles) were u32.
+        let old: BTreeMap<u32, (Option<u32>, Vec<u32>)> = BTreeMap::from([(3, (Some(3), vec![1, 2, 3]))]);
+        let json = serde_json::to_string(&old).unwrap();
+        let back: BTreeMap<NodeId, (Option<NodeId>, Vec<NodeId>)> = serde_json::from_str(&json).unwrap();
+        let three = NodeId::new(3);
+        assert_eq!(
+            back[&three],
+            (Some(three), vec![NodeId::new(1), NodeId::new(2), three])
+        );
+        assert_eq!(serde_json::to_string(&back).unwrap(), json);
+    }
+
+    #[test]
+    fn raft_state_serializes_as_with_u64_node_ids() {
+        // What the sled store persists (vote, log ids, membership) and the
+        // Raft RPCs carry: byte for byte what the `u64` node id produced.
+        use openraft::{BasicNode, CommittedLeaderId, LogId, Membership, Vote};
+        let vote_old = serde_json::to_string(&Vote::<u64>::new(3, 2)).unwrap();
+        let vote_new = serde_json::to_string(&Vote::new(3, NodeId::new(2))).unwrap();
+        assert_eq!(vote_new, vote_old);
+        let back: Vote<NodeId> = serde_json::from_str(&vote_old).unwrap();
+        assert_eq!(back, Vote::new(3, NodeId::new(2)));
+
+        let log_old = LogId::new(CommittedLeaderId::<u64>::new(4, 1), 17);
+        let log_new = LogId::new(CommittedLeaderId::new(4, NodeId::new(1)), 17);
+        assert_eq!(
+            serde_json::to_string(&log_new).unwrap(),
+            serde_json::to_string(&log_old).unwrap()
+        );
+
+        let node = |a: &str| BasicNode::new(a);
+        let old = Membership::<u64, BasicNode>::new(
+            vec![[1, 2].into()],
+            BTreeMap::from([(1, node("a:1")), (2, node("b:1")), (3, node("c:1"))]),
+        );
+        let new = Membership::<NodeId, BasicNode>::new(
+            vec![[NodeId::new(1), NodeId::new(2)].into()],
+            BTreeMap::from([
+                (NodeId::new(1), node("a:1")),
+                (NodeId::new(2), node("b:1")),
+                (NodeId::new(3), node("c:1")),
+            ]),
+        );
+        let old_json = serde_json::to_string(&old).unwrap();
+        assert_eq!(serde_json::to_string(&new).unwrap(), old_json);
+        let back: Membership<NodeId, BasicNode> = serde_json::from_str(&old_json).unwrap();
+        assert_eq!(back, new);
     }
 
     #[test]

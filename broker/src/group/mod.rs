@@ -387,7 +387,7 @@ impl GroupCoordinator {
                 if here {
                     info!(group = %id, "group may have been coordinated elsewhere meanwhile; reloading it");
                 } else {
-                    info!(group = %id, coordinator = %live.coordinator(&id), "group moved to another coordinator; unloaded");
+                    info!(group = %id, coordinator = live.coordinator(&id).get(), "group moved to another coordinator; unloaded");
                     out.unloaded.push(id);
                 }
             }

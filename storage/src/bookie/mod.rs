@@ -247,7 +247,7 @@ impl Bookie {
             if thread.join().is_err() {
                 tracing::error!("bookie group-commit thread panicked");
             }
-            tracing::info!(bookie = %self.config.bookie_id, "bookie shut down");
+            tracing::info!(bookie = self.config.bookie_id.get(), "bookie shut down");
         }
     }
 

@@ -100,7 +100,7 @@ impl Conn {
             pending: Mutex::new(HashMap::new()),
             kill: Notify::new(),
         });
-        let span = tracing::debug_span!("bookie_client_conn", bookie = %bookie_id, %addr);
+        let span = tracing::debug_span!("bookie_client_conn", bookie = bookie_id.get(), %addr);
         runtime.spawn(run_conn(addr, config.clone(), shared.clone(), rx).instrument(span));
         Ok(Arc::new(Conn { queue, shared }))
     }

@@ -161,7 +161,7 @@ impl LedgerWriter {
         let faults = self.faults.clone();
         let record = move |id: NodeId, e: &StorageError| {
             if let Some(f) = BookieFault::of(e) {
-                tracing::debug!(bookie = %id, ledger, entry = entry_id, error = %e, "bookie failed an add");
+                tracing::debug!(bookie = id.get(), ledger, entry = entry_id, error = %e, "bookie failed an add");
                 faults.lock().insert(id, f);
             }
         };

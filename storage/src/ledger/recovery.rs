@@ -250,7 +250,7 @@ impl Walk<'_> {
                     copied += 1;
                 }
                 Err(err) => {
-                    tracing::warn!(ledger = self.ledger, entry = e, bookie = %en.bookies[i].bookie_id(), error = %err, "recovery add failed");
+                    tracing::warn!(ledger = self.ledger, entry = e, bookie = en.bookies[i].bookie_id().get(), error = %err, "recovery add failed");
                     self.copying[i] = false;
                     self.last_err = Some(err);
                 }

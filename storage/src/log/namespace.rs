@@ -181,7 +181,7 @@ impl Namespace {
             if owner != me || s.shared.epoch != epoch {
                 self.streams.lock().remove(&stream);
                 close_stream(&s).await;
-                info!(%stream, new_owner = %owner, "stream closed: assigned elsewhere or to a newer epoch");
+                info!(%stream, new_owner = owner.get(), "stream closed: assigned elsewhere or to a newer epoch");
             }
         }
         if owner == me {

@@ -77,7 +77,7 @@ pub(crate) async fn choose(
         let now = Instant::now();
         for (id, _) in ids.iter().zip(&reachable).filter(|(_, r)| !**r) {
             warn!(
-                bookie = %id,
+                bookie = id.get(),
                 ledger, "a bookie placed for a new segment does not answer; placing again without it"
             );
             unreachable.push(*id);

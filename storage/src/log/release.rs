@@ -95,7 +95,7 @@ pub(crate) async fn delete_released(ctx: &NsCtx, ledgers: &[ReleasedLedger], rea
             if let Err(error) = outcome {
                 warn!(
                     ledger,
-                    %bookie,
+                    bookie = bookie.get(),
                     %error,
                     "could not delete a released ledger on a bookie; that bookie deletes it as an \
                      orphan when it next starts"
