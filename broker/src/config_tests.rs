@@ -109,6 +109,16 @@ fn unknown_file_key_and_bad_address_are_errors() {
 }
 
 #[test]
+fn node_id_must_fit_a_kafka_broker_id() {
+    let _g = ENV_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+    let top = i32::MAX.to_string();
+    let c = BrokerConfig::resolve(None, &parse(&["--node-id", &top])).expect("int32 max is a broker id");
+    assert_eq!(i32::try_from(c.node_id), Ok(i32::MAX));
+    let err = BrokerConfig::resolve(None, &parse(&["--node-id", "2147483648"])).expect_err("beyond int32");
+    assert!(err.to_string().contains("--node-id 2147483648"), "{err}");
+}
+
+#[test]
 fn wildcard_listen_advertises_loopback() {
     let _g = ENV_LOCK.lock().unwrap_or_else(|p| p.into_inner());
     let c = BrokerConfig::resolve(None, &parse(&["--kafka-listen", "0.0.0.0:9999"])).expect("ok");
