@@ -13,6 +13,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use bytes::Bytes;
+use distlog_metadata::NodeId;
 use distlog_storage::bookie::{Bookie, BookieConfig, LocalBookie};
 use distlog_storage::ledger::{AddRequest, BookieClient, IndexRow};
 
@@ -43,7 +44,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let dir = tempfile::tempdir_in(&base)?;
         let bookie = Bookie::open(BookieConfig {
             dir: dir.path().to_path_buf(),
-            bookie_id: 1,
+            bookie_id: NodeId::new(1),
         })?;
         let client = LocalBookie(bookie.clone());
         let payload = Bytes::from(vec![0x5au8; size]);

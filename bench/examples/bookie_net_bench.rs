@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use distlog_metadata::NodeId;
 use distlog_storage::bookie::{Bookie, BookieConfig, LocalBookie};
 use distlog_storage::bookie_net::{BookieServer, ClientConfig, RemoteBookie, ServerConfig};
 use distlog_storage::ledger::{AddRequest, BookieClient, IndexRow};
@@ -99,12 +100,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let dir = tempfile::tempdir_in(&base)?;
         let bookie = Bookie::open(BookieConfig {
             dir: dir.path().to_path_buf(),
-            bookie_id: 1,
+            bookie_id: NodeId::new(1),
         })?;
         let local: Arc<dyn BookieClient> = Arc::new(LocalBookie(bookie.clone()));
         let server = BookieServer::bind("127.0.0.1:0", local.clone(), ServerConfig::default()).await?;
-        let remote: Arc<dyn BookieClient> =
-            Arc::new(RemoteBookie::new(1, server.local_addr(), ClientConfig::default()));
+        let remote: Arc<dyn BookieClient> = Arc::new(RemoteBookie::new(
+            NodeId::new(1),
+            server.local_addr(),
+            ClientConfig::default(),
+        ));
         let payload = Bytes::from(vec![0x5au8; size]);
         let total = (writers * per_writer) as f64;
         let mb = total * size as f64 / 1e6;

@@ -14,6 +14,8 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
+use distlog_metadata::NodeId;
+
 use crate::error::BrokerError;
 
 /// The roles a node runs.
@@ -88,7 +90,7 @@ impl fmt::Display for Roles {
 
 /// Parse `--meta-voters`: `ID=HOST:PORT` pairs separated by commas (the
 /// Raft address of every voter, this node included when it runs `meta`).
-pub fn parse_voters(s: &str) -> Result<BTreeMap<u64, String>, BrokerError> {
+pub fn parse_voters(s: &str) -> Result<BTreeMap<NodeId, String>, BrokerError> {
     let mut voters = BTreeMap::new();
     for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         let bad = || {
@@ -97,7 +99,7 @@ pub fn parse_voters(s: &str) -> Result<BTreeMap<u64, String>, BrokerError> {
             ))
         };
         let (id, addr) = part.split_once('=').ok_or_else(bad)?;
-        let id: u64 = id.trim().parse().map_err(|_| bad())?;
+        let id: NodeId = id.trim().parse().map_err(|_| bad())?;
         crate::config::split_host_port(addr.trim(), "meta-voters")?;
         if voters.insert(id, addr.trim().to_string()).is_some() {
             return Err(BrokerError::Config(format!(
@@ -206,7 +208,7 @@ mod tests {
     fn voters_and_seeds_parse() {
         let v = parse_voters("1=127.0.0.1:9093, 2=127.0.0.2:9093,3=h:1").unwrap();
         assert_eq!(v.len(), 3);
-        assert_eq!(v[&2], "127.0.0.2:9093");
+        assert_eq!(v[&NodeId::new(2)], "127.0.0.2:9093");
         assert!(parse_voters("").unwrap().is_empty());
         assert!(parse_voters("1=127.0.0.1:1,1=127.0.0.1:2").is_err());
         assert!(parse_voters("x=127.0.0.1:1").is_err());

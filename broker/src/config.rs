@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use clap::{Parser, Subcommand, ValueEnum};
+use distlog_metadata::NodeId;
 use serde::Deserialize;
 
 use crate::cluster::{parse_seeds, parse_voters, Replication, Roles};
@@ -30,8 +31,8 @@ pub enum LogFormat {
 /// Broker/node configuration resolved from flags, TOML and DISTLOG_* env.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BrokerConfig {
-    /// Kafka broker id (also the node id).
-    pub node_id: u32,
+    /// This node's id: its Kafka broker id, Raft node id and bookie id.
+    pub node_id: NodeId,
     /// Largest request frame accepted (bytes), Kafka's `socket.request.max.bytes`.
     pub max_request_bytes: usize,
     /// Largest record batch accepted in a produce (`message.max.bytes`).
@@ -92,7 +93,7 @@ pub struct BrokerConfig {
     pub roles: Roles,
     /// Metadata Raft voters, node id → Raft address (`--meta-voters`);
     /// empty with no seeds: a single-node cluster.
-    pub meta_voters: BTreeMap<u64, String>,
+    pub meta_voters: BTreeMap<NodeId, String>,
     /// Raft addresses of running members to join through (`--meta-seeds`).
     pub meta_seeds: Vec<String>,
     /// E/Qw/Qa of topics that set none (`--default-replication`): 3/3/2 in a
@@ -122,7 +123,7 @@ pub const DEFAULT_KAFKA_LISTEN: &str = "127.0.0.1:9092";
 impl Default for BrokerConfig {
     fn default() -> Self {
         BrokerConfig {
-            node_id: 1,
+            node_id: NodeId::new(1),
             max_request_bytes: 104_857_600,
             message_max_bytes: 1_048_588,
             data_dir: PathBuf::from("./distlog-data"),
@@ -464,7 +465,7 @@ impl BrokerConfig {
             None if c.is_cluster() => Replication::CLUSTER,
             None => Replication::SINGLE,
         };
-        if c.is_cluster() && c.roles.meta && !c.meta_voters.contains_key(&(c.node_id as u64)) {
+        if c.is_cluster() && c.roles.meta && !c.meta_voters.contains_key(&c.node_id) {
             return Err(BrokerError::Config(format!(
                 "--roles includes meta but node {} is not in --meta-voters; list it there with its \
                  --raft-listen address, or drop meta from --roles to join as a learner through --meta-seeds",
@@ -552,6 +553,12 @@ impl BrokerConfig {
                 "--segment-bytes and --segment-ms must be positive".into(),
             ));
         }
+        if i32::try_from(c.node_id).is_err() {
+            return Err(BrokerError::Config(format!(
+                "--node-id {} is out of range: Kafka broker ids are within [0, 2^31-1]",
+                c.node_id
+            )));
+        }
         if c.max_request_bytes < 1024 || c.max_request_bytes > i32::MAX as usize {
             return Err(BrokerError::Config(
                 "max request bytes must be within [1024, 2^31-1]".into(),
@@ -588,7 +595,9 @@ impl BrokerConfig {
                 *dst = v.clone();
             }
         }
-        set(&mut self.node_id, &l.node_id);
+        if let Some(id) = l.node_id {
+            self.node_id = NodeId::from(id);
+        }
         set(&mut self.data_dir, &l.data_dir);
         set(&mut self.kafka_listen, &l.kafka_listen);
         set(&mut self.http_listen, &l.http_listen);

@@ -58,7 +58,7 @@ fn all_flags_parse() {
         "json",
     ]);
     let c = BrokerConfig::resolve(None, &a).expect("resolves");
-    assert_eq!(c.node_id, 7);
+    assert_eq!(c.node_id, NodeId::new(7));
     assert_eq!(c.data_dir, PathBuf::from("/tmp/x"));
     assert_eq!(c.kafka_listen, "127.0.0.1:19092");
     assert_eq!(c.advertised_kafka_host, "kafka.example");
@@ -87,7 +87,7 @@ fn precedence_defaults_file_env_flags() {
     std::env::remove_var("DISTLOG_NUM_PARTITIONS");
     std::env::remove_var("DISTLOG_SEGMENT_MS");
     let c = BrokerConfig::resolve(Some(file), &args).expect("resolves");
-    assert_eq!(c.node_id, 2, "file beats default");
+    assert_eq!(c.node_id, NodeId::new(2), "file beats default");
     assert_eq!(c.num_partitions, 5, "env beats file");
     assert_eq!(c.segment_ms, 13, "flag beats env and file");
     assert_eq!(c.segment_bytes, 134_217_728, "default when nothing set");
@@ -106,6 +106,16 @@ fn unknown_file_key_and_bad_address_are_errors() {
     assert!(err.to_string().contains("--kafka-listen"), "{err}");
     let a = parse(&["--num-partitions", "0"]);
     assert!(BrokerConfig::resolve(None, &a).is_err());
+}
+
+#[test]
+fn node_id_must_fit_a_kafka_broker_id() {
+    let _g = ENV_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+    let top = i32::MAX.to_string();
+    let c = BrokerConfig::resolve(None, &parse(&["--node-id", &top])).expect("int32 max is a broker id");
+    assert_eq!(i32::try_from(c.node_id), Ok(i32::MAX));
+    let err = BrokerConfig::resolve(None, &parse(&["--node-id", "2147483648"])).expect_err("beyond int32");
+    assert!(err.to_string().contains("--node-id 2147483648"), "{err}");
 }
 
 #[test]

@@ -327,7 +327,7 @@ fn local_addr(socket: &TcpListener) -> Result<SocketAddr, NodeError> {
 async fn open_metadata(config: &BrokerConfig) -> Result<Arc<MetadataStore>, NodeError> {
     let meta = MetadataStore::open(MetadataConfig {
         data_dir: config.data_dir.join("meta"),
-        node_id: config.node_id as u64,
+        node_id: config.node_id,
         raft_addr: config.raft_listen.clone(),
         advertised_raft_addr: config.advertised_raft.clone(),
         voters: config.meta_voters.clone(),
@@ -411,7 +411,7 @@ fn log_serving(config: &BrokerConfig) {
         .collect();
     info!(
         listeners = %listeners.join(", "),
-        node_id = config.node_id,
+        node_id = config.node_id.get(),
         roles = %config.roles,
         cluster = config.is_cluster(),
         kafka = %config.kafka_listen,

@@ -15,11 +15,11 @@
 
 use std::collections::BTreeMap;
 
-use distlog_metadata::{BrokerId, Command, MetadataError, MetadataStore, StreamId};
+use distlog_metadata::{Command, MetadataError, MetadataStore, NodeId, StreamId};
 use tracing::Instrument;
 
 /// A stream with its owner and owner epoch, as planning sees it.
-pub type StreamOwner = (StreamId, Option<BrokerId>, u64);
+pub type StreamOwner = (StreamId, Option<NodeId>, u64);
 
 /// One ownership change to apply.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,9 +27,9 @@ pub struct OwnershipMove {
     /// The stream.
     pub stream: StreamId,
     /// The owner the plan was computed against (`None`: unowned).
-    pub from: Option<BrokerId>,
+    pub from: Option<NodeId>,
     /// The new owner.
-    pub to: BrokerId,
+    pub to: NodeId,
     /// The owner epoch the move expects (compare-and-set).
     pub expected_epoch: u64,
 }
@@ -42,13 +42,13 @@ pub struct OwnershipMove {
 /// planned.
 pub fn plan_ownership(
     streams: &[StreamOwner],
-    live: &[BrokerId],
+    live: &[NodeId],
     max_rebalance_moves: usize,
 ) -> Vec<OwnershipMove> {
     if live.is_empty() {
         return Vec::new();
     }
-    let mut load: BTreeMap<BrokerId, Vec<StreamId>> = live.iter().map(|b| (*b, Vec::new())).collect();
+    let mut load: BTreeMap<NodeId, Vec<StreamId>> = live.iter().map(|b| (*b, Vec::new())).collect();
     let mut orphans = Vec::new();
     for (stream, owner, epoch) in streams {
         match owner.filter(|o| load.contains_key(o)) {
@@ -56,9 +56,9 @@ pub fn plan_ownership(
             None => orphans.push((*stream, *owner, *epoch)),
         }
     }
-    let epochs: BTreeMap<StreamId, (Option<BrokerId>, u64)> =
+    let epochs: BTreeMap<StreamId, (Option<NodeId>, u64)> =
         streams.iter().map(|(s, o, e)| (*s, (*o, *e))).collect();
-    let least = |load: &BTreeMap<BrokerId, Vec<StreamId>>| -> BrokerId {
+    let least = |load: &BTreeMap<NodeId, Vec<StreamId>>| -> NodeId {
         *load
             .iter()
             .min_by_key(|(id, owned)| (owned.len(), **id))
@@ -108,7 +108,7 @@ pub async fn apply_ownership_round(
     now_ms: u64,
     max_rebalance_moves: usize,
 ) -> Result<usize, MetadataError> {
-    let (streams, live): (Vec<StreamOwner>, Vec<BrokerId>) = meta.read(|s| {
+    let (streams, live): (Vec<StreamOwner>, Vec<NodeId>) = meta.read(|s| {
         (
             s.streams
                 .values()
@@ -129,7 +129,7 @@ pub async fn apply_ownership_round(
         {
             Ok(_) => {
                 applied += 1;
-                tracing::info!(stream = %m.stream, from = ?m.from, to = m.to, "stream ownership assigned");
+                tracing::info!(stream = %m.stream, from = ?m.from, to = m.to.get(), "stream ownership assigned");
             }
             Err(MetadataError::Rejected(e)) => {
                 tracing::debug!(stream = %m.stream, error = %e, "ownership move lost a race; replanning next round");
@@ -198,11 +198,19 @@ mod tests {
         }
     }
 
+    fn n(id: u64) -> NodeId {
+        NodeId::new(id)
+    }
+
+    fn live(ids: &[u64]) -> Vec<NodeId> {
+        ids.iter().copied().map(NodeId::new).collect()
+    }
+
     fn owners_after(
-        streams: &[(StreamId, Option<BrokerId>, u64)],
+        streams: &[(StreamId, Option<NodeId>, u64)],
         moves: &[OwnershipMove],
-    ) -> BTreeMap<BrokerId, usize> {
-        let mut owner: BTreeMap<StreamId, Option<BrokerId>> =
+    ) -> BTreeMap<NodeId, usize> {
+        let mut owner: BTreeMap<StreamId, Option<NodeId>> =
             streams.iter().map(|(s, o, _)| (*s, *o)).collect();
         for m in moves {
             owner.insert(m.stream, Some(m.to));
@@ -217,36 +225,39 @@ mod tests {
     #[test]
     fn unowned_streams_spread_evenly_over_live_brokers() {
         let streams: Vec<_> = (0..10).map(|p| (s(p), None, 0)).collect();
-        let moves = plan_ownership(&streams, &[1, 2, 3], 0);
+        let moves = plan_ownership(&streams, &live(&[1, 2, 3]), 0);
         assert_eq!(moves.len(), 10);
         assert!(moves.iter().all(|m| m.from.is_none() && m.expected_epoch == 0));
         assert_eq!(
             owners_after(&streams, &moves),
-            BTreeMap::from([(1, 4), (2, 3), (3, 3)])
+            BTreeMap::from([(n(1), 4), (n(2), 3), (n(3), 3)])
         );
     }
 
     #[test]
     fn streams_of_a_dead_broker_move_with_their_epoch_and_nothing_else_moves() {
-        let mut streams: Vec<_> = (0..6).map(|p| (s(p), Some(1 + p % 3), 7)).collect();
+        let mut streams: Vec<_> = (0..6).map(|p| (s(p), Some(n(u64::from(1 + p % 3))), 7)).collect();
         streams[0].2 = 9;
         // Broker 1 (streams 0 and 3) lost its lease.
-        let moves = plan_ownership(&streams, &[2, 3], 0);
-        let moved: Vec<(u32, Option<BrokerId>, u64)> = moves
+        let moves = plan_ownership(&streams, &live(&[2, 3]), 0);
+        let moved: Vec<(u32, Option<NodeId>, u64)> = moves
             .iter()
             .map(|m| (m.stream.partition, m.from, m.expected_epoch))
             .collect();
-        assert_eq!(moved, vec![(0, Some(1), 9), (3, Some(1), 7)]);
-        assert_eq!(owners_after(&streams, &moves), BTreeMap::from([(2, 3), (3, 3)]));
+        assert_eq!(moved, vec![(0, Some(n(1)), 9), (3, Some(n(1)), 7)]);
+        assert_eq!(
+            owners_after(&streams, &moves),
+            BTreeMap::from([(n(2), 3), (n(3), 3)])
+        );
     }
 
     #[test]
     fn a_new_broker_receives_streams_a_bounded_number_at_a_time() {
-        let streams: Vec<_> = (0..8).map(|p| (s(p), Some(1 + p % 2), 1)).collect();
-        let first = plan_ownership(&streams, &[1, 2, 3], 1);
+        let streams: Vec<_> = (0..8).map(|p| (s(p), Some(n(u64::from(1 + p % 2))), 1)).collect();
+        let first = plan_ownership(&streams, &live(&[1, 2, 3]), 1);
         assert_eq!(first.len(), 1, "at most one healthy stream per round");
-        assert_eq!(first[0].to, 3);
-        let all = plan_ownership(&streams, &[1, 2, 3], 10);
+        assert_eq!(first[0].to, n(3));
+        let all = plan_ownership(&streams, &live(&[1, 2, 3]), 10);
         let counts = owners_after(&streams, &all);
         assert_eq!(
             counts.values().max().unwrap() - counts.values().min().unwrap(),
@@ -255,19 +266,19 @@ mod tests {
         );
         // Balanced already: nothing to do.
         let after: Vec<_> = {
-            let mut owner: BTreeMap<StreamId, BrokerId> =
+            let mut owner: BTreeMap<StreamId, NodeId> =
                 streams.iter().map(|(s, o, _)| (*s, o.unwrap())).collect();
             for m in &all {
                 owner.insert(m.stream, m.to);
             }
             owner.into_iter().map(|(s, o)| (s, Some(o), 2)).collect()
         };
-        assert!(plan_ownership(&after, &[1, 2, 3], 10).is_empty());
+        assert!(plan_ownership(&after, &live(&[1, 2, 3]), 10).is_empty());
     }
 
     #[test]
     fn no_live_broker_plans_nothing() {
-        assert!(plan_ownership(&[(s(0), Some(1), 3)], &[], 5).is_empty());
+        assert!(plan_ownership(&[(s(0), Some(n(1)), 3)], &[], 5).is_empty());
     }
 }
 
@@ -275,13 +286,13 @@ mod tests {
 mod round_tests {
     use std::collections::BTreeMap;
 
-    use distlog_metadata::{BrokerInfo, Command, MetadataConfig, MetadataStore};
+    use distlog_metadata::{BrokerInfo, Command, MetadataConfig, MetadataStore, NodeId};
 
     use super::apply_ownership_round;
 
     fn broker(id: u32, lease_expires_ms: u64) -> Command {
         Command::RegisterBroker(BrokerInfo {
-            id,
+            id: NodeId::from(id),
             kafka_host: "127.0.0.1".into(),
             kafka_port: 9092,
             listeners: Default::default(),
@@ -296,7 +307,7 @@ mod round_tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let meta = MetadataStore::open(MetadataConfig {
             data_dir: dir.path().join("meta"),
-            node_id: 1,
+            node_id: NodeId::new(1),
             raft_addr: "127.0.0.1:0".into(),
             advertised_raft_addr: None,
             voters: Default::default(),
@@ -315,13 +326,19 @@ mod round_tests {
         })
         .await
         .expect("topic");
-        let owners = |m: &MetadataStore| -> Vec<(Option<u32>, u64)> {
+        let owners = |m: &MetadataStore| -> Vec<(Option<NodeId>, u64)> {
             m.read(|s| s.streams.values().map(|st| (st.owner, st.owner_epoch)).collect())
         };
         assert_eq!(apply_ownership_round(&meta, 5_000, 4).await.expect("round"), 4);
         let after = owners(&meta);
-        assert_eq!(after.iter().filter(|(o, _)| *o == Some(1)).count(), 2);
-        assert_eq!(after.iter().filter(|(o, _)| *o == Some(2)).count(), 2);
+        assert_eq!(
+            after.iter().filter(|(o, _)| *o == Some(NodeId::new(1))).count(),
+            2
+        );
+        assert_eq!(
+            after.iter().filter(|(o, _)| *o == Some(NodeId::new(2))).count(),
+            2
+        );
         assert!(after.iter().all(|(_, e)| *e == 1));
         assert_eq!(
             apply_ownership_round(&meta, 5_000, 4).await.expect("round"),
@@ -332,7 +349,7 @@ mod round_tests {
         meta.write(broker(1, 30_000)).await.expect("renew b1");
         assert_eq!(apply_ownership_round(&meta, 20_000, 4).await.expect("round"), 2);
         let after = owners(&meta);
-        assert!(after.iter().all(|(o, _)| *o == Some(1)), "{after:?}");
+        assert!(after.iter().all(|(o, _)| *o == Some(NodeId::new(1))), "{after:?}");
         assert_eq!(
             after.iter().filter(|(_, e)| *e == 2).count(),
             2,

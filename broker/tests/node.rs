@@ -11,7 +11,7 @@ use bytes::BytesMut;
 use clap::Parser;
 use distlog_broker::config::{BrokerConfig, Cli, CliCommand};
 use distlog_broker::node::Node;
-use distlog_metadata::{Command, MetadataConfig, MetadataStore, SegmentState, StreamId};
+use distlog_metadata::{Command, MetadataConfig, MetadataStore, NodeId, SegmentState, StreamId};
 use distlog_storage::log::AppendRequest;
 use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -182,7 +182,7 @@ async fn a_node_starts_serves_stops_and_restarts_on_its_data() {
     // node left behind before anything can recover it.
     let meta = MetadataStore::open(MetadataConfig {
         data_dir: dir.path().join("meta"),
-        node_id: 1,
+        node_id: NodeId::new(1),
         raft_addr: "127.0.0.1:0".into(),
         advertised_raft_addr: None,
         voters: Default::default(),

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use distlog_compat_tests::kafka::{self, TestRecord};
 use distlog_compat_tests::{DistlogOptions, DistlogProcess, OrPanic};
+use distlog_metadata::NodeId;
 use distlog_storage::bookie_net::{ClientConfig, RemoteBookie};
 use distlog_storage::ledger::BookieClient;
 
@@ -50,7 +51,7 @@ fn produced_entries_are_readable_over_the_bookie_service() {
         .expect("runtime");
     let payload = runtime.block_on(async {
         let addr: std::net::SocketAddr = format!("127.0.0.1:{bookie_port}").parse().expect("addr");
-        let bookie = RemoteBookie::new(1, addr, ClientConfig::default());
+        let bookie = RemoteBookie::new(NodeId::new(1), addr, ClientConfig::default());
         let last = tokio::time::timeout(Duration::from_secs(10), bookie.last_entry(ledger))
             .await
             .expect("answered in time")

@@ -19,7 +19,7 @@ use crate::error::MetadataError;
 use crate::membership::{self, Members, MembershipChange, MembershipFailure};
 use crate::metrics;
 use crate::model::{
-    BrokerId, Command, CommandResponse, LedgerId, MetaEvent, MetaState, SegmentMeta, SegmentSeal, StreamId,
+    Command, CommandResponse, LedgerId, MetaEvent, MetaState, SegmentMeta, SegmentSeal, StreamId,
 };
 use crate::network::tcp::{self, AddrCallError, CallError, ForwardFailure, TcpTransport};
 use crate::network::Network;
@@ -42,7 +42,7 @@ pub struct MetadataConfig {
     /// Directory holding the sled database (created if missing).
     pub data_dir: PathBuf,
     /// This node's Raft node id.
-    pub node_id: u64,
+    pub node_id: NodeId,
     /// Address of this node's Raft RPC listener: bound by `open`, and the
     /// address peers reach it at (recorded in the Raft membership) unless
     /// `advertised_raft_addr` says otherwise.
@@ -124,7 +124,7 @@ impl MetadataStore {
 
     /// [`open`](Self::open) with explicit Raft tuning (additive to the
     /// contract; used by tests to force frequent snapshots).
-    #[tracing::instrument(name = "metadata_open", skip_all, fields(node_id = config.node_id, dir = %config.data_dir.display()))]
+    #[tracing::instrument(name = "metadata_open", skip_all, fields(node_id = config.node_id.get(), dir = %config.data_dir.display()))]
     pub async fn open_tuned(config: MetadataConfig, tuning: RaftTuning) -> Result<Arc<Self>, MetadataError> {
         metrics::init();
         let (events, _) = broadcast::channel(EVENT_CAPACITY);
@@ -218,7 +218,7 @@ impl MetadataStore {
                 .any(|(id, _)| *id == config.node_id);
             if member {
                 tracing::info!(
-                    node_id = config.node_id,
+                    node_id = config.node_id.get(),
                     "already a metadata member; rejoining the group without asking the seeds"
                 );
             } else {
@@ -283,7 +283,7 @@ impl MetadataStore {
         if !initialized && initialiser {
             match self.raft.initialize(voters.clone()).await {
                 Ok(()) => tracing::info!(
-                    node_id = config.node_id,
+                    node_id = config.node_id.get(),
                     voters = ?voters.keys().collect::<Vec<_>>(),
                     "initialised the metadata quorum"
                 ),
@@ -329,7 +329,7 @@ impl MetadataStore {
                     match outcome {
                         Ok(Ok(members)) => {
                             tracing::info!(
-                                node_id = config.node_id,
+                                node_id = config.node_id.get(),
                                 via = %target,
                                 voters = ?members.voters.keys().collect::<Vec<_>>(),
                                 "joined the metadata group as a learner"
@@ -599,7 +599,7 @@ impl MetadataStore {
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        tracing::info!(node_id = self.node_id, "metadata store shut down");
+        tracing::info!(node_id = self.node_id.get(), "metadata store shut down");
         Ok(())
     }
 }
@@ -647,7 +647,7 @@ impl MetadataStore {
     pub async fn acquire_stream(
         &self,
         stream: StreamId,
-        owner: BrokerId,
+        owner: NodeId,
         expected_epoch: Option<u64>,
     ) -> Result<u64, MetadataError> {
         let cmd = Command::AcquireStream {
@@ -756,7 +756,7 @@ impl Drop for MetadataStore {
             return;
         }
         tracing::warn!(
-            node_id = self.node_id,
+            node_id = self.node_id.get(),
             "metadata store dropped without shutdown; stopping raft"
         );
         if let Ok(handle) = tokio::runtime::Handle::try_current() {

@@ -13,7 +13,7 @@ pub enum MetadataError {
     NoLeader,
     /// This node is not the Raft leader and cannot forward the write.
     #[error("metadata write must go to the leader (node {leader:?})")]
-    ForwardToLeader { leader: Option<u64> },
+    ForwardToLeader { leader: Option<crate::NodeId> },
     /// sled failed (disk error, full disk, corruption). The data directory
     /// needs attention: check free space and permissions.
     #[error("metadata storage error: {0}; check the data directory's disk space and permissions")]

@@ -14,6 +14,7 @@ pub mod membership;
 pub mod metrics;
 pub mod model;
 pub mod network;
+pub mod node_id;
 pub mod state_machine;
 pub mod store;
 pub mod typ;
@@ -26,3 +27,4 @@ pub use consumer_group::{
 pub use error::MetadataError;
 pub use membership::{Members, MembershipChange, MembershipFailure};
 pub use model::*;
+pub use node_id::NodeId;

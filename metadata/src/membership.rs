@@ -132,7 +132,7 @@ pub async fn apply(raft: &Raft, change: MembershipChange) -> Result<Members, Mem
             let log_index = add_learner(raft, node_id, &addr).await?;
             if !caught_up(raft, node_id, log_index).await {
                 tracing::warn!(
-                    node_id,
+                    node_id = node_id.get(),
                     %addr,
                     "new metadata learner has not caught up yet; it keeps replicating"
                 );
@@ -202,7 +202,7 @@ async fn add_learner(raft: &Raft, node_id: NodeId, addr: &str) -> Result<u64, Me
     loop {
         match raft.add_learner(node_id, BasicNode::new(addr), false).await {
             Ok(resp) => {
-                tracing::info!(node_id, addr, "added a metadata learner");
+                tracing::info!(node_id = node_id.get(), addr, "added a metadata learner");
                 return Ok(resp.log_id.index);
             }
             Err(e) => retry_or_fail(e, deadline).await?,

@@ -10,8 +10,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-/// A broker (serving node) id; the Kafka broker id.
-pub type BrokerId = u32;
+use crate::node_id::NodeId;
+
 /// A ledger id, unique in the cluster, allocated by [`Command::AllocateLedgerId`].
 pub type LedgerId = u64;
 
@@ -36,7 +36,7 @@ impl std::fmt::Display for StreamId {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BrokerInfo {
     /// Kafka broker id.
-    pub id: BrokerId,
+    pub id: NodeId,
     /// Host advertised to Kafka clients.
     pub kafka_host: String,
     /// Port advertised to Kafka clients.
@@ -135,7 +135,7 @@ pub struct SegmentMeta {
     /// The ledger holding this segment's entries.
     pub ledger_id: LedgerId,
     /// Bookies (node ids) holding the ledger.
-    pub ensemble: Vec<u32>,
+    pub ensemble: Vec<NodeId>,
     /// Write quorum: how many bookies receive each entry.
     pub write_quorum: u8,
     /// Ack quorum: how many must acknowledge an entry before it is confirmed.
@@ -181,7 +181,7 @@ pub struct StreamMeta {
     /// Name of the topic (denormalised for display).
     pub topic: String,
     /// The broker owning (writing) the stream, if any.
-    pub owner: Option<BrokerId>,
+    pub owner: Option<NodeId>,
     /// Bumped on every ownership acquisition; the Kafka leader epoch.
     pub owner_epoch: u64,
     /// First sequence id still readable (moved by truncation).
@@ -198,7 +198,7 @@ pub struct MetaState {
     /// Cluster id, set when the cluster is first initialised.
     pub cluster_id: String,
     /// Registered brokers.
-    pub brokers: BTreeMap<BrokerId, BrokerInfo>,
+    pub brokers: BTreeMap<NodeId, BrokerInfo>,
     /// Live topics by name.
     pub topics: BTreeMap<String, TopicMeta>,
     /// Streams by id.
@@ -280,7 +280,7 @@ pub enum Command {
     /// the new epoch. `expected_epoch`, when set, must match the current one.
     AcquireStream {
         stream: StreamId,
-        owner: BrokerId,
+        owner: NodeId,
         expected_epoch: Option<u64>,
     },
     /// Append a new InProgress segment. Requires the caller's epoch to be
@@ -399,11 +399,11 @@ pub enum MetaEvent {
         name: String,
     },
     BrokerRegistered {
-        id: BrokerId,
+        id: NodeId,
     },
     StreamOwnerChanged {
         stream: StreamId,
-        owner: BrokerId,
+        owner: NodeId,
         epoch: u64,
     },
     SegmentAdded {
@@ -433,14 +433,14 @@ pub struct ReleasedLedger {
     /// The ledger id.
     pub ledger_id: LedgerId,
     /// Bookie (node) ids holding its copies (the segment's ensemble).
-    pub ensemble: Vec<BrokerId>,
+    pub ensemble: Vec<NodeId>,
     /// The owner of the stream the segment belonged to, if any.
-    pub stream_owner: Option<BrokerId>,
+    pub stream_owner: Option<NodeId>,
 }
 
 impl ReleasedLedger {
     /// The released ledger of `segment`, a segment of a stream owned by `owner`.
-    pub fn of(segment: &SegmentMeta, owner: Option<BrokerId>) -> Self {
+    pub fn of(segment: &SegmentMeta, owner: Option<NodeId>) -> Self {
         ReleasedLedger {
             ledger_id: segment.ledger_id,
             ensemble: segment.ensemble.clone(),

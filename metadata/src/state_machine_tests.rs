@@ -4,6 +4,7 @@ use uuid::Uuid;
 
 use super::apply;
 use crate::model::*;
+use crate::NodeId;
 
 fn topic_id(n: u128) -> Uuid {
     Uuid::from_u128(n)
@@ -30,7 +31,7 @@ fn segment(lssn: u64, ledger_id: u64, base_offset: u64) -> SegmentMeta {
     SegmentMeta {
         lssn,
         ledger_id,
-        ensemble: vec![1],
+        ensemble: vec![NodeId::new(1)],
         write_quorum: 1,
         ack_quorum: 1,
         base_offset,
@@ -46,10 +47,10 @@ fn segment(lssn: u64, ledger_id: u64, base_offset: u64) -> SegmentMeta {
 }
 
 /// A released ledger of a segment built by [`segment`] (ensemble `[1]`).
-fn released(ledger_id: u64, stream_owner: Option<BrokerId>) -> ReleasedLedger {
+fn released(ledger_id: u64, stream_owner: Option<NodeId>) -> ReleasedLedger {
     ReleasedLedger {
         ledger_id,
-        ensemble: vec![1],
+        ensemble: vec![NodeId::new(1)],
         stream_owner,
     }
 }
@@ -91,7 +92,7 @@ fn owned_stream() -> (MetaState, StreamId) {
         &mut st,
         Command::AcquireStream {
             stream: s,
-            owner: 5,
+            owner: NodeId::new(5),
             expected_epoch: None,
         },
     );
@@ -170,7 +171,7 @@ fn delete_topic_releases_all_ledgers() {
             &mut st,
             Command::AcquireStream {
                 stream: s,
-                owner: 1,
+                owner: NodeId::new(1),
                 expected_epoch: None,
             },
         );
@@ -190,7 +191,10 @@ fn delete_topic_releases_all_ledgers() {
         vec![MetaEvent::TopicDeleted {
             name: "t".into(),
             id,
-            ledgers: vec![released(10, Some(1)), released(11, Some(1))]
+            ledgers: vec![
+                released(10, Some(NodeId::new(1))),
+                released(11, Some(NodeId::new(1)))
+            ]
         }]
     );
     assert!(st.topics.is_empty());
@@ -274,7 +278,7 @@ fn producer_id_blocks() {
 fn register_broker_upserts() {
     let mut st = MetaState::default();
     let mut info = BrokerInfo {
-        id: 3,
+        id: NodeId::new(3),
         kafka_host: "h".into(),
         kafka_port: 9092,
         listeners: Default::default(),
@@ -283,11 +287,11 @@ fn register_broker_upserts() {
         lease_expires_ms: 1,
     };
     let (_, ev) = ok(&mut st, Command::RegisterBroker(info.clone()));
-    assert_eq!(ev, vec![MetaEvent::BrokerRegistered { id: 3 }]);
+    assert_eq!(ev, vec![MetaEvent::BrokerRegistered { id: NodeId::new(3) }]);
     info.lease_expires_ms = 2;
     ok(&mut st, Command::RegisterBroker(info.clone()));
     assert_eq!(st.brokers.len(), 1);
-    assert_eq!(st.brokers.get(&3), Some(&info));
+    assert_eq!(st.brokers.get(&NodeId::new(3)), Some(&info));
 }
 
 #[test]
@@ -297,7 +301,7 @@ fn acquire_stream_bumps_epoch_and_checks_expected() {
         &mut st,
         Command::AcquireStream {
             stream: s,
-            owner: 6,
+            owner: NodeId::new(6),
             expected_epoch: Some(1),
         },
     );
@@ -306,20 +310,20 @@ fn acquire_stream_bumps_epoch_and_checks_expected() {
         ev,
         vec![MetaEvent::StreamOwnerChanged {
             stream: s,
-            owner: 6,
+            owner: NodeId::new(6),
             epoch: 2
         }]
     );
     assert_eq!(
         st.stream(&s).map(|m| (m.owner, m.owner_epoch)),
-        Some((Some(6), 2))
+        Some((Some(NodeId::new(6)), 2))
     );
     assert_eq!(
         refused(
             &mut st,
             Command::AcquireStream {
                 stream: s,
-                owner: 7,
+                owner: NodeId::new(7),
                 expected_epoch: Some(1)
             }
         ),
@@ -335,7 +339,7 @@ fn acquire_stream_bumps_epoch_and_checks_expected() {
             &mut st,
             Command::AcquireStream {
                 stream: unknown,
-                owner: 7,
+                owner: NodeId::new(7),
                 expected_epoch: None
             }
         ),
@@ -383,7 +387,7 @@ fn segments_record_the_epoch_of_the_writer_that_added_them() {
         &mut st,
         Command::AcquireStream {
             stream: s,
-            owner: 8,
+            owner: NodeId::new(8),
             expected_epoch: Some(1),
         },
     );
@@ -632,7 +636,7 @@ fn truncate_drops_whole_leading_segments() {
         vec![MetaEvent::StreamTruncated {
             stream: s,
             log_start_offset: 15,
-            ledgers: vec![released(11, Some(5))]
+            ledgers: vec![released(11, Some(NodeId::new(5)))]
         }]
     );
     let m = st.stream(&s).expect("stream");

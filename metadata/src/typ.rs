@@ -7,22 +7,21 @@
 use std::io::Cursor;
 
 use crate::model::{ApplyResult, Command};
+pub use crate::node_id::NodeId;
 
 openraft::declare_raft_types!(
-    /// Type configuration of the metadata Raft group: u64 node ids,
+    /// Type configuration of the metadata Raft group: [`NodeId`] node ids,
     /// [`openraft::BasicNode`] addresses and in-memory snapshot buffers.
     pub TypeConfig:
         D = Command,
         R = ApplyResult,
-        NodeId = u64,
+        NodeId = NodeId,
         Node = openraft::BasicNode,
         Entry = openraft::Entry<TypeConfig>,
         SnapshotData = Cursor<Vec<u8>>,
         AsyncRuntime = openraft::TokioRuntime,
 );
 
-/// Raft node id of a metadata replica.
-pub type NodeId = u64;
 /// The Raft handle type.
 pub type Raft = openraft::Raft<TypeConfig>;
 /// Storage errors as openraft expects them.

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use distlog_metadata::{Command, MetadataConfig, MetadataStore};
+use distlog_metadata::{Command, MetadataConfig, MetadataStore, NodeId};
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -15,7 +15,7 @@ fn free_port() -> u16 {
         .expect("a free port")
 }
 
-fn config(dir: &std::path::Path, id: u64, voters: &BTreeMap<u64, String>) -> MetadataConfig {
+fn config(dir: &std::path::Path, id: NodeId, voters: &BTreeMap<NodeId, String>) -> MetadataConfig {
     MetadataConfig {
         data_dir: dir.join(format!("node{id}")),
         node_id: id,
@@ -44,7 +44,7 @@ async fn until(what: &str, deadline: Duration, mut f: impl FnMut() -> bool) {
     }
 }
 
-async fn open_all(dir: &std::path::Path, voters: &BTreeMap<u64, String>) -> Vec<Arc<MetadataStore>> {
+async fn open_all(dir: &std::path::Path, voters: &BTreeMap<NodeId, String>) -> Vec<Arc<MetadataStore>> {
     // All three must start together: each waits for a leader, which needs a quorum.
     let opens = voters
         .keys()
@@ -60,8 +60,8 @@ async fn open_all(dir: &std::path::Path, voters: &BTreeMap<u64, String>) -> Vec<
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn three_voters_replicate_forward_and_survive_leader_loss() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let voters: BTreeMap<u64, String> = (1..=3)
-        .map(|id| (id, format!("127.0.0.1:{}", free_port())))
+    let voters: BTreeMap<NodeId, String> = (1..=3)
+        .map(|id| (NodeId::new(id), format!("127.0.0.1:{}", free_port())))
         .collect();
     let nodes = open_all(dir.path(), &voters).await;
     let cluster_ids: Vec<String> = nodes.iter().map(|n| n.read(|s| s.cluster_id.clone())).collect();
@@ -140,8 +140,8 @@ async fn garbage_on_the_raft_port_closes_that_connection_only() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let dir = tempfile::tempdir().expect("tempdir");
     let addr = format!("127.0.0.1:{}", free_port());
-    let voters = BTreeMap::from([(1u64, addr.clone())]);
-    let store = MetadataStore::open(config(dir.path(), 1, &voters))
+    let voters = BTreeMap::from([(NodeId::new(1), addr.clone())]);
+    let store = MetadataStore::open(config(dir.path(), NodeId::new(1), &voters))
         .await
         .expect("open");
     let hostile: [&[u8]; 4] = [

@@ -9,7 +9,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use distlog_metadata::{Command, MetaState, MetadataConfig, MetadataError, MetadataStore, RaftTuning};
+use distlog_metadata::{
+    Command, MetaState, MetadataConfig, MetadataError, MetadataStore, NodeId, RaftTuning,
+};
 
 fn free_addr() -> String {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -29,7 +31,7 @@ fn tuning() -> RaftTuning {
     }
 }
 
-fn voter_config(dir: &Path, id: u64, voters: &BTreeMap<u64, String>) -> MetadataConfig {
+fn voter_config(dir: &Path, id: NodeId, voters: &BTreeMap<NodeId, String>) -> MetadataConfig {
     MetadataConfig {
         data_dir: dir.join(format!("node{id}")),
         node_id: id,
@@ -40,7 +42,7 @@ fn voter_config(dir: &Path, id: u64, voters: &BTreeMap<u64, String>) -> Metadata
     }
 }
 
-fn learner_config(dir: &Path, id: u64, addr: &str, seeds: Vec<String>) -> MetadataConfig {
+fn learner_config(dir: &Path, id: NodeId, addr: &str, seeds: Vec<String>) -> MetadataConfig {
     MetadataConfig {
         data_dir: dir.join(format!("node{id}")),
         node_id: id,
@@ -70,8 +72,8 @@ async fn until(what: &str, deadline: Duration, mut f: impl FnMut() -> bool) {
 }
 
 /// Three voters, ids 1..=3, opened together (each waits for a quorum).
-async fn three_voters(dir: &Path) -> (BTreeMap<u64, String>, Vec<Arc<MetadataStore>>) {
-    let voters: BTreeMap<u64, String> = (1..=3).map(|id| (id, free_addr())).collect();
+async fn three_voters(dir: &Path) -> (BTreeMap<NodeId, String>, Vec<Arc<MetadataStore>>) {
+    let voters: BTreeMap<NodeId, String> = (1..=3).map(|id| (NodeId::new(id), free_addr())).collect();
     let opens = voters
         .keys()
         .map(|id| MetadataStore::open_tuned(voter_config(dir, *id, &voters), tuning()))
@@ -141,13 +143,23 @@ async fn a_node_joins_through_seeds_as_a_learner_from_a_snapshot() {
     // Seeds in turn: nothing listens at the first; the others are members
     // (possibly followers, which redirect to the leader).
     let addr4 = free_addr();
-    let seeds = vec![free_addr(), voters[&2].clone(), voters[&3].clone()];
-    let learner = MetadataStore::open_tuned(learner_config(dir.path(), 4, &addr4, seeds), tuning())
-        .await
-        .expect("the learner joins through its seeds");
+    let seeds = vec![
+        free_addr(),
+        voters[&NodeId::new(2)].clone(),
+        voters[&NodeId::new(3)].clone(),
+    ];
+    let learner = MetadataStore::open_tuned(
+        learner_config(dir.path(), NodeId::new(4), &addr4, seeds),
+        tuning(),
+    )
+    .await
+    .expect("the learner joins through its seeds");
     let members = learner.members();
     assert_eq!(members.voters, voters);
-    assert_eq!(members.learners, BTreeMap::from([(4, addr4.clone())]));
+    assert_eq!(
+        members.learners,
+        BTreeMap::from([(NodeId::new(4), addr4.clone())])
+    );
     assert!(!learner.is_leader());
     let installed = learner
         .raft_metrics()
@@ -174,7 +186,7 @@ async fn a_node_joins_through_seeds_as_a_learner_from_a_snapshot() {
     assert!(state.topics.contains_key("via-learner"));
     assert_eq!(
         learner.members().learners.keys().copied().collect::<Vec<_>>(),
-        vec![4]
+        vec![NodeId::new(4)]
     );
 
     shutdown_all(&all).await;
@@ -187,25 +199,39 @@ async fn a_promoted_learner_keeps_the_group_alive_after_voters_leave() {
     write_topics(&nodes[0], "t", 8).await;
     let addr4 = free_addr();
     let n4 = MetadataStore::open_tuned(
-        learner_config(dir.path(), 4, &addr4, vec![voters[&3].clone()]),
+        learner_config(
+            dir.path(),
+            NodeId::new(4),
+            &addr4,
+            vec![voters[&NodeId::new(3)].clone()],
+        ),
         tuning(),
     )
     .await
     .expect("node 4 joins");
 
     // Promote through the learner itself (sent to the leader).
-    let members = n4.add_voter(4, &addr4).await.expect("node 4 promoted");
+    let members = n4
+        .add_voter(NodeId::new(4), &addr4)
+        .await
+        .expect("node 4 promoted");
     let mut four = voters.clone();
-    four.insert(4, addr4.clone());
+    four.insert(NodeId::new(4), addr4.clone());
     assert_eq!(members.voters, four);
     assert!(members.learners.is_empty(), "{members:?}");
     // Promoting again changes nothing.
-    assert_eq!(n4.add_voter(4, &addr4).await.expect("idempotent").voters, four);
+    assert_eq!(
+        n4.add_voter(NodeId::new(4), &addr4)
+            .await
+            .expect("idempotent")
+            .voters,
+        four
+    );
 
     // Remove node 1 (the initialiser, usually the leader) through node 4.
-    let members = n4.remove_node(1).await.expect("node 1 removed");
+    let members = n4.remove_node(NodeId::new(1)).await.expect("node 1 removed");
     let mut remaining = four.clone();
-    remaining.remove(&1);
+    remaining.remove(&NodeId::new(1));
     assert_eq!(members.voters, remaining);
     assert!(members.learners.is_empty(), "{members:?}");
     nodes[0].shutdown().await.expect("node 1 stops");
@@ -237,7 +263,12 @@ async fn a_learner_restarts_from_its_data_dir_and_catches_up() {
     let (voters, nodes) = three_voters(dir.path()).await;
     write_topics(&nodes[0], "early", 6).await;
     let addr4 = free_addr();
-    let config = learner_config(dir.path(), 4, &addr4, vec![voters[&1].clone()]);
+    let config = learner_config(
+        dir.path(),
+        NodeId::new(4),
+        &addr4,
+        vec![voters[&NodeId::new(1)].clone()],
+    );
     let learner = MetadataStore::open_tuned(config.clone(), tuning())
         .await
         .expect("the learner joins");
@@ -260,10 +291,16 @@ async fn a_learner_restarts_from_its_data_dir_and_catches_up() {
     let all: Vec<&Arc<MetadataStore>> = nodes.iter().chain(std::iter::once(&restarted)).collect();
     let state = same_state(&all).await;
     assert_eq!(state.topics.len(), 26);
-    assert_eq!(restarted.members().learners, BTreeMap::from([(4, addr4)]));
+    assert_eq!(
+        restarted.members().learners,
+        BTreeMap::from([(NodeId::new(4), addr4)])
+    );
 
     // Removing the learner leaves the voters as they were.
-    let members = nodes[2].remove_node(4).await.expect("learner removed");
+    let members = nodes[2]
+        .remove_node(NodeId::new(4))
+        .await
+        .expect("learner removed");
     assert_eq!(members.voters, voters);
     assert!(members.learners.is_empty(), "{members:?}");
     shutdown_all(&all).await;
@@ -280,18 +317,21 @@ fn raft_message(r: Result<impl std::fmt::Debug, MetadataError>) -> String {
 async fn unsafe_membership_changes_are_refused() {
     let dir = tempfile::tempdir().expect("tempdir");
     let addr = free_addr();
-    let store = MetadataStore::open_tuned(learner_config(dir.path(), 1, &addr, Vec::new()), tuning())
-        .await
-        .expect("single voter opens");
+    let store = MetadataStore::open_tuned(
+        learner_config(dir.path(), NodeId::new(1), &addr, Vec::new()),
+        tuning(),
+    )
+    .await
+    .expect("single voter opens");
     let before = store.members();
-    assert_eq!(before.voters, BTreeMap::from([(1, addr.clone())]));
+    assert_eq!(before.voters, BTreeMap::from([(NodeId::new(1), addr.clone())]));
     assert!(before.learners.is_empty());
 
-    let msg = raft_message(store.remove_node(1).await);
+    let msg = raft_message(store.remove_node(NodeId::new(1)).await);
     assert!(msg.contains("node 1 is the last metadata voter"), "{msg}");
-    let msg = raft_message(store.remove_node(9).await);
+    let msg = raft_message(store.remove_node(NodeId::new(9)).await);
     assert!(msg.contains("node 9 is not a metadata member"), "{msg}");
-    let msg = raft_message(store.add_voter(1, "127.0.0.1:1").await);
+    let msg = raft_message(store.add_voter(NodeId::new(1), "127.0.0.1:1").await);
     assert!(
         msg.contains(&format!(
             "node 1 is already a metadata member at {addr}, not 127.0.0.1:1"
@@ -310,7 +350,7 @@ async fn open_fails_within_the_timeout_when_no_seed_answers() {
     let timeout = Duration::from_secs(2);
     let started = Instant::now();
     let result = MetadataStore::open_tuned(
-        learner_config(dir.path(), 5, &free_addr(), seeds.clone()),
+        learner_config(dir.path(), NodeId::new(5), &free_addr(), seeds.clone()),
         RaftTuning {
             startup_timeout: timeout,
             ..tuning()

@@ -30,7 +30,7 @@ async fn metadata_written_by_30b68f3_loads() {
     unpack(dir.path());
     let store = MetadataStore::open(MetadataConfig {
         data_dir: dir.path().join("data/meta"),
-        node_id: 1,
+        node_id: NodeId::new(1),
         raft_addr: "127.0.0.1:0".into(),
         advertised_raft_addr: None,
         voters: Default::default(),
@@ -44,7 +44,7 @@ async fn metadata_written_by_30b68f3_loads() {
     );
     let state = store.read(|s| s.clone());
     assert!(!state.cluster_id.is_empty());
-    assert!(state.brokers.contains_key(&1));
+    assert!(state.brokers.contains_key(&NodeId::new(1)));
 
     // Per topic: partitions, and per partition the completed segments'
     // last offsets (rolls after the snapshot, seals at shutdown).
@@ -57,7 +57,7 @@ async fn metadata_written_by_30b68f3_loads() {
         assert_eq!(topic.partitions, partitions, "{name}");
         for p in 0..partitions {
             let stream = state.stream(&topic.stream(p)).expect("stream");
-            assert_eq!(stream.owner, Some(1), "{name}/{p}");
+            assert_eq!(stream.owner, Some(NodeId::new(1)), "{name}/{p}");
             let lssns: Vec<u64> = stream.segments.iter().map(|s| s.lssn).collect();
             let expected_lssns: Vec<u64> = (1..=last_offsets.len() as u64).collect();
             assert_eq!(lssns, expected_lssns, "{name}/{p}");

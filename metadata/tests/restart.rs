@@ -11,7 +11,7 @@ use uuid::Uuid;
 fn config(dir: &std::path::Path) -> MetadataConfig {
     MetadataConfig {
         data_dir: dir.join("meta"),
-        node_id: 1,
+        node_id: NodeId::new(1),
         raft_addr: "127.0.0.1:0".into(),
         advertised_raft_addr: None,
         voters: Default::default(),
@@ -35,7 +35,7 @@ fn segment(lssn: u64, ledger_id: u64, base_offset: u64) -> SegmentMeta {
     SegmentMeta {
         lssn,
         ledger_id,
-        ensemble: vec![1],
+        ensemble: vec![NodeId::new(1)],
         write_quorum: 1,
         ack_quorum: 1,
         base_offset,
@@ -63,7 +63,10 @@ async fn populate(store: &MetadataStore, name: &str, segments: u64) -> StreamId 
         topic_id: id,
         partition: 0,
     };
-    let epoch = store.acquire_stream(stream, 1, Some(0)).await.expect("acquire");
+    let epoch = store
+        .acquire_stream(stream, NodeId::new(1), Some(0))
+        .await
+        .expect("acquire");
     for lssn in 1..=segments {
         let ledger_id = ledger(store).await;
         let base = (lssn - 1) * 10;
@@ -103,7 +106,7 @@ async fn state_survives_restart_and_ledger_ids_are_not_reused() {
     let stream = populate(&store, "orders", 3).await;
     store.truncate_stream(stream, 12).await.expect("truncate");
     let err = store
-        .acquire_stream(stream, 2, Some(7))
+        .acquire_stream(stream, NodeId::new(2), Some(7))
         .await
         .expect_err("stale epoch is refused");
     assert!(matches!(
@@ -197,7 +200,7 @@ async fn subscribers_receive_events() {
     store
         .write(Command::AcquireStream {
             stream,
-            owner: 3,
+            owner: NodeId::new(3),
             expected_epoch: None,
         })
         .await
@@ -225,7 +228,7 @@ async fn subscribers_receive_events() {
             MetaEvent::TopicCreated { name: "t".into(), id },
             MetaEvent::StreamOwnerChanged {
                 stream,
-                owner: 3,
+                owner: NodeId::new(3),
                 epoch: 1
             },
             MetaEvent::SegmentAdded { stream, lssn: 1 },
@@ -297,7 +300,7 @@ async fn reopening_with_another_node_id_fails_with_a_hint() {
     let store = MetadataStore::open(config(dir.path())).await.expect("open");
     store.shutdown().await.expect("shutdown");
     let mut other = config(dir.path());
-    other.node_id = 2;
+    other.node_id = NodeId::new(2);
     let tuning = RaftTuning {
         startup_timeout: Duration::from_secs(1),
         ..RaftTuning::default()
@@ -366,7 +369,10 @@ async fn typed_calls_return_their_replies() {
     ));
 
     let stream = store.read(|s| s.topic("t").map(|t| t.stream(0))).expect("topic");
-    let epoch = store.acquire_stream(stream, 1, Some(0)).await.expect("acquire");
+    let epoch = store
+        .acquire_stream(stream, NodeId::new(1), Some(0))
+        .await
+        .expect("acquire");
     assert_eq!(epoch, 1);
     let first = store.allocate_ledger().await.expect("ledger");
     store

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use distlog_metadata::NodeId;
 use distlog_storage::bookie::{Bookie, BookieConfig, LocalBookie};
 use distlog_storage::bookie_net::{BookieAddr, BookieServer, ClientConfig, RemoteBookie, ServerConfig};
 use distlog_storage::ledger::BookieClient;
@@ -15,7 +16,7 @@ async fn a_bookie_is_reached_by_name_and_an_unresolvable_name_is_an_unreachable_
     let dir = tempfile::tempdir().expect("tempdir");
     let config = BookieConfig {
         dir: dir.path().to_path_buf(),
-        bookie_id: 4,
+        bookie_id: NodeId::new(4),
     };
     let bookie = tokio::task::spawn_blocking(move || Bookie::open(config))
         .await
@@ -39,7 +40,11 @@ async fn a_bookie_is_reached_by_name_and_an_unresolvable_name_is_an_unreachable_
         BookieAddr::parse(&format!("127.0.0.1:{port}")),
         BookieAddr::Socket(server.local_addr())
     );
-    let by_name = RemoteBookie::new(4, BookieAddr::parse(&format!("localhost:{port}")), config.clone());
+    let by_name = RemoteBookie::new(
+        NodeId::new(4),
+        BookieAddr::parse(&format!("localhost:{port}")),
+        config.clone(),
+    );
     assert_eq!(by_name.addr().to_string(), format!("localhost:{port}"));
     // The bookie itself answers: the ledger does not exist there.
     match by_name.fence(77).await {
@@ -47,7 +52,11 @@ async fn a_bookie_is_reached_by_name_and_an_unresolvable_name_is_an_unreachable_
         other => panic!("expected the bookie's own answer for ledger 77, got {other:?}"),
     }
 
-    let gone = RemoteBookie::new(5, BookieAddr::parse("no-such-bookie.invalid:3181"), config);
+    let gone = RemoteBookie::new(
+        NodeId::new(5),
+        BookieAddr::parse("no-such-bookie.invalid:3181"),
+        config,
+    );
     let started = std::time::Instant::now();
     match gone.fence(77).await {
         Err(e @ StorageError::Io { .. }) => {

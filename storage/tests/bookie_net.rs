@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use distlog_metadata::NodeId;
 use distlog_storage::bookie::{Bookie, BookieConfig, LocalBookie};
 use distlog_storage::bookie_net::{BookieServer, ClientConfig, RemoteBookie, ServerConfig};
 use distlog_storage::ledger::handle::{Ensemble, LedgerWriter};
@@ -28,13 +29,13 @@ async fn within<T>(what: &str, fut: impl std::future::Future<Output = T>) -> T {
 /// A bookie in a temp dir served on a loopback port.
 struct Node {
     dir: tempfile::TempDir,
-    id: u32,
+    id: NodeId,
     bookie: Option<Arc<Bookie>>,
     server: Option<BookieServer>,
     addr: SocketAddr,
 }
 
-async fn open_bookie(dir: &Path, id: u32) -> Arc<Bookie> {
+async fn open_bookie(dir: &Path, id: NodeId) -> Arc<Bookie> {
     let config = BookieConfig {
         dir: dir.to_path_buf(),
         bookie_id: id,
@@ -51,6 +52,7 @@ impl Node {
     }
 
     async fn start_with(id: u32, config: ServerConfig) -> Node {
+        let id = NodeId::from(id);
         let dir = tempfile::tempdir().expect("tempdir");
         let bookie = open_bookie(dir.path(), id).await;
         let server = BookieServer::bind("127.0.0.1:0", Arc::new(LocalBookie(bookie.clone())), config)
@@ -543,7 +545,7 @@ async fn a_bookie_that_never_answers_times_out_and_the_connection_is_closed() {
         }
     });
     let client = RemoteBookie::new(
-        9,
+        NodeId::new(9),
         addr,
         ClientConfig {
             request_timeout: Duration::from_millis(300),

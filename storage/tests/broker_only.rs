@@ -10,16 +10,16 @@ use std::time::{Duration, Instant};
 
 mod common;
 
-use distlog_metadata::{Command, LedgerId, MetadataStore, StreamId};
+use distlog_metadata::{Command, LedgerId, MetadataStore, NodeId, StreamId};
 use distlog_storage::bookie::{Bookie, LocalBookie};
 use distlog_storage::log::{Namespace, NamespaceConfig};
 
 /// The broker-only node's id (no bookie registered under it).
-const BROKER: u32 = 4;
+const BROKER: u64 = 4;
 
-fn config(broker_id: u32) -> NamespaceConfig {
+fn config(broker_id: u64) -> NamespaceConfig {
     NamespaceConfig {
-        broker_id,
+        broker_id: NodeId::new(broker_id),
         stamp: common::stamp(),
         tail_cache_bytes: 0,
         stream_config: common::replicated_stream_configs(),
@@ -49,13 +49,13 @@ async fn write_and_read(ns: &Namespace, stream: StreamId, n: u64) {
     }
 }
 
-fn ledgers_of(meta: &MetadataStore, stream: StreamId) -> Vec<(LedgerId, Vec<u32>)> {
+fn ledgers_of(meta: &MetadataStore, stream: StreamId) -> Vec<(LedgerId, Vec<u64>)> {
     meta.read(|s| {
         s.stream(&stream)
             .expect("stream")
             .segments
             .iter()
-            .map(|g| (g.ledger_id, g.ensemble.clone()))
+            .map(|g| (g.ledger_id, g.ensemble.iter().map(|b| b.get()).collect()))
             .collect()
     })
 }
@@ -120,8 +120,10 @@ async fn broker_only_node_writes_to_remote_bookies_and_deletes_ledgers_on_every_
         wait_holds(&bookies[1], *ledger, false).await;
         assert!(bookies[2].ledgers().contains(ledger), "bookie 3 was down");
         let seen = ns.ledger_whereabouts(*ledger).await;
-        let summary: Vec<(u32, bool, bool)> =
-            seen.iter().map(|r| (r.bookie, r.reachable, r.exists)).collect();
+        let summary: Vec<(u64, bool, bool)> = seen
+            .iter()
+            .map(|r| (r.bookie.get(), r.reachable, r.exists))
+            .collect();
         assert_eq!(
             summary,
             vec![(1, true, false), (2, true, false), (3, false, false)],

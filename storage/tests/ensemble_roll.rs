@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 mod common;
 
 use bytes::{Buf, BufMut, BytesMut};
-use distlog_metadata::{MetadataStore, SegmentState, StreamId};
+use distlog_metadata::{MetadataStore, NodeId, SegmentState, StreamId};
 use distlog_storage::bookie::{Bookie, LocalBookie};
 use distlog_storage::bookie_net::{BookieServer, ServerConfig};
 use distlog_storage::log::{AppendRequest, Namespace, NamespaceConfig, StampFn};
@@ -69,7 +69,7 @@ async fn cluster(n: u32, topic: &str) -> Cluster {
         meta.clone(),
         Arc::new(LocalBookie(bookies[0].clone())),
         NamespaceConfig {
-            broker_id: 1,
+            broker_id: NodeId::new(1),
             stamp: stamp(),
             // Reads come from the bookies, not the writer's memory.
             tail_cache_bytes: 0,
@@ -103,7 +103,7 @@ impl Cluster {
     }
 
     /// Stop serving bookie `id` (its connections drop, new ones are refused).
-    async fn kill(&mut self, id: u32) {
+    async fn kill(&mut self, id: u64) {
         self.servers[id as usize - 1]
             .take()
             .expect("server running")
@@ -163,10 +163,10 @@ async fn a_failed_bookie_seals_the_segment_and_the_stream_rolls_to_a_healthy_ens
     let victim = *first[0]
         .ensemble
         .iter()
-        .find(|id| **id != 1)
+        .find(|id| **id != NodeId::new(1))
         .expect("a remote ensemble bookie");
     let rolls = metrics::ENSEMBLE_ROLLS.get();
-    c.kill(victim).await;
+    c.kill(victim.get()).await;
 
     // Pipelined appends across the failure: all acknowledged, in order.
     let mut tickets = Vec::new();
@@ -195,7 +195,7 @@ async fn a_failed_bookie_seals_the_segment_and_the_stream_rolls_to_a_healthy_ens
     assert!((99..320).contains(&last), "sealed at {last}");
     assert_eq!(new.base_offset, last + 1);
     assert_eq!(new.state, SegmentState::InProgress);
-    let mut healthy: Vec<u32> = (1..=4).filter(|id| *id != victim).collect();
+    let mut healthy: Vec<NodeId> = (1..=4).map(NodeId::new).filter(|id| *id != victim).collect();
     let mut ensemble = new.ensemble.clone();
     ensemble.sort();
     healthy.sort();
@@ -258,7 +258,7 @@ async fn without_a_spare_writes_go_on_degraded_then_fail_retriably_without_ackno
     assert_eq!(report[0].under_replicated_entries, 0);
     let committed = report[0].committed_last_entry_id.expect("committed") + 1;
     for r in &report[0].replicas {
-        if r.bookie == 3 {
+        if r.bookie == NodeId::new(3) {
             assert!(!r.reachable, "{r:?}");
         } else {
             assert_eq!((r.reachable, r.entries), (true, committed), "{r:?}");

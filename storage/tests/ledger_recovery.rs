@@ -9,6 +9,7 @@ mod common;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use distlog_metadata::NodeId;
 use distlog_storage::bookie::LocalBookie;
 use distlog_storage::ledger::handle::{recover, Ensemble, LedgerWriter};
 use distlog_storage::ledger::{AddRequest, BookieClient, IndexRow};
@@ -100,8 +101,8 @@ async fn recovery_re_replicates_the_tail_and_fences_the_old_writer() {
     let lonely = Ensemble::new(
         vec![
             clients[0].clone(),
-            Arc::new(Unreachable(2)) as Arc<dyn BookieClient>,
-            Arc::new(Unreachable(3)) as Arc<dyn BookieClient>,
+            Arc::new(Unreachable(NodeId::new(2))) as Arc<dyn BookieClient>,
+            Arc::new(Unreachable(NodeId::new(3))) as Arc<dyn BookieClient>,
         ],
         3,
         2,
@@ -117,11 +118,11 @@ async fn recovery_re_replicates_the_tail_and_fences_the_old_writer() {
 }
 
 /// A bookie that never answers successfully (down).
-struct Unreachable(u32);
+struct Unreachable(NodeId);
 
 #[async_trait::async_trait]
 impl BookieClient for Unreachable {
-    fn bookie_id(&self) -> u32 {
+    fn bookie_id(&self) -> NodeId {
         self.0
     }
     fn add_entry(&self, _req: AddRequest) -> distlog_storage::ledger::AddFuture {

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use bytes::{BufMut, BytesMut};
-use distlog_metadata::{Command, MetadataConfig, MetadataStore, SegmentState, StreamId, TopicMeta};
+use distlog_metadata::{Command, MetadataConfig, MetadataStore, NodeId, SegmentState, StreamId, TopicMeta};
 use distlog_storage::bookie::{Bookie, BookieConfig, LocalBookie};
 use distlog_storage::ledger::BookieClient;
 use distlog_storage::log::{AppendRequest, Namespace, NamespaceConfig, StampFn, StreamConfig};
@@ -44,7 +44,7 @@ struct Node {
 async fn start(dir: &Path, defaults: StreamConfig, tail_cache_bytes: usize) -> Node {
     let meta = MetadataStore::open(MetadataConfig {
         data_dir: dir.join("meta"),
-        node_id: 1,
+        node_id: NodeId::new(1),
         raft_addr: "127.0.0.1:0".into(),
         advertised_raft_addr: None,
         voters: Default::default(),
@@ -56,7 +56,7 @@ async fn start(dir: &Path, defaults: StreamConfig, tail_cache_bytes: usize) -> N
     let bookie = tokio::task::spawn_blocking(move || {
         Bookie::open(BookieConfig {
             dir: bdir,
-            bookie_id: 1,
+            bookie_id: NodeId::new(1),
         })
     })
     .await
@@ -66,7 +66,7 @@ async fn start(dir: &Path, defaults: StreamConfig, tail_cache_bytes: usize) -> N
         meta.clone(),
         Arc::new(LocalBookie(bookie.clone())),
         NamespaceConfig {
-            broker_id: 1,
+            broker_id: NodeId::new(1),
             stamp: stamp(),
             tail_cache_bytes,
             stream_config: defaults.for_every_stream(),

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 mod common;
 
-use distlog_metadata::{Command, MetadataStore, StreamId};
+use distlog_metadata::{Command, MetadataStore, NodeId, StreamId};
 use distlog_storage::bookie::LocalBookie;
 use distlog_storage::log::{Namespace, NamespaceConfig, Ownership};
 use distlog_storage::StorageError;
@@ -19,7 +19,7 @@ async fn assign(meta: &MetadataStore, stream: StreamId, owner: u32) {
     let epoch = meta.read(|s| s.stream(&stream).expect("stream").owner_epoch);
     meta.write(Command::AcquireStream {
         stream,
-        owner,
+        owner: NodeId::from(owner),
         expected_epoch: Some(epoch),
     })
     .await
@@ -55,7 +55,7 @@ async fn the_assigned_owner_recovers_and_continues_and_the_old_owner_is_locked_o
             meta.clone(),
             Arc::new(LocalBookie(bookie.clone())),
             NamespaceConfig {
-                broker_id: id,
+                broker_id: NodeId::from(id),
                 stamp: common::stamp(),
                 tail_cache_bytes: 1 << 20,
                 stream_config: common::replicated_stream_configs(),

@@ -11,6 +11,7 @@ use std::time::Duration;
 mod common;
 
 use bytes::{BufMut, BytesMut};
+use distlog_metadata::NodeId;
 use distlog_storage::bookie::LocalBookie;
 use distlog_storage::ledger::BookieClient;
 use distlog_storage::log::{AppendRequest, Namespace, NamespaceConfig, StampFn};
@@ -52,7 +53,7 @@ async fn three_bookies_replicate_and_two_failures_stop_acknowledgements() {
         meta.clone(),
         Arc::new(LocalBookie(bookies[0].clone())),
         NamespaceConfig {
-            broker_id: 1,
+            broker_id: NodeId::new(1),
             stamp: stamp(),
             tail_cache_bytes: 0,
             stream_config: common::replicated_stream_configs(),
@@ -76,7 +77,7 @@ async fn three_bookies_replicate_and_two_failures_stop_acknowledgements() {
     assert_eq!((segment.write_quorum, segment.ack_quorum), (3, 2));
     let mut ensemble = segment.ensemble.clone();
     ensemble.sort();
-    assert_eq!(ensemble, vec![1, 2, 3]);
+    assert_eq!(ensemble, [1, 2, 3].map(NodeId::new));
     // Every acknowledged entry is durable on at least two bookies (Qa); with Qw = 3 all three
     // receive it, and the slowest may still be catching up.
     let mut holders = Vec::new();

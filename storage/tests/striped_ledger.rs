@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use distlog_metadata::NodeId;
 use distlog_storage::bookie::{Bookie, LocalBookie};
 use distlog_storage::bookie_net::{BookieServer, ClientConfig, RemoteBookie, ServerConfig};
 use distlog_storage::ledger::handle::{
@@ -78,7 +79,11 @@ impl Bookies {
             let client: Arc<dyn BookieClient> = if id == 1 {
                 Arc::new(LocalBookie(bookie.clone()))
             } else {
-                Arc::new(RemoteBookie::new(id, server.local_addr(), config.clone()))
+                Arc::new(RemoteBookie::new(
+                    NodeId::from(id),
+                    server.local_addr(),
+                    config.clone(),
+                ))
             };
             addrs.push(server.local_addr());
             servers.push(Some(server));
@@ -344,7 +349,10 @@ async fn recovery_with_a_bookie_down_ends_at_the_last_acknowledged_entry_and_re_
         matches!(fut.await, Err(StorageError::Fenced(LEDGER))),
         "old writer fenced"
     );
-    assert_eq!(writer.faults(), BTreeMap::from([(5, BookieFault::Unreachable)]));
+    assert_eq!(
+        writer.faults(),
+        BTreeMap::from([(NodeId::new(5), BookieFault::Unreachable)])
+    );
 
     // Two adjacent bookies down leave write set (3, 4, 0) with one fenced member:
     // the old writer could still reach its ack quorum there, so recovery refuses.
@@ -431,7 +439,7 @@ async fn a_bookie_that_missed_entries_of_its_stripe_is_detected_as_behind() {
     write(&mut writer, 15..25).await; // its next stripe entry, 16, follows 13: refused
                                       // The faults of adds that completed after their quorum land in the background.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while writer.faults().get(&4) != Some(&BookieFault::Behind) {
+    while writer.faults().get(&NodeId::new(4)) != Some(&BookieFault::Behind) {
         assert!(
             tokio::time::Instant::now() < deadline,
             "faults: {:?}",
@@ -439,7 +447,10 @@ async fn a_bookie_that_missed_entries_of_its_stripe_is_detected_as_behind() {
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    assert_eq!(writer.faults(), BTreeMap::from([(4, BookieFault::Behind)]));
+    assert_eq!(
+        writer.faults(),
+        BTreeMap::from([(NodeId::new(4), BookieFault::Behind)])
+    );
     assert_eq!(
         held(&en, 3).await,
         stripe(&en, 3, 10),

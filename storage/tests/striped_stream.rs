@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Buf;
-use distlog_metadata::{MetadataStore, StreamId};
+use distlog_metadata::{MetadataStore, NodeId, StreamId};
 use distlog_storage::bookie::{Bookie, LocalBookie};
 use distlog_storage::bookie_net::BookieServer;
 use distlog_storage::log::{Namespace, NamespaceConfig, ReadEntry, SegmentReplicas};
@@ -41,7 +41,7 @@ async fn cluster(n: u32, shape: (u8, u8, u8)) -> Cluster {
             meta.clone(),
             Arc::new(LocalBookie(bookies[id as usize - 1].clone())),
             NamespaceConfig {
-                broker_id: id,
+                broker_id: NodeId::from(id),
                 stamp: common::stamp(),
                 // Reads come from the bookies, not the writer's memory.
                 tail_cache_bytes: 0,
@@ -54,7 +54,7 @@ async fn cluster(n: u32, shape: (u8, u8, u8)) -> Cluster {
     let first = open(1).await.expect("namespace 1 opens");
     let stream = common::create_replicated_topic(&meta, "striped", shape).await;
     first.bounds(stream).await.expect("node 1 opens the stream");
-    while meta.read(|s| s.stream(&stream).and_then(|st| st.owner)) != Some(1) {
+    while meta.read(|s| s.stream(&stream).and_then(|st| st.owner)) != Some(NodeId::new(1)) {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let second = open(2).await.expect("namespace 2 opens");

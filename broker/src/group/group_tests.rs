@@ -9,7 +9,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use distlog_metadata::{
     BrokerInfo, Command, CommittedOffset, GroupMemberRecord, GroupMeta, GroupOp, GroupRecord, MetadataConfig,
-    MetadataStore, OffsetCommitEntry,
+    MetadataStore, NodeId, OffsetCommitEntry,
 };
 use kafka_protocol::error::ResponseError;
 
@@ -20,14 +20,14 @@ use super::GroupCoordinator;
 use crate::config::BrokerConfig;
 
 /// This broker's id.
-const LOCAL: u32 = 1;
+const LOCAL: NodeId = NodeId::new(1);
 /// A lease that outlives every test.
 const LONG: u64 = 600_000;
 
 async fn open_meta(dir: &std::path::Path) -> Arc<MetadataStore> {
     let meta = MetadataStore::open(MetadataConfig {
         data_dir: dir.join("meta"),
-        node_id: u64::from(LOCAL),
+        node_id: LOCAL,
         raft_addr: "127.0.0.1:0".into(),
         advertised_raft_addr: None,
         voters: Default::default(),
@@ -49,10 +49,10 @@ async fn open_meta(dir: &std::path::Path) -> Arc<MetadataStore> {
 
 /// Register (or re-register) broker `id` with a lease ending `lease_ms`
 /// from now (negative: already expired).
-async fn register(meta: &MetadataStore, id: u32, lease_ms: i64) {
+async fn register(meta: &MetadataStore, id: u64, lease_ms: i64) {
     let now = distlog_metadata::now_ms() as i64;
     meta.write(Command::RegisterBroker(BrokerInfo {
-        id,
+        id: NodeId::new(id),
         kafka_host: format!("broker-{id}.example"),
         kafka_port: 9000 + id as u16,
         listeners: Default::default(),
@@ -156,7 +156,7 @@ async fn eventually(what: &str, mut done: impl FnMut() -> bool) {
 async fn a_group_moves_here_when_its_coordinators_lease_lapses_with_the_state_it_stored() {
     let dir = tempfile::tempdir().expect("tempdir");
     let meta = open_meta(dir.path()).await;
-    register(&meta, LOCAL, LONG as i64).await;
+    register(&meta, LOCAL.get(), LONG as i64).await;
     register(&meta, 2, LONG as i64).await;
     let group = group_placed("group", &[1, 2], 2, None);
     let record = stable_record(7, 10_000);
@@ -177,7 +177,7 @@ async fn a_group_moves_here_when_its_coordinators_lease_lapses_with_the_state_it
     let found = c.coordinator_for(&group).expect("a coordinator");
     assert_eq!(
         (found.id, found.kafka_host.as_str(), found.kafka_port),
-        (2, "broker-2.example", 9002)
+        (NodeId::new(2), "broker-2.example", 9002)
     );
     assert!(!c.is_coordinator(&group));
     assert!(
@@ -306,7 +306,7 @@ fn offset_entry(offset: i64) -> OffsetCommitEntry {
 async fn a_group_moving_away_is_unloaded_fails_pending_joins_and_is_no_longer_written() {
     let dir = tempfile::tempdir().expect("tempdir");
     let meta = open_meta(dir.path()).await;
-    register(&meta, LOCAL, LONG as i64).await;
+    register(&meta, LOCAL.get(), LONG as i64).await;
     // Two groups that are local while this broker is alone and move to
     // broker 2 when it joins: one gets a pending join, the other is a stored
     // generation whose members' sessions are about to expire.
@@ -368,7 +368,7 @@ async fn a_group_moving_away_is_unloaded_fails_pending_joins_and_is_no_longer_wr
 async fn a_group_held_through_another_brokers_lapse_is_reloaded_with_what_was_written_meanwhile() {
     let dir = tempfile::tempdir().expect("tempdir");
     let meta = open_meta(dir.path()).await;
-    register(&meta, LOCAL, LONG as i64).await;
+    register(&meta, LOCAL.get(), LONG as i64).await;
     register(&meta, 2, LONG as i64).await;
     // Broker 3's lease is about to lapse; it will renew it late.
     register(&meta, 3, 150).await;

@@ -56,7 +56,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use distlog_metadata::{BrokerId, BrokerInfo, GroupOp, GroupRecord, MetaEvent, MetadataStore};
+use distlog_metadata::{BrokerInfo, GroupOp, GroupRecord, MetaEvent, MetadataStore, NodeId};
 use kafka_protocol::error::ResponseError;
 use parking_lot::Mutex;
 use tokio::sync::{broadcast, oneshot, Notify};
@@ -135,7 +135,7 @@ pub struct ListedGroup {
 /// The coordinator of every group this broker is responsible for.
 pub struct GroupCoordinator {
     meta: Arc<MetadataStore>,
-    node_id: u32,
+    node_id: NodeId,
     store: Arc<GroupStore>,
     groups: Mutex<HashMap<String, Arc<GroupSlot>>>,
     timing: GroupTiming,
@@ -152,7 +152,7 @@ pub struct GroupCoordinator {
 #[derive(Debug, Clone)]
 struct BrokerView {
     live: LiveBrokers,
-    leases: BTreeMap<BrokerId, u64>,
+    leases: BTreeMap<NodeId, u64>,
 }
 
 /// What one ownership check changed.
@@ -248,7 +248,7 @@ impl GroupCoordinator {
     }
 
     /// This broker's node id.
-    pub fn node_id(&self) -> u32 {
+    pub fn node_id(&self) -> NodeId {
         self.node_id
     }
 
@@ -321,7 +321,7 @@ impl GroupCoordinator {
     pub fn reconcile(&self) -> Reconciled {
         let now_ms = distlog_metadata::now_ms();
         let (live, leases, stored) = self.meta.read(|s| {
-            let leases: BTreeMap<BrokerId, u64> = s
+            let leases: BTreeMap<NodeId, u64> = s
                 .brokers
                 .values()
                 .filter(|b| b.is_broker())
@@ -338,7 +338,7 @@ impl GroupCoordinator {
         // check: every change applied at once, and none of them.
         let mut between = Vec::new();
         if let Some(prev) = &previous {
-            let lapsed: Vec<BrokerId> = live
+            let lapsed: Vec<NodeId> = live
                 .ids()
                 .iter()
                 .copied()
@@ -346,13 +346,13 @@ impl GroupCoordinator {
                     prev.live.ids().contains(b) && prev.leases.get(b).is_some_and(|exp| *exp <= now_ms)
                 })
                 .collect();
-            let arrived: Vec<BrokerId> = live
+            let arrived: Vec<NodeId> = live
                 .ids()
                 .iter()
                 .copied()
                 .filter(|b| !prev.live.ids().contains(b))
                 .collect();
-            let departed: Vec<BrokerId> = prev
+            let departed: Vec<NodeId> = prev
                 .live
                 .ids()
                 .iter()
@@ -388,7 +388,7 @@ impl GroupCoordinator {
                 if here {
                     info!(group = %id, "group may have been coordinated elsewhere meanwhile; reloading it");
                 } else {
-                    info!(group = %id, coordinator = live.coordinator(&id), "group moved to another coordinator; unloaded");
+                    info!(group = %id, coordinator = live.coordinator(&id).get(), "group moved to another coordinator; unloaded");
                     out.unloaded.push(id);
                 }
             }

@@ -4,7 +4,7 @@
 //! FindCoordinator agrees across the cluster (up to replication lag and
 //! clock skew between brokers near a lease's expiry).
 
-use distlog_metadata::{BrokerId, MetaState};
+use distlog_metadata::{MetaState, NodeId};
 
 /// The live brokers at one instant, in id order: the input of placement.
 /// Reading them once and placing many groups against them keeps the
@@ -12,17 +12,17 @@ use distlog_metadata::{BrokerId, MetaState};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LiveBrokers {
     /// Ids of the Kafka brokers with a live lease, ascending.
-    ids: Vec<BrokerId>,
+    ids: Vec<NodeId>,
     /// The broker asking, which coordinates everything when none is live
     /// (a single node before its first registration, or a node whose own
     /// lease lapsed while it is cut off from every other broker).
-    local: BrokerId,
+    local: NodeId,
 }
 
 impl LiveBrokers {
     /// The brokers live at wall-clock `now_ms` in `state`, as seen by
     /// broker `local`.
-    pub fn read(state: &MetaState, now_ms: u64, local: BrokerId) -> LiveBrokers {
+    pub fn read(state: &MetaState, now_ms: u64, local: NodeId) -> LiveBrokers {
         LiveBrokers {
             ids: state.live_brokers(now_ms).map(|b| b.id).collect(),
             local,
@@ -30,7 +30,7 @@ impl LiveBrokers {
     }
 
     /// A view of the given live broker ids (any order, duplicates allowed).
-    pub fn from_ids(mut ids: Vec<BrokerId>, local: BrokerId) -> LiveBrokers {
+    pub fn from_ids(mut ids: Vec<NodeId>, local: NodeId) -> LiveBrokers {
         ids.sort_unstable();
         ids.dedup();
         LiveBrokers { ids, local }
@@ -38,7 +38,7 @@ impl LiveBrokers {
 
     /// The same view without the brokers in `gone` (the set of a moment
     /// when their leases had lapsed).
-    pub fn without(&self, gone: &[BrokerId]) -> LiveBrokers {
+    pub fn without(&self, gone: &[NodeId]) -> LiveBrokers {
         LiveBrokers {
             ids: self.ids.iter().copied().filter(|b| !gone.contains(b)).collect(),
             local: self.local,
@@ -46,12 +46,12 @@ impl LiveBrokers {
     }
 
     /// The ids of the live brokers, ascending.
-    pub fn ids(&self) -> &[BrokerId] {
+    pub fn ids(&self) -> &[NodeId] {
         &self.ids
     }
 
     /// The broker coordinating `group`.
-    pub fn coordinator(&self, group: &str) -> BrokerId {
+    pub fn coordinator(&self, group: &str) -> NodeId {
         match coordinator_index(group, self.ids.len()) {
             Some(i) => self.ids[i],
             None => self.local,
@@ -78,13 +78,13 @@ mod tests {
     fn placement_hashes_over_live_ids_and_falls_back_to_the_local_broker() {
         let none = LiveBrokers {
             ids: vec![],
-            local: 7,
+            local: NodeId::new(7),
         };
-        assert_eq!(none.coordinator("g"), 7);
+        assert_eq!(none.coordinator("g"), NodeId::new(7));
         assert!(none.is_local("g"));
         let three = LiveBrokers {
-            ids: vec![1, 2, 3],
-            local: 2,
+            ids: [1, 2, 3].map(NodeId::new).to_vec(),
+            local: NodeId::new(2),
         };
         let expected = three.ids[crc32c::crc32c(b"g") as usize % 3];
         assert_eq!(three.coordinator("g"), expected);

@@ -23,7 +23,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use distlog_metadata::{BrokerId, Command, GroupOp, MetadataStore};
+use distlog_metadata::{Command, GroupOp, MetadataStore, NodeId};
 use kafka_protocol::error::ResponseError;
 use parking_lot::Mutex;
 use tokio::sync::{mpsc, oneshot};
@@ -48,7 +48,7 @@ struct Submission {
 pub struct GroupStore {
     tx: mpsc::UnboundedSender<Submission>,
     meta: Arc<MetadataStore>,
-    node_id: BrokerId,
+    node_id: NodeId,
     /// Offsets submitted and not yet durable, per group and partition
     /// (OffsetFetch with `require_stable` answers UNSTABLE_OFFSET_COMMIT
     /// for them).
@@ -61,7 +61,7 @@ type UnstableOffsets = HashMap<String, HashMap<(String, u32), u32>>;
 impl GroupStore {
     /// Start the writer task over `meta` for broker `node_id` (which only
     /// writes the groups it coordinates).
-    pub fn start(meta: Arc<MetadataStore>, node_id: BrokerId) -> GroupStore {
+    pub fn start(meta: Arc<MetadataStore>, node_id: NodeId) -> GroupStore {
         let (tx, rx) = mpsc::unbounded_channel();
         let unstable = Arc::new(Mutex::new(HashMap::new()));
         tokio::spawn(
@@ -117,7 +117,7 @@ fn op_group(op: &GroupOp) -> &str {
 
 /// Whether broker `node_id` coordinates every group `ops` change, by the
 /// local metadata replica now.
-fn coordinates_all(meta: &MetadataStore, node_id: BrokerId, ops: &[GroupOp]) -> bool {
+fn coordinates_all(meta: &MetadataStore, node_id: NodeId, ops: &[GroupOp]) -> bool {
     if ops.is_empty() {
         return true;
     }
@@ -167,7 +167,7 @@ fn mark_unstable(unstable: &Mutex<UnstableOffsets>, keys: &[(String, String, u32
 
 async fn write_loop(
     meta: Arc<MetadataStore>,
-    node_id: BrokerId,
+    node_id: NodeId,
     mut rx: mpsc::UnboundedReceiver<Submission>,
     unstable: Arc<Mutex<UnstableOffsets>>,
 ) {
@@ -235,7 +235,7 @@ mod tests {
     async fn store_with_topic(dir: &std::path::Path) -> (Arc<MetadataStore>, GroupStore) {
         let meta = MetadataStore::open(MetadataConfig {
             data_dir: dir.join("meta"),
-            node_id: 1,
+            node_id: NodeId::new(1),
             raft_addr: "127.0.0.1:0".into(),
             advertised_raft_addr: None,
             voters: Default::default(),
@@ -252,7 +252,7 @@ mod tests {
         })
         .await
         .expect("topic");
-        let store = GroupStore::start(meta.clone(), 1);
+        let store = GroupStore::start(meta.clone(), NodeId::new(1));
         (meta, store)
     }
 

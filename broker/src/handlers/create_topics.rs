@@ -9,6 +9,7 @@ use kafka_protocol::messages::create_topics_response::{CreatableTopicConfigs, Cr
 use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 
+use super::kafka_broker_id;
 use crate::cluster::Replication;
 use crate::config::BrokerConfig;
 use crate::topic_config::{effective_topic_configs, keys, replication};
@@ -51,7 +52,7 @@ async fn create_one(
     t: &CreatableTopic,
     validate_only: bool,
 ) -> Result<distlog_metadata::TopicMeta, TopicError> {
-    let (partitions, mut configs) = requested(t, broker.config.node_id as i32)?;
+    let (partitions, mut configs) = requested(t, kafka_broker_id(broker.config.node_id).0)?;
     if t.replication_factor > 0 {
         // A Kafka replication factor RF becomes RF copies on RF bookies,
         // acknowledged by a majority; explicit distlog.* configs win, and

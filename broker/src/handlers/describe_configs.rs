@@ -369,7 +369,7 @@ mod tests {
     #[test]
     fn broker_configs_reflect_the_node() {
         let c = BrokerConfig {
-            node_id: 3,
+            node_id: distlog_metadata::NodeId::new(3),
             ..BrokerConfig::default()
         };
         let v = broker_configs(&c);

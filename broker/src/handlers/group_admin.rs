@@ -12,6 +12,7 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 
+use super::kafka_broker_id;
 use crate::group::state::GroupState;
 use crate::listeners::KafkaListener;
 use crate::Broker;
@@ -59,7 +60,7 @@ fn find(
     let node = broker.config.node_id;
     match broker.groups.coordinator_for(key) {
         Some(b) if b.id != node => match b.kafka_addr(&listener.name) {
-            Some((host, port)) => Ok((b.id as i32, host.to_string(), port as i32)),
+            Some((host, port)) => Ok((kafka_broker_id(b.id).0, host.to_string(), port as i32)),
             None => Err((
                 ResponseError::CoordinatorNotAvailable,
                 format!(
@@ -70,7 +71,7 @@ fn find(
             )),
         },
         _ => Ok((
-            node as i32,
+            kafka_broker_id(node).0,
             listener.advertised_host.clone(),
             listener.advertised_port as i32,
         )),

@@ -2,7 +2,7 @@
 //! leaders. Unknown topics are auto-created when the node allows it
 //! (`auto.create.topics.enable`) and the request does too.
 
-use distlog_metadata::{MetaState, TopicMeta};
+use distlog_metadata::{MetaState, NodeId, TopicMeta};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::metadata_response::{
@@ -13,6 +13,7 @@ use kafka_protocol::protocol::StrBytes;
 use tracing::debug;
 use uuid::Uuid;
 
+use super::kafka_broker_id;
 use crate::listeners::KafkaListener;
 use crate::Broker;
 
@@ -50,7 +51,7 @@ pub async fn handle(
     listener: &KafkaListener,
 ) -> MetadataResponse {
     let node = Leadership {
-        node: broker.config.node_id as i32,
+        node: kafka_broker_id(broker.config.node_id).0,
         cluster: broker.config.is_cluster(),
     };
     let allow_create = broker.config.auto_create_topics && (version < 4 || req.allow_auto_topic_creation);
@@ -82,11 +83,11 @@ pub async fn handle(
 /// admin requests).
 pub fn build_response(
     s: &MetaState,
-    node_id: u32,
+    node_id: NodeId,
     listener: &KafkaListener,
     topics: Vec<MetadataResponseTopic>,
 ) -> MetadataResponse {
-    let node = node_id as i32;
+    let node = kafka_broker_id(node_id);
     let now = distlog_metadata::now_ms();
     let mut brokers: Vec<MetadataResponseBroker> = s
         .live_brokers(now)
@@ -95,7 +96,7 @@ pub fn build_response(
             let (host, port) = b.kafka_addr(&listener.name)?;
             Some(
                 MetadataResponseBroker::default()
-                    .with_node_id(BrokerId(b.id as i32))
+                    .with_node_id(kafka_broker_id(b.id))
                     .with_host(StrBytes::from_string(host.to_string()))
                     .with_port(port as i32)
                     .with_rack(b.rack.clone().map(StrBytes::from_string)),
@@ -105,7 +106,7 @@ pub fn build_response(
     let rack = s.brokers.get(&node_id).and_then(|b| b.rack.clone());
     brokers.push(
         MetadataResponseBroker::default()
-            .with_node_id(BrokerId(node))
+            .with_node_id(node)
             .with_host(StrBytes::from_string(listener.advertised_host.clone()))
             .with_port(listener.advertised_port as i32)
             .with_rack(rack.map(StrBytes::from_string)),
@@ -116,7 +117,7 @@ pub fn build_response(
         .with_throttle_time_ms(0)
         .with_brokers(brokers)
         .with_cluster_id(cluster_id)
-        .with_controller_id(BrokerId(node))
+        .with_controller_id(node)
         .with_topics(topics)
 }
 
@@ -186,7 +187,7 @@ pub fn topic_entry(s: &MetaState, t: &TopicMeta, node: Leadership) -> MetadataRe
     let partitions = (0..t.partitions)
         .map(|p| {
             let stream = s.stream(&t.stream(p));
-            let owner = stream.and_then(|st| st.owner).map(|o| o as i32);
+            let owner = stream.and_then(|st| st.owner).map(|o| kafka_broker_id(o).0);
             let (leader, error) = match owner {
                 Some(o) => (o, 0),
                 None if node.cluster => (-1, ResponseError::LeaderNotAvailable.code()),
@@ -232,9 +233,9 @@ mod tests {
             ..MetaState::default()
         };
         s.brokers.insert(
-            2,
+            NodeId::new(2),
             BrokerInfo {
-                id: 2,
+                id: NodeId::new(2),
                 kafka_host: "other".into(),
                 kafka_port: 9000,
                 listeners: Default::default(),
@@ -244,9 +245,9 @@ mod tests {
             },
         );
         s.brokers.insert(
-            3,
+            NodeId::new(3),
             BrokerInfo {
-                id: 3,
+                id: NodeId::new(3),
                 kafka_host: "expired".into(),
                 kafka_port: 9000,
                 listeners: Default::default(),
@@ -260,7 +261,7 @@ mod tests {
             StreamMeta {
                 id: t.stream(1),
                 topic: t.name.clone(),
-                owner: Some(1),
+                owner: Some(NodeId::new(1)),
                 owner_epoch: 4,
                 log_start_offset: 0,
                 segments: Vec::new(),
@@ -313,7 +314,7 @@ mod tests {
         let (s, t) = state();
         let resp = build_response(
             &s,
-            1,
+            NodeId::new(1),
             &KafkaListener::from_bind("PLAINTEXT", "localhost:19092", "test").unwrap(),
             vec![topic_entry(
                 &s,
@@ -358,18 +359,18 @@ mod tests {
             host: host.into(),
             port,
         };
-        let b2 = s.brokers.get_mut(&2).unwrap();
+        let b2 = s.brokers.get_mut(&NodeId::new(2)).unwrap();
         b2.listeners = [
             ("INTERNAL".to_string(), named("node2", 9092)),
             ("EXTERNAL".to_string(), named("localhost", 19093)),
         ]
         .into();
         let mut b4 = b2.clone();
-        b4.id = 4;
+        b4.id = NodeId::new(4);
         b4.listeners = [("INTERNAL".to_string(), named("node4", 9092))].into();
-        s.brokers.insert(4, b4);
+        s.brokers.insert(NodeId::new(4), b4);
         let listed = |l: KafkaListener| -> Vec<(i32, String, i32)> {
-            build_response(&s, 1, &l, Vec::new())
+            build_response(&s, NodeId::new(1), &l, Vec::new())
                 .brokers
                 .iter()
                 .map(|b| (b.node_id.0, b.host.to_string(), b.port))

@@ -23,7 +23,8 @@ pub mod produce;
 use std::sync::Arc;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use kafka_protocol::messages::{ApiKey, ResponseHeader};
+use distlog_metadata::NodeId;
+use kafka_protocol::messages::{ApiKey, BrokerId, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable};
 use tracing::warn;
 
@@ -54,6 +55,13 @@ pub const SUPPORTED: &[(ApiKey, (i16, i16))] = &[
     (ApiKey::OffsetDelete, group_offsets::DELETE_VERSIONS),
     (ApiKey::OffsetForLeaderEpoch, offset_for_leader_epoch::VERSIONS),
 ];
+
+/// A node id as a Kafka broker id (an `int32` on the wire). The
+/// configuration refuses node ids that do not fit; one that still did not
+/// would be answered as -1, Kafka's "no broker".
+pub fn kafka_broker_id(id: NodeId) -> BrokerId {
+    BrokerId(i32::try_from(id).unwrap_or(-1))
+}
 
 /// The implemented version range of an API, if it is served at all.
 pub fn supported_versions(api_key: ApiKey) -> Option<(i16, i16)> {

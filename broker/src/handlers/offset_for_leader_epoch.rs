@@ -91,7 +91,7 @@ mod tests {
         SegmentView {
             lssn,
             ledger_id: lssn,
-            ensemble: vec![1],
+            ensemble: vec![distlog_metadata::NodeId::new(1)],
             write_quorum: 1,
             ack_quorum: 1,
             base_offset: base,

@@ -12,6 +12,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
+use distlog_metadata::NodeId;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -33,7 +34,7 @@ async fn cluster(State(broker): State<Arc<Broker>>) -> Json<Value> {
     let members = broker.meta.members();
     let now = distlog_metadata::now_ms();
     let nodes: Vec<Value> = broker.meta.read(|s| {
-        let mut owned: BTreeMap<u32, usize> = BTreeMap::new();
+        let mut owned: BTreeMap<NodeId, usize> = BTreeMap::new();
         for st in s.streams.values() {
             if let Some(o) = st.owner {
                 *owned.entry(o).or_default() += 1;
@@ -50,8 +51,8 @@ async fn cluster(State(broker): State<Arc<Broker>>) -> Json<Value> {
                     "live": b.is_live(now),
                     "lease_ms_left": b.lease_expires_ms.saturating_sub(now),
                     "streams_owned": owned.get(&b.id).copied().unwrap_or(0),
-                    "voter": members.voters.contains_key(&(b.id as u64)),
-                    "learner": members.learners.contains_key(&(b.id as u64)),
+                    "voter": members.voters.contains_key(&b.id),
+                    "learner": members.learners.contains_key(&b.id),
                 })
             })
             .collect()
@@ -59,7 +60,7 @@ async fn cluster(State(broker): State<Arc<Broker>>) -> Json<Value> {
     let all_registered = members.voters.keys().chain(members.learners.keys()).all(|id| {
         broker
             .meta
-            .read(|s| s.brokers.get(&(*id as u32)).is_some_and(|b| b.is_live(now)))
+            .read(|s| s.brokers.get(id).is_some_and(|b| b.is_live(now)))
     });
     Json(json!({
         "node_id": broker.config.node_id,
@@ -88,14 +89,14 @@ struct AddVoterQuery {
 /// Make node `id` (already running, usually a learner) a metadata voter.
 async fn add_voter(
     State(broker): State<Arc<Broker>>,
-    Path(id): Path<u64>,
+    Path(id): Path<NodeId>,
     Query(q): Query<AddVoterQuery>,
 ) -> Response {
     membership_answer(broker.meta.add_voter(id, &q.addr).await)
 }
 
 /// Remove node `id` from the metadata group (voter or learner).
-async fn remove_node(State(broker): State<Arc<Broker>>, Path(id): Path<u64>) -> Response {
+async fn remove_node(State(broker): State<Arc<Broker>>, Path(id): Path<NodeId>) -> Response {
     membership_answer(broker.meta.remove_node(id).await)
 }
 

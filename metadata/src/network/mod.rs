@@ -198,8 +198,10 @@ mod tests {
     #[tokio::test]
     async fn no_peers_reports_unreachable() {
         let mut factory = Network::new(NoPeers);
-        let mut client = factory.new_client(2, &BasicNode::new("127.0.0.1:1")).await;
-        let rpc = VoteRequest::new(openraft::Vote::new(1, 1), None);
+        let mut client = factory
+            .new_client(NodeId::new(2), &BasicNode::new("127.0.0.1:1"))
+            .await;
+        let rpc = VoteRequest::new(openraft::Vote::new(1, NodeId::new(1)), None);
         let err = client
             .vote(rpc, RPCOption::new(std::time::Duration::from_millis(10)))
             .await

@@ -14,10 +14,8 @@ use tokio::sync::broadcast;
 use super::{blocking, decode, encode, io_err, SledStore};
 use crate::error::MetadataError;
 use crate::metrics;
-use crate::model::{
-    ApplyResult, BrokerId, BrokerInfo, CommandResponse, MetaEvent, MetaState, StreamMeta, TopicMeta,
-};
-use crate::typ::{LogId, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
+use crate::model::{ApplyResult, BrokerInfo, CommandResponse, MetaEvent, MetaState, StreamMeta, TopicMeta};
+use crate::typ::{LogId, NodeId, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
 
 const KEY_SNAPSHOT: &[u8] = b"snapshot";
 
@@ -46,7 +44,7 @@ impl StoredSnapshot {
 #[derive(Serialize, Deserialize)]
 struct SnapshotBody {
     cluster_id: String,
-    brokers: BTreeMap<BrokerId, BrokerInfo>,
+    brokers: BTreeMap<NodeId, BrokerInfo>,
     topics: BTreeMap<String, TopicMeta>,
     streams: Vec<StreamMeta>,
     next_ledger_id: u64,

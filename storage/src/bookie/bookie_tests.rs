@@ -7,7 +7,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
-use distlog_metadata::LedgerId;
+use distlog_metadata::{LedgerId, NodeId};
 
 use super::format::HEADER_LEN;
 use super::ledger_file::{fence_path, log_path};
@@ -23,7 +23,7 @@ fn open(dir: &Path) -> LocalBookie {
     LocalBookie(
         Bookie::open(BookieConfig {
             dir: dir.to_path_buf(),
-            bookie_id: 7,
+            bookie_id: NodeId::new(7),
         })
         .expect("bookie opens"),
     )
@@ -103,7 +103,7 @@ const REC: u64 = HEADER_LEN as u64 + 100;
 async fn add_read_round_trip_with_multi_chunk_payloads() {
     let dir = tempfile::tempdir().expect("tempdir");
     let b = open(dir.path());
-    assert_eq!(b.bookie_id(), 7);
+    assert_eq!(b.bookie_id(), NodeId::new(7));
     b.add_entry(add(1, 0, &[b"abc", b"", b"defgh"]))
         .await
         .expect("add 0");
@@ -597,7 +597,7 @@ async fn a_second_bookie_on_the_same_dir_is_refused() {
     let b = open(dir.path());
     let again = Bookie::open(BookieConfig {
         dir: dir.path().to_path_buf(),
-        bookie_id: 8,
+        bookie_id: NodeId::new(8),
     });
     assert!(matches!(again, Err(StorageError::Io { .. })));
     drop(b);

@@ -30,7 +30,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use distlog_metadata::LedgerId;
+use distlog_metadata::{LedgerId, NodeId};
 use futures::future::BoxFuture;
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::oneshot;
@@ -47,7 +47,7 @@ pub struct BookieConfig {
     /// Directory for ledger files (created if missing).
     pub dir: PathBuf,
     /// This bookie's node id.
-    pub bookie_id: u32,
+    pub bookie_id: NodeId,
 }
 
 /// Counters of one bookie instance (the Prometheus metrics are process-wide;
@@ -215,7 +215,7 @@ impl Bookie {
     }
 
     /// This bookie's node id.
-    pub fn bookie_id(&self) -> u32 {
+    pub fn bookie_id(&self) -> NodeId {
         self.config.bookie_id
     }
 
@@ -248,7 +248,7 @@ impl Bookie {
             if thread.join().is_err() {
                 tracing::error!("bookie group-commit thread panicked");
             }
-            tracing::info!(bookie = self.config.bookie_id, "bookie shut down");
+            tracing::info!(bookie = self.config.bookie_id.get(), "bookie shut down");
         }
     }
 
@@ -315,7 +315,7 @@ pub struct LocalBookie(pub Arc<Bookie>);
 
 #[async_trait]
 impl BookieClient for LocalBookie {
-    fn bookie_id(&self) -> u32 {
+    fn bookie_id(&self) -> NodeId {
         self.0.config.bookie_id
     }
     fn add_entry(&self, req: AddRequest) -> AddFuture {

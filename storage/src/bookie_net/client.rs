@@ -31,7 +31,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use distlog_metadata::LedgerId;
+use distlog_metadata::{LedgerId, NodeId};
 use futures::future::BoxFuture;
 use parking_lot::Mutex;
 use tokio::sync::oneshot;
@@ -119,7 +119,7 @@ pub struct RemoteBookie {
 }
 
 struct Inner {
-    bookie_id: u32,
+    bookie_id: NodeId,
     addr: BookieAddr,
     /// Names the bookie in errors: "bookie 2 at 10.0.0.2:3181".
     label: String,
@@ -130,7 +130,7 @@ struct Inner {
 impl RemoteBookie {
     /// A client of the bookie with node id `bookie_id` listening on `addr`.
     /// Nothing is connected until the first request.
-    pub fn new(bookie_id: u32, addr: impl Into<BookieAddr>, config: ClientConfig) -> RemoteBookie {
+    pub fn new(bookie_id: NodeId, addr: impl Into<BookieAddr>, config: ClientConfig) -> RemoteBookie {
         let addr = addr.into();
         let label = format!("bookie {bookie_id} at {addr}");
         RemoteBookie {
@@ -245,7 +245,7 @@ fn unexpected(label: &str, op: OpCode, got: &Response) -> StorageError {
 
 #[async_trait]
 impl BookieClient for RemoteBookie {
-    fn bookie_id(&self) -> u32 {
+    fn bookie_id(&self) -> NodeId {
         self.inner.bookie_id
     }
 

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
+use distlog_metadata::NodeId;
 use parking_lot::Mutex;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
@@ -79,7 +80,7 @@ impl Conn {
     /// Start a connection to `addr`: its task connects in the background
     /// (requests queue meanwhile). Needs a tokio runtime.
     pub(super) fn open(
-        bookie_id: u32,
+        bookie_id: NodeId,
         addr: BookieAddr,
         label: &str,
         config: &ClientConfig,
@@ -99,7 +100,7 @@ impl Conn {
             pending: Mutex::new(HashMap::new()),
             kill: Notify::new(),
         });
-        let span = tracing::debug_span!("bookie_client_conn", bookie = bookie_id, %addr);
+        let span = tracing::debug_span!("bookie_client_conn", bookie = bookie_id.get(), %addr);
         runtime.spawn(run_conn(addr, config.clone(), shared.clone(), rx).instrument(span));
         Ok(Arc::new(Conn { queue, shared }))
     }

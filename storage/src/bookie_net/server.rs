@@ -80,7 +80,8 @@ impl BookieServer {
             .local_addr()
             .map_err(|e| StorageError::io("bookie listener", e))?;
         let (stop, stopped) = watch::channel(false);
-        let span = tracing::info_span!("bookie_server", bookie = bookie.bookie_id(), addr = %local_addr);
+        let span =
+            tracing::info_span!("bookie_server", bookie = bookie.bookie_id().get(), addr = %local_addr);
         let task = tokio::spawn(accept_loop(listener, bookie, Arc::new(config), stopped).instrument(span));
         tracing::info!(addr = %local_addr, "bookie service listening");
         Ok(BookieServer {

@@ -26,6 +26,8 @@
 
 use std::sync::Arc;
 
+use distlog_metadata::NodeId;
+
 use super::BookieClient;
 use crate::error::{Result, StorageError};
 
@@ -73,7 +75,7 @@ impl Ensemble {
     }
 
     /// Bookie ids in ensemble order.
-    pub fn ids(&self) -> Vec<u32> {
+    pub fn ids(&self) -> Vec<NodeId> {
         self.bookies.iter().map(|b| b.bookie_id()).collect()
     }
 
@@ -155,11 +157,11 @@ pub(crate) mod shape {
     use crate::ledger::{AddFuture, AddRequest, Entry, IndexRow, LedgerInfo};
 
     /// A bookie that fails every call: only its place in the ensemble counts.
-    struct Shape(u32);
+    struct Shape(NodeId);
 
     #[async_trait]
     impl BookieClient for Shape {
-        fn bookie_id(&self) -> u32 {
+        fn bookie_id(&self) -> NodeId {
             self.0
         }
         fn add_entry(&self, _req: AddRequest) -> AddFuture {
@@ -198,8 +200,8 @@ pub(crate) mod shape {
 
     /// `e` bookies (ids 1..=e), checked as an E/Qw/Qa ensemble.
     pub(crate) fn try_shape(e: usize, qw: usize, qa: usize) -> Result<Ensemble> {
-        let bookies = (0..e as u32)
-            .map(|i| Arc::new(Shape(i + 1)) as Arc<dyn BookieClient>)
+        let bookies = (1..=e as u64)
+            .map(|i| Arc::new(Shape(NodeId::new(i))) as Arc<dyn BookieClient>)
             .collect();
         Ensemble::new(bookies, qw, qa)
     }

@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use distlog_metadata::LedgerId;
+use distlog_metadata::{LedgerId, NodeId};
 use futures::stream::{FuturesUnordered, StreamExt};
 use futures::FutureExt;
 use parking_lot::Mutex;
@@ -55,7 +55,7 @@ impl BookieFault {
 
 /// The faults seen on the bookies of one ledger, by bookie id (the latest
 /// fault of each bookie wins).
-type Faults = Arc<Mutex<BTreeMap<u32, BookieFault>>>;
+type Faults = Arc<Mutex<BTreeMap<NodeId, BookieFault>>>;
 
 /// The single writer of one ledger. Adds are issued in entry-id order and
 /// may be pipelined; each returned future resolves once the entry is on
@@ -86,13 +86,13 @@ impl LedgerWriter {
     }
 
     /// Bookie ids of the ensemble, in ensemble order.
-    pub fn ensemble_ids(&self) -> Vec<u32> {
+    pub fn ensemble_ids(&self) -> Vec<NodeId> {
         self.ensemble.ids()
     }
 
     /// The bookies that failed an add of this ledger so far (other than by
     /// fencing), with the latest fault of each.
-    pub fn faults(&self) -> BTreeMap<u32, BookieFault> {
+    pub fn faults(&self) -> BTreeMap<NodeId, BookieFault> {
         self.faults.lock().clone()
     }
 
@@ -159,15 +159,15 @@ impl LedgerWriter {
         let can_fail = self.ensemble.write_quorum - need;
         let ledger = self.ledger_id;
         let faults = self.faults.clone();
-        let record = move |id: u32, e: &StorageError| {
+        let record = move |id: NodeId, e: &StorageError| {
             if let Some(f) = BookieFault::of(e) {
-                tracing::debug!(bookie = id, ledger, entry = entry_id, error = %e, "bookie failed an add");
+                tracing::debug!(bookie = id.get(), ledger, entry = entry_id, error = %e, "bookie failed an add");
                 faults.lock().insert(id, f);
             }
         };
         let fut: AddFuture = Box::pin(async move {
             let (mut acked, mut failed) = (0usize, 0usize);
-            let mut errors: Vec<(u32, StorageError)> = Vec::new();
+            let mut errors: Vec<(NodeId, StorageError)> = Vec::new();
             while let Some((id, r)) = pending.next().await {
                 match r {
                     Ok(()) => {
@@ -212,7 +212,7 @@ fn quorum_lost(
     entry_id: u64,
     need: usize,
     acked: usize,
-    errors: Vec<(u32, StorageError)>,
+    errors: Vec<(NodeId, StorageError)>,
 ) -> StorageError {
     if let Some((_, e)) = errors.iter().find(|(_, e)| matches!(e, StorageError::Fenced(_))) {
         return e.duplicate();

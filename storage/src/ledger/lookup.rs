@@ -20,7 +20,7 @@
 
 use std::time::Duration;
 
-use distlog_metadata::LedgerId;
+use distlog_metadata::{LedgerId, NodeId};
 use futures::stream::{FuturesUnordered, StreamExt};
 use futures::FutureExt;
 
@@ -161,7 +161,7 @@ pub async fn ledger_infos(
     ensemble: &Ensemble,
     ledger: LedgerId,
     wait: Duration,
-) -> Vec<(u32, Result<LedgerInfo>)> {
+) -> Vec<(NodeId, Result<LedgerInfo>)> {
     let asks = ensemble.bookies.iter().map(|b| async move {
         let id = b.bookie_id();
         let answer = match tokio::time::timeout(wait, b.ledger_info(ledger)).await {

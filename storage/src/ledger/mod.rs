@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use distlog_metadata::LedgerId;
+use distlog_metadata::{LedgerId, NodeId};
 
 use crate::error::Result;
 
@@ -135,7 +135,7 @@ pub fn order_problem(entry_id: u64, prev_entry_id: Option<u64>) -> Option<String
 #[async_trait]
 pub trait BookieClient: Send + Sync + 'static {
     /// The bookie's node id (as recorded in segment ensembles).
-    fn bookie_id(&self) -> u32;
+    fn bookie_id(&self) -> NodeId;
 
     /// Add one entry. NOT an `async fn` on purpose: the add is enqueued
     /// (handed to the bookie's group committer, or written to the connection) before

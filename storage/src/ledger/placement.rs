@@ -9,13 +9,15 @@
 
 use std::collections::HashSet;
 
+use distlog_metadata::NodeId;
+
 use crate::error::{Result, StorageError};
 
 /// A live bookie that may receive a new ledger.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BookieCandidate {
     /// Bookie (node) id.
-    pub id: u32,
+    pub id: NodeId,
     /// Rack, when the operator set one.
     pub rack: Option<String>,
     /// How many open or recent ledgers it already holds (the balance key).
@@ -26,7 +28,7 @@ pub struct BookieCandidate {
 ///
 /// Fails with [`StorageError::NotEnoughBookies`] when fewer than `size`
 /// candidates exist: a ledger is never created under-replicated.
-pub fn choose_ensemble(candidates: &[BookieCandidate], size: usize, seed: u64) -> Result<Vec<u32>> {
+pub fn choose_ensemble(candidates: &[BookieCandidate], size: usize, seed: u64) -> Result<Vec<NodeId>> {
     let mut unique: Vec<&BookieCandidate> = Vec::with_capacity(candidates.len());
     let mut seen = HashSet::new();
     for c in candidates {
@@ -44,7 +46,7 @@ pub fn choose_ensemble(candidates: &[BookieCandidate], size: usize, seed: u64) -
     let n = unique.len() as u64;
     // Least loaded first; among equals, ids rotated by the seed.
     unique.sort_by_key(|c| (c.load, (u64::from(c.id) + n - seed % n) % n.max(1), c.id));
-    let mut chosen: Vec<u32> = Vec::with_capacity(size);
+    let mut chosen: Vec<NodeId> = Vec::with_capacity(size);
     let mut racks_used: HashSet<&str> = HashSet::new();
     // First pass: at most one bookie per rack.
     for c in &unique {
@@ -76,18 +78,23 @@ pub fn choose_ensemble(candidates: &[BookieCandidate], size: usize, seed: u64) -
 mod tests {
     use super::*;
 
-    fn b(id: u32, rack: Option<&str>, load: u64) -> BookieCandidate {
+    fn b(id: u64, rack: Option<&str>, load: u64) -> BookieCandidate {
         BookieCandidate {
-            id,
+            id: NodeId::new(id),
             rack: rack.map(str::to_string),
             load,
         }
     }
 
+    /// The ids of an ensemble as numbers.
+    fn numbers(e: Vec<NodeId>) -> Vec<u64> {
+        e.into_iter().map(NodeId::get).collect()
+    }
+
     #[test]
     fn least_loaded_bookies_are_chosen() {
         let c = [b(1, None, 5), b(2, None, 1), b(3, None, 3), b(4, None, 0)];
-        let mut e = choose_ensemble(&c, 3, 0).unwrap();
+        let mut e = numbers(choose_ensemble(&c, 3, 0).unwrap());
         e.sort();
         assert_eq!(e, vec![2, 3, 4]);
     }
@@ -102,13 +109,13 @@ mod tests {
             b(3, Some("b"), 4),
             b(4, Some("c"), 9),
         ];
-        let mut e = choose_ensemble(&c, 3, 0).unwrap();
+        let mut e = numbers(choose_ensemble(&c, 3, 0).unwrap());
         e.sort();
         assert_eq!(e.len(), 3);
         assert!(e.contains(&3) && e.contains(&4), "{e:?}");
         // Only two racks for three slots: the third comes from a used rack.
         let c = [b(1, Some("a"), 0), b(2, Some("a"), 1), b(3, Some("b"), 0)];
-        let mut e = choose_ensemble(&c, 3, 0).unwrap();
+        let mut e = numbers(choose_ensemble(&c, 3, 0).unwrap());
         e.sort();
         assert_eq!(e, vec![1, 2, 3]);
     }
@@ -118,8 +125,8 @@ mod tests {
         let c: Vec<BookieCandidate> = (1..=5).map(|id| b(id, None, 0)).collect();
         let mut counts = [0u32; 6];
         for seed in 0..100 {
-            let e = choose_ensemble(&c, 3, seed).unwrap();
-            let distinct: HashSet<u32> = e.iter().copied().collect();
+            let e = numbers(choose_ensemble(&c, 3, seed).unwrap());
+            let distinct: HashSet<u64> = e.iter().copied().collect();
             assert_eq!(distinct.len(), 3, "distinct bookies: {e:?}");
             for id in e {
                 counts[id as usize] += 1;

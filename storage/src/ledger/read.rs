@@ -286,7 +286,7 @@ impl<'a> StripedRead<'a> {
                         asks[i] = Ask::Answered { horizon: horizon.unwrap_or(last) };
                     }
                     Some((i, Err(e))) => {
-                        tracing::debug!(ledger, bookie = en.bookies[i].bookie_id(), error = %e, "striped read failed on a bookie");
+                        tracing::debug!(ledger, bookie = en.bookies[i].bookie_id().get(), error = %e, "striped read failed on a bookie");
                         self.out_of_read[i] = true;
                         asks[i] = Ask::Idle;
                         self.last_err = Some(e);

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use distlog_metadata::LedgerId;
+use distlog_metadata::{LedgerId, NodeId};
 
 use super::*;
 use crate::ledger::{AddFuture, AddRequest, BookieClient, IndexRow, LedgerInfo};
@@ -16,7 +16,7 @@ use crate::ledger::{AddFuture, AddRequest, BookieClient, IndexRow, LedgerInfo};
 /// (payload = the entry id, tagged with the replica id in `first_seq`),
 /// answers reads after `delay`, or fails every read.
 struct Replica {
-    id: u32,
+    id: NodeId,
     delay: Duration,
     /// Entry ids it holds, ascending.
     held: Vec<u64>,
@@ -25,7 +25,7 @@ struct Replica {
 
 #[async_trait]
 impl BookieClient for Replica {
-    fn bookie_id(&self) -> u32 {
+    fn bookie_id(&self) -> NodeId {
         self.id
     }
     fn add_entry(&self, _req: AddRequest) -> AddFuture {
@@ -96,7 +96,7 @@ fn striped(e: usize, qw: usize, delays_ms: &[u64], failing: &[usize], entries: u
         (0..e)
             .map(|i| {
                 Arc::new(Replica {
-                    id: i as u32 + 1,
+                    id: NodeId::new(i as u64 + 1),
                     delay: Duration::ZERO,
                     held: Vec::new(),
                     fails: false,
@@ -108,7 +108,7 @@ fn striped(e: usize, qw: usize, delays_ms: &[u64], failing: &[usize], entries: u
         (0..e)
             .map(|i| {
                 Arc::new(Replica {
-                    id: i as u32 + 1,
+                    id: NodeId::new(i as u64 + 1),
                     delay: Duration::from_millis(delays_ms[i]),
                     held: (0..entries).filter(|x| probe.in_write_set(i, *x)).collect(),
                     fails: failing.contains(&i),

@@ -42,7 +42,7 @@
 
 use std::time::Duration;
 
-use distlog_metadata::LedgerId;
+use distlog_metadata::{LedgerId, NodeId};
 
 use super::ensemble::Ensemble;
 use super::{AddRequest, Entry, IndexRow};
@@ -67,7 +67,7 @@ pub async fn recover(ensemble: &Ensemble, ledger: LedgerId) -> Result<Option<Ind
     }
     let fenced = |i: usize| tips[i].is_some();
     if !ensemble.covers_every_write_set(ensemble.coverage_quorum(), fenced) {
-        let ids: Vec<u32> = (0..tips.len())
+        let ids: Vec<NodeId> = (0..tips.len())
             .filter(|i| fenced(*i))
             .map(|i| ensemble.bookies[i].bookie_id())
             .collect();
@@ -250,7 +250,7 @@ impl Walk<'_> {
                     copied += 1;
                 }
                 Err(err) => {
-                    tracing::warn!(ledger = self.ledger, entry = e, bookie = en.bookies[i].bookie_id(), error = %err, "recovery add failed");
+                    tracing::warn!(ledger = self.ledger, entry = e, bookie = en.bookies[i].bookie_id().get(), error = %err, "recovery add failed");
                     self.copying[i] = false;
                     self.last_err = Some(err);
                 }

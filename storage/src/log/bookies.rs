@@ -14,7 +14,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use distlog_metadata::{LedgerId, MetadataStore, SegmentState};
+use distlog_metadata::{LedgerId, MetadataStore, NodeId, SegmentState};
 use parking_lot::RwLock;
 
 use super::segment::SegmentView;
@@ -28,7 +28,7 @@ use crate::ledger::BookieClient;
 pub(crate) struct BookieSet {
     /// This node's bookie; `None` on a node without the bookie role.
     local: Option<Arc<dyn BookieClient>>,
-    remote: RwLock<HashMap<u32, Arc<dyn BookieClient>>>,
+    remote: RwLock<HashMap<NodeId, Arc<dyn BookieClient>>>,
     meta: Arc<MetadataStore>,
 }
 
@@ -48,12 +48,12 @@ impl BookieSet {
         self.local.as_ref()
     }
 
-    fn local_id(&self) -> Option<u32> {
+    fn local_id(&self) -> Option<NodeId> {
         self.local.as_ref().map(|b| b.bookie_id())
     }
 
     /// The client of bookie `id`.
-    pub async fn client(&self, id: u32) -> Result<Arc<dyn BookieClient>> {
+    pub async fn client(&self, id: NodeId) -> Result<Arc<dyn BookieClient>> {
         if let Some(local) = self.local.as_ref().filter(|l| l.bookie_id() == id) {
             return Ok(local.clone());
         }
@@ -87,7 +87,12 @@ impl BookieSet {
 
     /// Clients of bookies `ids`, in that order, as an ensemble with the
     /// given quorums.
-    pub async fn ensemble_of(&self, ids: &[u32], write_quorum: usize, ack_quorum: usize) -> Result<Ensemble> {
+    pub async fn ensemble_of(
+        &self,
+        ids: &[NodeId],
+        write_quorum: usize,
+        ack_quorum: usize,
+    ) -> Result<Ensemble> {
         let mut bookies = Vec::with_capacity(ids.len());
         for id in ids {
             bookies.push(self.client(*id).await?);
@@ -102,7 +107,7 @@ impl BookieSet {
     /// node) places even E = 1 ledgers this way, never on itself. Bookies
     /// in `exclude` (those that just failed the writer) are never chosen;
     /// fails with `NotEnoughBookies` when too few remain.
-    pub fn place(&self, size: usize, ledger: LedgerId, exclude: &[u32]) -> Result<Vec<u32>> {
+    pub fn place(&self, size: usize, ledger: LedgerId, exclude: &[NodeId]) -> Result<Vec<NodeId>> {
         match self.local_id() {
             Some(local) if size <= 1 && exclude.contains(&local) => {
                 return Err(StorageError::NotEnoughBookies(format!(
@@ -138,7 +143,7 @@ impl BookieSet {
     /// when fewer than `ack_quorum` bookies are live.
     ///
     /// [`place`]: Self::place
-    pub fn place_degraded(&self, size: usize, ack_quorum: usize, ledger: LedgerId) -> Result<Vec<u32>> {
+    pub fn place_degraded(&self, size: usize, ack_quorum: usize, ledger: LedgerId) -> Result<Vec<NodeId>> {
         let (live, mut lapsed) = self.candidates(&[]);
         if live.len() < ack_quorum.max(1) || live.len() + lapsed.len() < size {
             return Err(self.explain(StorageError::NotEnoughBookies(format!(
@@ -158,8 +163,8 @@ impl BookieSet {
     /// Ids of every bookie this set can name: this node's, if any, and
     /// every node registered with a bookie address (live or not), in id
     /// order.
-    pub fn registered(&self) -> Vec<u32> {
-        let mut ids: Vec<u32> = self.meta.read(|s| {
+    pub fn registered(&self) -> Vec<NodeId> {
+        let mut ids: Vec<NodeId> = self.meta.read(|s| {
             s.brokers
                 .values()
                 .filter(|b| b.bookie_addr.is_some())
@@ -176,11 +181,11 @@ impl BookieSet {
     /// segments they hold): the live ones (this node's own bookie always
     /// counts), and the lapsed ones with their lease expiry. A node
     /// without a bookie is never a candidate.
-    fn candidates(&self, exclude: &[u32]) -> (Vec<BookieCandidate>, Vec<(BookieCandidate, u64)>) {
+    fn candidates(&self, exclude: &[NodeId]) -> (Vec<BookieCandidate>, Vec<(BookieCandidate, u64)>) {
         let now = distlog_metadata::now_ms();
         let local_id = self.local_id();
         self.meta.read(|s| {
-            let mut load: HashMap<u32, u64> = HashMap::new();
+            let mut load: HashMap<NodeId, u64> = HashMap::new();
             for st in s.streams.values() {
                 for seg in st.segments.iter().filter(|g| g.state == SegmentState::InProgress) {
                     for b in &seg.ensemble {

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use distlog_metadata::{
-    BrokerInfo, Command, MetadataConfig, MetadataStore, SegmentMeta, SegmentState, StreamId,
+    BrokerInfo, Command, MetadataConfig, MetadataStore, NodeId, SegmentMeta, SegmentState, StreamId,
 };
 
 use super::BookieSet;
@@ -12,10 +12,15 @@ use crate::bookie::{Bookie, BookieConfig, LocalBookie};
 use crate::error::StorageError;
 use crate::ledger::BookieClient;
 
+/// Node ids from numbers.
+fn nodes(ids: &[u64]) -> Vec<NodeId> {
+    ids.iter().copied().map(NodeId::new).collect()
+}
+
 async fn open_meta(dir: &std::path::Path) -> Arc<MetadataStore> {
     MetadataStore::open(MetadataConfig {
         data_dir: dir.join("meta"),
-        node_id: 1,
+        node_id: NodeId::new(1),
         raft_addr: "127.0.0.1:0".into(),
         advertised_raft_addr: None,
         voters: Default::default(),
@@ -27,9 +32,9 @@ async fn open_meta(dir: &std::path::Path) -> Arc<MetadataStore> {
 
 /// Register node `id`: a bookie at a (never dialled) address when
 /// `bookie`, a Kafka broker when `broker`, with a live or lapsed lease.
-async fn register(meta: &MetadataStore, id: u32, bookie: bool, broker: bool, live: bool) {
+async fn register(meta: &MetadataStore, id: u64, bookie: bool, broker: bool, live: bool) {
     meta.write(Command::RegisterBroker(BrokerInfo {
-        id,
+        id: NodeId::new(id),
         kafka_host: if broker { "127.0.0.1".into() } else { String::new() },
         kafka_port: if broker { 9092 } else { 0 },
         listeners: Default::default(),
@@ -54,7 +59,7 @@ async fn split_cluster(meta: &MetadataStore) {
 
 /// An in-progress segment of a fresh one-partition topic on `ensemble`
 /// (load for placement).
-async fn in_progress_segment(meta: &MetadataStore, name: &str, ensemble: Vec<u32>) {
+async fn in_progress_segment(meta: &MetadataStore, name: &str, ensemble: Vec<NodeId>) {
     let id = uuid::Uuid::new_v4();
     meta.write(Command::CreateTopic {
         name: name.into(),
@@ -71,7 +76,7 @@ async fn in_progress_segment(meta: &MetadataStore, name: &str, ensemble: Vec<u32
     };
     meta.write(Command::AcquireStream {
         stream,
-        owner: 4,
+        owner: NodeId::new(4),
         expected_epoch: None,
     })
     .await
@@ -83,7 +88,7 @@ async fn in_progress_segment(meta: &MetadataStore, name: &str, ensemble: Vec<u32
         owner_epoch: epoch,
         segment: SegmentMeta {
             lssn: next_lssn,
-            ledger_id: 100 + u64::from(ensemble[0]),
+            ledger_id: 100 + ensemble[0].get(),
             ensemble,
             write_quorum: 1,
             ack_quorum: 1,
@@ -109,27 +114,27 @@ async fn broker_only_places_e1_on_a_live_remote_bookie_never_on_itself() {
     split_cluster(&meta).await;
     let set = BookieSet::new(None, meta.clone());
     assert!(set.local().is_none());
-    assert_eq!(set.registered(), vec![1, 2, 3, 6]);
+    assert_eq!(set.registered(), nodes(&[1, 2, 3, 6]));
     for ledger in 0..30u64 {
         let ids = set.place(1, ledger, &[]).expect("E=1 placed");
         assert_eq!(ids.len(), 1);
         assert!(
-            [1, 2, 3].contains(&ids[0]),
+            nodes(&[1, 2, 3]).contains(&ids[0]),
             "ledger {ledger} on {ids:?}: not a live bookie"
         );
     }
     let mut three = set.place(3, 7, &[]).expect("E=3 placed");
     three.sort_unstable();
-    assert_eq!(three, vec![1, 2, 3]);
+    assert_eq!(three, nodes(&[1, 2, 3]));
     // Least loaded first: bookies 1 and 2 hold open segments, 3 does not.
-    in_progress_segment(&meta, "a", vec![1]).await;
-    in_progress_segment(&meta, "b", vec![2]).await;
+    in_progress_segment(&meta, "a", nodes(&[1])).await;
+    in_progress_segment(&meta, "b", nodes(&[2])).await;
     for ledger in 0..10u64 {
-        assert_eq!(set.place(1, ledger, &[]).expect("placed"), vec![3]);
+        assert_eq!(set.place(1, ledger, &[]).expect("placed"), nodes(&[3]));
     }
     // The failed bookie is avoided.
-    assert_eq!(set.place(1, 1, &[3]).expect("placed").len(), 1);
-    assert_ne!(set.place(1, 1, &[3]).expect("placed"), vec![3]);
+    assert_eq!(set.place(1, 1, &nodes(&[3])).expect("placed").len(), 1);
+    assert_ne!(set.place(1, 1, &nodes(&[3])).expect("placed"), nodes(&[3]));
     meta.shutdown().await.expect("shutdown");
 }
 
@@ -141,7 +146,7 @@ async fn broker_only_without_enough_bookies_says_what_to_start() {
     register(&meta, 4, false, true, true).await;
     register(&meta, 6, true, false, false).await;
     let set = BookieSet::new(None, meta.clone());
-    for (size, exclude) in [(1usize, vec![]), (3, vec![]), (1, vec![6])] {
+    for (size, exclude) in [(1usize, vec![]), (3, vec![]), (1, nodes(&[6]))] {
         match set.place(size, 1, &exclude) {
             Err(StorageError::NotEnoughBookies(msg)) => {
                 assert!(msg.contains("runs no bookie"), "{msg}");
@@ -158,7 +163,7 @@ async fn broker_only_without_enough_bookies_says_what_to_start() {
     // Two live bookies: E=1 works, E=3 does not.
     register(&meta, 1, true, false, true).await;
     register(&meta, 2, true, false, true).await;
-    assert!([1, 2].contains(&set.place(1, 5, &[]).expect("placed")[0]));
+    assert!(nodes(&[1, 2]).contains(&set.place(1, 5, &[]).expect("placed")[0]));
     assert!(matches!(
         set.place(3, 5, &[]),
         Err(StorageError::NotEnoughBookies(_))
@@ -173,7 +178,7 @@ async fn a_node_with_a_bookie_keeps_e1_ledgers_local() {
     split_cluster(&meta).await;
     let cfg = BookieConfig {
         dir: dir.path().join("bookie"),
-        bookie_id: 2,
+        bookie_id: NodeId::new(2),
     };
     let bookie = tokio::task::spawn_blocking(move || Bookie::open(cfg))
         .await
@@ -182,11 +187,14 @@ async fn a_node_with_a_bookie_keeps_e1_ledgers_local() {
     let local: Arc<dyn BookieClient> = Arc::new(LocalBookie(bookie.clone()));
     let set = BookieSet::new(Some(local), meta.clone());
     for ledger in 0..10u64 {
-        assert_eq!(set.place(1, ledger, &[]).expect("placed"), vec![2]);
+        assert_eq!(set.place(1, ledger, &[]).expect("placed"), nodes(&[2]));
     }
-    assert_eq!(set.client(2).await.expect("client").bookie_id(), 2);
+    assert_eq!(
+        set.client(NodeId::new(2)).await.expect("client").bookie_id(),
+        NodeId::new(2)
+    );
     assert!(matches!(
-        set.place(1, 1, &[2]),
+        set.place(1, 1, &nodes(&[2])),
         Err(StorageError::NotEnoughBookies(_))
     ));
     meta.shutdown().await.expect("shutdown");

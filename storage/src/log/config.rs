@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use distlog_metadata::{BrokerId, TopicMeta};
+use distlog_metadata::{NodeId, TopicMeta};
 
 /// Per-stream settings: when the writer rolls a segment, how each new
 /// segment is replicated, and how long data is kept.
@@ -88,7 +88,7 @@ pub type StampFn = Arc<dyn Fn(&mut BytesMut, u64, u64) + Send + Sync>;
 #[derive(Clone)]
 pub struct NamespaceConfig {
     /// This broker's id (stream owner id).
-    pub broker_id: BrokerId,
+    pub broker_id: NodeId,
     /// Payload stamping hook (see [`StampFn`]).
     pub stamp: StampFn,
     /// Bytes of recent entries each stream keeps in its tail cache.

@@ -129,7 +129,7 @@ mod tests {
         SegmentView {
             lssn,
             ledger_id: lssn * 10,
-            ensemble: vec![1],
+            ensemble: vec![distlog_metadata::NodeId::new(1)],
             write_quorum: 1,
             ack_quorum: 1,
             base_offset: base,

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use distlog_metadata::{BrokerId, MetaEvent, MetadataStore, StreamId};
+use distlog_metadata::{MetaEvent, MetadataStore, NodeId, StreamId};
 use parking_lot::Mutex;
 use tokio::sync::{broadcast, oneshot, watch, OnceCell};
 use tracing::{debug, info, warn};
@@ -166,7 +166,7 @@ impl Namespace {
     /// replacing an incarnation of an older epoch; close it when it went
     /// elsewhere (its writer can no longer seal or add: the epoch moved and
     /// the new owner fences its ledger).
-    async fn ownership_changed(&self, stream: StreamId, owner: BrokerId) {
+    async fn ownership_changed(&self, stream: StreamId, owner: NodeId) {
         let me = self.ctx.config.broker_id;
         let current = self
             .streams
@@ -181,7 +181,7 @@ impl Namespace {
             if owner != me || s.shared.epoch != epoch {
                 self.streams.lock().remove(&stream);
                 close_stream(&s).await;
-                info!(%stream, new_owner = owner, "stream closed: assigned elsewhere or to a newer epoch");
+                info!(%stream, new_owner = owner.get(), "stream closed: assigned elsewhere or to a newer epoch");
             }
         }
         if owner == me {

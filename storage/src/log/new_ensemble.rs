@@ -22,7 +22,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use distlog_metadata::LedgerId;
+use distlog_metadata::{LedgerId, NodeId};
 use tracing::warn;
 
 use super::bookies::BookieSet;
@@ -55,11 +55,11 @@ pub(crate) async fn choose(
     bookies: &BookieSet,
     (e, qw, qa): (usize, usize, usize),
     ledger: LedgerId,
-    suspects: &mut HashMap<u32, Instant>,
-) -> Result<(Vec<u32>, Ensemble, bool)> {
-    let mut unreachable: Vec<u32> = Vec::new();
+    suspects: &mut HashMap<NodeId, Instant>,
+) -> Result<(Vec<NodeId>, Ensemble, bool)> {
+    let mut unreachable: Vec<NodeId> = Vec::new();
     let healthy_err = loop {
-        let avoid: Vec<u32> = suspects.keys().chain(&unreachable).copied().collect();
+        let avoid: Vec<NodeId> = suspects.keys().chain(&unreachable).copied().collect();
         // Avoid recent failures, unless too few others exist.
         let placed = match bookies.place(e, ledger, &avoid) {
             Err(_) if avoid.len() > unreachable.len() => bookies.place(e, ledger, &unreachable),
@@ -77,7 +77,7 @@ pub(crate) async fn choose(
         let now = Instant::now();
         for (id, _) in ids.iter().zip(&reachable).filter(|(_, r)| !**r) {
             warn!(
-                bookie = id,
+                bookie = id.get(),
                 ledger, "a bookie placed for a new segment does not answer; placing again without it"
             );
             unreachable.push(*id);
@@ -90,7 +90,7 @@ pub(crate) async fn choose(
     let ensemble = bookies.ensemble_of(&ids, qw, qa).await?;
     let reachable = probe(&ensemble, ledger).await;
     if !ensemble.covers_every_write_set(qa, |i| reachable[i]) {
-        let up: Vec<u32> = ids
+        let up: Vec<NodeId> = ids
             .iter()
             .zip(&reachable)
             .filter(|(_, r)| **r)

@@ -13,7 +13,7 @@
 
 use std::time::Duration;
 
-use distlog_metadata::{now_ms, LedgerId, ReleasedLedger};
+use distlog_metadata::{now_ms, LedgerId, NodeId, ReleasedLedger};
 use futures::StreamExt;
 use tracing::{info, warn};
 
@@ -50,7 +50,7 @@ impl Reason {
 /// ensemble when this node owned the stream; its own bookie when that is
 /// in the ensemble and the stream's owner is gone (none, or not live);
 /// otherwise none (the owner does it).
-pub(crate) fn delete_targets(ctx: &NsCtx, ledger: &ReleasedLedger) -> Vec<u32> {
+pub(crate) fn delete_targets(ctx: &NsCtx, ledger: &ReleasedLedger) -> Vec<NodeId> {
     let me = ctx.config.broker_id;
     if ledger.stream_owner == Some(me) {
         return ledger.ensemble.clone();
@@ -72,7 +72,7 @@ pub(crate) fn delete_targets(ctx: &NsCtx, ledger: &ReleasedLedger) -> Vec<u32> {
 /// the bookie collects what it missed when it next starts. Returns the
 /// number of ledger copies deleted.
 pub(crate) async fn delete_released(ctx: &NsCtx, ledgers: &[ReleasedLedger], reason: Reason) -> usize {
-    let jobs: Vec<(LedgerId, u32)> = ledgers
+    let jobs: Vec<(LedgerId, NodeId)> = ledgers
         .iter()
         .flat_map(|l| delete_targets(ctx, l).into_iter().map(move |b| (l.ledger_id, b)))
         .collect();
@@ -95,7 +95,7 @@ pub(crate) async fn delete_released(ctx: &NsCtx, ledgers: &[ReleasedLedger], rea
             if let Err(error) = outcome {
                 warn!(
                     ledger,
-                    bookie,
+                    bookie = bookie.get(),
                     %error,
                     "could not delete a released ledger on a bookie; that bookie deletes it as an \
                      orphan when it next starts"

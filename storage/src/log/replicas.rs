@@ -14,7 +14,7 @@
 
 use std::time::Duration;
 
-use distlog_metadata::{LedgerId, SegmentState, StreamId};
+use distlog_metadata::{LedgerId, NodeId, SegmentState, StreamId};
 use serde::Serialize;
 
 use super::context::{LogStream, NsCtx};
@@ -31,7 +31,7 @@ pub const REPLICA_INFO_WAIT: Duration = Duration::from_secs(3);
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct BookieReplica {
     /// Bookie (node) id.
-    pub bookie: u32,
+    pub bookie: NodeId,
     /// Whether the bookie answered.
     pub reachable: bool,
     /// Whether the bookie has the ledger at all.
@@ -62,7 +62,7 @@ pub struct BookieReplica {
 impl BookieReplica {
     /// What `bookie` answered about a ledger (its info, or why it did not
     /// answer); the stripe counts are left unknown for the caller to fill.
-    pub(crate) fn from_answer(bookie: u32, answer: std::result::Result<LedgerInfo, String>) -> Self {
+    pub(crate) fn from_answer(bookie: NodeId, answer: std::result::Result<LedgerInfo, String>) -> Self {
         match answer {
             Ok(info) => BookieReplica {
                 bookie,
@@ -102,7 +102,7 @@ pub struct SegmentReplicas {
     /// The segment's ledger.
     pub ledger_id: LedgerId,
     /// Bookie ids of its ensemble, in ensemble order.
-    pub ensemble: Vec<u32>,
+    pub ensemble: Vec<NodeId>,
     /// Write quorum.
     pub write_quorum: u8,
     /// Ack quorum.

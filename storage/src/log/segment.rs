@@ -2,7 +2,7 @@
 //! lookups over it (docs/architecture.md, "Data model"): binary searches over the segment list,
 //! never scans.
 
-use distlog_metadata::{LedgerId, SegmentMeta, SegmentState};
+use distlog_metadata::{LedgerId, NodeId, SegmentMeta, SegmentState};
 
 /// What readers need to know about one segment. For the segment the local
 /// writer is filling, `next_offset`/`last_entry_id`/`end_txid` describe its
@@ -14,7 +14,7 @@ pub struct SegmentView {
     /// Ledger holding the segment.
     pub ledger_id: LedgerId,
     /// Bookie ids of the ledger's ensemble.
-    pub ensemble: Vec<u32>,
+    pub ensemble: Vec<NodeId>,
     /// Write quorum.
     pub write_quorum: usize,
     /// Ack quorum.
@@ -95,7 +95,7 @@ mod tests {
         SegmentView {
             lssn,
             ledger_id: lssn * 10,
-            ensemble: vec![1],
+            ensemble: vec![NodeId::new(1)],
             write_quorum: 1,
             ack_quorum: 1,
             base_offset: base,

@@ -5,7 +5,7 @@
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
-use distlog_metadata::{BrokerId, SegmentSeal, SegmentState, StreamId, StreamMeta};
+use distlog_metadata::{NodeId, SegmentSeal, SegmentState, StreamId, StreamMeta};
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::{mpsc, watch};
 use tracing::{info, info_span, Instrument};
@@ -37,7 +37,7 @@ pub(crate) async fn open(ctx: &Arc<NsCtx>, id: StreamId) -> Result<Arc<LogStream
     let span = info_span!("open_stream", stream = %id);
     async move {
         let (before, _, _) = read_stream(ctx, id)?;
-        let me: BrokerId = ctx.config.broker_id;
+        let me: NodeId = ctx.config.broker_id;
         let epoch = match ctx.config.ownership {
             Ownership::Assigned if before.owner == Some(me) => before.owner_epoch,
             Ownership::Assigned => return Err(StorageError::NotOwner(id)),

@@ -51,7 +51,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use distlog_metadata::{LedgerId, SegmentMeta, SegmentSeal, SegmentState};
+use distlog_metadata::{LedgerId, NodeId, SegmentMeta, SegmentSeal, SegmentState};
 use futures::future::BoxFuture;
 use futures::stream::{FuturesOrdered, StreamExt};
 use futures::FutureExt;
@@ -141,7 +141,7 @@ pub(crate) struct LogWriter {
     next_ledger: Option<tokio::task::JoinHandle<Result<LedgerId>>>,
     /// Bookies that failed an add of this writer, and when they last did:
     /// new ensembles avoid them for [`SUSPECT_TTL`].
-    suspects: std::collections::HashMap<u32, Instant>,
+    suspects: std::collections::HashMap<NodeId, Instant>,
 }
 
 /// Allocate a fresh ledger id from the metadata store.
@@ -284,7 +284,7 @@ impl LogWriter {
         }
         self.suspects
             .retain(|_, at| now.duration_since(*at) < SUSPECT_TTL);
-        let avoid: Vec<u32> = self.suspects.keys().copied().collect();
+        let avoid: Vec<NodeId> = self.suspects.keys().copied().collect();
         match self
             .ctx
             .bookies

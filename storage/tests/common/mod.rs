@@ -8,7 +8,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use bytes::{BufMut, BytesMut};
-use distlog_metadata::{BrokerInfo, Command, MetadataConfig, MetadataStore, TopicMeta};
+use distlog_metadata::{BrokerInfo, Command, MetadataConfig, MetadataStore, NodeId, TopicMeta};
 use distlog_storage::bookie::{Bookie, BookieConfig, LocalBookie};
 use distlog_storage::bookie_net::{BookieServer, ServerConfig};
 use distlog_storage::log::{AppendRequest, StampFn, StreamConfig, StreamConfigFn};
@@ -17,7 +17,7 @@ use distlog_storage::log::{AppendRequest, StampFn, StreamConfig, StreamConfigFn}
 pub async fn open_meta(dir: &Path) -> Arc<MetadataStore> {
     MetadataStore::open(MetadataConfig {
         data_dir: dir.join("meta"),
-        node_id: 1,
+        node_id: NodeId::new(1),
         raft_addr: "127.0.0.1:0".into(),
         advertised_raft_addr: None,
         voters: Default::default(),
@@ -31,7 +31,7 @@ pub async fn open_meta(dir: &Path) -> Arc<MetadataStore> {
 pub async fn open_bookie(dir: &Path, id: u32) -> Arc<Bookie> {
     let cfg = BookieConfig {
         dir: dir.join(format!("bookie{id}")),
-        bookie_id: id,
+        bookie_id: NodeId::from(id),
     };
     tokio::task::spawn_blocking(move || Bookie::open(cfg))
         .await
@@ -50,7 +50,7 @@ pub async fn serve_registered(meta: &MetadataStore, bookie: &Arc<Bookie>, id: u3
     .await
     .expect("bookie serves");
     meta.write(Command::RegisterBroker(BrokerInfo {
-        id,
+        id: NodeId::from(id),
         kafka_host: "127.0.0.1".into(),
         kafka_port: 9092,
         listeners: Default::default(),
