@@ -1,4 +1,4 @@
-//! The openraft type configuration of the metadata Raft group.
+//! The openraft type configuration of the metadata quorum.
 //!
 //! Log payloads are [`Command`]s and applied results are
 //! [`ApplyResult`]s, so a refusal is a replicated outcome rather than a
@@ -10,7 +10,7 @@ use crate::model::{ApplyResult, Command};
 pub use crate::node_id::NodeId;
 
 openraft::declare_raft_types!(
-    /// Type configuration of the metadata Raft group: [`NodeId`] node ids,
+    /// Type configuration of the metadata quorum: [`NodeId`] node ids,
     /// [`openraft::BasicNode`] addresses and in-memory snapshot buffers.
     pub TypeConfig:
         D = Command,
