@@ -100,6 +100,33 @@ pub fn run_with_deadline(
     }
 }
 
+/// A `kcat` command that runs on the librdkafka kcat was installed with (Debian's kcat: librdkafka
+/// 2.0.2, an old client worth staying compatible with). `cargo test` puts the rdkafka crate's own
+/// build of librdkafka (a newer one) on `LD_LIBRARY_PATH`, which a dynamically linked kcat would
+/// otherwise load instead.
+pub fn kcat_command() -> Command {
+    let mut cmd = Command::new("kcat");
+    cmd.env_remove("LD_LIBRARY_PATH");
+    cmd
+}
+
+/// Whether kcat can run. Returns false (the caller skips) only when kcat is absent and
+/// `DISTLOG_SKIP_KCAT=1`; panics when it is absent otherwise, since `scripts/install-deps.sh`
+/// installs it.
+pub fn kcat_available() -> bool {
+    let mut version = kcat_command();
+    version.arg("-V");
+    let found = run_with_deadline(version, None, Duration::from_secs(10)).is_ok_and(|o| o.status.success());
+    if found {
+        return true;
+    }
+    if std::env::var("DISTLOG_SKIP_KCAT").as_deref() == Ok("1") {
+        eprintln!("kcat not installed; skipped because DISTLOG_SKIP_KCAT=1");
+        return false;
+    }
+    panic!("kcat is not installed: run scripts/install-deps.sh (or set DISTLOG_SKIP_KCAT=1 to skip)");
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,12 +12,11 @@
 //! (one batch each), so only reads of whole stored entries show the coalescing.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use distlog_compat_tests::command::run_with_deadline;
+use distlog_compat_tests::command::{kcat_available, kcat_command, run_with_deadline};
 use distlog_compat_tests::kafka::{self, patterned_payload, TestRecord};
 use distlog_compat_tests::raw::Conn;
 use distlog_compat_tests::{DistlogOptions, DistlogProcess, OrPanic};
@@ -304,22 +303,6 @@ fn librdkafka_consumes_with_receive_message_max_bytes_at_its_minimum() {
     kafka::expect_no_more(&consumer, Duration::from_millis(500)).or_panic("no more records");
 }
 
-/// Returns false (skip) only when kcat is absent and DISTLOG_SKIP_KCAT=1; panics if it is absent
-/// otherwise (as in kcat.rs).
-fn kcat_available() -> bool {
-    let mut version = Command::new("kcat");
-    version.arg("-V");
-    let found = run_with_deadline(version, None, Duration::from_secs(10)).is_ok_and(|o| o.status.success());
-    if found {
-        return true;
-    }
-    if std::env::var("DISTLOG_SKIP_KCAT").as_deref() == Ok("1") {
-        eprintln!("kcat not installed; skipped because DISTLOG_SKIP_KCAT=1");
-        return false;
-    }
-    panic!("kcat is not installed: run scripts/install-deps.sh (or set DISTLOG_SKIP_KCAT=1 to skip)");
-}
-
 #[test]
 fn kcat_consumes_with_the_same_fetch_limits() {
     if !kcat_available() {
@@ -335,7 +318,7 @@ fn kcat_consumes_with_the_same_fetch_limits() {
         "receive.message.max.bytes={}",
         FETCH_MAX_BYTES as usize + FRAME_OVERHEAD
     );
-    let mut cmd = Command::new("kcat");
+    let mut cmd = kcat_command();
     cmd.args([
         "-C",
         "-b",

@@ -6,39 +6,14 @@
 
 use std::fs::File;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use distlog_compat_tests::command::{run_with_deadline, CommandOutput};
+use distlog_compat_tests::command::{kcat_available, kcat_command, run_with_deadline, CommandOutput};
 use distlog_compat_tests::group::wait_until;
 use distlog_compat_tests::{kafka, start_broker, DistlogOptions, DistlogProcess, OrPanic};
 
 const DEADLINE: Duration = Duration::from_secs(60);
-
-/// A `kcat` command that runs on the librdkafka kcat was installed with: `cargo test` puts the
-/// rdkafka crate's own build of librdkafka (a newer one) on `LD_LIBRARY_PATH`, which a
-/// dynamically linked kcat would otherwise load instead.
-fn kcat_command() -> Command {
-    let mut cmd = Command::new("kcat");
-    cmd.env_remove("LD_LIBRARY_PATH");
-    cmd
-}
-
-/// Returns false (skip) only when kcat is absent and DISTLOG_SKIP_KCAT=1; panics if it is absent
-/// otherwise.
-fn kcat_available() -> bool {
-    let mut version = kcat_command();
-    version.arg("-V");
-    let found = run_with_deadline(version, None, Duration::from_secs(10)).is_ok_and(|o| o.status.success());
-    if found {
-        return true;
-    }
-    if std::env::var("DISTLOG_SKIP_KCAT").as_deref() == Ok("1") {
-        eprintln!("kcat not installed; skipped because DISTLOG_SKIP_KCAT=1");
-        return false;
-    }
-    panic!("kcat is not installed: run scripts/install-deps.sh (or set DISTLOG_SKIP_KCAT=1 to skip)");
-}
 
 fn kcat(args: &[&str], stdin: Option<Vec<u8>>) -> CommandOutput {
     let mut cmd = kcat_command();
