@@ -8,6 +8,7 @@
 
 pub mod client;
 pub mod clock;
+pub mod commands;
 pub mod consumer_group;
 pub mod error;
 pub mod membership;

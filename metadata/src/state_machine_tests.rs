@@ -773,29 +773,3 @@ fn roll_segment_seals_and_appends_in_one_step_or_not_at_all() {
         ApplyError::SegmentConflict { .. }
     ));
 }
-
-#[test]
-fn sealing_commands_keep_their_serialized_form() {
-    // The JSON the commands had before `SegmentSeal` (Raft logs and
-    // snapshots of older versions hold it): it loads, and encodes back
-    // byte for byte.
-    let stream = r#"{"topic_id":"7f380c63-4262-4ee4-8630-4332060fd899","partition":1}"#;
-    let fields = r#""lssn":5,"last_offset":349,"end_txid":77,"last_entry_id":null,"size_bytes":5511"#;
-    let complete = format!(r#"{{"CompleteSegment":{{"stream":{stream},"owner_epoch":2,{fields}}}}}"#);
-    let cmd: Command = serde_json::from_str(&complete).expect("old CompleteSegment loads");
-    let seal = SegmentSeal {
-        lssn: 5,
-        last_offset: Some(349),
-        end_txid: 77,
-        last_entry_id: None,
-        size_bytes: 5511,
-    };
-    assert!(matches!(&cmd, Command::CompleteSegment { owner_epoch: 2, seal: s, .. } if *s == seal));
-    assert_eq!(serde_json::to_string(&cmd).expect("encode"), complete);
-
-    let next = serde_json::to_string(&segment(6, 9, 350)).expect("encode segment");
-    let roll = format!(r#"{{"RollSegment":{{"stream":{stream},"owner_epoch":2,{fields},"next":{next}}}}}"#);
-    let cmd: Command = serde_json::from_str(&roll).expect("old RollSegment loads");
-    assert!(matches!(&cmd, Command::RollSegment { seal: s, next, .. } if *s == seal && next.lssn == 6));
-    assert_eq!(serde_json::to_string(&cmd).expect("encode"), roll);
-}

@@ -190,9 +190,9 @@ async fn a_group_moves_here_when_its_coordinators_lease_lapses_with_the_state_it
         nc,
         "OffsetFetch and DescribeGroups check this"
     );
-    assert_eq!(c.join(&group, join_request()).await.error, nc);
+    assert_eq!(c.join(&group, join_request(), || {}).await.error, nc);
     assert_eq!(
-        c.sync(&group, "m1-id", None, 7, None, None, Vec::new())
+        c.sync(|| {}, &group, "m1-id", None, 7, None, None, Vec::new())
             .await
             .error,
         nc
@@ -329,7 +329,7 @@ async fn a_group_moving_away_is_unloaded_fails_pending_joins_and_is_no_longer_wr
     let pending = {
         let c = c.clone();
         let joining = joining.clone();
-        tokio::spawn(async move { c.join(&joining, join_request()).await })
+        tokio::spawn(async move { c.join(&joining, join_request(), || {}).await })
     };
     eventually("the join is waiting in a live slot", || {
         c.slot(&joining)

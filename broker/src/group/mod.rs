@@ -428,13 +428,9 @@ impl GroupCoordinator {
     }
 
     /// Handle a JoinGroup; completes when the member's rebalance does.
-    pub async fn join(&self, group_id: &str, req: JoinRequest) -> JoinResult {
-        self.join_then(group_id, req, || {}).await
-    }
-
-    /// [`GroupCoordinator::join`], calling `registered` once the join has
-    /// changed the group (or was refused), before the rebalance is awaited.
-    pub async fn join_then(&self, group_id: &str, req: JoinRequest, registered: impl FnOnce()) -> JoinResult {
+    /// `registered` is called once the join has changed the group, before
+    /// the rebalance is awaited (the connection's next request may start).
+    pub async fn join(&self, group_id: &str, req: JoinRequest, registered: impl FnOnce()) -> JoinResult {
         if let Some(e) = self.check_group(group_id) {
             return JoinResult::error(&req.member_id, e);
         }
@@ -456,34 +452,10 @@ impl GroupCoordinator {
     }
 
     /// Handle a SyncGroup; completes when the leader's assignment is stored.
+    /// `registered` is called once the sync has changed the group, before
+    /// the assignment is awaited (the connection's next request may start).
     #[allow(clippy::too_many_arguments)]
     pub async fn sync(
-        &self,
-        group_id: &str,
-        member_id: &str,
-        instance_id: Option<&str>,
-        generation: i32,
-        protocol_type: Option<&str>,
-        protocol: Option<&str>,
-        assignments: Vec<(String, Bytes)>,
-    ) -> SyncResult {
-        self.sync_then(
-            || {},
-            group_id,
-            member_id,
-            instance_id,
-            generation,
-            protocol_type,
-            protocol,
-            assignments,
-        )
-        .await
-    }
-
-    /// [`GroupCoordinator::sync`], calling `registered` once the sync has
-    /// changed the group (or was refused), before the assignment is awaited.
-    #[allow(clippy::too_many_arguments)]
-    pub async fn sync_then(
         &self,
         registered: impl FnOnce(),
         group_id: &str,

@@ -76,7 +76,7 @@ pub async fn join(
                 .collect(),
             require_known_member_id: version >= 4,
         };
-        broker.groups.join_then(&group_id, join, || turn.release()).await
+        broker.groups.join(&group_id, join, || turn.release()).await
     };
     let mut resp = JoinGroupResponse::default()
         .with_error_code(code(result.error))
@@ -124,7 +124,7 @@ pub async fn sync(broker: &Broker, version: i16, req: SyncGroupRequest, mut turn
     };
     let result = broker
         .groups
-        .sync_then(
+        .sync(
             || turn.release(),
             &req.group_id.0,
             &req.member_id,
