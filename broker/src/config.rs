@@ -29,7 +29,7 @@ pub enum LogFormat {
 }
 
 /// Broker/node configuration resolved from flags, TOML and DISTLOG_* env.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct BrokerConfig {
     /// This node's id: its Kafka broker id, Raft node id and bookie id.
     pub node_id: NodeId,
@@ -79,6 +79,14 @@ pub struct BrokerConfig {
     /// A ledger read unanswered this long (ms) is also sent to the next
     /// replica; 0 sends it there only on error.
     pub speculative_read_ms: u64,
+    /// `producer.id.expiration.ms`: a partition forgets an idempotent
+    /// producer not written for this long (Kafka's default: 1 day).
+    pub producer_id_expiration_ms: u64,
+    /// Test-only fault: the probability (0 to 1) that a produce whose
+    /// records were appended gets its connection closed instead of its
+    /// answer, as a network fault after the write would. 0 (the default)
+    /// never does; only tests set it (`DISTLOG_TEST_DROP_PRODUCE_RESPONSES`).
+    pub test_drop_produce_responses: f64,
     /// `group.initial.rebalance.delay.ms`: how long the first rebalance of an empty group waits for more members to join.
     pub group_initial_rebalance_delay_ms: u64,
     /// `group.min.session.timeout.ms`: the shortest session timeout a member may ask for.
@@ -149,6 +157,8 @@ impl Default for BrokerConfig {
             log_level: "info".to_string(),
             log_format: LogFormat::Text,
             speculative_read_ms: 100,
+            producer_id_expiration_ms: 86_400_000,
+            test_drop_produce_responses: 0.0,
             group_initial_rebalance_delay_ms: 3000,
             group_min_session_timeout_ms: 6000,
             group_max_session_timeout_ms: 1_800_000,
@@ -257,6 +267,13 @@ pub struct ServerArgs {
     /// Send a slow ledger read to another replica after this many ms (0: only on error).
     #[arg(long, env = "DISTLOG_SPECULATIVE_READ_MS")]
     pub speculative_read_ms: Option<u64>,
+    /// Forget an idempotent producer idle this long, ms (producer.id.expiration.ms; default 1 day).
+    #[arg(long, env = "DISTLOG_PRODUCER_ID_EXPIRATION_MS")]
+    pub producer_id_expiration_ms: Option<u64>,
+    /// Test-only fault: close a connection instead of answering a produce
+    /// that was appended, with this probability (0 to 1; default 0).
+    #[arg(long, env = "DISTLOG_TEST_DROP_PRODUCE_RESPONSES", hide = true)]
+    pub test_drop_produce_responses: Option<f64>,
     /// Initial rebalance delay of an empty group in ms (group.initial.rebalance.delay.ms).
     #[arg(long, env = "DISTLOG_GROUP_INITIAL_REBALANCE_DELAY_MS")]
     pub group_initial_rebalance_delay_ms: Option<u64>,
@@ -296,7 +313,7 @@ pub struct ServerArgs {
 }
 
 /// The TOML file's shape: same keys as the flags, with underscores.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
     /// See [`BrokerConfig::node_id`].
@@ -341,6 +358,10 @@ pub struct FileConfig {
     pub log_format: Option<LogFormat>,
     /// See [`BrokerConfig::speculative_read_ms`].
     pub speculative_read_ms: Option<u64>,
+    /// See [`BrokerConfig::producer_id_expiration_ms`].
+    pub producer_id_expiration_ms: Option<u64>,
+    /// See [`BrokerConfig::test_drop_produce_responses`].
+    pub test_drop_produce_responses: Option<f64>,
     /// See [`BrokerConfig::group_initial_rebalance_delay_ms`].
     pub group_initial_rebalance_delay_ms: Option<u64>,
     /// See [`BrokerConfig::group_min_session_timeout_ms`].
@@ -405,6 +426,8 @@ impl FileConfig {
             log_level: a.log_level.clone(),
             log_format: a.log_format,
             speculative_read_ms: a.speculative_read_ms,
+            producer_id_expiration_ms: a.producer_id_expiration_ms,
+            test_drop_produce_responses: a.test_drop_produce_responses,
             group_initial_rebalance_delay_ms: a.group_initial_rebalance_delay_ms,
             group_min_session_timeout_ms: a.group_min_session_timeout_ms,
             group_max_session_timeout_ms: a.group_max_session_timeout_ms,
@@ -580,6 +603,16 @@ impl BrokerConfig {
                     .into(),
             ));
         }
+        if c.producer_id_expiration_ms == 0 || c.producer_id_expiration_ms > i64::MAX as u64 {
+            return Err(BrokerError::Config(
+                "--producer-id-expiration-ms must be positive".into(),
+            ));
+        }
+        if !(0.0..=1.0).contains(&c.test_drop_produce_responses) {
+            return Err(BrokerError::Config(
+                "DISTLOG_TEST_DROP_PRODUCE_RESPONSES must be a probability within [0, 1]".into(),
+            ));
+        }
         Ok(c)
     }
 
@@ -621,6 +654,8 @@ impl BrokerConfig {
         set(&mut self.log_level, &l.log_level);
         set(&mut self.log_format, &l.log_format);
         set(&mut self.speculative_read_ms, &l.speculative_read_ms);
+        set(&mut self.producer_id_expiration_ms, &l.producer_id_expiration_ms);
+        set(&mut self.test_drop_produce_responses, &l.test_drop_produce_responses);
         set(
             &mut self.group_initial_rebalance_delay_ms,
             &l.group_initial_rebalance_delay_ms,

@@ -8,6 +8,7 @@ use kafka_protocol::error::ResponseError;
 
 use crate::config::BrokerConfig;
 use crate::group::GroupCoordinator;
+use crate::producer::ids::ProducerIdBlocks;
 
 /// Everything a handler needs: the metadata replica, the namespace of log
 /// streams, and the node's configuration.
@@ -20,6 +21,8 @@ pub struct Broker {
     pub config: Arc<BrokerConfig>,
     /// The consumer-group coordinator.
     pub groups: Arc<GroupCoordinator>,
+    /// Producer ids for InitProducerId, from blocks of the metadata store.
+    pub producer_ids: ProducerIdBlocks,
 }
 
 impl Broker {

@@ -4,6 +4,8 @@ use distlog_metadata::{ApplyError, MetadataError};
 use distlog_storage::StorageError;
 use kafka_protocol::error::ResponseError;
 
+use crate::producer::ProducerStateError;
+
 /// Failures of the broker crate itself (startup, configuration, I/O).
 /// Per-request failures are not errors of this type: they become Kafka
 /// error codes in responses (see [`storage_error`], [`metadata_error`]).
@@ -63,6 +65,12 @@ pub fn storage_error(e: &StorageError) -> ResponseError {
         StorageError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
         StorageError::NotEnoughBookies(_) => ResponseError::NotEnoughReplicas,
         StorageError::Metadata(m) => metadata_error(m),
+        StorageError::Refused(e) => match e.downcast_ref::<ProducerStateError>() {
+            Some(ProducerStateError::OutOfOrderSequence { .. }) => ResponseError::OutOfOrderSequenceNumber,
+            Some(ProducerStateError::InvalidProducerEpoch { .. }) => ResponseError::InvalidProducerEpoch,
+            Some(ProducerStateError::UnknownProducerId { .. }) => ResponseError::UnknownProducerId,
+            None => ResponseError::InvalidRecord,
+        },
     }
 }
 

@@ -118,6 +118,26 @@ impl Drop for ConnectionGuard {
     }
 }
 
+/// Idempotent producers known to the partitions this node owns (each
+/// partition counts its own; a producer writing to three counts three).
+pub static PRODUCER_IDS_ACTIVE: LazyLock<IntGauge> = LazyLock::new(|| {
+    register_int_gauge!(
+        "distlog_producer_ids_active",
+        "Idempotent producer ids in the producer state of the partitions owned by this node"
+    )
+    .expect("metric distlog_producer_ids_active registers once")
+});
+
+/// Retried batches recognised as duplicates and answered with their
+/// original offset, without a write.
+pub static PRODUCER_DUPLICATES: LazyLock<IntCounter> = LazyLock::new(|| {
+    register_int_counter!(
+        "distlog_producer_duplicate_batches_total",
+        "Produced batches recognised as duplicates of a batch already written (answered with the original offset, not written again)"
+    )
+    .expect("metric distlog_producer_duplicate_batches_total registers once")
+});
+
 /// Consumer groups by state (`Empty`, `PreparingRebalance`, …).
 pub static GROUPS: LazyLock<IntGaugeVec> = LazyLock::new(|| {
     register_int_gauge_vec!("distlog_groups", "Consumer groups, by state", &["state"])

@@ -183,6 +183,7 @@ impl Node {
             ns: ns.clone(),
             config: config.clone(),
             groups,
+            producer_ids: crate::producer::ids::ProducerIdBlocks::new(meta.clone()),
         });
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let ready = Readiness::default();
@@ -371,6 +372,9 @@ fn namespace_config(config: &BrokerConfig) -> NamespaceConfig {
         } else {
             Ownership::Acquire
         },
+        stream_state: Some(crate::producer::stream_state_fn(
+            config.producer_id_expiration_ms as i64,
+        )),
     }
 }
 

@@ -69,6 +69,10 @@ pub enum StorageError {
     /// The metadata store failed.
     #[error(transparent)]
     Metadata(#[from] MetadataError),
+    /// The stream's state refused the append (see
+    /// `log::stream_state`); the embedder's own error, passed through.
+    #[error("append refused: {0}")]
+    Refused(std::sync::Arc<dyn std::error::Error + Send + Sync>),
 }
 
 impl StorageError {
@@ -106,6 +110,7 @@ impl StorageError {
             StorageError::ShuttingDown => StorageError::ShuttingDown,
             StorageError::NotEnoughBookies(m) => StorageError::NotEnoughBookies(m.clone()),
             StorageError::Metadata(m) => StorageError::Metadata(MetadataError::Raft(m.to_string())),
+            StorageError::Refused(e) => StorageError::Refused(e.clone()),
         }
     }
 

@@ -100,6 +100,25 @@ pub static DEGRADED_SEGMENTS: LazyLock<IntGauge> = LazyLock::new(|| {
     .expect("metric registers once")
 });
 
+/// Stream-state snapshots written as control entries at segment starts.
+pub static STATE_SNAPSHOTS: LazyLock<IntCounter> = LazyLock::new(|| {
+    register_int_counter!(
+        "distlog_log_state_snapshots_total",
+        "Stream-state snapshots (e.g. idempotent producer state) written at the start of a segment"
+    )
+    .expect("metric registers once")
+});
+
+/// Time to rebuild a stream's state when it opens (snapshot + replay).
+pub static STATE_REBUILD_SECONDS: LazyLock<Histogram> = LazyLock::new(|| {
+    register_histogram!(
+        "distlog_log_state_rebuild_seconds",
+        "Time to rebuild a stream's state (e.g. idempotent producer state) from its last snapshot and the entries after it, when the stream opens",
+        vec![0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]
+    )
+    .expect("metric registers once")
+});
+
 /// Reads served from the writer's tail cache.
 pub static TAIL_CACHE_HITS: LazyLock<IntCounter> = LazyLock::new(|| {
     register_int_counter!(

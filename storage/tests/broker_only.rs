@@ -25,6 +25,7 @@ fn config(broker_id: u64) -> NamespaceConfig {
         stream_config: common::replicated_stream_configs(),
         speculative_read_delay: Some(Duration::from_millis(50)),
         ownership: Default::default(),
+        stream_state: None,
     }
 }
 

@@ -76,6 +76,7 @@ async fn cluster(n: u32, topic: &str) -> Cluster {
             stream_config: common::replicated_stream_configs(),
             speculative_read_delay: Some(Duration::from_millis(50)),
             ownership: Default::default(),
+            stream_state: None,
         },
     )
     .await

@@ -72,6 +72,7 @@ async fn start(dir: &Path, defaults: StreamConfig, tail_cache_bytes: usize) -> N
             stream_config: defaults.for_every_stream(),
             speculative_read_delay: Some(std::time::Duration::from_millis(50)),
             ownership: Default::default(),
+            stream_state: None,
         },
     )
     .await
@@ -243,7 +244,7 @@ fn clean_restart_and_crash_restart_keep_every_acknowledged_record() {
             .await
             .unwrap();
         assert_eq!(r.base_offset, 100);
-        assert_eq!(r.dlsn, Dlsn::new(2, 0, 0));
+        assert_eq!(r.dlsn, Some(Dlsn::new(2, 0, 0)));
         for i in 101..150u64 {
             n.ns.append(
                 s,

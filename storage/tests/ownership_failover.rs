@@ -61,6 +61,7 @@ async fn the_assigned_owner_recovers_and_continues_and_the_old_owner_is_locked_o
                 stream_config: common::replicated_stream_configs(),
                 speculative_read_delay: Some(Duration::from_millis(50)),
                 ownership: Ownership::Assigned,
+                stream_state: None,
             },
         )
         .await

@@ -59,6 +59,7 @@ async fn three_bookies_replicate_and_two_failures_stop_acknowledgements() {
             stream_config: common::replicated_stream_configs(),
             speculative_read_delay: Some(std::time::Duration::from_millis(50)),
             ownership: Default::default(),
+            stream_state: None,
         },
     )
     .await

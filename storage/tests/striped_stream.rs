@@ -48,6 +48,7 @@ async fn cluster(n: u32, shape: (u8, u8, u8)) -> Cluster {
                 stream_config: common::replicated_stream_configs(),
                 speculative_read_delay: Some(Duration::from_millis(50)),
                 ownership: Default::default(),
+                stream_state: None,
             },
         )
     };

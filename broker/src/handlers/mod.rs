@@ -9,11 +9,13 @@ pub mod api_versions;
 pub mod create_topics;
 pub mod delete_topics;
 pub mod describe_configs;
+pub mod describe_producers;
 pub mod fetch;
 pub mod fetch_encode;
 pub mod group_admin;
 pub mod group_membership;
 pub mod group_offsets;
+pub mod init_producer_id;
 pub mod leader_epoch;
 pub mod list_offsets;
 pub mod metadata;
@@ -54,6 +56,8 @@ pub const SUPPORTED: &[(ApiKey, (i16, i16))] = &[
     (ApiKey::DeleteGroups, group_admin::DELETE_VERSIONS),
     (ApiKey::OffsetDelete, group_offsets::DELETE_VERSIONS),
     (ApiKey::OffsetForLeaderEpoch, offset_for_leader_epoch::VERSIONS),
+    (ApiKey::InitProducerId, init_producer_id::VERSIONS),
+    (ApiKey::DescribeProducers, describe_producers::VERSIONS),
 ];
 
 /// A node id as a Kafka broker id (an `int32` on the wire). The
@@ -178,6 +182,11 @@ impl Dispatcher for KafkaDispatcher {
                     drop(body);
                     match decoded {
                         Ok(decoded) => match produce::handle(broker, version, decoded, req.turn).await {
+                            Some(resp) if produce::test_fault_drops(broker, &resp) => Outcome::Close(
+                                "test fault (DISTLOG_TEST_DROP_PRODUCE_RESPONSES): connection closed after \
+                                 the append, before the answer"
+                                    .into(),
+                            ),
                             Some(resp) => encode_response(
                                 req.api_key,
                                 version,
@@ -273,6 +282,12 @@ impl Dispatcher for KafkaDispatcher {
                     route!(req, broker, m::DescribeGroupsRequest, group_admin::describe)
                 }
                 ApiKey::DeleteGroups => route!(req, broker, m::DeleteGroupsRequest, group_admin::delete),
+                ApiKey::InitProducerId => {
+                    route!(req, broker, m::InitProducerIdRequest, init_producer_id::handle)
+                }
+                ApiKey::DescribeProducers => {
+                    route!(req, broker, m::DescribeProducersRequest, describe_producers::handle)
+                }
                 other => {
                     warn!(api = ?other, "request for an API without a handler");
                     Outcome::Close(format!("{other:?} is not supported"))

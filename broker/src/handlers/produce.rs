@@ -108,6 +108,23 @@ pub async fn handle(
     Some(assemble(names, results))
 }
 
+/// Whether the test-only fault (`DISTLOG_TEST_DROP_PRODUCE_RESPONSES`,
+/// off by default) drops this answer: a produce that appended something
+/// then loses its connection instead of its answer, with the configured
+/// probability, as a network fault between the write and the answer would.
+pub fn test_fault_drops(broker: &Broker, resp: &ProduceResponse) -> bool {
+    let p = broker.config.test_drop_produce_responses;
+    if p <= 0.0 {
+        return false;
+    }
+    let appended = resp
+        .responses
+        .iter()
+        .flat_map(|t| &t.partition_responses)
+        .any(|r| r.error_code == 0);
+    appended && rand::random::<f64>() < p
+}
+
 /// A partition index and its records, detached from the request.
 type PartitionRecords = (i32, Option<Bytes>);
 

@@ -83,6 +83,9 @@ pub enum BatchError {
     /// An idempotent batch (producerId ≥ 0) without a base sequence.
     #[error("batch has producer id {0} but no base sequence")]
     MissingSequence(i64),
+    /// A transactional batch: transactions are not implemented yet.
+    #[error("transactional batches are not supported yet (producer id {0})")]
+    Transactional(i64),
     /// The compression codec id is not one Kafka defines.
     #[error("unknown compression codec {0}")]
     UnknownCompression(i16),
@@ -123,6 +126,8 @@ impl BatchError {
             | BatchError::MissingSequence(_)
             | BatchError::MultipleBatches
             | BatchError::InvalidRecords(_) => ResponseError::InvalidRecord,
+            // Kafka's answer to a transactional write outside a transaction.
+            BatchError::Transactional(_) => ResponseError::InvalidTxnState,
         }
     }
 }

@@ -2,7 +2,7 @@
 //! checks (framing and magic, base offset, size, crc, header consistency,
 //! then the records of uncompressed batches).
 
-use super::batch::{BatchSpan, BatchWalker, ATTRIBUTES_OFFSET};
+use super::batch::{BatchSpan, BatchWalker, ATTRIBUTES_OFFSET, TRANSACTIONAL_BIT};
 use super::varint::{read_varint, read_varlong};
 use super::BatchError;
 
@@ -83,6 +83,9 @@ fn check_batch(payload: &[u8], span: &BatchSpan, max_batch_bytes: usize) -> Resu
     }
     if h.producer_id >= 0 && h.base_sequence < 0 {
         return Err(BatchError::MissingSequence(h.producer_id));
+    }
+    if h.attributes & TRANSACTIONAL_BIT != 0 {
+        return Err(BatchError::Transactional(h.producer_id));
     }
     if h.compression() == 0 {
         walk_records(&payload[span.records_range()], h.record_count, |_| {})?;

@@ -59,10 +59,11 @@ impl LedgerIndex {
         idx.checked_sub(1).map(|i| self.rows[i])
     }
 
-    /// The first entry whose `txid >= txid`.
+    /// The first entry with records whose `txid >= txid` (control
+    /// entries, which hold no records, are never an answer).
     pub fn entry_for_txid(&self, txid: u64) -> Option<IndexRow> {
         let idx = self.rows.partition_point(|r| r.txid < txid);
-        self.rows.get(idx).copied()
+        self.rows[idx..].iter().find(|r| r.record_count > 0).copied()
     }
 
     /// Plan a read of the held entries among `first..=last`, stopping

@@ -26,8 +26,9 @@ pub struct AppendRequest {
 pub struct AppendResult {
     /// Sequence id (offset) of the first appended record.
     pub base_offset: u64,
-    /// Address of the first record.
-    pub dlsn: Dlsn,
+    /// Address of the first record; `None` for a duplicate answered from
+    /// the stream's state (the original's position, found without a read).
+    pub dlsn: Option<Dlsn>,
     /// The stream's log start offset at the time of the append.
     pub log_start_offset: u64,
 }

@@ -14,6 +14,8 @@ use std::time::Duration;
 use bytes::BytesMut;
 use distlog_metadata::{NodeId, TopicMeta};
 
+use super::stream_state::StreamStateFn;
+
 /// Per-stream settings: when the writer rolls a segment, how each new
 /// segment is replicated, and how long data is kept.
 ///
@@ -100,6 +102,9 @@ pub struct NamespaceConfig {
     pub speculative_read_delay: Option<std::time::Duration>,
     /// Who decides which streams this node writes.
     pub ownership: Ownership,
+    /// The state each stream keeps in step with its writer (`None`: no
+    /// state, no snapshots, nothing consulted per append).
+    pub stream_state: Option<StreamStateFn>,
 }
 
 /// How a namespace comes to own (write) a stream.

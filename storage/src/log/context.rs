@@ -16,6 +16,7 @@ use super::api::{AppendRequest, AppendResult};
 use super::bookies::BookieSet;
 use super::config::NamespaceConfig;
 use super::segment::SegmentView;
+use super::stream_state::StreamState;
 use super::tail_cache::TailCache;
 use crate::error::{Result, StorageError};
 
@@ -77,6 +78,9 @@ pub(crate) struct StreamShared {
     /// closed: the namespace reopens the stream on next use, and handles
     /// to this incarnation answer [`NsCtx::ended_error`].
     pub failed: AtomicBool,
+    /// The embedder's state of this opening of the stream, rebuilt before
+    /// the writer started (see [`super::stream_state`]).
+    pub state: Option<Arc<dyn StreamState>>,
 }
 
 impl StreamShared {

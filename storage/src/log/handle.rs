@@ -8,6 +8,7 @@ use distlog_metadata::StreamId;
 use tokio::sync::{oneshot, watch};
 
 use super::api::{AppendRequest, AppendResult, AppendTicket, ReadResult, TxidLookup};
+use super::stream_state::StreamState;
 use super::context::{LogStream, NsCtx, WriterOp};
 use super::epochs::EpochHistory;
 use super::reader::LogReader;
@@ -42,6 +43,12 @@ impl StreamHandle {
     /// The stream this handle is to.
     pub fn id(&self) -> StreamId {
         self.stream.shared.id
+    }
+
+    /// The stream's state (see [`super::stream_state`]) for the embedder's
+    /// own queries; `None` when the namespace keeps none.
+    pub fn state(&self) -> Result<Option<Arc<dyn StreamState>>> {
+        Ok(self.live()?.shared.state.clone())
     }
 
     /// `Ok` while the incarnation is live; the ended error otherwise (see

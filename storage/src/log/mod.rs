@@ -7,8 +7,8 @@
 //! go through a `LogReader` (committed entries only). A caller that uses a
 //! stream several times resolves it once into a [`StreamHandle`].
 //!
-//! The modules form a DAG, bottom up: `api` (value types), `config`
-//! (settings), `segment`, `tail_cache`, `epochs`, `bookies`,
+//! The modules form a DAG, bottom up: `api` (value types),
+//! `stream_state` (the embedder's per-stream state), `config` (settings), `segment`, `tail_cache`, `epochs`, `bookies`,
 //! `new_ensemble`; `context` (state shared by a namespace's streams and by
 //! one stream's writer and readers); `writer`, `reader`, `replicas`,
 //! `release`; `stream` (opening a stream); `handle`; `namespace`.
@@ -27,6 +27,7 @@ pub mod release;
 pub mod replicas;
 pub mod segment;
 mod stream;
+pub mod stream_state;
 pub mod tail_cache;
 mod writer;
 
@@ -36,3 +37,4 @@ pub use epochs::{EpochHistory, EpochStart};
 pub use handle::StreamHandle;
 pub use namespace::Namespace;
 pub use replicas::{BookieReplica, SegmentReplicas};
+pub use stream_state::{Admission, StateError, StreamState, StreamStateFn};

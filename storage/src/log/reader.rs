@@ -110,7 +110,12 @@ impl<'a> LogReader<'a> {
         )
         .await?;
         Ok(ReadResult {
-            entries: entries.into_iter().map(from_entry).collect(),
+            // Control entries (state snapshots) hold no records: never returned.
+            entries: entries
+                .into_iter()
+                .filter(|e| e.row.record_count > 0)
+                .map(from_entry)
+                .collect(),
             high_watermark: hw,
             log_start_offset: start,
         })

@@ -59,6 +59,7 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
 use super::api::{AppendRequest, AppendResult};
+use super::stream_state::Admission;
 use super::config::StreamConfig;
 use super::context::{NsCtx, Reply, StreamShared, WriterOp};
 use super::new_ensemble;
@@ -142,6 +143,10 @@ pub(crate) struct LogWriter {
     /// Bookies that failed an add of this writer, and when they last did:
     /// new ensembles avoid them for [`SUSPECT_TTL`].
     suspects: std::collections::HashMap<NodeId, Instant>,
+    /// Duplicates (see [`Admission::Duplicate`]) whose original is not
+    /// committed yet: (reply, original base, sequence id after it), in
+    /// order of that sequence id; answered as the high watermark passes it.
+    pending_duplicates: std::collections::VecDeque<(Reply, u64, u64)>,
 }
 
 /// Allocate a fresh ledger id from the metadata store.
@@ -175,6 +180,7 @@ impl LogWriter {
             last_commit: Instant::now(),
             next_ledger: None,
             suspects: Default::default(),
+            pending_duplicates: Default::default(),
         }
     }
 
@@ -223,6 +229,9 @@ impl LogWriter {
                     self.write_entry(batch, &mut inflight);
                 }
                 _ = tick.tick() => {
+                    if let Some(state) = &self.shared.state {
+                        state.tick(distlog_metadata::now_ms() as i64);
+                    }
                     if self.last_commit.elapsed() >= TAIL_CACHE_IDLE {
                         self.shared.cache.lock().clear();
                     }
@@ -333,6 +342,7 @@ impl LogWriter {
             let old = self.seg.take();
             let ensemble = old.as_ref().map(|s| s.ledger.ensemble_ids());
             self.open_segment(old).await.map_err(|e| (e, Vec::new()))?;
+            self.write_snapshot(inflight);
             if failed {
                 metrics::ENSEMBLE_ROLLS.inc();
                 info!(
@@ -344,8 +354,48 @@ impl LogWriter {
         }
         if self.seg.is_none() {
             self.open_segment(None).await.map_err(|e| (e, Vec::new()))?;
+            self.write_snapshot(inflight);
         }
         Ok(())
+    }
+
+    /// Write the stream state's snapshot as the new segment's first
+    /// entries: control entries (no records, no sequence ids), each at
+    /// most `max_entry_bytes`. Called right after a segment opened, before
+    /// any append is admitted into it, so the snapshot is the state as of
+    /// the segment's base offset. Not counted in the segment's size, so a
+    /// large state never makes every segment "full".
+    fn write_snapshot(&mut self, inflight: &mut FuturesOrdered<InflightFuture>) {
+        let Some(state) = &self.shared.state else {
+            return;
+        };
+        let Some(snapshot) = state.snapshot(distlog_metadata::now_ms() as i64) else {
+            return;
+        };
+        let Some(seg) = self.seg.as_mut() else {
+            return;
+        };
+        let step = self.cfg.max_entry_bytes.max(1);
+        let mut rest = snapshot;
+        while !rest.is_empty() {
+            let piece = rest.split_to(step.min(rest.len()));
+            let len = piece.len() as u32;
+            let (entry_id, fut) = seg.ledger.add(self.next_offset, 0, self.txid, vec![piece]);
+            let inf = Inflight {
+                lssn: seg.lssn,
+                row: IndexRow {
+                    entry_id,
+                    first_seq: self.next_offset,
+                    record_count: 0,
+                    txid: self.txid,
+                    len,
+                },
+                chunks: Vec::new(),
+                replies: Vec::new(),
+            };
+            inflight.push_back(fut.map(move |r| (r, inf)).boxed());
+        }
+        metrics::STATE_SNAPSHOTS.inc();
     }
 
     /// Start a new segment: allocate a ledger, record the segment in
@@ -521,12 +571,12 @@ impl LogWriter {
         batch: Vec<(AppendRequest, Reply)>,
         inflight: &mut FuturesOrdered<InflightFuture>,
     ) {
-        let Some(seg) = self.seg.as_mut() else {
+        if self.seg.is_none() {
             for (_, reply) in batch {
                 let _ = reply.send(Err(StorageError::NotOwner(self.shared.id)));
             }
             return;
-        };
+        }
         let first_seq = self.next_offset;
         let mut count: u64 = 0;
         let mut chunks = Vec::with_capacity(batch.len());
@@ -539,6 +589,23 @@ impl LogWriter {
                 continue;
             }
             let base = first_seq + count;
+            if let Some(state) = &self.shared.state {
+                let now = distlog_metadata::now_ms() as i64;
+                match state.admit(&req.payload, base, req.record_count, now) {
+                    Admission::Write => {}
+                    Admission::Duplicate {
+                        base_offset,
+                        next_offset,
+                    } => {
+                        self.answer_duplicate(reply, base_offset, next_offset);
+                        continue;
+                    }
+                    Admission::Refuse(e) => {
+                        let _ = reply.send(Err(StorageError::Refused(e)));
+                        continue;
+                    }
+                }
+            }
             let mut payload: BytesMut = req.payload;
             (self.ctx.config.stamp)(&mut payload, base, self.shared.epoch);
             self.txid = self.txid.max(req.max_timestamp.max(0) as u64);
@@ -555,6 +622,9 @@ impl LogWriter {
             return;
         }
         self.next_offset += count;
+        let Some(seg) = self.seg.as_mut() else {
+            return;
+        };
         let payload: Vec<Bytes> = chunks.iter().map(|c| c.payload.clone()).collect();
         let len: usize = payload.iter().map(Bytes::len).sum();
         seg.bytes += len as u64;
@@ -573,6 +643,27 @@ impl LogWriter {
             replies,
         };
         inflight.push_back(fut.map(move |r| (r, inf)).boxed());
+    }
+
+    /// Answer a duplicate with its original's position: now if the
+    /// original is committed, else once the high watermark passes it (its
+    /// entry is in flight; if that entry fails, the writer fails and so
+    /// does this answer, and the client's retry meets the rebuilt state).
+    fn answer_duplicate(&mut self, reply: Reply, base_offset: u64, next_offset: u64) {
+        let (hw, log_start) = {
+            let v = self.shared.view.read();
+            (v.high_watermark, v.log_start_offset)
+        };
+        if hw >= next_offset {
+            let _ = reply.send(Ok(AppendResult {
+                base_offset,
+                dlsn: None,
+                log_start_offset: log_start,
+            }));
+        } else {
+            self.pending_duplicates
+                .push_back((reply, base_offset, next_offset));
+        }
     }
 
     /// An entry reached its ack quorum (and all before it did): advance the
@@ -612,13 +703,32 @@ impl LogWriter {
                 });
             }
         }
+        if inf.row.record_count == 0 {
+            // A control entry (state snapshot): nothing new to read.
+            return;
+        }
         self.shared.hw_tx.send_replace(next);
         for (reply, base) in inf.replies {
             let _ = reply.send(Ok(AppendResult {
                 base_offset: base,
-                dlsn: Dlsn::new(inf.lssn, inf.row.entry_id, base - inf.row.first_seq),
+                dlsn: Some(Dlsn::new(inf.lssn, inf.row.entry_id, base - inf.row.first_seq)),
                 log_start_offset: log_start,
             }));
+        }
+        // Duplicates wait in the order of their originals' ends, which
+        // commit in order.
+        while self
+            .pending_duplicates
+            .front()
+            .is_some_and(|(_, _, need)| *need <= next)
+        {
+            if let Some((reply, base_offset, _)) = self.pending_duplicates.pop_front() {
+                let _ = reply.send(Ok(AppendResult {
+                    base_offset,
+                    dlsn: None,
+                    log_start_offset: log_start,
+                }));
+            }
         }
     }
 
@@ -649,6 +759,9 @@ impl LogWriter {
             }
         };
         done.into_iter().for_each(fail_inf);
+        for (reply, _, _) in self.pending_duplicates.drain(..) {
+            let _ = reply.send(Err(e.duplicate()));
+        }
         for (_, reply) in batch {
             let _ = reply.send(Err(e.duplicate()));
         }
