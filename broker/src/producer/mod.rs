@@ -171,11 +171,11 @@ impl StreamState for PartitionProducers {
         Ok(())
     }
 
-    fn snapshot(&self, now_ms: i64) -> Option<Bytes> {
+    fn snapshot(&self, now_ms: i64) -> Bytes {
         let mut st = self.states.lock();
         st.states.expire(now_ms, self.expiration_ms);
         st.report();
-        (!st.states.is_empty()).then(|| snapshot::encode(&st.states))
+        snapshot::encode(&st.states)
     }
 
     fn tick(&self, now_ms: i64) {

@@ -4,22 +4,20 @@
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
-use std::time::Instant;
 
 use distlog_metadata::{NodeId, SegmentSeal, SegmentState, StreamId, StreamMeta};
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::{mpsc, watch};
-use tracing::{info, info_span, warn, Instrument};
+use tracing::{info, info_span, Instrument};
 
 use super::config::{Ownership, StreamConfig};
 use super::context::{LogStream, NsCtx, StreamShared, StreamView};
 use super::segment::SegmentView;
-use super::stream_state::StreamState;
+use super::state_rebuild;
 use super::tail_cache::TailCache;
 use super::writer::LogWriter;
 use crate::error::{Result, StorageError};
 use crate::ledger::handle;
-use crate::metrics;
 
 /// The stream's metadata, its effective config and its topic's name.
 fn read_stream(ctx: &NsCtx, id: StreamId) -> Result<(StreamMeta, StreamConfig, String)> {
@@ -85,7 +83,7 @@ pub(crate) async fn open(ctx: &Arc<NsCtx>, id: StreamId) -> Result<Arc<LogStream
         let txid = segments.last().map_or(0, |s| s.end_txid);
         let state = ctx.config.stream_state.as_ref().map(|make| make(id));
         if let Some(state) = &state {
-            rebuild_state(ctx, state.as_ref(), &segments).await?;
+            state_rebuild::rebuild(ctx, state.as_ref(), &segments).await?;
         }
         let (hw_tx, _) = watch::channel(next_offset);
         let shared = Arc::new(StreamShared {
@@ -115,81 +113,3 @@ pub(crate) async fn open(ctx: &Arc<NsCtx>, id: StreamId) -> Result<Arc<LogStream
     .await
 }
 
-/// Bytes read per round trip while rebuilding a stream's state.
-const REBUILD_READ_BYTES: usize = 16 << 20;
-
-/// Rebuild a stream's state before its writer starts (see
-/// [`super::stream_state`]): the last segment that has entries starts with
-/// the snapshot of the state as of its base offset (control entries, none
-/// when the state was empty) and holds every data entry after it. Restore
-/// the snapshot, replay the data entries; a later run of control entries
-/// (a snapshot further in) replaces what came before it. The work is
-/// bounded by one segment.
-async fn rebuild_state(ctx: &NsCtx, state: &dyn StreamState, segments: &[SegmentView]) -> Result<()> {
-    let started = Instant::now();
-    let Some((seg, last)) = segments
-        .iter()
-        .rev()
-        .find_map(|s| s.last_entry_id.map(|last| (s, last)))
-    else {
-        return Ok(());
-    };
-    let ensemble = ctx.bookies.ensemble(seg).await?;
-    let (mut next, mut replayed, mut snapshot_bytes) = (0u64, 0u64, 0usize);
-    // The control entries of the snapshot being collected: (first entry, bytes).
-    let mut snapshot: Option<(u64, Vec<u8>)> = None;
-    let restore = |snapshot: Option<(u64, Vec<u8>)>| -> Result<()> {
-        match snapshot {
-            Some((entry, bytes)) => state.restore(&bytes).map_err(|e| {
-                warn!(ledger = seg.ledger_id, entry, error = %e, "the stream state snapshot cannot be decoded");
-                StorageError::Corrupt {
-                    ledger: seg.ledger_id,
-                    entry,
-                }
-            }),
-            None => Ok(()),
-        }
-    };
-    while next <= last {
-        let entries = handle::read_entries(
-            &ensemble,
-            seg.ledger_id,
-            next,
-            last,
-            REBUILD_READ_BYTES,
-            ctx.config.speculative_read_delay,
-        )
-        .await?;
-        if entries.is_empty() {
-            return Err(StorageError::NoSuchEntry {
-                ledger: seg.ledger_id,
-                entry: next,
-            });
-        }
-        for e in entries {
-            next = e.row.entry_id + 1;
-            if e.row.record_count == 0 {
-                snapshot_bytes += e.payload.len();
-                snapshot
-                    .get_or_insert_with(|| (e.row.entry_id, Vec::new()))
-                    .1
-                    .extend_from_slice(&e.payload);
-            } else {
-                restore(snapshot.take())?;
-                state.replay(&e.payload, e.row.first_seq);
-                replayed += 1;
-            }
-        }
-    }
-    restore(snapshot.take())?;
-    let took = started.elapsed();
-    metrics::STATE_REBUILD_SECONDS.observe(took.as_secs_f64());
-    info!(
-        lssn = seg.lssn,
-        snapshot_bytes,
-        replayed_entries = replayed,
-        took_ms = took.as_millis() as u64,
-        "stream state rebuilt"
-    );
-    Ok(())
-}

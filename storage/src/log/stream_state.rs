@@ -13,19 +13,20 @@
 //!   state answers: write it, it is a duplicate of an append already in
 //!   the stream (the writer answers it with the original's position, once
 //!   that is committed, and writes nothing), or refuse it.
-//! * **Snapshots in the stream itself.** When the writer opens a segment it
-//!   writes the state's snapshot as the segment's first entries, *control
-//!   entries*: entries with no records, which take no sequence id and which
-//!   readers never return. The snapshot is the state as of the segment's
-//!   base offset (a roll waits for every earlier entry to be confirmed).
-//!   A state with nothing in it writes no snapshot.
+//! * **Snapshots in the stream itself.** The writer writes the state's
+//!   snapshot as *control entries* (entries with no records, which take no
+//!   sequence id and which readers never return): first in every segment,
+//!   and again whenever [`snapshot_due`] says so. A snapshot is the state as
+//!   of its position: every entry before it in the ledger was admitted
+//!   before it was taken, and recovery keeps a prefix of the ledger, so a
+//!   surviving snapshot never refers to a lost entry.
 //! * **Rebuilt on open, with a bounded replay.** A new owner, after
-//!   recovering the previous owner's in-progress segment, reads the last
-//!   segment that has entries: it restores the snapshot found there and
-//!   replays every data entry after it ([`StreamState::replay`]). The
-//!   replay is bounded by the segment size. Only then does the writer start,
-//!   so no append is admitted against a state that misses part of the
-//!   stream.
+//!   recovering the previous owner's in-progress segment, finds the last
+//!   snapshot of the last segment that has entries, restores it and replays
+//!   every data entry after it ([`StreamState::replay`]; see
+//!   `state_rebuild`). The replay is bounded by [`snapshot_due`]'s
+//!   interval. Only then does the writer start, so no append is admitted
+//!   against a state that misses part of the stream.
 //!
 //! A stream's state object lives as long as one opening of the stream (one
 //! writer); a writer that fails takes its state with it, and the next
@@ -80,14 +81,27 @@ pub trait StreamState: Send + Sync + 'static {
     /// rather than admit appends against a wrong state.
     fn restore(&self, snapshot: &[u8]) -> Result<(), StateError>;
 
-    /// The state as bytes, or `None` when there is nothing to keep.
-    fn snapshot(&self, now_ms: i64) -> Option<Bytes>;
+    /// The state as bytes (also when empty: a snapshot marks where a
+    /// rebuild may start).
+    fn snapshot(&self, now_ms: i64) -> Bytes;
 
     /// Periodic housekeeping (expiry), called from the writer's idle tick.
     fn tick(&self, now_ms: i64);
 
     /// The concrete type, for the embedder's own queries (describing it).
     fn as_any(&self) -> &dyn Any;
+}
+
+/// Data bytes after which the writer writes a new snapshot, at least.
+pub const SNAPSHOT_INTERVAL_BYTES: u64 = 32 << 20;
+
+/// Whether the writer should write a snapshot now: `since` data bytes were
+/// written after the last one, which was `last_len` bytes long. At least
+/// [`SNAPSHOT_INTERVAL_BYTES`] apart, and at least 32 times the snapshot's
+/// own size apart, so snapshots never cost more than about 3% of the bytes
+/// written, while the replay after the last one stays bounded.
+pub fn snapshot_due(since: u64, last_len: u64) -> bool {
+    since >= SNAPSHOT_INTERVAL_BYTES.max(last_len.saturating_mul(32))
 }
 
 /// Creates the state of each stream when the stream opens (one per opening).

@@ -59,7 +59,7 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
 use super::api::{AppendRequest, AppendResult};
-use super::stream_state::Admission;
+use super::stream_state::{snapshot_due, Admission};
 use super::config::StreamConfig;
 use super::context::{NsCtx, Reply, StreamShared, WriterOp};
 use super::new_ensemble;
@@ -147,6 +147,9 @@ pub(crate) struct LogWriter {
     /// committed yet: (reply, original base, sequence id after it), in
     /// order of that sequence id; answered as the high watermark passes it.
     pending_duplicates: std::collections::VecDeque<(Reply, u64, u64)>,
+    /// Data bytes written since the last state snapshot, and that
+    /// snapshot's size (see [`snapshot_due`]).
+    since_snapshot: (u64, u64),
 }
 
 /// Allocate a fresh ledger id from the metadata store.
@@ -181,6 +184,7 @@ impl LogWriter {
             next_ledger: None,
             suspects: Default::default(),
             pending_duplicates: Default::default(),
+            since_snapshot: (0, 0),
         }
     }
 
@@ -225,6 +229,9 @@ impl LogWriter {
                     if let Err((e, done)) = self.prepare_segment(&mut inflight).await {
                         self.fail(e, done, inflight, rx, batch).await;
                         return;
+                    }
+                    if snapshot_due(self.since_snapshot.0, self.since_snapshot.1) {
+                        self.write_snapshot(&mut inflight);
                     }
                     self.write_entry(batch, &mut inflight);
                 }
@@ -359,22 +366,21 @@ impl LogWriter {
         Ok(())
     }
 
-    /// Write the stream state's snapshot as the new segment's first
-    /// entries: control entries (no records, no sequence ids), each at
-    /// most `max_entry_bytes`. Called right after a segment opened, before
-    /// any append is admitted into it, so the snapshot is the state as of
-    /// the segment's base offset. Not counted in the segment's size, so a
-    /// large state never makes every segment "full".
+    /// Write the stream state's snapshot as control entries (no records,
+    /// no sequence ids), each at most `max_entry_bytes`: first in a new
+    /// segment (called right after it opened, before any append is
+    /// admitted into it) and whenever [`snapshot_due`]. The snapshot is the
+    /// state after every append issued before it. Not counted in the
+    /// segment's size, so a large state never makes every segment "full".
     fn write_snapshot(&mut self, inflight: &mut FuturesOrdered<InflightFuture>) {
         let Some(state) = &self.shared.state else {
-            return;
-        };
-        let Some(snapshot) = state.snapshot(distlog_metadata::now_ms() as i64) else {
             return;
         };
         let Some(seg) = self.seg.as_mut() else {
             return;
         };
+        let snapshot = state.snapshot(distlog_metadata::now_ms() as i64);
+        self.since_snapshot = (0, snapshot.len() as u64);
         let step = self.cfg.max_entry_bytes.max(1);
         let mut rest = snapshot;
         while !rest.is_empty() {
@@ -628,6 +634,9 @@ impl LogWriter {
         let payload: Vec<Bytes> = chunks.iter().map(|c| c.payload.clone()).collect();
         let len: usize = payload.iter().map(Bytes::len).sum();
         seg.bytes += len as u64;
+        if self.shared.state.is_some() {
+            self.since_snapshot.0 += len as u64;
+        }
         seg.empty = false;
         let (entry_id, fut) = seg.ledger.add(first_seq, count as u32, self.txid, payload);
         let inf = Inflight {
