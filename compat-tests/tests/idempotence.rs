@@ -6,9 +6,14 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use bytes::{Bytes, BytesMut};
 use distlog_compat_tests::kafka::{self, TestRecord};
 use distlog_compat_tests::process::{DistlogOptions, DistlogProcess};
+use distlog_compat_tests::raw::Conn;
 use distlog_compat_tests::OrPanic;
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
 use rdkafka::config::ClientConfig;
 
 /// An idempotent producer: `enable.idempotence=true`, acks=all, 5 requests in flight, batches of
@@ -96,5 +101,142 @@ fn idempotent_produce_survives_answers_lost_after_the_write() {
     assert!(
         metric(&broker, "distlog_producer_duplicate_batches_total") > 0.0,
         "no retried batch was answered as a duplicate although {dropped} answers were dropped"
+    );
+}
+
+/// One v2 batch of one record from producer `pid` (epoch 0) at sequence `seq`.
+fn idempotent_batch(pid: i64, seq: i32, value: String) -> Bytes {
+    let record = Record {
+        transactional: false,
+        control: false,
+        delete_horizon: false,
+        partition_leader_epoch: -1,
+        producer_id: pid,
+        producer_epoch: 0,
+        timestamp_type: TimestampType::Creation,
+        offset: 0,
+        sequence: seq,
+        timestamp: 1_700_000_000_000,
+        key: None,
+        value: Some(Bytes::from(value)),
+        headers: Default::default(),
+    };
+    let mut batch = BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut batch,
+        &[record],
+        &RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        },
+    )
+    .or_panic("encode record batch");
+    batch.freeze()
+}
+
+/// Produce v9 (acks=all) of `batch` to partition 0 of `topic`.
+fn produce(topic: &str, batch: Bytes) -> ProduceRequest {
+    ProduceRequest::default()
+        .with_acks(-1)
+        .with_timeout_ms(30_000)
+        .with_topic_data(vec![produce_request::TopicProduceData::default()
+            .with_name(TopicName(StrBytes::from_string(topic.to_owned())))
+            .with_partition_data(vec![produce_request::PartitionProduceData::default()
+                .with_index(0)
+                .with_records(Some(batch))])])
+}
+
+/// (error code, base offset) of the only partition of a produce answer.
+fn answer(resp: &ProduceResponse) -> (i16, i64) {
+    let p = &resp.responses[0].partition_responses[0];
+    (p.error_code, p.base_offset)
+}
+
+/// Send `requests` pipelined, `window` at a time, and return the answers in order.
+fn pipelined<Req: kafka_protocol::protocol::Encodable, Resp: kafka_protocol::protocol::Decodable>(
+    conn: &mut Conn,
+    key: ApiKey,
+    version: i16,
+    requests: &[Req],
+    window: usize,
+) -> Vec<Resp> {
+    let mut out = Vec::with_capacity(requests.len());
+    for chunk in requests.chunks(window) {
+        let ids: Vec<i32> = chunk
+            .iter()
+            .map(|r| conn.send(key, version, r).or_panic("send"))
+            .collect();
+        for id in ids {
+            out.push(conn.receive(key, version, id).or_panic("receive"));
+        }
+    }
+    out
+}
+
+#[test]
+fn a_restarted_node_rebuilds_ten_thousand_producers_and_still_answers_a_retry_as_a_duplicate() {
+    const PRODUCERS: usize = 10_000;
+    let mut broker = DistlogProcess::start_default().or_panic("start broker");
+    let topic = "many-producers";
+    kafka::create_topic(&broker.bootstrap(), topic, 1).or_panic("create topic");
+    let mut conn = Conn::open(broker.kafka_addr(), "idempotence-restart").or_panic("connect");
+    // 10,000 producer ids from InitProducerId (v4: Kafka 2.5+ clients).
+    let inits: Vec<InitProducerIdResponse> = pipelined(
+        &mut conn,
+        ApiKey::InitProducerId,
+        4,
+        &vec![InitProducerIdRequest::default().with_transactional_id(None); PRODUCERS],
+        100,
+    );
+    let pids: Vec<i64> = inits
+        .iter()
+        .map(|r| {
+            assert_eq!((r.error_code, r.producer_epoch), (0, 0), "{r:?}");
+            r.producer_id.0
+        })
+        .collect();
+    // Each writes one batch at sequence 0, producer i at offset i.
+    let batches: Vec<Bytes> = pids
+        .iter()
+        .map(|&pid| idempotent_batch(pid, 0, format!("producer-{pid}")))
+        .collect();
+    let requests: Vec<ProduceRequest> = batches.iter().map(|b| produce(topic, b.clone())).collect();
+    let answers: Vec<ProduceResponse> = pipelined(&mut conn, ApiKey::Produce, 9, &requests, 5);
+    for (i, a) in answers.iter().enumerate() {
+        assert_eq!(answer(a), (0, i as i64), "producer {i}'s first batch");
+    }
+    assert_eq!(metric(&broker, "distlog_producer_ids_active"), PRODUCERS as f64);
+    drop(conn);
+
+    broker.restart().or_panic("restart the broker");
+    let mut conn = Conn::open(broker.kafka_addr(), "idempotence-restart").or_panic("reconnect");
+    // Retries of batches from before the restart: answered with their
+    // original offsets, nothing written.
+    for i in [0, 4_321, PRODUCERS - 1] {
+        let resp: ProduceResponse = conn
+            .call(ApiKey::Produce, 9, &produce(topic, batches[i].clone()))
+            .or_panic("retry");
+        assert_eq!(answer(&resp), (0, i as i64), "retry of producer {i}'s batch after the restart");
+    }
+    assert_eq!(
+        kafka::watermarks(&broker.bootstrap(), topic, 0).or_panic("watermarks"),
+        (0, PRODUCERS as i64),
+        "a retry was written again"
+    );
+    // Every producer is known again: the next in sequence is written, a gap
+    // is out of order (not an unknown producer).
+    let next: ProduceResponse = conn
+        .call(ApiKey::Produce, 9, &produce(topic, idempotent_batch(pids[7], 1, "next".into())))
+        .or_panic("next batch");
+    assert_eq!(answer(&next), (0, PRODUCERS as i64));
+    let gap: ProduceResponse = conn
+        .call(ApiKey::Produce, 9, &produce(topic, idempotent_batch(pids[8], 2, "gap".into())))
+        .or_panic("gap");
+    assert_eq!(answer(&gap), (45, -1), "OUT_OF_ORDER_SEQUENCE_NUMBER for a gap");
+    assert_eq!(metric(&broker, "distlog_producer_ids_active"), PRODUCERS as f64);
+    assert!(
+        broker.log_tail(2_000).contains("stream state rebuilt"),
+        "no rebuild logged:\n{}",
+        broker.log_tail(50)
     );
 }

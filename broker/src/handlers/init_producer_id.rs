@@ -9,7 +9,8 @@
 //! ([`crate::producer::ids`]), so a call costs a Raft write only once per
 //! block.
 //!
-//! Transactions are not implemented yet: a transactional id is refused
+//! Transactions are not implemented yet: a transactional id (an empty one
+//! too, as in Kafka) is refused
 //! with INVALID_REQUEST (and a log line saying so) rather than answered
 //! with a producer id that would let a client believe its writes are
 //! transactional.
@@ -31,7 +32,9 @@ pub async fn handle(broker: &Broker, _version: i16, req: InitProducerIdRequest) 
             .with_producer_id(ProducerId(-1))
             .with_producer_epoch(-1)
     };
-    if req.transactional_id.as_ref().is_some_and(|id| !id.is_empty()) {
+    // Only a null transactional id is idempotent-only: Kafka refuses an
+    // empty one as it refuses any other (here: transactions do not exist yet).
+    if req.transactional_id.is_some() {
         warn!(
             transactional_id = ?req.transactional_id,
             "InitProducerId with a transactional id refused: transactions are not supported yet; \
