@@ -92,6 +92,8 @@ pub fn init() {
     LazyLock::force(&CONNECTIONS_ACTIVE);
     LazyLock::force(&OWNERSHIP_MOVES);
     LazyLock::force(&NODES);
+    LazyLock::force(&PRODUCER_IDS_ACTIVE);
+    LazyLock::force(&PRODUCER_DUPLICATES);
 }
 
 /// Decrements [`CONNECTIONS_ACTIVE`] when dropped, so every exit path of a

@@ -234,6 +234,32 @@ fn a_restarted_node_rebuilds_ten_thousand_producers_and_still_answers_a_retry_as
         .or_panic("gap");
     assert_eq!(answer(&gap), (45, -1), "OUT_OF_ORDER_SEQUENCE_NUMBER for a gap");
     assert_eq!(metric(&broker, "distlog_producer_ids_active"), PRODUCERS as f64);
+    // The admin API shows the rebuilt state.
+    let resp = broker
+        .http_get(&format!("/admin/streams/{topic}/0/producers"))
+        .or_panic("GET producers");
+    assert_eq!(resp.status, 200, "{}", resp.body);
+    let body: serde_json::Value = serde_json::from_str(&resp.body).expect("producers JSON");
+    let listed = body["producers"].as_array().expect("producers array");
+    assert_eq!(listed.len(), PRODUCERS);
+    let p7 = listed
+        .iter()
+        .find(|p| p["producer_id"] == pids[7])
+        .expect("producer 7 listed");
+    let batches: Vec<(i64, i64, i64)> = p7["batches"]
+        .as_array()
+        .expect("batches")
+        .iter()
+        .map(|b| {
+            let n = |k: &str| b[k].as_i64().expect("a number");
+            (n("first_sequence"), n("last_sequence"), n("first_offset"))
+        })
+        .collect();
+    assert_eq!(batches, vec![(0, 0, 7), (1, 1, PRODUCERS as i64)]);
+    let missing = broker
+        .http_get("/admin/streams/no-such-topic/0/producers")
+        .or_panic("GET producers of a missing topic");
+    assert_eq!(missing.status, 404, "{}", missing.body);
     assert!(
         broker.log_tail(2_000).contains("stream state rebuilt"),
         "no rebuild logged:\n{}",

@@ -2,7 +2,8 @@
 //! offset → DLSN → txid mapping of a record (`ns.locate`), a partition's
 //! replica report (`ns.replica_report`: what each bookie of each segment's
 //! ensemble holds, asked of the bookies), and where one ledger's copies are
-//! (`ns.ledger_whereabouts`: every registered bookie asked).
+//! (`ns.ledger_whereabouts`: every registered bookie asked), and a
+//! partition's idempotent producers (its owner's producer state).
 
 use std::sync::Arc;
 
@@ -25,6 +26,7 @@ pub fn router(broker: Arc<Broker>) -> Router {
         .route("/admin/locate", get(locate))
         .route("/admin/partitions/{topic}/{partition}/replicas", get(replicas))
         .route("/admin/ledgers/{ledger}", get(ledger))
+        .route("/admin/streams/{topic}/{partition}/producers", get(producers))
         .with_state(broker)
 }
 
@@ -185,4 +187,60 @@ async fn ledger(State(broker): State<Arc<Broker>>, Path(ledger): Path<u64>) -> R
         "bookies": bookies,
     }))
     .into_response()
+}
+
+/// `GET /admin/streams/{topic}/{partition}/producers`: the idempotent
+/// producers in the partition's producer state, by producer id: `epoch`,
+/// `last_seen_ms` (expiry counts from it) and the remembered `batches`
+/// (oldest first: `first_sequence`, `last_sequence`, `first_offset`,
+/// `record_count`, `max_timestamp`). Answered by the partition's owner
+/// (DescribeProducers' data, with every remembered batch); elsewhere 409
+/// with `NotLeaderOrFollower`.
+async fn producers(
+    State(broker): State<Arc<Broker>>,
+    Path((topic, partition)): Path<(String, i32)>,
+) -> Response {
+    match crate::handlers::describe_producers::partition_producers(&broker, &topic, partition).await {
+        Ok(list) => {
+            let producers: Vec<Value> = list
+                .iter()
+                .map(|(id, e)| {
+                    let batches: Vec<Value> = e
+                        .batches
+                        .iter()
+                        .map(|b| {
+                            json!({
+                                "first_sequence": b.first_seq,
+                                "last_sequence": b.last_seq,
+                                "first_offset": b.first_offset,
+                                "record_count": b.record_count,
+                                "max_timestamp": b.max_timestamp,
+                            })
+                        })
+                        .collect();
+                    json!({
+                        "producer_id": id,
+                        "epoch": e.epoch,
+                        "last_seen_ms": e.last_seen_ms,
+                        "batches": batches,
+                    })
+                })
+                .collect();
+            Json(json!({
+                "topic": topic,
+                "partition": partition,
+                "producers": producers,
+            }))
+            .into_response()
+        }
+        Err(k) => {
+            let status = match k {
+                kafka_protocol::error::ResponseError::UnknownTopicOrPartition => StatusCode::NOT_FOUND,
+                kafka_protocol::error::ResponseError::NotLeaderOrFollower => StatusCode::CONFLICT,
+                _ => StatusCode::SERVICE_UNAVAILABLE,
+            };
+            let msg = format!("producers of '{topic}' partition {partition}: {k:?}");
+            error(status, Some(format!("{k:?}")), msg)
+        }
+    }
 }
