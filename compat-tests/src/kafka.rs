@@ -36,7 +36,8 @@ pub fn base_config(bootstrap: &str) -> ClientConfig {
 }
 
 /// A producer configuration with the given `acks` ("0", "1" or "all"), 5 ms linger, no
-/// idempotence (the broker has no InitProducerId yet) and a 30 s message timeout.
+/// idempotence (so that every acks level is allowed; idempotent producers have their own
+/// tests, `tests/idempotence.rs`) and a 30 s message timeout.
 pub fn producer_config(bootstrap: &str, acks: &str) -> ClientConfig {
     let mut config = base_config(bootstrap);
     config
