@@ -655,7 +655,10 @@ impl BrokerConfig {
         set(&mut self.log_format, &l.log_format);
         set(&mut self.speculative_read_ms, &l.speculative_read_ms);
         set(&mut self.producer_id_expiration_ms, &l.producer_id_expiration_ms);
-        set(&mut self.test_drop_produce_responses, &l.test_drop_produce_responses);
+        set(
+            &mut self.test_drop_produce_responses,
+            &l.test_drop_produce_responses,
+        );
         set(
             &mut self.group_initial_rebalance_delay_ms,
             &l.group_initial_rebalance_delay_ms,

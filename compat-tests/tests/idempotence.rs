@@ -37,14 +37,23 @@ fn numbered(n: usize) -> Vec<TestRecord> {
 
 /// Every message delivered, offsets exactly 0..n in send order, and the partition holds exactly
 /// the n messages in order: no duplicate, no gap, by value and by offset.
-fn assert_exactly_once_in_order(bootstrap: &str, topic: &str, records: &[TestRecord], deliveries: &[kafka::Delivery]) {
+fn assert_exactly_once_in_order(
+    bootstrap: &str,
+    topic: &str,
+    records: &[TestRecord],
+    deliveries: &[kafka::Delivery],
+) {
     let n = records.len();
     for d in deliveries {
         let offset = d
             .result
             .as_ref()
             .unwrap_or_else(|e| panic!("message {} not delivered: {e:?}", d.id));
-        assert_eq!(*offset, d.id as i64, "message {} acknowledged at another offset", d.id);
+        assert_eq!(
+            *offset, d.id as i64,
+            "message {} acknowledged at another offset",
+            d.id
+        );
     }
     assert_eq!(
         kafka::watermarks(bootstrap, topic, 0).or_panic("watermarks"),
@@ -96,7 +105,10 @@ fn idempotent_produce_survives_answers_lost_after_the_write() {
     .or_panic("produce");
     assert_exactly_once_in_order(&bootstrap, topic, &records, &deliveries);
     // The fault really fired, and the retries really met the producer state.
-    let dropped = broker.log_tail(100_000).matches("DISTLOG_TEST_DROP_PRODUCE_RESPONSES").count();
+    let dropped = broker
+        .log_tail(100_000)
+        .matches("DISTLOG_TEST_DROP_PRODUCE_RESPONSES")
+        .count();
     assert!(dropped > 0, "the fault never closed a connection");
     assert!(
         metric(&broker, "distlog_producer_duplicate_batches_total") > 0.0,
@@ -216,7 +228,11 @@ fn a_restarted_node_rebuilds_ten_thousand_producers_and_still_answers_a_retry_as
         let resp: ProduceResponse = conn
             .call(ApiKey::Produce, 9, &produce(topic, batches[i].clone()))
             .or_panic("retry");
-        assert_eq!(answer(&resp), (0, i as i64), "retry of producer {i}'s batch after the restart");
+        assert_eq!(
+            answer(&resp),
+            (0, i as i64),
+            "retry of producer {i}'s batch after the restart"
+        );
     }
     assert_eq!(
         kafka::watermarks(&broker.bootstrap(), topic, 0).or_panic("watermarks"),
@@ -226,11 +242,19 @@ fn a_restarted_node_rebuilds_ten_thousand_producers_and_still_answers_a_retry_as
     // Every producer is known again: the next in sequence is written, a gap
     // is out of order (not an unknown producer).
     let next: ProduceResponse = conn
-        .call(ApiKey::Produce, 9, &produce(topic, idempotent_batch(pids[7], 1, "next".into())))
+        .call(
+            ApiKey::Produce,
+            9,
+            &produce(topic, idempotent_batch(pids[7], 1, "next".into())),
+        )
         .or_panic("next batch");
     assert_eq!(answer(&next), (0, PRODUCERS as i64));
     let gap: ProduceResponse = conn
-        .call(ApiKey::Produce, 9, &produce(topic, idempotent_batch(pids[8], 2, "gap".into())))
+        .call(
+            ApiKey::Produce,
+            9,
+            &produce(topic, idempotent_batch(pids[8], 2, "gap".into())),
+        )
         .or_panic("gap");
     assert_eq!(answer(&gap), (45, -1), "OUT_OF_ORDER_SEQUENCE_NUMBER for a gap");
     assert_eq!(metric(&broker, "distlog_producer_ids_active"), PRODUCERS as f64);
@@ -265,4 +289,63 @@ fn a_restarted_node_rebuilds_ten_thousand_producers_and_still_answers_a_retry_as
         "no rebuild logged:\n{}",
         broker.log_tail(50)
     );
+}
+
+#[test]
+fn an_idle_producer_expires_and_is_then_unknown() {
+    let broker = DistlogProcess::start(DistlogOptions {
+        extra_args: vec!["--producer-id-expiration-ms".into(), "1000".into()],
+        ..DistlogOptions::default()
+    })
+    .or_panic("start broker");
+    let topic = "expiring";
+    kafka::create_topic(&broker.bootstrap(), topic, 1).or_panic("create topic");
+    let mut conn = Conn::open(broker.kafka_addr(), "idempotence-expiry").or_panic("connect");
+    let init: InitProducerIdResponse = conn
+        .call(
+            ApiKey::InitProducerId,
+            4,
+            &InitProducerIdRequest::default().with_transactional_id(None),
+        )
+        .or_panic("init producer id");
+    let pid = init.producer_id.0;
+    let first: ProduceResponse = conn
+        .call(
+            ApiKey::Produce,
+            9,
+            &produce(topic, idempotent_batch(pid, 0, "a".into())),
+        )
+        .or_panic("first batch");
+    assert_eq!(answer(&first), (0, 0));
+    assert_eq!(metric(&broker, "distlog_producer_ids_active"), 1.0);
+    // Idle for well over a second: the writer's housekeeping drops it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while metric(&broker, "distlog_producer_ids_active") != 0.0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the idle producer never expired"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let next: ProduceResponse = conn
+        .call(
+            ApiKey::Produce,
+            9,
+            &produce(topic, idempotent_batch(pid, 1, "b".into())),
+        )
+        .or_panic("batch after expiry");
+    assert_eq!(
+        answer(&next),
+        (59, -1),
+        "UNKNOWN_PRODUCER_ID once the producer expired"
+    );
+    // Starting again at sequence 0 (what a client does after a reset) is accepted.
+    let again: ProduceResponse = conn
+        .call(
+            ApiKey::Produce,
+            9,
+            &produce(topic, idempotent_batch(pid, 0, "c".into())),
+        )
+        .or_panic("batch at sequence 0");
+    assert_eq!(answer(&again), (0, 1));
 }

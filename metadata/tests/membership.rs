@@ -98,23 +98,33 @@ fn applied(node: &MetadataStore) -> Option<u64> {
     node.raft_metrics().last_applied.map(|l| l.index)
 }
 
-/// Wait until every node has applied the same log index, then check that
-/// they hold identical states; returns that state.
+/// Wait until every node has applied the same log index and holds the
+/// same state, and return that state. Both are read again until they agree
+/// (a node may apply the next entry between the two reads); after 15 s the
+/// states are compared as they are, so a real divergence fails with a diff.
 async fn same_state(nodes: &[&Arc<MetadataStore>]) -> MetaState {
-    until(
-        "every replica applied the same log",
-        Duration::from_secs(15),
-        || {
-            let first = applied(nodes[0]);
-            first.is_some() && nodes.iter().all(|n| applied(n) == first)
-        },
-    )
-    .await;
-    let state = nodes[0].read(|s| s.clone());
-    for node in &nodes[1..] {
-        assert_eq!(node.read(|s| s.clone()), state, "replicas hold identical state");
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let first = applied(nodes[0]);
+        let state = nodes[0].read(|s| s.clone());
+        let converged = first.is_some()
+            && nodes.iter().all(|n| applied(n) == first)
+            && nodes[1..].iter().all(|n| n.read(|s| s.clone()) == state)
+            && applied(nodes[0]) == first;
+        if converged {
+            return state;
+        }
+        if std::time::Instant::now() >= deadline {
+            for node in &nodes[1..] {
+                assert_eq!(node.read(|s| s.clone()), state, "replicas hold identical state");
+            }
+            panic!(
+                "replicas did not apply the same log within 15 s: {:?}",
+                nodes.iter().map(|n| applied(n)).collect::<Vec<_>>()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    state
 }
 
 async fn shutdown_all(nodes: &[&Arc<MetadataStore>]) {

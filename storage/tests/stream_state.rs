@@ -229,8 +229,18 @@ fn duplicates_are_answered_from_the_state_and_survive_reopening_by_replay_and_by
     // restores the last one and replays what follows it.
     rt.block_on(async {
         let n = start(dir.path(), segment_bytes).await;
-        assert_eq!(append(&n.ns, stream, 0).await.expect("duplicate of the first tag"), 0);
-        assert_eq!(append(&n.ns, stream, 69).await.expect("duplicate of the last tag"), 69);
+        assert_eq!(
+            append(&n.ns, stream, 0)
+                .await
+                .expect("duplicate of the first tag"),
+            0
+        );
+        assert_eq!(
+            append(&n.ns, stream, 69)
+                .await
+                .expect("duplicate of the last tag"),
+            69
+        );
         assert_eq!(append(&n.ns, stream, 70).await.expect("append"), 70);
         let state = n.last_state.lock().clone().expect("a state was made");
         assert!(
@@ -241,7 +251,11 @@ fn duplicates_are_answered_from_the_state_and_survive_reopening_by_replay_and_by
         let got = read_all(&n.ns, stream).await;
         assert_eq!(got, (0..71).map(|t| (t, t)).collect::<Vec<_>>());
         // Txid lookups never land on a control entry either.
-        let hit = n.ns.find_by_txid(stream, 0).await.expect("txid lookup").expect("an entry");
+        let hit =
+            n.ns.find_by_txid(stream, 0)
+                .await
+                .expect("txid lookup")
+                .expect("an entry");
         assert!(hit.entry.record_count > 0);
         assert_eq!(hit.entry.first_seq, 0);
         stop(n).await;

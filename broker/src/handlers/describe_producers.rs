@@ -40,7 +40,11 @@ pub async fn partition_producers(
 }
 
 /// Handle a DescribeProducers request.
-pub async fn handle(broker: &Broker, _version: i16, req: DescribeProducersRequest) -> DescribeProducersResponse {
+pub async fn handle(
+    broker: &Broker,
+    _version: i16,
+    req: DescribeProducersRequest,
+) -> DescribeProducersResponse {
     let mut topics = Vec::with_capacity(req.topics.len());
     for t in req.topics {
         let mut partitions = Vec::with_capacity(t.partition_indexes.len());
@@ -69,7 +73,11 @@ pub async fn handle(broker: &Broker, _version: i16, req: DescribeProducersReques
             };
             partitions.push(resp);
         }
-        topics.push(TopicResponse::default().with_name(t.name).with_partitions(partitions));
+        topics.push(
+            TopicResponse::default()
+                .with_name(t.name)
+                .with_partitions(partitions),
+        );
     }
     DescribeProducersResponse::default().with_topics(topics)
 }

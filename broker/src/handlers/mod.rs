@@ -286,7 +286,12 @@ impl Dispatcher for KafkaDispatcher {
                     route!(req, broker, m::InitProducerIdRequest, init_producer_id::handle)
                 }
                 ApiKey::DescribeProducers => {
-                    route!(req, broker, m::DescribeProducersRequest, describe_producers::handle)
+                    route!(
+                        req,
+                        broker,
+                        m::DescribeProducersRequest,
+                        describe_producers::handle
+                    )
                 }
                 other => {
                     warn!(api = ?other, "request for an API without a handler");

@@ -182,8 +182,10 @@ impl StreamState for PartitionProducers {
         if now_ms < self.next_expiry_ms.load(Ordering::Relaxed) {
             return;
         }
-        self.next_expiry_ms
-            .store(now_ms + EXPIRY_CHECK_MS.min(self.expiration_ms), Ordering::Relaxed);
+        self.next_expiry_ms.store(
+            now_ms + EXPIRY_CHECK_MS.min(self.expiration_ms),
+            Ordering::Relaxed,
+        );
         let mut st = self.states.lock();
         st.states.expire(now_ms, self.expiration_ms);
         st.report();

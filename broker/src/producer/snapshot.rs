@@ -70,8 +70,14 @@ struct Cursor<'a> {
 
 impl Cursor<'_> {
     fn take<const N: usize>(&mut self) -> Result<[u8; N], SnapshotError> {
-        let end = self.pos.checked_add(N).ok_or(SnapshotError::Truncated(self.pos))?;
-        let bytes = self.buf.get(self.pos..end).ok_or(SnapshotError::Truncated(self.pos))?;
+        let end = self
+            .pos
+            .checked_add(N)
+            .ok_or(SnapshotError::Truncated(self.pos))?;
+        let bytes = self
+            .buf
+            .get(self.pos..end)
+            .ok_or(SnapshotError::Truncated(self.pos))?;
         self.pos = end;
         let mut out = [0u8; N];
         out.copy_from_slice(bytes);

@@ -21,7 +21,10 @@ fn a_new_producer_starts_at_sequence_zero_and_continues_in_order() {
     let (_, e) = st.iter().next().expect("one producer");
     assert_eq!(e.epoch, 0);
     assert_eq!(e.batches.len(), 3);
-    assert_eq!(e.last().map(|m| (m.first_seq, m.last_seq, m.first_offset)), Some((15, 15, 115)));
+    assert_eq!(
+        e.last().map(|m| (m.first_seq, m.last_seq, m.first_offset)),
+        Some((15, 15, 115))
+    );
     assert_eq!(e.last_seen_ms, 3);
 }
 
@@ -30,7 +33,10 @@ fn a_retry_of_any_of_the_last_five_batches_is_a_duplicate_with_its_original_offs
     let mut st = ProducerStates::default();
     for i in 0..7u32 {
         let seq = (i * 2) as i32;
-        assert_eq!(st.admit(&batch(1, 0, seq, 2), 1000 + u64::from(i) * 2, 0), Check::Write);
+        assert_eq!(
+            st.admit(&batch(1, 0, seq, 2), 1000 + u64::from(i) * 2, 0),
+            Check::Write
+        );
     }
     // Batches 2..=6 are remembered (seq 4..13), 0 and 1 are not.
     for i in 2..7u32 {
@@ -44,7 +50,11 @@ fn a_retry_of_any_of_the_last_five_batches_is_a_duplicate_with_its_original_offs
     }
     assert!(matches!(
         st.admit(&batch(1, 0, 0, 2), 9_999, 0),
-        Check::Refuse(ProducerStateError::OutOfOrderSequence { expected: 14, received: 0, .. })
+        Check::Refuse(ProducerStateError::OutOfOrderSequence {
+            expected: 14,
+            received: 0,
+            ..
+        })
     ));
     // A duplicate changes nothing: the next in sequence still fits.
     assert_eq!(st.admit(&batch(1, 0, 14, 2), 1014, 0), Check::Write);
@@ -56,7 +66,11 @@ fn a_same_start_with_another_length_is_not_a_duplicate() {
     st.admit(&batch(1, 0, 0, 5), 0, 0);
     assert!(matches!(
         st.check(&batch(1, 0, 0, 3)),
-        Check::Refuse(ProducerStateError::OutOfOrderSequence { expected: 5, received: 0, .. })
+        Check::Refuse(ProducerStateError::OutOfOrderSequence {
+            expected: 5,
+            received: 0,
+            ..
+        })
     ));
 }
 
@@ -89,7 +103,11 @@ fn an_old_epoch_is_refused_and_a_new_epoch_starts_at_zero() {
     // KIP-360 bump: the next epoch restarts the sequence at 0.
     assert!(matches!(
         st.admit(&batch(1, 4, 5, 1), 5, 0),
-        Check::Refuse(ProducerStateError::OutOfOrderSequence { expected: 0, received: 5, .. })
+        Check::Refuse(ProducerStateError::OutOfOrderSequence {
+            expected: 0,
+            received: 5,
+            ..
+        })
     ));
     assert_eq!(st.admit(&batch(1, 4, 0, 2), 5, 0), Check::Write);
     // The old epoch's batches are forgotten; the old epoch is now refused.

@@ -8,10 +8,10 @@ use distlog_metadata::StreamId;
 use tokio::sync::{oneshot, watch};
 
 use super::api::{AppendRequest, AppendResult, AppendTicket, ReadResult, TxidLookup};
-use super::stream_state::StreamState;
 use super::context::{LogStream, NsCtx, WriterOp};
 use super::epochs::EpochHistory;
 use super::reader::LogReader;
+use super::stream_state::StreamState;
 use crate::dlsn::Dlsn;
 use crate::error::{Result, StorageError};
 

@@ -38,4 +38,6 @@ pub use epochs::{EpochHistory, EpochStart};
 pub use handle::StreamHandle;
 pub use namespace::Namespace;
 pub use replicas::{BookieReplica, SegmentReplicas};
-pub use stream_state::{snapshot_due, Admission, StateError, StreamState, StreamStateFn, SNAPSHOT_INTERVAL_BYTES};
+pub use stream_state::{
+    snapshot_due, Admission, StateError, StreamState, StreamStateFn, SNAPSHOT_INTERVAL_BYTES,
+};

@@ -112,4 +112,3 @@ pub(crate) async fn open(ctx: &Arc<NsCtx>, id: StreamId) -> Result<Arc<LogStream
     .instrument(span)
     .await
 }
-

@@ -59,11 +59,11 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
 use super::api::{AppendRequest, AppendResult};
-use super::stream_state::{snapshot_due, Admission};
 use super::config::StreamConfig;
 use super::context::{NsCtx, Reply, StreamShared, WriterOp};
 use super::new_ensemble;
 use super::segment::SegmentView;
+use super::stream_state::{snapshot_due, Admission};
 use super::tail_cache::CachedEntry;
 use crate::dlsn::Dlsn;
 use crate::error::{Result, StorageError};
