@@ -64,7 +64,7 @@ fn kcat_lists_the_broker_and_topics() {
     assert!(text.contains("topic \"kcat-listed\" with 2 partitions"), "{text}");
 }
 
-fn kcat_round_trip(topic: &str, codec: Option<&str>) {
+fn kcat_round_trip(topic: &str, codec: Option<&str>, idempotent: bool) {
     let broker = start_broker();
     let bootstrap = broker.bootstrap();
     kafka::create_topic(&bootstrap, topic, 1).or_panic("create topic");
@@ -81,7 +81,26 @@ fn kcat_round_trip(topic: &str, codec: Option<&str>) {
     if let Some(codec) = codec {
         produce.extend(["-z", codec]);
     }
+    if idempotent {
+        produce.extend(["-X", "enable.idempotence=true"]);
+    }
     kcat(&produce, Some(input));
+    if idempotent {
+        // librdkafka 2.0.2 really produced with a producer id: the partition's state holds it,
+        // with every sequence up to the last line's.
+        let resp = broker
+            .http_get(&format!("/admin/streams/{topic}/0/producers"))
+            .or_panic("GET producers");
+        assert_eq!(resp.status, 200, "{}", resp.body);
+        let body: serde_json::Value = serde_json::from_str(&resp.body).expect("producers JSON");
+        let producers = body["producers"].as_array().expect("producers array");
+        assert_eq!(producers.len(), 1, "{body}");
+        let last = producers[0]["batches"]
+            .as_array()
+            .and_then(|b| b.last())
+            .and_then(|b| b["last_sequence"].as_i64());
+        assert_eq!(last, Some(lines.len() as i64 - 1), "{body}");
+    }
 
     let out = kcat(
         &[
@@ -125,7 +144,15 @@ fn kcat_produce_then_consume_round_trips_exactly() {
     if !kcat_available() {
         return;
     }
-    kcat_round_trip("kcat-plain", None);
+    kcat_round_trip("kcat-plain", None, false);
+}
+
+#[test]
+fn kcat_idempotent_producer_round_trips_exactly() {
+    if !kcat_available() {
+        return;
+    }
+    kcat_round_trip("kcat-idempotent", None, true);
 }
 
 #[test]
@@ -133,7 +160,7 @@ fn kcat_round_trips_zstd_compressed_batches() {
     if !kcat_available() {
         return;
     }
-    kcat_round_trip("kcat-zstd", Some("zstd"));
+    kcat_round_trip("kcat-zstd", Some("zstd"), false);
 }
 
 /// A `kcat -G` balanced consumer running in the background, with librdkafka's group and protocol
