@@ -4,7 +4,9 @@
 //! broker must fail the test, not hang CI.
 
 use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
+use std::sync::OnceLock;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -103,6 +105,39 @@ pub fn run_with_deadline(
 /// A `kcat` command that runs on the librdkafka kcat was installed with (Debian's kcat: librdkafka
 /// 2.0.2, an old client worth staying compatible with). `cargo test` puts the rdkafka crate's own
 /// build of librdkafka (a newer one) on `LD_LIBRARY_PATH`, which a dynamically linked kcat would
+/// The Python interpreter with kafka-python and aiokafka installed: `$DISTLOG_PYTHON`, or the
+/// virtualenv `scripts/install-python-clients.sh` makes at `target/python-clients` (checked once;
+/// panics with what to run when the clients are missing).
+pub fn python_clients() -> PathBuf {
+    static PYTHON: OnceLock<PathBuf> = OnceLock::new();
+    PYTHON.get_or_init(find_python).clone()
+}
+
+fn find_python() -> PathBuf {
+    let path = match std::env::var_os("DISTLOG_PYTHON") {
+        Some(p) => PathBuf::from(p),
+        None => Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("..")
+            .join("target/python-clients/bin/python"),
+    };
+    let mut check = Command::new(&path);
+    check.args(["-c", "import kafka, aiokafka"]);
+    match run_with_deadline(check, None, Duration::from_secs(30)) {
+        Ok(out) if out.status.success() => path,
+        Ok(out) => panic!(
+            "{} cannot import kafka-python and aiokafka ({}): {}\nrun scripts/install-deps.sh",
+            path.display(),
+            out.status,
+            out.stderr
+        ),
+        Err(e) => panic!(
+            "the Python clients are not installed ({}: {e:#}): run scripts/install-deps.sh \
+             (or point DISTLOG_PYTHON at a python with kafka-python and aiokafka)",
+            path.display()
+        ),
+    }
+}
+
 /// otherwise load instead.
 pub fn kcat_command() -> Command {
     let mut cmd = Command::new("kcat");

@@ -12,11 +12,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::OnceLock;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use distlog_compat_tests::command::{run_with_deadline, CommandOutput};
+use distlog_compat_tests::command::{python_clients as python, run_with_deadline, CommandOutput};
 use distlog_compat_tests::kafka::{self, TestRecord};
 use distlog_compat_tests::{DistlogOptions, DistlogProcess, OrPanic};
 use serde_json::Value;
@@ -33,37 +32,6 @@ type KeyValue = (Option<Vec<u8>>, Option<Vec<u8>>);
 
 /// A consumed record: partition, offset, key, value.
 type Consumed = (i32, i64, Option<Vec<u8>>, Option<Vec<u8>>);
-
-/// The Python interpreter with kafka-python and aiokafka installed (checked once).
-fn python() -> PathBuf {
-    static PYTHON: OnceLock<PathBuf> = OnceLock::new();
-    PYTHON.get_or_init(find_python).clone()
-}
-
-fn find_python() -> PathBuf {
-    let path = match std::env::var_os("DISTLOG_PYTHON") {
-        Some(p) => PathBuf::from(p),
-        None => Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("..")
-            .join("target/python-clients/bin/python"),
-    };
-    let mut check = Command::new(&path);
-    check.args(["-c", "import kafka, aiokafka"]);
-    match run_with_deadline(check, None, Duration::from_secs(30)) {
-        Ok(out) if out.status.success() => path,
-        Ok(out) => panic!(
-            "{} cannot import kafka-python and aiokafka ({}): {}\nrun scripts/install-deps.sh",
-            path.display(),
-            out.status,
-            out.stderr
-        ),
-        Err(e) => panic!(
-            "the Python clients are not installed ({}: {e:#}): run scripts/install-deps.sh \
-             (or point DISTLOG_PYTHON at a python with kafka-python and aiokafka)",
-            path.display()
-        ),
-    }
-}
 
 fn script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("python/group_consume.py")

@@ -12,10 +12,9 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use distlog_compat_tests::command::run_with_deadline;
+use distlog_compat_tests::command::{python_clients as python, run_with_deadline};
 use distlog_compat_tests::kafka;
 use distlog_compat_tests::{http, raw, start_broker, DistlogProcess, OrPanic};
 use kafka_protocol::messages::describe_producers_request::TopicRequest;
@@ -28,37 +27,6 @@ use serde_json::Value;
 const MESSAGES: usize = 10_000;
 /// The script's own deadline for one run; the process is killed 30 s after it.
 const RUN_TIMEOUT_S: u64 = 90;
-
-/// The Python interpreter with kafka-python and aiokafka installed (checked once).
-fn python() -> PathBuf {
-    static PYTHON: OnceLock<PathBuf> = OnceLock::new();
-    PYTHON.get_or_init(find_python).clone()
-}
-
-fn find_python() -> PathBuf {
-    let path = match std::env::var_os("DISTLOG_PYTHON") {
-        Some(p) => PathBuf::from(p),
-        None => Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("..")
-            .join("target/python-clients/bin/python"),
-    };
-    let mut check = Command::new(&path);
-    check.args(["-c", "import kafka, aiokafka"]);
-    match run_with_deadline(check, None, Duration::from_secs(30)) {
-        Ok(out) if out.status.success() => path,
-        Ok(out) => panic!(
-            "{} cannot import kafka-python and aiokafka ({}): {}\nrun scripts/install-deps.sh",
-            path.display(),
-            out.status,
-            out.stderr
-        ),
-        Err(e) => panic!(
-            "the Python clients are not installed ({}: {e:#}): run scripts/install-deps.sh \
-             (or point DISTLOG_PYTHON at a python with kafka-python and aiokafka)",
-            path.display()
-        ),
-    }
-}
 
 fn script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("python/idempotent_produce.py")

@@ -148,14 +148,6 @@ async fn stop(n: Node) {
     n.meta.shutdown().await.expect("metadata shutdown");
 }
 
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime")
-}
-
 /// Every record of the stream as (offset, tag), read through the reader
 /// (which must never return a control entry).
 async fn read_all(ns: &Namespace, s: StreamId) -> Vec<(u64, u64)> {
@@ -187,7 +179,7 @@ async fn append(ns: &Namespace, s: StreamId, tag: u64) -> Result<u64, StorageErr
 #[test]
 fn duplicates_are_answered_from_the_state_and_survive_reopening_by_replay_and_by_snapshot() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let rt = rt();
+    let rt = common::rt();
     // Small segments: 16 records of 16 bytes fill one, so the stream rolls
     // and later segments start with a snapshot of every tag before them.
     let segment_bytes = 256;
@@ -266,7 +258,7 @@ fn duplicates_are_answered_from_the_state_and_survive_reopening_by_replay_and_by
 fn a_crash_keeps_the_state_of_every_durable_append() {
     let dir = tempfile::tempdir().expect("tempdir");
     let stream = {
-        let rt = rt();
+        let rt = common::rt();
         rt.block_on(async {
             let n = start(dir.path(), 1 << 30).await;
             let s = common::create_replicated_topic(&n.meta, "crash", (1, 1, 1)).await;
@@ -277,7 +269,7 @@ fn a_crash_keeps_the_state_of_every_durable_append() {
         })
         // The runtime is dropped without a shutdown: a crash, nothing sealed.
     };
-    let rt = rt();
+    let rt = common::rt();
     rt.block_on(async {
         let n = start(dir.path(), 1 << 30).await;
         for tag in [0, 25, 49] {

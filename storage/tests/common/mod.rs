@@ -131,3 +131,13 @@ pub fn record(tag: u64, max_timestamp: i64) -> AppendRequest {
         max_timestamp,
     }
 }
+
+/// A two-worker runtime for one "process incarnation" of a test (dropping
+/// it without a shutdown simulates a crash).
+pub fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
