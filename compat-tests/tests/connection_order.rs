@@ -121,28 +121,7 @@ fn produce_request(t: &str, i: i64) -> ProduceRequest {
         },
     )
     .or_panic("encode record batch");
-    ProduceRequest::default()
-        .with_acks(-1)
-        .with_timeout_ms(10_000)
-        .with_topic_data(vec![produce_request::TopicProduceData::default()
-            .with_name(topic(t))
-            .with_partition_data(vec![produce_request::PartitionProduceData::default()
-                .with_index(0)
-                .with_records(Some(batch.freeze()))])])
-}
-
-/// A ListOffsets (v7) of partition 0 of `t` at the latest offset.
-fn latest_request(t: &str) -> ListOffsetsRequest {
-    ListOffsetsRequest::default()
-        .with_replica_id(BrokerId(-1))
-        .with_topics(vec![list_offsets_request::ListOffsetsTopic::default()
-            .with_name(topic(t))
-            .with_partitions(vec![
-                list_offsets_request::ListOffsetsPartition::default()
-                    .with_partition_index(0)
-                    .with_current_leader_epoch(-1)
-                    .with_timestamp(-1),
-            ])])
+    raw::produce_request(t, 0, batch.freeze())
 }
 
 #[test]
@@ -155,7 +134,7 @@ fn list_offsets_pipelined_after_produce_sees_the_produced_record() {
             .send(ApiKey::Produce, 9, &produce_request("t", i))
             .or_panic("send produce");
         let list = c
-            .send(ApiKey::ListOffsets, 7, &latest_request("t"))
+            .send(ApiKey::ListOffsets, 7, &raw::latest_offset_request("t", 0))
             .or_panic("send list offsets");
         let produced: ProduceResponse = c
             .receive(ApiKey::Produce, 9, produce)

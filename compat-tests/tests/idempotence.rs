@@ -9,10 +9,9 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use distlog_compat_tests::kafka::{self, TestRecord};
 use distlog_compat_tests::process::{DistlogOptions, DistlogProcess};
-use distlog_compat_tests::raw::Conn;
+use distlog_compat_tests::raw::{self, Conn};
 use distlog_compat_tests::OrPanic;
 use kafka_protocol::messages::*;
-use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
 use rdkafka::config::ClientConfig;
 
@@ -146,18 +145,6 @@ fn idempotent_batch(pid: i64, seq: i32, value: String) -> Bytes {
     batch.freeze()
 }
 
-/// Produce v9 (acks=all) of `batch` to partition 0 of `topic`.
-fn produce(topic: &str, batch: Bytes) -> ProduceRequest {
-    ProduceRequest::default()
-        .with_acks(-1)
-        .with_timeout_ms(30_000)
-        .with_topic_data(vec![produce_request::TopicProduceData::default()
-            .with_name(TopicName(StrBytes::from_string(topic.to_owned())))
-            .with_partition_data(vec![produce_request::PartitionProduceData::default()
-                .with_index(0)
-                .with_records(Some(batch))])])
-}
-
 /// (error code, base offset) of the only partition of a produce answer.
 fn answer(resp: &ProduceResponse) -> (i16, i64) {
     let p = &resp.responses[0].partition_responses[0];
@@ -212,7 +199,10 @@ fn a_restarted_node_rebuilds_ten_thousand_producers_and_still_answers_a_retry_as
         .iter()
         .map(|&pid| idempotent_batch(pid, 0, format!("producer-{pid}")))
         .collect();
-    let requests: Vec<ProduceRequest> = batches.iter().map(|b| produce(topic, b.clone())).collect();
+    let requests: Vec<ProduceRequest> = batches
+        .iter()
+        .map(|b| raw::produce_request(topic, 0, b.clone()))
+        .collect();
     let answers: Vec<ProduceResponse> = pipelined(&mut conn, ApiKey::Produce, 9, &requests, 5);
     for (i, a) in answers.iter().enumerate() {
         assert_eq!(answer(a), (0, i as i64), "producer {i}'s first batch");
@@ -226,7 +216,11 @@ fn a_restarted_node_rebuilds_ten_thousand_producers_and_still_answers_a_retry_as
     // original offsets, nothing written.
     for i in [0, 4_321, PRODUCERS - 1] {
         let resp: ProduceResponse = conn
-            .call(ApiKey::Produce, 9, &produce(topic, batches[i].clone()))
+            .call(
+                ApiKey::Produce,
+                9,
+                &raw::produce_request(topic, 0, batches[i].clone()),
+            )
             .or_panic("retry");
         assert_eq!(
             answer(&resp),
@@ -245,7 +239,7 @@ fn a_restarted_node_rebuilds_ten_thousand_producers_and_still_answers_a_retry_as
         .call(
             ApiKey::Produce,
             9,
-            &produce(topic, idempotent_batch(pids[7], 1, "next".into())),
+            &raw::produce_request(topic, 0, idempotent_batch(pids[7], 1, "next".into())),
         )
         .or_panic("next batch");
     assert_eq!(answer(&next), (0, PRODUCERS as i64));
@@ -253,7 +247,7 @@ fn a_restarted_node_rebuilds_ten_thousand_producers_and_still_answers_a_retry_as
         .call(
             ApiKey::Produce,
             9,
-            &produce(topic, idempotent_batch(pids[8], 2, "gap".into())),
+            &raw::produce_request(topic, 0, idempotent_batch(pids[8], 2, "gap".into())),
         )
         .or_panic("gap");
     assert_eq!(answer(&gap), (45, -1), "OUT_OF_ORDER_SEQUENCE_NUMBER for a gap");
@@ -313,7 +307,7 @@ fn an_idle_producer_expires_and_is_then_unknown() {
         .call(
             ApiKey::Produce,
             9,
-            &produce(topic, idempotent_batch(pid, 0, "a".into())),
+            &raw::produce_request(topic, 0, idempotent_batch(pid, 0, "a".into())),
         )
         .or_panic("first batch");
     assert_eq!(answer(&first), (0, 0));
@@ -331,7 +325,7 @@ fn an_idle_producer_expires_and_is_then_unknown() {
         .call(
             ApiKey::Produce,
             9,
-            &produce(topic, idempotent_batch(pid, 1, "b".into())),
+            &raw::produce_request(topic, 0, idempotent_batch(pid, 1, "b".into())),
         )
         .or_panic("batch after expiry");
     assert_eq!(
@@ -344,7 +338,7 @@ fn an_idle_producer_expires_and_is_then_unknown() {
         .call(
             ApiKey::Produce,
             9,
-            &produce(topic, idempotent_batch(pid, 0, "c".into())),
+            &raw::produce_request(topic, 0, idempotent_batch(pid, 0, "c".into())),
         )
         .or_panic("batch at sequence 0");
     assert_eq!(answer(&again), (0, 1));

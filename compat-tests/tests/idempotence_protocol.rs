@@ -116,18 +116,6 @@ fn idempotent(pid: i64, tag: &str, epoch: i16, first: i32, n: i32) -> Bytes {
     batch(pid, epoch, first, 0, &values)
 }
 
-/// A produce request (acks=all) of `records` to partition `partition` of `t`.
-fn produce_request(t: &str, partition: i32, records: Bytes) -> ProduceRequest {
-    ProduceRequest::default()
-        .with_acks(-1)
-        .with_timeout_ms(10_000)
-        .with_topic_data(vec![produce_request::TopicProduceData::default()
-            .with_name(topic(t))
-            .with_partition_data(vec![produce_request::PartitionProduceData::default()
-                .with_index(partition)
-                .with_records(Some(records))])])
-}
-
 /// The (error code, base offset) of the single partition a produce response answers.
 fn produce_answer(resp: &ProduceResponse, t: &str, partition: i32) -> (i16, i64) {
     assert_eq!(resp.responses.len(), 1, "one topic answered: {resp:?}");
@@ -146,23 +134,14 @@ fn produce_answer(resp: &ProduceResponse, t: &str, partition: i32) -> (i16, i64)
 /// Produces `records` to partition 0 of `t` at `version` and returns (error code, base offset).
 fn produce(c: &mut raw::Conn, version: i16, t: &str, records: Bytes) -> (i16, i64) {
     let resp: ProduceResponse = c
-        .call(ApiKey::Produce, version, &produce_request(t, 0, records))
+        .call(ApiKey::Produce, version, &raw::produce_request(t, 0, records))
         .or_panic("produce");
     produce_answer(&resp, t, 0)
 }
 
 /// The latest offset (high watermark) of partition 0 of `t`, by ListOffsets v7.
 fn latest(c: &mut raw::Conn, t: &str) -> i64 {
-    let req = ListOffsetsRequest::default()
-        .with_replica_id(BrokerId(-1))
-        .with_topics(vec![list_offsets_request::ListOffsetsTopic::default()
-            .with_name(topic(t))
-            .with_partitions(vec![
-                list_offsets_request::ListOffsetsPartition::default()
-                    .with_partition_index(0)
-                    .with_current_leader_epoch(-1)
-                    .with_timestamp(-1),
-            ])]);
+    let req = raw::latest_offset_request(t, 0);
     let resp: ListOffsetsResponse = c.call(ApiKey::ListOffsets, 7, &req).or_panic("list offsets");
     let rows: Vec<(i32, i16, i64)> = resp
         .topics
@@ -638,7 +617,7 @@ fn pipelined_idempotent_produces_and_their_pipelined_retries_are_written_once() 
         let correlations: Vec<i32> = batches
             .iter()
             .map(|b| {
-                c.send(ApiKey::Produce, V, &produce_request(T, 0, b.clone()))
+                c.send(ApiKey::Produce, V, &raw::produce_request(T, 0, b.clone()))
                     .or_panic("send produce")
             })
             .collect();
