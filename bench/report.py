@@ -18,10 +18,11 @@ def load_json(path):
 
 def main():
     ap = argparse.ArgumentParser()
-    for a in ("results", "facts", "fio-write", "fio-read", "iperf", "fio-bs", "fio-bs-source", "settings"):
+    for a in ("results", "facts", "fio-write", "fio-read", "iperf", "fio-bs", "fio-bs-source", "settings", "groups"):
         ap.add_argument("--" + a, default="")
     ap.add_argument("--elapsed", type=int, default=0)
     args = ap.parse_args()
+    groups = set((args.groups or "idle main idem rebuild machine").split())
 
     lines = []
     with open(args.results) as f:
@@ -80,7 +81,8 @@ def main():
       f"kernel {facts.get('kernel', '?')}, data dir filesystem {facts.get('fs', '?')}")
     w(f"- load average at start: {' '.join(facts.get('loadavg_start', []))} (client, broker and any other work "
       f"share these CPUs; the load generator runs on the same machine)")
-    w(f"- tools: {facts.get('rustc', '?')}, {facts.get('fio', '?')}, {facts.get('iperf3', '?')}, librdkafka via rdkafka 0.39")
+    tools = [facts.get(k, "?") for k in ("rustc", "fio", "iperf3")] + ["librdkafka via rdkafka 0.39"]
+    w(f"- tools: {', '.join(t for t in tools if t)}")
     w(f"- settings: {args.settings}")
     w("")
     w("| scenario | figure | min | median | max | target | ratio | result |")
@@ -95,7 +97,12 @@ def main():
             digits = 0 if abs(x) >= 1000 else (1 if abs(x) >= 10 else 2)
         return f"{x:,.{digits}f}"
 
+    def ran(scenario):
+        return any(l.get("scenario") == scenario for l in lines)
+
     def row(scenario, title, key, scale=1.0, target=None, ratio=None, ok=None, digits=None):
+        if not ran(scenario):
+            return  # not part of this run (BENCH_ONLY)
         v = [x * scale for x in vals(scenario, key)]
         if not v:
             errs = errors(scenario)
@@ -107,6 +114,8 @@ def main():
           f"{fmt(max(v), digits)} | {target or ''} | {'' if ratio is None else fmt(ratio, 2)} | {result} |")
 
     def single(scenario, title, value, target=None, ratio=None, ok=None, digits=None):
+        if scenario == "s7-machine" and "machine" not in groups:
+            return
         result = "" if ok is None else ("PASS" if ok else "FAIL")
         w(f"| {scenario} | {title} | | {fmt(value, digits)} | | {target or ''} | "
           f"{'' if ratio is None else fmt(ratio, 2)} | {result} |")
@@ -193,6 +202,38 @@ def main():
     row("idle-rss", "RSS MiB, partitions created, never written", "rss_created_mib")
     row("idle-rss", "open segments: created / written once", "active_segments_created", digits=0)
     row("idle-rss", "open segments after writing one message each", "active_segments", digits=0)
+    for s in ("s8-idem-1p", "s8-idem-1p-mif5", "s8-idem-16p", "s8-idem-16p-mif5"):
+        o = med(s, "overhead_pct")
+        row(s, "plain MB/s", "plain_mb_per_s")
+        row(s, "idempotent MB/s", "idem_mb_per_s")
+        row(s, "plain msgs/s", "plain_msgs_per_s")
+        row(s, "idempotent msgs/s", "idem_msgs_per_s")
+        row(s, "overhead % ((plain − idem) ÷ plain, MB/s)", "overhead_pct", target="≤ 5%",
+            ratio=None if o is None else o / 5, ok=None if o is None else o <= 5)
+        row(s, "plain ack p99 ms", "plain_ack_p99_ms")
+        row(s, "idempotent ack p99 ms", "idem_ack_p99_ms")
+        row(s, "plain broker CPU ms per MB", "plain_broker_cpu_ms_per_mb")
+        row(s, "idempotent broker CPU ms per MB", "idem_broker_cpu_ms_per_mb")
+        row(s, "plain bytes per produce request", "plain_bytes_per_request")
+        row(s, "idempotent bytes per produce request", "idem_bytes_per_request")
+        row(s, "plain load generator CPU utilisation (cores)", "plain_client_cpu_util")
+        row(s, "idempotent load generator CPU utilisation (cores)", "idem_client_cpu_util")
+        row(s, "plain first ack ms (start-up, before the measured window)", "plain_first_ack_ms")
+        row(s, "idempotent first ack ms (start-up: producer id)", "idem_first_ack_ms")
+        row(s, "idempotent duplicate batches", "idem_duplicate_batches", digits=0)
+    for mode in ("replay", "snapshot"):
+        s = f"s9-rebuild-{mode}"
+        row(s, "producers", "producers", digits=0)
+        row(s, "state rebuild ms (log took_ms)", "rebuild_took_ms")
+        row(s, "state rebuild ms (/metrics rebuild_seconds_sum)", "rebuild_metric_ms")
+        row(s, "snapshot bytes read", "rebuild_snapshot_bytes", digits=0)
+        row(s, "entries replayed", "rebuild_replayed_entries", digits=0)
+        row(s, "restart → first idempotent produce acked, ms", "restart_to_first_produce_ms")
+        row(s, "SIGTERM → exit, ms", "stop_ms")
+        row(s, "producers in the state after the rebuild", "producers_active_after", digits=0)
+        row(s, "segment rolls during the fill", "segment_rolls", digits=0)
+        row(s, "fill batches/s (pipelined raw produce)", "fill_batches_per_s")
+        row(s, "broker RSS after the rebuild, MiB", "rss_after_rebuild_mib")
     single("s7-machine", f"fio write MB/s, fdatasync every {args.fio_bs} B", fio_write_mb)
     single("s7-machine", "fio fdatasync p50 ms", fio_sync_p50, digits=3)
     single("s7-machine", "fio fdatasync p99 ms", fio_sync_p99, digits=3)
@@ -206,11 +247,35 @@ def main():
         w(f"Catch-up reads: `echo 3 > /proc/sys/vm/drop_caches` before each run "
           f"{'worked' if dropped else 'was NOT possible (no privilege); the data files were evicted with posix_fadvise(DONTNEED) instead'}; "
           f"data-dir bytes still in the page cache when each run started (fincore): {res} MiB.")
-    w(f"fio write size: {args.fio_bs} bytes ({args.fio_bs_source}); fio appends to a new file "
-      f"(fallocate=none, ioengine=sync, fdatasync=1). Ratios use medians.")
+    if "machine" in groups:
+        w(f"fio write size: {args.fio_bs} bytes ({args.fio_bs_source}); fio appends to a new file "
+          f"(fallocate=none, ioengine=sync, fdatasync=1).")
+    w("Ratios use medians.")
     w("Ack latency = produce() call → delivery report, with the in-flight window above "
       "(queue.buffering.max.kbytes / .messages bound both queued and in-flight messages).")
+    if any(str(l.get("scenario", "")).startswith("s9-") for l in lines):
+        w("Scenario 9: its own broker per run (--log-level info --log-format json); ids from InitProducerId, "
+          "batches written in rounds by pipelined raw Produce requests; SIGTERM, restart on the same data dir "
+          "and ports, then producer 0's next batch is retried from the spawn on until acknowledged (a lost state "
+          "would refuse it), and the last producer's last batch is retried and must be answered as a duplicate. "
+          "Rebuild figures: the new incarnation's \"stream state rebuilt\" log line and /metrics.")
     w("")
+    idem = [l for l in lines if str(l.get("scenario", "")).startswith("s8-") and "error" not in l]
+    if idem:
+        w("Scenario 8, every run (each run measures both producers back to back on fresh topics, after a "
+          "warm-up; overhead = (plain − idem) ÷ plain of MB/s; `-mif5`: max.in.flight.requests.per.connection=5 "
+          "on both producers, the cap librdkafka puts on an idempotent one, so that only idempotence differs):")
+        w("")
+        w("| scenario | run | order | plain MB/s | idem MB/s | plain msgs/s | idem msgs/s | overhead % "
+          "| broker CPU ms/MB plain / idem | client CPU cores plain / idem | load avg 1 min |")
+        w("| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+        for l in sorted(idem, key=lambda l: (l["scenario"], l.get("run", 0))):
+            w(f"| {l['scenario']} | {l.get('run')} | {l.get('order', '?')} | {fmt(l.get('plain_mb_per_s'))} | "
+              f"{fmt(l.get('idem_mb_per_s'))} | {fmt(l.get('plain_msgs_per_s'))} | {fmt(l.get('idem_msgs_per_s'))} | "
+              f"{fmt(l.get('overhead_pct'))} | {fmt(l.get('plain_broker_cpu_ms_per_mb'))} / "
+              f"{fmt(l.get('idem_broker_cpu_ms_per_mb'))} | {fmt(l.get('plain_client_cpu_util'))} / "
+              f"{fmt(l.get('idem_client_cpu_util'))} | {fmt(l.get('plain_loadavg_1m'))} |")
+        w("")
     all_errors = [(l.get("scenario"), l.get("run"), l["error"]) for l in lines if "error" in l]
     if all_errors:
         w("Errors:")

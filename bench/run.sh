@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # distlog benchmark suite (issue 3): one command, from a clean clone.
 #
-#   bench/run.sh                 # full run (~10-15 min on 2 cores)
+#   bench/run.sh                 # full run (~15-20 min on 2 cores; scenario 8 alone ~6 min)
 #   BENCH_QUICK=1 bench/run.sh   # smoke run (~2-3 min): short durations, small partitions
 #
 # It installs its tools (bench/install-deps.sh: fio, iperf3), builds the release binaries,
@@ -34,6 +34,21 @@
 #   BENCH_SKIP_INSTALL=1         do not run bench/install-deps.sh
 #   BENCH_SKIP_BUILD=1           do not run cargo build (use the existing release binaries)
 #   BENCH_OUT=bench/results/latest.md  where the table goes
+#   BENCH_ONLY="idle main idem rebuild machine"  which groups to run (default: all): idle = idle RSS,
+#                                main = scenarios 1-6, idem = scenario 8 (idempotent vs plain produce),
+#                                rebuild = scenario 9 (producer-state rebuild on restart),
+#                                machine = scenario 7 (fio, iperf3)
+#   BENCH_IDEM_RUNS=3            runs of scenario 8 (each run: both producers back to back; the
+#                                order alternates with the run number)
+#   BENCH_IDEM_VARIANTS="default mif5"  scenario-8 variants: default = librdkafka's defaults (an
+#                                idempotent producer then has at most 5 requests in flight per
+#                                connection, a plain one 1,000,000); mif5 = both capped at 5
+#   BENCH_IDEM_WARMUP=1          seconds each scenario-8 producer runs before its measured window
+#                                (librdkafka's idempotent producer asks for its producer id on a
+#                                500 ms timer: a start-up cost, reported apart as first_ack_ms)
+#   BENCH_REBUILD_PRODUCERS=10000 / 2000  idempotent producers written before the restart (scenario 9)
+#   BENCH_REBUILD_BATCHES=3      batches per producer (scenario 9)
+#   BENCH_REBUILD_SEGMENT_BYTES=1048576  segment.bytes of the snapshot case of scenario 9
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -59,6 +74,14 @@ FIO_READ_MB="${BENCH_FIO_READ_MB:-$(q 1024 256)}"
 DROP_CACHES="${BENCH_DROP_CACHES:-1}"
 PERF="${BENCH_PERF:-0}"
 OUT="${BENCH_OUT:-bench/results/latest.md}"
+ONLY="${BENCH_ONLY:-idle main idem rebuild machine}"
+IDEM_RUNS="${BENCH_IDEM_RUNS:-$RUNS}"
+IDEM_WARMUP="${BENCH_IDEM_WARMUP:-1}"
+IDEM_VARIANTS="${BENCH_IDEM_VARIANTS:-default mif5}"
+REBUILD_PRODUCERS="${BENCH_REBUILD_PRODUCERS:-$(q 10000 2000)}"
+REBUILD_BATCHES="${BENCH_REBUILD_BATCHES:-3}"
+REBUILD_SEGMENT_BYTES="${BENCH_REBUILD_SEGMENT_BYTES:-1048576}"
+want() { [[ " $ONLY " == *" $1 "* ]]; }
 
 log() { printf '[bench %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
 
@@ -136,14 +159,18 @@ start_broker() {
   exit 1
 }
 
-# bench LABEL RUN TIMEOUT SUBCOMMAND ARGS...: one distlog-bench run; its JSON line (or an error
-# line if it died or timed out) goes to $JSONL.
+# bench LABEL RUN TIMEOUT SUBCOMMAND ARGS...: one distlog-bench run against the running broker (a
+# scenario that runs its own broker, state-rebuild, needs none); its JSON line (or an error line if
+# it died or timed out) goes to $JSONL.
 bench() {
-  local label="$1" run="$2" limit="$3" out rc=0
+  local label="$1" run="$2" limit="$3" out rc=0 target=()
   shift 3
+  if [ -n "$BROKER_PID" ]; then
+    target=(--bootstrap "$KAFKA" --broker-pid "$BROKER_PID" --http "$HTTP")
+  fi
   log "$label run $run: $*"
-  out="$(timeout --kill-after=10 "$limit" "$BENCH" --bootstrap "$KAFKA" --broker-pid "$BROKER_PID" \
-    --http "$HTTP" --label "$label" --run "$run" --timeout-secs "$((limit - 5))" "$@" 2>>"$RUN_DIR/bench.log")" || rc=$?
+  out="$(timeout --kill-after=10 "$limit" "$BENCH" "${target[@]}" \
+    --label "$label" --run "$run" --timeout-secs "$((limit - 5))" "$@" 2>>"$RUN_DIR/bench.log")" || rc=$?
   out="$(printf '%s\n' "$out" | grep '^{' | tail -n 1 || true)"
   if [ -z "$out" ]; then
     out="{\"scenario\":\"$label\",\"run\":$run,\"error\":\"distlog-bench exited with $rc (124 = timeout) and printed nothing\"}"
@@ -213,15 +240,18 @@ print(json.dumps({
 PY
 
 # --- idle RSS: a fresh broker with one topic of many partitions -----------------------------------
+if want idle; then
 start_broker idle
 bench idle-rss 1 $((IDLE_SETTLE * 2 + 180)) idle-rss --topic idle --partitions "$IDLE_PARTITIONS" \
   --settle-secs "$IDLE_SETTLE"
 stop_broker
 rm -rf "$RUN_DIR/idle"
+fi
 
 # --- the main broker ----------------------------------------------------------------------------
-start_broker main
+if want main || want idem; then start_broker main; fi
 PT=$((SECS * 3 + 120))
+if want main; then
 for r in $(seq 1 "$RUNS"); do
   bench s1-produce-1p "$r" "$PT" produce --topic "s1-$r" --partitions 1 --size 1024 --linger-ms 5 \
     --window-kbytes "$WINDOW_KB" --window-messages "$WINDOW_MSGS" --duration-secs "$SECS"
@@ -235,7 +265,25 @@ for r in $(seq 1 "$RUNS"); do
     --batch-bytes 1000000 --batch-messages 100000 \
     --window-kbytes "$SMALL_WINDOW_KB" --window-messages "$SMALL_WINDOW_MSGS" --duration-secs "$SECS"
 done
+fi
 
+# Scenario 8: idempotent vs plain producer (issue 12), 1 KiB, acks=all, 1 and 16 partitions. Each run
+# measures both producers back to back on fresh topics (odd runs idempotent first, even runs plain
+# first), so the machine's drift and the order stay out of the overhead.
+if want idem; then
+for r in $(seq 1 "$IDEM_RUNS"); do
+  for p in 1 16; do
+    for v in $IDEM_VARIANTS; do
+      if [ "$v" = mif5 ]; then label="s8-idem-${p}p-mif5"; mif=(--max-in-flight 5); else label="s8-idem-${p}p"; mif=(); fi
+      bench "$label" "$r" $((SECS * 6 + 180)) idem-overhead --topic "$label-$r" --partitions "$p" \
+        --size 1024 --linger-ms 5 --window-kbytes "$WINDOW_KB" --window-messages "$WINDOW_MSGS" \
+        --duration-secs "$SECS" --warmup-secs "$IDEM_WARMUP" "${mif[@]}"
+    done
+  done
+done
+fi
+
+if want main; then
 # Optional profiles: one extra run of scenarios 1-3 with `perf record` attached to the broker.
 profile() { # profile NAME SUBCOMMAND ARGS...
   local name="$1" data="$RUN_DIR/perf-$1.data"
@@ -281,10 +329,32 @@ for r in $(seq 1 "$RUNS"); do
   bench s6-fan-out "$r" 1200 fan-out --topic "fanout-$r" --size 1024 --linger-ms 5 \
     --window-kbytes 16384 --total-mib "$FANOUT_MB" --consumers "$FANOUT_CONSUMERS"
 done
+fi
 stop_broker
 
+# --- scenario 9: producer-state rebuild on restart (issue 12) ---------------------------------------
+# Its own broker per run (data under $RUN_DIR): REBUILD_PRODUCERS idempotent producers write
+# REBUILD_BATCHES batches each, SIGTERM, restart on the same data dir, first produce. "replay": the
+# default segment size, every entry replayed; "snapshot": small segments, the last one starts with
+# a snapshot of every producer.
+if want rebuild; then
+for r in $(seq 1 "$RUNS"); do
+  for mode in replay snapshot; do
+    seg=()
+    if [ "$mode" = snapshot ]; then seg=(--segment-bytes "$REBUILD_SEGMENT_BYTES"); fi
+    DISTLOG_BIN="$DISTLOG" bench "s9-rebuild-$mode" "$r" 900 state-rebuild --producers "$REBUILD_PRODUCERS" \
+      --batches "$REBUILD_BATCHES" "${seg[@]}" --data-dir "$RUN_DIR/rebuild-$mode-$r/data"
+    rm -rf "$RUN_DIR/rebuild-$mode-$r"
+  done
+done
+fi
+
 # --- scenario 7: the machine's limits ------------------------------------------------------------
-if [ -z "$FIO_BS" ]; then
+FIO_BS_SOURCE=""
+if ! want machine; then
+  FIO_BS="${FIO_BS:-0}"
+  FIO_BS_SOURCE="not run"
+elif [ -z "$FIO_BS" ]; then
   FIO_BS="$(python3 - "$JSONL" <<'PY'
 import json, statistics, sys
 v = [l["bytes_per_fsync"] for l in map(json.loads, open(sys.argv[1]))
@@ -298,6 +368,7 @@ PY
 else
   FIO_BS_SOURCE="BENCH_FIO_BS"
 fi
+if want machine; then
 FIO_DIR="$RUN_DIR/fio"
 mkdir -p "$FIO_DIR"
 log "fio: sequential write, fdatasync after every ${FIO_BS}-byte write, ${FIO_SECS} s"
@@ -319,6 +390,7 @@ timeout $((FIO_SECS + 30)) iperf3 -c 127.0.0.1 -p "$IPERF_PORT" -t "$FIO_SECS" -
   || log "iperf3 failed"
 wait "$IPERF_PID" 2>/dev/null || true
 IPERF_PID=""
+fi
 
 # --- the table -----------------------------------------------------------------------------------
 END_EPOCH="$(date +%s)"
@@ -326,7 +398,8 @@ cp "$JSONL" "${OUT%.md}.jsonl"
 python3 bench/report.py --results "$JSONL" --facts "$RUN_DIR/facts.json" \
   --fio-write "$RUN_DIR/fio-write.json" --fio-read "$RUN_DIR/fio-read.json" --iperf "$RUN_DIR/iperf.json" \
   --fio-bs "$FIO_BS" --fio-bs-source "$FIO_BS_SOURCE" --elapsed $((END_EPOCH - START_EPOCH)) \
-  --settings "runs=$RUNS, produce secs=$SECS, window=${WINDOW_KB} KiB/${WINDOW_MSGS} msgs (s3: ${SMALL_WINDOW_KB} KiB/${SMALL_WINDOW_MSGS} msgs), catch-up=${CATCHUP_MB} MiB, fan-out=${FANOUT_MB} MiB x ${FANOUT_CONSUMERS}, e2e rate=${E2E_RATE}/s, idle partitions=${IDLE_PARTITIONS}, quick=${QUICK}" \
+  --groups "$ONLY" \
+  --settings "groups=${ONLY}, runs=$RUNS, produce secs=$SECS, window=${WINDOW_KB} KiB/${WINDOW_MSGS} msgs (s3: ${SMALL_WINDOW_KB} KiB/${SMALL_WINDOW_MSGS} msgs), catch-up=${CATCHUP_MB} MiB, fan-out=${FANOUT_MB} MiB x ${FANOUT_CONSUMERS}, e2e rate=${E2E_RATE}/s, idle partitions=${IDLE_PARTITIONS}, idem runs=${IDEM_RUNS} (warm-up ${IDEM_WARMUP} s, variants: ${IDEM_VARIANTS}), rebuild=${REBUILD_PRODUCERS} producers x ${REBUILD_BATCHES} batches (snapshot case: segment.bytes=${REBUILD_SEGMENT_BYTES}), quick=${QUICK}" \
   >"$OUT"
 cat "$OUT"
 log "wrote $OUT and ${OUT%.md}.jsonl"

@@ -55,6 +55,9 @@ pub fn run(
         rate: None,
         stamp_values: false,
         timeout: Duration::from_secs(120),
+        idempotent: false,
+        max_in_flight: None,
+        warmup: None,
     };
     let touched = produce::run(&touch, Instant::now())?;
     thread::sleep(settle);

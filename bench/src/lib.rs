@@ -12,6 +12,10 @@
 //! - [`e2e`]: produce → consume latency at a fixed rate.
 //! - [`idle`]: the RSS of a broker that is idle with many partitions.
 //! - [`group`]: consumer groups — synchronous commit rate and latency, rebalance times.
+//! - [`idempotence`]: idempotent vs plain produce throughput, measured back to back (issue 12).
+//! - [`raw_produce`]: hand-built InitProducerId and idempotent Produce requests, pipelined.
+//! - [`rebuild`]: the time to rebuild many idempotent producers' state when a partition is opened
+//!   by a new incarnation of its owner, and the time to the first produce after a restart.
 //!
 //! The read scenarios position their consumers with `assign()` and never commit (each consumer
 //! still gets its own `group.id`); only [`group`] subscribes and commits.
@@ -19,9 +23,12 @@
 pub mod consume;
 pub mod e2e;
 pub mod group;
+pub mod idempotence;
 pub mod idle;
 pub mod probe;
 pub mod produce;
+pub mod raw_produce;
+pub mod rebuild;
 pub mod stats;
 
 use std::time::Duration;

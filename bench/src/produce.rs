@@ -12,7 +12,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use rdkafka::config::ClientConfig;
+use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use rdkafka::{ClientContext, Message};
@@ -55,6 +55,17 @@ pub struct ProduceOptions {
     pub stamp_values: bool,
     /// Give up (error) if sending and flushing take longer than this.
     pub timeout: Duration,
+    /// `enable.idempotence` (librdkafka then also caps requests in flight per connection at 5
+    /// unless `max_in_flight` says otherwise, and asks the broker for a producer id).
+    pub idempotent: bool,
+    /// `max.in.flight.requests.per.connection`; librdkafka's default (1,000,000, or 5 when
+    /// idempotent) when `None`.
+    pub max_in_flight: Option<u32>,
+    /// Send at full speed for this long, and until the first delivery report, before the measured
+    /// window starts (a producer's start-up — connecting, and for an idempotent producer getting
+    /// its producer id — then stays out of the throughput). Only acknowledgements after the
+    /// window starts count, and only messages sent after it start have their latency recorded.
+    pub warmup: Option<Duration>,
 }
 
 impl ProduceOptions {
@@ -69,7 +80,14 @@ impl ProduceOptions {
             .set("queue.buffering.max.messages", self.window_messages.to_string())
             .set("compression.type", "none")
             .set("message.timeout.ms", "60000")
-            .set("request.timeout.ms", "30000");
+            .set("request.timeout.ms", "30000")
+            .set("enable.idempotence", self.idempotent.to_string());
+        if let Some(n) = self.max_in_flight {
+            config.set("max.in.flight.requests.per.connection", n.to_string());
+        }
+        if let Some(debug) = std::env::var_os(RDKAFKA_DEBUG_ENV) {
+            config.set("debug", debug.to_string_lossy()).set("log_level", "7");
+        }
         config
     }
 
@@ -83,6 +101,12 @@ impl ProduceOptions {
             ("batch_bytes".into(), json!(self.batch_bytes)),
             ("window_kbytes".into(), json!(self.window_kbytes)),
             ("window_messages".into(), json!(self.window_messages)),
+            ("idempotent".into(), json!(self.idempotent)),
+            ("max_in_flight".into(), json!(self.max_in_flight)),
+            (
+                "warmup_secs".into(),
+                json!(self.warmup.map_or(0.0, |w| w.as_secs_f64())),
+            ),
         ]
     }
 }
@@ -94,10 +118,14 @@ pub struct ProduceOutcome {
     pub acked: u64,
     /// Value bytes acknowledged.
     pub acked_bytes: u64,
-    /// From the first send to the last delivery report.
+    /// Value bytes acknowledged, the warm-up's included.
+    pub all_acked_bytes: u64,
+    /// From the first send (or the end of the warm-up) to the last delivery report.
     pub elapsed: Duration,
-    /// Ack latency of every acknowledged message.
+    /// Ack latency of every acknowledged message (sent after the warm-up, with one).
     pub latencies: Latencies,
+    /// From the first send to the first delivery report (the producer's start-up).
+    pub first_ack: Option<Duration>,
 }
 
 impl ProduceOutcome {
@@ -115,6 +143,9 @@ impl ProduceOutcome {
             ),
         ];
         out.extend(self.latencies.summary("ack"));
+        if let Some(f) = self.first_ack {
+            out.push(("first_ack_ms".to_string(), json!(f.as_secs_f64() * 1e3)));
+        }
         out
     }
 }
@@ -126,12 +157,33 @@ struct DeliveryContext {
     latencies: Mutex<Latencies>,
     acked: AtomicU64,
     acked_bytes: AtomicU64,
+    all_acked_bytes: AtomicU64,
     last_ack_ns: AtomicU64,
+    first_ack_ns: AtomicU64,
+    /// Start of the measured window (ns since `origin`): 0 without a warm-up, `u64::MAX` until
+    /// the warm-up ends.
+    measure_from_ns: AtomicU64,
     failures: AtomicU64,
     first_failure: Mutex<Option<String>>,
 }
 
-impl ClientContext for DeliveryContext {}
+impl ClientContext for DeliveryContext {
+    /// librdkafka's warnings and errors (and its debug lines, with `DISTLOG_BENCH_RDKAFKA_DEBUG`)
+    /// go to stderr, stamped with the time since `origin`.
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        let debug = matches!(
+            level,
+            RDKafkaLogLevel::Debug | RDKafkaLogLevel::Info | RDKafkaLogLevel::Notice
+        );
+        if !debug || std::env::var_os(RDKAFKA_DEBUG_ENV).is_some() {
+            let at = self.origin.elapsed().as_secs_f64();
+            eprintln!("distlog-bench: librdkafka {at:.3}s {level:?} {fac}: {log_message}");
+        }
+    }
+}
+
+/// Environment variable: librdkafka `debug` contexts for the producer (e.g. `eos,msg`).
+pub const RDKAFKA_DEBUG_ENV: &str = "DISTLOG_BENCH_RDKAFKA_DEBUG";
 
 impl ProducerContext for DeliveryContext {
     type DeliveryOpaque = usize;
@@ -140,13 +192,21 @@ impl ProducerContext for DeliveryContext {
         let now_ns = nanos_since(self.origin);
         match result {
             Ok(msg) => {
-                let latency = now_ns.saturating_sub(sent_ns as u64);
-                self.latencies
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .record_ns(latency);
-                self.acked.fetch_add(1, Ordering::Relaxed);
+                self.first_ack_ns.fetch_min(now_ns, Ordering::Relaxed);
                 let len = msg.payload().map_or(0, <[u8]>::len) as u64;
+                self.all_acked_bytes.fetch_add(len, Ordering::Relaxed);
+                let from = self.measure_from_ns.load(Ordering::Relaxed);
+                if now_ns < from {
+                    return; // acknowledged during the warm-up
+                }
+                if sent_ns as u64 >= from {
+                    let latency = now_ns.saturating_sub(sent_ns as u64);
+                    self.latencies
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .record_ns(latency);
+                }
+                self.acked.fetch_add(1, Ordering::Relaxed);
                 self.acked_bytes.fetch_add(len, Ordering::Relaxed);
                 self.last_ack_ns.fetch_max(now_ns, Ordering::Relaxed);
             }
@@ -180,7 +240,11 @@ pub fn run(opts: &ProduceOptions, origin: Instant) -> anyhow::Result<ProduceOutc
         latencies: Mutex::new(Latencies::with_capacity(1 << 20)),
         acked: AtomicU64::new(0),
         acked_bytes: AtomicU64::new(0),
+        all_acked_bytes: AtomicU64::new(0),
         last_ack_ns: AtomicU64::new(0),
+        first_ack_ns: AtomicU64::new(u64::MAX),
+        // With a warm-up nothing counts until it ends and sets the start of the window.
+        measure_from_ns: AtomicU64::new(if opts.warmup.is_some() { u64::MAX } else { 0 }),
         failures: AtomicU64::new(0),
         first_failure: Mutex::new(None),
     };
@@ -189,18 +253,41 @@ pub fn run(opts: &ProduceOptions, origin: Instant) -> anyhow::Result<ProduceOutc
         .create_with_context(context)
         .context("create producer")?;
     let mut value = kafka::patterned_payload(0, opts.size);
-    let started = Instant::now();
-    let started_ns = nanos_since(origin);
+    let first_send = Instant::now();
+    let first_send_ns = nanos_since(origin);
+    let mut started = first_send;
+    let mut started_ns = first_send_ns;
+    let mut warming = opts.warmup.is_some();
     let mut sent: u64 = 0;
     let mut sent_bytes: u64 = 0;
     let size = opts.size as u64;
     loop {
-        let elapsed = started.elapsed();
-        if opts.duration.is_some_and(|d| elapsed >= d) || opts.total_bytes.is_some_and(|t| sent_bytes >= t) {
-            break;
+        // One clock read per message (clock reads are a visible part of the client's CPU here).
+        let now = Instant::now();
+        let now_ns = u64::try_from(now.saturating_duration_since(origin).as_nanos()).unwrap_or(u64::MAX);
+        if warming
+            && opts.warmup.is_some_and(|w| now - first_send >= w)
+            && producer.context().first_ack_ns.load(Ordering::Relaxed) != u64::MAX
+        {
+            warming = false;
+            started = now;
+            started_ns = now_ns;
+            producer
+                .context()
+                .measure_from_ns
+                .store(started_ns, Ordering::Relaxed);
+            sent = 0;
+            sent_bytes = 0;
         }
-        if elapsed > opts.timeout {
+        if now - first_send > opts.timeout {
             bail!("timed out after {:?} while sending", opts.timeout);
+        }
+        let elapsed = now - started;
+        if !warming
+            && (opts.duration.is_some_and(|d| elapsed >= d)
+                || opts.total_bytes.is_some_and(|t| sent_bytes >= t))
+        {
+            break;
         }
         if let Some(rate) = opts.rate {
             let due = (elapsed.as_secs_f64() * rate) as u64;
@@ -212,7 +299,7 @@ pub fn run(opts: &ProduceOptions, origin: Instant) -> anyhow::Result<ProduceOutc
         }
         let partition = i32::try_from(sent % u64::try_from(opts.partitions).context("partitions")?)
             .context("partition index")?;
-        let sent_ns = nanos_since(origin);
+        let sent_ns = now_ns;
         if opts.stamp_values {
             value[..8].copy_from_slice(&sent_ns.to_le_bytes());
         }
@@ -234,7 +321,7 @@ pub fn run(opts: &ProduceOptions, origin: Instant) -> anyhow::Result<ProduceOutc
             Err((e, _)) => return Err(e).context("enqueue"),
         }
     }
-    let remaining = opts.timeout.saturating_sub(started.elapsed());
+    let remaining = opts.timeout.saturating_sub(first_send.elapsed());
     producer
         .flush(remaining)
         .context("flush (not every message acknowledged in time)")?;
@@ -254,7 +341,12 @@ pub fn run(opts: &ProduceOptions, origin: Instant) -> anyhow::Result<ProduceOutc
     Ok(ProduceOutcome {
         acked: ctx.acked.load(Ordering::Relaxed),
         acked_bytes: ctx.acked_bytes.load(Ordering::Relaxed),
+        all_acked_bytes: ctx.all_acked_bytes.load(Ordering::Relaxed),
         elapsed: Duration::from_nanos(last_ack_ns.saturating_sub(started_ns)),
         latencies,
+        first_ack: match ctx.first_ack_ns.load(Ordering::Relaxed) {
+            u64::MAX => None,
+            ns => Some(Duration::from_nanos(ns.saturating_sub(first_send_ns))),
+        },
     })
 }

@@ -7,13 +7,16 @@
 //! disk reads and RSS.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use clap::{Args, Parser, Subcommand};
 use distlog_bench::consume::{self, ReadOptions};
 use distlog_bench::group::{self, CommitOptions, RebalanceOptions};
+use distlog_bench::idempotence::{self, Order};
 use distlog_bench::probe::BrokerProbe;
 use distlog_bench::produce::{self, ProduceOptions};
+use distlog_bench::rebuild::{self, RebuildOptions};
 use distlog_bench::{e2e, ensure_topic, ensure_topic_replicated, idle};
 use serde_json::{json, Map, Value};
 
@@ -98,6 +101,17 @@ struct ProduceArgs {
     /// Send at this fixed rate (messages/s) instead of as fast as the window allows.
     #[arg(long)]
     rate: Option<f64>,
+    /// An idempotent producer (enable.idempotence=true).
+    #[arg(long)]
+    idempotent: bool,
+    /// max.in.flight.requests.per.connection (librdkafka's default when unset: 1,000,000, or 5
+    /// when idempotent).
+    #[arg(long)]
+    max_in_flight: Option<u32>,
+    /// Produce at full speed for this many seconds (and until the first acknowledgement) before
+    /// the measured window starts; 0: measure from the first send.
+    #[arg(long, default_value_t = 0.0)]
+    warmup_secs: f64,
 }
 
 #[derive(Debug, Subcommand)]
@@ -166,6 +180,49 @@ enum Scenario {
         #[arg(long, default_value_t = 500)]
         heartbeat_interval_ms: u64,
     },
+    /// Idempotent vs plain producer, back to back on fresh topics `<topic>-idem` and
+    /// `<topic>-plain`, everything else identical (scenario 8); the overhead in percent.
+    IdemOverhead {
+        #[command(flatten)]
+        produce: ProduceArgs,
+        /// Which producer goes first: alternate (idempotent first on odd --run numbers),
+        /// idem-first or plain-first.
+        #[arg(long, value_enum, default_value = "alternate")]
+        order: Order,
+        /// Keep the two topics (by default each is deleted once measured: a leg writes gigabytes).
+        #[arg(long)]
+        keep_topics: bool,
+    },
+    /// Producer-state rebuild on restart (scenario 9): starts its own broker (ignores
+    /// --bootstrap, --broker-pid and --http), writes batches of many idempotent producers, restarts
+    /// the broker on the same data dir, times the first produce and the state rebuild.
+    StateRebuild {
+        /// Distinct idempotent producers (ids from InitProducerId).
+        #[arg(long, default_value_t = 10_000)]
+        producers: usize,
+        /// Batches per producer, written in rounds.
+        #[arg(long, default_value_t = 3)]
+        batches: u32,
+        /// Records per batch.
+        #[arg(long, default_value_t = 1)]
+        records_per_batch: u32,
+        /// Value bytes per record.
+        #[arg(long, default_value_t = 100)]
+        value_bytes: usize,
+        /// The topic's segment.bytes (default: the broker's, 128 MiB; small values make the last
+        /// segment start with a snapshot of every producer).
+        #[arg(long)]
+        segment_bytes: Option<u64>,
+        /// Raw connections the producers are spread over.
+        #[arg(long, default_value_t = 4)]
+        connections: usize,
+        /// Requests in flight per connection.
+        #[arg(long, default_value_t = 32)]
+        pipeline: usize,
+        /// The broker's data dir (default: a fresh temporary one); its log goes next to it.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
 }
 
 impl Scenario {
@@ -179,6 +236,8 @@ impl Scenario {
             Scenario::IdleRss { .. } => "idle-rss",
             Scenario::GroupCommit { .. } => "group-commit",
             Scenario::GroupRebalance { .. } => "group-rebalance",
+            Scenario::IdemOverhead { .. } => "idem-overhead",
+            Scenario::StateRebuild { .. } => "state-rebuild",
         }
     }
 }
@@ -204,6 +263,9 @@ fn produce_options(common: &Common, a: &ProduceArgs, stamp: bool, rate: Option<f
         rate,
         stamp_values: stamp,
         timeout: Duration::from_secs(common.timeout_secs),
+        idempotent: a.idempotent,
+        max_in_flight: a.max_in_flight,
+        warmup: (a.warmup_secs > 0.0).then(|| Duration::from_secs_f64(a.warmup_secs)),
     }
 }
 
@@ -315,6 +377,41 @@ fn run(cli: &Cli) -> anyhow::Result<Vec<(String, Value)>> {
             partitions: *partitions,
             session_timeout_ms: *session_timeout_ms,
             heartbeat_interval_ms: *heartbeat_interval_ms,
+            timeout: Duration::from_secs(common.timeout_secs),
+        }),
+        Scenario::IdemOverhead {
+            produce: a,
+            order,
+            keep_topics,
+        } => {
+            let opts = produce_options(common, a, false, a.rate);
+            idempotence::overhead(
+                &opts,
+                a.replication_factor,
+                *order,
+                common.run,
+                !keep_topics,
+                &probe,
+            )
+        }
+        Scenario::StateRebuild {
+            producers,
+            batches,
+            records_per_batch,
+            value_bytes,
+            segment_bytes,
+            connections,
+            pipeline,
+            data_dir,
+        } => rebuild::run(&RebuildOptions {
+            producers: *producers,
+            batches: *batches,
+            records_per_batch: *records_per_batch,
+            value_bytes: *value_bytes,
+            segment_bytes: *segment_bytes,
+            connections: *connections,
+            pipeline: *pipeline,
+            data_dir: data_dir.clone(),
             timeout: Duration::from_secs(common.timeout_secs),
         }),
     }
