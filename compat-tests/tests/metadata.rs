@@ -1,10 +1,16 @@
 //! Metadata as librdkafka sees it: the single broker at its advertised address, a cluster id,
-//! topics with their partitions, auto-creation, and unknown topics.
+//! topics with their partitions, auto-creation, and unknown topics; and DescribeCluster, built by
+//! hand, agreeing with Metadata.
 
 use std::time::Duration;
 
 use distlog_compat_tests::kafka::{self, TestRecord};
+use distlog_compat_tests::raw::Conn;
 use distlog_compat_tests::{start_broker, DistlogOptions, DistlogProcess, OrPanic};
+use kafka_protocol::messages::{
+    ApiKey, ApiVersionsRequest, ApiVersionsResponse, DescribeClusterRequest, DescribeClusterResponse,
+    MetadataRequest, MetadataResponse,
+};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::types::RDKafkaRespErr;
 
@@ -184,4 +190,65 @@ fn each_listener_advertises_its_own_address() {
         .map(|r| String::from_utf8_lossy(r.payload.as_deref().unwrap_or_default()).to_string())
         .collect();
     assert_eq!(values, (0..20).map(|i| format!("v{i}")).collect::<Vec<_>>());
+}
+
+#[test]
+fn describe_cluster_answers_what_metadata_says_and_refuses_controller_endpoints() {
+    let broker = start_broker();
+    let mut conn = Conn::open(broker.kafka_addr(), "describe-cluster").or_panic("connect");
+    let versions: ApiVersionsResponse = conn
+        .call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default())
+        .or_panic("ApiVersions");
+    let advertised: Vec<(i16, i16)> = versions
+        .api_keys
+        .iter()
+        .filter(|k| k.api_key == ApiKey::DescribeCluster as i16)
+        .map(|k| (k.min_version, k.max_version))
+        .collect();
+    assert_eq!(advertised, vec![(0, 1)]);
+    let meta: MetadataResponse = conn
+        .call(
+            ApiKey::Metadata,
+            12,
+            &MetadataRequest::default().with_topics(Some(Vec::new())),
+        )
+        .or_panic("Metadata");
+    let cluster_id = meta.cluster_id.clone().expect("Metadata names a cluster id");
+    for version in 0..=1 {
+        let resp: DescribeClusterResponse = conn
+            .call(
+                ApiKey::DescribeCluster,
+                version,
+                &DescribeClusterRequest::default().with_endpoint_type(1),
+            )
+            .or_panic("DescribeCluster");
+        assert_eq!(resp.error_code, 0, "v{version}: {resp:?}");
+        assert_eq!(resp.cluster_id, cluster_id, "v{version}");
+        assert_eq!(resp.controller_id, meta.controller_id, "v{version}");
+        let brokers: Vec<(i32, String, i32)> = resp
+            .brokers
+            .iter()
+            .map(|b| (b.broker_id.0, b.host.to_string(), b.port))
+            .collect();
+        assert_eq!(
+            brokers,
+            vec![(1, "127.0.0.1".to_string(), i32::from(broker.kafka_addr().port()))],
+            "v{version}"
+        );
+        assert_eq!(
+            resp.cluster_authorized_operations,
+            i32::MIN,
+            "no ACLs: not provided"
+        );
+    }
+    // v1 asking for the controllers' endpoints: a broker does not serve them.
+    let controllers: DescribeClusterResponse = conn
+        .call(
+            ApiKey::DescribeCluster,
+            1,
+            &DescribeClusterRequest::default().with_endpoint_type(2),
+        )
+        .or_panic("DescribeCluster for controllers");
+    assert_eq!((controllers.error_code, controllers.endpoint_type), (115, 2));
+    assert!(controllers.brokers.is_empty());
 }

@@ -8,6 +8,7 @@
 pub mod api_versions;
 pub mod create_topics;
 pub mod delete_topics;
+pub mod describe_cluster;
 pub mod describe_configs;
 pub mod describe_producers;
 pub mod fetch;
@@ -58,6 +59,7 @@ pub const SUPPORTED: &[(ApiKey, (i16, i16))] = &[
     (ApiKey::OffsetForLeaderEpoch, offset_for_leader_epoch::VERSIONS),
     (ApiKey::InitProducerId, init_producer_id::VERSIONS),
     (ApiKey::DescribeProducers, describe_producers::VERSIONS),
+    (ApiKey::DescribeCluster, describe_cluster::VERSIONS),
 ];
 
 /// A node id as a Kafka broker id (an `int32` on the wire). The
@@ -285,6 +287,13 @@ impl Dispatcher for KafkaDispatcher {
                 ApiKey::InitProducerId => {
                     route!(req, broker, m::InitProducerIdRequest, init_producer_id::handle)
                 }
+                ApiKey::DescribeCluster => route!(
+                    req,
+                    broker,
+                    m::DescribeClusterRequest,
+                    describe_cluster::handle,
+                    &self.listener
+                ),
                 ApiKey::DescribeProducers => {
                     route!(
                         req,
