@@ -43,6 +43,14 @@ fn delete_removes_the_topic_and_recreating_the_name_starts_empty() {
         );
         thread::sleep(Duration::from_millis(100));
     }
+    // The open stream of partition 0 closed with its topic: the expected path, no warning.
+    assert!(
+        !broker
+            .log_tail(5_000)
+            .contains("could not seal the segment on close"),
+        "deleting a topic with an open stream warned:\n{}",
+        broker.log_tail(40)
+    );
 
     kafka::create_topic(&bootstrap, "doomed", 1).or_panic("re-create");
     let md = kafka::fetch_metadata(&bootstrap, Some("doomed")).or_panic("metadata");

@@ -25,7 +25,7 @@ use futures::future::BoxFuture;
 use futures::stream::{FuturesOrdered, StreamExt};
 use futures::FutureExt;
 use tokio::sync::{mpsc, oneshot};
-use tracing::warn;
+use tracing::{debug, warn};
 
 use super::api::{AppendRequest, AppendResult};
 use super::config::StreamConfig;
@@ -200,7 +200,16 @@ impl LogWriter {
             }
         }
         if let Err(e) = self.complete_segment().await {
-            warn!(error = %e, "could not seal the segment on close; the next owner recovers it");
+            // A deleted stream (its topic was deleted while open) has no
+            // segment left to seal: the expected end, not a problem.
+            if matches!(
+                self.ctx.ended_error(self.shared.id),
+                StorageError::NoSuchStream(_)
+            ) {
+                debug!(error = %e, "stream deleted while open: nothing to seal");
+            } else {
+                warn!(error = %e, "could not seal the segment on close; the next owner recovers it");
+            }
         }
         self.shared.mark_failed();
         if let Some(done) = close {
