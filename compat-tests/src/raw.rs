@@ -18,6 +18,7 @@ use kafka_protocol::messages::{
     RequestHeader, ResponseHeader, TopicName,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
 
 /// Kafka's ApiVersions API key.
 pub const API_VERSIONS_KEY: i16 = 18;
@@ -435,6 +436,42 @@ pub fn latest_offset_request(topic: &str, partition: i32) -> ListOffsetsRequest 
                     .with_current_leader_epoch(-1)
                     .with_timestamp(-1),
             ])])
+}
+
+/// Who wrote a hand-built batch: (producer id, epoch, first sequence); `(-1, -1, -1)` for a
+/// producer without idempotence.
+pub type BatchProducer = (i64, i16, i32);
+
+/// One v2 record batch holding one record (CreateTime `timestamp`, no key, `value`) from
+/// `producer`, encoded with its CRC by the kafka-protocol crate.
+pub fn one_record_batch(producer: BatchProducer, timestamp: i64, value: Bytes) -> anyhow::Result<Bytes> {
+    let (producer_id, producer_epoch, sequence) = producer;
+    let record = Record {
+        transactional: false,
+        control: false,
+        delete_horizon: false,
+        partition_leader_epoch: -1,
+        producer_id,
+        producer_epoch,
+        timestamp_type: TimestampType::Creation,
+        offset: 0,
+        sequence,
+        timestamp,
+        key: None,
+        value: Some(value),
+        headers: Default::default(),
+    };
+    let mut batch = BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut batch,
+        &[record],
+        &RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        },
+    )
+    .context("encode record batch")?;
+    Ok(batch.freeze())
 }
 
 #[cfg(test)]

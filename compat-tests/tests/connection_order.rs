@@ -9,7 +9,6 @@ use distlog_compat_tests::raw;
 use distlog_compat_tests::{kafka, DistlogProcess, OrPanic};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
 
 /// How many back-to-back pairs each test sends.
 const PAIRS: i64 = 200;
@@ -96,32 +95,13 @@ fn offset_fetch_pipelined_after_offset_commit_returns_exactly_that_commit() {
 
 /// A produce request (v9, acks=all) of one record to partition 0 of `t`.
 fn produce_request(t: &str, i: i64) -> ProduceRequest {
-    let record = Record {
-        transactional: false,
-        control: false,
-        delete_horizon: false,
-        partition_leader_epoch: -1,
-        producer_id: -1,
-        producer_epoch: -1,
-        timestamp_type: TimestampType::Creation,
-        offset: 0,
-        sequence: -1,
-        timestamp: 1_700_000_000_000 + i,
-        key: None,
-        value: Some(Bytes::from(format!("record-{i}"))),
-        headers: Default::default(),
-    };
-    let mut batch = bytes::BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut batch,
-        &[record],
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        },
+    let batch = raw::one_record_batch(
+        (-1, -1, -1),
+        1_700_000_000_000 + i,
+        Bytes::from(format!("record-{i}")),
     )
     .or_panic("encode record batch");
-    raw::produce_request(t, 0, batch.freeze())
+    raw::produce_request(t, 0, batch)
 }
 
 #[test]

@@ -6,13 +6,12 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use distlog_compat_tests::kafka::{self, TestRecord};
 use distlog_compat_tests::process::{DistlogOptions, DistlogProcess};
 use distlog_compat_tests::raw::{self, Conn};
 use distlog_compat_tests::OrPanic;
 use kafka_protocol::messages::*;
-use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
 use rdkafka::config::ClientConfig;
 
 /// An idempotent producer: `enable.idempotence=true`, acks=all, 5 requests in flight, batches of
@@ -117,32 +116,8 @@ fn idempotent_produce_survives_answers_lost_after_the_write() {
 
 /// One v2 batch of one record from producer `pid` (epoch 0) at sequence `seq`.
 fn idempotent_batch(pid: i64, seq: i32, value: String) -> Bytes {
-    let record = Record {
-        transactional: false,
-        control: false,
-        delete_horizon: false,
-        partition_leader_epoch: -1,
-        producer_id: pid,
-        producer_epoch: 0,
-        timestamp_type: TimestampType::Creation,
-        offset: 0,
-        sequence: seq,
-        timestamp: 1_700_000_000_000,
-        key: None,
-        value: Some(Bytes::from(value)),
-        headers: Default::default(),
-    };
-    let mut batch = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut batch,
-        &[record],
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        },
-    )
-    .or_panic("encode record batch");
-    batch.freeze()
+    raw::one_record_batch((pid, 0, seq), 1_700_000_000_000, Bytes::from(value))
+        .or_panic("encode record batch")
 }
 
 /// (error code, base offset) of the only partition of a produce answer.
