@@ -89,7 +89,8 @@ pub(crate) struct LogWriter {
     suspects: std::collections::HashMap<NodeId, Instant>,
     /// Duplicates (see [`Admission::Duplicate`]) whose original is not
     /// committed yet: (reply, original base, sequence id after it), in
-    /// order of that sequence id; answered as the high watermark passes it.
+    /// arrival order; each is answered once the high watermark reaches its
+    /// sequence id (see `answer_committed_duplicates`).
     pending_duplicates: std::collections::VecDeque<(Reply, u64, u64)>,
     /// Data bytes written since the last state snapshot, and that
     /// snapshot's size (see [`snapshot_due`]).
@@ -350,21 +351,7 @@ impl LogWriter {
                 log_start_offset: log_start,
             }));
         }
-        // Duplicates wait in the order of their originals' ends, which
-        // commit in order.
-        while self
-            .pending_duplicates
-            .front()
-            .is_some_and(|(_, _, need)| *need <= next)
-        {
-            if let Some((reply, base_offset, _)) = self.pending_duplicates.pop_front() {
-                let _ = reply.send(Ok(AppendResult {
-                    base_offset,
-                    dlsn: None,
-                    log_start_offset: log_start,
-                }));
-            }
-        }
+        self.answer_committed_duplicates(next, log_start);
     }
 
     /// The writer cannot go on (fenced, disk error, metadata refused): fail

@@ -70,4 +70,28 @@ impl LogWriter {
                 .push_back((reply, base_offset, next_offset));
         }
     }
+
+    /// The stream is committed up to `next`: answer every waiting duplicate
+    /// whose original ends there or before. They wait in arrival order,
+    /// which need not be the order of their originals (a retry of an older
+    /// batch may come after one of a newer batch), so the whole queue is
+    /// looked at; it holds at most the retries of batches still in flight.
+    pub(super) fn answer_committed_duplicates(&mut self, next: u64, log_start: u64) {
+        if self.pending_duplicates.is_empty() {
+            return;
+        }
+        let mut waiting = std::collections::VecDeque::with_capacity(self.pending_duplicates.len());
+        for (reply, base_offset, need) in self.pending_duplicates.drain(..) {
+            if need <= next {
+                let _ = reply.send(Ok(AppendResult {
+                    base_offset,
+                    dlsn: None,
+                    log_start_offset: log_start,
+                }));
+            } else {
+                waiting.push_back((reply, base_offset, need));
+            }
+        }
+        self.pending_duplicates = waiting;
+    }
 }
