@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs the Python Kafka clients that compat-tests/tests/python_clients.rs drives
+# Installs the Python Kafka clients that the compat-tests python suites drive
 # (compat-tests/python/group_consume.py) into a virtualenv at target/python-clients.
 # Called by scripts/install-deps.sh. Idempotent: when the venv already holds exactly these pins it
 # returns at once without touching the network.
@@ -7,6 +7,8 @@
 # The pins (every package, transitive ones included, so a run is reproducible):
 #   kafka-python 3.0.12  - pure-Python client (its own protocol code)
 #   aiokafka 0.14.0      - asyncio client (separate protocol code) + its dependencies below
+#   confluent-kafka 2.16.2 - librdkafka's Python binding (its wheel bundles librdkafka); its AdminClient
+#                          drives the admin-API tests
 #
 # Needs python3 >= 3.9 with the venv module and ensurepip; on Debian that is python3 + python3-venv,
 # installed with apt when missing. PYTHON=/path/to/python3 picks another interpreter.
@@ -22,13 +24,14 @@ PINS=(
   async-timeout==5.0.1
   packaging==26.3
   typing_extensions==4.16.0
+  confluent-kafka==2.16.2
 )
 VENV="target/python-clients"
 STAMP="${VENV}/.distlog-pins"
 want="${PINS[*]}"
 
 if [ -x "${VENV}/bin/python" ] && [ -f "${STAMP}" ] && [ "$(cat "${STAMP}")" = "${want}" ] &&
-  "${VENV}/bin/python" -c 'import kafka, aiokafka' >/dev/null 2>&1; then
+  "${VENV}/bin/python" -c 'import kafka, aiokafka, confluent_kafka' >/dev/null 2>&1; then
   echo "install-python-clients: present in ${VENV} (${want})"
   exit 0
 fi
@@ -59,5 +62,5 @@ if ! make_venv; then
   make_venv
 fi
 "${VENV}/bin/python" -m pip install --disable-pip-version-check --no-input --quiet "${PINS[@]}"
-"${VENV}/bin/python" -c 'import kafka, aiokafka; print("install-python-clients: kafka-python", kafka.__version__, "aiokafka", aiokafka.__version__)'
+"${VENV}/bin/python" -c 'import kafka, aiokafka, confluent_kafka; print("install-python-clients: kafka-python", kafka.__version__, "aiokafka", aiokafka.__version__, "confluent-kafka", confluent_kafka.__version__)'
 printf '%s' "${want}" >"${STAMP}"
