@@ -70,6 +70,17 @@ pub struct BrokerConfig {
     pub segment_bytes: u64,
     /// Node default `segment.ms` (roll a segment at this age).
     pub segment_ms: u64,
+    /// Node default `retention.ms` (Kafka's `log.retention.ms`): a sealed
+    /// segment whose newest record is older than this is deleted; -1 keeps
+    /// data forever. Kafka's default: 7 days.
+    pub log_retention_ms: i64,
+    /// Node default `retention.bytes` (Kafka's `log.retention.bytes`): the
+    /// oldest sealed segments are deleted while a partition holds more; -1
+    /// (the default) has no size limit.
+    pub log_retention_bytes: i64,
+    /// How often each owner checks its streams against their retention
+    /// limits (Kafka's `log.retention.check.interval.ms`; default 5 min).
+    pub log_retention_check_interval_ms: u64,
     /// Bytes of recent entries each stream keeps in memory for tailing readers.
     pub tail_cache_bytes: usize,
     /// Default tracing filter when `RUST_LOG` is unset.
@@ -153,6 +164,9 @@ impl Default for BrokerConfig {
             num_partitions: 1,
             segment_bytes: 134_217_728,
             segment_ms: 604_800_000,
+            log_retention_ms: 604_800_000,
+            log_retention_bytes: -1,
+            log_retention_check_interval_ms: 300_000,
             tail_cache_bytes: 8 * 1024 * 1024,
             log_level: "info".to_string(),
             log_format: LogFormat::Text,
@@ -249,6 +263,15 @@ pub struct ServerArgs {
     /// Default segment.ms.
     #[arg(long, env = "DISTLOG_SEGMENT_MS")]
     pub segment_ms: Option<u64>,
+    /// Default retention.ms: delete sealed segments whose newest record is older (-1: never; log.retention.ms).
+    #[arg(long, env = "DISTLOG_LOG_RETENTION_MS", allow_hyphen_values = true)]
+    pub log_retention_ms: Option<i64>,
+    /// Default retention.bytes: delete the oldest sealed segments while a partition holds more (-1: no limit; log.retention.bytes).
+    #[arg(long, env = "DISTLOG_LOG_RETENTION_BYTES", allow_hyphen_values = true)]
+    pub log_retention_bytes: Option<i64>,
+    /// How often retention is checked, ms (log.retention.check.interval.ms).
+    #[arg(long, env = "DISTLOG_LOG_RETENTION_CHECK_INTERVAL_MS")]
+    pub log_retention_check_interval_ms: Option<u64>,
     /// Largest request accepted (socket.request.max.bytes).
     #[arg(long, env = "DISTLOG_MAX_REQUEST_BYTES")]
     pub max_request_bytes: Option<usize>,
@@ -346,6 +369,12 @@ pub struct FileConfig {
     pub segment_bytes: Option<u64>,
     /// See [`BrokerConfig::segment_ms`].
     pub segment_ms: Option<u64>,
+    /// See [`BrokerConfig::log_retention_ms`].
+    pub log_retention_ms: Option<i64>,
+    /// See [`BrokerConfig::log_retention_bytes`].
+    pub log_retention_bytes: Option<i64>,
+    /// See [`BrokerConfig::log_retention_check_interval_ms`].
+    pub log_retention_check_interval_ms: Option<u64>,
     /// See [`BrokerConfig::max_request_bytes`].
     pub max_request_bytes: Option<usize>,
     /// See [`BrokerConfig::message_max_bytes`].
@@ -420,6 +449,9 @@ impl FileConfig {
             num_partitions: a.num_partitions,
             segment_bytes: a.segment_bytes,
             segment_ms: a.segment_ms,
+            log_retention_ms: a.log_retention_ms,
+            log_retention_bytes: a.log_retention_bytes,
+            log_retention_check_interval_ms: a.log_retention_check_interval_ms,
             max_request_bytes: a.max_request_bytes,
             message_max_bytes: a.message_max_bytes,
             tail_cache_bytes: a.tail_cache_bytes,
@@ -603,6 +635,16 @@ impl BrokerConfig {
                     .into(),
             ));
         }
+        if c.log_retention_ms < -1 || c.log_retention_bytes < -1 {
+            return Err(BrokerError::Config(
+                "--log-retention-ms and --log-retention-bytes must be -1 (unlimited) or non-negative".into(),
+            ));
+        }
+        if c.log_retention_check_interval_ms == 0 {
+            return Err(BrokerError::Config(
+                "--log-retention-check-interval-ms must be positive".into(),
+            ));
+        }
         if c.producer_id_expiration_ms == 0 || c.producer_id_expiration_ms > i64::MAX as u64 {
             return Err(BrokerError::Config(
                 "--producer-id-expiration-ms must be positive".into(),
@@ -648,6 +690,9 @@ impl BrokerConfig {
         set(&mut self.num_partitions, &l.num_partitions);
         set(&mut self.segment_bytes, &l.segment_bytes);
         set(&mut self.segment_ms, &l.segment_ms);
+        set(&mut self.log_retention_ms, &l.log_retention_ms);
+        set(&mut self.log_retention_bytes, &l.log_retention_bytes);
+        set(&mut self.log_retention_check_interval_ms, &l.log_retention_check_interval_ms);
         set(&mut self.max_request_bytes, &l.max_request_bytes);
         set(&mut self.message_max_bytes, &l.message_max_bytes);
         set(&mut self.tail_cache_bytes, &l.tail_cache_bytes);

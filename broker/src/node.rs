@@ -19,7 +19,7 @@ use distlog_storage::StorageError;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::config::BrokerConfig;
 use crate::error::BrokerError;
@@ -95,6 +95,10 @@ pub struct Node {
     lease_task: JoinHandle<()>,
     controller_task: Option<JoinHandle<()>>,
     trimmer_task: Option<JoinHandle<()>>,
+    /// Truncates the streams this node owns as retention allows.
+    retention_task: JoinHandle<()>,
+    /// Collects ledgers no segment references on this node's bookie.
+    orphan_task: Option<JoinHandle<()>>,
     kafka_addrs: Vec<SocketAddr>,
     http_addr: SocketAddr,
 }
@@ -209,6 +213,12 @@ impl Node {
         let controller_task = (config.is_cluster() && config.roles.meta)
             .then(|| tokio::spawn(ownership::run_controller(meta.clone(), shutdown_rx.clone())));
 
+        let check_interval = Duration::from_millis(config.log_retention_check_interval_ms);
+        let retention_task = ns.start_retention(check_interval);
+        let orphan_task = bookie
+            .clone()
+            .map(|b| spawn_orphan_collector(meta.clone(), b, check_interval));
+
         ready.set_ready();
         log_serving(&config);
         Ok(Node {
@@ -225,6 +235,8 @@ impl Node {
             lease_task,
             controller_task,
             trimmer_task,
+            retention_task,
+            orphan_task,
             kafka_addrs,
             http_addr,
         })
@@ -285,6 +297,10 @@ impl Node {
             task.abort();
         }
         if let Some(task) = self.trimmer_task {
+            task.abort();
+        }
+        self.retention_task.abort();
+        if let Some(task) = self.orphan_task {
             task.abort();
         }
         drop(self.broker);
@@ -404,6 +420,24 @@ async fn open_bookie(config: &BrokerConfig, meta: &MetadataStore) -> Result<Arc<
             source,
         })?;
     Ok(bookie)
+}
+
+/// Every `interval` (the retention check interval), delete the ledgers of
+/// this node's bookie that no segment references any more: copies that a
+/// truncation or topic deletion could not delete (the deleting node
+/// crashed, this bookie did not answer). Safe beside running writers (see
+/// [`distlog_storage::log::gc::collect_orphan_ledgers_live`]).
+fn spawn_orphan_collector(meta: Arc<MetadataStore>, bookie: Arc<Bookie>, interval: Duration) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if let Err(e) = distlog_storage::log::gc::collect_orphan_ledgers_live(&meta, &bookie).await {
+                debug!(error = %e, "orphan ledger collection skipped; the next retention check retries");
+            }
+        }
+    })
 }
 
 /// Log what the node serves, once it serves.

@@ -244,7 +244,7 @@ pub const TOPIC_CONFIGS: &[TopicConfigKey] = &[
             min: -1,
             max: i64::MAX,
         },
-        default: DefaultValue::Fixed("-1"),
+        default: DefaultValue::Node(|c| c.log_retention_bytes.to_string()),
         broker_synonym: Some("log.retention.bytes"),
         dynamic: true,
         doc: "Largest size, in bytes, a partition may keep before its oldest segments are \
@@ -257,7 +257,7 @@ pub const TOPIC_CONFIGS: &[TopicConfigKey] = &[
             min: -1,
             max: i64::MAX,
         },
-        default: DefaultValue::Fixed("604800000"),
+        default: DefaultValue::Node(|c| c.log_retention_ms.to_string()),
         broker_synonym: Some("log.retention.ms"),
         dynamic: true,
         doc: "How long, in milliseconds, records are kept before their segment may be \

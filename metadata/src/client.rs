@@ -457,7 +457,7 @@ impl MetadataStore {
     /// Refusals come back as `MetadataError::Rejected`.
     pub async fn write(&self, cmd: Command) -> Result<CommandResponse, MetadataError> {
         let _timer = metrics::WRITE_SECONDS.start_timer();
-        let outcome = self.write_or_forward(cmd).await;
+        let outcome = self.write_or_forward(cmd).await.map(|(response, _)| response);
         let label = match &outcome {
             Ok(_) => "ok",
             Err(MetadataError::Rejected(_)) => "rejected",
@@ -467,18 +467,42 @@ impl MetadataStore {
         outcome
     }
 
+    /// A read barrier: once this returns `Ok`, the local replica has
+    /// applied every command committed before the call, so a following
+    /// [`MetadataStore::read`] sees them all (a linearizable read, not just
+    /// a local one). It replicates a command that changes nothing (an empty
+    /// [`Command::Groups`] batch) and waits until this replica applied it.
+    ///
+    /// For work that must not act on a lagging replica, such as deleting a
+    /// ledger because no segment references it: a ledger is referenced
+    /// before its first entry is written, so a ledger found on a bookie
+    /// before the barrier and unreferenced after it is garbage.
+    pub async fn barrier(&self) -> Result<(), MetadataError> {
+        let (_, applied_here) = self.write_or_forward(Command::Groups(Vec::new())).await?;
+        if applied_here {
+            Ok(())
+        } else {
+            Err(MetadataError::Raft(format!(
+                "this metadata replica did not catch up with the leader within {FORWARD_DEADLINE:?}; \
+                 check its connectivity to the other voters"
+            )))
+        }
+    }
+
     /// Write through the local Raft when this node leads; otherwise forward
     /// to the leader, retrying while leadership moves (until
     /// [`FORWARD_DEADLINE`]). A forwarded write whose answer was lost is not
     /// retried: its outcome is unknown.
-    async fn write_or_forward(&self, cmd: Command) -> Result<CommandResponse, MetadataError> {
+    /// The flag is whether this replica has applied the write (always so
+    /// for a local write; for a forwarded one, unless it lags).
+    async fn write_or_forward(&self, cmd: Command) -> Result<(CommandResponse, bool), MetadataError> {
         // On the leader (always, on a single node) the write is local. When
         // leadership moved just before the call, the refusal names the new
         // leader: forward to it below rather than failing the caller.
         let mut first = None;
         if self.is_leader() {
             match local_outcome(self.raft.client_write(cmd.clone()).await)? {
-                Ok(response) => return Ok(response),
+                Ok(response) => return Ok((response, true)),
                 Err(forward) => first = Some(forward),
             }
         }
@@ -488,7 +512,7 @@ impl MetadataStore {
             let forward = match first.take() {
                 Some(f) => f,
                 None => match local_outcome(self.raft.client_write(cmd.clone()).await)? {
-                    Ok(response) => return Ok(response),
+                    Ok(response) => return Ok((response, true)),
                     Err(forward) => forward,
                 },
             };
@@ -501,8 +525,8 @@ impl MetadataStore {
                         .await
                     {
                         Ok(Ok((index, result))) => {
-                            self.wait_applied(index).await;
-                            return result.map_err(MetadataError::Rejected);
+                            let applied_here = self.wait_applied(index).await;
+                            return result.map(|r| (r, applied_here)).map_err(MetadataError::Rejected);
                         }
                         Ok(Err(ForwardFailure::NotLeader { .. })) | Err(CallError::Unreachable { .. }) => {}
                         Ok(Err(ForwardFailure::Failed(reason))) => return Err(MetadataError::Raft(reason)),
@@ -528,16 +552,18 @@ impl MetadataStore {
     /// reading right after its forwarded write sees the write (the leader
     /// answers once it applied the entry; followers apply a moment later).
     /// Gives up after [`FORWARD_DEADLINE`] with a warning: the write did
-    /// apply, only the local view lags (a partitioned follower).
-    async fn wait_applied(&self, index: u64) {
+    /// apply, only the local view lags (a partitioned follower). Returns
+    /// whether the replica caught up.
+    async fn wait_applied(&self, index: u64) -> bool {
         let waited = self
             .raft
             .wait(Some(FORWARD_DEADLINE))
             .applied_index_at_least(Some(index), "forwarded write applied locally")
             .await;
-        if let Err(e) = waited {
+        if let Err(e) = &waited {
             tracing::warn!(index, error = %e, "local metadata replica lags behind a forwarded write");
         }
+        waited.is_ok()
     }
 
     /// Read the local replica's state (no round trip). Do not hold across

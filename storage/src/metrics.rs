@@ -5,7 +5,8 @@ use std::sync::LazyLock;
 
 use prometheus::{
     register_histogram, register_histogram_vec, register_int_counter, register_int_counter_vec,
-    register_int_gauge, Histogram, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    register_int_gauge, register_int_gauge_vec, Histogram, HistogramVec, IntCounter, IntCounterVec,
+    IntGauge, IntGaugeVec,
 };
 
 /// Latency of each group-commit fdatasync.
@@ -220,6 +221,61 @@ pub static LEDGER_DELETES: LazyLock<IntCounterVec> = LazyLock::new(|| {
         "distlog_ledger_deletes_total",
         "Ledger copies deleted from bookies, by reason and outcome",
         &["reason", "outcome"]
+    )
+    .expect("metric registers once")
+});
+
+/// Payload bytes of sealed segments truncated away, by cause (`retention`:
+/// the retention check; `delete_records`: a client's DeleteRecords).
+pub static LOG_TRUNCATED_BYTES: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "distlog_log_truncated_bytes_total",
+        "Payload bytes of segments truncated from streams, by cause",
+        &["cause"]
+    )
+    .expect("metric registers once")
+});
+
+/// Sealed segments truncated away, by cause (as
+/// [`LOG_TRUNCATED_BYTES`]).
+pub static LOG_TRUNCATED_SEGMENTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "distlog_log_truncated_segments_total",
+        "Segments truncated from streams, by cause",
+        &["cause"]
+    )
+    .expect("metric registers once")
+});
+
+/// Log start offset of each partition this node owns, refreshed by every
+/// retention check (and by each truncation).
+pub static LOG_START_OFFSET: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    register_int_gauge_vec!(
+        "distlog_log_start_offset",
+        "First readable offset of each partition this node owns",
+        &["topic", "partition"]
+    )
+    .expect("metric registers once")
+});
+
+/// Bytes held by each partition this node owns (its sealed segments, from
+/// metadata; the segment being written is not counted), refreshed by every
+/// retention check.
+pub static LOG_SIZE_BYTES: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    register_int_gauge_vec!(
+        "distlog_log_size_bytes",
+        "Payload bytes of the sealed segments of each partition this node owns",
+        &["topic", "partition"]
+    )
+    .expect("metric registers once")
+});
+
+/// Duration of one retention check over every stream this node owns.
+pub static RETENTION_CHECK_SECONDS: LazyLock<Histogram> = LazyLock::new(|| {
+    register_histogram!(
+        "distlog_log_retention_check_seconds",
+        "Duration of a retention check over the streams this node owns",
+        vec![0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0]
     )
     .expect("metric registers once")
 });

@@ -129,6 +129,14 @@ async fn lookup(
         }
         _ => return Err(ResponseError::InvalidRequest),
     };
+    // A lookup can land inside the hidden head of a segment that
+    // DeleteRecords cut: nothing below the log start offset is answered.
+    let start = history.log_start_offset as i64;
+    let (offset, leader_epoch) = if (0..start).contains(&offset) {
+        (start, epoch_at(start))
+    } else {
+        (offset, leader_epoch)
+    };
     Ok(Position {
         offset,
         timestamp,

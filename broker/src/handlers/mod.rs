@@ -7,6 +7,7 @@
 
 pub mod api_versions;
 pub mod create_topics;
+pub mod delete_records;
 pub mod delete_topics;
 pub mod describe_cluster;
 pub mod describe_configs;
@@ -60,6 +61,7 @@ pub const SUPPORTED: &[(ApiKey, (i16, i16))] = &[
     (ApiKey::InitProducerId, init_producer_id::VERSIONS),
     (ApiKey::DescribeProducers, describe_producers::VERSIONS),
     (ApiKey::DescribeCluster, describe_cluster::VERSIONS),
+    (ApiKey::DeleteRecords, delete_records::VERSIONS),
 ];
 
 /// A node id as a Kafka broker id (an `int32` on the wire). The
@@ -238,6 +240,9 @@ impl Dispatcher for KafkaDispatcher {
                 ),
                 ApiKey::CreateTopics => route!(req, broker, m::CreateTopicsRequest, create_topics::handle),
                 ApiKey::DeleteTopics => route!(req, broker, m::DeleteTopicsRequest, delete_topics::handle),
+                ApiKey::DeleteRecords => {
+                    route!(req, broker, m::DeleteRecordsRequest, delete_records::handle)
+                }
                 ApiKey::DescribeConfigs => {
                     route!(req, broker, m::DescribeConfigsRequest, describe_configs::handle)
                 }

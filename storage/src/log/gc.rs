@@ -22,21 +22,46 @@ use crate::error::Result;
 use crate::ledger::BookieClient;
 use crate::metrics;
 
+/// Delete the ledgers of a running `bookie` that no segment references:
+/// the copies a truncation or topic deletion left behind when the node
+/// that was deleting them crashed, or this bookie missed the delete. Run
+/// periodically (with the retention check), so they do not wait for this
+/// bookie's next start.
+///
+/// Safe while writers run: the bookie's ledgers are listed *before* a
+/// metadata [`MetadataStore::barrier`], and the references read after it.
+/// A ledger on the bookie was referenced (AddSegment committed) before its
+/// first entry was written, so before it was listed, so before the barrier;
+/// after the barrier the local replica has applied that reference. What is
+/// unreferenced then was released (or never used) and is garbage. When the
+/// barrier fails (no metadata leader, a lagging replica) nothing is deleted.
+/// Returns the ledgers deleted.
+pub async fn collect_orphan_ledgers_live(meta: &MetadataStore, bookie: &Arc<Bookie>) -> Result<Vec<LedgerId>> {
+    let listed = bookie.ledgers();
+    if listed.is_empty() {
+        return Ok(Vec::new());
+    }
+    meta.barrier().await?;
+    delete_unreferenced(meta, bookie, listed).await
+}
+
 /// Delete every ledger of `bookie` that no segment references. Must run
 /// before writers start and before the bookie is served to other nodes.
 /// Returns the ledgers deleted.
 pub async fn collect_orphan_ledgers(meta: &MetadataStore, bookie: &Arc<Bookie>) -> Result<Vec<LedgerId>> {
+    delete_unreferenced(meta, bookie, bookie.ledgers()).await
+}
+
+/// Delete the ledgers of `listed` that no segment in the local metadata
+/// replica references.
+async fn delete_unreferenced(meta: &MetadataStore, bookie: &Arc<Bookie>, listed: Vec<LedgerId>) -> Result<Vec<LedgerId>> {
     let referenced: HashSet<LedgerId> = meta.read(|s| {
         s.streams
             .values()
             .flat_map(|st| st.segments.iter().map(|g| g.ledger_id))
             .collect()
     });
-    let orphans: Vec<LedgerId> = bookie
-        .ledgers()
-        .into_iter()
-        .filter(|l| !referenced.contains(l))
-        .collect();
+    let orphans: Vec<LedgerId> = listed.into_iter().filter(|l| !referenced.contains(l)).collect();
     let client = LocalBookie(bookie.clone());
     for l in &orphans {
         client.delete(*l).await?;

@@ -11,6 +11,7 @@ use super::api::{AppendRequest, AppendResult, AppendTicket, ReadResult, TxidLook
 use super::context::{LogStream, NsCtx, WriterOp};
 use super::epochs::EpochHistory;
 use super::reader::LogReader;
+use super::retention;
 use super::stream_state::StreamState;
 use crate::dlsn::Dlsn;
 use crate::error::{Result, StorageError};
@@ -88,6 +89,27 @@ impl StreamHandle {
     /// (log start offset, high watermark) of the stream.
     pub fn bounds(&self) -> Result<(u64, u64)> {
         Ok(self.reader()?.bounds())
+    }
+
+    /// Move the stream's log start offset to `offset` (Kafka's
+    /// DeleteRecords; `u64::MAX` means the high watermark): sealed segments
+    /// wholly below it are dropped and their ledgers deleted (see
+    /// [`super::retention`]); the rest of a segment it falls inside stays
+    /// stored but is hidden from readers. An offset at or below the current
+    /// start changes nothing. Returns the log start offset after the call
+    /// (Kafka's low watermark); an offset above the high watermark is
+    /// `OffsetOutOfRange`.
+    pub async fn truncate(&self, offset: u64) -> Result<u64> {
+        let s = self.live()?;
+        let (start, hw) = self.reader()?.bounds();
+        let offset = if offset == u64::MAX { hw } else { offset };
+        if offset > hw {
+            return Err(StorageError::OffsetOutOfRange { offset, start, end: hw });
+        }
+        if offset > start {
+            retention::truncate(&self.ctx, &s.shared, offset, retention::Cause::DeleteRecords).await?;
+        }
+        Ok(self.reader()?.bounds().0)
     }
 
     /// A receiver of the stream's high watermark, for long polls. It also

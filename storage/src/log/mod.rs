@@ -11,7 +11,7 @@
 //! `stream_state` (the embedder's per-stream state), `config` (settings), `segment`, `tail_cache`, `epochs`, `bookies`,
 //! `new_ensemble`; `context` (state shared by a namespace's streams and by
 //! one stream's writer and readers); `writer`, `reader`, `replicas`,
-//! `release`; `stream` (opening a stream); `handle`; `namespace`.
+//! `release`, `retention`; `stream` (opening a stream); `handle`; `namespace`.
 
 pub mod api;
 mod bookies;
@@ -25,6 +25,7 @@ mod new_ensemble;
 mod reader;
 pub mod release;
 pub mod replicas;
+mod retention;
 pub mod segment;
 mod state_rebuild;
 mod stream;

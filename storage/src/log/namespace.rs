@@ -5,13 +5,16 @@
 //! settled before clients arrive. A stream whose writer failed is reopened
 //! (with ledger recovery) on next use.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use distlog_metadata::{MetaEvent, MetadataStore, NodeId, StreamId};
 use parking_lot::Mutex;
 use tokio::sync::{broadcast, oneshot, watch, OnceCell};
+use tokio::task::JoinHandle;
+use tokio::time::MissedTickBehavior;
 use tracing::{debug, info, warn};
 
 use super::api::{AppendRequest, AppendResult, AppendTicket, ReadResult, TxidLookup};
@@ -20,6 +23,7 @@ use super::config::{NamespaceConfig, Ownership};
 use super::context::{LogStream, NsCtx, WriterOp};
 use super::handle::StreamHandle;
 use super::release::{self, Reason};
+use super::retention;
 use super::stream;
 use crate::dlsn::Dlsn;
 use crate::error::{Result, StorageError};
@@ -150,7 +154,20 @@ impl Namespace {
                         info!(topic = %name, ledgers = ledgers.len(), copies_deleted_here = copies, "deleted topic's streams and ledgers");
                     });
                 }
-                MetaEvent::StreamTruncated { stream, ledgers, .. } if !ledgers.is_empty() => {
+                MetaEvent::StreamTruncated {
+                    stream,
+                    ledgers,
+                    log_start_offset,
+                } => {
+                    // Whoever truncated (this node's retention or
+                    // DeleteRecords, or an earlier owner's), an incarnation
+                    // open here stops serving below the new start.
+                    if let Some(open) = ns.streams.lock().get(&stream).and_then(|c| c.get().cloned()) {
+                        retention::apply_to_view(&open.shared, log_start_offset);
+                    }
+                    if ledgers.is_empty() {
+                        continue;
+                    }
                     let ns2 = ns.clone();
                     tokio::spawn(async move {
                         let copies = release::delete_released(&ns2.ctx, &ledgers, Reason::Truncated).await;
@@ -306,6 +323,45 @@ impl Namespace {
         ledger: distlog_metadata::LedgerId,
     ) -> Vec<super::replicas::BookieReplica> {
         release::whereabouts(&self.ctx, ledger).await
+    }
+
+    /// Start the retention task (see [`super::retention`]): every
+    /// `interval` (Kafka's `log.retention.check.interval.ms`; the first check
+    /// after one interval) it truncates the streams this node owns as their
+    /// topics' retention limits allow, and refreshes the per-partition log
+    /// start and size gauges. The task ends when the namespace shuts down or
+    /// is dropped.
+    pub fn start_retention(self: &Arc<Self>, interval: Duration) -> JoinHandle<()> {
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+            tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+            let mut labelled = HashSet::new();
+            loop {
+                tick.tick().await;
+                let Some(ns) = weak.upgrade() else { break };
+                if ns.ctx.is_shutting_down() {
+                    break;
+                }
+                let now = ns.enforce_retention().await;
+                retention::forget_gauges(labelled.difference(&now));
+                labelled = now;
+            }
+            retention::forget_gauges(&labelled);
+        })
+    }
+
+    /// One retention check over the streams open here (what the retention
+    /// task runs each interval; tests call it directly). Returns the
+    /// `(topic, partition)` labels of the streams it looked at.
+    pub async fn enforce_retention(&self) -> HashSet<(String, String)> {
+        let open: Vec<Arc<LogStream>> = self
+            .streams
+            .lock()
+            .values()
+            .filter_map(|c| c.get().cloned())
+            .collect();
+        retention::check(&self.ctx, &open).await
     }
 
     /// Number of streams currently open on this node.
