@@ -692,7 +692,10 @@ impl BrokerConfig {
         set(&mut self.segment_ms, &l.segment_ms);
         set(&mut self.log_retention_ms, &l.log_retention_ms);
         set(&mut self.log_retention_bytes, &l.log_retention_bytes);
-        set(&mut self.log_retention_check_interval_ms, &l.log_retention_check_interval_ms);
+        set(
+            &mut self.log_retention_check_interval_ms,
+            &l.log_retention_check_interval_ms,
+        );
         set(&mut self.max_request_bytes, &l.max_request_bytes);
         set(&mut self.message_max_bytes, &l.message_max_bytes);
         set(&mut self.tail_cache_bytes, &l.tail_cache_bytes);

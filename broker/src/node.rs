@@ -427,7 +427,11 @@ async fn open_bookie(config: &BrokerConfig, meta: &MetadataStore) -> Result<Arc<
 /// truncation or topic deletion could not delete (the deleting node
 /// crashed, this bookie did not answer). Safe beside running writers (see
 /// [`distlog_storage::log::gc::collect_orphan_ledgers_live`]).
-fn spawn_orphan_collector(meta: Arc<MetadataStore>, bookie: Arc<Bookie>, interval: Duration) -> JoinHandle<()> {
+fn spawn_orphan_collector(
+    meta: Arc<MetadataStore>,
+    bookie: Arc<Bookie>,
+    interval: Duration,
+) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -56,7 +56,10 @@ fn holders(c: &LocalCluster, ledger: u64) -> Vec<u64> {
         .get_json_any(&NODES, &format!("/admin/ledgers/{ledger}"))
         .or_panic("ledger whereabouts");
     let bookies = v["bookies"].as_array().expect("bookies");
-    assert!(bookies.iter().all(|b| b["reachable"] == true), "a bookie did not answer: {v}");
+    assert!(
+        bookies.iter().all(|b| b["reachable"] == true),
+        "a bookie did not answer: {v}"
+    );
     bookies
         .iter()
         .filter(|b| b["exists"] == true)
@@ -104,7 +107,9 @@ fn retention_frees_every_copy_and_survives_a_kill_during_truncation() {
         &[("retention.ms", "2000"), ("segment.bytes", "4096")],
     )
     .or_panic("create");
-    let owner = c.wait_owner(&NODES, topic, 0, Duration::from_secs(20)).or_panic("owner");
+    let owner = c
+        .wait_owner(&NODES, topic, 0, Duration::from_secs(20))
+        .or_panic("owner");
 
     // Old records, five per round; the owner dies half-way while it truncates what it sealed.
     let old = now_ms() - 3_600_000;
@@ -154,7 +159,10 @@ fn retention_frees_every_copy_and_survives_a_kill_during_truncation() {
             }
             break;
         }
-        assert!(Instant::now() < deadline, "leaked ledger copies (ledger, bookies): {leaked:?}");
+        assert!(
+            Instant::now() < deadline,
+            "leaked ledger copies (ledger, bookies): {leaked:?}"
+        );
         thread::sleep(Duration::from_millis(500));
     }
 
@@ -162,8 +170,15 @@ fn retention_frees_every_copy_and_survives_a_kill_during_truncation() {
     let (low, high) = kafka::watermarks(&bootstrap, topic, 0).or_panic("watermarks");
     assert_eq!(low, start);
     assert_eq!(high, 45, "45 records, each written once");
-    let read = kafka::consume_n(&bootstrap, topic, 0, start, (high - start) as usize, Duration::from_secs(30))
-        .or_panic("read back");
+    let read = kafka::consume_n(
+        &bootstrap,
+        topic,
+        0,
+        start,
+        (high - start) as usize,
+        Duration::from_secs(30),
+    )
+    .or_panic("read back");
     for (i, r) in read.iter().enumerate() {
         let offset = start + i as i64;
         assert_eq!(r.offset, offset);

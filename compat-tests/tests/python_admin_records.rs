@@ -20,7 +20,14 @@ fn script() -> PathBuf {
 fn run(broker: &DistlogProcess, client: &str, topic: &str) -> Value {
     let mut cmd = Command::new(python());
     cmd.arg(script())
-        .args(["--client", client, "--bootstrap", &broker.bootstrap(), "--topic", topic])
+        .args([
+            "--client",
+            client,
+            "--bootstrap",
+            &broker.bootstrap(),
+            "--topic",
+            topic,
+        ])
         .env("PYTHONUNBUFFERED", "1")
         .env("PYTHONDONTWRITEBYTECODE", "1");
     let out = run_with_deadline(cmd, None, Duration::from_secs(120))

@@ -53,9 +53,15 @@ fn ledgers(p: &Value) -> Vec<u64> {
 
 /// Whether any bookie still holds `ledger` (`/admin/ledgers/{ledger}`).
 fn ledger_exists(b: &DistlogProcess, ledger: u64) -> bool {
-    let resp = b.http_get(&format!("/admin/ledgers/{ledger}")).or_panic("GET ledger");
+    let resp = b
+        .http_get(&format!("/admin/ledgers/{ledger}"))
+        .or_panic("GET ledger");
     let v: Value = serde_json::from_str(&resp.body).expect("ledger JSON");
-    v["bookies"].as_array().expect("bookies").iter().any(|r| r["exists"] == true)
+    v["bookies"]
+        .as_array()
+        .expect("bookies")
+        .iter()
+        .any(|r| r["exists"] == true)
 }
 
 /// Value of the first metric line starting with `prefix` (0 when absent).
@@ -89,7 +95,10 @@ fn wait_for_partition(b: &DistlogProcess, topic: &str, what: &str, cond: impl Fn
         if cond(&p) {
             return p;
         }
-        assert!(started.elapsed() < deadline, "{what}: not within {deadline:?}: {p:#}");
+        assert!(
+            started.elapsed() < deadline,
+            "{what}: not within {deadline:?}: {p:#}"
+        );
         thread::sleep(Duration::from_millis(100));
     }
 }
@@ -104,10 +113,12 @@ fn list_offset(conn: &mut Conn, topic: &str, timestamp: i64) -> (i16, i64) {
         .with_replica_id(BrokerId(-1))
         .with_topics(vec![list_offsets_request::ListOffsetsTopic::default()
             .with_name(name(topic))
-            .with_partitions(vec![list_offsets_request::ListOffsetsPartition::default()
-                .with_partition_index(0)
-                .with_current_leader_epoch(-1)
-                .with_timestamp(timestamp)])]);
+            .with_partitions(vec![
+                list_offsets_request::ListOffsetsPartition::default()
+                    .with_partition_index(0)
+                    .with_current_leader_epoch(-1)
+                    .with_timestamp(timestamp),
+            ])]);
     let resp: ListOffsetsResponse = conn.call(ApiKey::ListOffsets, 7, &req).or_panic("ListOffsets");
     let p = &resp.topics[0].partitions[0];
     (p.error_code, p.offset)
@@ -138,9 +149,11 @@ fn delete_records(conn: &mut Conn, version: i16, topic: &str, partition: i32, of
         .with_timeout_ms(10_000)
         .with_topics(vec![delete_records_request::DeleteRecordsTopic::default()
             .with_name(name(topic))
-            .with_partitions(vec![delete_records_request::DeleteRecordsPartition::default()
-                .with_partition_index(partition)
-                .with_offset(offset)])]);
+            .with_partitions(vec![
+                delete_records_request::DeleteRecordsPartition::default()
+                    .with_partition_index(partition)
+                    .with_offset(offset),
+            ])]);
     let resp: DeleteRecordsResponse = conn
         .call(ApiKey::DeleteRecords, version, &req)
         .or_panic("DeleteRecords");
@@ -222,7 +235,10 @@ fn time_retention_drops_expired_segments_everywhere_and_consumers_reset() {
     }
     assert!(metric(&b, "distlog_log_truncated_segments_total{cause=\"retention\"}") >= 1.0);
     assert_eq!(
-        metric(&b, &format!("distlog_log_start_offset{{partition=\"0\",topic=\"{topic}\"}}")),
+        metric(
+            &b,
+            &format!("distlog_log_start_offset{{partition=\"0\",topic=\"{topic}\"}}")
+        ),
         start as f64
     );
 
@@ -230,28 +246,59 @@ fn time_retention_drops_expired_segments_everywhere_and_consumers_reset() {
     let mut conn = Conn::open(b.kafka_addr(), "retention-test").or_panic("connect");
     assert_eq!(list_offset(&mut conn, topic, -2), (0, start), "earliest");
     assert_eq!(list_offset(&mut conn, topic, -1), (0, 45), "latest");
-    assert_eq!(list_offset(&mut conn, topic, -3).1, 44, "max timestamp: the last fresh record");
-    assert_eq!(fetch_at(&mut conn, topic, 0).0, ResponseError::OffsetOutOfRange.code());
+    assert_eq!(
+        list_offset(&mut conn, topic, -3).1,
+        44,
+        "max timestamp: the last fresh record"
+    );
+    assert_eq!(
+        fetch_at(&mut conn, topic, 0).0,
+        ResponseError::OffsetOutOfRange.code()
+    );
     assert_eq!(fetch_at(&mut conn, topic, start), (0, start, 45));
 
     // From earliest: exactly the records kept, in order, with their payloads.
-    let kept = kafka::consume_n(&bootstrap, topic, 0, start, (45 - start) as usize, Duration::from_secs(20))
-        .or_panic("consume kept");
+    let kept = kafka::consume_n(
+        &bootstrap,
+        topic,
+        0,
+        start,
+        (45 - start) as usize,
+        Duration::from_secs(20),
+    )
+    .or_panic("consume kept");
     for (i, r) in kept.iter().enumerate() {
         let offset = start + i as i64;
         assert_eq!(r.offset, offset);
-        assert_eq!(r.payload.as_deref(), Some(&kafka::patterned_payload(offset as usize, 1000)[..]));
+        assert_eq!(
+            r.payload.as_deref(),
+            Some(&kafka::patterned_payload(offset as usize, 1000)[..])
+        );
     }
     // A consumer positioned below the log start resets as auto.offset.reset says.
-    assert_eq!(first_offset_after_reset(&bootstrap, topic, 0, "earliest"), Some(start));
+    assert_eq!(
+        first_offset_after_reset(&bootstrap, topic, 0, "earliest"),
+        Some(start)
+    );
 
     // A restart keeps the log start offset and the kept records.
     b.restart().or_panic("restart");
     let bootstrap = b.bootstrap();
     let mut conn = Conn::open(b.kafka_addr(), "retention-test").or_panic("reconnect");
-    assert_eq!(list_offset(&mut conn, topic, -2), (0, start), "earliest after restart");
-    let again = kafka::consume_n(&bootstrap, topic, 0, start, (45 - start) as usize, Duration::from_secs(20))
-        .or_panic("consume after restart");
+    assert_eq!(
+        list_offset(&mut conn, topic, -2),
+        (0, start),
+        "earliest after restart"
+    );
+    let again = kafka::consume_n(
+        &bootstrap,
+        topic,
+        0,
+        start,
+        (45 - start) as usize,
+        Duration::from_secs(20),
+    )
+    .or_panic("consume after restart");
     assert_eq!(again.len(), kept.len());
     for ledger in 1..first_kept_ledger {
         assert!(!ledger_exists(&b, ledger), "ledger {ledger} back after restart");
@@ -294,10 +341,16 @@ fn size_retention_keeps_the_partition_within_one_segment_of_the_limit() {
     });
     let sizes = sealed_sizes(&p);
     let total: u64 = sizes.iter().sum();
-    assert!(total >= 20_000 - 5_000, "dropped too much: {total} bytes left, {p}");
+    assert!(
+        total >= 20_000 - 5_000,
+        "dropped too much: {total} bytes left, {p}"
+    );
     let start = p["log_start_offset"].as_i64().expect("start");
     assert!(start > 0, "{p}");
-    assert_eq!(kafka::watermarks(&bootstrap, topic, 0).or_panic("watermarks"), (start, 100));
+    assert_eq!(
+        kafka::watermarks(&bootstrap, topic, 0).or_panic("watermarks"),
+        (start, 100)
+    );
 }
 
 #[test]
@@ -306,17 +359,21 @@ fn delete_records_moves_the_low_watermark_and_hides_what_is_below() {
     let bootstrap = b.bootstrap();
     let topic = "trimmed";
     kafka::create_topic(&bootstrap, topic, 1).or_panic("create");
-    let records: Vec<TestRecord> = (0..20)
-        .map(|i| TestRecord::value(format!("r{i}")))
-        .collect();
+    let records: Vec<TestRecord> = (0..20).map(|i| TestRecord::value(format!("r{i}"))).collect();
     produce(&bootstrap, topic, &records);
     let mut conn = Conn::open(b.kafka_addr(), "delete-records-test").or_panic("connect");
 
     // Inside the one segment: the start moves, the bytes stay stored but hidden.
     assert_eq!(delete_records(&mut conn, 0, topic, 0, 7), (0, 7));
     assert_eq!(list_offset(&mut conn, topic, -2), (0, 7));
-    assert_eq!(fetch_at(&mut conn, topic, 3).0, ResponseError::OffsetOutOfRange.code());
-    assert_eq!(kafka::watermarks(&bootstrap, topic, 0).or_panic("watermarks"), (7, 20));
+    assert_eq!(
+        fetch_at(&mut conn, topic, 3).0,
+        ResponseError::OffsetOutOfRange.code()
+    );
+    assert_eq!(
+        kafka::watermarks(&bootstrap, topic, 0).or_panic("watermarks"),
+        (7, 20)
+    );
     let kept = kafka::consume_n(&bootstrap, topic, 0, 7, 13, Duration::from_secs(20)).or_panic("consume");
     let values: Vec<String> = kept
         .iter()
@@ -346,9 +403,16 @@ fn delete_records_moves_the_low_watermark_and_hides_what_is_below() {
     // Below the current start changes nothing; -1 is the high watermark.
     assert_eq!(delete_records(&mut conn, 2, topic, 0, 2), (0, 7));
     assert_eq!(delete_records(&mut conn, 2, topic, 0, -1), (0, 20));
-    assert_eq!(kafka::watermarks(&bootstrap, topic, 0).or_panic("watermarks"), (20, 20));
+    assert_eq!(
+        kafka::watermarks(&bootstrap, topic, 0).or_panic("watermarks"),
+        (20, 20)
+    );
     // New records after an emptying delete are readable from the new start.
-    produce(&bootstrap, topic, &[TestRecord::value(Bytes::from_static(b"after").to_vec())]);
+    produce(
+        &bootstrap,
+        topic,
+        &[TestRecord::value(Bytes::from_static(b"after").to_vec())],
+    );
     let after = kafka::consume_n(&bootstrap, topic, 0, 20, 1, Duration::from_secs(20)).or_panic("after");
     assert_eq!(after[0].offset, 20);
 }

@@ -36,7 +36,10 @@ use crate::metrics;
 /// unreferenced then was released (or never used) and is garbage. When the
 /// barrier fails (no metadata leader, a lagging replica) nothing is deleted.
 /// Returns the ledgers deleted.
-pub async fn collect_orphan_ledgers_live(meta: &MetadataStore, bookie: &Arc<Bookie>) -> Result<Vec<LedgerId>> {
+pub async fn collect_orphan_ledgers_live(
+    meta: &MetadataStore,
+    bookie: &Arc<Bookie>,
+) -> Result<Vec<LedgerId>> {
     let listed = bookie.ledgers();
     if listed.is_empty() {
         return Ok(Vec::new());
@@ -54,7 +57,11 @@ pub async fn collect_orphan_ledgers(meta: &MetadataStore, bookie: &Arc<Bookie>) 
 
 /// Delete the ledgers of `listed` that no segment in the local metadata
 /// replica references.
-async fn delete_unreferenced(meta: &MetadataStore, bookie: &Arc<Bookie>, listed: Vec<LedgerId>) -> Result<Vec<LedgerId>> {
+async fn delete_unreferenced(
+    meta: &MetadataStore,
+    bookie: &Arc<Bookie>,
+    listed: Vec<LedgerId>,
+) -> Result<Vec<LedgerId>> {
     let referenced: HashSet<LedgerId> = meta.read(|s| {
         s.streams
             .values()

@@ -104,7 +104,11 @@ impl StreamHandle {
         let (start, hw) = self.reader()?.bounds();
         let offset = if offset == u64::MAX { hw } else { offset };
         if offset > hw {
-            return Err(StorageError::OffsetOutOfRange { offset, start, end: hw });
+            return Err(StorageError::OffsetOutOfRange {
+                offset,
+                start,
+                end: hw,
+            });
         }
         if offset > start {
             retention::truncate(&self.ctx, &s.shared, offset, retention::Cause::DeleteRecords).await?;

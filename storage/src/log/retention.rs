@@ -75,11 +75,18 @@ pub struct RetentionPlan {
 /// The truncation `retention` asks for over a stream's segments (in LSSN
 /// order, as metadata holds them) at wall-clock `now_ms`, or `None` when
 /// nothing is due. Pure, so the rules are unit-tested.
-pub fn plan(segments: &[SegmentMeta], log_start_offset: u64, retention: Retention, now_ms: u64) -> Option<RetentionPlan> {
+pub fn plan(
+    segments: &[SegmentMeta],
+    log_start_offset: u64,
+    retention: Retention,
+    now_ms: u64,
+) -> Option<RetentionPlan> {
     if retention.period.is_none() && retention.max_bytes.is_none() {
         return None;
     }
-    let period_ms = retention.period.map(|p| u64::try_from(p.as_millis()).unwrap_or(u64::MAX));
+    let period_ms = retention
+        .period
+        .map(|p| u64::try_from(p.as_millis()).unwrap_or(u64::MAX));
     let mut remaining: u64 = segments.iter().map(|s| s.size_bytes).sum();
     // Never the last segment: it is the one being written (or, once the
     // stream is closed, the one a new owner continues after).
@@ -92,7 +99,9 @@ pub fn plan(segments: &[SegmentMeta], log_start_offset: u64, retention: Retentio
         }
         let expired = period_ms.is_some_and(|p| s.end_txid.saturating_add(p) < now_ms);
         // `remaining` includes this segment, so the subtraction is exact.
-        let over_size = retention.max_bytes.is_some_and(|max| remaining - s.size_bytes >= max);
+        let over_size = retention
+            .max_bytes
+            .is_some_and(|max| remaining - s.size_bytes >= max);
         // An empty sealed segment holds no record: it never stops the walk.
         if !(expired || over_size || s.last_offset.is_none()) {
             break;
@@ -145,7 +154,12 @@ pub(crate) fn apply_to_view(shared: &StreamShared, log_start_offset: u64) {
 /// owner's view, so that readers below the new start get
 /// `OffsetOutOfRange` from now on. Counts what the truncation dropped,
 /// according to the segments metadata held just before it.
-pub(crate) async fn truncate(ctx: &NsCtx, shared: &StreamShared, log_start_offset: u64, cause: Cause) -> Result<()> {
+pub(crate) async fn truncate(
+    ctx: &NsCtx,
+    shared: &StreamShared,
+    log_start_offset: u64,
+    cause: Cause,
+) -> Result<()> {
     let id = shared.id;
     let (segments, bytes) = ctx.meta.read(|s| {
         s.stream(&id).map_or((0, 0), |st| {
@@ -188,7 +202,11 @@ pub(crate) async fn check(ctx: &NsCtx, streams: &[Arc<LogStream>]) -> HashSet<Ga
             if st.owner != Some(ctx.config.broker_id) || st.owner_epoch != shared.epoch {
                 return None;
             }
-            Some((s.topic_by_id(&id.topic_id)?.clone(), st.segments.clone(), st.log_start_offset))
+            Some((
+                s.topic_by_id(&id.topic_id)?.clone(),
+                st.segments.clone(),
+                st.log_start_offset,
+            ))
         }) else {
             continue;
         };
@@ -374,7 +392,11 @@ mod tests {
     #[test]
     fn log_start_moved_by_delete_records_is_kept() {
         // DeleteRecords moved the start to 15, inside segment 2.
-        let segs = vec![sealed(2, 10, 10, 100, 1), sealed(3, 20, 10, 100, 99_999), open(4, 30)];
+        let segs = vec![
+            sealed(2, 10, 10, 100, 1),
+            sealed(3, 20, 10, 100, 99_999),
+            open(4, 30),
+        ];
         let p = plan(&segs, 15, by_time(10), 1000).unwrap();
         assert_eq!(p.log_start_offset, 20);
         // Nothing expired: the start stays where DeleteRecords put it.
