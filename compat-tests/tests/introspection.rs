@@ -35,14 +35,21 @@ fn name(s: &str) -> TopicName {
 /// (retrying while the partition has no leader yet) and return the batch's size in bytes, which
 /// is what the partition stores.
 fn produce_batch(conn: &mut Conn, topic: &str, partition: i32, len: usize) -> u64 {
-    let batch: Bytes =
-        raw::one_record_batch((-1, -1, -1), distlog_compat_tests::now_ms(), Bytes::from(vec![b'x'; len]))
-            .or_panic("batch");
+    let batch: Bytes = raw::one_record_batch(
+        (-1, -1, -1),
+        distlog_compat_tests::now_ms(),
+        Bytes::from(vec![b'x'; len]),
+    )
+    .or_panic("batch");
     let size = batch.len() as u64;
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let resp: ProduceResponse = conn
-            .call(ApiKey::Produce, 9, &raw::produce_request(topic, partition, batch.clone()))
+            .call(
+                ApiKey::Produce,
+                9,
+                &raw::produce_request(topic, partition, batch.clone()),
+            )
             .or_panic("produce");
         let code = resp.responses[0].partition_responses[0].error_code;
         if code == 0 {
@@ -56,10 +63,18 @@ fn produce_batch(conn: &mut Conn, topic: &str, partition: i32, len: usize) -> u6
     }
 }
 
-fn describe_log_dirs(conn: &mut Conn, version: i16, topics: Option<Vec<(&str, Vec<i32>)>>) -> DescribeLogDirsResponse {
+fn describe_log_dirs(
+    conn: &mut Conn,
+    version: i16,
+    topics: Option<Vec<(&str, Vec<i32>)>>,
+) -> DescribeLogDirsResponse {
     let topics = topics.map(|ts| {
         ts.into_iter()
-            .map(|(t, p)| DescribableLogDirTopic::default().with_topic(name(t)).with_partitions(p))
+            .map(|(t, p)| {
+                DescribableLogDirTopic::default()
+                    .with_topic(name(t))
+                    .with_partitions(p)
+            })
             .collect()
     });
     conn.call(
@@ -107,7 +122,11 @@ fn describe_log_dirs_reports_exact_partition_sizes_and_the_disk() {
             assert_eq!((resp.error_code, resp.results.len()), (0, 1), "v{v} {when}");
             let r = &resp.results[0];
             assert_eq!(r.error_code, 0);
-            assert_eq!(r.log_dir.as_str(), data_dir.join("bookie").to_str().unwrap(), "v{v}");
+            assert_eq!(
+                r.log_dir.as_str(),
+                data_dir.join("bookie").to_str().unwrap(),
+                "v{v}"
+            );
             assert_eq!(sizes(r), expected, "v{v} {when}: sizes are the produced bytes");
             if v >= 4 {
                 assert!(
@@ -117,7 +136,11 @@ fn describe_log_dirs_reports_exact_partition_sizes_and_the_disk() {
                     r.usable_bytes
                 );
             } else {
-                assert_eq!((r.total_bytes, r.usable_bytes), (-1, -1), "v{v}: not in this version");
+                assert_eq!(
+                    (r.total_bytes, r.usable_bytes),
+                    (-1, -1),
+                    "v{v}: not in this version"
+                );
             }
         }
     };
@@ -132,7 +155,10 @@ fn describe_log_dirs_reports_exact_partition_sizes_and_the_disk() {
     );
     let resp = describe_log_dirs(&mut conn, 2, Some(vec![]));
     assert_eq!(resp.results.len(), 1);
-    assert!(resp.results[0].topics.is_empty(), "an empty list asks for nothing");
+    assert!(
+        resp.results[0].topics.is_empty(),
+        "an empty list asks for nothing"
+    );
 
     // A clean restart seals the segments: the sizes now come from the sealed segments' metadata.
     broker.restart().or_panic("restart");
@@ -189,7 +215,11 @@ fn describe_topic_partitions_pages_with_its_cursor_and_no_reassignment_is_listed
         let t = &resp.topics[0];
         assert_eq!((t.error_code, t.topic_id), (0, meta.topics[0].topic_id));
         assert_eq!(t.topic_authorized_operations, i32::MIN);
-        seen.extend(t.partitions.iter().map(|p| (p.partition_index, p.leader_id.0, p.leader_epoch)));
+        seen.extend(
+            t.partitions
+                .iter()
+                .map(|p| (p.partition_index, p.leader_id.0, p.leader_epoch)),
+        );
         cursors.push(
             resp.next_cursor
                 .as_ref()
@@ -221,7 +251,13 @@ fn describe_topic_partitions_pages_with_its_cursor_and_no_reassignment_is_listed
     let got: Vec<(String, i16, usize)> = resp
         .topics
         .iter()
-        .map(|t| (t.name.as_ref().unwrap().0.to_string(), t.error_code, t.partitions.len()))
+        .map(|t| {
+            (
+                t.name.as_ref().unwrap().0.to_string(),
+                t.error_code,
+                t.partitions.len(),
+            )
+        })
         .collect();
     assert_eq!(got, vec![("missing".into(), 3, 0), ("paged".into(), 0, 3)]);
     assert!(resp.next_cursor.is_none());
@@ -271,11 +307,12 @@ fn kafka_addr(c: &LocalCluster, k: usize) -> SocketAddr {
 }
 
 fn describe_quorum(conn: &mut Conn, version: i16, topic: &str, partition: i32) -> DescribeQuorumResponse {
-    let req = DescribeQuorumRequest::default().with_topics(vec![describe_quorum_request::TopicData::default()
-        .with_topic_name(name(topic))
-        .with_partitions(vec![
-            describe_quorum_request::PartitionData::default().with_partition_index(partition)
-        ])]);
+    let req =
+        DescribeQuorumRequest::default().with_topics(vec![describe_quorum_request::TopicData::default()
+            .with_topic_name(name(topic))
+            .with_partitions(vec![
+                describe_quorum_request::PartitionData::default().with_partition_index(partition)
+            ])]);
     conn.call(ApiKey::DescribeQuorum, version, &req)
         .or_panic("DescribeQuorum")
 }
@@ -332,9 +369,18 @@ fn a_three_node_cluster_describes_its_log_dirs_and_its_quorum() {
     let voters: BTreeSet<i32> = p.current_voters.iter().map(|v| v.replica_id.0).collect();
     assert_eq!(voters, [1, 2, 3].into());
     for v in &p.current_voters {
-        assert!(v.log_end_offset > 0, "voter {} log end offset {}", v.replica_id.0, v.log_end_offset);
+        assert!(
+            v.log_end_offset > 0,
+            "voter {} log end offset {}",
+            v.replica_id.0,
+            v.log_end_offset
+        );
     }
-    let me = p.current_voters.iter().find(|v| v.replica_id.0 == leader as i32).expect("leader");
+    let me = p
+        .current_voters
+        .iter()
+        .find(|v| v.replica_id.0 == leader as i32)
+        .expect("leader");
     assert!(me.log_end_offset >= p.high_watermark);
     assert!(me.last_fetch_timestamp > 0);
     assert!(p.observers.is_empty());
@@ -345,20 +391,31 @@ fn a_three_node_cluster_describes_its_log_dirs_and_its_quorum() {
         .collect();
     assert_eq!(
         nodes,
-        (1..=3).map(|k| (k, format!("127.0.0.{k}"))).collect::<BTreeMap<_, _>>()
+        (1..=3)
+            .map(|k| (k, format!("127.0.0.{k}")))
+            .collect::<BTreeMap<_, _>>()
     );
     for k in (1..=3).filter(|k| *k != leader) {
         let mut conn = Conn::open(kafka_addr(&c, k), "introspection").or_panic("connect");
         for v in 0..=2 {
             let resp = describe_quorum(&mut conn, v, "__cluster_metadata", 0);
-            assert_eq!(resp.topics[0].partitions[0].error_code, 6, "node {k} v{v}: NOT_LEADER_OR_FOLLOWER");
+            assert_eq!(
+                resp.topics[0].partitions[0].error_code, 6,
+                "node {k} v{v}: NOT_LEADER_OR_FOLLOWER"
+            );
         }
     }
     let mut conn = Conn::open(kafka_addr(&c, leader), "introspection").or_panic("connect");
     let resp = describe_quorum(&mut conn, 1, "__cluster_metadata", 1);
-    assert_eq!(resp.topics[0].partitions[0].error_code, 3, "UNKNOWN_TOPIC_OR_PARTITION");
+    assert_eq!(
+        resp.topics[0].partitions[0].error_code, 3,
+        "UNKNOWN_TOPIC_OR_PARTITION"
+    );
     let resp = describe_quorum(&mut conn, 0, "orders", 0);
-    assert_eq!(resp.topics[0].partitions[0].error_code, 3, "UNKNOWN_TOPIC_OR_PARTITION");
+    assert_eq!(
+        resp.topics[0].partitions[0].error_code, 3,
+        "UNKNOWN_TOPIC_OR_PARTITION"
+    );
 
     // --- DescribeLogDirs: each node reports the partitions its bookie holds segments of.
     kafka::create_topic_replicated(c.bootstrap(), "single", 6, 1, &[]).or_panic("create rf=1 topic");
@@ -391,7 +448,10 @@ fn a_three_node_cluster_describes_its_log_dirs_and_its_quorum() {
                 .map(|(p, _)| *p)
                 .collect();
             let got: BTreeSet<i32> = reported.keys().map(|(_, p)| *p).collect();
-            assert_eq!(got, expected, "node {k}: the {topic} partitions whose segments it holds");
+            assert_eq!(
+                got, expected,
+                "node {k}: the {topic} partitions whose segments it holds"
+            );
             for ((t, p), size) in &reported {
                 holders.entry((t.clone(), *p)).or_default().insert(k);
                 // The owner knows its in-progress segment's size exactly.
@@ -401,7 +461,17 @@ fn a_three_node_cluster_describes_its_log_dirs_and_its_quorum() {
             }
         }
     }
-    let single_copies: Vec<usize> = (0..6).map(|p| holders[&("single".to_string(), p)].len()).collect();
-    assert_eq!(single_copies, vec![1; 6], "a replication factor of 1: one node holds each partition");
-    assert_eq!(holders[&("triple".to_string(), 0)], [1, 2, 3].into(), "every node holds a copy");
+    let single_copies: Vec<usize> = (0..6)
+        .map(|p| holders[&("single".to_string(), p)].len())
+        .collect();
+    assert_eq!(
+        single_copies,
+        vec![1; 6],
+        "a replication factor of 1: one node holds each partition"
+    );
+    assert_eq!(
+        holders[&("triple".to_string(), 0)],
+        [1, 2, 3].into(),
+        "every node holds a copy"
+    );
 }

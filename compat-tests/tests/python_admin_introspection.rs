@@ -30,10 +30,18 @@ fn script() -> PathBuf {
 /// Produce one batch of one record with `len` value bytes to `topic`/`partition`; returns the
 /// batch's size (what the partition stores).
 fn produce_batch(conn: &mut Conn, topic: &str, partition: i32, len: usize) -> i64 {
-    let batch = raw::one_record_batch((-1, -1, -1), distlog_compat_tests::now_ms(), Bytes::from(vec![b'v'; len]))
-        .or_panic("batch");
+    let batch = raw::one_record_batch(
+        (-1, -1, -1),
+        distlog_compat_tests::now_ms(),
+        Bytes::from(vec![b'v'; len]),
+    )
+    .or_panic("batch");
     let resp: ProduceResponse = conn
-        .call(ApiKey::Produce, 9, &raw::produce_request(topic, partition, batch.clone()))
+        .call(
+            ApiKey::Produce,
+            9,
+            &raw::produce_request(topic, partition, batch.clone()),
+        )
         .or_panic("produce");
     assert_eq!(resp.responses[0].partition_responses[0].error_code, 0, "produce");
     batch.len() as i64
@@ -93,7 +101,9 @@ fn python_admin_clients_describe_the_cluster_topics_log_dirs_and_quorum() {
     let dir = &dirs[0]["log_dirs"][0];
     assert_eq!(dirs[0]["log_dirs"].as_array().map(Vec::len), Some(1));
     assert_eq!(dir["error_code"], json!(0));
-    let bookie = std::fs::canonicalize(broker.data_dir()).expect("data dir").join("bookie");
+    let bookie = std::fs::canonicalize(broker.data_dir())
+        .expect("data dir")
+        .join("bookie");
     assert_eq!(dir["log_dir"], json!(bookie.to_str().expect("utf-8")));
     let total = dir["total_bytes"].as_i64().expect("total_bytes (v4)");
     let usable = dir["usable_bytes"].as_i64().expect("usable_bytes (v4)");
@@ -101,16 +111,26 @@ fn python_admin_clients_describe_the_cluster_topics_log_dirs_and_quorum() {
     let mut sizes = BTreeMap::new();
     for t in dir["topics"].as_array().expect("topics") {
         for p in t["partitions"].as_array().expect("partitions") {
-            assert_eq!((&p["offset_lag"], &p["is_future_key"]), (&json!(0), &json!(false)));
+            assert_eq!(
+                (&p["offset_lag"], &p["is_future_key"]),
+                (&json!(0), &json!(false))
+            );
             sizes.insert(
-                (t["name"].as_str().expect("name").to_string(), p["partition_index"].as_i64().expect("index")),
+                (
+                    t["name"].as_str().expect("name").to_string(),
+                    p["partition_index"].as_i64().expect("index"),
+                ),
                 p["partition_size"].as_i64().expect("size"),
             );
         }
     }
     assert_eq!(
         sizes,
-        [(("described".to_string(), 0), p0), (("described".to_string(), 2), p2)].into()
+        [
+            (("described".to_string(), 0), p0),
+            (("described".to_string(), 2), p2)
+        ]
+        .into()
     );
 
     // DescribeTopicPartitions, one partition per page, walked with the cursor.
@@ -129,7 +149,10 @@ fn python_admin_clients_describe_the_cluster_topics_log_dirs_and_quorum() {
     let q = &k["quorum"]["topics"][0];
     assert_eq!(q["topic_name"], json!("__cluster_metadata"));
     let p = &q["partitions"][0];
-    assert_eq!((&p["partition_index"], &p["leader_id"], &p["error"]), (&json!(0), &json!(1), &json!(null)));
+    assert_eq!(
+        (&p["partition_index"], &p["leader_id"], &p["error"]),
+        (&json!(0), &json!(1), &json!(null))
+    );
     assert!(p["leader_epoch"].as_i64().expect("epoch") >= 1, "{p}");
     let hw = p["high_watermark"].as_i64().expect("high watermark");
     assert!(hw > 0, "{p}");

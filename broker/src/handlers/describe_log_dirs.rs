@@ -191,10 +191,15 @@ fn disk_space(dir: &Path) -> std::io::Result<(i64, i64)> {
     }
     // SAFETY: statvfs returned 0, so it initialised `st`.
     let st = unsafe { st.assume_init() };
-    let frsize = st.f_frsize as u64;
-    let total = (st.f_blocks as u64).saturating_mul(frsize);
-    let usable = (st.f_bavail as u64).saturating_mul(frsize);
-    Ok((total.min(i64::MAX as u64) as i64, usable.min(i64::MAX as u64) as i64))
+    // The statvfs field types differ between platforms (u32 or u64).
+    #[allow(clippy::unnecessary_cast)]
+    let (frsize, blocks, avail) = (st.f_frsize as u64, st.f_blocks as u64, st.f_bavail as u64);
+    let total = blocks.saturating_mul(frsize);
+    let usable = avail.saturating_mul(frsize);
+    Ok((
+        total.min(i64::MAX as u64) as i64,
+        usable.min(i64::MAX as u64) as i64,
+    ))
 }
 
 #[cfg(test)]

@@ -77,16 +77,18 @@ fn partition_errors(req: &DescribeQuorumRequest, error: ResponseError) -> Descri
         .topics
         .iter()
         .map(|t| {
-            TopicData::default().with_topic_name(t.topic_name.clone()).with_partitions(
-                t.partitions
-                    .iter()
-                    .map(|p| {
-                        PartitionData::default()
-                            .with_partition_index(p.partition_index)
-                            .with_error_code(error.code())
-                    })
-                    .collect(),
-            )
+            TopicData::default()
+                .with_topic_name(t.topic_name.clone())
+                .with_partitions(
+                    t.partitions
+                        .iter()
+                        .map(|p| {
+                            PartitionData::default()
+                                .with_partition_index(p.partition_index)
+                                .with_error_code(error.code())
+                        })
+                        .collect(),
+                )
         })
         .collect();
     DescribeQuorumResponse::default().with_topics(topics)
@@ -100,7 +102,11 @@ pub fn describe(status: &QuorumStatus, version: i16, now_ms: i64) -> DescribeQuo
         let p = PartitionData::default()
             .with_partition_index(0)
             .with_error_code(ResponseError::NotLeaderOrFollower.code())
-            .with_leader_id(status.leader.map_or(kafka_protocol::messages::BrokerId(-1), kafka_broker_id))
+            .with_leader_id(
+                status
+                    .leader
+                    .map_or(kafka_protocol::messages::BrokerId(-1), kafka_broker_id),
+            )
             .with_leader_epoch(epoch(status.term));
         return DescribeQuorumResponse::default().with_topics(vec![topic.with_partitions(vec![p])]);
     }
@@ -110,7 +116,9 @@ pub fn describe(status: &QuorumStatus, version: i16, now_ms: i64) -> DescribeQuo
             .with_replica_id(kafka_broker_id(id))
             .with_log_end_offset(end);
         if version >= 1 && id == status.node_id {
-            r = r.with_last_fetch_timestamp(now_ms).with_last_caught_up_timestamp(now_ms);
+            r = r
+                .with_last_fetch_timestamp(now_ms)
+                .with_last_caught_up_timestamp(now_ms);
         }
         r
     };
@@ -175,6 +183,9 @@ mod tests {
 
     use super::*;
 
+    /// A listener as (name, host, port).
+    type Listed = (String, String, u16);
+
     fn status(is_leader: bool) -> QuorumStatus {
         let n = NodeId::new;
         QuorumStatus {
@@ -185,7 +196,12 @@ mod tests {
             committed: Some(41),
             last_log_index: Some(42),
             members: Members {
-                voters: [(n(1), "h1:7001".into()), (n(2), "h2:7002".into()), (n(3), "h3:7003".into())].into(),
+                voters: [
+                    (n(1), "h1:7001".into()),
+                    (n(2), "h2:7002".into()),
+                    (n(3), "h3:7003".into()),
+                ]
+                .into(),
                 learners: [(n(4), "h4:bad".into())].into(),
             },
             matched: if is_leader {
@@ -229,16 +245,23 @@ mod tests {
         let resp = describe(&status(true), 2, 1000);
         assert_eq!(resp.error_code, 0);
         let p = &resp.topics[0].partitions[0];
-        assert_eq!((p.error_code, p.leader_id.0, p.leader_epoch, p.high_watermark), (0, 1, 3, 42));
+        assert_eq!(
+            (p.error_code, p.leader_id.0, p.leader_epoch, p.high_watermark),
+            (0, 1, 3, 42)
+        );
         let voters: Vec<(i32, i64, i64)> = p
             .current_voters
             .iter()
             .map(|r| (r.replica_id.0, r.log_end_offset, r.last_fetch_timestamp))
             .collect();
         assert_eq!(voters, vec![(1, 43, 1000), (2, 42, -1), (3, -1, -1)]);
-        let observers: Vec<(i32, i64)> = p.observers.iter().map(|r| (r.replica_id.0, r.log_end_offset)).collect();
+        let observers: Vec<(i32, i64)> = p
+            .observers
+            .iter()
+            .map(|r| (r.replica_id.0, r.log_end_offset))
+            .collect();
         assert_eq!(observers, vec![(4, 8)]);
-        let nodes: Vec<(i32, Vec<(String, String, u16)>)> = resp
+        let nodes: Vec<(i32, Vec<Listed>)> = resp
             .nodes
             .iter()
             .map(|n| {

@@ -60,7 +60,9 @@ pub async fn handle(
     req: DescribeTopicPartitionsRequest,
 ) -> DescribeTopicPartitionsResponse {
     let topics: Vec<String> = req.topics.iter().map(|t| t.name.0.to_string()).collect();
-    let cursor = req.cursor.map(|c| (c.topic_name.0.to_string(), c.partition_index));
+    let cursor = req
+        .cursor
+        .map(|c| (c.topic_name.0.to_string(), c.partition_index));
     if cursor.as_ref().is_some_and(|(_, p)| *p < 0) {
         let refused = topics
             .into_iter()
@@ -231,7 +233,10 @@ mod tests {
         let s = state();
         assert_eq!(
             page(&s, &[], 100, None),
-            (vec![t("a", 0, &[0, 1, 2]), t("b", 0, &[0, 1]), t("c", 0, &[0])], None)
+            (
+                vec![t("a", 0, &[0, 1, 2]), t("b", 0, &[0, 1]), t("c", 0, &[0])],
+                None
+            )
         );
         // The limit cuts inside a topic: the cursor names the next partition.
         assert_eq!(
@@ -248,7 +253,10 @@ mod tests {
             (vec![t("a", 0, &[0, 1, 2])], Some(("b".into(), 0)))
         );
         // The last page has no cursor.
-        assert_eq!(page(&s, &[], 5, Some(("b", 1))), (vec![t("b", 0, &[1]), t("c", 0, &[0])], None));
+        assert_eq!(
+            page(&s, &[], 5, Some(("b", 1))),
+            (vec![t("b", 0, &[1]), t("c", 0, &[0])], None)
+        );
     }
 
     #[test]
@@ -286,7 +294,10 @@ mod tests {
             )
         );
         // Named topics before the cursor's are skipped.
-        assert_eq!(page(&s, &["a", "c"], 100, Some(("b", 0))), (vec![t("c", 0, &[0])], None));
+        assert_eq!(
+            page(&s, &["a", "c"], 100, Some(("b", 0))),
+            (vec![t("c", 0, &[0])], None)
+        );
     }
 
     #[test]

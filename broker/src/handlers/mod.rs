@@ -65,8 +65,14 @@ pub const SUPPORTED: &[(ApiKey, (i16, i16))] = &[
     (ApiKey::DescribeProducers, describe_producers::VERSIONS),
     (ApiKey::DescribeCluster, describe_cluster::VERSIONS),
     (ApiKey::DescribeLogDirs, describe_log_dirs::VERSIONS),
-    (ApiKey::ListPartitionReassignments, list_partition_reassignments::VERSIONS),
-    (ApiKey::DescribeTopicPartitions, describe_topic_partitions::VERSIONS),
+    (
+        ApiKey::ListPartitionReassignments,
+        list_partition_reassignments::VERSIONS,
+    ),
+    (
+        ApiKey::DescribeTopicPartitions,
+        describe_topic_partitions::VERSIONS,
+    ),
     (ApiKey::DescribeQuorum, describe_quorum::VERSIONS),
 ];
 
