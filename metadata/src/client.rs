@@ -590,6 +590,20 @@ impl MetadataStore {
         self.raft.metrics().borrow().clone()
     }
 
+    /// The metadata quorum as this replica sees it (leader, term, committed
+    /// index, members and, on the leader, each member's replicated index),
+    /// for DescribeQuorum. Asks the Raft core for the committed index (one
+    /// round trip to its task; no network).
+    pub async fn quorum_status(&self) -> Result<crate::quorum::QuorumStatus, MetadataError> {
+        let committed = self
+            .raft
+            .with_raft_state(|st| st.committed.map(|l| l.index))
+            .await
+            .map_err(fatal)?;
+        let m = self.raft.metrics().borrow().clone();
+        Ok(crate::quorum::QuorumStatus::from_metrics(&m, committed))
+    }
+
     /// Stop Raft and flush sled.
     ///
     /// Once this returns Ok the database is closed and its directory may be

@@ -11,7 +11,10 @@ pub mod delete_records;
 pub mod delete_topics;
 pub mod describe_cluster;
 pub mod describe_configs;
+pub mod describe_log_dirs;
 pub mod describe_producers;
+pub mod describe_quorum;
+pub mod describe_topic_partitions;
 pub mod fetch;
 pub mod fetch_encode;
 pub mod group_admin;
@@ -20,6 +23,7 @@ pub mod group_offsets;
 pub mod init_producer_id;
 pub mod leader_epoch;
 pub mod list_offsets;
+pub mod list_partition_reassignments;
 pub mod metadata;
 pub mod offset_for_leader_epoch;
 pub mod produce;
@@ -62,6 +66,16 @@ pub const SUPPORTED: &[(ApiKey, (i16, i16))] = &[
     (ApiKey::DescribeProducers, describe_producers::VERSIONS),
     (ApiKey::DescribeCluster, describe_cluster::VERSIONS),
     (ApiKey::DeleteRecords, delete_records::VERSIONS),
+    (ApiKey::DescribeLogDirs, describe_log_dirs::VERSIONS),
+    (
+        ApiKey::ListPartitionReassignments,
+        list_partition_reassignments::VERSIONS,
+    ),
+    (
+        ApiKey::DescribeTopicPartitions,
+        describe_topic_partitions::VERSIONS,
+    ),
+    (ApiKey::DescribeQuorum, describe_quorum::VERSIONS),
 ];
 
 /// A node id as a Kafka broker id (an `int32` on the wire). The
@@ -306,6 +320,24 @@ impl Dispatcher for KafkaDispatcher {
                         m::DescribeProducersRequest,
                         describe_producers::handle
                     )
+                }
+                ApiKey::DescribeLogDirs => {
+                    route!(req, broker, m::DescribeLogDirsRequest, describe_log_dirs::handle)
+                }
+                ApiKey::ListPartitionReassignments => route!(
+                    req,
+                    broker,
+                    m::ListPartitionReassignmentsRequest,
+                    list_partition_reassignments::handle
+                ),
+                ApiKey::DescribeTopicPartitions => route!(
+                    req,
+                    broker,
+                    m::DescribeTopicPartitionsRequest,
+                    describe_topic_partitions::handle
+                ),
+                ApiKey::DescribeQuorum => {
+                    route!(req, broker, m::DescribeQuorumRequest, describe_quorum::handle)
                 }
                 other => {
                     warn!(api = ?other, "request for an API without a handler");

@@ -81,6 +81,11 @@ pub(crate) struct StreamShared {
     /// The embedder's state of this opening of the stream, rebuilt before
     /// the writer started (see [`super::stream_state`]).
     pub state: Option<Arc<dyn StreamState>>,
+    /// (LSSN, payload bytes written so far) of the segment the writer is
+    /// writing: the size of an in-progress segment, which metadata records
+    /// only once it is sealed. Keyed by LSSN so that a reader combining it
+    /// with metadata counts a just-sealed segment once.
+    pub open_segment: Mutex<Option<(u64, u64)>>,
 }
 
 impl StreamShared {

@@ -364,6 +364,25 @@ impl Namespace {
         retention::check(&self.ctx, &open).await
     }
 
+    /// (LSSN, payload bytes written so far) of the segment this node is
+    /// writing for `stream`, if it has the stream open (it is the owner):
+    /// the size of an in-progress segment, which metadata records only at
+    /// the seal. Does not open the stream. The bytes are those handed to
+    /// the bookies (acknowledged or still in flight), the measure a sealed
+    /// segment's `SegmentMeta::size_bytes` uses.
+    pub fn open_segment_bytes(&self, stream: StreamId) -> Option<(u64, u64)> {
+        let open = self
+            .streams
+            .lock()
+            .get(&stream)
+            .and_then(|cell| cell.get().cloned())?;
+        if open.shared.is_failed() {
+            return None;
+        }
+        let bytes = *open.shared.open_segment.lock();
+        bytes
+    }
+
     /// Number of streams currently open on this node.
     pub fn open_streams(&self) -> usize {
         self.streams.lock().values().filter(|s| s.get().is_some()).count()

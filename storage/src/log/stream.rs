@@ -100,6 +100,7 @@ pub(crate) async fn open(ctx: &Arc<NsCtx>, id: StreamId) -> Result<Arc<LogStream
             cache: Mutex::new(TailCache::new(ctx.config.tail_cache_bytes)),
             failed: AtomicBool::new(false),
             state,
+            open_segment: Mutex::new(None),
         });
         let (tx, rx) = mpsc::channel(1024);
         let writer = LogWriter::new(ctx.clone(), shared.clone(), cfg, st.next_lssn, next_offset, txid);

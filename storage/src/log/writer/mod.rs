@@ -282,6 +282,7 @@ impl LogWriter {
         let payload: Vec<Bytes> = chunks.iter().map(|c| c.payload.clone()).collect();
         let len: usize = payload.iter().map(Bytes::len).sum();
         seg.bytes += len as u64;
+        *self.shared.open_segment.lock() = Some((seg.lssn, seg.bytes));
         if self.shared.state.is_some() {
             self.since_snapshot.0 += len as u64;
         }

@@ -266,6 +266,7 @@ impl LogWriter {
             degraded: false,
             retry_roll_at: None,
         });
+        *self.shared.open_segment.lock() = Some((self.next_lssn, 0));
         {
             let mut v = self.shared.view.write();
             if let Some(old) = sealing {
