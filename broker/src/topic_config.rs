@@ -225,7 +225,10 @@ pub const TOPIC_CONFIGS: &[TopicConfigKey] = &[
     TopicConfigKey {
         name: keys::MESSAGE_TIMESTAMP_AFTER_MAX_MS,
         ty: ConfigType::Long,
-        validator: Validator::Range { min: 0, max: i64::MAX },
+        validator: Validator::Range {
+            min: 0,
+            max: i64::MAX,
+        },
         default: DefaultValue::Fixed("3600000"),
         broker_synonym: Some("log.message.timestamp.after.max.ms"),
         dynamic: true,
@@ -236,7 +239,10 @@ pub const TOPIC_CONFIGS: &[TopicConfigKey] = &[
     TopicConfigKey {
         name: keys::MESSAGE_TIMESTAMP_BEFORE_MAX_MS,
         ty: ConfigType::Long,
-        validator: Validator::Range { min: 0, max: i64::MAX },
+        validator: Validator::Range {
+            min: 0,
+            max: i64::MAX,
+        },
         default: DefaultValue::Fixed("9223372036854775807"),
         broker_synonym: Some("log.message.timestamp.before.max.ms"),
         dynamic: true,

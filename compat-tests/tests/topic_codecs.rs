@@ -88,7 +88,7 @@ fn fetch_batches(c: &mut raw::Conn, topic: &str, hw: i64) -> Vec<RecordSet> {
             continue;
         };
         for set in RecordBatchDecoder::decode_all(&mut bytes).or_panic("decode fetched batches") {
-            let last = set.records.last().map(|r| r.offset).unwrap_or(next - 1);
+            let last = set.records.last().map_or(next - 1, |r| r.offset);
             if last >= next {
                 next = last + 1;
                 out.push(set);
@@ -105,7 +105,11 @@ fn assert_consumed_equal(bootstrap: &str, topic: &str, sent: &[TestRecord]) {
         assert_eq!(g.offset, i as i64, "{topic}");
         assert_eq!((&g.key, &g.payload), (&s.key, &s.payload), "{topic} offset {i}");
         assert_eq!(g.headers, s.headers, "{topic} offset {i}");
-        assert_eq!(g.timestamp, Timestamp::CreateTime(s.timestamp.expect("set")), "{topic} offset {i}");
+        assert_eq!(
+            g.timestamp,
+            Timestamp::CreateTime(s.timestamp.expect("set")),
+            "{topic} offset {i}"
+        );
     }
 }
 
@@ -136,7 +140,11 @@ fn codec_topics_recompress_batches_of_other_codecs_and_consumers_see_the_same_re
         let batches = fetch_batches(&mut c, &topic, sent.len() as i64);
         assert!(!batches.is_empty());
         for set in &batches {
-            assert_eq!(set.compression, stored, "{topic}: a stored batch is {:?}", set.compression);
+            assert_eq!(
+                set.compression, stored,
+                "{topic}: a stored batch is {:?}",
+                set.compression
+            );
         }
         let n: usize = batches.iter().map(|s| s.records.len()).sum();
         assert_eq!(n, sent.len(), "{topic}");
@@ -150,7 +158,10 @@ fn codec_topics_recompress_batches_of_other_codecs_and_consumers_see_the_same_re
         .iter()
         .map(|s| s.compression)
         .collect();
-    assert!(codecs.contains(&Compression::Lz4) && codecs.contains(&Compression::Zstd), "{codecs:?}");
+    assert!(
+        codecs.contains(&Compression::Lz4) && codecs.contains(&Compression::Zstd),
+        "{codecs:?}"
+    );
     // librdkafka's admin test creates a topic with compression.type=lz4; unknown codecs are refused.
     let err = kafka::create_topic_with_config(&bootstrap, "codec-bad", 1, &[("compression.type", "brotli")])
         .expect_err("brotli is not a codec");
@@ -212,7 +223,12 @@ fn idempotent_batch(pid: i64, first: i32, n: i32, ts: i64) -> Bytes {
     Bytes::from(b)
 }
 
-fn produce_raw(c: &mut raw::Conn, version: i16, topic: &str, records: Bytes) -> produce_response::PartitionProduceResponse {
+fn produce_raw(
+    c: &mut raw::Conn,
+    version: i16,
+    topic: &str,
+    records: Bytes,
+) -> produce_response::PartitionProduceResponse {
     let resp: ProduceResponse = c
         .call(ApiKey::Produce, version, &raw::produce_request(topic, 0, records))
         .or_panic("produce");
@@ -235,7 +251,9 @@ fn idempotent_producers_keep_their_guarantees_on_a_recompressing_topic() {
         .call(
             ApiKey::InitProducerId,
             4,
-            &InitProducerIdRequest::default().with_transactional_id(None).with_transaction_timeout_ms(60_000),
+            &InitProducerIdRequest::default()
+                .with_transactional_id(None)
+                .with_transaction_timeout_ms(60_000),
         )
         .or_panic("init producer id");
     assert_eq!(resp.error_code, 0);
@@ -265,10 +283,19 @@ fn idempotent_producers_keep_their_guarantees_on_a_recompressing_topic() {
 
 fn offset_for(consumer: &BaseConsumer, topic: &str, timestamp: i64) -> Offset {
     let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(topic, 0, Offset::Offset(timestamp)).expect("valid query");
-    let answer = consumer.offsets_for_times(tpl, Duration::from_secs(10)).expect("ListOffsets");
-    let elem = answer.find_partition(topic, 0).expect("partition 0 in the answer");
-    assert!(elem.error().is_ok(), "ListOffsets {timestamp}: {:?}", elem.error());
+    tpl.add_partition_offset(topic, 0, Offset::Offset(timestamp))
+        .expect("valid query");
+    let answer = consumer
+        .offsets_for_times(tpl, Duration::from_secs(10))
+        .expect("ListOffsets");
+    let elem = answer
+        .find_partition(topic, 0)
+        .expect("partition 0 in the answer");
+    assert!(
+        elem.error().is_ok(),
+        "ListOffsets {timestamp}: {:?}",
+        elem.error()
+    );
     elem.offset()
 }
 
@@ -280,7 +307,10 @@ fn log_append_time_topics_carry_the_append_time_and_list_offsets_finds_it() {
         &bootstrap,
         "lat",
         1,
-        &[("message.timestamp.type", "LogAppendTime"), ("compression.type", "zstd")],
+        &[
+            ("message.timestamp.type", "LogAppendTime"),
+            ("compression.type", "zstd"),
+        ],
     )
     .or_panic("create topic");
     // Producer timestamps far in the past, and beyond the CreateTime bounds: both ignored.
@@ -313,9 +343,15 @@ fn log_append_time_topics_carry_the_append_time_and_list_offsets_finds_it() {
         })
         .collect();
     for (i, t) in times.iter().enumerate() {
-        assert!((before..=after).contains(t), "offset {i}: {t} not in [{before}, {after}]");
+        assert!(
+            (before..=after).contains(t),
+            "offset {i}: {t} not in [{before}, {after}]"
+        );
     }
-    assert!(times.windows(2).all(|w| w[0] <= w[1]), "append times never go back");
+    assert!(
+        times.windows(2).all(|w| w[0] <= w[1]),
+        "append times never go back"
+    );
     assert_eq!(times[300], p.log_append_time_ms);
     assert_eq!(times[301], p.log_append_time_ms);
     for (g, s) in got.iter().zip(&sent) {
@@ -327,8 +363,14 @@ fn log_append_time_topics_carry_the_append_time_and_list_offsets_finds_it() {
     assert_eq!(offset_for(&consumer, "lat", old), Offset::Offset(0));
     assert_eq!(offset_for(&consumer, "lat", before), Offset::Offset(0));
     for first in [100usize, 200, 300] {
-        assert!(times[first] > times[first - 1], "round starting at {first} appended later");
-        assert_eq!(offset_for(&consumer, "lat", times[first]), Offset::Offset(first as i64));
+        assert!(
+            times[first] > times[first - 1],
+            "round starting at {first} appended later"
+        );
+        assert_eq!(
+            offset_for(&consumer, "lat", times[first]),
+            Offset::Offset(first as i64)
+        );
     }
     assert_eq!(offset_for(&consumer, "lat", after + 60_000), Offset::End);
     // Stored batches carry the LogAppendTime attribute and the append time.
@@ -336,7 +378,10 @@ fn log_append_time_topics_carry_the_append_time_and_list_offsets_finds_it() {
     for set in &batches {
         assert_eq!(set.compression, Compression::Zstd);
         for r in &set.records {
-            assert_eq!(r.timestamp_type, kafka_protocol::records::TimestampType::LogAppend);
+            assert_eq!(
+                r.timestamp_type,
+                kafka_protocol::records::TimestampType::LogAppend
+            );
         }
     }
     // A CreateTime topic answers -1.
@@ -349,8 +394,13 @@ fn log_append_time_topics_carry_the_append_time_and_list_offsets_finds_it() {
 fn timestamps_outside_the_topic_bounds_get_invalid_timestamp() {
     let broker = start_broker();
     let bootstrap = broker.bootstrap();
-    kafka::create_topic_with_config(&bootstrap, "bounded", 1, &[("message.timestamp.before.max.ms", "60000")])
-        .or_panic("create topic");
+    kafka::create_topic_with_config(
+        &bootstrap,
+        "bounded",
+        1,
+        &[("message.timestamp.before.max.ms", "60000")],
+    )
+    .or_panic("create topic");
     kafka::create_topic(&bootstrap, "defaults", 1).or_panic("create topic");
     let mut c = connect(&broker);
     let now = now_ms();
@@ -364,7 +414,10 @@ fn timestamps_outside_the_topic_bounds_get_invalid_timestamp() {
     );
     let indexes: Vec<i32> = p.record_errors.iter().map(|e| e.batch_index).collect();
     assert_eq!(indexes, vec![0, 1, 2]);
-    let first = p.record_errors[0].batch_index_error_message.as_deref().unwrap_or_default();
+    let first = p.record_errors[0]
+        .batch_index_error_message
+        .as_deref()
+        .unwrap_or_default();
     assert!(first.contains("is out of range"), "{first}");
     assert_eq!(produce_raw(&mut c, 9, "defaults", old).error_code, 0);
     // Two hours ahead: refused by Kafka 4's default after-bound (one hour), everywhere.
@@ -373,17 +426,28 @@ fn timestamps_outside_the_topic_bounds_get_invalid_timestamp() {
         assert_eq!(p.error_code, INVALID_TIMESTAMP, "{topic}");
         // Before v8 the code alone.
         let p = produce_raw(&mut c, 7, topic, idempotent_batch(-1, -1, 1, now + 2 * 3_600_000));
-        assert_eq!((p.error_code, p.record_errors.len()), (INVALID_TIMESTAMP, 0), "{topic}");
+        assert_eq!(
+            (p.error_code, p.record_errors.len()),
+            (INVALID_TIMESTAMP, 0),
+            "{topic}"
+        );
     }
     let p = produce_raw(&mut c, 9, "bounded", idempotent_batch(-1, -1, 1, now_ms()));
-    assert_eq!((p.error_code, p.base_offset), (0, 0), "nothing refused was written");
+    assert_eq!(
+        (p.error_code, p.base_offset),
+        (0, 0),
+        "nothing refused was written"
+    );
     // librdkafka, as against Kafka: a batch with one record error reports the partition's
     // INVALID_TIMESTAMP, a batch with several reports INVALID_RECORD for each (the per-record
     // errors name the cause). Compressed batches are decompressed to check every record.
     for codec in ["none", "lz4"] {
         let mut config = producer(&bootstrap, codec);
         config.set("linger.ms", "200"); // the five records in one batch
-        for (n, code) in [(1, RDKafkaErrorCode::InvalidTimestamp), (5, RDKafkaErrorCode::InvalidRecord)] {
+        for (n, code) in [
+            (1, RDKafkaErrorCode::InvalidTimestamp),
+            (5, RDKafkaErrorCode::InvalidRecord),
+        ] {
             let recs = records(codec, n, now_ms() - 3_600_000);
             let deliveries =
                 kafka::produce_records(&config, "bounded", Some(0), &recs, TIMEOUT).or_panic("produce");
@@ -393,5 +457,8 @@ fn timestamps_outside_the_topic_bounds_get_invalid_timestamp() {
             }
         }
     }
-    assert_eq!(kafka::watermarks(&bootstrap, "bounded", 0).or_panic("watermarks"), (0, 1));
+    assert_eq!(
+        kafka::watermarks(&bootstrap, "bounded", 0).or_panic("watermarks"),
+        (0, 1)
+    );
 }

@@ -92,8 +92,9 @@ impl Codec {
                 }
                 Ok(area.to_vec())
             }
-            Codec::Gzip => read_bounded(flate2::read::MultiGzDecoder::new(area), limit)
-                .map_err(|e| err("stream", &e))?,
+            Codec::Gzip => {
+                read_bounded(flate2::read::MultiGzDecoder::new(area), limit).map_err(|e| err("stream", &e))?
+            }
             Codec::Snappy => snappy_decompress(area, limit),
             Codec::Lz4 => {
                 let decoder = lz4::Decoder::new(area).map_err(|e| err("decoder", &e))?;
@@ -225,7 +226,11 @@ mod tests {
             if codec != Codec::None {
                 assert!(packed.len() < raw.len() / 2, "{codec:?}: {} bytes", packed.len());
             }
-            assert_eq!(codec.decompress(&packed, MAX_DECOMPRESSED).expect("decompresses"), raw, "{codec:?}");
+            assert_eq!(
+                codec.decompress(&packed, MAX_DECOMPRESSED).expect("decompresses"),
+                raw,
+                "{codec:?}"
+            );
             assert_eq!(Codec::from_id(codec.id()), Ok(codec));
         }
         assert_eq!(Codec::from_id(5), Err(BatchError::UnknownCompression(5)));
@@ -237,7 +242,10 @@ mod tests {
         for codec in Codec::ALL {
             let packed = codec.compress(&raw).expect("compresses");
             assert!(
-                matches!(codec.decompress(&packed, (1 << 20) - 1), Err(BatchError::Decompress(_))),
+                matches!(
+                    codec.decompress(&packed, (1 << 20) - 1),
+                    Err(BatchError::Decompress(_))
+                ),
                 "{codec:?}"
             );
             assert_eq!(codec.decompress(&packed, 1 << 20).map(|v| v.len()), Ok(1 << 20));
@@ -254,7 +262,10 @@ mod tests {
                 // its end mark still holds every block); it never invents bytes.
                 if let Ok(out) = codec.decompress(&packed[..cut], MAX_DECOMPRESSED) {
                     assert!(raw.starts_with(&out), "{codec:?} cut at {cut}");
-                    assert!(out.len() < raw.len() || cut + 4 >= packed.len(), "{codec:?} cut at {cut}");
+                    assert!(
+                        out.len() < raw.len() || cut + 4 >= packed.len(),
+                        "{codec:?} cut at {cut}"
+                    );
                 }
             }
             let mut flipped = packed.clone();
@@ -264,7 +275,9 @@ mod tests {
             if let Ok(out) = codec.decompress(&flipped, MAX_DECOMPRESSED) {
                 assert!(out != raw, "{codec:?} flipped");
             }
-            let garbage: Vec<u8> = (0..4096u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+            let garbage: Vec<u8> = (0..4096u32)
+                .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+                .collect();
             let _ = codec.decompress(&garbage, MAX_DECOMPRESSED);
         }
     }
@@ -276,14 +289,23 @@ mod tests {
         assert_eq!(Codec::Snappy.decompress(&block, 1024), Ok(raw));
         // A raw block claiming 2^28 bytes from 6 bytes of input.
         let bomb = [0x80, 0x80, 0x80, 0x80, 0x01, 0x00];
-        assert!(matches!(Codec::Snappy.decompress(&bomb, MAX_DECOMPRESSED), Err(BatchError::Decompress(_))));
+        assert!(matches!(
+            Codec::Snappy.decompress(&bomb, MAX_DECOMPRESSED),
+            Err(BatchError::Decompress(_))
+        ));
         let mut framed = XERIAL_HEADER.to_vec();
         framed.extend_from_slice(&(bomb.len() as u32).to_be_bytes());
         framed.extend_from_slice(&bomb);
-        assert!(matches!(Codec::Snappy.decompress(&framed, MAX_DECOMPRESSED), Err(BatchError::Decompress(_))));
+        assert!(matches!(
+            Codec::Snappy.decompress(&framed, MAX_DECOMPRESSED),
+            Err(BatchError::Decompress(_))
+        ));
         // A block length past the end.
         let mut framed = XERIAL_HEADER.to_vec();
         framed.extend_from_slice(&u32::MAX.to_be_bytes());
-        assert!(matches!(Codec::Snappy.decompress(&framed, MAX_DECOMPRESSED), Err(BatchError::Decompress(_))));
+        assert!(matches!(
+            Codec::Snappy.decompress(&framed, MAX_DECOMPRESSED),
+            Err(BatchError::Decompress(_))
+        ));
     }
 }

@@ -118,7 +118,7 @@ pub enum BatchError {
     Compress(String),
     /// Records whose timestamps the topic refuses: (index in the batch,
     /// reason) per record, as Kafka's `record_errors`.
-    #[error("{} record(s) with an invalid timestamp: {}", .0.len(), .0.first().map(|e| e.1.as_str()).unwrap_or(""))]
+    #[error("{} record(s) with an invalid timestamp: {}", .0.len(), .0.first().map_or("", |e| e.1.as_str()))]
     InvalidTimestamp(Vec<(i32, String)>),
 }
 

@@ -185,7 +185,7 @@ impl RecordPolicy {
             };
             match records {
                 Some(records) => walk_records(records, h.record_count, |r| {
-                    check(r.index, h.base_timestamp.saturating_add(r.timestamp_delta))
+                    check(r.index, h.base_timestamp.saturating_add(r.timestamp_delta));
                 })?,
                 None => check(0, h.max_timestamp),
             }

@@ -28,7 +28,10 @@ fn batch(codec: Compression, timestamps: &[i64]) -> (BytesMut, BatchSpan) {
 fn timestamp_errors(r: Result<Applied, BatchError>) -> Vec<i32> {
     match r {
         Err(BatchError::InvalidTimestamp(errors)) => errors.into_iter().map(|(i, _)| i).collect(),
-        other => panic!("expected INVALID_TIMESTAMP, got {:?}", other.map(|a| a.payload.len())),
+        other => panic!(
+            "expected INVALID_TIMESTAMP, got {:?}",
+            other.map(|a| a.payload.len())
+        ),
     }
 }
 
@@ -50,7 +53,10 @@ fn defaults_are_kafka_4s_and_invalid_overrides_fall_back() {
         ("message.timestamp.after.max.ms", "9223372036854775807"),
     ]);
     assert_eq!(p.timestamp_type, TimestampType::LogAppendTime);
-    assert_eq!((p.codec, p.before_max_ms, p.after_max_ms), (Some(Codec::Zstd), 1000, i64::MAX));
+    assert_eq!(
+        (p.codec, p.before_max_ms, p.after_max_ms),
+        (Some(Codec::Zstd), 1000, i64::MAX)
+    );
     for (name, codec) in [
         ("uncompressed", Some(Codec::None)),
         ("gzip", Some(Codec::Gzip)),
@@ -63,7 +69,10 @@ fn defaults_are_kafka_4s_and_invalid_overrides_fall_back() {
         assert_eq!(policy(&[("compression.type", name)]).codec, codec, "{name}");
     }
     assert_eq!(
-        policy(&[("message.timestamp.type", "WallClock"), ("message.timestamp.after.max.ms", "-5")]),
+        policy(&[
+            ("message.timestamp.type", "WallClock"),
+            ("message.timestamp.after.max.ms", "-5")
+        ]),
         policy(&[])
     );
 }
@@ -84,7 +93,11 @@ fn the_rows_accept_kafkas_values_and_refuse_others() {
         ("message.timestamp.before.max.ms", "0"),
         ("message.timestamp.after.max.ms", "9223372036854775807"),
     ] {
-        assert_eq!(validate_topic_configs(&configs(&[(k, v)]), Replication::SINGLE), Ok(()), "{k}={v}");
+        assert_eq!(
+            validate_topic_configs(&configs(&[(k, v)]), Replication::SINGLE),
+            Ok(()),
+            "{k}={v}"
+        );
     }
     for (k, v) in [
         ("compression.type", "none"),
@@ -110,8 +123,14 @@ fn the_default_policy_keeps_the_produced_buffer() {
         // The topic's codec equal to the batch's is the same zero-copy path.
         let (b, span) = batch(codec, &[NOW]);
         let ptr = b.as_ptr();
-        let name = if codec == Compression::None { "uncompressed" } else { "lz4" };
-        let a = policy(&[("compression.type", name)]).apply(b, &span, usize::MAX, NOW).expect("applies");
+        let name = if codec == Compression::None {
+            "uncompressed"
+        } else {
+            "lz4"
+        };
+        let a = policy(&[("compression.type", name)])
+            .apply(b, &span, usize::MAX, NOW)
+            .expect("applies");
         assert_eq!((a.payload.as_ptr(), a.recompressed), (ptr, false));
     }
 }
@@ -131,7 +150,10 @@ fn a_batch_in_another_codec_is_recompressed_and_size_checked_again() {
     let limit = b.len();
     match policy(&[("compression.type", "uncompressed")]).apply(b, &span, limit, NOW) {
         Err(e @ BatchError::TooLarge { .. }) => assert_eq!(e.kafka_error(), ResponseError::MessageTooLarge),
-        other => panic!("expected MESSAGE_TOO_LARGE, got {:?}", other.map(|a| a.payload.len())),
+        other => panic!(
+            "expected MESSAGE_TOO_LARGE, got {:?}",
+            other.map(|a| a.payload.len())
+        ),
     }
 }
 
@@ -140,8 +162,14 @@ fn create_time_bounds_refuse_each_record_outside_them() {
     let ts = [NOW - 10, NOW + 2 * HOUR, NOW, NOW + HOUR, NOW + HOUR + 1, -1];
     // Default: one hour ahead at most, no limit behind.
     let (b, span) = batch(Compression::None, &ts);
-    assert_eq!(timestamp_errors(policy(&[]).apply(b, &span, usize::MAX, NOW)), vec![1, 4]);
-    let bounded = policy(&[("message.timestamp.before.max.ms", "5"), ("message.timestamp.after.max.ms", "0")]);
+    assert_eq!(
+        timestamp_errors(policy(&[]).apply(b, &span, usize::MAX, NOW)),
+        vec![1, 4]
+    );
+    let bounded = policy(&[
+        ("message.timestamp.before.max.ms", "5"),
+        ("message.timestamp.after.max.ms", "0"),
+    ]);
     for codec in [Compression::None, Compression::Gzip, Compression::Zstd] {
         // Compressed batches are decompressed for the before-bound.
         let (b, span) = batch(codec, &ts);
@@ -156,11 +184,17 @@ fn create_time_bounds_refuse_each_record_outside_them() {
             codec: Some(Codec::Snappy),
             ..bounded
         };
-        assert_eq!(timestamp_errors(recompressing.apply(b, &span, usize::MAX, NOW)), vec![0, 1, 3, 4]);
+        assert_eq!(
+            timestamp_errors(recompressing.apply(b, &span, usize::MAX, NOW)),
+            vec![0, 1, 3, 4]
+        );
     }
     // With only the after-bound, a compressed batch is judged by its max timestamp.
     let (b, span) = batch(Compression::Lz4, &[NOW - 5 * HOUR, NOW + 2 * HOUR]);
-    assert_eq!(timestamp_errors(policy(&[]).apply(b, &span, usize::MAX, NOW)), vec![0]);
+    assert_eq!(
+        timestamp_errors(policy(&[]).apply(b, &span, usize::MAX, NOW)),
+        vec![0]
+    );
     let (b, span) = batch(Compression::Lz4, &[NOW - 5 * HOUR, NOW + HOUR]);
     assert!(policy(&[]).apply(b, &span, usize::MAX, NOW).is_ok());
     // Unlimited both ways accepts anything; extreme values do not overflow.
@@ -169,7 +203,11 @@ fn create_time_bounds_refuse_each_record_outside_them() {
         let (b, span) = batch(Compression::None, &[extreme]);
         assert!(open.apply(b, &span, usize::MAX, NOW).is_ok(), "{extreme}");
         let (b, span) = batch(Compression::None, &[extreme]);
-        assert_eq!(timestamp_errors(bounded.apply(b, &span, usize::MAX, NOW)), vec![0], "{extreme}");
+        assert_eq!(
+            timestamp_errors(bounded.apply(b, &span, usize::MAX, NOW)),
+            vec![0],
+            "{extreme}"
+        );
     }
     assert_eq!(
         BatchError::InvalidTimestamp(vec![]).kafka_error(),
@@ -197,12 +235,18 @@ fn log_append_time_topics_ignore_bounds_and_refuse_producer_set_append_time() {
     let (mut b, _) = batch(Compression::None, &[NOW, NOW]);
     as_log_append_time(&mut b, NOW);
     let span = validate(&b, usize::MAX).expect("valid").batches[0];
-    assert_eq!(timestamp_errors(lat.apply(b.clone(), &span, usize::MAX, NOW)), vec![0, 1]);
+    assert_eq!(
+        timestamp_errors(lat.apply(b.clone(), &span, usize::MAX, NOW)),
+        vec![0, 1]
+    );
     // A CreateTime topic reads such a batch's records as its max timestamp.
     assert!(policy(&[]).apply(b.clone(), &span, usize::MAX, NOW).is_ok());
     let tight = policy(&[("message.timestamp.after.max.ms", "0")]);
     let mut late = b.clone();
     as_log_append_time(&mut late, NOW + 1);
     let span = validate(&late, usize::MAX).expect("valid").batches[0];
-    assert_eq!(timestamp_errors(tight.apply(late, &span, usize::MAX, NOW)), vec![0, 1]);
+    assert_eq!(
+        timestamp_errors(tight.apply(late, &span, usize::MAX, NOW)),
+        vec![0, 1]
+    );
 }

@@ -33,7 +33,12 @@ pub fn decoded_records(payload: &[u8], span: &BatchSpan) -> Result<Vec<u8>, Batc
 /// section compressed in `target`. `records` is the batch's decompressed
 /// records section ([`decoded_records`]). The result is a single batch
 /// with a valid crc.
-pub fn rebuild(payload: &[u8], span: &BatchSpan, records: &[u8], target: Codec) -> Result<BytesMut, BatchError> {
+pub fn rebuild(
+    payload: &[u8],
+    span: &BatchSpan,
+    records: &[u8],
+    target: Codec,
+) -> Result<BytesMut, BatchError> {
     let packed = target.compress(records)?;
     let len = HEADER_SIZE + packed.len();
     let batch_length = i32::try_from(len - LOG_OVERHEAD)
@@ -51,7 +56,11 @@ pub fn rebuild(payload: &[u8], span: &BatchSpan, records: &[u8], target: Codec) 
 
 /// Recompress the single batch of `payload` into `target`: decode, then
 /// [`rebuild`]. Returns the new batch and the decompressed records.
-pub fn recompress(payload: &[u8], span: &BatchSpan, target: Codec) -> Result<(BytesMut, Vec<u8>), BatchError> {
+pub fn recompress(
+    payload: &[u8],
+    span: &BatchSpan,
+    target: Codec,
+) -> Result<(BytesMut, Vec<u8>), BatchError> {
     let records = decoded_records(payload, span)?;
     let batch = rebuild(payload, span, &records, target)?;
     Ok((batch, records))

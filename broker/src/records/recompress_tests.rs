@@ -42,7 +42,10 @@ fn hand_records(n: usize) -> Vec<u8> {
         zigzag(i as i64, &mut rec);
         let key = format!("k{i}");
         bytes_field((i % 3 != 0).then_some(key.as_bytes()), &mut rec);
-        bytes_field(Some(format!("value {i} {}", "v".repeat(i * 11)).as_bytes()), &mut rec);
+        bytes_field(
+            Some(format!("value {i} {}", "v".repeat(i * 11)).as_bytes()),
+            &mut rec,
+        );
         zigzag(3, &mut rec);
         bytes_field(Some(b"dup"), &mut rec);
         bytes_field(Some(b"one"), &mut rec);
@@ -109,23 +112,54 @@ fn every_codec_pair_keeps_records_and_header_of_idempotent_batches() {
             assert_eq!(records, raw);
             let t = span(&out);
             let (h, oh) = (t.header, s.header);
-            assert_eq!(t.len, out.len(), "{source:?}->{target:?}: one batch, nothing after it");
+            assert_eq!(
+                t.len,
+                out.len(),
+                "{source:?}->{target:?}: one batch, nothing after it"
+            );
             assert_eq!(h.compression(), target.id());
-            assert_eq!(h.attributes & !COMPRESSION_MASK, oh.attributes & !COMPRESSION_MASK);
+            assert_eq!(
+                h.attributes & !COMPRESSION_MASK,
+                oh.attributes & !COMPRESSION_MASK
+            );
             assert_eq!(h.crc, crc32c::crc32c(&out[ATTRIBUTES_OFFSET..]));
             assert_eq!(h.batch_length as usize, out.len() - LOG_OVERHEAD);
             assert_eq!(
-                (h.base_offset, h.partition_leader_epoch, h.last_offset_delta, h.record_count),
-                (oh.base_offset, oh.partition_leader_epoch, oh.last_offset_delta, oh.record_count)
+                (
+                    h.base_offset,
+                    h.partition_leader_epoch,
+                    h.last_offset_delta,
+                    h.record_count
+                ),
+                (
+                    oh.base_offset,
+                    oh.partition_leader_epoch,
+                    oh.last_offset_delta,
+                    oh.record_count
+                )
             );
             assert_eq!(
-                (h.base_timestamp, h.max_timestamp, h.producer_id, h.producer_epoch, h.base_sequence),
+                (
+                    h.base_timestamp,
+                    h.max_timestamp,
+                    h.producer_id,
+                    h.producer_epoch,
+                    h.base_sequence
+                ),
                 (oh.base_timestamp, oh.max_timestamp, 4242, 7, 1000)
             );
-            assert_eq!(decoded_records(&out, &t).expect("re-decodes"), raw, "{source:?}->{target:?}");
+            assert_eq!(
+                decoded_records(&out, &t).expect("re-decodes"),
+                raw,
+                "{source:?}->{target:?}"
+            );
             // Back to uncompressed gives the exact bytes an uncompressed producer would send.
             let (plain, _) = recompress(&out, &t, Codec::None).expect("decompresses");
-            assert_eq!(plain, idempotent_batch(Codec::None, 40), "{source:?}->{target:?}->none");
+            assert_eq!(
+                plain,
+                idempotent_batch(Codec::None, 40),
+                "{source:?}->{target:?}->none"
+            );
         }
     }
 }
@@ -205,7 +239,10 @@ fn corrupt_compressed_payloads_are_refused_never_panic() {
     b[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
     let e = recompress(&b, &span(&b), Codec::None).expect_err("count mismatch");
     assert!(matches!(e, BatchError::InvalidRecords(_)), "{e:?}");
-    assert_eq!(e.kafka_error(), kafka_protocol::error::ResponseError::InvalidRecord);
+    assert_eq!(
+        e.kafka_error(),
+        kafka_protocol::error::ResponseError::InvalidRecord
+    );
     assert_eq!(
         BatchError::Decompress("x".into()).kafka_error(),
         kafka_protocol::error::ResponseError::CorruptMessage
@@ -223,19 +260,22 @@ fn log_append_time_is_stamped_in_place_with_a_new_crc() {
         let s = span(&b); // the crc validates
         assert!(s.header.log_append_time());
         assert_eq!(s.header.max_timestamp, 1_800_000_000_123);
-        assert_eq!(s.header.attributes, original_attributes(&original) | TIMESTAMP_TYPE_BIT);
+        assert_eq!(
+            s.header.attributes,
+            original_attributes(&original) | TIMESTAMP_TYPE_BIT
+        );
         // Nothing else moved: only attributes, maxTimestamp and crc differ.
         let changed: Vec<usize> = (0..b.len()).filter(|&i| b[i] != original[i]).collect();
         assert!(
-            changed
-                .iter()
-                .all(|&i| (CRC_OFFSET..CRC_OFFSET + 4).contains(&i)
-                    || (ATTRIBUTES_OFFSET..ATTRIBUTES_OFFSET + 2).contains(&i)
-                    || (35..43).contains(&i)),
+            changed.iter().all(|&i| (CRC_OFFSET..CRC_OFFSET + 4).contains(&i)
+                || (ATTRIBUTES_OFFSET..ATTRIBUTES_OFFSET + 2).contains(&i)
+                || (35..43).contains(&i)),
             "{codec:?}: {changed:?}"
         );
         // Every record reads as the append time.
-        let hit = crate::records::max_timestamp_record(&b).expect("reads").expect("a record");
+        let hit = crate::records::max_timestamp_record(&b)
+            .expect("reads")
+            .expect("a record");
         assert_eq!(hit.timestamp, 1_800_000_000_123);
         // Stamping again with the same time changes nothing.
         let again = b.clone();

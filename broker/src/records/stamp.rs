@@ -9,8 +9,8 @@ use bytes::BytesMut;
 use distlog_storage::log::StampFn;
 
 use super::batch::{
-    BatchWalker, ATTRIBUTES_OFFSET, BASE_OFFSET_OFFSET, CRC_OFFSET, LEADER_EPOCH_OFFSET, MAX_TIMESTAMP_OFFSET,
-    TIMESTAMP_TYPE_BIT,
+    BatchWalker, ATTRIBUTES_OFFSET, BASE_OFFSET_OFFSET, CRC_OFFSET, LEADER_EPOCH_OFFSET,
+    MAX_TIMESTAMP_OFFSET, TIMESTAMP_TYPE_BIT,
 };
 use super::BatchError;
 
