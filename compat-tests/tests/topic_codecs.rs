@@ -9,6 +9,7 @@ use std::thread;
 use std::time::Duration;
 
 use bytes::Bytes;
+use distlog_compat_tests::http::metric_sum;
 use distlog_compat_tests::kafka::{self, TestRecord};
 use distlog_compat_tests::raw;
 use distlog_compat_tests::{now_ms, start_broker, DistlogProcess, OrPanic};
@@ -99,6 +100,13 @@ fn fetch_batches(c: &mut raw::Conn, topic: &str, hw: i64) -> Vec<RecordSet> {
     out
 }
 
+/// The sum of metric `name` (a name with labels picks one series) on `broker`'s `/metrics`.
+fn metric(broker: &DistlogProcess, name: &str) -> f64 {
+    let metrics = broker.http_get("/metrics").or_panic("GET /metrics");
+    assert_eq!(metrics.status, 200);
+    metric_sum(&metrics.body, name).unwrap_or(0.0)
+}
+
 fn assert_consumed_equal(bootstrap: &str, topic: &str, sent: &[TestRecord]) {
     let got = kafka::consume_n(bootstrap, topic, 0, 0, sent.len(), TIMEOUT).or_panic("consume");
     for (i, (g, s)) in got.iter().zip(sent).enumerate() {
@@ -149,7 +157,12 @@ fn codec_topics_recompress_batches_of_other_codecs_and_consumers_see_the_same_re
         let n: usize = batches.iter().map(|s| s.records.len()).sum();
         assert_eq!(n, sent.len(), "{topic}");
     }
-    // `producer` (the default) keeps each batch's own codec.
+    let recompressed = metric(&broker, "distlog_produce_recompressed_batches_total");
+    assert!(
+        recompressed >= 10.0,
+        "at least one batch per differing producer codec (10): {recompressed}"
+    );
+    // `producer` (the default) keeps each batch's own codec, recompressing nothing.
     kafka::create_topic(&bootstrap, "codec-producer", 1).or_panic("create topic");
     let (a, b) = (records("lz4", 50, t0), records("zstd", 50, t0 + 50));
     produce_at(&producer(&bootstrap, "lz4"), "codec-producer", &a, 0);
@@ -161,6 +174,10 @@ fn codec_topics_recompress_batches_of_other_codecs_and_consumers_see_the_same_re
     assert!(
         codecs.contains(&Compression::Lz4) && codecs.contains(&Compression::Zstd),
         "{codecs:?}"
+    );
+    assert_eq!(
+        metric(&broker, "distlog_produce_recompressed_batches_total"),
+        recompressed
     );
     // librdkafka's admin test creates a topic with compression.type=lz4; unknown codecs are refused.
     let err = kafka::create_topic_with_config(&bootstrap, "codec-bad", 1, &[("compression.type", "brotli")])
@@ -460,5 +477,13 @@ fn timestamps_outside_the_topic_bounds_get_invalid_timestamp() {
     assert_eq!(
         kafka::watermarks(&bootstrap, "bounded", 0).or_panic("watermarks"),
         (0, 1)
+    );
+    // 5 hand-built refusals, 4 librdkafka batches.
+    assert_eq!(
+        metric(
+            &broker,
+            "distlog_produce_refused_batches_total{reason=\"invalid_timestamp\"}"
+        ),
+        9.0
     );
 }

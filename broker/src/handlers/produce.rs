@@ -222,6 +222,15 @@ fn prepare_partition(
         .apply(checked.payload, &checked.batch, max_batch, now)
         .map_err(refused)?;
     if applied.recompressed {
+        tracing::trace!(
+            topic,
+            partition = index,
+            from = checked.batch.header.compression(),
+            to = ?policy.codec,
+            bytes_in = checked.batch.len,
+            bytes_out = applied.payload.len(),
+            "batch recompressed into the topic's compression.type"
+        );
         crate::metrics::RECOMPRESSED_BATCHES.inc();
         crate::metrics::RECOMPRESSED_BYTES.inc_by(applied.payload.len() as u64);
     }
