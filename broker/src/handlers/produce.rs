@@ -443,6 +443,47 @@ mod tests {
     }
 
     #[test]
+    fn invalid_timestamps_answer_kafkas_message_and_record_errors_from_v8() {
+        let e = BatchError::InvalidTimestamp(vec![(0, "first".into()), (2, "third".into())]);
+        let r = refused_partition(1, e.clone(), 8);
+        assert_eq!((r.index, r.error_code, r.base_offset), (1, 32, -1));
+        assert_eq!(
+            r.error_message.as_deref(),
+            Some(records::policy::INVALID_TIMESTAMP_MESSAGE)
+        );
+        let errors: Vec<(i32, Option<&str>)> = r
+            .record_errors
+            .iter()
+            .map(|e| (e.batch_index, e.batch_index_error_message.as_deref()))
+            .collect();
+        assert_eq!(errors, vec![(0, Some("first")), (2, Some("third"))]);
+        let r = refused_partition(1, e, 7);
+        assert_eq!(
+            (r.error_code, r.error_message.as_deref(), r.record_errors.len()),
+            (32, None, 0)
+        );
+        let r = refused_partition(0, BatchError::Decompress("bad".into()), 9);
+        assert_eq!((r.error_code, r.record_errors.len()), (2, 0));
+    }
+
+    #[test]
+    fn log_append_time_stamping_moves_the_txid_to_the_append_time() {
+        let payload = BytesMut::from(&batch(Compression::Lz4, 3)[..]);
+        let ptr = payload.as_ptr();
+        let mut append = AppendRequest {
+            payload,
+            record_count: 3,
+            max_timestamp: 502,
+        };
+        stamp_append_time(&mut append, 9_000);
+        assert_eq!(append.max_timestamp, 9_000, "the txid follows the append time");
+        assert_eq!(append.payload.as_ptr(), ptr, "stamped in place");
+        let v = records::validate(&append.payload, 1 << 20).expect("crc recomputed");
+        assert!(v.batches[0].header.log_append_time());
+        assert_eq!(v.max_timestamp, 9_000);
+    }
+
+    #[test]
     fn acks_must_be_0_1_or_all() {
         assert!(acks_valid(0) && acks_valid(1) && acks_valid(-1));
         assert!(!acks_valid(2) && !acks_valid(-2) && !acks_valid(i16::MAX));
