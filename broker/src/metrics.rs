@@ -94,6 +94,9 @@ pub fn init() {
     LazyLock::force(&NODES);
     LazyLock::force(&PRODUCER_IDS_ACTIVE);
     LazyLock::force(&PRODUCER_DUPLICATES);
+    LazyLock::force(&PRODUCE_REFUSED);
+    LazyLock::force(&RECOMPRESSED_BATCHES);
+    LazyLock::force(&RECOMPRESSED_BYTES);
 }
 
 /// Decrements [`CONNECTIONS_ACTIVE`] when dropped, so every exit path of a
@@ -138,6 +141,35 @@ pub static PRODUCER_DUPLICATES: LazyLock<IntCounter> = LazyLock::new(|| {
         "Produced batches recognised as duplicates of a batch already written (answered with the original offset, not written again)"
     )
     .expect("metric distlog_producer_duplicate_batches_total registers once")
+});
+
+/// Produced batches a partition refused at validation, by reason
+/// (`invalid_timestamp`, `too_large`, `corrupt`, `invalid`).
+pub static PRODUCE_REFUSED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "distlog_produce_refused_batches_total",
+        "Produced batches refused before the append, by reason",
+        &["reason"]
+    )
+    .expect("metric distlog_produce_refused_batches_total registers once")
+});
+
+/// Batches recompressed into their topic's `compression.type`.
+pub static RECOMPRESSED_BATCHES: LazyLock<IntCounter> = LazyLock::new(|| {
+    register_int_counter!(
+        "distlog_produce_recompressed_batches_total",
+        "Produced batches recompressed into the topic's compression.type"
+    )
+    .expect("metric distlog_produce_recompressed_batches_total registers once")
+});
+
+/// Bytes of the batches produced by recompression (their stored size).
+pub static RECOMPRESSED_BYTES: LazyLock<IntCounter> = LazyLock::new(|| {
+    register_int_counter!(
+        "distlog_produce_recompressed_bytes_total",
+        "Stored bytes of batches recompressed into the topic's compression.type"
+    )
+    .expect("metric distlog_produce_recompressed_bytes_total registers once")
 });
 
 /// Consumer groups by state (`Empty`, `PreparingRebalance`, …).

@@ -81,7 +81,7 @@ pub mod config_source {
 pub mod keys {
     /// Cleanup policy (only `delete`).
     pub const CLEANUP_POLICY: &str = "cleanup.policy";
-    /// Compression of stored batches (only `producer`).
+    /// Codec of stored batches (`producer` keeps the producer's).
     pub const COMPRESSION_TYPE: &str = "compression.type";
     /// Ack quorum Qa.
     pub const ACK_QUORUM: &str = "distlog.ack.quorum";
@@ -91,7 +91,11 @@ pub mod keys {
     pub const WRITE_QUORUM: &str = "distlog.write.quorum";
     /// Largest record batch a producer may send.
     pub const MAX_MESSAGE_BYTES: &str = "max.message.bytes";
-    /// Which timestamp records carry (only `CreateTime`).
+    /// How far in the future a CreateTime timestamp may be (KIP-937).
+    pub const MESSAGE_TIMESTAMP_AFTER_MAX_MS: &str = "message.timestamp.after.max.ms";
+    /// How far in the past a CreateTime timestamp may be (KIP-937).
+    pub const MESSAGE_TIMESTAMP_BEFORE_MAX_MS: &str = "message.timestamp.before.max.ms";
+    /// Which timestamp records carry (`CreateTime` or `LogAppendTime`).
     pub const MESSAGE_TIMESTAMP_TYPE: &str = "message.timestamp.type";
     /// Kafka's in-sync replica minimum (accepted, not used).
     pub const MIN_INSYNC_REPLICAS: &str = "min.insync.replicas";
@@ -171,12 +175,13 @@ pub const TOPIC_CONFIGS: &[TopicConfigKey] = &[
     TopicConfigKey {
         name: keys::COMPRESSION_TYPE,
         ty: ConfigType::String,
-        validator: Validator::OneOf(&["producer"]),
+        validator: Validator::OneOf(&["uncompressed", "zstd", "lz4", "snappy", "gzip", "producer"]),
         default: DefaultValue::Fixed("producer"),
         broker_synonym: Some("compression.type"),
         dynamic: true,
-        doc: "Batches are stored as the producer compressed them ('producer'); \
-              recompression is not supported.",
+        doc: "The codec batches are stored in: 'producer' keeps each batch as the producer \
+              compressed it (no copy); 'uncompressed', 'gzip', 'snappy', 'lz4' or 'zstd' \
+              recompresses batches arriving in another codec on the stream owner.",
     },
     TopicConfigKey {
         name: keys::ACK_QUORUM,
@@ -218,14 +223,43 @@ pub const TOPIC_CONFIGS: &[TopicConfigKey] = &[
         doc: "Largest record batch, in bytes, a producer may append to this topic.",
     },
     TopicConfigKey {
+        name: keys::MESSAGE_TIMESTAMP_AFTER_MAX_MS,
+        ty: ConfigType::Long,
+        validator: Validator::Range {
+            min: 0,
+            max: i64::MAX,
+        },
+        default: DefaultValue::Fixed("3600000"),
+        broker_synonym: Some("log.message.timestamp.after.max.ms"),
+        dynamic: true,
+        doc: "How far, in milliseconds, a record's CreateTime timestamp may lie after the \
+              broker's clock; a batch with a later one is refused with INVALID_TIMESTAMP. \
+              Ignored for LogAppendTime.",
+    },
+    TopicConfigKey {
+        name: keys::MESSAGE_TIMESTAMP_BEFORE_MAX_MS,
+        ty: ConfigType::Long,
+        validator: Validator::Range {
+            min: 0,
+            max: i64::MAX,
+        },
+        default: DefaultValue::Fixed("9223372036854775807"),
+        broker_synonym: Some("log.message.timestamp.before.max.ms"),
+        dynamic: true,
+        doc: "How far, in milliseconds, a record's CreateTime timestamp may lie before the \
+              broker's clock; a batch with an earlier one is refused with INVALID_TIMESTAMP. \
+              Ignored for LogAppendTime.",
+    },
+    TopicConfigKey {
         name: keys::MESSAGE_TIMESTAMP_TYPE,
         ty: ConfigType::String,
-        validator: Validator::OneOf(&["CreateTime"]),
+        validator: Validator::OneOf(&["CreateTime", "LogAppendTime"]),
         default: DefaultValue::Fixed("CreateTime"),
         broker_synonym: Some("log.message.timestamp.type"),
         dynamic: true,
-        doc: "Records keep the timestamp the producer set ('CreateTime'); \
-              LogAppendTime is not supported.",
+        doc: "'CreateTime': records keep the producer's timestamps (within \
+              message.timestamp.before/after.max.ms). 'LogAppendTime': the stream owner stamps \
+              each batch with the time it appends it, and ListOffsets by time uses that time.",
     },
     TopicConfigKey {
         name: keys::MIN_INSYNC_REPLICAS,

@@ -1,6 +1,8 @@
-//! Produce: validate each partition's record batch, append it to the
-//! partition's stream (the namespace stamps offsets and leader epoch), and
-//! answer with the assigned base offset once the ack quorum has it.
+//! Produce: validate each partition's record batch, apply the topic's
+//! record policy (recompression into its `compression.type`, timestamp
+//! bounds, LogAppendTime; `records::policy`), append it to the partition's
+//! stream (the namespace stamps offsets and leader epoch), and answer with
+//! the assigned base offset once the ack quorum has it.
 //!
 //! Appends of one connection are queued in request order; their
 //! acknowledgements are awaited concurrently. acks=1
@@ -11,14 +13,16 @@ use bytes::{Bytes, BytesMut};
 use distlog_storage::log::AppendRequest;
 use futures::future::join_all;
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::produce_response::{
+    BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
+};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 
 use distlog_metadata::StreamId;
 
 use crate::error::storage_error;
-use crate::records::{self, BatchError};
+use crate::records::{self, BatchError, BatchSpan, RecordPolicy};
 use crate::server::connection::Turn;
 use crate::Broker;
 
@@ -66,20 +70,29 @@ pub async fn handle(
     let topics = detach(req);
     let mut names: Vec<TopicName> = Vec::with_capacity(topics.len());
     let mut prepared = Vec::new();
+    let now = wall_clock_ms();
     for (t, (name, parts)) in topics.into_iter().enumerate() {
         for (index, records) in parts {
-            let p = prepare_partition(broker, version, &name, index, records, max_batch);
+            let p = prepare_partition(broker, version, &name, index, records, max_batch, now);
             prepared.push((t, index, p));
         }
         names.push(name);
     }
 
-    // Queue the appends in the connection's request order.
+    // Queue the appends in the connection's request order. LogAppendTime
+    // batches are stamped here, in that order, with the time of queueing.
     turn.wait().await;
+    let append_time = wall_clock_ms();
     let mut pending = Vec::with_capacity(prepared.len());
     for (t, index, p) in prepared {
         let queued = match p {
-            Ok((stream, req)) => Ok(broker.ns.submit_append(stream, req).await),
+            Ok(mut p) => {
+                let log_append_time = p.log_append_time.then_some(append_time);
+                if let Some(now) = log_append_time {
+                    stamp_append_time(&mut p.append, now);
+                }
+                Ok((broker.ns.submit_append(p.stream, p.append).await, log_append_time))
+            }
             Err(resp) => Err(resp),
         };
         pending.push((t, index, queued));
@@ -89,12 +102,12 @@ pub async fn handle(
     let results = join_all(pending.into_iter().map(|(t, index, queued)| async move {
         let resp = match queued {
             Err(resp) => *resp,
-            Ok(Err(e)) => append_failed(index, e, version),
-            Ok(Ok(ticket)) => match ticket.wait().await {
+            Ok((Err(e), _)) => append_failed(index, e, version),
+            Ok((Ok(ticket), log_append_time)) => match ticket.wait().await {
                 Ok(r) => PartitionProduceResponse::default()
                     .with_index(index)
                     .with_base_offset(r.base_offset as i64)
-                    .with_log_append_time_ms(-1)
+                    .with_log_append_time_ms(log_append_time.unwrap_or(-1))
                     .with_log_start_offset(r.log_start_offset as i64),
                 Err(e) => append_failed(index, e, version),
             },
@@ -154,8 +167,32 @@ pub fn acks_valid(acks: i16) -> bool {
     (-1..=1).contains(&acks)
 }
 
-/// Resolve and validate one partition's records: the stream and the
-/// append to queue, or the partition's error response.
+/// The wall-clock time in milliseconds (Kafka's `time.milliseconds()`).
+fn wall_clock_ms() -> i64 {
+    i64::try_from(distlog_metadata::now_ms()).unwrap_or(i64::MAX)
+}
+
+/// One partition's append, ready to queue.
+struct PreparedAppend {
+    stream: StreamId,
+    append: AppendRequest,
+    /// The topic is LogAppendTime: stamp the batch when it is queued.
+    log_append_time: bool,
+}
+
+/// Set a LogAppendTime batch's max timestamp and type bit (in place, crc
+/// recomputed), and make the append's txid follow that time.
+fn stamp_append_time(append: &mut AppendRequest, now: i64) {
+    if let Err(e) = records::stamp_log_append_time(&mut append.payload[..], now) {
+        // The payload was validated: it frames. Nothing to do but say so.
+        tracing::error!(error = %e, "stamping LogAppendTime on a payload that does not frame");
+    }
+    append.max_timestamp = now;
+}
+
+/// Resolve and validate one partition's records and apply the topic's
+/// record policy (read from the topic's current configs): the stream and
+/// the append to queue, or the partition's error response.
 fn prepare_partition(
     broker: &Broker,
     version: i16,
@@ -163,34 +200,93 @@ fn prepare_partition(
     index: i32,
     records: Option<Bytes>,
     max_batch: usize,
-) -> Result<(StreamId, AppendRequest), Box<PartitionProduceResponse>> {
-    let (stream, max_batch) = match broker.resolve(topic, index) {
+    now: i64,
+) -> Result<PreparedAppend, Box<PartitionProduceResponse>> {
+    let (stream, max_batch, policy) = match broker.resolve(topic, index) {
         Ok((meta, stream)) => (
             stream,
             topic_max_message_bytes(&meta.configs).unwrap_or(max_batch),
+            RecordPolicy::from_configs(&meta.configs),
         ),
         Err(e) => return Err(Box::new(failed(index, e, None, version))),
     };
-    let checked = match check_records(version, records, max_batch) {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::debug!(topic, partition = index, error = %e, "produce refused");
-            return Err(Box::new(failed(
-                index,
-                e.kafka_error(),
-                Some(e.to_string()),
-                version,
-            )));
-        }
+    let refused = |e: BatchError| {
+        tracing::debug!(topic, partition = index, error = %e, "produce refused");
+        crate::metrics::PRODUCE_REFUSED
+            .with_label_values(&[refusal_label(&e)])
+            .inc();
+        Box::new(refused_partition(index, e, version))
     };
-    Ok((
+    let checked = check_records(version, records, max_batch).map_err(refused)?;
+    let applied = policy
+        .apply(checked.payload, &checked.batch, max_batch, now)
+        .map_err(refused)?;
+    if applied.recompressed {
+        tracing::trace!(
+            topic,
+            partition = index,
+            from = checked.batch.header.compression(),
+            to = ?policy.codec,
+            bytes_in = checked.batch.len,
+            bytes_out = applied.payload.len(),
+            "batch recompressed into the topic's compression.type"
+        );
+        crate::metrics::RECOMPRESSED_BATCHES.inc();
+        crate::metrics::RECOMPRESSED_BYTES.inc_by(applied.payload.len() as u64);
+    }
+    Ok(PreparedAppend {
         stream,
-        AppendRequest {
-            payload: checked.payload,
+        append: AppendRequest {
+            payload: applied.payload,
             record_count: checked.record_count,
             max_timestamp: checked.max_timestamp,
         },
-    ))
+        log_append_time: applied.log_append_time,
+    })
+}
+
+/// The `distlog_produce_refused_batches_total` label of a refusal.
+fn refusal_label(e: &BatchError) -> &'static str {
+    match e {
+        BatchError::InvalidTimestamp(_) => "invalid_timestamp",
+        BatchError::TooLarge { .. } | BatchError::PayloadTooLarge(_) => "too_large",
+        BatchError::Decompress(_)
+        | BatchError::CrcMismatch { .. }
+        | BatchError::Truncated { .. }
+        | BatchError::BadLength(_)
+        | BatchError::UnknownCompression(_) => "corrupt",
+        _ => "invalid",
+    }
+}
+
+/// The answer of a partition whose records were refused: the error code,
+/// its message (v8+) and, for timestamps, Kafka's per-record errors.
+fn refused_partition(index: i32, e: BatchError, version: i16) -> PartitionProduceResponse {
+    match e {
+        BatchError::InvalidTimestamp(errors) => {
+            let resp = failed(
+                index,
+                ResponseError::InvalidTimestamp,
+                Some(records::policy::INVALID_TIMESTAMP_MESSAGE.to_string()),
+                version,
+            );
+            let record_errors = errors
+                .into_iter()
+                .map(|(batch_index, message)| {
+                    BatchIndexAndErrorMessage::default()
+                        .with_batch_index(batch_index)
+                        .with_batch_index_error_message(Some(StrBytes::from_string(message)))
+                })
+                .collect();
+            // record_errors exist from v8, like error_message.
+            if version >= 8 {
+                resp.with_record_errors(record_errors)
+            } else {
+                resp
+            }
+        }
+        e => failed(index, e.kafka_error(), Some(e.to_string()), version),
+    }
 }
 
 /// The response of a partition whose append failed in storage.
@@ -214,6 +310,8 @@ pub struct CheckedRecords {
     pub record_count: u32,
     /// Largest record timestamp (CreateTime).
     pub max_timestamp: i64,
+    /// The payload's one batch: where it lies and its header.
+    pub batch: BatchSpan,
 }
 
 /// Apply Kafka's produce checks to one partition's records: present, one
@@ -233,10 +331,12 @@ pub fn check_records(
     if version < ZSTD_MIN_VERSION && v.batches.iter().any(|b| b.header.compression() == 4) {
         return Err(BatchError::ZstdNotAllowed);
     }
+    let batch = *v.batches.first().ok_or(BatchError::NoBatch)?;
     Ok(CheckedRecords {
         payload: BytesMut::from(bytes),
         record_count: v.record_count,
         max_timestamp: v.max_timestamp,
+        batch,
     })
 }
 
@@ -340,6 +440,47 @@ mod tests {
             assert_eq!(Some(checked.payload.as_ptr()), ptr, "v{version}: records copied");
             assert_eq!(raw.header.client_id.as_deref(), Some("client"));
         }
+    }
+
+    #[test]
+    fn invalid_timestamps_answer_kafkas_message_and_record_errors_from_v8() {
+        let e = BatchError::InvalidTimestamp(vec![(0, "first".into()), (2, "third".into())]);
+        let r = refused_partition(1, e.clone(), 8);
+        assert_eq!((r.index, r.error_code, r.base_offset), (1, 32, -1));
+        assert_eq!(
+            r.error_message.as_deref(),
+            Some(records::policy::INVALID_TIMESTAMP_MESSAGE)
+        );
+        let errors: Vec<(i32, Option<&str>)> = r
+            .record_errors
+            .iter()
+            .map(|e| (e.batch_index, e.batch_index_error_message.as_deref()))
+            .collect();
+        assert_eq!(errors, vec![(0, Some("first")), (2, Some("third"))]);
+        let r = refused_partition(1, e, 7);
+        assert_eq!(
+            (r.error_code, r.error_message.as_deref(), r.record_errors.len()),
+            (32, None, 0)
+        );
+        let r = refused_partition(0, BatchError::Decompress("bad".into()), 9);
+        assert_eq!((r.error_code, r.record_errors.len()), (2, 0));
+    }
+
+    #[test]
+    fn log_append_time_stamping_moves_the_txid_to_the_append_time() {
+        let payload = BytesMut::from(&batch(Compression::Lz4, 3)[..]);
+        let ptr = payload.as_ptr();
+        let mut append = AppendRequest {
+            payload,
+            record_count: 3,
+            max_timestamp: 502,
+        };
+        stamp_append_time(&mut append, 9_000);
+        assert_eq!(append.max_timestamp, 9_000, "the txid follows the append time");
+        assert_eq!(append.payload.as_ptr(), ptr, "stamped in place");
+        let v = records::validate(&append.payload, 1 << 20).expect("crc recomputed");
+        assert!(v.batches[0].header.log_append_time());
+        assert_eq!(v.max_timestamp, 9_000);
     }
 
     #[test]

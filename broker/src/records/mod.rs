@@ -2,8 +2,11 @@
 //! path: validation (sizes, magic, CRC), counting, and stamping of the
 //! broker-assigned offsets and leader epoch; on the read path, finding the
 //! first record at or after a timestamp, and cutting stored entries at
-//! batch boundaries for Fetch ([`batches`]). Record bytes are never re-encoded:
-//! everything here walks headers in place and reads only what it needs.
+//! batch boundaries for Fetch ([`batches`]). Record bytes are not re-encoded,
+//! everything walks headers in place and reads only what it needs, except
+//! where a topic's settings ask for it ([`policy`]): recompression into the
+//! topic's `compression.type` ([`recompress`], [`codec`]) and LogAppendTime
+//! stamping ([`stamp::stamp_log_append_time`], in place).
 //!
 //! Every function here takes hostile bytes: it never panics, never reads
 //! out of bounds and never allocates in proportion to a length field it has
@@ -11,6 +14,9 @@
 
 pub mod batch;
 pub mod batches;
+pub mod codec;
+pub mod policy;
+pub mod recompress;
 pub mod stamp;
 pub mod timestamp;
 pub mod validate;
@@ -24,7 +30,9 @@ use kafka_protocol::error::ResponseError;
 
 pub use batch::{BatchHeader, BatchSpan, BatchWalker};
 pub use batches::{take_batches, TakenBatches};
-pub use stamp::{stamp, stamp_fn};
+pub use codec::Codec;
+pub use policy::{RecordPolicy, TimestampType};
+pub use stamp::{stamp, stamp_fn, stamp_log_append_time};
 pub use timestamp::{find_offset_for_timestamp, max_timestamp_record, TimestampHit};
 pub use validate::{validate, ValidatedPayload};
 
@@ -104,6 +112,14 @@ pub enum BatchError {
     /// A compressed batch failed to decompress.
     #[error("cannot decompress record batch: {0}")]
     Decompress(String),
+    /// Recompressing a batch into the topic's codec failed (a codec
+    /// library error, not the client's fault).
+    #[error("cannot compress record batch: {0}")]
+    Compress(String),
+    /// Records whose timestamps the topic refuses: (index in the batch,
+    /// reason) per record, as Kafka's `record_errors`.
+    #[error("{} record(s) with an invalid timestamp: {}", .0.len(), .0.first().map_or("", |e| e.1.as_str()))]
+    InvalidTimestamp(Vec<(i32, String)>),
 }
 
 impl BatchError {
@@ -118,6 +134,8 @@ impl BatchError {
             BatchError::TooLarge { .. } => ResponseError::MessageTooLarge,
             BatchError::PayloadTooLarge(_) => ResponseError::RecordListTooLarge,
             BatchError::ZstdNotAllowed => ResponseError::UnsupportedCompressionType,
+            BatchError::InvalidTimestamp(_) => ResponseError::InvalidTimestamp,
+            BatchError::Compress(_) => ResponseError::UnknownServerError,
             BatchError::NoBatch
             | BatchError::UnsupportedMagic(_)
             | BatchError::RecordCount { .. }

@@ -8,7 +8,10 @@ use std::sync::Arc;
 use bytes::BytesMut;
 use distlog_storage::log::StampFn;
 
-use super::batch::{BatchWalker, BASE_OFFSET_OFFSET, LEADER_EPOCH_OFFSET};
+use super::batch::{
+    BatchWalker, ATTRIBUTES_OFFSET, BASE_OFFSET_OFFSET, CRC_OFFSET, LEADER_EPOCH_OFFSET,
+    MAX_TIMESTAMP_OFFSET, TIMESTAMP_TYPE_BIT,
+};
 use super::BatchError;
 
 /// Rewrite every batch in `buf`: batch *i* gets `baseOffset = base_seq +`
@@ -36,6 +39,32 @@ pub fn stamp(buf: &mut [u8], base_seq: u64, owner_epoch: u64) -> Result<u64, Bat
         pos += span.len;
     }
     Ok(consumed)
+}
+
+/// Mark every batch in `buf` as LogAppendTime, appended at `now_ms`, as
+/// Kafka's broker does for a `message.timestamp.type=LogAppendTime` topic:
+/// `maxTimestamp = now_ms` and the timestamp-type attribute bit set, then
+/// the crc recomputed (both fields lie inside its coverage). In place, no
+/// other byte changes: readers take every record's timestamp from
+/// `maxTimestamp` when the bit is set. A batch already carrying exactly
+/// these values is left alone. Framing is checked again; on a framing
+/// error the batches before it are stamped and the error is returned.
+pub fn stamp_log_append_time(buf: &mut [u8], now_ms: i64) -> Result<(), BatchError> {
+    let mut pos = 0usize;
+    while let Some(span) = BatchWalker::new(&buf[pos..]).next() {
+        let span = span?;
+        let h = span.header;
+        if !(h.log_append_time() && h.max_timestamp == now_ms) {
+            let batch = &mut buf[pos..pos + span.len];
+            let attributes = h.attributes | TIMESTAMP_TYPE_BIT;
+            batch[ATTRIBUTES_OFFSET..ATTRIBUTES_OFFSET + 2].copy_from_slice(&attributes.to_be_bytes());
+            batch[MAX_TIMESTAMP_OFFSET..MAX_TIMESTAMP_OFFSET + 8].copy_from_slice(&now_ms.to_be_bytes());
+            let crc = crc32c::crc32c(&batch[ATTRIBUTES_OFFSET..]);
+            batch[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
+        }
+        pos += span.len;
+    }
+    Ok(())
 }
 
 /// The [`StampFn`] the namespace calls before storing a payload: it stamps
