@@ -6,11 +6,13 @@
 //! what ApiVersions advertises and what the connection admits.
 
 pub mod api_versions;
+pub mod create_partitions;
 pub mod create_topics;
 pub mod delete_topics;
 pub mod describe_cluster;
 pub mod describe_configs;
 pub mod describe_producers;
+pub mod elect_leaders;
 pub mod fetch;
 pub mod fetch_encode;
 pub mod group_admin;
@@ -60,6 +62,8 @@ pub const SUPPORTED: &[(ApiKey, (i16, i16))] = &[
     (ApiKey::InitProducerId, init_producer_id::VERSIONS),
     (ApiKey::DescribeProducers, describe_producers::VERSIONS),
     (ApiKey::DescribeCluster, describe_cluster::VERSIONS),
+    (ApiKey::CreatePartitions, create_partitions::VERSIONS),
+    (ApiKey::ElectLeaders, elect_leaders::VERSIONS),
 ];
 
 /// A node id as a Kafka broker id (an `int32` on the wire). The
@@ -302,6 +306,10 @@ impl Dispatcher for KafkaDispatcher {
                         describe_producers::handle
                     )
                 }
+                ApiKey::CreatePartitions => {
+                    route!(req, broker, m::CreatePartitionsRequest, create_partitions::handle)
+                }
+                ApiKey::ElectLeaders => route!(req, broker, m::ElectLeadersRequest, elect_leaders::handle),
                 other => {
                     warn!(api = ?other, "request for an API without a handler");
                     Outcome::Close(format!("{other:?} is not supported"))
