@@ -362,6 +362,17 @@ fn create_partitions_refusals_have_kafka_error_codes_at_every_version() {
         count += 1;
         assert_eq!(partitions_at(broker.kafka_addr(), "bad").len(), count as usize);
     }
+    // A deleted topic is gone at once (one metadata step, as in KRaft): unknown.
+    kafka::delete_topic(&bootstrap, "bad").or_panic("delete");
+    let r = grow_raw(&mut conn, 3, vec![grow_topic("bad", count + 1)], false);
+    assert_eq!(
+        r,
+        vec![(
+            "bad".to_string(),
+            UNKNOWN_TOPIC_OR_PARTITION,
+            Some("topic 'bad' does not exist".to_string())
+        )]
+    );
 }
 
 #[test]

@@ -186,12 +186,21 @@ pub struct Leadership {
 /// In a cluster the replica list starts with the partition's preferred
 /// owner (see [`crate::preferred`]) when that is not the leader, so
 /// clients that take the first replica as the preferred leader (Kafka's
-/// admin tools) see the broker ElectLeaders would move it to.
+/// admin tools) see the broker ElectLeaders would move it to. The
+/// preferred owner is in the ISR while its lease is valid: every live
+/// broker can take a stream over at once (its data is on the bookies), as
+/// an in-sync Kafka replica can.
 pub fn topic_entry(s: &MetaState, t: &TopicMeta, node: Leadership) -> MetadataResponseTopic {
     let candidates = if node.cluster {
         crate::preferred::candidate_brokers(s)
     } else {
         Vec::new()
+    };
+    let now = distlog_metadata::now_ms();
+    let live = |b: i32| {
+        s.brokers
+            .values()
+            .any(|i| kafka_broker_id(i.id).0 == b && i.is_live(now))
     };
     let partitions = (0..t.partitions)
         .map(|p| {
@@ -207,10 +216,15 @@ pub fn topic_entry(s: &MetaState, t: &TopicMeta, node: Leadership) -> MetadataRe
                 .map(|b| kafka_broker_id(b).0)
                 .filter(|b| *b != leader);
             let leader_replica = (leader >= 0 || preferred.is_none()).then_some(leader);
-            let replicas = preferred
+            let replicas: Vec<BrokerId> = preferred
                 .into_iter()
                 .chain(leader_replica)
                 .map(BrokerId)
+                .collect();
+            let isr: Vec<BrokerId> = replicas
+                .iter()
+                .copied()
+                .filter(|b| b.0 == leader || live(b.0))
                 .collect();
             MetadataResponsePartition::default()
                 .with_error_code(error)
@@ -218,7 +232,7 @@ pub fn topic_entry(s: &MetaState, t: &TopicMeta, node: Leadership) -> MetadataRe
                 .with_leader_id(BrokerId(leader))
                 .with_leader_epoch(epoch)
                 .with_replica_nodes(replicas)
-                .with_isr_nodes(vec![BrokerId(leader)])
+                .with_isr_nodes(isr)
         })
         .collect();
     MetadataResponseTopic::default()
@@ -337,7 +351,16 @@ mod tests {
             .map(|p| p.replica_nodes.clone())
             .collect();
         assert_eq!(replicas, vec![vec![pref(0)], vec![pref(1), BrokerId(1)]]);
-        assert_eq!(cluster.partitions[1].isr_nodes, vec![BrokerId(1)]);
+        // The preferred owner is in the ISR while live (broker 2's lease is
+        // valid, broker 3's expired).
+        let isr = |p: BrokerId| {
+            if p == BrokerId(2) {
+                vec![p, BrokerId(1)]
+            } else {
+                vec![BrokerId(1)]
+            }
+        };
+        assert_eq!(cluster.partitions[1].isr_nodes, isr(pref(1)));
     }
 
     #[test]
