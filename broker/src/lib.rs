@@ -17,6 +17,7 @@ pub mod logging;
 pub mod metrics;
 pub mod node;
 pub mod ownership;
+pub mod preferred;
 pub mod producer;
 pub mod records;
 pub mod server;

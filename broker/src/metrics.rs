@@ -71,6 +71,15 @@ pub static OWNERSHIP_MOVES: LazyLock<IntCounter> = LazyLock::new(|| {
     .expect("metric distlog_controller_ownership_moves_total registers once")
 });
 
+/// Partitions moved to their preferred owner by ElectLeaders.
+pub static PREFERRED_ELECTIONS: LazyLock<IntCounter> = LazyLock::new(|| {
+    register_int_counter!(
+        "distlog_preferred_leader_elections_total",
+        "Partitions moved to their preferred owner by ElectLeaders"
+    )
+    .expect("metric distlog_preferred_leader_elections_total registers once")
+});
+
 /// Registered nodes by lease state as this node sees them (`live`, `expired`).
 pub static NODES: LazyLock<IntGaugeVec> = LazyLock::new(|| {
     register_int_gauge_vec!(
@@ -91,6 +100,7 @@ pub fn init() {
     LazyLock::force(&BYTES_OUT);
     LazyLock::force(&CONNECTIONS_ACTIVE);
     LazyLock::force(&OWNERSHIP_MOVES);
+    LazyLock::force(&PREFERRED_ELECTIONS);
     LazyLock::force(&NODES);
     LazyLock::force(&PRODUCER_IDS_ACTIVE);
     LazyLock::force(&PRODUCER_DUPLICATES);

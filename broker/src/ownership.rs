@@ -3,11 +3,14 @@
 //!
 //! The controller (the metadata Raft leader) keeps every stream owned by a
 //! broker with a live lease, spread evenly: streams without an owner, or
-//! whose owner's lease expired, go to the live broker owning the fewest
-//! streams; then, while one broker owns two or more streams more than
-//! another, a stream moves from the most to the least loaded (like Kafka's
-//! preferred-leader rebalancing, bounded per round so clients see few
-//! leader changes at once). Each planned move is applied as a
+//! whose owner's lease expired, go to their preferred owner (see
+//! [`crate::preferred`]) when it is live, else to the live broker owning
+//! the fewest streams; then streams away from their live preferred owner
+//! move back to it (Kafka's automatic preferred-leader rebalancing), and,
+//! while one broker owns two or more streams more than another, a stream
+//! whose preferred owner is not live moves from the most to the least
+//! loaded. Rebalancing is bounded per round so clients see few leader
+//! changes at once. Each planned move is applied as a
 //! compare-and-set on the stream's owner epoch, so a plan computed from a
 //! stale view cannot undo a newer assignment. [`plan_ownership`] is the
 //! pure planning step and [`apply_ownership_round`] one controller round
@@ -17,6 +20,8 @@ use std::collections::BTreeMap;
 
 use distlog_metadata::{Command, MetadataError, MetadataStore, NodeId, StreamId};
 use tracing::Instrument;
+
+use crate::preferred::{candidate_brokers, preferred_owner};
 
 /// A stream with its owner and owner epoch, as planning sees it.
 pub type StreamOwner = (StreamId, Option<NodeId>, u64);
@@ -37,38 +42,50 @@ pub struct OwnershipMove {
 /// Plan the moves that give every stream a live owner and even out the
 /// load, moving at most `max_rebalance_moves` healthy streams.
 ///
-/// `streams` lists each stream with its owner and owner epoch; `live` the
-/// brokers whose lease has not expired. With no live broker nothing is
-/// planned.
+/// `streams` lists each stream with its owner and owner epoch; `brokers`
+/// the registered brokers in id order (live or not: they define each
+/// stream's preferred owner, see [`crate::preferred`]); `live` the brokers
+/// whose lease has not expired. With no live broker nothing is planned.
+///
+/// An orphaned stream (no owner, or an owner whose lease expired) goes to
+/// its preferred owner when that broker is live, else to the least loaded
+/// live broker. Rebalancing first moves streams back to their live
+/// preferred owner, then evens out the load using only streams whose
+/// preferred owner is not live: a stream on its preferred owner is never
+/// moved for balance, so an ElectLeaders result stays put.
 pub fn plan_ownership(
     streams: &[StreamOwner],
+    brokers: &[NodeId],
     live: &[NodeId],
     max_rebalance_moves: usize,
 ) -> Vec<OwnershipMove> {
     if live.is_empty() {
         return Vec::new();
     }
+    let preferred = |s: StreamId| preferred_owner(s, brokers).filter(|p| live.contains(p));
     let mut load: BTreeMap<NodeId, Vec<StreamId>> = live.iter().map(|b| (*b, Vec::new())).collect();
     let mut orphans = Vec::new();
     for (stream, owner, epoch) in streams {
-        match owner.filter(|o| load.contains_key(o)) {
-            Some(o) => load.get_mut(&o).expect("live owner").push(*stream),
+        match owner.and_then(|o| load.get_mut(&o)) {
+            Some(owned) => owned.push(*stream),
             None => orphans.push((*stream, *owner, *epoch)),
         }
     }
     let epochs: BTreeMap<StreamId, (Option<NodeId>, u64)> =
         streams.iter().map(|(s, o, e)| (*s, (*o, *e))).collect();
-    let least = |load: &BTreeMap<NodeId, Vec<StreamId>>| -> NodeId {
-        *load
-            .iter()
+    let least = |load: &BTreeMap<NodeId, Vec<StreamId>>| -> Option<NodeId> {
+        load.iter()
             .min_by_key(|(id, owned)| (owned.len(), **id))
-            .map(|(id, _)| id)
-            .expect("at least one live broker")
+            .map(|(id, _)| *id)
     };
     let mut moves = Vec::new();
     for (stream, from, expected_epoch) in orphans {
-        let to = least(&load);
-        load.get_mut(&to).expect("live").push(stream);
+        let Some(to) = preferred(stream).or_else(|| least(&load)) else {
+            break;
+        };
+        if let Some(owned) = load.get_mut(&to) {
+            owned.push(stream);
+        }
         moves.push(OwnershipMove {
             stream,
             from,
@@ -76,19 +93,53 @@ pub fn plan_ownership(
             expected_epoch,
         });
     }
-    for _ in 0..max_rebalance_moves {
-        let (most, most_n) = load
-            .iter()
-            .max_by_key(|(id, owned)| (owned.len(), std::cmp::Reverse(**id)))
-            .map(|(id, owned)| (*id, owned.len()))
-            .expect("live");
-        let to = least(&load);
-        if most_n < load[&to].len() + 2 {
-            break;
+    let mut budget = max_rebalance_moves;
+    // Back to the preferred owner.
+    let homeless: Vec<(StreamId, NodeId, NodeId)> = load
+        .iter()
+        .flat_map(|(owner, owned)| owned.iter().map(move |s| (*s, *owner)))
+        .filter_map(|(s, owner)| preferred(s).filter(|p| *p != owner).map(|p| (s, owner, p)))
+        .collect();
+    for (stream, from, to) in homeless.into_iter().take(budget) {
+        budget -= 1;
+        if let Some(owned) = load.get_mut(&from) {
+            owned.retain(|s| *s != stream);
         }
-        let stream = load.get_mut(&most).expect("live").pop().expect("non-empty");
-        load.get_mut(&to).expect("live").push(stream);
-        let (from, expected_epoch) = epochs[&stream];
+        if let Some(owned) = load.get_mut(&to) {
+            owned.push(stream);
+        }
+        moves.push(OwnershipMove {
+            stream,
+            from: Some(from),
+            to,
+            expected_epoch: epochs.get(&stream).map_or(0, |e| e.1),
+        });
+    }
+    // Even out the load with streams that have no live preferred owner.
+    while budget > 0 {
+        let Some(to) = least(&load) else { break };
+        let floor = load.get(&to).map_or(0, Vec::len);
+        let mut donors: Vec<(&NodeId, &Vec<StreamId>)> = load
+            .iter()
+            .filter(|(_, owned)| owned.len() >= floor + 2)
+            .collect();
+        donors.sort_by_key(|(id, owned)| (std::cmp::Reverse(owned.len()), **id));
+        let pick = donors.iter().find_map(|(id, owned)| {
+            owned
+                .iter()
+                .rev()
+                .find(|s| preferred(**s).is_none())
+                .map(|s| (**id, *s))
+        });
+        let Some((from, stream)) = pick else { break };
+        budget -= 1;
+        if let Some(owned) = load.get_mut(&from) {
+            owned.retain(|s| *s != stream);
+        }
+        if let Some(owned) = load.get_mut(&to) {
+            owned.push(stream);
+        }
+        let (from, expected_epoch) = epochs.get(&stream).copied().unwrap_or((Some(from), 0));
         moves.push(OwnershipMove {
             stream,
             from,
@@ -108,17 +159,18 @@ pub async fn apply_ownership_round(
     now_ms: u64,
     max_rebalance_moves: usize,
 ) -> Result<usize, MetadataError> {
-    let (streams, live): (Vec<StreamOwner>, Vec<NodeId>) = meta.read(|s| {
+    let (streams, brokers, live): (Vec<StreamOwner>, Vec<NodeId>, Vec<NodeId>) = meta.read(|s| {
         (
             s.streams
                 .values()
                 .map(|st| (st.id, st.owner, st.owner_epoch))
                 .collect(),
+            candidate_brokers(s),
             s.live_brokers(now_ms).map(|b| b.id).collect(),
         )
     });
     let mut applied = 0;
-    for m in plan_ownership(&streams, &live, max_rebalance_moves) {
+    for m in plan_ownership(&streams, &brokers, &live, max_rebalance_moves) {
         match meta
             .write(Command::AcquireStream {
                 stream: m.stream,
@@ -191,12 +243,16 @@ pub async fn run_controller(
 mod tests {
     use super::*;
 
+    /// Partition `p` of a topic whose preferred owners over brokers
+    /// [1, 2, 3] are 1 + p mod 3 (its id is 0 mod 3).
     fn s(p: u32) -> StreamId {
         StreamId {
-            topic_id: uuid::Uuid::from_u128(1),
+            topic_id: uuid::Uuid::from_u128(3),
             partition: p,
         }
     }
+
+    const ALL: &[u64] = &[1, 2, 3];
 
     fn n(id: u64) -> NodeId {
         NodeId::new(id)
@@ -225,9 +281,15 @@ mod tests {
     #[test]
     fn unowned_streams_spread_evenly_over_live_brokers() {
         let streams: Vec<_> = (0..10).map(|p| (s(p), None, 0)).collect();
-        let moves = plan_ownership(&streams, &live(&[1, 2, 3]), 0);
+        let moves = plan_ownership(&streams, &live(ALL), &live(ALL), 0);
         assert_eq!(moves.len(), 10);
         assert!(moves.iter().all(|m| m.from.is_none() && m.expected_epoch == 0));
+        assert!(
+            moves
+                .iter()
+                .all(|m| m.to == n(1 + u64::from(m.stream.partition % 3))),
+            "each to its preferred owner: {moves:?}"
+        );
         assert_eq!(
             owners_after(&streams, &moves),
             BTreeMap::from([(n(1), 4), (n(2), 3), (n(3), 3)])
@@ -239,7 +301,7 @@ mod tests {
         let mut streams: Vec<_> = (0..6).map(|p| (s(p), Some(n(u64::from(1 + p % 3))), 7)).collect();
         streams[0].2 = 9;
         // Broker 1 (streams 0 and 3) lost its lease.
-        let moves = plan_ownership(&streams, &live(&[2, 3]), 0);
+        let moves = plan_ownership(&streams, &live(ALL), &live(&[2, 3]), 0);
         let moved: Vec<(u32, Option<NodeId>, u64)> = moves
             .iter()
             .map(|m| (m.stream.partition, m.from, m.expected_epoch))
@@ -254,10 +316,10 @@ mod tests {
     #[test]
     fn a_new_broker_receives_streams_a_bounded_number_at_a_time() {
         let streams: Vec<_> = (0..8).map(|p| (s(p), Some(n(u64::from(1 + p % 2))), 1)).collect();
-        let first = plan_ownership(&streams, &live(&[1, 2, 3]), 1);
+        let first = plan_ownership(&streams, &live(ALL), &live(ALL), 1);
         assert_eq!(first.len(), 1, "at most one healthy stream per round");
         assert_eq!(first[0].to, n(3));
-        let all = plan_ownership(&streams, &live(&[1, 2, 3]), 10);
+        let all = plan_ownership(&streams, &live(ALL), &live(ALL), 10);
         let counts = owners_after(&streams, &all);
         assert_eq!(
             counts.values().max().unwrap() - counts.values().min().unwrap(),
@@ -273,12 +335,82 @@ mod tests {
             }
             owner.into_iter().map(|(s, o)| (s, Some(o), 2)).collect()
         };
-        assert!(plan_ownership(&after, &live(&[1, 2, 3]), 10).is_empty());
+        assert!(plan_ownership(&after, &live(ALL), &live(ALL), 10).is_empty());
+    }
+
+    #[test]
+    fn streams_on_their_preferred_owner_are_never_moved_for_balance() {
+        // Three topics whose partition 0 all prefer broker 1, all at home:
+        // broker 1 owns three streams and 2 and 3 none, and it stays so
+        // (an ElectLeaders result is not undone).
+        let streams: Vec<_> = [3u128, 6, 9]
+            .iter()
+            .map(|t| {
+                let id = StreamId {
+                    topic_id: uuid::Uuid::from_u128(*t),
+                    partition: 0,
+                };
+                (id, Some(n(1)), 4)
+            })
+            .collect();
+        assert!(plan_ownership(&streams, &live(ALL), &live(ALL), 10).is_empty());
+    }
+
+    #[test]
+    fn a_stream_away_from_its_live_preferred_owner_moves_back() {
+        // Stream 2 prefers broker 3 but broker 1 took it while 3 was away.
+        let streams = vec![
+            (s(0), Some(n(1)), 1),
+            (s(1), Some(n(2)), 1),
+            (s(2), Some(n(1)), 5),
+        ];
+        assert_eq!(
+            plan_ownership(&streams, &live(ALL), &live(&[1, 2]), 10),
+            Vec::new(),
+            "its preferred owner is not live: it stays"
+        );
+        assert_eq!(
+            plan_ownership(&streams, &live(ALL), &live(ALL), 10),
+            vec![OwnershipMove {
+                stream: s(2),
+                from: Some(n(1)),
+                to: n(3),
+                expected_epoch: 5
+            }]
+        );
+        assert!(
+            plan_ownership(&streams, &live(ALL), &live(ALL), 0).is_empty(),
+            "bounded by the rebalance budget"
+        );
+    }
+
+    #[test]
+    fn streams_without_a_live_preferred_owner_even_out_the_load() {
+        // Broker 1 is gone for good; its streams (0, 3, 6) all went to 2.
+        let streams = vec![
+            (s(0), Some(n(2)), 2),
+            (s(1), Some(n(2)), 1),
+            (s(2), Some(n(3)), 1),
+            (s(3), Some(n(2)), 2),
+            (s(6), Some(n(2)), 2),
+        ];
+        let moves = plan_ownership(&streams, &live(ALL), &live(&[2, 3]), 10);
+        assert_eq!(moves.len(), 1, "{moves:?}");
+        assert_eq!((moves[0].from, moves[0].to), (Some(n(2)), n(3)));
+        assert_ne!(moves[0].stream, s(1), "stream 1 is at home on broker 2");
+        // An orphan whose preferred owner is dead goes to the least loaded.
+        let orphan = plan_ownership(
+            &[(s(0), None, 0), (s(1), Some(n(2)), 1)],
+            &live(ALL),
+            &live(&[2, 3]),
+            0,
+        );
+        assert_eq!(orphan.iter().map(|m| m.to).collect::<Vec<_>>(), vec![n(3)]);
     }
 
     #[test]
     fn no_live_broker_plans_nothing() {
-        assert!(plan_ownership(&[(s(0), Some(n(1)), 3)], &[], 5).is_empty());
+        assert!(plan_ownership(&[(s(0), Some(n(1)), 3)], &live(ALL), &[], 5).is_empty());
     }
 }
 

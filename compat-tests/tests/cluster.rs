@@ -124,8 +124,13 @@ fn three_nodes_form_from_flags_and_replicate_every_entry_to_two_bookies() {
         2000
     );
 
+    // Asked of the owner: only the writer knows its in-progress segment's
+    // committed end (the partition's preferred owner need not be node 1).
+    let owner = c
+        .wait_owner(&[1, 2, 3], "r3", 0, Duration::from_secs(10))
+        .expect("owner");
     let report = c
-        .get_json(1, "/admin/partitions/r3/0/replicas")
+        .get_json(owner, "/admin/partitions/r3/0/replicas")
         .expect("replica report");
     let segments = report["segments"].as_array().expect("segments");
     assert!(!segments.is_empty(), "{report}");

@@ -321,6 +321,13 @@ pub enum Command {
     /// Consumer-group changes (offset commits, generation records,
     /// deletions), applied in order; never refused.
     Groups(Vec<crate::consumer_group::GroupOp>),
+    /// Raise a topic's partition count to `partitions` (Kafka's
+    /// CreatePartitions), adding the new streams empty and unowned, as
+    /// `CreateTopic` does for its streams. `id` must be the topic's id, so a
+    /// request that raced a delete and re-create of the same name is
+    /// refused (`UnknownTopic`); a count that is not an increase is refused
+    /// (`Invalid`).
+    CreatePartitions { name: String, id: Uuid, partitions: u32 },
 }
 
 /// The final fields of a sealed segment, shared by the two sealing
@@ -419,6 +426,15 @@ pub enum MetaEvent {
         log_start_offset: u64,
         /// The ledgers of the segments the truncation dropped.
         ledgers: Vec<ReleasedLedger>,
+    },
+    /// A topic grew from `from` to `to` partitions: streams `from..to`
+    /// exist now, empty and unowned (the controller assigns them; without
+    /// one, the namespace opens them).
+    PartitionsCreated {
+        name: String,
+        id: Uuid,
+        from: u32,
+        to: u32,
     },
 }
 

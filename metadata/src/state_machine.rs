@@ -64,21 +64,7 @@ fn apply_inner(state: &mut MetaState, cmd: &Command, events: &mut Vec<MetaEvent>
                 configs: configs.clone(),
                 created_ms: *created_ms,
             };
-            for partition in 0..*partitions {
-                let sid = topic.stream(partition);
-                state.streams.insert(
-                    sid,
-                    StreamMeta {
-                        id: sid,
-                        topic: name.clone(),
-                        owner: None,
-                        owner_epoch: 0,
-                        log_start_offset: 0,
-                        segments: Vec::new(),
-                        next_lssn: 1,
-                    },
-                );
-            }
+            add_streams(state, &topic, 0..*partitions);
             state.topics.insert(name.clone(), topic);
             events.push(MetaEvent::TopicCreated {
                 name: name.clone(),
@@ -262,6 +248,48 @@ fn apply_inner(state: &mut MetaState, cmd: &Command, events: &mut Vec<MetaEvent>
             crate::consumer_group::apply_group_ops(state, ops);
             Ok(CommandResponse::Ok)
         }
+        Command::CreatePartitions { name, id, partitions } => {
+            let topic = match state.topics.get(name) {
+                Some(t) if t.id == *id => t.clone(),
+                _ => return Err(ApplyError::UnknownTopic(name.clone())),
+            };
+            if *partitions <= topic.partitions {
+                return Err(ApplyError::Invalid(format!(
+                    "topic '{name}' has {} partition(s); {partitions} would not be an increase",
+                    topic.partitions
+                )));
+            }
+            add_streams(state, &topic, topic.partitions..*partitions);
+            if let Some(t) = state.topics.get_mut(name) {
+                t.partitions = *partitions;
+            }
+            events.push(MetaEvent::PartitionsCreated {
+                name: name.clone(),
+                id: *id,
+                from: topic.partitions,
+                to: *partitions,
+            });
+            Ok(CommandResponse::Ok)
+        }
+    }
+}
+
+/// Add the empty, unowned streams of `topic`'s partitions in `range`.
+fn add_streams(state: &mut MetaState, topic: &crate::model::TopicMeta, range: std::ops::Range<u32>) {
+    for partition in range {
+        let sid = topic.stream(partition);
+        state.streams.insert(
+            sid,
+            StreamMeta {
+                id: sid,
+                topic: topic.name.clone(),
+                owner: None,
+                owner_epoch: 0,
+                log_start_offset: 0,
+                segments: Vec::new(),
+                next_lssn: 1,
+            },
+        );
     }
 }
 

@@ -183,7 +183,25 @@ pub struct Leadership {
 
 /// A live topic's entry: every partition led by its stream's owner, with
 /// the owner epoch as leader epoch (see [`Leadership`] for unowned ones).
+/// In a cluster the replica list starts with the partition's preferred
+/// owner (see [`crate::preferred`]) when that is not the leader, so
+/// clients that take the first replica as the preferred leader (Kafka's
+/// admin tools) see the broker ElectLeaders would move it to. The
+/// preferred owner is in the ISR while its lease is valid: every live
+/// broker can take a stream over at once (its data is on the bookies), as
+/// an in-sync Kafka replica can.
 pub fn topic_entry(s: &MetaState, t: &TopicMeta, node: Leadership) -> MetadataResponseTopic {
+    let candidates = if node.cluster {
+        crate::preferred::candidate_brokers(s)
+    } else {
+        Vec::new()
+    };
+    let now = distlog_metadata::now_ms();
+    let live = |b: i32| {
+        s.brokers
+            .values()
+            .any(|i| kafka_broker_id(i.id).0 == b && i.is_live(now))
+    };
     let partitions = (0..t.partitions)
         .map(|p| {
             let stream = s.stream(&t.stream(p));
@@ -194,13 +212,27 @@ pub fn topic_entry(s: &MetaState, t: &TopicMeta, node: Leadership) -> MetadataRe
                 None => (node.node, 0),
             };
             let epoch = stream.map_or(0, |st| st.owner_epoch.min(i32::MAX as u64) as i32);
+            let preferred = crate::preferred::preferred_owner(t.stream(p), &candidates)
+                .map(|b| kafka_broker_id(b).0)
+                .filter(|b| *b != leader);
+            let leader_replica = (leader >= 0 || preferred.is_none()).then_some(leader);
+            let replicas: Vec<BrokerId> = preferred
+                .into_iter()
+                .chain(leader_replica)
+                .map(BrokerId)
+                .collect();
+            let isr: Vec<BrokerId> = replicas
+                .iter()
+                .copied()
+                .filter(|b| b.0 == leader || live(b.0))
+                .collect();
             MetadataResponsePartition::default()
                 .with_error_code(error)
                 .with_partition_index(p as i32)
                 .with_leader_id(BrokerId(leader))
                 .with_leader_epoch(epoch)
-                .with_replica_nodes(vec![BrokerId(leader)])
-                .with_isr_nodes(vec![BrokerId(leader)])
+                .with_replica_nodes(replicas)
+                .with_isr_nodes(isr)
         })
         .collect();
     MetadataResponseTopic::default()
@@ -307,6 +339,28 @@ mod tests {
             .map(|p| (p.error_code, p.leader_id.0, p.leader_epoch))
             .collect();
         assert_eq!(parts, vec![(5, -1, 0), (0, 1, 4)]);
+        // The preferred owner (broker 2 or 3, the registered ones) comes
+        // first in the replicas of partitions it does not lead.
+        let pref = |p: u32| {
+            let b = crate::preferred::preferred_owner(t.stream(p), &[NodeId::new(2), NodeId::new(3)]);
+            BrokerId(kafka_broker_id(b.expect("preferred")).0)
+        };
+        let replicas: Vec<Vec<BrokerId>> = cluster
+            .partitions
+            .iter()
+            .map(|p| p.replica_nodes.clone())
+            .collect();
+        assert_eq!(replicas, vec![vec![pref(0)], vec![pref(1), BrokerId(1)]]);
+        // The preferred owner is in the ISR while live (broker 2's lease is
+        // valid, broker 3's expired).
+        let isr = |p: BrokerId| {
+            if p == BrokerId(2) {
+                vec![p, BrokerId(1)]
+            } else {
+                vec![BrokerId(1)]
+            }
+        };
+        assert_eq!(cluster.partitions[1].isr_nodes, isr(pref(1)));
     }
 
     #[test]

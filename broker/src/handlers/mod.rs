@@ -6,6 +6,7 @@
 //! what ApiVersions advertises and what the connection admits.
 
 pub mod api_versions;
+pub mod create_partitions;
 pub mod create_topics;
 pub mod delete_records;
 pub mod delete_topics;
@@ -15,6 +16,7 @@ pub mod describe_log_dirs;
 pub mod describe_producers;
 pub mod describe_quorum;
 pub mod describe_topic_partitions;
+pub mod elect_leaders;
 pub mod fetch;
 pub mod fetch_encode;
 pub mod group_admin;
@@ -76,6 +78,8 @@ pub const SUPPORTED: &[(ApiKey, (i16, i16))] = &[
         describe_topic_partitions::VERSIONS,
     ),
     (ApiKey::DescribeQuorum, describe_quorum::VERSIONS),
+    (ApiKey::CreatePartitions, create_partitions::VERSIONS),
+    (ApiKey::ElectLeaders, elect_leaders::VERSIONS),
 ];
 
 /// A node id as a Kafka broker id (an `int32` on the wire). The
@@ -339,6 +343,10 @@ impl Dispatcher for KafkaDispatcher {
                 ApiKey::DescribeQuorum => {
                     route!(req, broker, m::DescribeQuorumRequest, describe_quorum::handle)
                 }
+                ApiKey::CreatePartitions => {
+                    route!(req, broker, m::CreatePartitionsRequest, create_partitions::handle)
+                }
+                ApiKey::ElectLeaders => route!(req, broker, m::ElectLeadersRequest, elect_leaders::handle),
                 other => {
                     warn!(api = ?other, "request for an API without a handler");
                     Outcome::Close(format!("{other:?} is not supported"))

@@ -1,7 +1,7 @@
 //! The namespace: this node's set of log streams, the broker's entry point.
 //!
 //! Streams open lazily on first use, and eagerly in the background at
-//! startup and when a topic is created, so that ownership epochs are
+//! startup and when a topic is created or grows partitions, so that ownership epochs are
 //! settled before clients arrive. A stream whose writer failed is reopened
 //! (with ledger recovery) on next use.
 
@@ -131,11 +131,22 @@ impl Namespace {
                     // The controller assigns the new streams; their owner
                     // opens them on the StreamOwnerChanged event.
                 }
-                MetaEvent::TopicCreated { name, id } => {
-                    let parts = ns.ctx.meta.read(|s| s.topic(&name).map_or(0, |t| t.partitions));
+                MetaEvent::PartitionsCreated { .. } if ns.ctx.config.ownership == Ownership::Assigned => {
+                    // As for a new topic: the controller assigns the new
+                    // streams and their owner opens them.
+                }
+                MetaEvent::TopicCreated { .. } | MetaEvent::PartitionsCreated { .. } => {
+                    let (id, parts) = match ev {
+                        MetaEvent::PartitionsCreated { id, from, to, .. } => (id, from..to),
+                        MetaEvent::TopicCreated { name, id } => (
+                            id,
+                            0..ns.ctx.meta.read(|s| s.topic(&name).map_or(0, |t| t.partitions)),
+                        ),
+                        _ => continue,
+                    };
                     let ns2 = ns.clone();
                     tokio::spawn(async move {
-                        for p in 0..parts {
+                        for p in parts {
                             let sid = StreamId {
                                 topic_id: id,
                                 partition: p,
