@@ -86,6 +86,7 @@ pub(crate) async fn open(ctx: &Arc<NsCtx>, id: StreamId) -> Result<Arc<LogStream
             state_rebuild::rebuild(ctx, state.as_ref(), &segments).await?;
         }
         let (hw_tx, _) = watch::channel(next_offset);
+        let (config, config_rx) = watch::channel(cfg);
         let shared = Arc::new(StreamShared {
             id,
             epoch,
@@ -98,9 +99,10 @@ pub(crate) async fn open(ctx: &Arc<NsCtx>, id: StreamId) -> Result<Arc<LogStream
             cache: Mutex::new(TailCache::new(ctx.config.tail_cache_bytes)),
             failed: AtomicBool::new(false),
             state,
+            config,
         });
         let (tx, rx) = mpsc::channel(1024);
-        let writer = LogWriter::new(ctx.clone(), shared.clone(), cfg, st.next_lssn, next_offset, txid);
+        let writer = LogWriter::new(ctx.clone(), shared.clone(), config_rx, st.next_lssn, next_offset, txid);
         tokio::spawn(
             writer
                 .run(rx)
