@@ -70,6 +70,15 @@ pub struct BrokerConfig {
     pub segment_bytes: u64,
     /// Node default `segment.ms` (roll a segment at this age).
     pub segment_ms: u64,
+    /// Node default `retention.ms` (Kafka's `log.retention.ms`); -1 keeps
+    /// data forever.
+    pub log_retention_ms: i64,
+    /// Node default `retention.bytes` (Kafka's `log.retention.bytes`); -1
+    /// sets no size limit.
+    pub log_retention_bytes: i64,
+    /// How often (ms) the retention task checks each stream (Kafka's
+    /// `log.retention.check.interval.ms`).
+    pub log_retention_check_interval_ms: u64,
     /// Bytes of recent entries each stream keeps in memory for tailing readers.
     pub tail_cache_bytes: usize,
     /// Default tracing filter when `RUST_LOG` is unset.
@@ -153,6 +162,9 @@ impl Default for BrokerConfig {
             num_partitions: 1,
             segment_bytes: 134_217_728,
             segment_ms: 604_800_000,
+            log_retention_ms: 604_800_000,
+            log_retention_bytes: -1,
+            log_retention_check_interval_ms: 300_000,
             tail_cache_bytes: 8 * 1024 * 1024,
             log_level: "info".to_string(),
             log_format: LogFormat::Text,
@@ -249,6 +261,15 @@ pub struct ServerArgs {
     /// Default segment.ms.
     #[arg(long, env = "DISTLOG_SEGMENT_MS")]
     pub segment_ms: Option<u64>,
+    /// Default retention.ms (log.retention.ms); -1 keeps data forever.
+    #[arg(long, env = "DISTLOG_LOG_RETENTION_MS", allow_hyphen_values = true)]
+    pub log_retention_ms: Option<i64>,
+    /// Default retention.bytes (log.retention.bytes); -1 is no size limit.
+    #[arg(long, env = "DISTLOG_LOG_RETENTION_BYTES", allow_hyphen_values = true)]
+    pub log_retention_bytes: Option<i64>,
+    /// How often (ms) retention is checked (log.retention.check.interval.ms).
+    #[arg(long, env = "DISTLOG_LOG_RETENTION_CHECK_INTERVAL_MS")]
+    pub log_retention_check_interval_ms: Option<u64>,
     /// Largest request accepted (socket.request.max.bytes).
     #[arg(long, env = "DISTLOG_MAX_REQUEST_BYTES")]
     pub max_request_bytes: Option<usize>,
@@ -346,6 +367,12 @@ pub struct FileConfig {
     pub segment_bytes: Option<u64>,
     /// See [`BrokerConfig::segment_ms`].
     pub segment_ms: Option<u64>,
+    /// See [`BrokerConfig::log_retention_ms`].
+    pub log_retention_ms: Option<i64>,
+    /// See [`BrokerConfig::log_retention_bytes`].
+    pub log_retention_bytes: Option<i64>,
+    /// See [`BrokerConfig::log_retention_check_interval_ms`].
+    pub log_retention_check_interval_ms: Option<u64>,
     /// See [`BrokerConfig::max_request_bytes`].
     pub max_request_bytes: Option<usize>,
     /// See [`BrokerConfig::message_max_bytes`].
@@ -420,6 +447,9 @@ impl FileConfig {
             num_partitions: a.num_partitions,
             segment_bytes: a.segment_bytes,
             segment_ms: a.segment_ms,
+            log_retention_ms: a.log_retention_ms,
+            log_retention_bytes: a.log_retention_bytes,
+            log_retention_check_interval_ms: a.log_retention_check_interval_ms,
             max_request_bytes: a.max_request_bytes,
             message_max_bytes: a.message_max_bytes,
             tail_cache_bytes: a.tail_cache_bytes,
@@ -576,6 +606,16 @@ impl BrokerConfig {
                 "--segment-bytes and --segment-ms must be positive".into(),
             ));
         }
+        if c.log_retention_ms < -1 || c.log_retention_bytes < -1 {
+            return Err(BrokerError::Config(
+                "--log-retention-ms and --log-retention-bytes must be -1 (unlimited) or at least 0".into(),
+            ));
+        }
+        if c.log_retention_check_interval_ms == 0 {
+            return Err(BrokerError::Config(
+                "--log-retention-check-interval-ms must be positive".into(),
+            ));
+        }
         if i32::try_from(c.node_id).is_err() {
             return Err(BrokerError::Config(format!(
                 "--node-id {} is out of range: Kafka broker ids are within [0, 2^31-1]",
@@ -648,6 +688,12 @@ impl BrokerConfig {
         set(&mut self.num_partitions, &l.num_partitions);
         set(&mut self.segment_bytes, &l.segment_bytes);
         set(&mut self.segment_ms, &l.segment_ms);
+        set(&mut self.log_retention_ms, &l.log_retention_ms);
+        set(&mut self.log_retention_bytes, &l.log_retention_bytes);
+        set(
+            &mut self.log_retention_check_interval_ms,
+            &l.log_retention_check_interval_ms,
+        );
         set(&mut self.max_request_bytes, &l.max_request_bytes);
         set(&mut self.message_max_bytes, &l.message_max_bytes);
         set(&mut self.tail_cache_bytes, &l.tail_cache_bytes);

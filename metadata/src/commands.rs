@@ -55,7 +55,10 @@ impl MetadataStore {
         broker: Option<NodeId>,
         configs: BTreeMap<String, String>,
     ) -> Result<(), MetadataError> {
-        match self.write(Command::AlterBrokerConfigs { broker, configs }).await? {
+        match self
+            .write(Command::AlterBrokerConfigs { broker, configs })
+            .await?
+        {
             CommandResponse::Ok => Ok(()),
             other => Err(unexpected("AlterBrokerConfigs", other)),
         }

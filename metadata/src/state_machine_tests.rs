@@ -253,7 +253,10 @@ fn alter_broker_configs_replaces_one_scope() {
         },
     );
     assert_eq!(st.broker_configs.cluster, kv("log.retention.ms", "1000"));
-    assert_eq!(st.broker_configs.of(Some(b2)), Some(&kv("log.segment.bytes", "4096")));
+    assert_eq!(
+        st.broker_configs.of(Some(b2)),
+        Some(&kv("log.segment.bytes", "4096"))
+    );
     assert_eq!(st.broker_configs.of(Some(NodeId::new(3))), None);
     // Replacing with an empty set removes the broker's entry.
     let (_, ev) = ok(

@@ -5,6 +5,7 @@
 //! handler's `VERSIONS` constant and is the single source of truth: it is
 //! what ApiVersions advertises and what the connection admits.
 
+pub mod alter_configs;
 pub mod api_versions;
 pub mod create_topics;
 pub mod delete_topics;
@@ -60,6 +61,11 @@ pub const SUPPORTED: &[(ApiKey, (i16, i16))] = &[
     (ApiKey::InitProducerId, init_producer_id::VERSIONS),
     (ApiKey::DescribeProducers, describe_producers::VERSIONS),
     (ApiKey::DescribeCluster, describe_cluster::VERSIONS),
+    (ApiKey::AlterConfigs, alter_configs::ALTER_VERSIONS),
+    (
+        ApiKey::IncrementalAlterConfigs,
+        alter_configs::INCREMENTAL_VERSIONS,
+    ),
 ];
 
 /// A node id as a Kafka broker id (an `int32` on the wire). The
@@ -241,6 +247,13 @@ impl Dispatcher for KafkaDispatcher {
                 ApiKey::DescribeConfigs => {
                     route!(req, broker, m::DescribeConfigsRequest, describe_configs::handle)
                 }
+                ApiKey::AlterConfigs => route!(req, broker, m::AlterConfigsRequest, alter_configs::alter),
+                ApiKey::IncrementalAlterConfigs => route!(
+                    req,
+                    broker,
+                    m::IncrementalAlterConfigsRequest,
+                    alter_configs::incremental
+                ),
                 ApiKey::JoinGroup => {
                     let version = req.header.request_api_version;
                     let mut body = req.body;

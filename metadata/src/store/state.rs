@@ -15,7 +15,8 @@ use super::{blocking, decode, encode, io_err, SledStore};
 use crate::error::MetadataError;
 use crate::metrics;
 use crate::model::{
-    ApplyResult, BrokerInfo, CommandResponse, DynamicBrokerConfigs, MetaEvent, MetaState, StreamMeta, TopicMeta,
+    ApplyResult, BrokerInfo, CommandResponse, DynamicBrokerConfigs, MetaEvent, MetaState, StreamMeta,
+    TopicMeta,
 };
 use crate::typ::{LogId, NodeId, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
 

@@ -102,7 +102,14 @@ pub(crate) async fn open(ctx: &Arc<NsCtx>, id: StreamId) -> Result<Arc<LogStream
             config,
         });
         let (tx, rx) = mpsc::channel(1024);
-        let writer = LogWriter::new(ctx.clone(), shared.clone(), config_rx, st.next_lssn, next_offset, txid);
+        let writer = LogWriter::new(
+            ctx.clone(),
+            shared.clone(),
+            config_rx,
+            st.next_lssn,
+            next_offset,
+            txid,
+        );
         tokio::spawn(
             writer
                 .run(rx)
