@@ -31,7 +31,14 @@ fn script() -> PathBuf {
 fn run(broker: &DistlogProcess, client: &str, topic: &str) -> Value {
     let mut cmd = Command::new(python());
     cmd.arg(script())
-        .args(["--client", client, "--bootstrap", &broker.bootstrap(), "--topic", topic])
+        .args([
+            "--client",
+            client,
+            "--bootstrap",
+            &broker.bootstrap(),
+            "--topic",
+            topic,
+        ])
         .args(["--broker-id", "1"])
         .env("PYTHONUNBUFFERED", "1")
         .env("PYTHONDONTWRITEBYTECODE", "1");
@@ -54,16 +61,39 @@ fn run(broker: &DistlogProcess, client: &str, topic: &str) -> Value {
 /// What both clients must observe, with each client's names for errors and sources.
 fn check(o: &Value, retention: &str, src: impl Fn(&str) -> Value, err: impl Fn(&str) -> Value) {
     let ok = json!("OK");
-    for step in ["created", "incremental", "validate_only", "alter", "broker_set", "broker_delete"] {
+    for step in [
+        "created",
+        "incremental",
+        "validate_only",
+        "alter",
+        "broker_set",
+        "broker_delete",
+    ] {
         assert_eq!(o[step], ok, "{step}: {o}");
     }
     let topic = src("DYNAMIC_TOPIC_CONFIG");
     let static_ = src("STATIC_BROKER_CONFIG");
-    assert_eq!(o["after_incremental"]["retention.ms"], json!([retention, topic]), "{o}");
-    assert_eq!(o["after_incremental"]["delete.retention.ms"], json!(["900", topic]), "{o}");
-    assert_eq!(o["after_incremental"]["segment.ms"], json!(["604800000", static_]), "{o}");
+    assert_eq!(
+        o["after_incremental"]["retention.ms"],
+        json!([retention, topic]),
+        "{o}"
+    );
+    assert_eq!(
+        o["after_incremental"]["delete.retention.ms"],
+        json!(["900", topic]),
+        "{o}"
+    );
+    assert_eq!(
+        o["after_incremental"]["segment.ms"],
+        json!(["604800000", static_]),
+        "{o}"
+    );
     // validate_only changed nothing.
-    assert_eq!(o["after_validate_only"]["retention.ms"], json!([retention, topic]), "{o}");
+    assert_eq!(
+        o["after_validate_only"]["retention.ms"],
+        json!([retention, topic]),
+        "{o}"
+    );
     assert_eq!(o["after_alter"]["segment.ms"], json!(["60000", topic]), "{o}");
     assert_eq!(o["unknown_key"], err("INVALID_CONFIG"), "{o}");
     assert_eq!(o["compact"], err("INVALID_CONFIG"), "{o}");
@@ -97,8 +127,16 @@ fn confluent_kafka_admin_client_alters_and_describes_configs() {
     check(&o, "3600000", |s| json!(s), |e| json!(e));
     assert_eq!(o["unknown_topic"], "UNKNOWN_TOPIC_OR_PART", "{o}");
     // The legacy AlterConfigs replaced the whole set: the other overrides are gone.
-    assert_eq!(o["after_alter"]["retention.ms"], json!(["604800000", "STATIC_BROKER_CONFIG"]), "{o}");
-    assert_eq!(o["after_alter"]["delete.retention.ms"], json!(["86400000", "DEFAULT_CONFIG"]), "{o}");
+    assert_eq!(
+        o["after_alter"]["retention.ms"],
+        json!(["604800000", "STATIC_BROKER_CONFIG"]),
+        "{o}"
+    );
+    assert_eq!(
+        o["after_alter"]["delete.retention.ms"],
+        json!(["86400000", "DEFAULT_CONFIG"]),
+        "{o}"
+    );
 }
 
 #[test]
@@ -112,11 +150,14 @@ fn kafka_python_admin_client_alters_and_describes_configs() {
     };
     check(&o, "7200000", |s| json!(s), err);
     // kafka-python's legacy path re-sends the other modified values itself, so they survive.
-    assert_eq!(o["after_alter"]["retention.ms"], json!(["7200000", "DYNAMIC_TOPIC_CONFIG"]), "{o}");
+    assert_eq!(
+        o["after_alter"]["retention.ms"],
+        json!(["7200000", "DYNAMIC_TOPIC_CONFIG"]),
+        "{o}"
+    );
     // It refuses a key the broker describes as read-only before sending anything.
     assert_eq!(
-        o["read_only_client_check"],
-        "ValueError: Unrecognized configs: {'advertised.listeners'}",
+        o["read_only_client_check"], "ValueError: Unrecognized configs: {'advertised.listeners'}",
         "{o}"
     );
 }
