@@ -639,8 +639,7 @@ impl TopicConfigKey {
         self.default_synonyms(cfg, dynamic)
             .into_iter()
             .next()
-            .map(|s| s.value)
-            .unwrap_or_else(|| self.default_value(cfg))
+            .map_or_else(|| self.default_value(cfg), |s| s.value)
     }
 
     /// The topic's valid override of this config, if it sets one.

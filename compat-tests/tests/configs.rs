@@ -391,8 +391,10 @@ fn partition0(broker: &DistlogProcess, topic: &str) -> Value {
     json["topics"]
         .as_array()
         .and_then(|ts| ts.iter().find(|t| t["name"] == topic))
-        .map(|t| t["partitions"][0].clone())
-        .unwrap_or_else(|| panic!("{topic} listed: {json}"))
+        .map_or_else(
+            || panic!("{topic} listed: {json}"),
+            |t| t["partitions"][0].clone(),
+        )
 }
 
 /// Produces one 1000-byte record (its own entry) to partition 0; returns the error code.
