@@ -204,6 +204,16 @@ fn topic_and_broker_configs_are_altered_validated_and_described() {
         &["cleanup.policy"],
     );
     assert_refused(
+        incremental1(
+            &mut conn,
+            TOPIC,
+            "cfg",
+            &[("distlog.ensemble.size", SET, Some("2"))],
+        ),
+        INVALID_CONFIG,
+        &["distlog.ensemble.size 2 needs 2 live bookies; this cluster has 1"],
+    );
+    assert_refused(
         incremental1(&mut conn, TOPIC, "cfg", &[("retention.ms", APPEND, Some("5"))]),
         INVALID_CONFIG,
         &["Can't APPEND to key retention.ms because its type is not LIST."],

@@ -37,7 +37,7 @@ use crate::broker_config::validate_broker_configs;
 use crate::error::metadata_error;
 use crate::handlers::describe_configs::{RESOURCE_BROKER, RESOURCE_TOPIC};
 use crate::metrics;
-use crate::topic_config::{self, validate_topic_configs};
+use crate::topic_config::{self, replication, validate_topic_configs};
 use crate::Broker;
 
 /// AlterConfigs versions implemented (advertised in ApiVersions).
@@ -360,8 +360,30 @@ async fn alter_resource(
             }
             let current = broker.meta.read(|s| s.topic(name).map(|t| t.configs.clone()));
             let next = change.apply(current.as_ref().unwrap_or(&BTreeMap::new()), &topic_list_default)?;
-            validate_topic_configs(&next, broker.config.default_replication)
-                .map_err(|m| (ResponseError::InvalidConfig, m))?;
+            let defaults = broker.config.default_replication;
+            validate_topic_configs(&next, defaults).map_err(|m| (ResponseError::InvalidConfig, m))?;
+            // A larger ensemble must be placeable, as CreateTopics checks (an unchanged one is
+            // not re-checked: a bookie being down must not block other config changes).
+            let ensemble = |c: &BTreeMap<String, String>| usize::from(replication(c, defaults).ensemble);
+            let was = current.as_ref().map_or(0, ensemble);
+            if ensemble(&next) > was {
+                let now = distlog_metadata::now_ms();
+                let live = match broker.config.is_cluster() {
+                    true => broker.meta.read(|s| s.live_bookies(now).count()),
+                    // A single node always has its own bookie, registered or not.
+                    false => 1,
+                };
+                if ensemble(&next) > live {
+                    return Err((
+                        ResponseError::InvalidConfig,
+                        format!(
+                            "distlog.ensemble.size {} needs {} live bookies; this cluster has {live}",
+                            ensemble(&next),
+                            ensemble(&next)
+                        ),
+                    ));
+                }
+            }
             if current.is_none() {
                 return Err((
                     ResponseError::UnknownTopicOrPartition,
