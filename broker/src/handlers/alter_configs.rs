@@ -362,6 +362,13 @@ async fn alter_resource(
             let next = change.apply(current.as_ref().unwrap_or(&BTreeMap::new()), &topic_list_default)?;
             let defaults = broker.config.default_replication;
             validate_topic_configs(&next, defaults).map_err(|m| (ResponseError::InvalidConfig, m))?;
+            let empty = BTreeMap::new();
+            if let Some(name) = fixed_config_changed(current.as_ref().unwrap_or(&empty), &next) {
+                return Err((
+                    ResponseError::InvalidConfig,
+                    format!("config '{name}' cannot be changed on an existing topic"),
+                ));
+            }
             // A larger ensemble must be placeable, as CreateTopics checks (an unchanged one is
             // not re-checked: a bookie being down must not block other config changes).
             let ensemble = |c: &BTreeMap<String, String>| usize::from(replication(c, defaults).ensemble);
@@ -446,6 +453,19 @@ async fn alter_resource(
             format!("Unknown resource type {other}"),
         )),
     }
+}
+
+/// The first topic config that is not [`topic_config::TopicConfigKey::dynamic`]
+/// whose value differs between `current` and `next`, if any.
+fn fixed_config_changed(
+    current: &BTreeMap<String, String>,
+    next: &BTreeMap<String, String>,
+) -> Option<&'static str> {
+    topic_config::TOPIC_CONFIGS
+        .iter()
+        .filter(|k| !k.dynamic)
+        .find(|k| current.get(k.name) != next.get(k.name))
+        .map(|k| k.name)
 }
 
 /// The value of an unset topic list config (APPEND/SUBTRACT start from
