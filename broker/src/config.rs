@@ -608,6 +608,16 @@ impl BrokerConfig {
                 "--segment-bytes and --segment-ms must be positive".into(),
             ));
         }
+        if c.log_retention_ms < -1 || c.log_retention_bytes < -1 {
+            return Err(BrokerError::Config(
+                "--log-retention-ms and --log-retention-bytes must be -1 (unlimited) or at least 0".into(),
+            ));
+        }
+        if c.log_retention_check_interval_ms == 0 {
+            return Err(BrokerError::Config(
+                "--log-retention-check-interval-ms must be positive".into(),
+            ));
+        }
         if i32::try_from(c.node_id).is_err() {
             return Err(BrokerError::Config(format!(
                 "--node-id {} is out of range: Kafka broker ids are within [0, 2^31-1]",

@@ -293,3 +293,41 @@ fn roles_other_than_all_need_a_cluster() {
     .expect_err("meta role but not a voter");
     assert!(err.to_string().contains("not in --meta-voters"), "{err}");
 }
+
+#[test]
+fn retention_flags_take_kafkas_defaults_and_minus_one() {
+    let _g = ENV_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+    let c = BrokerConfig::resolve(None, &parse(&[])).expect("resolves");
+    assert_eq!(
+        (
+            c.log_retention_ms,
+            c.log_retention_bytes,
+            c.log_retention_check_interval_ms
+        ),
+        (604_800_000, -1, 300_000)
+    );
+    let a = parse(&[
+        "--log-retention-ms",
+        "-1",
+        "--log-retention-bytes",
+        "1000",
+        "--log-retention-check-interval-ms",
+        "1000",
+    ]);
+    let c = BrokerConfig::resolve(None, &a).expect("resolves");
+    assert_eq!(
+        (
+            c.log_retention_ms,
+            c.log_retention_bytes,
+            c.log_retention_check_interval_ms
+        ),
+        (-1, 1000, 1000)
+    );
+    for bad in [
+        &["--log-retention-ms", "-2"][..],
+        &["--log-retention-bytes", "-5"][..],
+        &["--log-retention-check-interval-ms", "0"][..],
+    ] {
+        assert!(BrokerConfig::resolve(None, &parse(bad)).is_err(), "{bad:?}");
+    }
+}

@@ -224,3 +224,15 @@ pub static GROUP_STORE_BATCH_OPS: LazyLock<Histogram> = LazyLock::new(|| {
     )
     .expect("metric distlog_group_store_batch_ops registers once")
 });
+
+/// Config changes asked by AlterConfigs and IncrementalAlterConfigs, per
+/// resource: by resource kind (`topic`, `broker`, `other`) and outcome
+/// (`applied`, `validated` for validate_only, or the Kafka error name).
+pub static CONFIG_ALTERATIONS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "distlog_config_alterations_total",
+        "Config changes asked by AlterConfigs/IncrementalAlterConfigs, by resource kind and outcome",
+        &["resource", "outcome"]
+    )
+    .expect("metric distlog_config_alterations_total registers once")
+});

@@ -160,7 +160,7 @@ impl Node {
             _ => None,
         };
 
-        let ns_config = namespace_config(&config);
+        let ns_config = namespace_config(&config, meta.clone());
         // A node without the bookie role (a broker of the split topology)
         // places every ledger on the cluster's registered bookies.
         let ns = match &bookie {
@@ -375,12 +375,12 @@ async fn open_metadata(config: &BrokerConfig) -> Result<Arc<MetadataStore>, Node
 }
 
 /// The log namespace's configuration from the node's.
-fn namespace_config(config: &BrokerConfig) -> NamespaceConfig {
+fn namespace_config(config: &BrokerConfig, meta: Arc<MetadataStore>) -> NamespaceConfig {
     NamespaceConfig {
         broker_id: config.node_id,
         stamp: crate::records::stamp_fn(),
         tail_cache_bytes: config.tail_cache_bytes,
-        stream_config: crate::topic_config::stream_config_fn(config),
+        stream_config: crate::topic_config::stream_config_fn(config, meta),
         speculative_read_delay: (config.speculative_read_ms > 0)
             .then(|| Duration::from_millis(config.speculative_read_ms)),
         ownership: if config.is_cluster() {

@@ -6,17 +6,29 @@
 //! table: CreateTopics validation, the effective configs reported by
 //! CreateTopics v5+ and DescribeConfigs (sources, synonyms, types,
 //! documentation), the produce size limit, and the typed
-//! [`StreamConfig`] handed to storage when a stream opens. AlterConfigs
-//! will validate against the same rows (and refuse rows that are not
-//! [`TopicConfigKey::dynamic`]).
+//! [`StreamConfig`] handed to storage when a stream opens and whenever a
+//! topic config or a dynamic broker default changes. AlterConfigs and
+//! IncrementalAlterConfigs validate against the same rows, and dynamic
+//! broker configs (`crate::broker_config`) are validated by the row they
+//! supply the default of.
+//!
+//! Every topic config Kafka 4.x defines has a row (the two
+//! `message.timestamp.{before,after}.max.ms` aside, still to come). A value
+//! distlog does not honour is refused with INVALID_CONFIG, never accepted
+//! and ignored: some rows accept any well-formed value because the config
+//! cannot change distlog's behaviour (e.g. `flush.messages`: every entry is
+//! fsync'd before it is acknowledged; the compaction settings: compaction
+//! cannot be enabled), others accept only the value distlog implements
+//! ([`Validator::Only`]).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use distlog_metadata::TopicMeta;
+use distlog_metadata::{MetadataStore, TopicMeta};
 use distlog_storage::log::{Retention, StreamConfig, StreamConfigFn};
 
+use crate::broker_config::DynamicDefaults;
 use crate::cluster::Replication;
 use crate::config::BrokerConfig;
 
@@ -71,6 +83,12 @@ pub mod config_type {
 pub mod config_source {
     /// A topic-level override.
     pub const DYNAMIC_TOPIC_CONFIG: i8 = 1;
+    /// A dynamic broker config set for this broker (AlterConfigs on
+    /// broker resource "N").
+    pub const DYNAMIC_BROKER_CONFIG: i8 = 2;
+    /// A dynamic broker config set cluster-wide (AlterConfigs on broker
+    /// resource "").
+    pub const DYNAMIC_DEFAULT_BROKER_CONFIG: i8 = 3;
     /// Set in the node's static configuration.
     pub const STATIC_BROKER_CONFIG: i8 = 4;
     /// A built-in default.
@@ -121,6 +139,33 @@ pub enum Validator {
     },
     /// One of a fixed set of strings (the only ones distlog honours).
     OneOf(&'static [&'static str]),
+    /// An integer within `[min, max]`, or exactly `or` (gzip's -1 default).
+    RangeOr {
+        /// Smallest accepted value.
+        min: i64,
+        /// Largest accepted value.
+        max: i64,
+        /// The one value accepted outside the range.
+        or: i64,
+    },
+    /// `true` or `false` (any case, as Kafka parses booleans).
+    Bool,
+    /// A number within `[0, 1]`.
+    Fraction,
+    /// Kafka's throttled-replica list: `*`, or `partition:broker` pairs
+    /// separated by commas (possibly none).
+    ReplicaList,
+    /// A value `base` accepts, of which distlog honours only `value`: any
+    /// other well-formed value is refused with the reason `why`.
+    Only {
+        /// What a well-formed value is.
+        base: &'static Validator,
+        /// The one value distlog honours (compared as a number or boolean
+        /// when `base` reads one).
+        value: &'static str,
+        /// Why no other value is honoured.
+        why: &'static str,
+    },
 }
 
 /// Where a topic config's value comes from when the topic sets none.
@@ -158,9 +203,14 @@ pub struct TopicConfigKey {
 }
 
 const I32_MAX: i64 = i32::MAX as i64;
+const NON_NEGATIVE_LONG: Validator = Validator::Range {
+    min: 0,
+    max: i64::MAX,
+};
+const BOOL: Validator = Validator::Bool;
 
-/// Every topic config distlog accepts, sorted by name; any other name is
-/// INVALID_CONFIG.
+/// Every topic config distlog accepts (each name once; listings sort them
+/// by name); any other name is INVALID_CONFIG.
 pub const TOPIC_CONFIGS: &[TopicConfigKey] = &[
     TopicConfigKey {
         name: keys::CLEANUP_POLICY,
@@ -323,6 +373,241 @@ pub const TOPIC_CONFIGS: &[TopicConfigKey] = &[
         doc: "Age, in milliseconds, at which a partition's current (non-empty) segment is \
               closed and a new one started.",
     },
+    TopicConfigKey {
+        name: "compression.gzip.level",
+        ty: ConfigType::Int,
+        validator: Validator::Only {
+            base: &Validator::RangeOr { min: 1, max: 9, or: -1 },
+            value: "-1",
+            why: "batches are recompressed at the codec's default level only",
+        },
+        default: DefaultValue::Fixed("-1"),
+        broker_synonym: Some("compression.gzip.level"),
+        dynamic: true,
+        doc: "The gzip level used when the topic's compression.type is gzip. Only the default (-1) is supported.",
+    },
+    TopicConfigKey {
+        name: "compression.lz4.level",
+        ty: ConfigType::Int,
+        validator: Validator::Only {
+            base: &Validator::Range { min: 1, max: 17 },
+            value: "9",
+            why: "batches are recompressed at the codec's default level only",
+        },
+        default: DefaultValue::Fixed("9"),
+        broker_synonym: Some("compression.lz4.level"),
+        dynamic: true,
+        doc: "The lz4 level used when the topic's compression.type is lz4. Only the default (9) is supported.",
+    },
+    TopicConfigKey {
+        name: "compression.zstd.level",
+        ty: ConfigType::Int,
+        validator: Validator::Only {
+            base: &Validator::Range { min: -131072, max: 22 },
+            value: "3",
+            why: "batches are recompressed at the codec's default level only",
+        },
+        default: DefaultValue::Fixed("3"),
+        broker_synonym: Some("compression.zstd.level"),
+        dynamic: true,
+        doc: "The zstd level used when the topic's compression.type is zstd. Only the default (3) is supported.",
+    },
+    TopicConfigKey {
+        name: "delete.retention.ms",
+        ty: ConfigType::Long,
+        validator: NON_NEGATIVE_LONG,
+        default: DefaultValue::Fixed("86400000"),
+        broker_synonym: Some("log.cleaner.delete.retention.ms"),
+        dynamic: true,
+        doc: "How long delete markers are kept by log compaction. Accepted for compatibility: it has no effect, since compaction cannot be enabled.",
+    },
+    TopicConfigKey {
+        name: "file.delete.delay.ms",
+        ty: ConfigType::Long,
+        validator: NON_NEGATIVE_LONG,
+        default: DefaultValue::Fixed("60000"),
+        broker_synonym: Some("log.segment.delete.delay.ms"),
+        dynamic: true,
+        doc: "Delay before a deleted segment's files are removed. Accepted for compatibility: records leave the log as soon as retention moves the log start offset, and the segment's ledger is then deleted on its bookies.",
+    },
+    TopicConfigKey {
+        name: "flush.messages",
+        ty: ConfigType::Long,
+        validator: Validator::Range { min: 1, max: i64::MAX },
+        default: DefaultValue::Fixed("9223372036854775807"),
+        broker_synonym: Some("log.flush.interval.messages"),
+        dynamic: true,
+        doc: "Records after which the log is forced to disk. Accepted for compatibility: distlog fsyncs every entry on its ack quorum before acknowledging it, which satisfies any value.",
+    },
+    TopicConfigKey {
+        name: "flush.ms",
+        ty: ConfigType::Long,
+        validator: NON_NEGATIVE_LONG,
+        default: DefaultValue::Fixed("9223372036854775807"),
+        broker_synonym: Some("log.flush.interval.ms"),
+        dynamic: true,
+        doc: "Time after which the log is forced to disk. Accepted for compatibility: distlog fsyncs every entry on its ack quorum before acknowledging it, which satisfies any value.",
+    },
+    TopicConfigKey {
+        name: "follower.replication.throttled.replicas",
+        ty: ConfigType::List,
+        validator: Validator::ReplicaList,
+        default: DefaultValue::Fixed(""),
+        broker_synonym: Some("follower.replication.throttled.replicas"),
+        dynamic: true,
+        doc: "Replicas whose follower replication is throttled during reassignment. Accepted for compatibility: distlog has no follower replication (bookies store each entry as it is written), so there is nothing to throttle.",
+    },
+    TopicConfigKey {
+        name: "index.interval.bytes",
+        ty: ConfigType::Int,
+        validator: Validator::Range { min: 0, max: I32_MAX },
+        default: DefaultValue::Fixed("4096"),
+        broker_synonym: Some("log.index.interval.bytes"),
+        dynamic: true,
+        doc: "Bytes between offset-index entries. Accepted for compatibility: distlog indexes every entry, which is at least as fine as any value.",
+    },
+    TopicConfigKey {
+        name: "leader.replication.throttled.replicas",
+        ty: ConfigType::List,
+        validator: Validator::ReplicaList,
+        default: DefaultValue::Fixed(""),
+        broker_synonym: Some("leader.replication.throttled.replicas"),
+        dynamic: true,
+        doc: "Replicas whose leader-side replication is throttled during reassignment. Accepted for compatibility: distlog has no follower replication (bookies store each entry as it is written), so there is nothing to throttle.",
+    },
+    TopicConfigKey {
+        name: "local.retention.bytes",
+        ty: ConfigType::Long,
+        validator: Validator::Range { min: -2, max: i64::MAX },
+        default: DefaultValue::Fixed("-2"),
+        broker_synonym: Some("log.local.retention.bytes"),
+        dynamic: true,
+        doc: "Local size limit of a tiered-storage topic. Accepted for compatibility: it has no effect, since tiered storage cannot be enabled.",
+    },
+    TopicConfigKey {
+        name: "local.retention.ms",
+        ty: ConfigType::Long,
+        validator: Validator::Range { min: -2, max: i64::MAX },
+        default: DefaultValue::Fixed("-2"),
+        broker_synonym: Some("log.local.retention.ms"),
+        dynamic: true,
+        doc: "Local time limit of a tiered-storage topic. Accepted for compatibility: it has no effect, since tiered storage cannot be enabled.",
+    },
+    TopicConfigKey {
+        name: "max.compaction.lag.ms",
+        ty: ConfigType::Long,
+        validator: Validator::Range { min: 1, max: i64::MAX },
+        default: DefaultValue::Fixed("9223372036854775807"),
+        broker_synonym: Some("log.cleaner.max.compaction.lag.ms"),
+        dynamic: true,
+        doc: "Longest time a record stays ineligible for compaction. Accepted for compatibility: it has no effect, since compaction cannot be enabled.",
+    },
+    TopicConfigKey {
+        name: "message.downconversion.enable",
+        ty: ConfigType::Boolean,
+        validator: BOOL,
+        default: DefaultValue::Fixed("true"),
+        broker_synonym: Some("log.message.downconversion.enable"),
+        dynamic: true,
+        doc: "Down-conversion for old fetchers. Accepted for compatibility: a no-op, as in Kafka 4.x (distlog serves record batches of format v2 only).",
+    },
+    TopicConfigKey {
+        name: "min.cleanable.dirty.ratio",
+        ty: ConfigType::Double,
+        validator: Validator::Fraction,
+        default: DefaultValue::Fixed("0.5"),
+        broker_synonym: Some("log.cleaner.min.cleanable.ratio"),
+        dynamic: true,
+        doc: "Dirty ratio at which a log is compacted. Accepted for compatibility: it has no effect, since compaction cannot be enabled.",
+    },
+    TopicConfigKey {
+        name: "min.compaction.lag.ms",
+        ty: ConfigType::Long,
+        validator: NON_NEGATIVE_LONG,
+        default: DefaultValue::Fixed("0"),
+        broker_synonym: Some("log.cleaner.min.compaction.lag.ms"),
+        dynamic: true,
+        doc: "Shortest time a record stays uncompacted. Accepted for compatibility: it has no effect, since compaction cannot be enabled.",
+    },
+    TopicConfigKey {
+        name: "preallocate",
+        ty: ConfigType::Boolean,
+        validator: Validator::Only {
+            base: &BOOL,
+            value: "false",
+            why: "segments are ledgers written by bookies, which do not preallocate files",
+        },
+        default: DefaultValue::Fixed("false"),
+        broker_synonym: Some("log.preallocate"),
+        dynamic: true,
+        doc: "Whether segment files are preallocated. Only false is supported.",
+    },
+    TopicConfigKey {
+        name: "remote.log.copy.disable",
+        ty: ConfigType::Boolean,
+        validator: BOOL,
+        default: DefaultValue::Fixed("false"),
+        broker_synonym: None,
+        dynamic: true,
+        doc: "Stops copying segments to tiered storage. Accepted for compatibility: it has no effect, since tiered storage cannot be enabled.",
+    },
+    TopicConfigKey {
+        name: "remote.log.delete.on.disable",
+        ty: ConfigType::Boolean,
+        validator: BOOL,
+        default: DefaultValue::Fixed("false"),
+        broker_synonym: None,
+        dynamic: true,
+        doc: "Deletes tiered-storage data when tiered storage is disabled. Accepted for compatibility: it has no effect, since tiered storage cannot be enabled.",
+    },
+    TopicConfigKey {
+        name: "remote.storage.enable",
+        ty: ConfigType::Boolean,
+        validator: Validator::Only {
+            base: &BOOL,
+            value: "false",
+            why: "distlog has no tiered storage (segments live on bookies)",
+        },
+        default: DefaultValue::Fixed("false"),
+        broker_synonym: None,
+        dynamic: true,
+        doc: "Whether segments are copied to tiered storage. Only false is supported: segments live on bookies.",
+    },
+    TopicConfigKey {
+        name: "segment.index.bytes",
+        ty: ConfigType::Int,
+        validator: Validator::Range { min: 4, max: I32_MAX },
+        default: DefaultValue::Fixed("10485760"),
+        broker_synonym: Some("log.index.size.max.bytes"),
+        dynamic: true,
+        doc: "Size limit of a segment's offset index. Accepted for compatibility: bookies index entries in memory without a size limit, so it never forces a roll.",
+    },
+    TopicConfigKey {
+        name: "segment.jitter.ms",
+        ty: ConfigType::Long,
+        validator: Validator::Only {
+            base: &NON_NEGATIVE_LONG,
+            value: "0",
+            why: "segments roll exactly at segment.ms",
+        },
+        default: DefaultValue::Fixed("0"),
+        broker_synonym: Some("log.roll.jitter.ms"),
+        dynamic: true,
+        doc: "Random jitter subtracted from segment.ms. Only 0 is supported: segments roll exactly at segment.ms.",
+    },
+    TopicConfigKey {
+        name: "unclean.leader.election.enable",
+        ty: ConfigType::Boolean,
+        validator: Validator::Only {
+            base: &BOOL,
+            value: "false",
+            why: "a new owner always recovers the last segment from its bookies and never loses acknowledged records",
+        },
+        default: DefaultValue::Fixed("false"),
+        broker_synonym: Some("unclean.leader.election.enable"),
+        dynamic: true,
+        doc: "Whether an out-of-sync replica may become leader, losing data. Only false is supported: a new owner always recovers the last segment from the bookies.",
+    },
 ];
 
 /// The row of a known topic config.
@@ -334,24 +619,13 @@ impl TopicConfigKey {
     /// Check a value against the row's validator; the error says which
     /// config is wrong and why.
     pub fn validate(&self, value: &str) -> Result<(), String> {
-        let name = self.name;
-        match self.validator {
-            Validator::Range { min, max } => {
-                let v = parse_int(value)
-                    .ok_or_else(|| format!("config '{name}': '{value}' is not an integer"))?;
-                if v < min || v > max {
-                    return Err(format!("config '{name}': {v} is outside [{min}, {max}]"));
-                }
-            }
-            Validator::OneOf(allowed) => {
-                if !allowed.contains(&value) {
-                    return Err(format!(
-                        "config '{name}': '{value}' is not supported (allowed: {allowed:?})"
-                    ));
-                }
-            }
-        }
-        Ok(())
+        self.validator.check(self.name, value)
+    }
+
+    /// Whether the config holds a comma-separated list (the only kind
+    /// IncrementalAlterConfigs may APPEND to or SUBTRACT from).
+    pub fn is_list(&self) -> bool {
+        self.ty == ConfigType::List
     }
 
     /// The value of a topic that does not set this config.
@@ -370,6 +644,38 @@ impl TopicConfigKey {
         }
     }
 
+    /// Where the value of a topic that does not set this config comes
+    /// from, most specific first: the dynamic broker config of this broker,
+    /// the cluster-wide dynamic one (each when set and valid, under the
+    /// broker-level name), then the node's static value or the built-in
+    /// default. The first is the one in force.
+    pub fn default_synonyms(&self, cfg: &BrokerConfig, dynamic: &DynamicDefaults) -> Vec<ConfigSynonym> {
+        let mut v: Vec<ConfigSynonym> = self
+            .broker_synonym
+            .map(|b| {
+                dynamic
+                    .layers(b)
+                    .filter(|s| self.validate(&s.value).is_ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.push(ConfigSynonym {
+            name: self.broker_synonym.unwrap_or(self.name),
+            value: self.default_value(cfg),
+            source: self.default_source(),
+        });
+        v
+    }
+
+    /// The value of a topic that does not set this config, dynamic broker
+    /// configs included.
+    pub fn effective_default(&self, cfg: &BrokerConfig, dynamic: &DynamicDefaults) -> String {
+        self.default_synonyms(cfg, dynamic)
+            .into_iter()
+            .next()
+            .map_or_else(|| self.default_value(cfg), |s| s.value)
+    }
+
     /// The topic's valid override of this config, if it sets one.
     fn valid_override<'a>(&self, overrides: &'a BTreeMap<String, String>) -> Option<&'a str> {
         overrides
@@ -379,17 +685,114 @@ impl TopicConfigKey {
     }
 
     /// The effective integer value: a valid override, else the default
-    /// (a node flag too large for an i64 counts as i64::MAX).
-    fn int(&self, cfg: &BrokerConfig, overrides: &BTreeMap<String, String>) -> i64 {
+    /// (dynamic broker configs included; a node flag too large for an i64
+    /// counts as i64::MAX).
+    fn int(
+        &self,
+        cfg: &BrokerConfig,
+        dynamic: &DynamicDefaults,
+        overrides: &BTreeMap<String, String>,
+    ) -> i64 {
         self.valid_override(overrides)
             .and_then(parse_int)
-            .or_else(|| parse_int(&self.default_value(cfg)))
+            .or_else(|| parse_int(&self.effective_default(cfg, dynamic)))
             .unwrap_or(i64::MAX)
+    }
+}
+
+impl Validator {
+    /// Check `value` of config `name`; the error says which config is
+    /// wrong and why.
+    pub fn check(&self, name: &str, value: &str) -> Result<(), String> {
+        let int = || parse_int(value).ok_or_else(|| format!("config '{name}': '{value}' is not an integer"));
+        match *self {
+            Validator::Range { min, max } => {
+                let v = int()?;
+                if v < min || v > max {
+                    return Err(format!("config '{name}': {v} is outside [{min}, {max}]"));
+                }
+            }
+            Validator::RangeOr { min, max, or } => {
+                let v = int()?;
+                if v != or && (v < min || v > max) {
+                    return Err(format!(
+                        "config '{name}': {v} is outside [{min}, {max}] and is not {or}"
+                    ));
+                }
+            }
+            Validator::OneOf(allowed) => {
+                if !allowed.contains(&value) {
+                    return Err(format!(
+                        "config '{name}': '{value}' is not supported (allowed: {allowed:?})"
+                    ));
+                }
+            }
+            Validator::Bool => {
+                parse_bool(value)
+                    .ok_or_else(|| format!("config '{name}': '{value}' is not a boolean (true or false)"))?;
+            }
+            Validator::Fraction => {
+                let v: f64 = value
+                    .trim()
+                    .parse()
+                    .map_err(|_| format!("config '{name}': '{value}' is not a number"))?;
+                if !(0.0..=1.0).contains(&v) {
+                    return Err(format!("config '{name}': {v} is outside [0, 1]"));
+                }
+            }
+            Validator::ReplicaList => {
+                let pair = |p: &str| {
+                    let p = p.trim();
+                    p.is_empty()
+                        || p.split_once(':').is_some_and(|(a, b)| {
+                            [a, b]
+                                .iter()
+                                .all(|x| !x.is_empty() && x.bytes().all(|c| c.is_ascii_digit()))
+                        })
+                };
+                if value.trim() != "*" && !value.split(',').all(pair) {
+                    return Err(format!(
+                        "config '{name}': '{value}' must be the literal '*' or a list of replicas in \
+                         the form [partitionId]:[brokerId],[partitionId]:[brokerId],..."
+                    ));
+                }
+            }
+            Validator::Only {
+                base,
+                value: only,
+                why,
+            } => {
+                base.check(name, value)?;
+                if canonical(value) != canonical(only) {
+                    return Err(format!(
+                        "config '{name}': '{value}' is not supported, only '{only}' is: {why}"
+                    ));
+                }
+            }
+        }
+        Ok(())
     }
 }
 
 fn parse_int(v: &str) -> Option<i64> {
     v.trim().parse().ok()
+}
+
+fn parse_bool(v: &str) -> Option<bool> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "true" => Some(true),
+        "false" => Some(false),
+        _ => None,
+    }
+}
+
+/// A value in a form that compares equal whatever its spelling (numbers,
+/// booleans in any case, surrounding blanks).
+fn canonical(v: &str) -> String {
+    parse_int(v)
+        .map(|i| i.to_string())
+        .or_else(|| parse_bool(v).map(|b| b.to_string()))
+        .unwrap_or_else(|| v.trim().to_string())
 }
 
 fn row(name: &str) -> &'static TopicConfigKey {
@@ -483,19 +886,20 @@ pub fn replication(overrides: &BTreeMap<String, String>, defaults: Replication) 
 }
 
 /// A topic's effective configuration: every known config, with the
-/// override where the topic sets one and the node default otherwise,
-/// sorted by name. Each entry carries its synonyms (the override, then the
-/// default under its broker-level name) and documentation.
-pub fn effective_topic_configs(cfg: &BrokerConfig, overrides: &BTreeMap<String, String>) -> Vec<ConfigEntry> {
-    TOPIC_CONFIGS
-        .iter()
+/// override where the topic sets one and the default otherwise (a dynamic
+/// broker config, else the node's), sorted by name. Each entry carries its
+/// synonyms (the override, then the defaults under their broker-level
+/// names, most specific first) and documentation.
+pub fn effective_topic_configs(
+    cfg: &BrokerConfig,
+    dynamic: &DynamicDefaults,
+    overrides: &BTreeMap<String, String>,
+) -> Vec<ConfigEntry> {
+    let mut rows: Vec<&TopicConfigKey> = TOPIC_CONFIGS.iter().collect();
+    rows.sort_by_key(|k| k.name);
+    rows.into_iter()
         .map(|k| {
-            let default = ConfigSynonym {
-                name: k.broker_synonym.unwrap_or(k.name),
-                value: k.default_value(cfg),
-                source: k.default_source(),
-            };
-            let mut synonyms = Vec::with_capacity(2);
+            let mut synonyms = Vec::with_capacity(3);
             if let Some(v) = overrides.get(k.name) {
                 synonyms.push(ConfigSynonym {
                     name: k.name,
@@ -503,7 +907,7 @@ pub fn effective_topic_configs(cfg: &BrokerConfig, overrides: &BTreeMap<String, 
                     source: config_source::DYNAMIC_TOPIC_CONFIG,
                 });
             }
-            synonyms.push(default);
+            synonyms.extend(k.default_synonyms(cfg, dynamic));
             let effective = &synonyms[0];
             ConfigEntry {
                 name: k.name,
@@ -518,6 +922,18 @@ pub fn effective_topic_configs(cfg: &BrokerConfig, overrides: &BTreeMap<String, 
         .collect()
 }
 
+/// The largest batch a producer may append to a topic with these
+/// overrides: its valid `max.message.bytes`, else the dynamic or static
+/// `message.max.bytes` of this broker.
+pub fn max_message_bytes(
+    cfg: &BrokerConfig,
+    dynamic: &DynamicDefaults,
+    overrides: &BTreeMap<String, String>,
+) -> usize {
+    usize::try_from(row(keys::MAX_MESSAGE_BYTES).int(cfg, dynamic, overrides))
+        .unwrap_or(cfg.message_max_bytes)
+}
+
 /// The topic's valid `max.message.bytes` override, when it sets one.
 pub fn max_message_bytes_override(overrides: &BTreeMap<String, String>) -> Option<usize> {
     row(keys::MAX_MESSAGE_BYTES)
@@ -527,9 +943,14 @@ pub fn max_message_bytes_override(overrides: &BTreeMap<String, String>) -> Optio
 }
 
 /// The stream settings of a topic in storage's terms: each valid override,
-/// else the node default, read through the table.
-pub fn stream_config(cfg: &BrokerConfig, overrides: &BTreeMap<String, String>) -> StreamConfig {
-    let int = |name: &str| row(name).int(cfg, overrides);
+/// else the default (a dynamic broker config, else the node's), read
+/// through the table.
+pub fn stream_config(
+    cfg: &BrokerConfig,
+    dynamic: &DynamicDefaults,
+    overrides: &BTreeMap<String, String>,
+) -> StreamConfig {
+    let int = |name: &str| row(name).int(cfg, dynamic, overrides);
     // Ranges make these conversions exact; -1 (or any negative) is unlimited.
     let positive = |name: &str| u64::try_from(int(name)).ok();
     let Replication { ensemble, write, ack } = replication(overrides, cfg.default_replication);
@@ -548,11 +969,16 @@ pub fn stream_config(cfg: &BrokerConfig, overrides: &BTreeMap<String, String>) -
 }
 
 /// The seam to storage: the namespace calls this each time it opens a
-/// stream, and gets the topic's settings resolved through this table over
-/// this node's configuration.
-pub fn stream_config_fn(cfg: &BrokerConfig) -> StreamConfigFn {
+/// stream and when a topic's configs or the dynamic broker configs change,
+/// and gets the topic's settings resolved through this table over this
+/// node's configuration and the dynamic broker configs in `meta` (read
+/// with `read_nested`: storage may call this under a metadata read).
+pub fn stream_config_fn(cfg: &BrokerConfig, meta: Arc<MetadataStore>) -> StreamConfigFn {
     let cfg = Arc::new(cfg.clone());
-    Arc::new(move |topic: &TopicMeta| stream_config(&cfg, &topic.configs))
+    Arc::new(move |topic: &TopicMeta| {
+        let dynamic = meta.read_nested(|s| DynamicDefaults::of(s, cfg.node_id));
+        stream_config(&cfg, &dynamic, &topic.configs)
+    })
 }
 
 #[cfg(test)]

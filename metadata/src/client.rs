@@ -572,6 +572,14 @@ impl MetadataStore {
         f(&self.state.read())
     }
 
+    /// [`MetadataStore::read`] for code that may already run inside a
+    /// `read` closure of the same thread (a callback invoked under it, such
+    /// as storage's per-topic settings function): it never waits for a
+    /// queued writer, so a nested read cannot deadlock against one.
+    pub fn read_nested<R>(&self, f: impl FnOnce(&MetaState) -> R) -> R {
+        f(&self.state.read_recursive())
+    }
+
     /// Subscribe to change notifications published after each apply.
     pub fn subscribe(&self) -> broadcast::Receiver<MetaEvent> {
         self.events.subscribe()

@@ -48,6 +48,22 @@ impl MetadataStore {
         }
     }
 
+    /// Replace the dynamic broker configs of `broker` (`None`: the
+    /// cluster-wide defaults) ([`Command::AlterBrokerConfigs`]).
+    pub async fn alter_broker_configs(
+        &self,
+        broker: Option<NodeId>,
+        configs: BTreeMap<String, String>,
+    ) -> Result<(), MetadataError> {
+        match self
+            .write(Command::AlterBrokerConfigs { broker, configs })
+            .await?
+        {
+            CommandResponse::Ok => Ok(()),
+            other => Err(unexpected("AlterBrokerConfigs", other)),
+        }
+    }
+
     /// Make `owner` the stream's owner and return the new owner epoch
     /// ([`Command::AcquireStream`]); `expected_epoch`, when set, must be
     /// the current one.

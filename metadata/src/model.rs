@@ -210,6 +210,40 @@ pub struct MetaState {
     /// Consumer groups: committed offsets and last generations, by group id.
     #[serde(default)]
     pub groups: BTreeMap<String, crate::consumer_group::GroupMeta>,
+    /// Dynamic broker configs (Kafka's KIP-226 dynamic broker configs, set
+    /// by AlterConfigs on BROKER resources). Absent from snapshots written
+    /// before they existed, and from any without one (so such snapshots
+    /// stay readable by older binaries).
+    #[serde(default, skip_serializing_if = "DynamicBrokerConfigs::is_empty")]
+    pub broker_configs: DynamicBrokerConfigs,
+}
+
+/// Dynamic broker config values: cluster-wide defaults and per-broker
+/// values (a per-broker value wins over the cluster-wide one). Names and
+/// values are opaque here: the broker owns and validates them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DynamicBrokerConfigs {
+    /// Cluster-wide defaults (Kafka's broker resource named "").
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub cluster: BTreeMap<String, String>,
+    /// Per-broker values (Kafka's broker resource named by the broker id).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub brokers: BTreeMap<NodeId, BTreeMap<String, String>>,
+}
+
+impl DynamicBrokerConfigs {
+    /// Whether no dynamic broker config is set at all.
+    pub fn is_empty(&self) -> bool {
+        self.cluster.is_empty() && self.brokers.values().all(BTreeMap::is_empty)
+    }
+
+    /// The values set for `broker` (`None`: the cluster-wide defaults).
+    pub fn of(&self, broker: Option<NodeId>) -> Option<&BTreeMap<String, String>> {
+        match broker {
+            None => Some(&self.cluster),
+            Some(id) => self.brokers.get(&id),
+        }
+    }
 }
 
 impl MetaState {
@@ -328,6 +362,13 @@ pub enum Command {
     /// refused (`UnknownTopic`); a count that is not an increase is refused
     /// (`Invalid`).
     CreatePartitions { name: String, id: Uuid, partitions: u32 },
+    /// Replace the dynamic broker configs of one broker (`Some(id)`) or the
+    /// cluster-wide defaults (`None`); an empty map removes them all. Never
+    /// refused: the broker validated the names and values.
+    AlterBrokerConfigs {
+        broker: Option<NodeId>,
+        configs: BTreeMap<String, String>,
+    },
 }
 
 /// The final fields of a sealed segment, shared by the two sealing
@@ -404,6 +445,11 @@ pub enum MetaEvent {
     },
     TopicConfigsChanged {
         name: String,
+    },
+    /// The dynamic broker configs of `broker` (`None`: the cluster-wide
+    /// defaults) were replaced.
+    BrokerConfigsChanged {
+        broker: Option<NodeId>,
     },
     BrokerRegistered {
         id: NodeId,

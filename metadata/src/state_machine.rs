@@ -271,6 +271,20 @@ fn apply_inner(state: &mut MetaState, cmd: &Command, events: &mut Vec<MetaEvent>
             });
             Ok(CommandResponse::Ok)
         }
+        Command::AlterBrokerConfigs { broker, configs } => {
+            let dynamic = &mut state.broker_configs;
+            match broker {
+                None => dynamic.cluster = configs.clone(),
+                Some(id) if configs.is_empty() => {
+                    dynamic.brokers.remove(id);
+                }
+                Some(id) => {
+                    dynamic.brokers.insert(*id, configs.clone());
+                }
+            }
+            events.push(MetaEvent::BrokerConfigsChanged { broker: *broker });
+            Ok(CommandResponse::Ok)
+        }
     }
 }
 

@@ -233,6 +233,45 @@ fn alter_topic_configs_replaces() {
 }
 
 #[test]
+fn alter_broker_configs_replaces_one_scope() {
+    let mut st = MetaState::default();
+    let kv = |k: &str, v: &str| BTreeMap::from([(k.to_string(), v.to_string())]);
+    let (_, ev) = ok(
+        &mut st,
+        Command::AlterBrokerConfigs {
+            broker: None,
+            configs: kv("log.retention.ms", "1000"),
+        },
+    );
+    assert_eq!(ev, vec![MetaEvent::BrokerConfigsChanged { broker: None }]);
+    let b2 = NodeId::new(2);
+    ok(
+        &mut st,
+        Command::AlterBrokerConfigs {
+            broker: Some(b2),
+            configs: kv("log.segment.bytes", "4096"),
+        },
+    );
+    assert_eq!(st.broker_configs.cluster, kv("log.retention.ms", "1000"));
+    assert_eq!(
+        st.broker_configs.of(Some(b2)),
+        Some(&kv("log.segment.bytes", "4096"))
+    );
+    assert_eq!(st.broker_configs.of(Some(NodeId::new(3))), None);
+    // Replacing with an empty set removes the broker's entry.
+    let (_, ev) = ok(
+        &mut st,
+        Command::AlterBrokerConfigs {
+            broker: Some(b2),
+            configs: BTreeMap::new(),
+        },
+    );
+    assert_eq!(ev, vec![MetaEvent::BrokerConfigsChanged { broker: Some(b2) }]);
+    assert!(st.broker_configs.brokers.is_empty());
+    assert!(!st.broker_configs.is_empty());
+}
+
+#[test]
 fn ledger_ids_start_at_one_and_increase() {
     let mut st = MetaState::default();
     assert_eq!(

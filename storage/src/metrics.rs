@@ -80,6 +80,16 @@ pub static SEGMENT_ROLLS: LazyLock<IntCounter> = LazyLock::new(|| {
     .expect("metric registers once")
 });
 
+/// Open streams handed new settings after a topic config or a node-wide
+/// default changed (applied without reopening the stream).
+pub static STREAM_RECONFIGURED: LazyLock<IntCounter> = LazyLock::new(|| {
+    register_int_counter!(
+        "distlog_stream_reconfigured_total",
+        "Open streams handed new settings after a topic or broker config change"
+    )
+    .expect("metric registers once")
+});
+
 /// Segments rolled early because a bookie of their ensemble failed an add
 /// (the new segment's ensemble leaves the failed bookies out).
 pub static ENSEMBLE_ROLLS: LazyLock<IntCounter> = LazyLock::new(|| {

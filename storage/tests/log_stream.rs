@@ -558,3 +558,120 @@ fn orphan_ledgers_are_collected_at_startup() {
         stop(n).await;
     });
 }
+
+#[test]
+fn a_changed_topic_or_broker_config_applies_to_the_open_stream() {
+    let dir = tempfile::tempdir().unwrap();
+    rt().block_on(async {
+        let mut n = start(dir.path(), StreamConfig::default(), 0).await;
+        // The embedder's settings: segment size from the topic's "seg" config, else the
+        // cluster-wide dynamic broker config "seg", else 1 MiB (read nested: the namespace may
+        // call this under a metadata read).
+        let meta = n.meta.clone();
+        let cfg_fn: distlog_storage::log::StreamConfigFn = Arc::new(move |t: &TopicMeta| {
+            let broker = meta.read_nested(|s| s.broker_configs.cluster.get("seg").cloned());
+            let seg = t.configs.get("seg").cloned().or(broker);
+            StreamConfig {
+                max_segment_bytes: seg.and_then(|v| v.parse().ok()).unwrap_or(1 << 20),
+                ..StreamConfig::default()
+            }
+        });
+        n.ns.shutdown().await.unwrap();
+        n.ns = Namespace::open(
+            n.meta.clone(),
+            Arc::new(LocalBookie(n.bookie.clone())),
+            NamespaceConfig {
+                broker_id: NodeId::new(1),
+                stamp: stamp(),
+                tail_cache_bytes: 0,
+                stream_config: cfg_fn,
+                speculative_read_delay: None,
+                ownership: Default::default(),
+                stream_state: None,
+            },
+        )
+        .await
+        .unwrap();
+        let s = create_topic(&n.meta, "t", 1).await.stream(0);
+        let append = |i: u64| {
+            n.ns.append(
+                s,
+                AppendRequest {
+                    payload: payload(i, 1000),
+                    record_count: 1,
+                    max_timestamp: i as i64,
+                },
+            )
+        };
+        for i in 0..10 {
+            append(i).await.unwrap();
+        }
+        let segments = || n.meta.read(|st| st.stream(&s).unwrap().segments.clone());
+        let epoch = || n.meta.read(|st| st.stream(&s).unwrap().owner_epoch);
+        assert_eq!(segments().len(), 1);
+        let epoch_before = epoch();
+
+        // Rolls at the new size from now on, without reopening: each entry is ~1028 bytes.
+        let mut i = 10;
+        let changes = [
+            (
+                4096,
+                Command::AlterTopicConfigs {
+                    name: "t".into(),
+                    configs: BTreeMap::from([("seg".to_string(), "4096".to_string())]),
+                },
+            ),
+            (
+                2048,
+                Command::AlterBrokerConfigs {
+                    broker: None,
+                    configs: BTreeMap::from([("seg".to_string(), "2048".to_string())]),
+                },
+            ),
+        ];
+        for (limit, cmd) in changes {
+            if let Command::AlterBrokerConfigs { .. } = cmd {
+                // The topic's own value would win over the broker's: remove it first.
+                n.meta
+                    .write(Command::AlterTopicConfigs {
+                        name: "t".into(),
+                        configs: BTreeMap::new(),
+                    })
+                    .await
+                    .unwrap();
+            }
+            n.meta.write(cmd).await.unwrap();
+            let completed_before = segments().len() - 1;
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            loop {
+                append(i).await.unwrap();
+                i += 1;
+                let segs = segments();
+                // Skip the segment that was open when the config changed.
+                let rolled: Vec<u64> = segs
+                    .iter()
+                    .skip(completed_before + 1)
+                    .filter(|g| g.state == SegmentState::Completed)
+                    .map(|g| g.size_bytes)
+                    .collect();
+                if rolled.len() >= 3 {
+                    for size in rolled {
+                        assert!(
+                            (limit..limit + 1100).contains(&size),
+                            "rolled at {size}, limit {limit}"
+                        );
+                    }
+                    break;
+                }
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "no rolls at {limit}: {segs:?}"
+                );
+            }
+        }
+        assert_eq!(epoch(), epoch_before, "the stream was not reopened");
+        let got = read_all(&n.ns, s).await;
+        assert_eq!(got, (0..i).map(|k| (k, k)).collect::<Vec<_>>());
+        stop(n).await;
+    });
+}

@@ -10,6 +10,7 @@ use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse, TopicN
 use kafka_protocol::protocol::StrBytes;
 
 use super::kafka_broker_id;
+use crate::broker_config::DynamicDefaults;
 use crate::cluster::Replication;
 use crate::config::BrokerConfig;
 use crate::topic_config::{effective_topic_configs, keys, replication};
@@ -39,7 +40,14 @@ pub async fn handle(broker: &Broker, version: i16, req: CreateTopicsRequest) -> 
         } else {
             create_one(broker, &topic, req.validate_only).await
         };
-        results.push(result_entry(&broker.config, version, topic.name, outcome));
+        let dynamic = DynamicDefaults::read(&broker.meta, broker.config.node_id);
+        results.push(result_entry(
+            &broker.config,
+            &dynamic,
+            version,
+            topic.name,
+            outcome,
+        ));
     }
     CreateTopicsResponse::default()
         .with_throttle_time_ms(0)
@@ -181,6 +189,7 @@ fn requested(t: &CreatableTopic, node: i32) -> Result<(Option<u32>, BTreeMap<Str
 
 fn result_entry(
     cfg: &BrokerConfig,
+    dynamic: &DynamicDefaults,
     version: i16,
     name: TopicName,
     outcome: Result<distlog_metadata::TopicMeta, TopicError>,
@@ -193,7 +202,7 @@ fn result_entry(
                 .with_error_message(None)
                 .with_topic_id(topic.id);
             if version >= 5 {
-                let configs = effective_topic_configs(cfg, &topic.configs)
+                let configs = effective_topic_configs(cfg, dynamic, &topic.configs)
                     .into_iter()
                     .map(|c| {
                         CreatableTopicConfigs::default()
@@ -333,8 +342,8 @@ mod tests {
                 message: "exists".into(),
             };
             let resp = CreateTopicsResponse::default().with_topics(vec![
-                result_entry(&cfg, v, name(), Ok(ok.clone())),
-                result_entry(&cfg, v, name(), Err(refused)),
+                result_entry(&cfg, &DynamicDefaults::default(), v, name(), Ok(ok.clone())),
+                result_entry(&cfg, &DynamicDefaults::default(), v, name(), Err(refused)),
             ]);
             let mut buf = BytesMut::new();
             resp.encode(&mut buf, v).unwrap_or_else(|e| panic!("v{v}: {e}"));

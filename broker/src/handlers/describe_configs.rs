@@ -1,5 +1,9 @@
 //! DescribeConfigs: a topic's effective configuration (overrides and
-//! defaults, with their sources) and this broker's node configuration.
+//! defaults, with their sources: topic override, this broker's or the
+//! cluster-wide dynamic broker config, static node setting, built-in
+//! default) and the broker configs — this broker's (resource "N", every
+//! config with a truthful `read_only`) or the cluster-wide dynamic ones
+//! (resource "", only those set, as Kafka answers).
 
 use std::collections::BTreeMap;
 
@@ -11,9 +15,9 @@ use kafka_protocol::messages::describe_configs_response::{
 use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
 use kafka_protocol::protocol::StrBytes;
 
+use crate::broker_config::{broker_configs, cluster_default_configs, DynamicDefaults};
 use crate::config::BrokerConfig;
-use crate::listeners::KafkaListener;
-use crate::topic_config::{config_source, config_type, effective_topic_configs, ConfigEntry};
+use crate::topic_config::{effective_topic_configs, ConfigEntry};
 use crate::Broker;
 
 /// Versions implemented (advertised in ApiVersions).
@@ -47,6 +51,7 @@ pub async fn handle(broker: &Broker, version: i16, req: DescribeConfigsRequest) 
         synonyms: req.include_synonyms,
         documentation: req.include_documentation,
     };
+    let dynamic = DynamicDefaults::read(&broker.meta, broker.config.node_id);
     let results = req
         .resources
         .into_iter()
@@ -58,7 +63,7 @@ pub async fn handle(broker: &Broker, version: i16, req: DescribeConfigsRequest) 
                         .read(|s| s.topic(r.resource_name.as_str()).map(|t| t.configs.clone()))
                 })
                 .flatten();
-            describe(&broker.config, version, include, r, overrides)
+            describe(&broker.config, &dynamic, version, include, r, overrides)
         })
         .collect();
     DescribeConfigsResponse::default()
@@ -66,10 +71,12 @@ pub async fn handle(broker: &Broker, version: i16, req: DescribeConfigsRequest) 
         .with_results(results)
 }
 
-/// Describe one resource. `topic_overrides` is the topic's overrides when
-/// the resource is an existing topic, `None` otherwise.
+/// Describe one resource. `dynamic` is this broker's dynamic broker
+/// configs; `topic_overrides` is the topic's overrides when the resource is
+/// an existing topic, `None` otherwise.
 pub fn describe(
     cfg: &BrokerConfig,
+    dynamic: &DynamicDefaults,
     version: i16,
     include: Include,
     r: DescribeConfigsResource,
@@ -84,16 +91,20 @@ pub fn describe(
         .with_resource_name(r.resource_name);
     let entries = match r.resource_type {
         RESOURCE_TOPIC => match topic_overrides {
-            Some(overrides) => Ok(effective_topic_configs(cfg, &overrides)),
+            Some(overrides) => Ok(effective_topic_configs(cfg, dynamic, &overrides)),
             None => Err((
                 ResponseError::UnknownTopicOrPartition,
                 format!("topic '{name}' does not exist"),
             )),
         },
-        RESOURCE_BROKER if name.is_empty() || name == cfg.node_id.to_string() => Ok(broker_configs(cfg)),
+        RESOURCE_BROKER if name.is_empty() => Ok(cluster_default_configs(dynamic)),
+        RESOURCE_BROKER if name == cfg.node_id.to_string() => Ok(broker_configs(cfg, dynamic)),
         RESOURCE_BROKER => Err((
             ResponseError::InvalidRequest,
-            format!("unexpected broker id {name}, this is broker {}", cfg.node_id),
+            format!(
+                "Unexpected broker id, expected {} or empty string, but received {name}",
+                cfg.node_id
+            ),
         )),
         other => Err((
             ResponseError::InvalidRequest,
@@ -144,60 +155,13 @@ fn config_result(version: i16, include: Include, e: ConfigEntry) -> DescribeConf
     r
 }
 
-/// This node's configuration under Kafka's broker config names (static,
-/// read-only in effect: distlog does not alter broker configs at runtime).
-pub fn broker_configs(c: &BrokerConfig) -> Vec<ConfigEntry> {
-    let join = |f: fn(&KafkaListener) -> String| c.listeners.iter().map(f).collect::<Vec<_>>().join(",");
-    let listener = join(KafkaListener::bind_url);
-    let advertised = join(KafkaListener::advertised_url);
-    // Every listener speaks PLAINTEXT.
-    let protocols = join(|l| format!("{}:PLAINTEXT", l.name));
-    let entry = |name: &'static str, value: String, ty: i8| ConfigEntry {
-        name,
-        value,
-        source: config_source::STATIC_BROKER_CONFIG,
-        config_type: ty,
-        synonyms: Vec::new(),
-        read_only: false,
-        documentation: None,
-    };
-    let mut v = vec![
-        entry("advertised.listeners", advertised, config_type::STRING),
-        entry(
-            "auto.create.topics.enable",
-            c.auto_create_topics.to_string(),
-            config_type::BOOLEAN,
-        ),
-        entry("broker.id", c.node_id.to_string(), config_type::INT),
-        entry("default.replication.factor", "1".into(), config_type::INT),
-        entry("listener.security.protocol.map", protocols, config_type::STRING),
-        entry("listeners", listener, config_type::STRING),
-        entry("log.dirs", c.data_dir.display().to_string(), config_type::STRING),
-        entry("log.roll.ms", c.segment_ms.to_string(), config_type::LONG),
-        entry("log.segment.bytes", c.segment_bytes.to_string(), config_type::INT),
-        entry(
-            "message.max.bytes",
-            c.message_max_bytes.to_string(),
-            config_type::INT,
-        ),
-        entry("node.id", c.node_id.to_string(), config_type::INT),
-        entry("num.partitions", c.num_partitions.to_string(), config_type::INT),
-        entry(
-            "socket.request.max.bytes",
-            c.max_request_bytes.to_string(),
-            config_type::INT,
-        ),
-    ];
-    v.sort_by_key(|e| e.name);
-    v
-}
-
 #[cfg(test)]
 mod tests {
     use bytes::BytesMut;
     use kafka_protocol::protocol::{Decodable, Encodable};
 
     use super::*;
+    use crate::topic_config::{config_source, config_type};
 
     fn resource(ty: i8, name: &'static str, keys: Option<Vec<&'static str>>) -> DescribeConfigsResource {
         DescribeConfigsResource::default()
@@ -212,6 +176,7 @@ mod tests {
         let overrides: BTreeMap<String, String> = [("retention.ms".to_string(), "1000".to_string())].into();
         let r = describe(
             &cfg,
+            &DynamicDefaults::default(),
             4,
             Include::NONE,
             resource(RESOURCE_TOPIC, "t", None),
@@ -236,6 +201,7 @@ mod tests {
 
         let r = describe(
             &cfg,
+            &DynamicDefaults::default(),
             1,
             Include::NONE,
             resource(RESOURCE_TOPIC, "t", Some(vec!["segment.ms"])),
@@ -250,6 +216,7 @@ mod tests {
         let cfg = BrokerConfig::default();
         let r = describe(
             &cfg,
+            &DynamicDefaults::default(),
             2,
             Include::NONE,
             resource(RESOURCE_TOPIC, "nope", None),
@@ -257,9 +224,23 @@ mod tests {
         );
         assert_eq!(r.error_code, ResponseError::UnknownTopicOrPartition.code());
         assert!(r.configs.is_empty());
-        let r = describe(&cfg, 2, Include::NONE, resource(RESOURCE_BROKER, "9", None), None);
+        let r = describe(
+            &cfg,
+            &DynamicDefaults::default(),
+            2,
+            Include::NONE,
+            resource(RESOURCE_BROKER, "9", None),
+            None,
+        );
         assert_eq!(r.error_code, ResponseError::InvalidRequest.code());
-        let r = describe(&cfg, 2, Include::NONE, resource(RESOURCE_BROKER, "1", None), None);
+        let r = describe(
+            &cfg,
+            &DynamicDefaults::default(),
+            2,
+            Include::NONE,
+            resource(RESOURCE_BROKER, "1", None),
+            None,
+        );
         assert_eq!(r.error_code, 0);
         assert!(r.configs.iter().any(|c| c.name.as_str() == "broker.id"));
     }
@@ -271,13 +252,28 @@ mod tests {
             let results = vec![
                 describe(
                     &cfg,
+                    &DynamicDefaults::default(),
                     v,
                     Include::NONE,
                     resource(RESOURCE_TOPIC, "t", None),
                     Some(BTreeMap::new()),
                 ),
-                describe(&cfg, v, Include::NONE, resource(RESOURCE_BROKER, "", None), None),
-                describe(&cfg, v, Include::NONE, resource(RESOURCE_TOPIC, "x", None), None),
+                describe(
+                    &cfg,
+                    &DynamicDefaults::default(),
+                    v,
+                    Include::NONE,
+                    resource(RESOURCE_BROKER, "", None),
+                    None,
+                ),
+                describe(
+                    &cfg,
+                    &DynamicDefaults::default(),
+                    v,
+                    Include::NONE,
+                    resource(RESOURCE_TOPIC, "x", None),
+                    None,
+                ),
             ];
             let resp = DescribeConfigsResponse::default().with_results(results);
             let mut buf = BytesMut::new();
@@ -298,6 +294,7 @@ mod tests {
         let overrides: BTreeMap<String, String> = [("segment.bytes".to_string(), "4096".to_string())].into();
         let r = describe(
             &cfg,
+            &DynamicDefaults::default(),
             4,
             all,
             resource(RESOURCE_TOPIC, "t", None),
@@ -329,6 +326,7 @@ mod tests {
         // Not asked for: none.
         let r = describe(
             &cfg,
+            &DynamicDefaults::default(),
             4,
             Include::NONE,
             resource(RESOURCE_TOPIC, "t", None),
@@ -342,6 +340,7 @@ mod tests {
         for v in VERSIONS.0..=VERSIONS.1 {
             let r = describe(
                 &cfg,
+                &DynamicDefaults::default(),
                 v,
                 all,
                 resource(RESOURCE_TOPIC, "t", None),
@@ -372,7 +371,7 @@ mod tests {
             node_id: distlog_metadata::NodeId::new(3),
             ..BrokerConfig::default()
         };
-        let v = broker_configs(&c);
+        let v = broker_configs(&c, &DynamicDefaults::default());
         let get = |n: &str| v.iter().find(|e| e.name == n).map(|e| e.value.clone());
         assert_eq!(get("broker.id").as_deref(), Some("3"));
         assert_eq!(get("num.partitions").as_deref(), Some("1"));
@@ -382,5 +381,10 @@ mod tests {
             Some("PLAINTEXT://127.0.0.1:9092")
         );
         assert!(v.iter().all(|e| e.source == config_source::STATIC_BROKER_CONFIG));
+        let read_only = |n: &str| v.iter().find(|e| e.name == n).map(|e| e.read_only);
+        assert_eq!(read_only("advertised.listeners"), Some(true));
+        assert_eq!(read_only("broker.id"), Some(true));
+        assert_eq!(read_only("log.retention.ms"), Some(false));
+        assert_eq!(read_only("message.max.bytes"), Some(false));
     }
 }

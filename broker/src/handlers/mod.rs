@@ -5,6 +5,7 @@
 //! handler's `VERSIONS` constant and is the single source of truth: it is
 //! what ApiVersions advertises and what the connection admits.
 
+pub mod alter_configs;
 pub mod api_versions;
 pub mod create_partitions;
 pub mod create_topics;
@@ -80,6 +81,11 @@ pub const SUPPORTED: &[(ApiKey, (i16, i16))] = &[
     (ApiKey::DescribeQuorum, describe_quorum::VERSIONS),
     (ApiKey::CreatePartitions, create_partitions::VERSIONS),
     (ApiKey::ElectLeaders, elect_leaders::VERSIONS),
+    (ApiKey::AlterConfigs, alter_configs::ALTER_VERSIONS),
+    (
+        ApiKey::IncrementalAlterConfigs,
+        alter_configs::INCREMENTAL_VERSIONS,
+    ),
 ];
 
 /// A node id as a Kafka broker id (an `int32` on the wire). The
@@ -264,6 +270,13 @@ impl Dispatcher for KafkaDispatcher {
                 ApiKey::DescribeConfigs => {
                     route!(req, broker, m::DescribeConfigsRequest, describe_configs::handle)
                 }
+                ApiKey::AlterConfigs => route!(req, broker, m::AlterConfigsRequest, alter_configs::alter),
+                ApiKey::IncrementalAlterConfigs => route!(
+                    req,
+                    broker,
+                    m::IncrementalAlterConfigsRequest,
+                    alter_configs::incremental
+                ),
                 ApiKey::JoinGroup => {
                     let version = req.header.request_api_version;
                     let mut body = req.body;

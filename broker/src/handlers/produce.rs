@@ -66,7 +66,7 @@ pub async fn handle(
         return Some(ProduceResponse::default().with_responses(responses));
     }
 
-    let max_batch = broker.config.message_max_bytes;
+    let max_batch = crate::broker_config::message_max_bytes(&broker.config, &broker.meta);
     let topics = detach(req);
     let mut names: Vec<TopicName> = Vec::with_capacity(topics.len());
     let mut prepared = Vec::new();

@@ -14,7 +14,10 @@ use tokio::sync::broadcast;
 use super::{blocking, decode, encode, io_err, SledStore};
 use crate::error::MetadataError;
 use crate::metrics;
-use crate::model::{ApplyResult, BrokerInfo, CommandResponse, MetaEvent, MetaState, StreamMeta, TopicMeta};
+use crate::model::{
+    ApplyResult, BrokerInfo, CommandResponse, DynamicBrokerConfigs, MetaEvent, MetaState, StreamMeta,
+    TopicMeta,
+};
 use crate::typ::{LogId, NodeId, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
 
 const KEY_SNAPSHOT: &[u8] = b"snapshot";
@@ -51,6 +54,10 @@ struct SnapshotBody {
     next_producer_id: u64,
     #[serde(default)]
     groups: BTreeMap<String, crate::consumer_group::GroupMeta>,
+    /// Absent from snapshots written before dynamic broker configs existed
+    /// (and from any without one).
+    #[serde(default, skip_serializing_if = "DynamicBrokerConfigs::is_empty")]
+    broker_configs: DynamicBrokerConfigs,
 }
 
 fn encode_state(state: &MetaState) -> Result<Vec<u8>, StorageError> {
@@ -62,6 +69,7 @@ fn encode_state(state: &MetaState) -> Result<Vec<u8>, StorageError> {
         next_ledger_id: state.next_ledger_id,
         next_producer_id: state.next_producer_id,
         groups: state.groups.clone(),
+        broker_configs: state.broker_configs.clone(),
     };
     encode(ErrorSubject::Snapshot(None), &body)
 }
@@ -76,6 +84,7 @@ fn decode_state(bytes: &[u8]) -> Result<MetaState, StorageError> {
         next_ledger_id: body.next_ledger_id,
         next_producer_id: body.next_producer_id,
         groups: body.groups,
+        broker_configs: body.broker_configs,
     })
 }
 
@@ -276,5 +285,27 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         })
         .await?;
         Ok(stored.map(StoredSnapshot::into_snapshot))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snapshots_keep_dynamic_broker_configs_and_omit_them_when_unset() {
+        let mut st = MetaState::default();
+        let empty = encode_state(&st).expect("encode");
+        assert!(!String::from_utf8_lossy(&empty).contains("broker_configs"));
+        assert_eq!(decode_state(&empty).expect("decode"), st);
+        st.broker_configs
+            .cluster
+            .insert("log.retention.ms".into(), "1000".into());
+        st.broker_configs.brokers.insert(
+            crate::NodeId::new(2),
+            BTreeMap::from([("log.segment.bytes".to_string(), "4096".to_string())]),
+        );
+        let bytes = encode_state(&st).expect("encode");
+        assert_eq!(decode_state(&bytes).expect("decode"), st);
     }
 }

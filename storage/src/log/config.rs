@@ -1,5 +1,6 @@
 //! Settings of the log layer, in DistributedLog terms: per stream
-//! ([`StreamConfig`], given by a [`StreamConfigFn`] when the stream opens)
+//! ([`StreamConfig`], given by a [`StreamConfigFn`] when the stream opens
+//! and whenever its topic's settings change)
 //! and per node ([`NamespaceConfig`], [`Ownership`], [`StampFn`]).
 //!
 //! Storage never parses configuration: whoever embeds the namespace (the
@@ -68,8 +69,12 @@ impl Default for StreamConfig {
 }
 
 /// Gives the settings of a topic's streams. The namespace calls it each
-/// time it opens a stream (so a changed topic takes effect at the next
-/// open); it must be cheap and must not block.
+/// time it opens a stream, and again for each open stream of a topic when
+/// a `TopicConfigsChanged` or `BrokerConfigsChanged` metadata event
+/// arrives (the writer takes the new settings for its next decision,
+/// without reopening the stream). It may be called under a metadata read
+/// (use `MetadataStore::read_nested` to read metadata in it); it must be
+/// cheap and must not block.
 pub type StreamConfigFn = Arc<dyn Fn(&TopicMeta) -> StreamConfig + Send + Sync>;
 
 impl StreamConfig {

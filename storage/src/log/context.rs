@@ -14,7 +14,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use super::api::{AppendRequest, AppendResult};
 use super::bookies::BookieSet;
-use super::config::NamespaceConfig;
+use super::config::{NamespaceConfig, StreamConfig};
 use super::segment::SegmentView;
 use super::stream_state::StreamState;
 use super::tail_cache::TailCache;
@@ -86,6 +86,11 @@ pub(crate) struct StreamShared {
     /// only once it is sealed. Keyed by LSSN so that a reader combining it
     /// with metadata counts a just-sealed segment once.
     pub open_segment: Mutex<Option<(u64, u64)>>,
+    /// The stream's current settings: the writer takes a new value before
+    /// its next decision (roll by size or age, the next segment's
+    /// ensemble and quorums), so a changed topic config applies without
+    /// reopening the stream.
+    pub config: watch::Sender<StreamConfig>,
 }
 
 impl StreamShared {
@@ -101,6 +106,19 @@ impl StreamShared {
     pub fn mark_failed(&self) {
         self.failed.store(true, Ordering::Release);
         self.hw_tx.send_modify(|_| {});
+    }
+}
+
+impl StreamShared {
+    /// Hand the writer new settings; false when they are the current ones.
+    pub fn set_config(&self, cfg: StreamConfig) -> bool {
+        self.config.send_if_modified(|cur| {
+            let changed = *cur != cfg;
+            if changed {
+                *cur = cfg;
+            }
+            changed
+        })
     }
 }
 

@@ -165,6 +165,16 @@ impl Namespace {
                         info!(topic = %name, ledgers = ledgers.len(), copies_deleted_here = copies, "deleted topic's streams and ledgers");
                     });
                 }
+                MetaEvent::TopicConfigsChanged { name } => {
+                    if let Some(id) = ns.ctx.meta.read(|s| s.topic(&name).map(|t| t.id)) {
+                        let ns2 = ns.clone();
+                        tokio::spawn(async move { ns2.reconfigure(Some(id)).await });
+                    }
+                }
+                MetaEvent::BrokerConfigsChanged { .. } => {
+                    let ns2 = ns.clone();
+                    tokio::spawn(async move { ns2.reconfigure(None).await });
+                }
                 MetaEvent::StreamTruncated {
                     stream,
                     ledgers,
@@ -217,6 +227,46 @@ impl Namespace {
                 warn!(%stream, error = %e, "could not open a stream assigned to this node; will retry on first use");
             }
         }
+    }
+
+    /// Hand each open stream of topic `topic` (of every topic for `None`)
+    /// its settings as the `StreamConfigFn` now gives them, after a topic
+    /// config or node-wide default changed: the writer uses them from its
+    /// next decision, without reopening the stream. A stream still opening
+    /// may have read its settings before the change: it is waited for.
+    async fn reconfigure(&self, topic: Option<uuid::Uuid>) {
+        let cells: Vec<(StreamId, StreamCell)> = self
+            .streams
+            .lock()
+            .iter()
+            .filter(|(id, _)| topic.is_none_or(|t| id.topic_id == t))
+            .map(|(id, cell)| (*id, cell.clone()))
+            .collect();
+        let mut changed = 0usize;
+        for (id, cell) in cells {
+            let stream = match cell.get() {
+                Some(s) => s.clone(),
+                // Waits for an opening under way; fails at once otherwise.
+                None => match cell
+                    .get_or_try_init(|| async { Err(StorageError::NotOwner(id)) })
+                    .await
+                {
+                    Ok(s) => s.clone(),
+                    Err(_) => continue,
+                },
+            };
+            let cfg = self.ctx.meta.read(|s| {
+                s.topic_by_id(&id.topic_id)
+                    .map(|t| (self.ctx.config.stream_config)(t))
+            });
+            if let Some(cfg) = cfg {
+                if stream.shared.set_config(cfg) {
+                    changed += 1;
+                    crate::metrics::STREAM_RECONFIGURED.inc();
+                }
+            }
+        }
+        debug!(topic = ?topic, streams_changed = changed, "stream settings recomputed");
     }
 
     /// Close (without sealing in metadata; the topic is gone) every open

@@ -88,6 +88,7 @@ pub(crate) async fn open(ctx: &Arc<NsCtx>, id: StreamId) -> Result<Arc<LogStream
             state.truncated(st.log_start_offset);
         }
         let (hw_tx, _) = watch::channel(next_offset);
+        let (config, config_rx) = watch::channel(cfg);
         let shared = Arc::new(StreamShared {
             id,
             epoch,
@@ -101,9 +102,17 @@ pub(crate) async fn open(ctx: &Arc<NsCtx>, id: StreamId) -> Result<Arc<LogStream
             failed: AtomicBool::new(false),
             state,
             open_segment: Mutex::new(None),
+            config,
         });
         let (tx, rx) = mpsc::channel(1024);
-        let writer = LogWriter::new(ctx.clone(), shared.clone(), cfg, st.next_lssn, next_offset, txid);
+        let writer = LogWriter::new(
+            ctx.clone(),
+            shared.clone(),
+            config_rx,
+            st.next_lssn,
+            next_offset,
+            txid,
+        );
         tokio::spawn(
             writer
                 .run(rx)

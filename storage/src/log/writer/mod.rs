@@ -24,7 +24,7 @@ use distlog_metadata::{LedgerId, NodeId};
 use futures::future::BoxFuture;
 use futures::stream::{FuturesOrdered, StreamExt};
 use futures::FutureExt;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, warn};
 
 use super::api::{AppendRequest, AppendResult};
@@ -72,7 +72,11 @@ type InflightFuture = BoxFuture<'static, (Result<()>, Inflight)>;
 pub(crate) struct LogWriter {
     ctx: Arc<NsCtx>,
     shared: Arc<StreamShared>,
+    /// The settings in force, refreshed from `cfg_rx` before each decision.
     cfg: StreamConfig,
+    /// New settings handed over while the stream is open
+    /// ([`StreamShared::set_config`]).
+    cfg_rx: watch::Receiver<StreamConfig>,
     next_lssn: u64,
     /// Next sequence id to assign.
     next_offset: u64,
@@ -103,19 +107,22 @@ pub(crate) struct LogWriter {
 const TAIL_CACHE_IDLE: Duration = Duration::from_secs(10);
 
 impl LogWriter {
-    /// A writer continuing the stream at `next_offset` / `txid`.
+    /// A writer continuing the stream at `next_offset` / `txid`, with the
+    /// settings `cfg` gives (now and whenever they change).
     pub fn new(
         ctx: Arc<NsCtx>,
         shared: Arc<StreamShared>,
-        cfg: StreamConfig,
+        mut cfg_rx: watch::Receiver<StreamConfig>,
         next_lssn: u64,
         next_offset: u64,
         txid: u64,
     ) -> Self {
+        let cfg = cfg_rx.borrow_and_update().clone();
         LogWriter {
             ctx,
             shared,
             cfg,
+            cfg_rx,
             next_lssn,
             next_offset,
             txid,
@@ -154,6 +161,7 @@ impl LogWriter {
                         Some(WriterOp::Close { done }) => { close = Some(done); continue; }
                         Some(WriterOp::Append { req, reply }) => (req, reply),
                     };
+                    self.refresh_config();
                     let mut bytes = first_req.payload.len();
                     let mut batch = vec![(first_req, first_reply)];
                     while bytes < self.cfg.max_entry_bytes {
@@ -176,6 +184,7 @@ impl LogWriter {
                     self.write_entry(batch, &mut inflight);
                 }
                 _ = tick.tick() => {
+                    self.refresh_config();
                     if let Some(state) = &self.shared.state {
                         state.tick(distlog_metadata::now_ms() as i64);
                     }
@@ -215,6 +224,15 @@ impl LogWriter {
         self.shared.mark_failed();
         if let Some(done) = close {
             let _ = done.send(());
+        }
+    }
+
+    /// Take the settings handed over since the last look, if any: the next
+    /// roll decision and the next segment use them.
+    fn refresh_config(&mut self) {
+        if self.cfg_rx.has_changed().unwrap_or(false) {
+            self.cfg = self.cfg_rx.borrow_and_update().clone();
+            debug!(cfg = ?self.cfg, "stream settings changed");
         }
     }
 
