@@ -47,7 +47,7 @@ pub fn client_versions(api: ApiKey) -> Option<(i16, i16)> {
         ApiKey::DescribeGroups => (0, 5),
         ApiKey::DeleteGroups => (0, 2),
         ApiKey::FindCoordinator => (1, 6),
-        ApiKey::OffsetFetch => (1, 9),
+        ApiKey::OffsetFetch => (2, 9),
         ApiKey::OffsetCommit => (2, 9),
         ApiKey::ListOffsets => (1, 7),
         _ => return None,
@@ -187,9 +187,9 @@ impl Connection {
     async fn round_trip<Q: Encodable, A: Decodable>(&mut self, api: ApiKey, version: i16, request: &Q) -> Result<A> {
         let correlation_id = self.next_correlation_id;
         self.next_correlation_id = self.next_correlation_id.wrapping_add(1);
-        let frame = encode_request(api, version, correlation_id, request).map_err(|reason| AdminError::Protocol {
-            addr: self.addr.clone(),
+        let frame = encode_request(api, version, correlation_id, request).map_err(|reason| AdminError::Encode {
             api: api_name(api),
+            version,
             reason,
         })?;
         let timeout = self.timeout;

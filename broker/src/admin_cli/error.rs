@@ -55,6 +55,17 @@ pub enum AdminError {
         /// What was wrong.
         reason: String,
     },
+    /// A request could not be encoded at the negotiated version (a field
+    /// set that the version lacks): a bug in this client.
+    #[error("cannot encode the {api} v{version} request: {reason} — this is a bug in distlog admin; please report it")]
+    Encode {
+        /// The request (API name).
+        api: String,
+        /// The negotiated version.
+        version: i16,
+        /// The encoder's complaint.
+        reason: String,
+    },
     /// ApiVersions says the broker does not serve this API at all.
     #[error(
         "the broker at {addr} does not support {api} (its ApiVersions answer lacks it) — \

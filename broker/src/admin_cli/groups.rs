@@ -294,26 +294,7 @@ pub async fn list_offsets(
     }
     let mut out = BTreeMap::new();
     for (leader, topics) in by_leader {
-        let request = ListOffsetsRequest::default()
-            .with_replica_id(BrokerId(-1))
-            .with_isolation_level(0)
-            .with_topics(
-                topics
-                    .iter()
-                    .map(|(t, ps)| {
-                        ListOffsetsTopic::default().with_name(topic_name(t)).with_partitions(
-                            ps.iter()
-                                .map(|p| {
-                                    ListOffsetsPartition::default()
-                                        .with_partition_index(*p)
-                                        .with_current_leader_epoch(-1)
-                                        .with_timestamp(timestamp)
-                                })
-                                .collect(),
-                        )
-                    })
-                    .collect(),
-            );
+        let request = list_offsets_request(&topics, timestamp);
         let (_, answer) = cluster.broker(leader).await?.send(&request).await?;
         for t in &answer.topics {
             for p in &t.partitions {
@@ -324,6 +305,31 @@ pub async fn list_offsets(
         }
     }
     Ok(out)
+}
+
+/// The ListOffsets request for `topics` (topic → partitions) at
+/// `timestamp`, as a consumer (replica -1, read uncommitted).
+pub fn list_offsets_request(topics: &BTreeMap<String, Vec<i32>>, timestamp: i64) -> ListOffsetsRequest {
+    ListOffsetsRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_isolation_level(0)
+        .with_topics(
+            topics
+                .iter()
+                .map(|(t, ps)| {
+                    ListOffsetsTopic::default().with_name(topic_name(t)).with_partitions(
+                        ps.iter()
+                            .map(|p| {
+                                ListOffsetsPartition::default()
+                                    .with_partition_index(*p)
+                                    .with_current_leader_epoch(-1)
+                                    .with_timestamp(timestamp)
+                            })
+                            .collect(),
+                    )
+                })
+                .collect(),
+        )
 }
 
 /// DescribeGroups of one group at its coordinator: (state, protocol type,
@@ -517,6 +523,49 @@ mod tests {
     use kafka_protocol::protocol::Encodable;
 
     use super::*;
+
+    /// Every request this module builds encodes at every version the client
+    /// may negotiate (a field set that a version lacks fails to encode).
+    #[test]
+    fn requests_encode_at_every_client_version() {
+        use kafka_protocol::messages::ApiKey;
+
+        use crate::admin_cli::client::client_versions;
+        use crate::admin_cli::reset::{commit_request, PlannedReset};
+        let versions = |api| {
+            let (lo, hi) = client_versions(api).expect("implemented");
+            lo..=hi
+        };
+        let tps = vec![("t".to_string(), 0)];
+        for v in versions(ApiKey::OffsetFetch) {
+            let mut buf = BytesMut::new();
+            offset_fetch_request("g", Some(&tps), v).encode(&mut buf, v).expect("offset fetch");
+            offset_fetch_request("g", None, v).encode(&mut buf, v).expect("offset fetch all");
+        }
+        let topics: BTreeMap<String, Vec<i32>> = [("t".to_string(), vec![0, 1])].into_iter().collect();
+        for v in versions(ApiKey::ListOffsets) {
+            list_offsets_request(&topics, LATEST).encode(&mut BytesMut::new(), v).expect("list offsets");
+        }
+        let plan = vec![PlannedReset { topic: "t".into(), partition: 0, previous_offset: None, new_offset: 5 }];
+        for v in versions(ApiKey::OffsetCommit) {
+            commit_request("g", &plan).encode(&mut BytesMut::new(), v).expect("offset commit");
+        }
+        for v in versions(ApiKey::DescribeGroups) {
+            DescribeGroupsRequest::default()
+                .with_groups(vec![GroupId(StrBytes::from_static_str("g"))])
+                .encode(&mut BytesMut::new(), v)
+                .expect("describe groups");
+        }
+        for v in versions(ApiKey::DeleteGroups) {
+            DeleteGroupsRequest::default()
+                .with_groups_names(vec![GroupId(StrBytes::from_static_str("g"))])
+                .encode(&mut BytesMut::new(), v)
+                .expect("delete groups");
+        }
+        for v in versions(ApiKey::ListGroups) {
+            ListGroupsRequest::default().encode(&mut BytesMut::new(), v).expect("list groups");
+        }
+    }
 
     #[test]
     fn decodes_consumer_assignments() {

@@ -40,7 +40,7 @@ pub async fn get_json(addr: &str, path: &str, timeout: Duration) -> Result<JsonR
         let mut stream = TcpStream::connect(addr).await.map_err(|e| AdminError::Connect {
             addr: addr.to_string(),
             reason: io_reason(&e),
-            flag: "--http: is the broker's HTTP admin API listening there?".to_string(),
+            flag: "--http".to_string(),
         })?;
         let request = format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\nAccept: application/json\r\nConnection: close\r\n\r\n");
         let io = |e: std::io::Error| AdminError::Io {

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::{
-    BrokerId, FindCoordinatorRequest, FindCoordinatorResponse, MetadataRequest, MetadataResponse, TopicName,
+    ApiKey, BrokerId, FindCoordinatorRequest, FindCoordinatorResponse, MetadataRequest, MetadataResponse, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 
@@ -93,14 +93,8 @@ impl Cluster {
     /// Metadata for `topics` (`None`: every topic), never creating one.
     /// Refreshes the broker list and controller.
     pub async fn metadata(&mut self, topics: Option<&[String]>) -> Result<MetadataResponse> {
-        let request = MetadataRequest::default()
-            .with_topics(topics.map(|names| {
-                names
-                    .iter()
-                    .map(|n| MetadataRequestTopic::default().with_name(Some(topic_name(n))))
-                    .collect()
-            }))
-            .with_allow_auto_topic_creation(false);
+        let version = self.bootstrap.version_for(ApiKey::Metadata)?;
+        let request = metadata_request(topics, version);
         let (_, answer) = self.bootstrap.send(&request).await?;
         self.brokers = answer
             .brokers
@@ -163,10 +157,8 @@ impl Cluster {
         let mut attempt = 0;
         let id = loop {
             attempt += 1;
-            let request = FindCoordinatorRequest::default()
-                .with_key(StrBytes::from_string(group.to_string()))
-                .with_key_type(0)
-                .with_coordinator_keys(vec![StrBytes::from_string(group.to_string())]);
+            let version = self.bootstrap.version_for(ApiKey::FindCoordinator)?;
+            let request = find_coordinator_request(group, version);
             let (version, answer) = self.bootstrap.send(&request).await?;
             match coordinator_of(version, &answer) {
                 Ok(id) => break id,
@@ -204,6 +196,34 @@ impl Cluster {
     }
 }
 
+/// The Metadata request for `topics` (`None`: all) at `version`: never
+/// creating a topic (the flag exists from v4; older brokers only create
+/// topics when configured to).
+pub fn metadata_request(topics: Option<&[String]>, version: i16) -> MetadataRequest {
+    let request = MetadataRequest::default().with_topics(topics.map(|names| {
+        names
+            .iter()
+            .map(|n| MetadataRequestTopic::default().with_name(Some(topic_name(n))))
+            .collect()
+    }));
+    if version >= 4 {
+        request.with_allow_auto_topic_creation(false)
+    } else {
+        request
+    }
+}
+
+/// The FindCoordinator request for consumer group `group` at `version`
+/// (v4+ asks for a list of keys, older versions for one).
+pub fn find_coordinator_request(group: &str, version: i16) -> FindCoordinatorRequest {
+    let key = StrBytes::from_string(group.to_string());
+    if version >= 4 {
+        FindCoordinatorRequest::default().with_key_type(0).with_coordinator_keys(vec![key])
+    } else {
+        FindCoordinatorRequest::default().with_key_type(0).with_key(key)
+    }
+}
+
 /// The coordinator's id from a FindCoordinator answer of `version`
 /// (v4+ answers per key), or its error code and message.
 pub fn coordinator_of(version: i16, answer: &FindCoordinatorResponse) -> std::result::Result<i32, (i16, Option<String>)> {
@@ -237,6 +257,25 @@ mod tests {
         assert!(matches!(parse_bootstrap(""), Err(AdminError::Usage { .. })));
         let err = parse_bootstrap("localhost").expect_err("no port");
         assert!(err.to_string().contains("'localhost' is not HOST:PORT"), "{err}");
+    }
+
+    #[test]
+    fn requests_encode_at_every_client_version() {
+        use kafka_protocol::protocol::Encodable;
+        let (lo, hi) = super::super::client::client_versions(ApiKey::Metadata).expect("metadata");
+        for v in lo..=hi {
+            let mut buf = bytes::BytesMut::new();
+            metadata_request(Some(&["t".to_string()]), v).encode(&mut buf, v).expect("metadata encodes");
+            metadata_request(None, v).encode(&mut buf, v).expect("metadata encodes");
+        }
+        let (lo, hi) = super::super::client::client_versions(ApiKey::FindCoordinator).expect("find");
+        for v in lo..=hi {
+            let mut buf = bytes::BytesMut::new();
+            find_coordinator_request("g", v).encode(&mut buf, v).expect("find coordinator encodes");
+        }
+        assert!(!metadata_request(None, 4).allow_auto_topic_creation);
+        assert_eq!(find_coordinator_request("g", 4).coordinator_keys.len(), 1);
+        assert_eq!(&*find_coordinator_request("g", 3).key, "g");
     }
 
     #[test]

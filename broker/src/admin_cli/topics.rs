@@ -638,6 +638,64 @@ mod tests {
 
     use super::*;
 
+    /// Every request this module builds encodes at every version the client
+    /// may negotiate.
+    #[test]
+    fn requests_encode_at_every_client_version() {
+        use bytes::BytesMut;
+        use kafka_protocol::messages::ApiKey;
+        use kafka_protocol::protocol::Encodable;
+
+        use crate::admin_cli::client::client_versions;
+        use crate::admin_cli::log_dirs;
+        use crate::admin_cli::records::{self, DeleteTarget};
+        let versions = |api| {
+            let (lo, hi) = client_versions(api).expect("implemented");
+            lo..=hi
+        };
+        for v in versions(ApiKey::CreateTopics) {
+            create_request("t", 3, 1, &[("a".into(), "b".into())], true)
+                .encode(&mut BytesMut::new(), v)
+                .expect("create topics");
+        }
+        for v in versions(ApiKey::DeleteTopics) {
+            delete_request(&["t".to_string()], v).encode(&mut BytesMut::new(), v).expect("delete topics");
+        }
+        for v in versions(ApiKey::IncrementalAlterConfigs) {
+            alter_request("t", &[("a".into(), "1".into())], &["b".into()], true)
+                .encode(&mut BytesMut::new(), v)
+                .expect("incremental alter configs");
+        }
+        for v in versions(ApiKey::CreatePartitions) {
+            add_partitions_request("t", 4, true).encode(&mut BytesMut::new(), v).expect("create partitions");
+        }
+        for v in versions(ApiKey::DescribeConfigs) {
+            DescribeConfigsRequest::default()
+                .with_resources(vec![DescribeConfigsResource::default()
+                    .with_resource_type(RESOURCE_TOPIC)
+                    .with_resource_name(StrBytes::from_static_str("t"))
+                    .with_configuration_keys(None)])
+                .encode(&mut BytesMut::new(), v)
+                .expect("describe configs");
+        }
+        let target = DeleteTarget { topic: "t".into(), partition: 0, offset: 5 };
+        for v in versions(ApiKey::DeleteRecords) {
+            records::delete_request(&[target.clone()], 1000).encode(&mut BytesMut::new(), v).expect("delete records");
+        }
+        for v in versions(ApiKey::DescribeLogDirs) {
+            log_dirs::describe_request(None).encode(&mut BytesMut::new(), v).expect("describe log dirs");
+            log_dirs::describe_request(Some(vec![("t".into(), vec![0])]))
+                .encode(&mut BytesMut::new(), v)
+                .expect("describe log dirs of a topic");
+        }
+        for v in versions(ApiKey::DescribeCluster) {
+            kafka_protocol::messages::DescribeClusterRequest::default()
+                .with_endpoint_type(1)
+                .encode(&mut BytesMut::new(), v)
+                .expect("describe cluster");
+        }
+    }
+
     #[test]
     fn create_carries_counts_and_configs() {
         let r = create_request("t", 3, 1, &[("retention.ms".into(), "1000".into())], true);
