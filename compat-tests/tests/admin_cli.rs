@@ -56,7 +56,8 @@ fn admin_json(broker: &DistlogProcess, args: &[&str]) -> Value {
     let mut with_json = args.to_vec();
     with_json.push("--json");
     let text = admin_ok(broker, &with_json);
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("distlog admin {args:?} --json printed non-JSON ({e}): {text}"))
+    serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("distlog admin {args:?} --json printed non-JSON ({e}): {text}"))
 }
 
 /// Runs a command that must fail with exit status 1; returns (stdout, stderr).
@@ -77,9 +78,20 @@ fn topics_create_list_describe_delete() {
     let broker = start_broker();
     let out = admin_ok(
         &broker,
-        &["topics", "create", "orders", "--partitions", "3", "--config", "retention.ms=86400000"],
+        &[
+            "topics",
+            "create",
+            "orders",
+            "--partitions",
+            "3",
+            "--config",
+            "retention.ms=86400000",
+        ],
     );
-    assert_eq!(out, "Created topic orders (3 partitions, replication factor 1).\n");
+    assert_eq!(
+        out,
+        "Created topic orders (3 partitions, replication factor 1).\n"
+    );
     let created = admin_json(&broker, &["topics", "create", "events", "--partitions", "2"]);
     let events_id = created["topic_id"].as_str().expect("topic_id").to_string();
     assert_eq!(events_id.len(), 36, "{created}");
@@ -87,7 +99,10 @@ fn topics_create_list_describe_delete() {
         created,
         json!({"topic": "events", "topic_id": events_id, "partitions": 2, "replication_factor": 1, "validate_only": false})
     );
-    let validated = admin_json(&broker, &["topics", "create", "dry", "--partitions", "4", "--validate-only"]);
+    let validated = admin_json(
+        &broker,
+        &["topics", "create", "dry", "--partitions", "4", "--validate-only"],
+    );
     assert_eq!(validated["validate_only"], json!(true));
 
     // The topics exist for an independent client, with the asked partition counts.
@@ -105,7 +120,10 @@ fn topics_create_list_describe_delete() {
         err.starts_with("distlog admin: create topic 'orders': TOPIC_ALREADY_EXISTS"),
         "{err}"
     );
-    assert!(err.contains("— choose another name, or delete the topic first"), "{err}");
+    assert!(
+        err.contains("— choose another name, or delete the topic first"),
+        "{err}"
+    );
 
     assert_eq!(
         admin_ok(&broker, &["topics", "list"]),
@@ -219,12 +237,19 @@ fn cluster_describe() {
 /// Consumes `n` records of `topic` as a member of `group` (subscribe), returning the member still
 /// in the group and the offsets read, in order.
 fn consume_in_group(broker: &DistlogProcess, group: &str, topic: &str, n: usize) -> (GroupMember, Vec<i64>) {
-    let member = GroupMember::subscribe(&group_consumer_config(&broker.bootstrap(), group), "cli-member", &[topic])
-        .or_panic("subscribe");
+    let member = GroupMember::subscribe(
+        &group_consumer_config(&broker.bootstrap(), group),
+        "cli-member",
+        &[topic],
+    )
+    .or_panic("subscribe");
     let mut offsets = Vec::new();
     let started = Instant::now();
     while offsets.len() < n {
-        assert!(started.elapsed() < Duration::from_secs(60), "only {offsets:?} consumed within 60 s");
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "only {offsets:?} consumed within 60 s"
+        );
         match member.consumer().poll(Duration::from_millis(100)) {
             Some(Ok(msg)) => offsets.push(msg.offset()),
             Some(Err(e)) => panic!("consume: {e}"),
@@ -237,7 +262,8 @@ fn consume_in_group(broker: &DistlogProcess, group: &str, topic: &str, n: usize)
 /// Commits `offset` for `topic`/0 through `member`.
 fn commit(member: &GroupMember, topic: &str, offset: i64) {
     let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(topic, 0, Offset::Offset(offset)).expect("offset");
+    tpl.add_partition_offset(topic, 0, Offset::Offset(offset))
+        .expect("offset");
     member.consumer().commit(&tpl, CommitMode::Sync).expect("commit");
 }
 
@@ -250,10 +276,18 @@ fn groups_list_describe_reset_delete() {
     let broker = start_broker();
     let bootstrap = broker.bootstrap();
     kafka::create_topic(&bootstrap, "events", 1).or_panic("create topic");
-    let records: Vec<kafka::TestRecord> = (0..10).map(|i| kafka::TestRecord::value(format!("r{i}"))).collect();
+    let records: Vec<kafka::TestRecord> = (0..10)
+        .map(|i| kafka::TestRecord::value(format!("r{i}")))
+        .collect();
     let before_produce = now_ms();
-    kafka::produce_records(&kafka::producer_config(&bootstrap, "all"), "events", Some(0), &records, Duration::from_secs(30))
-        .or_panic("produce");
+    kafka::produce_records(
+        &kafka::producer_config(&bootstrap, "all"),
+        "events",
+        Some(0),
+        &records,
+        Duration::from_secs(30),
+    )
+    .or_panic("produce");
 
     // An active member that read and committed everything.
     let (member, offsets) = consume_in_group(&broker, "g1", "events", 10);
@@ -271,31 +305,67 @@ fn groups_list_describe_reset_delete() {
     );
     let described = admin_json(&broker, &["groups", "describe", "g1"]);
     let g = &described["groups"][0];
-    let member_id = g["members"][0]["member_id"].as_str().expect("member id").to_string();
+    let member_id = g["members"][0]["member_id"]
+        .as_str()
+        .expect("member id")
+        .to_string();
     assert!(!member_id.is_empty());
     assert_eq!(g["state"], "Stable");
     assert_eq!(g["protocol_type"], "consumer");
     assert_eq!(g["coordinator"], 1);
     assert_eq!(g["members"].as_array().map(Vec::len), Some(1));
     assert_eq!(g["members"][0]["client_id"], "cli-member");
-    assert_eq!(g["members"][0]["assignment"], json!([{"topic": "events", "partition": 0}]));
+    assert_eq!(
+        g["members"][0]["assignment"],
+        json!([{"topic": "events", "partition": 0}])
+    );
     assert_eq!(
         g["offsets"],
         json!([{"topic": "events", "partition": 0, "current_offset": 10, "log_end_offset": 10, "lag": 0, "member_id": member_id}])
     );
 
     // Kafka refuses to reset (and to delete) a group with active members.
-    let (_, err) = admin_fails(&broker, &["groups", "reset-offsets", "--group", "g1", "--topic", "events", "--to-offset", "5"]);
+    let (_, err) = admin_fails(
+        &broker,
+        &[
+            "groups",
+            "reset-offsets",
+            "--group",
+            "g1",
+            "--topic",
+            "events",
+            "--to-offset",
+            "5",
+        ],
+    );
     assert!(
         err.starts_with(
             "distlog admin: Assignments can only be reset if the group 'g1' is inactive, but the current state is Stable"
         ),
         "{err}"
     );
-    let (_, err) = admin_fails(&broker, &["groups", "reset-offsets", "--group", "g1", "--topic", "events", "--to-earliest", "--dry-run"]);
-    assert!(err.contains("is inactive, but the current state is Stable"), "{err}");
+    let (_, err) = admin_fails(
+        &broker,
+        &[
+            "groups",
+            "reset-offsets",
+            "--group",
+            "g1",
+            "--topic",
+            "events",
+            "--to-earliest",
+            "--dry-run",
+        ],
+    );
+    assert!(
+        err.contains("is inactive, but the current state is Stable"),
+        "{err}"
+    );
     let (out, err) = admin_fails(&broker, &["groups", "delete", "g1"]);
-    assert!(out.starts_with("GROUP  RESULT\ng1     NON_EMPTY_GROUP — stop the group's consumers first"), "{out}");
+    assert!(
+        out.starts_with("GROUP  RESULT\ng1     NON_EMPTY_GROUP — stop the group's consumers first"),
+        "{out}"
+    );
     assert!(err.contains("1 of 1 operations failed"), "{err}");
     assert_eq!(committed(&broker, "g1", "events"), Some(10));
 
@@ -313,7 +383,17 @@ fn groups_list_describe_reset_delete() {
     // --dry-run shows the plan and changes nothing.
     let plan = admin_json(
         &broker,
-        &["groups", "reset-offsets", "--group", "g1", "--topic", "events", "--to-offset", "5", "--dry-run"],
+        &[
+            "groups",
+            "reset-offsets",
+            "--group",
+            "g1",
+            "--topic",
+            "events",
+            "--to-offset",
+            "5",
+            "--dry-run",
+        ],
     );
     assert_eq!(
         plan,
@@ -344,24 +424,55 @@ fn groups_list_describe_reset_delete() {
     assert_eq!(committed(&broker, "g1", "events"), Some(0));
     assert_eq!(reset(&["--to-latest"]), 10);
     assert_eq!(committed(&broker, "g1", "events"), Some(10));
-    assert_eq!(reset(&["--to-datetime", &(before_produce - 60_000).to_string()]), 0);
+    assert_eq!(
+        reset(&["--to-datetime", &(before_produce - 60_000).to_string()]),
+        0
+    );
     assert_eq!(reset(&["--to-datetime", "2999-01-01T00:00:00Z"]), 10);
     let out = admin(
         &broker,
-        &["groups", "reset-offsets", "--group", "g1", "--topic", "events", "--to-offset", "50", "--json"],
+        &[
+            "groups",
+            "reset-offsets",
+            "--group",
+            "g1",
+            "--topic",
+            "events",
+            "--to-offset",
+            "50",
+            "--json",
+        ],
     );
     assert!(out.status.success(), "{}", out.stderr);
     assert!(
-        out.stderr.contains("New offset (50) is higher than latest offset. Value will be set to 10"),
+        out.stderr
+            .contains("New offset (50) is higher than latest offset. Value will be set to 10"),
         "{}",
         out.stderr
     );
     assert_eq!(committed(&broker, "g1", "events"), Some(10));
-    let (_, err) = admin_fails(&broker, &["groups", "reset-offsets", "--group", "g1", "--topic", "events:7", "--to-latest"]);
-    assert!(err.contains("UNKNOWN_TOPIC_OR_PARTITION: the topic has 1 partitions"), "{err}");
+    let (_, err) = admin_fails(
+        &broker,
+        &[
+            "groups",
+            "reset-offsets",
+            "--group",
+            "g1",
+            "--topic",
+            "events:7",
+            "--to-latest",
+        ],
+    );
+    assert!(
+        err.contains("UNKNOWN_TOPIC_OR_PARTITION: the topic has 1 partitions"),
+        "{err}"
+    );
 
     // Delete, then the group is gone.
-    assert_eq!(admin_ok(&broker, &["groups", "delete", "g1"]), "GROUP  RESULT\ng1     deleted\n");
+    assert_eq!(
+        admin_ok(&broker, &["groups", "delete", "g1"]),
+        "GROUP  RESULT\ng1     deleted\n"
+    );
     assert_eq!(admin_json(&broker, &["groups", "list"]), json!({"groups": []}));
     let (_, err) = admin_fails(&broker, &["groups", "describe", "g1"]);
     assert!(
@@ -375,9 +486,17 @@ fn streams_locate_and_ledgers_describe() {
     let broker = start_broker();
     let bootstrap = broker.bootstrap();
     kafka::create_topic(&bootstrap, "located", 1).or_panic("create topic");
-    let records: Vec<kafka::TestRecord> = (0..3).map(|i| kafka::TestRecord::value(format!("r{i}"))).collect();
-    kafka::produce_records(&kafka::producer_config(&bootstrap, "all"), "located", Some(0), &records, Duration::from_secs(30))
-        .or_panic("produce");
+    let records: Vec<kafka::TestRecord> = (0..3)
+        .map(|i| kafka::TestRecord::value(format!("r{i}")))
+        .collect();
+    kafka::produce_records(
+        &kafka::producer_config(&bootstrap, "all"),
+        "located",
+        Some(0),
+        &records,
+        Duration::from_secs(30),
+    )
+    .or_panic("produce");
 
     let endpoint: Value = serde_json::from_str(
         &broker
@@ -397,9 +516,13 @@ fn streams_locate_and_ledgers_describe() {
         )
     );
     let (_, err) = admin_fails(&broker, &["streams", "locate", "located", "0", "99"]);
-    assert!(err.contains("/admin/locate?topic=located&partition=0&offset=99 answered HTTP 404"), "{err}");
+    assert!(
+        err.contains("/admin/locate?topic=located&partition=0&offset=99 answered HTTP 404"),
+        "{err}"
+    );
 
-    let topics: Value = serde_json::from_str(&broker.http_get("/admin/topics").or_panic("topics").body).expect("JSON");
+    let topics: Value =
+        serde_json::from_str(&broker.http_get("/admin/topics").or_panic("topics").body).expect("JSON");
     let segment = &topics["topics"][0]["partitions"][0]["segments"][0];
     let ledger = segment["ledger_id"].as_u64().expect("ledger id");
     let described = admin_json(&broker, &["ledgers", "describe", &ledger.to_string()]);
@@ -419,7 +542,12 @@ fn streams_locate_and_ledgers_describe() {
         )),
         "{text}"
     );
-    assert!(text.lines().nth(3).is_some_and(|l| l.starts_with("1       true       true")), "{text}");
+    assert!(
+        text.lines()
+            .nth(3)
+            .is_some_and(|l| l.starts_with("1       true       true")),
+        "{text}"
+    );
 }
 
 #[test]
@@ -441,7 +569,9 @@ fn errors_say_what_to_do_next() {
     let out = run_with_deadline(cmd, None, CLI_DEADLINE).or_panic("run");
     assert_eq!(
         out.stderr,
-        format!("distlog admin: cannot reach {addr}: connection refused — is a broker running there? (--http)\n")
+        format!(
+            "distlog admin: cannot reach {addr}: connection refused — is a broker running there? (--http)\n"
+        )
     );
     let mut cmd = Command::new(locate_binary().or_panic("binary"));
     cmd.args(["admin", "--bootstrap", "nohost", "topics", "list"]);
@@ -462,18 +592,36 @@ fn topics_add_partitions() {
         "Topic grow now has 4 partitions.\n"
     );
     let described = admin_json(&broker, &["topics", "describe", "grow"]);
-    assert_eq!(described["topics"][0]["partitions"].as_array().map(Vec::len), Some(4));
     assert_eq!(
-        kafka::fetch_metadata(&broker.bootstrap(), Some("grow")).or_panic("metadata").topics()[0]
+        described["topics"][0]["partitions"].as_array().map(Vec::len),
+        Some(4)
+    );
+    assert_eq!(
+        kafka::fetch_metadata(&broker.bootstrap(), Some("grow"))
+            .or_panic("metadata")
+            .topics()[0]
             .partitions()
             .len(),
         4
     );
     assert_eq!(
-        admin_json(&broker, &["topics", "add-partitions", "grow", "--total", "6", "--validate-only"]),
+        admin_json(
+            &broker,
+            &[
+                "topics",
+                "add-partitions",
+                "grow",
+                "--total",
+                "6",
+                "--validate-only"
+            ]
+        ),
         json!({"topic": "grow", "partitions": 6, "validate_only": true})
     );
-    assert_eq!(admin_json(&broker, &["topics", "list"])["topics"][0]["partitions"], 4);
+    assert_eq!(
+        admin_json(&broker, &["topics", "list"])["topics"][0]["partitions"],
+        4
+    );
     let (_, err) = admin_fails(&broker, &["topics", "add-partitions", "grow", "--total", "3"]);
     assert!(
         err.starts_with("distlog admin: add partitions to topic 'grow': INVALID_PARTITIONS"),
@@ -497,18 +645,27 @@ fn topics_alter_config() {
             .unwrap_or_else(|| panic!("no {name} in {doc}"))
     };
     assert_eq!(
-        admin_ok(&broker, &["topics", "alter-config", "tuned", "--set", "retention.ms=1000"]),
+        admin_ok(
+            &broker,
+            &["topics", "alter-config", "tuned", "--set", "retention.ms=1000"]
+        ),
         "Altered the configs of topic tuned:\n  set retention.ms=1000\n"
     );
     assert_eq!(config("retention.ms")["value"], "1000");
     assert_eq!(config("retention.ms")["source"], "DYNAMIC_TOPIC_CONFIG");
     assert_eq!(
-        admin_json(&broker, &["topics", "alter-config", "tuned", "--delete", "retention.ms"]),
+        admin_json(
+            &broker,
+            &["topics", "alter-config", "tuned", "--delete", "retention.ms"]
+        ),
         json!({"topic": "tuned", "set": {}, "deleted": ["retention.ms"], "validate_only": false})
     );
     assert_ne!(config("retention.ms")["source"], "DYNAMIC_TOPIC_CONFIG");
     assert_eq!(config("retention.ms")["value"], "604800000");
-    let (_, err) = admin_fails(&broker, &["topics", "alter-config", "tuned", "--set", "no.such.key=1"]);
+    let (_, err) = admin_fails(
+        &broker,
+        &["topics", "alter-config", "tuned", "--set", "no.such.key=1"],
+    );
     assert!(
         err.starts_with("distlog admin: alter the configs of topic 'tuned': INVALID_CONFIG"),
         "{err}"
@@ -521,27 +678,75 @@ fn records_delete() {
     let broker = start_broker();
     let bootstrap = broker.bootstrap();
     kafka::create_topic(&bootstrap, "trimmed", 1).or_panic("create topic");
-    let records: Vec<kafka::TestRecord> = (0..10).map(|i| kafka::TestRecord::value(format!("r{i}"))).collect();
-    kafka::produce_records(&kafka::producer_config(&bootstrap, "all"), "trimmed", Some(0), &records, Duration::from_secs(30))
-        .or_panic("produce");
+    let records: Vec<kafka::TestRecord> = (0..10)
+        .map(|i| kafka::TestRecord::value(format!("r{i}")))
+        .collect();
+    kafka::produce_records(
+        &kafka::producer_config(&bootstrap, "all"),
+        "trimmed",
+        Some(0),
+        &records,
+        Duration::from_secs(30),
+    )
+    .or_panic("produce");
     assert_eq!(
-        admin_ok(&broker, &["records", "delete", "--topic", "trimmed", "--partition", "0", "--before-offset", "4"]),
+        admin_ok(
+            &broker,
+            &[
+                "records",
+                "delete",
+                "--topic",
+                "trimmed",
+                "--partition",
+                "0",
+                "--before-offset",
+                "4"
+            ]
+        ),
         "TOPIC    PARTITION  LOW-WATERMARK  ERROR\ntrimmed  0          4              -\n"
     );
-    assert_eq!(kafka::watermarks(&bootstrap, "trimmed", 0).or_panic("watermarks"), (4, 10));
+    assert_eq!(
+        kafka::watermarks(&bootstrap, "trimmed", 0).or_panic("watermarks"),
+        (4, 10)
+    );
 
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("offsets.json");
-    std::fs::write(&file, r#"{"partitions":[{"topic":"trimmed","partition":0,"offset":6}],"version":1}"#).expect("write");
+    std::fs::write(
+        &file,
+        r#"{"partitions":[{"topic":"trimmed","partition":0,"offset":6}],"version":1}"#,
+    )
+    .expect("write");
     assert_eq!(
-        admin_json(&broker, &["records", "delete", "--offset-json-file", file.to_str().expect("utf-8")]),
+        admin_json(
+            &broker,
+            &[
+                "records",
+                "delete",
+                "--offset-json-file",
+                file.to_str().expect("utf-8")
+            ]
+        ),
         json!({"partitions": [{"topic": "trimmed", "partition": 0, "low_watermark": 6, "error": null}]})
     );
-    assert_eq!(kafka::watermarks(&bootstrap, "trimmed", 0).or_panic("watermarks"), (6, 10));
+    assert_eq!(
+        kafka::watermarks(&bootstrap, "trimmed", 0).or_panic("watermarks"),
+        (6, 10)
+    );
 
     let (out, _) = admin_fails(
         &broker,
-        &["records", "delete", "--topic", "trimmed", "--partition", "0", "--before-offset", "50", "--json"],
+        &[
+            "records",
+            "delete",
+            "--topic",
+            "trimmed",
+            "--partition",
+            "0",
+            "--before-offset",
+            "50",
+            "--json",
+        ],
     );
     let doc: Value = serde_json::from_str(&out).expect("JSON");
     assert_eq!(doc["partitions"][0]["error"], "OFFSET_OUT_OF_RANGE");
@@ -553,9 +758,17 @@ fn log_dirs_describe() {
     let broker = start_broker();
     let bootstrap = broker.bootstrap();
     kafka::create_topic(&bootstrap, "sized", 2).or_panic("create topic");
-    let records: Vec<kafka::TestRecord> = (0..10).map(|i| kafka::TestRecord::value(vec![b'x'; 100 + i])).collect();
-    kafka::produce_records(&kafka::producer_config(&bootstrap, "all"), "sized", Some(0), &records, Duration::from_secs(30))
-        .or_panic("produce");
+    let records: Vec<kafka::TestRecord> = (0..10)
+        .map(|i| kafka::TestRecord::value(vec![b'x'; 100 + i]))
+        .collect();
+    kafka::produce_records(
+        &kafka::producer_config(&bootstrap, "all"),
+        "sized",
+        Some(0),
+        &records,
+        Duration::from_secs(30),
+    )
+    .or_panic("produce");
     let doc = admin_json(&broker, &["log-dirs", "describe", "--topic", "sized"]);
     let brokers = doc["brokers"].as_array().expect("brokers");
     assert_eq!(brokers.len(), 1);
@@ -566,10 +779,16 @@ fn log_dirs_describe() {
     assert!(dir["usable_bytes"].as_i64().is_some_and(|b| b > 0), "{dir}");
     let parts = dir["partitions"].as_array().expect("partitions");
     assert_eq!(parts.len(), 2, "{dir}");
-    assert_eq!((&parts[0]["topic"], &parts[0]["partition"]), (&json!("sized"), &json!(0)));
+    assert_eq!(
+        (&parts[0]["topic"], &parts[0]["partition"]),
+        (&json!("sized"), &json!(0))
+    );
     assert!(parts[0]["size_bytes"].as_i64().is_some_and(|s| s > 1000), "{dir}");
     assert_eq!(parts[1]["size_bytes"], 0);
     let text = admin_ok(&broker, &["log-dirs", "describe"]);
     assert!(text.starts_with("BROKER  LOG-DIR"), "{text}");
-    assert!(text.lines().any(|l| l.split_whitespace().nth(2) == Some("sized")), "{text}");
+    assert!(
+        text.lines().any(|l| l.split_whitespace().nth(2) == Some("sized")),
+        "{text}"
+    );
 }

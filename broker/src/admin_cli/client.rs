@@ -14,7 +14,10 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, ApiVersionsResponse, RequestHeader, ResponseHeader};
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::{
+    ApiKey, ApiVersionsRequest, ApiVersionsResponse, RequestHeader, ResponseHeader,
+};
 use kafka_protocol::protocol::{Decodable, Encodable, Request, StrBytes};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -86,7 +89,12 @@ impl Connection {
             flag: flag.to_string(),
         };
         let stream = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
-            Err(_) => return Err(connect_error(format!("no answer within {} ms", timeout.as_millis()))),
+            Err(_) => {
+                return Err(connect_error(format!(
+                    "no answer within {} ms",
+                    timeout.as_millis()
+                )))
+            }
             Ok(Err(e)) => return Err(connect_error(io_reason(&e))),
             Ok(Ok(s)) => s,
         };
@@ -120,7 +128,7 @@ impl Connection {
             Err(AdminError::Protocol { .. }) => self.round_trip(ApiKey::ApiVersions, 0, &request).await?,
             Err(e) => return Err(e),
         };
-        let answer = if answer.error_code == 35 {
+        let answer = if answer.error_code == ResponseError::UnsupportedVersion.code() {
             self.round_trip(ApiKey::ApiVersions, 0, &request).await?
         } else {
             answer
@@ -184,14 +192,20 @@ impl Connection {
     }
 
     /// Writes one request frame and reads its answer, under the timeout.
-    async fn round_trip<Q: Encodable, A: Decodable>(&mut self, api: ApiKey, version: i16, request: &Q) -> Result<A> {
+    async fn round_trip<Q: Encodable, A: Decodable>(
+        &mut self,
+        api: ApiKey,
+        version: i16,
+        request: &Q,
+    ) -> Result<A> {
         let correlation_id = self.next_correlation_id;
         self.next_correlation_id = self.next_correlation_id.wrapping_add(1);
-        let frame = encode_request(api, version, correlation_id, request).map_err(|reason| AdminError::Encode {
-            api: api_name(api),
-            version,
-            reason,
-        })?;
+        let frame =
+            encode_request(api, version, correlation_id, request).map_err(|reason| AdminError::Encode {
+                api: api_name(api),
+                version,
+                reason,
+            })?;
         let timeout = self.timeout;
         let body = match tokio::time::timeout(timeout, self.exchange(&frame)).await {
             Err(_) => {
@@ -223,7 +237,9 @@ impl Connection {
         let size = usize::try_from(size)
             .ok()
             .filter(|s| *s <= MAX_RESPONSE_BYTES)
-            .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("bad frame size {size}")))?;
+            .ok_or_else(|| {
+                std::io::Error::new(std::io::ErrorKind::InvalidData, format!("bad frame size {size}"))
+            })?;
         let mut body = vec![0u8; size];
         self.stream.read_exact(&mut body).await?;
         Ok(Bytes::from(body))
@@ -274,7 +290,10 @@ pub fn decode_response<A: Decodable>(
     }
     let answer = A::decode(&mut body, version).map_err(|e| format!("bad v{version} body: {e}"))?;
     if body.has_remaining() {
-        return Err(format!("{} bytes left after the v{version} body", body.remaining()));
+        return Err(format!(
+            "{} bytes left after the v{version} body",
+            body.remaining()
+        ));
     }
     Ok(answer)
 }
@@ -344,9 +363,13 @@ mod tests {
     #[test]
     fn a_mismatched_correlation_id_is_refused() {
         let mut buf = BytesMut::new();
-        ResponseHeader::default().with_correlation_id(9).encode(&mut buf, 1).expect("header");
+        ResponseHeader::default()
+            .with_correlation_id(9)
+            .encode(&mut buf, 1)
+            .expect("header");
         MetadataResponse::default().encode(&mut buf, 12).expect("body");
-        let err = decode_response::<MetadataResponse>(ApiKey::Metadata, 12, 8, buf.freeze()).expect_err("mismatch");
+        let err =
+            decode_response::<MetadataResponse>(ApiKey::Metadata, 12, 8, buf.freeze()).expect_err("mismatch");
         assert!(err.contains("correlation id 9"), "{err}");
     }
 }

@@ -78,7 +78,14 @@ pub fn describe_text(d: &ClusterDescription) -> String {
     let rows: Vec<Vec<String>> = d
         .brokers
         .iter()
-        .map(|b| vec![b.id.to_string(), b.host.clone(), b.port.to_string(), or_dash(b.rack.as_ref())])
+        .map(|b| {
+            vec![
+                b.id.to_string(),
+                b.host.clone(),
+                b.port.to_string(),
+                or_dash(b.rack.as_ref()),
+            ]
+        })
         .collect();
     format!(
         "Cluster ID: {}\nController: {}\n\n{}",

@@ -191,21 +191,38 @@ pub fn hint(code: i16) -> &'static str {
             "check the topic and partition (`distlog admin topics list` / `topics describe`)"
         }
         Some(E::TopicAlreadyExists) => "choose another name, or delete the topic first",
-        Some(E::InvalidConfig) => "check the config key and value (`distlog admin topics describe` lists the current ones)",
-        Some(E::InvalidPartitions) => "give a partition count larger than the current one (`topics describe` shows it)",
-        Some(E::InvalidReplicationFactor) => "use a replication factor no larger than the number of brokers (`cluster describe`)",
-        Some(E::InvalidTopicException) => "use a name of letters, digits, '.', '_' and '-' (at most 249 characters)",
+        Some(E::InvalidConfig) => {
+            "check the config key and value (`distlog admin topics describe` lists the current ones)"
+        }
+        Some(E::InvalidPartitions) => {
+            "give a partition count larger than the current one (`topics describe` shows it)"
+        }
+        Some(E::InvalidReplicationFactor) => {
+            "use a replication factor no larger than the number of brokers (`cluster describe`)"
+        }
+        Some(E::InvalidTopicException) => {
+            "use a name of letters, digits, '.', '_' and '-' (at most 249 characters)"
+        }
         Some(E::PolicyViolation) => "the broker's policy refuses this; see its message",
-        Some(E::NonEmptyGroup) => "stop the group's consumers first (`distlog admin groups describe GROUP` lists them)",
+        Some(E::NonEmptyGroup) => {
+            "stop the group's consumers first (`distlog admin groups describe GROUP` lists them)"
+        }
         Some(E::GroupIdNotFound) => "check the group name (`distlog admin groups list`)",
         Some(E::UnknownMemberId | E::IllegalGeneration | E::RebalanceInProgress) => {
             "the group has active members; stop its consumers first (`groups describe GROUP`)"
         }
-        Some(E::OffsetOutOfRange) => "pick an offset between the partition's log start and its high watermark",
-        Some(E::NotController | E::NotLeaderOrFollower | E::NotCoordinator | E::CoordinatorNotAvailable
-            | E::CoordinatorLoadInProgress | E::LeaderNotAvailable | E::RequestTimedOut) => {
-            "the cluster is moving leadership; retry in a moment"
+        Some(E::OffsetOutOfRange) => {
+            "pick an offset between the partition's log start and its high watermark"
         }
+        Some(
+            E::NotController
+            | E::NotLeaderOrFollower
+            | E::NotCoordinator
+            | E::CoordinatorNotAvailable
+            | E::CoordinatorLoadInProgress
+            | E::LeaderNotAvailable
+            | E::RequestTimedOut,
+        ) => "the cluster is moving leadership; retry in a moment",
         Some(E::UnsupportedVersion) => "the broker does not serve this request version; upgrade the broker",
         Some(E::InvalidRequest) => "the broker refused the request as invalid; see its message",
         Some(E::ClusterAuthorizationFailed | E::TopicAuthorizationFailed | E::GroupAuthorizationFailed) => {
@@ -222,7 +239,10 @@ impl AdminError {
         AdminError::Kafka {
             what: what.into(),
             code: code_name(code),
-            message: message.filter(|m| !m.is_empty()).map(|m| format!(": {m}")).unwrap_or_default(),
+            message: message
+                .filter(|m| !m.is_empty())
+                .map(|m| format!(": {m}"))
+                .unwrap_or_default(),
             hint: hint(code).to_string(),
         }
     }
@@ -268,7 +288,9 @@ mod tests {
             "create topic 'a': TOPIC_ALREADY_EXISTS: Topic 'a' already exists. — choose another name, or delete the topic first"
         );
         let e = AdminError::kafka("delete group 'g'", 68, None);
-        assert!(e.to_string().starts_with("delete group 'g': NON_EMPTY_GROUP — stop the group's consumers first"));
+        assert!(e
+            .to_string()
+            .starts_with("delete group 'g': NON_EMPTY_GROUP — stop the group's consumers first"));
     }
 
     #[test]

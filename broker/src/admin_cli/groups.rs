@@ -7,11 +7,14 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::{Buf, Bytes};
 use clap::Subcommand;
-use kafka_protocol::messages::offset_fetch_request::{OffsetFetchRequestGroup, OffsetFetchRequestTopic, OffsetFetchRequestTopics};
+use kafka_protocol::error::ResponseError as E;
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+use kafka_protocol::messages::offset_fetch_request::{
+    OffsetFetchRequestGroup, OffsetFetchRequestTopic, OffsetFetchRequestTopics,
+};
 use kafka_protocol::messages::{
-    BrokerId, ConsumerProtocolAssignment, DeleteGroupsRequest, DescribeGroupsRequest, GroupId, ListGroupsRequest,
-    ListOffsetsRequest, OffsetFetchRequest, OffsetFetchResponse,
+    BrokerId, ConsumerProtocolAssignment, DeleteGroupsRequest, DescribeGroupsRequest, GroupId,
+    ListGroupsRequest, ListOffsetsRequest, OffsetFetchRequest, OffsetFetchResponse,
 };
 use kafka_protocol::protocol::{Decodable, StrBytes};
 use serde::Serialize;
@@ -76,8 +79,16 @@ pub struct ListedGroup {
 async fn list(cluster: &mut Cluster) -> Result<Report> {
     let mut groups = BTreeSet::new();
     for id in cluster.broker_ids() {
-        let (version, answer) = cluster.broker(id).await?.send(&ListGroupsRequest::default()).await?;
-        check(|| format!("list the groups on broker {id}"), answer.error_code, None)?;
+        let (version, answer) = cluster
+            .broker(id)
+            .await?
+            .send(&ListGroupsRequest::default())
+            .await?;
+        check(
+            || format!("list the groups on broker {id}"),
+            answer.error_code,
+            None,
+        )?;
         for g in answer.groups {
             groups.insert(ListedGroup {
                 group: g.group_id.0.to_string(),
@@ -94,7 +105,11 @@ async fn list(cluster: &mut Cluster) -> Result<Report> {
             vec![
                 g.group.clone(),
                 or_dash(g.state.as_ref()),
-                if g.protocol_type.is_empty() { "-".into() } else { g.protocol_type.clone() },
+                if g.protocol_type.is_empty() {
+                    "-".into()
+                } else {
+                    g.protocol_type.clone()
+                },
                 g.coordinator.to_string(),
             ]
         })
@@ -188,7 +203,11 @@ pub fn decode_assignment(bytes: &Bytes) -> Option<Vec<PartitionRef>> {
 
 /// The OffsetFetch request for `group` at `version` (v8+ asks per group);
 /// `topics` `None` asks for every committed offset.
-pub fn offset_fetch_request(group: &str, topics: Option<&[TopicPartition]>, version: i16) -> OffsetFetchRequest {
+pub fn offset_fetch_request(
+    group: &str,
+    topics: Option<&[TopicPartition]>,
+    version: i16,
+) -> OffsetFetchRequest {
     let mut by_topic: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
     for (t, p) in topics.unwrap_or_default() {
         by_topic.entry(t).or_default().push(*p);
@@ -221,13 +240,19 @@ pub fn offset_fetch_request(group: &str, topics: Option<&[TopicPartition]>, vers
                 })
                 .collect()
         });
-        OffsetFetchRequest::default().with_group_id(group_id).with_topics(topics)
+        OffsetFetchRequest::default()
+            .with_group_id(group_id)
+            .with_topics(topics)
     }
 }
 
 /// The committed offsets in an OffsetFetch answer of `version` (-1, "no
 /// offset", left out), or the group's error.
-pub fn committed_of(group: &str, version: i16, answer: &OffsetFetchResponse) -> Result<BTreeMap<TopicPartition, i64>> {
+pub fn committed_of(
+    group: &str,
+    version: i16,
+    answer: &OffsetFetchResponse,
+) -> Result<BTreeMap<TopicPartition, i64>> {
     let mut out = BTreeMap::new();
     let what = || format!("fetch the committed offsets of group '{group}'");
     if version >= 8 {
@@ -235,7 +260,9 @@ pub fn committed_of(group: &str, version: i16, answer: &OffsetFetchResponse) -> 
             .groups
             .iter()
             .find(|g| &*g.group_id.0 == group)
-            .ok_or_else(|| AdminError::kafka(what(), 69, Some("no answer for the group")))?;
+            .ok_or_else(|| {
+                AdminError::kafka(what(), E::GroupIdNotFound.code(), Some("no answer for the group"))
+            })?;
         check(what, g.error_code, None)?;
         for t in &g.topics {
             for p in &t.partitions {
@@ -286,10 +313,27 @@ pub async fn list_offsets(
         for (t, p) in partitions.iter().filter(|(t, _)| t == topic) {
             let leader = match leaders.get(p) {
                 Some(l) if *l >= 0 => *l,
-                Some(_) => return Err(AdminError::kafka(format!("find the leader of {t}-{p}"), 5, None)),
-                None => return Err(AdminError::kafka(format!("find partition {t}-{p}"), 3, None)),
+                Some(_) => {
+                    return Err(AdminError::kafka(
+                        format!("find the leader of {t}-{p}"),
+                        E::LeaderNotAvailable.code(),
+                        None,
+                    ))
+                }
+                None => {
+                    return Err(AdminError::kafka(
+                        format!("find partition {t}-{p}"),
+                        E::UnknownTopicOrPartition.code(),
+                        None,
+                    ))
+                }
             };
-            by_leader.entry(leader).or_default().entry(t.clone()).or_default().push(*p);
+            by_leader
+                .entry(leader)
+                .or_default()
+                .entry(t.clone())
+                .or_default()
+                .push(*p);
         }
     }
     let mut out = BTreeMap::new();
@@ -299,7 +343,11 @@ pub async fn list_offsets(
         for t in &answer.topics {
             for p in &t.partitions {
                 let name = t.name.0.to_string();
-                check(|| format!("list the offsets of {name}-{}", p.partition_index), p.error_code, None)?;
+                check(
+                    || format!("list the offsets of {name}-{}", p.partition_index),
+                    p.error_code,
+                    None,
+                )?;
                 out.insert((name, p.partition_index), (p.offset >= 0).then_some(p.offset));
             }
         }
@@ -317,16 +365,18 @@ pub fn list_offsets_request(topics: &BTreeMap<String, Vec<i32>>, timestamp: i64)
             topics
                 .iter()
                 .map(|(t, ps)| {
-                    ListOffsetsTopic::default().with_name(topic_name(t)).with_partitions(
-                        ps.iter()
-                            .map(|p| {
-                                ListOffsetsPartition::default()
-                                    .with_partition_index(*p)
-                                    .with_current_leader_epoch(-1)
-                                    .with_timestamp(timestamp)
-                            })
-                            .collect(),
-                    )
+                    ListOffsetsTopic::default()
+                        .with_name(topic_name(t))
+                        .with_partitions(
+                            ps.iter()
+                                .map(|p| {
+                                    ListOffsetsPartition::default()
+                                        .with_partition_index(*p)
+                                        .with_current_leader_epoch(-1)
+                                        .with_timestamp(timestamp)
+                                })
+                                .collect(),
+                        )
                 })
                 .collect(),
         )
@@ -338,13 +388,20 @@ pub async fn describe_one(
     cluster: &mut Cluster,
     group: &str,
 ) -> Result<(String, String, String, Vec<GroupMember>)> {
-    let request = DescribeGroupsRequest::default().with_groups(vec![GroupId(StrBytes::from_string(group.to_string()))]);
+    let request =
+        DescribeGroupsRequest::default().with_groups(vec![GroupId(StrBytes::from_string(group.to_string()))]);
     let (_, answer) = cluster.coordinator(group).await?.send(&request).await?;
     let g = answer
         .groups
         .iter()
         .find(|g| &*g.group_id.0 == group)
-        .ok_or_else(|| AdminError::kafka(format!("describe group '{group}'"), 69, Some("no answer for the group")))?;
+        .ok_or_else(|| {
+            AdminError::kafka(
+                format!("describe group '{group}'"),
+                E::GroupIdNotFound.code(),
+                Some("no answer for the group"),
+            )
+        })?;
     check(
         || format!("describe group '{group}'"),
         g.error_code,
@@ -382,7 +439,7 @@ async fn describe(cluster: &mut Cluster, groups: &[String]) -> Result<Report> {
         if state == "Dead" && committed.is_empty() {
             return Err(AdminError::kafka(
                 format!("describe group '{group}'"),
-                69,
+                E::GroupIdNotFound.code(),
                 Some("the group does not exist"),
             ));
         }
@@ -392,7 +449,13 @@ async fn describe(cluster: &mut Cluster, groups: &[String]) -> Result<Report> {
                 owner.insert((p.topic.clone(), p.partition), m.member_id.clone());
             }
         }
-        let partitions: Vec<TopicPartition> = committed.keys().chain(owner.keys()).cloned().collect::<BTreeSet<_>>().into_iter().collect();
+        let partitions: Vec<TopicPartition> = committed
+            .keys()
+            .chain(owner.keys())
+            .cloned()
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
         let ends = if partitions.is_empty() {
             BTreeMap::new()
         } else {
@@ -465,7 +528,17 @@ pub fn describe_text(groups: &[GroupDescription]) -> String {
             })
             .collect();
         out.push_str(&table(
-            &["GROUP", "TOPIC", "PARTITION", "CURRENT-OFFSET", "LOG-END-OFFSET", "LAG", "CONSUMER-ID", "HOST", "CLIENT-ID"],
+            &[
+                "GROUP",
+                "TOPIC",
+                "PARTITION",
+                "CURRENT-OFFSET",
+                "LOG-END-OFFSET",
+                "LAG",
+                "CONSUMER-ID",
+                "HOST",
+                "CLIENT-ID",
+            ],
             &rows,
         ));
     }
@@ -484,8 +557,8 @@ pub struct DeleteOutcome {
 async fn delete(cluster: &mut Cluster, groups: &[String]) -> Result<Report> {
     let mut outcomes = Vec::new();
     for group in groups {
-        let request =
-            DeleteGroupsRequest::default().with_groups_names(vec![GroupId(StrBytes::from_string(group.clone()))]);
+        let request = DeleteGroupsRequest::default()
+            .with_groups_names(vec![GroupId(StrBytes::from_string(group.clone()))]);
         let (_, answer) = cluster.coordinator(group).await?.send(&request).await?;
         let code = answer
             .results
@@ -503,7 +576,10 @@ async fn delete(cluster: &mut Cluster, groups: &[String]) -> Result<Report> {
         .map(|o| {
             let result = match &o.error {
                 None => "deleted".to_string(),
-                Some(e) => format!("{e} — {}", super::error::code_of(e).map_or("see the broker's log", hint)),
+                Some(e) => format!(
+                    "{e} — {}",
+                    super::error::code_of(e).map_or("see the broker's log", hint)
+                ),
             };
             vec![o.group.clone(), result]
         })
@@ -517,8 +593,8 @@ mod tests {
     use bytes::{BufMut, BytesMut};
     use kafka_protocol::messages::consumer_protocol_assignment::TopicPartition as AssignedTopic;
     use kafka_protocol::messages::offset_fetch_response::{
-        OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions, OffsetFetchResponseTopic,
-        OffsetFetchResponseTopics,
+        OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions,
+        OffsetFetchResponseTopic, OffsetFetchResponseTopics,
     };
     use kafka_protocol::protocol::Encodable;
 
@@ -539,16 +615,29 @@ mod tests {
         let tps = vec![("t".to_string(), 0)];
         for v in versions(ApiKey::OffsetFetch) {
             let mut buf = BytesMut::new();
-            offset_fetch_request("g", Some(&tps), v).encode(&mut buf, v).expect("offset fetch");
-            offset_fetch_request("g", None, v).encode(&mut buf, v).expect("offset fetch all");
+            offset_fetch_request("g", Some(&tps), v)
+                .encode(&mut buf, v)
+                .expect("offset fetch");
+            offset_fetch_request("g", None, v)
+                .encode(&mut buf, v)
+                .expect("offset fetch all");
         }
         let topics: BTreeMap<String, Vec<i32>> = [("t".to_string(), vec![0, 1])].into_iter().collect();
         for v in versions(ApiKey::ListOffsets) {
-            list_offsets_request(&topics, LATEST).encode(&mut BytesMut::new(), v).expect("list offsets");
+            list_offsets_request(&topics, LATEST)
+                .encode(&mut BytesMut::new(), v)
+                .expect("list offsets");
         }
-        let plan = vec![PlannedReset { topic: "t".into(), partition: 0, previous_offset: None, new_offset: 5 }];
+        let plan = vec![PlannedReset {
+            topic: "t".into(),
+            partition: 0,
+            previous_offset: None,
+            new_offset: 5,
+        }];
         for v in versions(ApiKey::OffsetCommit) {
-            commit_request("g", &plan).encode(&mut BytesMut::new(), v).expect("offset commit");
+            commit_request("g", &plan)
+                .encode(&mut BytesMut::new(), v)
+                .expect("offset commit");
         }
         for v in versions(ApiKey::DescribeGroups) {
             DescribeGroupsRequest::default()
@@ -563,7 +652,9 @@ mod tests {
                 .expect("delete groups");
         }
         for v in versions(ApiKey::ListGroups) {
-            ListGroupsRequest::default().encode(&mut BytesMut::new(), v).expect("list groups");
+            ListGroupsRequest::default()
+                .encode(&mut BytesMut::new(), v)
+                .expect("list groups");
         }
     }
 
@@ -581,8 +672,14 @@ mod tests {
         assert_eq!(
             parts,
             vec![
-                PartitionRef { topic: "t".into(), partition: 0 },
-                PartitionRef { topic: "t".into(), partition: 2 }
+                PartitionRef {
+                    topic: "t".into(),
+                    partition: 0
+                },
+                PartitionRef {
+                    topic: "t".into(),
+                    partition: 2
+                }
             ]
         );
         assert_eq!(decode_assignment(&Bytes::new()), None);
@@ -593,7 +690,10 @@ mod tests {
         let tps = vec![("t".to_string(), 0), ("t".to_string(), 1)];
         let v9 = offset_fetch_request("g", Some(&tps), 9);
         assert_eq!(&*v9.groups[0].group_id.0, "g");
-        assert_eq!(v9.groups[0].topics.as_ref().expect("topics")[0].partition_indexes, vec![0, 1]);
+        assert_eq!(
+            v9.groups[0].topics.as_ref().expect("topics")[0].partition_indexes,
+            vec![0, 1]
+        );
         let v7 = offset_fetch_request("g", None, 7);
         assert_eq!(&*v7.group_id.0, "g");
         assert!(v7.topics.is_none());
@@ -605,8 +705,12 @@ mod tests {
         let v7 = OffsetFetchResponse::default().with_topics(vec![OffsetFetchResponseTopic::default()
             .with_name(topic_name("t"))
             .with_partitions(vec![
-                OffsetFetchResponsePartition::default().with_partition_index(0).with_committed_offset(5),
-                OffsetFetchResponsePartition::default().with_partition_index(1).with_committed_offset(-1),
+                OffsetFetchResponsePartition::default()
+                    .with_partition_index(0)
+                    .with_committed_offset(5),
+                OffsetFetchResponsePartition::default()
+                    .with_partition_index(1)
+                    .with_committed_offset(-1),
             ])]);
         let c = committed_of("g", 7, &v7).expect("offsets");
         assert_eq!(c.into_iter().collect::<Vec<_>>(), vec![(("t".to_string(), 0), 5)]);

@@ -42,7 +42,9 @@ pub async fn get_json(addr: &str, path: &str, timeout: Duration) -> Result<JsonR
             reason: io_reason(&e),
             flag: "--http".to_string(),
         })?;
-        let request = format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\nAccept: application/json\r\nConnection: close\r\n\r\n");
+        let request = format!(
+            "GET {path} HTTP/1.0\r\nHost: {addr}\r\nAccept: application/json\r\nConnection: close\r\n\r\n"
+        );
         let io = |e: std::io::Error| AdminError::Io {
             addr: addr.to_string(),
             api: format!("GET {path}"),
@@ -87,7 +89,10 @@ pub fn parse_response(raw: &[u8]) -> std::result::Result<JsonResponse, String> {
     let body: Value = serde_json::from_slice(body).map_err(|e| {
         format!(
             "HTTP {status} with a body that is not JSON ({e}): {}",
-            String::from_utf8_lossy(body).chars().take(200).collect::<String>()
+            String::from_utf8_lossy(body)
+                .chars()
+                .take(200)
+                .collect::<String>()
         )
     })?;
     Ok(JsonResponse { status, body })
@@ -124,8 +129,10 @@ mod tests {
 
     #[test]
     fn parses_status_and_json() {
-        let r = parse_response(b"HTTP/1.1 404 Not Found\r\ncontent-type: application/json\r\n\r\n{\"error\":\"x\"}")
-            .expect("parses");
+        let r = parse_response(
+            b"HTTP/1.1 404 Not Found\r\ncontent-type: application/json\r\n\r\n{\"error\":\"x\"}",
+        )
+        .expect("parses");
         assert_eq!(r.status, 404);
         assert_eq!(r.body["error"], "x");
         assert!(parse_response(b"garbage").is_err());

@@ -83,7 +83,16 @@ pub fn describe_text(body: &Value) -> String {
         "Ledger {}: {segment_line}\n\n{}",
         cell(&body["ledger_id"]),
         table(
-            &["BOOKIE", "REACHABLE", "EXISTS", "ENTRIES", "LAST-ENTRY", "BYTES", "FENCED", "ERROR"],
+            &[
+                "BOOKIE",
+                "REACHABLE",
+                "EXISTS",
+                "ENTRIES",
+                "LAST-ENTRY",
+                "BYTES",
+                "FENCED",
+                "ERROR"
+            ],
             &rows
         )
     )

@@ -135,7 +135,11 @@ pub async fn run(cmd: &LogDirsCommand, cluster: &mut Cluster) -> Result<Report> 
     let mut out = Vec::new();
     for id in ids {
         let (version, answer) = cluster.broker(id).await?.send(&request).await?;
-        super::error::check(|| format!("describe the log dirs of broker {id}"), answer.error_code, None)?;
+        super::error::check(
+            || format!("describe the log dirs of broker {id}"),
+            answer.error_code,
+            None,
+        )?;
         out.push(BrokerLogDirs {
             broker: id,
             log_dirs: log_dirs_of(version, &answer),
@@ -175,8 +179,21 @@ pub fn describe_text(brokers: &[BrokerLogDirs]) -> String {
     }
     format!(
         "{}\n{}",
-        table(&["BROKER", "LOG-DIR", "TOTAL-BYTES", "USABLE-BYTES", "PARTITIONS", "ERROR"], &dirs),
-        table(&["BROKER", "LOG-DIR", "TOPIC", "PARTITION", "SIZE", "OFFSET-LAG"], &parts)
+        table(
+            &[
+                "BROKER",
+                "LOG-DIR",
+                "TOTAL-BYTES",
+                "USABLE-BYTES",
+                "PARTITIONS",
+                "ERROR"
+            ],
+            &dirs
+        ),
+        table(
+            &["BROKER", "LOG-DIR", "TOPIC", "PARTITION", "SIZE", "OFFSET-LAG"],
+            &parts
+        )
     )
 }
 

@@ -40,10 +40,20 @@ use routing::Cluster;
 pub struct AdminArgs {
     /// Kafka bootstrap brokers, HOST:PORT[,HOST:PORT…]; the first that
     /// answers is used to find the others.
-    #[arg(long, global = true, default_value = "127.0.0.1:9092", value_name = "HOST:PORT[,HOST:PORT]")]
+    #[arg(
+        long,
+        global = true,
+        default_value = "127.0.0.1:9092",
+        value_name = "HOST:PORT[,HOST:PORT]"
+    )]
     pub bootstrap: String,
     /// The HTTP admin API (for `streams` and `ledgers`).
-    #[arg(long, global = true, default_value = "127.0.0.1:9644", value_name = "HOST:PORT")]
+    #[arg(
+        long,
+        global = true,
+        default_value = "127.0.0.1:9644",
+        value_name = "HOST:PORT"
+    )]
     pub http: String,
     /// How long to wait for a connection or an answer (milliseconds).
     #[arg(long, global = true, default_value_t = 30_000, value_name = "MS")]
@@ -111,11 +121,21 @@ pub async fn execute(args: &AdminArgs) -> Result<Report, AdminError> {
     match &args.command {
         AdminCommand::Streams(cmd) => streams::run(cmd, &args.http, timeout).await,
         AdminCommand::Ledgers(cmd) => ledgers::run(cmd, &args.http, timeout).await,
-        AdminCommand::Topics(cmd) => topics::run(cmd, &mut Cluster::connect(&args.bootstrap, timeout).await?).await,
-        AdminCommand::Groups(cmd) => groups::run(cmd, &mut Cluster::connect(&args.bootstrap, timeout).await?).await,
-        AdminCommand::Records(cmd) => records::run(cmd, &mut Cluster::connect(&args.bootstrap, timeout).await?).await,
-        AdminCommand::Cluster(cmd) => cluster::run(cmd, &mut Cluster::connect(&args.bootstrap, timeout).await?).await,
-        AdminCommand::LogDirs(cmd) => log_dirs::run(cmd, &mut Cluster::connect(&args.bootstrap, timeout).await?).await,
+        AdminCommand::Topics(cmd) => {
+            topics::run(cmd, &mut Cluster::connect(&args.bootstrap, timeout).await?).await
+        }
+        AdminCommand::Groups(cmd) => {
+            groups::run(cmd, &mut Cluster::connect(&args.bootstrap, timeout).await?).await
+        }
+        AdminCommand::Records(cmd) => {
+            records::run(cmd, &mut Cluster::connect(&args.bootstrap, timeout).await?).await
+        }
+        AdminCommand::Cluster(cmd) => {
+            cluster::run(cmd, &mut Cluster::connect(&args.bootstrap, timeout).await?).await
+        }
+        AdminCommand::LogDirs(cmd) => {
+            log_dirs::run(cmd, &mut Cluster::connect(&args.bootstrap, timeout).await?).await
+        }
     }
 }
 
@@ -167,7 +187,10 @@ mod tests {
 
     #[test]
     fn key_values_parse() {
-        assert_eq!(parse_key_value("a.b=1=2"), Ok(("a.b".to_string(), "1=2".to_string())));
+        assert_eq!(
+            parse_key_value("a.b=1=2"),
+            Ok(("a.b".to_string(), "1=2".to_string()))
+        );
         assert_eq!(parse_key_value("k="), Ok(("k".to_string(), String::new())));
         assert!(parse_key_value("=v").is_err());
         assert!(parse_key_value("novalue").is_err());

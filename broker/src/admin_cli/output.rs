@@ -44,7 +44,10 @@ impl Report {
     pub fn render(&self, json: bool) -> String {
         if json {
             // A `Value` always serializes.
-            format!("{}\n", serde_json::to_string_pretty(&self.json).unwrap_or_default())
+            format!(
+                "{}\n",
+                serde_json::to_string_pretty(&self.json).unwrap_or_default()
+            )
         } else {
             self.text.clone()
         }
@@ -95,7 +98,10 @@ mod tests {
     fn tables_align_columns() {
         let t = table(
             &["TOPIC", "PARTITIONS"],
-            &[vec!["a".into(), "3".into()], vec!["longer-name".into(), "12".into()]],
+            &[
+                vec!["a".into(), "3".into()],
+                vec!["longer-name".into(), "12".into()],
+            ],
         );
         assert_eq!(t, "TOPIC        PARTITIONS\na            3\nlonger-name  12\n");
     }

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use clap::Subcommand;
+use kafka_protocol::error::ResponseError as E;
 use kafka_protocol::messages::delete_records_request::{DeleteRecordsPartition, DeleteRecordsTopic};
 use kafka_protocol::messages::DeleteRecordsRequest;
 use serde::{Deserialize, Serialize};
@@ -60,7 +61,10 @@ pub fn parse_offset_json(text: &str) -> Result<Vec<DeleteTarget>> {
         )
     })?;
     if file.partitions.is_empty() {
-        return Err(AdminError::usage("--offset-json-file", "the file lists no partitions"));
+        return Err(AdminError::usage(
+            "--offset-json-file",
+            "the file lists no partitions",
+        ));
     }
     Ok(file.partitions)
 }
@@ -118,7 +122,10 @@ pub async fn run(cmd: &RecordsCommand, cluster: &mut Cluster) -> Result<Report> 
         }],
         (_, _, _, Some(path)) => {
             let text = std::fs::read_to_string(path).map_err(|e| {
-                AdminError::usage("--offset-json-file", format!("cannot read {}: {e}", path.display()))
+                AdminError::usage(
+                    "--offset-json-file",
+                    format!("cannot read {}: {e}", path.display()),
+                )
             })?;
             parse_offset_json(&text)?
         }
@@ -144,7 +151,11 @@ pub async fn run(cmd: &RecordsCommand, cluster: &mut Cluster) -> Result<Report> 
                 topic: t.topic.clone(),
                 partition: t.partition,
                 low_watermark: None,
-                error: Some(code_name(if found.is_some() { 5 } else { 3 })),
+                error: Some(code_name(if found.is_some() {
+                    E::LeaderNotAvailable.code()
+                } else {
+                    E::UnknownTopicOrPartition.code()
+                })),
             }),
         }
     }
@@ -267,6 +278,9 @@ mod tests {
             low_watermark: Some(5),
             error: None,
         }]);
-        assert_eq!(text, "TOPIC  PARTITION  LOW-WATERMARK  ERROR\nt      0          5              -\n");
+        assert_eq!(
+            text,
+            "TOPIC  PARTITION  LOW-WATERMARK  ERROR\nt      0          5              -\n"
+        );
     }
 }

@@ -9,7 +9,10 @@
 use std::collections::BTreeMap;
 
 use clap::{ArgGroup, Args};
-use kafka_protocol::messages::offset_commit_request::{OffsetCommitRequestPartition, OffsetCommitRequestTopic};
+use kafka_protocol::error::ResponseError as E;
+use kafka_protocol::messages::offset_commit_request::{
+    OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+};
 use kafka_protocol::messages::{GroupId, OffsetCommitRequest};
 use kafka_protocol::protocol::StrBytes;
 use serde::Serialize;
@@ -95,11 +98,16 @@ impl ResetArgs {
 
 /// Parses `TOPIC` or `TOPIC:P,P,…` (`None`: every partition).
 pub fn parse_topic_spec(spec: &str) -> Result<(String, Option<Vec<i32>>)> {
-    let bad = |why: &str| AdminError::usage("--topic", format!("'{spec}': {why}; expected TOPIC or TOPIC:0,1,2"));
+    let bad = |why: &str| {
+        AdminError::usage(
+            "--topic",
+            format!("'{spec}': {why}; expected TOPIC or TOPIC:0,1,2"),
+        )
+    };
     match spec.split_once(':') {
         None if !spec.is_empty() => Ok((spec.to_string(), None)),
         None => Err(bad("empty topic")),
-        Some((t, _)) if t.is_empty() => Err(bad("empty topic")),
+        Some(("", _)) => Err(bad("empty topic")),
         Some((t, ps)) => {
             let parts = ps
                 .split(',')
@@ -130,12 +138,16 @@ pub fn clamp(requested: i64, earliest: i64, latest: i64) -> (i64, Option<String>
     if requested < earliest {
         (
             earliest,
-            Some(format!("New offset ({requested}) is lower than earliest offset. Value will be set to {earliest}")),
+            Some(format!(
+                "New offset ({requested}) is lower than earliest offset. Value will be set to {earliest}"
+            )),
         )
     } else if requested > latest {
         (
             latest,
-            Some(format!("New offset ({requested}) is higher than latest offset. Value will be set to {latest}")),
+            Some(format!(
+                "New offset ({requested}) is higher than latest offset. Value will be set to {latest}"
+            )),
         )
     } else {
         (requested, None)
@@ -150,7 +162,10 @@ async fn partitions(args: &ResetArgs, cluster: &mut Cluster) -> Result<Vec<Topic
         if out.is_empty() {
             return Err(AdminError::usage(
                 "--all-topics",
-                format!("group '{}' has no committed offsets; name the topics with --topic", args.group),
+                format!(
+                    "group '{}' has no committed offsets; name the topics with --topic",
+                    args.group
+                ),
             ));
         }
     }
@@ -164,7 +179,7 @@ async fn partitions(args: &ResetArgs, cluster: &mut Cluster) -> Result<Vec<Topic
                     if !leaders.contains_key(&p) {
                         return Err(AdminError::kafka(
                             format!("reset partition {p} of topic '{topic}'"),
-                            3,
+                            E::UnknownTopicOrPartition.code(),
                             Some(&format!("the topic has {} partitions", leaders.len())),
                         ));
                     }
@@ -198,7 +213,11 @@ pub fn commit_request(group: &str, offsets: &[PlannedReset]) -> OffsetCommitRequ
         .with_topics(
             by_topic
                 .into_iter()
-                .map(|(t, ps)| OffsetCommitRequestTopic::default().with_name(topic_name(t)).with_partitions(ps))
+                .map(|(t, ps)| {
+                    OffsetCommitRequestTopic::default()
+                        .with_name(topic_name(t))
+                        .with_partitions(ps)
+                })
                 .collect(),
         )
 }
@@ -261,7 +280,10 @@ pub async fn run(args: &ResetArgs, cluster: &mut Cluster) -> Result<Report> {
         for t in &answer.topics {
             for p in &t.partitions {
                 let name = t.name.0.to_string();
-                if p.error_code == 25 || p.error_code == 22 || p.error_code == 27 {
+                if [E::UnknownMemberId, E::IllegalGeneration, E::RebalanceInProgress]
+                    .iter()
+                    .any(|e| e.code() == p.error_code)
+                {
                     // UNKNOWN_MEMBER_ID / ILLEGAL_GENERATION / REBALANCE_IN_PROGRESS: a member
                     // joined between the state check and the commit.
                     return Err(AdminError::GroupActive {
@@ -270,7 +292,12 @@ pub async fn run(args: &ResetArgs, cluster: &mut Cluster) -> Result<Report> {
                     });
                 }
                 check(
-                    || format!("commit the new offset of {name}-{} for group '{group}'", p.partition_index),
+                    || {
+                        format!(
+                            "commit the new offset of {name}-{} for group '{group}'",
+                            p.partition_index
+                        )
+                    },
                     p.error_code,
                     None,
                 )?;
@@ -302,7 +329,10 @@ pub fn plan_text(group: &str, plan: &[PlannedReset], dry_run: bool) -> String {
             ]
         })
         .collect();
-    let mut text = table(&["GROUP", "TOPIC", "PARTITION", "PREVIOUS-OFFSET", "NEW-OFFSET"], &rows);
+    let mut text = table(
+        &["GROUP", "TOPIC", "PARTITION", "PREVIOUS-OFFSET", "NEW-OFFSET"],
+        &rows,
+    );
     if dry_run {
         text.push_str("Dry run: nothing was committed; rerun without --dry-run to apply.\n");
     }
@@ -327,23 +357,55 @@ mod tests {
 
     #[test]
     fn one_target_and_a_scope_are_required() {
-        let a = parse(&["--group", "g", "--topic", "t:0,2", "--to-offset", "5", "--dry-run"]).expect("parses");
+        let a = parse(&[
+            "--group",
+            "g",
+            "--topic",
+            "t:0,2",
+            "--to-offset",
+            "5",
+            "--dry-run",
+        ])
+        .expect("parses");
         assert_eq!(a.target().expect("target"), ResetTarget::Offset(5));
         assert!(a.dry_run);
         assert!(parse(&["--group", "g", "--topic", "t"]).is_err(), "no target");
         assert!(parse(&["--group", "g", "--to-earliest"]).is_err(), "no scope");
         assert!(parse(&["--group", "g", "--topic", "t", "--to-earliest", "--to-latest"]).is_err());
-        assert!(parse(&["--group", "g", "--topic", "t", "--to-latest", "--dry-run", "--execute"]).is_err());
-        let a = parse(&["--group", "g", "--all-topics", "--to-datetime", "1970-01-01T00:00:01Z"]).expect("parses");
+        assert!(parse(&[
+            "--group",
+            "g",
+            "--topic",
+            "t",
+            "--to-latest",
+            "--dry-run",
+            "--execute"
+        ])
+        .is_err());
+        let a = parse(&[
+            "--group",
+            "g",
+            "--all-topics",
+            "--to-datetime",
+            "1970-01-01T00:00:01Z",
+        ])
+        .expect("parses");
         assert_eq!(a.target().expect("target"), ResetTarget::Datetime(1000));
         let a = parse(&["--group", "g", "--all-topics", "--to-datetime", "soon"]).expect("parses");
-        assert!(a.target().expect_err("bad time").to_string().starts_with("invalid --to-datetime: 'soon'"));
+        assert!(a
+            .target()
+            .expect_err("bad time")
+            .to_string()
+            .starts_with("invalid --to-datetime: 'soon'"));
     }
 
     #[test]
     fn topic_specs_parse() {
         assert_eq!(parse_topic_spec("t").expect("ok"), ("t".to_string(), None));
-        assert_eq!(parse_topic_spec("t:0, 3").expect("ok"), ("t".to_string(), Some(vec![0, 3])));
+        assert_eq!(
+            parse_topic_spec("t:0, 3").expect("ok"),
+            ("t".to_string(), Some(vec![0, 3]))
+        );
         assert!(parse_topic_spec("t:x").is_err());
         assert!(parse_topic_spec(":1").is_err());
         assert!(parse_topic_spec("t:-1").is_err());
@@ -363,8 +425,18 @@ mod tests {
     #[test]
     fn commits_as_a_non_member() {
         let plan = vec![
-            PlannedReset { topic: "t".into(), partition: 0, previous_offset: Some(9), new_offset: 5 },
-            PlannedReset { topic: "t".into(), partition: 1, previous_offset: None, new_offset: 0 },
+            PlannedReset {
+                topic: "t".into(),
+                partition: 0,
+                previous_offset: Some(9),
+                new_offset: 5,
+            },
+            PlannedReset {
+                topic: "t".into(),
+                partition: 1,
+                previous_offset: None,
+                new_offset: 0,
+            },
         ];
         let r = commit_request("g", &plan);
         assert_eq!(r.generation_id_or_member_epoch, -1);

@@ -6,9 +6,11 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
+use kafka_protocol::error::ResponseError as E;
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::{
-    ApiKey, BrokerId, FindCoordinatorRequest, FindCoordinatorResponse, MetadataRequest, MetadataResponse, TopicName,
+    ApiKey, BrokerId, FindCoordinatorRequest, FindCoordinatorResponse, MetadataRequest, MetadataResponse,
+    TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 
@@ -40,14 +42,20 @@ pub fn parse_bootstrap(list: &str) -> Result<Vec<String>> {
         .map(str::to_string)
         .collect();
     if addrs.is_empty() {
-        return Err(AdminError::usage("--bootstrap", "give at least one HOST:PORT (e.g. 127.0.0.1:9092)"));
+        return Err(AdminError::usage(
+            "--bootstrap",
+            "give at least one HOST:PORT (e.g. 127.0.0.1:9092)",
+        ));
     }
     for a in &addrs {
         let ok = a
             .rsplit_once(':')
             .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok());
         if !ok {
-            return Err(AdminError::usage("--bootstrap", format!("'{a}' is not HOST:PORT (e.g. 127.0.0.1:9092)")));
+            return Err(AdminError::usage(
+                "--bootstrap",
+                format!("'{a}' is not HOST:PORT (e.g. 127.0.0.1:9092)"),
+            ));
         }
     }
     Ok(addrs)
@@ -117,7 +125,8 @@ impl Cluster {
                 what: format!("connect to broker {id}"),
                 code: "BROKER_NOT_AVAILABLE".to_string(),
                 message: String::new(),
-                hint: "the broker is not in the cluster's Metadata; check `distlog admin cluster describe`".to_string(),
+                hint: "the broker is not in the cluster's Metadata; check `distlog admin cluster describe`"
+                    .to_string(),
             })?;
             let flag = format!("broker {id}'s advertised address from Metadata");
             let conn = Connection::connect(&addr, self.timeout, &flag).await?;
@@ -163,7 +172,13 @@ impl Cluster {
             match coordinator_of(version, &answer) {
                 Ok(id) => break id,
                 Err((code, message)) => {
-                    let retriable = matches!(code, 14 | 15 | 16); // loading, not available, not coordinator
+                    let retriable = [
+                        E::CoordinatorLoadInProgress,
+                        E::CoordinatorNotAvailable,
+                        E::NotCoordinator,
+                    ]
+                    .iter()
+                    .any(|e| e.code() == code);
                     if !retriable || attempt >= COORDINATOR_ATTEMPTS {
                         return Err(AdminError::kafka(
                             format!("find the coordinator of group '{group}'"),
@@ -190,9 +205,18 @@ impl Cluster {
             .topics
             .iter()
             .find(|t| t.name.as_ref().is_some_and(|n| n.0.as_str() == topic))
-            .ok_or_else(|| AdminError::kafka(format!("look up topic '{topic}'"), 3, None))?;
+            .ok_or_else(|| {
+                AdminError::kafka(
+                    format!("look up topic '{topic}'"),
+                    E::UnknownTopicOrPartition.code(),
+                    None,
+                )
+            })?;
         check(|| format!("look up topic '{topic}'"), t.error_code, None)?;
-        Ok(t.partitions.iter().map(|p| (p.partition_index, p.leader_id.0)).collect())
+        Ok(t.partitions
+            .iter()
+            .map(|p| (p.partition_index, p.leader_id.0))
+            .collect())
     }
 }
 
@@ -218,7 +242,9 @@ pub fn metadata_request(topics: Option<&[String]>, version: i16) -> MetadataRequ
 pub fn find_coordinator_request(group: &str, version: i16) -> FindCoordinatorRequest {
     let key = StrBytes::from_string(group.to_string());
     if version >= 4 {
-        FindCoordinatorRequest::default().with_key_type(0).with_coordinator_keys(vec![key])
+        FindCoordinatorRequest::default()
+            .with_key_type(0)
+            .with_coordinator_keys(vec![key])
     } else {
         FindCoordinatorRequest::default().with_key_type(0).with_key(key)
     }
@@ -226,14 +252,29 @@ pub fn find_coordinator_request(group: &str, version: i16) -> FindCoordinatorReq
 
 /// The coordinator's id from a FindCoordinator answer of `version`
 /// (v4+ answers per key), or its error code and message.
-pub fn coordinator_of(version: i16, answer: &FindCoordinatorResponse) -> std::result::Result<i32, (i16, Option<String>)> {
+pub fn coordinator_of(
+    version: i16,
+    answer: &FindCoordinatorResponse,
+) -> std::result::Result<i32, (i16, Option<String>)> {
     let (code, message, id) = if version >= 4 {
         match answer.coordinators.first() {
-            Some(c) => (c.error_code, c.error_message.as_ref().map(ToString::to_string), c.node_id),
-            None => (15, Some("no coordinator in the answer".to_string()), BrokerId(-1)),
+            Some(c) => (
+                c.error_code,
+                c.error_message.as_ref().map(ToString::to_string),
+                c.node_id,
+            ),
+            None => (
+                E::CoordinatorNotAvailable.code(),
+                Some("no coordinator in the answer".to_string()),
+                BrokerId(-1),
+            ),
         }
     } else {
-        (answer.error_code, answer.error_message.as_ref().map(ToString::to_string), answer.node_id)
+        (
+            answer.error_code,
+            answer.error_message.as_ref().map(ToString::to_string),
+            answer.node_id,
+        )
     };
     if code == 0 {
         Ok(id.0)
@@ -265,13 +306,19 @@ mod tests {
         let (lo, hi) = super::super::client::client_versions(ApiKey::Metadata).expect("metadata");
         for v in lo..=hi {
             let mut buf = bytes::BytesMut::new();
-            metadata_request(Some(&["t".to_string()]), v).encode(&mut buf, v).expect("metadata encodes");
-            metadata_request(None, v).encode(&mut buf, v).expect("metadata encodes");
+            metadata_request(Some(&["t".to_string()]), v)
+                .encode(&mut buf, v)
+                .expect("metadata encodes");
+            metadata_request(None, v)
+                .encode(&mut buf, v)
+                .expect("metadata encodes");
         }
         let (lo, hi) = super::super::client::client_versions(ApiKey::FindCoordinator).expect("find");
         for v in lo..=hi {
             let mut buf = bytes::BytesMut::new();
-            find_coordinator_request("g", v).encode(&mut buf, v).expect("find coordinator encodes");
+            find_coordinator_request("g", v)
+                .encode(&mut buf, v)
+                .expect("find coordinator encodes");
         }
         assert!(!metadata_request(None, 4).allow_auto_topic_creation);
         assert_eq!(find_coordinator_request("g", 4).coordinator_keys.len(), 1);

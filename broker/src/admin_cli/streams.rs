@@ -80,7 +80,10 @@ mod tests {
 
     #[test]
     fn builds_the_path_and_renders() {
-        assert_eq!(locate_path("a b", 2, 7), "/admin/locate?topic=a%20b&partition=2&offset=7");
+        assert_eq!(
+            locate_path("a b", 2, 7),
+            "/admin/locate?topic=a%20b&partition=2&offset=7"
+        );
         let body = serde_json::json!({"topic": "t", "partition": 0, "offset": 5,
             "dlsn": {"lssn": 1, "entry_id": 2, "slot_id": 3}, "txid": 1700000000000_i64});
         assert_eq!(

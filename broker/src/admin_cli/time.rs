@@ -7,7 +7,9 @@ pub fn parse_timestamp_ms(s: &str) -> Result<i64, String> {
     let s = s.trim();
     if let Ok(ms) = s.parse::<i64>() {
         if ms < 0 {
-            return Err(format!("'{s}' is before 1970; give a timestamp in milliseconds since the epoch"));
+            return Err(format!(
+                "'{s}' is before 1970; give a timestamp in milliseconds since the epoch"
+            ));
         }
         return Ok(ms);
     }
@@ -90,14 +92,28 @@ mod tests {
         assert_eq!(parse_timestamp_ms("1700000000000"), Ok(1_700_000_000_000));
         assert_eq!(parse_timestamp_ms("1970-01-01T00:00:00Z"), Ok(0));
         assert_eq!(parse_timestamp_ms("2023-11-14T22:13:20Z"), Ok(1_700_000_000_000));
-        assert_eq!(parse_timestamp_ms("2023-11-14T23:13:20.5+01:00"), Ok(1_700_000_000_500));
-        assert_eq!(parse_timestamp_ms("2023-11-14T21:13:20.123-01:00"), Ok(1_700_000_000_123));
+        assert_eq!(
+            parse_timestamp_ms("2023-11-14T23:13:20.5+01:00"),
+            Ok(1_700_000_000_500)
+        );
+        assert_eq!(
+            parse_timestamp_ms("2023-11-14T21:13:20.123-01:00"),
+            Ok(1_700_000_000_123)
+        );
         assert_eq!(parse_timestamp_ms("2000-02-29T00:00:00Z"), Ok(951_782_400_000));
     }
 
     #[test]
     fn refuses_what_is_not_a_time() {
-        for bad in ["", "-5", "yesterday", "2023-11-14", "2023-11-14T22:13:20", "2023-13-01T00:00:00Z", "2023-11-14T25:00:00Z"] {
+        for bad in [
+            "",
+            "-5",
+            "yesterday",
+            "2023-11-14",
+            "2023-11-14T22:13:20",
+            "2023-13-01T00:00:00Z",
+            "2023-11-14T25:00:00Z",
+        ] {
             assert!(parse_timestamp_ms(bad).is_err(), "{bad}");
         }
     }

@@ -12,8 +12,8 @@ use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
 use kafka_protocol::messages::incremental_alter_configs_request::{AlterConfigsResource, AlterableConfig};
 use kafka_protocol::messages::metadata_response::MetadataResponseTopic;
 use kafka_protocol::messages::{
-    CreatePartitionsRequest, CreateTopicsRequest, DeleteTopicsRequest, DeleteTopicsResponse, DescribeConfigsRequest,
-    DescribeConfigsResponse, IncrementalAlterConfigsRequest,
+    CreatePartitionsRequest, CreateTopicsRequest, DeleteTopicsRequest, DeleteTopicsResponse,
+    DescribeConfigsRequest, DescribeConfigsResponse, IncrementalAlterConfigsRequest,
 };
 use kafka_protocol::protocol::StrBytes;
 use serde::Serialize;
@@ -102,7 +102,17 @@ pub async fn run(cmd: &TopicsCommand, cluster: &mut Cluster) -> Result<Report> {
             replication_factor,
             configs,
             validate_only,
-        } => create(cluster, topic, *partitions, *replication_factor, configs, *validate_only).await,
+        } => {
+            create(
+                cluster,
+                topic,
+                *partitions,
+                *replication_factor,
+                configs,
+                *validate_only,
+            )
+            .await
+        }
         TopicsCommand::Delete { topics } => delete(cluster, topics).await,
         TopicsCommand::AlterConfig {
             topic,
@@ -154,7 +164,13 @@ async fn list(cluster: &mut Cluster) -> Result<Report> {
     topics.sort_by(|a, b| a.name.cmp(&b.name));
     let rows: Vec<Vec<String>> = topics
         .iter()
-        .map(|t| vec![t.name.clone(), t.partitions.to_string(), t.replication_factor.to_string()])
+        .map(|t| {
+            vec![
+                t.name.clone(),
+                t.partitions.to_string(),
+                t.replication_factor.to_string(),
+            ]
+        })
         .collect();
     let text = table(&["TOPIC", "PARTITIONS", "REPLICATION-FACTOR"], &rows);
     Report::new(&serde_json::json!({ "topics": topics }), text)
@@ -252,7 +268,9 @@ pub fn configs_of(answer: &DescribeConfigsResponse, name: &str) -> Result<Vec<Co
 }
 
 async fn describe(cluster: &mut Cluster, names: &[String]) -> Result<Report> {
-    let meta = cluster.metadata(if names.is_empty() { None } else { Some(names) }).await?;
+    let meta = cluster
+        .metadata(if names.is_empty() { None } else { Some(names) })
+        .await?;
     let mut topics = Vec::new();
     for t in &meta.topics {
         let name = name_of(t);
@@ -330,7 +348,10 @@ pub fn describe_text(topics: &[DescribedTopic]) -> String {
                 ]
             })
             .collect();
-        out.push_str(&table(&["PARTITION", "LEADER", "EPOCH", "REPLICAS", "ISR"], &rows));
+        out.push_str(&table(
+            &["PARTITION", "LEADER", "EPOCH", "REPLICAS", "ISR"],
+            &rows,
+        ));
         let rows: Vec<Vec<String>> = t
             .configs
             .iter()
@@ -385,10 +406,16 @@ async fn create(
     validate_only: bool,
 ) -> Result<Report> {
     if partitions == 0 || partitions < -1 {
-        return Err(AdminError::usage("--partitions", "give a positive partition count"));
+        return Err(AdminError::usage(
+            "--partitions",
+            "give a positive partition count",
+        ));
     }
     if replication_factor == 0 || replication_factor < -1 {
-        return Err(AdminError::usage("--replication-factor", "give a positive replication factor"));
+        return Err(AdminError::usage(
+            "--replication-factor",
+            "give a positive replication factor",
+        ));
     }
     let request = create_request(topic, partitions, replication_factor, configs, validate_only);
     let (version, answer) = cluster.controller().await?.send(&request).await?;
@@ -421,7 +448,8 @@ async fn create(
         "validate_only": validate_only,
     });
     let verb = if validate_only { "Would create" } else { "Created" };
-    let text = format!("{verb} topic {topic} ({partitions} partitions, replication factor {replication_factor}).\n");
+    let text =
+        format!("{verb} topic {topic} ({partitions} partitions, replication factor {replication_factor}).\n");
     Report::new(&doc, text)
 }
 
@@ -598,9 +626,17 @@ pub fn add_partitions_request(topic: &str, total: i32, validate_only: bool) -> C
         .with_validate_only(validate_only)
 }
 
-async fn add_partitions(cluster: &mut Cluster, topic: &str, total: i32, validate_only: bool) -> Result<Report> {
+async fn add_partitions(
+    cluster: &mut Cluster,
+    topic: &str,
+    total: i32,
+    validate_only: bool,
+) -> Result<Report> {
     if total <= 0 {
-        return Err(AdminError::usage("--total", "give the new total partition count (a positive number)"));
+        return Err(AdminError::usage(
+            "--total",
+            "give the new total partition count (a positive number)",
+        ));
     }
     let request = add_partitions_request(topic, total, validate_only);
     let (_, answer) = cluster.controller().await?.send(&request).await?;
@@ -634,7 +670,9 @@ async fn add_partitions(cluster: &mut Cluster, topic: &str, total: i32, validate
 #[cfg(test)]
 mod tests {
     use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
-    use kafka_protocol::messages::describe_configs_response::{DescribeConfigsResourceResult, DescribeConfigsResult};
+    use kafka_protocol::messages::describe_configs_response::{
+        DescribeConfigsResourceResult, DescribeConfigsResult,
+    };
 
     use super::*;
 
@@ -659,7 +697,9 @@ mod tests {
                 .expect("create topics");
         }
         for v in versions(ApiKey::DeleteTopics) {
-            delete_request(&["t".to_string()], v).encode(&mut BytesMut::new(), v).expect("delete topics");
+            delete_request(&["t".to_string()], v)
+                .encode(&mut BytesMut::new(), v)
+                .expect("delete topics");
         }
         for v in versions(ApiKey::IncrementalAlterConfigs) {
             alter_request("t", &[("a".into(), "1".into())], &["b".into()], true)
@@ -667,7 +707,9 @@ mod tests {
                 .expect("incremental alter configs");
         }
         for v in versions(ApiKey::CreatePartitions) {
-            add_partitions_request("t", 4, true).encode(&mut BytesMut::new(), v).expect("create partitions");
+            add_partitions_request("t", 4, true)
+                .encode(&mut BytesMut::new(), v)
+                .expect("create partitions");
         }
         for v in versions(ApiKey::DescribeConfigs) {
             DescribeConfigsRequest::default()
@@ -678,12 +720,20 @@ mod tests {
                 .encode(&mut BytesMut::new(), v)
                 .expect("describe configs");
         }
-        let target = DeleteTarget { topic: "t".into(), partition: 0, offset: 5 };
+        let target = DeleteTarget {
+            topic: "t".into(),
+            partition: 0,
+            offset: 5,
+        };
         for v in versions(ApiKey::DeleteRecords) {
-            records::delete_request(&[target.clone()], 1000).encode(&mut BytesMut::new(), v).expect("delete records");
+            records::delete_request(std::slice::from_ref(&target), 1000)
+                .encode(&mut BytesMut::new(), v)
+                .expect("delete records");
         }
         for v in versions(ApiKey::DescribeLogDirs) {
-            log_dirs::describe_request(None).encode(&mut BytesMut::new(), v).expect("describe log dirs");
+            log_dirs::describe_request(None)
+                .encode(&mut BytesMut::new(), v)
+                .expect("describe log dirs");
             log_dirs::describe_request(Some(vec![("t".into(), vec![0])]))
                 .encode(&mut BytesMut::new(), v)
                 .expect("describe log dirs of a topic");
@@ -737,8 +787,14 @@ mod tests {
         let res = &r.resources[0];
         assert_eq!(res.resource_type, RESOURCE_TOPIC);
         assert_eq!(&*res.resource_name, "t");
-        assert_eq!((res.configs[0].config_operation, res.configs[0].value.as_deref()), (0, Some("1")));
-        assert_eq!((res.configs[1].config_operation, res.configs[1].value.as_deref()), (1, None));
+        assert_eq!(
+            (res.configs[0].config_operation, res.configs[0].value.as_deref()),
+            (0, Some("1"))
+        );
+        assert_eq!(
+            (res.configs[1].config_operation, res.configs[1].value.as_deref()),
+            (1, None)
+        );
     }
 
     #[test]
