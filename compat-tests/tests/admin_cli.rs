@@ -673,7 +673,7 @@ fn topics_alter_config() {
 }
 
 #[test]
-#[ignore = "needs DeleteRecords from the lead's retention branch; the lead un-ignores after merging"]
+#[ignore = "needs DeleteRecords from main (the lead's retention work, newer than this branch's base); the lead un-ignores after merging"]
 fn records_delete() {
     let broker = start_broker();
     let bootstrap = broker.bootstrap();

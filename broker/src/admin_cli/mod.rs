@@ -5,7 +5,7 @@
 //! - [`client`]: one connection, ApiVersions negotiation, typed requests;
 //! - [`routing`]: bootstrap → Metadata → leader / coordinator / controller;
 //! - [`output`]: tables or `--json`;
-//! - one module per command group: [`topics`], [`groups`] (with
+//! - one module per command group: [`topics`] (with [`topic_configs`]), [`groups`] (with
 //!   [`reset`] for `reset-offsets`), [`records`], [`cluster`],
 //!   [`log_dirs`], and over HTTP [`streams`] and [`ledgers`] ([`http`]).
 //!
@@ -24,6 +24,7 @@ pub mod reset;
 pub mod routing;
 pub mod streams;
 pub mod time;
+pub mod topic_configs;
 pub mod topics;
 
 use std::io::Write;

@@ -5,7 +5,10 @@ use kafka_protocol::messages::describe_configs_response::{
     DescribeConfigsResourceResult, DescribeConfigsResult,
 };
 
+use kafka_protocol::messages::DescribeConfigsResponse;
+
 use super::*;
+use crate::admin_cli::topic_configs::{alter_request, configs_of};
 
 /// Every request this module builds encodes at every version the client
 /// may negotiate.
