@@ -209,6 +209,8 @@ pub enum CliCommand {
     Server(ServerArgs),
     /// Print the version and exit.
     Version,
+    /// Administer a cluster over the Kafka protocol and the HTTP admin API.
+    Admin(crate::admin_cli::AdminArgs),
 }
 
 /// Flags of `distlog server`. Every flag is optional so that absent flags

@@ -11,7 +11,7 @@ fn parse(argv: &[&str]) -> ServerArgs {
     full.extend_from_slice(argv);
     match Cli::try_parse_from(full).expect("valid command line").command {
         CliCommand::Server(a) => a,
-        CliCommand::Version => panic!("expected server"),
+        CliCommand::Version | CliCommand::Admin(_) => panic!("expected server"),
     }
 }
 

@@ -4,6 +4,7 @@
 //! `kafka-protocol` crate, maps topics/partitions onto DL log streams, and
 //! turns storage errors into Kafka error codes in one place ([`error`]).
 
+pub mod admin_cli;
 pub mod broker_config;
 pub mod cluster;
 pub mod config;

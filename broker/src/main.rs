@@ -1,6 +1,7 @@
 //! The `distlog` binary: `distlog server` runs a node with the roles it is
 //! given (`--roles`, default all: metadata store, bookie, Kafka broker) and
-//! its HTTP port until SIGTERM/SIGINT; `distlog version` prints the version.
+//! its HTTP port until SIGTERM/SIGINT; `distlog version` prints the version;
+//! `distlog admin …` administers a cluster (see `distlog_broker::admin_cli`).
 
 use anyhow::Context;
 use clap::Parser;
@@ -14,6 +15,13 @@ fn main() {
     let result = match cli.command {
         CliCommand::Version => {
             println!("distlog {}", env!("CARGO_PKG_VERSION"));
+            Ok(())
+        }
+        CliCommand::Admin(args) => {
+            if let Err(e) = distlog_broker::admin_cli::run(args) {
+                eprintln!("distlog admin: {e}");
+                std::process::exit(1);
+            }
             Ok(())
         }
         CliCommand::Server(args) => BrokerConfig::from_args(&args)

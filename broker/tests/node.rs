@@ -48,7 +48,7 @@ fn config(dir: &Path, addrs: &Addrs) -> BrokerConfig {
     .expect("flags parse");
     match cli.command {
         CliCommand::Server(args) => BrokerConfig::from_args(&args).expect("valid configuration"),
-        CliCommand::Version => unreachable!("server was asked for"),
+        CliCommand::Version | CliCommand::Admin(_) => unreachable!("server was asked for"),
     }
 }
 
