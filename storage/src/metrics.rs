@@ -269,12 +269,12 @@ pub static LOG_START_OFFSET: LazyLock<IntGaugeVec> = LazyLock::new(|| {
 });
 
 /// Bytes held by each partition this node owns (its sealed segments, from
-/// metadata; the segment being written is not counted), refreshed by every
-/// retention check.
+/// metadata, plus what the writer put in the segment it is writing),
+/// refreshed by every retention check.
 pub static LOG_SIZE_BYTES: LazyLock<IntGaugeVec> = LazyLock::new(|| {
     register_int_gauge_vec!(
         "distlog_log_size_bytes",
-        "Payload bytes of the sealed segments of each partition this node owns",
+        "Payload bytes of each partition this node owns",
         &["topic", "partition"]
     )
     .expect("metric registers once")

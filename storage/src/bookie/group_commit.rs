@@ -14,9 +14,19 @@
 //! the in-memory index and acknowledges them: many concurrent adds share one
 //! fsync, and readers never see an entry that is not durable.
 //!
-//! Fences and deletes are processed in queue order: the adds staged before
-//! one are committed first, so a fence returns the true last entry and no
-//! add queued after it can succeed.
+//! Fences are processed in queue order: the adds staged before one are
+//! committed first, so a fence returns the true last entry and no add queued
+//! after it can succeed.
+//!
+//! Deletes leave the thread's path: a deleted ledger's segment left the
+//! metadata after it was sealed, so no add to it can be legitimate. The
+//! committer drops the ledger from the bookie's maps at the end of the batch
+//! (from then on it is unknown: reads fail, listings omit it) and hands the
+//! files to the deleter thread, which unlinks every ledger queued with one
+//! directory fsync and answers each. Retention frees hundreds of ledgers at
+//! once; with unlinks and directory syncs on this thread every add queued
+//! behind them would wait for all of them. A crash before the unlink leaves a
+//! file that recovery loads and orphan collection deletes.
 
 use std::collections::HashMap;
 use std::io::{self, IoSlice};
@@ -68,9 +78,11 @@ struct Group {
 /// Run the group-commit loop until a `Shutdown` op arrives or every sender is
 /// gone. Call on a dedicated thread.
 pub(crate) fn run(shared: Arc<Shared>, rx: mpsc::Receiver<Op>) {
+    let (deletes, deleter) = start_deleter(shared.ledgers_dir.clone());
     let committer = GroupCommitter {
         shared,
         syncers: SyncPool::start(MAX_PARALLEL_SYNCS - 1),
+        deletes,
     };
     let mut stopping = false;
     while !stopping {
@@ -96,7 +108,57 @@ pub(crate) fn run(shared: Arc<Shared>, rx: mpsc::Receiver<Op>) {
         }
         committer.process(batch);
     }
+    // Deletes handed over are finished before the bookie reports closed.
+    drop(committer);
+    if deleter.is_some_and(|d| d.join().is_err()) {
+        tracing::error!("bookie ledger deleter thread panicked");
+    }
     tracing::debug!("bookie group committer stopped");
+}
+
+/// A delete handed to the deleter thread.
+type DeleteJob = (LedgerId, oneshot::Sender<Result<()>>);
+
+/// Start the deleter thread: it unlinks the files of every ledger queued
+/// together, syncs the directory once, then answers each delete. It ends
+/// when the sender is dropped, after the deletes queued before.
+/// When the thread cannot be started, its receiver is gone and deletes run
+/// inline on the committer (see `GroupCommitter::delete`).
+fn start_deleter(
+    ledgers_dir: std::path::PathBuf,
+) -> (mpsc::Sender<DeleteJob>, Option<std::thread::JoinHandle<()>>) {
+    let (tx, rx) = mpsc::channel::<DeleteJob>();
+    let handle = std::thread::Builder::new()
+        .name("bookie-deleter".into())
+        .spawn(move || {
+            while let Ok(first) = rx.recv() {
+                let jobs: Vec<DeleteJob> = std::iter::once(first).chain(rx.try_iter()).collect();
+                let unlinked: Vec<Result<()>> = jobs
+                    .iter()
+                    .map(|(id, _)| LedgerFile::unlink(&ledgers_dir, *id))
+                    .collect();
+                let synced = super::ledger_file::fsync_dir(&ledgers_dir);
+                for ((id, reply), unlinked) in jobs.into_iter().zip(unlinked) {
+                    let outcome = unlinked.and_then(|()| match &synced {
+                        Ok(()) => Ok(()),
+                        Err(e) => Err(StorageError::io(&ledgers_dir, clone_io_error(e))),
+                    });
+                    if outcome.is_ok() {
+                        tracing::info!(ledger = id, "ledger deleted");
+                    }
+                    let _ = reply.send(outcome);
+                }
+            }
+        })
+        .map_err(|e| tracing::warn!(error = %e, "cannot start the bookie-deleter thread; ledgers are deleted inline"))
+        .ok();
+    (tx, handle)
+}
+
+/// The io error inside a storage error, for answering each delete of a
+/// batch whose directory sync failed.
+fn clone_io_error(e: &StorageError) -> io::Error {
+    io::Error::other(e.to_string())
 }
 
 fn op_bytes(op: &Op) -> usize {
@@ -117,6 +179,8 @@ enum Validated {
 struct GroupCommitter {
     shared: Arc<Shared>,
     syncers: SyncPool,
+    /// Deletes for the deleter thread.
+    deletes: mpsc::Sender<DeleteJob>,
 }
 
 impl GroupCommitter {
@@ -124,6 +188,7 @@ impl GroupCommitter {
     fn process(&self, batch: Vec<Op>) -> bool {
         let mut group = Group::default();
         let mut stop = false;
+        let mut deletes = Vec::new();
         for op in batch {
             match op {
                 Op::Add(req, reply) => self.stage(&mut group, req, reply),
@@ -131,14 +196,14 @@ impl GroupCommitter {
                     self.commit(std::mem::take(&mut group));
                     let _ = reply.send(self.fence(id));
                 }
-                Op::Delete(id, reply) => {
-                    self.commit(std::mem::take(&mut group));
-                    let _ = reply.send(self.delete(id));
-                }
+                Op::Delete(id, reply) => deletes.push((id, reply)),
                 Op::Shutdown => stop = true,
             }
         }
         self.commit(group);
+        for (id, reply) in deletes {
+            self.delete(id, reply);
+        }
         stop
     }
 
@@ -301,12 +366,15 @@ impl GroupCommitter {
         Ok(last)
     }
 
-    fn delete(&self, id: LedgerId) -> Result<()> {
+    /// Forget the ledger and hand its files to the deleter thread, which
+    /// answers `reply` once they are gone (see the module docs).
+    fn delete(&self, id: LedgerId, reply: oneshot::Sender<Result<()>>) {
         self.shared.ledgers.write().remove(&id);
         self.shared.lac.remove(id);
-        LedgerFile::remove(&self.shared.ledgers_dir, id)?;
-        tracing::info!(ledger = id, "ledger deleted");
-        Ok(())
+        // Without a deleter thread (it could not be started), inline.
+        if let Err(mpsc::SendError((_, reply))) = self.deletes.send((id, reply)) {
+            let _ = reply.send(LedgerFile::remove(&self.shared.ledgers_dir, id));
+        }
     }
 }
 

@@ -202,6 +202,14 @@ impl LedgerFile {
     /// Remove the ledger's files (record file first, then the marker) and
     /// make the removal durable. Missing files are fine.
     pub fn remove(ledgers_dir: &Path, id: LedgerId) -> Result<()> {
+        Self::unlink(ledgers_dir, id)?;
+        fsync_dir(ledgers_dir)
+    }
+
+    /// Remove the ledger's files (record file first, then the marker)
+    /// without syncing the directory: a caller removing many makes them
+    /// durable with one [`fsync_dir`]. Missing files are fine.
+    pub fn unlink(ledgers_dir: &Path, id: LedgerId) -> Result<()> {
         for path in [log_path(ledgers_dir, id), fence_path(ledgers_dir, id)] {
             match std::fs::remove_file(&path) {
                 Ok(()) => {}
@@ -209,7 +217,7 @@ impl LedgerFile {
                 Err(e) => return Err(StorageError::io(&path, e)),
             }
         }
-        fsync_dir(ledgers_dir)
+        Ok(())
     }
 
     /// Write `slices` (headers and payload chunks, already in order) at the

@@ -74,9 +74,13 @@ pub struct RetentionPlan {
 
 /// The truncation `retention` asks for over a stream's segments (in LSSN
 /// order, as metadata holds them) at wall-clock `now_ms`, or `None` when
-/// nothing is due. Pure, so the rules are unit-tested.
+/// nothing is due. `writing_bytes` is what the segment being written holds
+/// so far (metadata records a segment's size only at its seal): the stream's
+/// size counts it, as Kafka counts its active segment. Pure, so the rules
+/// are unit-tested.
 pub fn plan(
     segments: &[SegmentMeta],
+    writing_bytes: u64,
     log_start_offset: u64,
     retention: Retention,
     now_ms: u64,
@@ -87,7 +91,7 @@ pub fn plan(
     let period_ms = retention
         .period
         .map(|p| u64::try_from(p.as_millis()).unwrap_or(u64::MAX));
-    let mut remaining: u64 = segments.iter().map(|s| s.size_bytes).sum();
+    let mut remaining: u64 = segments.iter().map(|s| s.size_bytes).sum::<u64>() + writing_bytes;
     // Never the last segment: it is the one being written (or, once the
     // stream is closed, the one a new owner continues after).
     let candidates = segments.len().saturating_sub(1);
@@ -211,9 +215,18 @@ pub(crate) async fn check(ctx: &NsCtx, streams: &[Arc<LogStream>]) -> HashSet<Ga
             continue;
         };
         let retention = (ctx.config.stream_config)(&topic).retention;
+        // The writer's bytes of its segment, if that is still the last one
+        // metadata holds (a segment just sealed is counted once).
+        let writing = (*shared.open_segment.lock())
+            .filter(|(lssn, _)| {
+                segments
+                    .last()
+                    .is_some_and(|g| g.lssn == *lssn && g.state != SegmentState::Completed)
+            })
+            .map_or(0, |(_, bytes)| bytes);
         let mut start = log_start;
-        let mut size: u64 = segments.iter().map(|g| g.size_bytes).sum();
-        if let Some(p) = plan(&segments, log_start, retention, now_ms()) {
+        let mut size: u64 = segments.iter().map(|g| g.size_bytes).sum::<u64>() + writing;
+        if let Some(p) = plan(&segments, writing, log_start, retention, now_ms()) {
             match truncate(ctx, shared, p.log_start_offset, Cause::Retention).await {
                 Ok(()) => {
                     info!(
@@ -316,7 +329,7 @@ mod tests {
     #[test]
     fn unlimited_retention_never_truncates() {
         let segs = vec![sealed(1, 0, 10, 100, 5), open(2, 10)];
-        assert_eq!(plan(&segs, 0, Retention::default(), u64::MAX), None);
+        assert_eq!(plan(&segs, 0, 0, Retention::default(), u64::MAX), None);
     }
 
     #[test]
@@ -329,7 +342,7 @@ mod tests {
             sealed(4, 30, 10, 100, 1000), // old but after a kept one: stays
             open(5, 40),
         ];
-        let p = plan(&segs, 0, by_time(5000), 10_000).unwrap();
+        let p = plan(&segs, 0, 0, by_time(5000), 10_000).unwrap();
         assert_eq!(
             p,
             RetentionPlan {
@@ -339,18 +352,18 @@ mod tests {
             }
         );
         // Exactly at the limit is not older than it.
-        assert_eq!(plan(&segs, 0, by_time(9000), 10_000), None);
+        assert_eq!(plan(&segs, 0, 0, by_time(9000), 10_000), None);
     }
 
     #[test]
     fn the_segment_being_written_is_never_dropped() {
         let segs = vec![sealed(1, 0, 10, 100, 1), sealed(2, 10, 10, 100, 1)];
         // Both expired, but the last one is the stream's current segment.
-        let p = plan(&segs, 0, by_time(1), 1_000_000).unwrap();
+        let p = plan(&segs, 0, 0, by_time(1), 1_000_000).unwrap();
         assert_eq!(p.log_start_offset, 10);
         assert_eq!(p.segments, 1);
         let segs = vec![sealed(1, 0, 10, 100, 1), open(2, 10)];
-        assert_eq!(plan(&segs, 0, by_time(1), 1_000_000).unwrap().segments, 1);
+        assert_eq!(plan(&segs, 0, 0, by_time(1), 1_000_000).unwrap().segments, 1);
     }
 
     #[test]
@@ -364,13 +377,17 @@ mod tests {
         ];
         // 400 bytes, limit 250: dropping 1 leaves 300 >= 250, dropping 2
         // leaves 200 < 250 so segment 2 stays (Kafka's rule).
-        let p = plan(&segs, 0, by_size(250), 0).unwrap();
+        let p = plan(&segs, 0, 0, by_size(250), 0).unwrap();
         assert_eq!((p.log_start_offset, p.segments, p.bytes), (10, 1, 100));
         // Limit 200: two go (300 >= 200, 200 >= 200), the third would leave 100.
-        let p = plan(&segs, 0, by_size(200), 0).unwrap();
+        let p = plan(&segs, 0, 0, by_size(200), 0).unwrap();
         assert_eq!((p.log_start_offset, p.segments, p.bytes), (20, 2, 200));
-        assert_eq!(plan(&segs, 0, by_size(400), 0), None);
-        assert_eq!(plan(&segs, 0, by_size(1000), 0), None);
+        assert_eq!(plan(&segs, 0, 0, by_size(400), 0), None);
+        assert_eq!(plan(&segs, 0, 0, by_size(1000), 0), None);
+        // The segment being written counts: 150 bytes in it make 550, so with a
+        // limit of 400 one sealed segment goes (450 >= 400); a second would leave 350.
+        let p = plan(&segs, 150, 0, by_size(400), 0).unwrap();
+        assert_eq!((p.log_start_offset, p.segments), (10, 1));
     }
 
     #[test]
@@ -382,11 +399,11 @@ mod tests {
             sealed(4, 10, 10, 100, 99_999),
             open(5, 20),
         ];
-        let p = plan(&segs, 0, by_time(10), 1000).unwrap();
+        let p = plan(&segs, 0, 0, by_time(10), 1000).unwrap();
         // 1 (empty), 2 (expired), 3 (empty) go; 4 is fresh.
         assert_eq!((p.log_start_offset, p.segments, p.bytes), (10, 3, 100));
         let only_empty = vec![sealed(1, 0, 0, 0, 0), open(2, 0)];
-        assert_eq!(plan(&only_empty, 0, by_time(10), 1000), None);
+        assert_eq!(plan(&only_empty, 0, 0, by_time(10), 1000), None);
     }
 
     #[test]
@@ -397,9 +414,9 @@ mod tests {
             sealed(3, 20, 10, 100, 99_999),
             open(4, 30),
         ];
-        let p = plan(&segs, 15, by_time(10), 1000).unwrap();
+        let p = plan(&segs, 0, 15, by_time(10), 1000).unwrap();
         assert_eq!(p.log_start_offset, 20);
         // Nothing expired: the start stays where DeleteRecords put it.
-        assert_eq!(plan(&segs, 15, by_time(10), 5), None);
+        assert_eq!(plan(&segs, 0, 15, by_time(10), 5), None);
     }
 }
