@@ -18,6 +18,7 @@
 //!   by a new incarnation of its owner, and the time to the first produce after a restart.
 //! - [`retention`]: the time retention takes to free a large expired topic, and the ack latency
 //!   of a steady produce load while it does (issue 13).
+//! - [`json_log`]: the broker's JSON log lines, with their times, read back.
 //! - [`steady_load`]: a paced acks=all producer that keeps every message's send instant, so its
 //!   latency can be cut into windows of a scenario's timeline.
 //!
@@ -29,6 +30,7 @@ pub mod e2e;
 pub mod group;
 pub mod idempotence;
 pub mod idle;
+pub mod json_log;
 pub mod probe;
 pub mod produce;
 pub mod raw_produce;

@@ -46,6 +46,7 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
 use serde_json::{json, Value};
 
+use crate::json_log::log_lines;
 use crate::probe::{metric_sum, BrokerProbe};
 use crate::raw_produce::{pipeline_calls, spread, PRODUCE_VERSION};
 use crate::rebuild::Incarnation;
@@ -286,16 +287,16 @@ pub fn run(opts: &RetentionOptions) -> anyhow::Result<Vec<(String, Value)>> {
     let rel = |wall: f64| wall - origin_wall_ms;
     let truncations: Vec<f64> = lines
         .iter()
-        .filter(|(_, m, _)| m == "retention truncated the stream's oldest segments")
-        .map(|(t, _, _)| rel(*t))
+        .filter(|l| l.message == "retention truncated the stream's oldest segments")
+        .map(|l| rel(l.at_ms))
         .collect();
     let deletions: Vec<f64> = lines
         .iter()
-        .filter(|(_, m, f)| {
-            m == "deleted released ledgers on their bookies"
-                && f.get("reason").and_then(Value::as_str) == Some("truncated")
+        .filter(|l| {
+            l.message == "deleted released ledgers on their bookies"
+                && l.fields.get("reason").and_then(Value::as_str) == Some("truncated")
         })
-        .map(|(t, _, _)| rel(*t))
+        .map(|l| rel(l.at_ms))
         .collect();
     let first_trunc_ms = truncations.iter().copied().fold(f64::INFINITY, f64::min);
     let last_trunc_ms = truncations.iter().copied().fold(f64::NEG_INFINITY, f64::max);
@@ -568,57 +569,4 @@ fn wall_ms() -> f64 {
 
 fn finite(v: f64) -> Option<f64> {
     v.is_finite().then_some(v)
-}
-
-/// Every JSON log line after byte `from`: (its time in ms since the epoch, its message, its fields).
-fn log_lines(log: &Path, from: u64) -> anyhow::Result<Vec<(f64, String, serde_json::Map<String, Value>)>> {
-    use std::io::{Read, Seek, SeekFrom};
-    let mut file = std::fs::File::open(log).with_context(|| format!("open {}", log.display()))?;
-    file.seek(SeekFrom::Start(from))?;
-    let mut text = String::new();
-    file.read_to_string(&mut text)?;
-    Ok(text
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter_map(|v| {
-            let t = rfc3339_ms(v.get("timestamp")?.as_str()?)?;
-            let fields = v.get("fields")?.as_object()?.clone();
-            let message = fields.get("message")?.as_str()?.to_string();
-            Some((t, message, fields))
-        })
-        .collect())
-}
-
-/// `YYYY-MM-DDTHH:MM:SS[.fraction]Z` (tracing's JSON timestamps) in ms since the epoch.
-fn rfc3339_ms(s: &str) -> Option<f64> {
-    let s = s.strip_suffix('Z')?;
-    let (date, time) = s.split_once('T')?;
-    let mut d = date.splitn(3, '-').map(str::parse::<i64>);
-    let (y, m, day) = (d.next()?.ok()?, d.next()?.ok()?, d.next()?.ok()?);
-    let mut t = time.splitn(3, ':');
-    let (hh, mm) = (t.next()?.parse::<f64>().ok()?, t.next()?.parse::<f64>().ok()?);
-    let ss = t.next()?.parse::<f64>().ok()?;
-    // Days from civil (Howard Hinnant's algorithm).
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    Some(((days as f64 * 86_400.0) + hh * 3600.0 + mm * 60.0 + ss) * 1e3)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn rfc3339_timestamps_parse_to_epoch_ms() {
-        assert_eq!(rfc3339_ms("1970-01-01T00:00:00Z"), Some(0.0));
-        assert_eq!(rfc3339_ms("2000-03-01T00:00:01.5Z"), Some(951_868_801_500.0));
-        let t = rfc3339_ms("2026-12-07T01:16:06.123456Z").expect("parses");
-        assert!((t - 1_796_606_166_123.456).abs() < 0.01, "{t}");
-        assert_eq!(rfc3339_ms("2026-12-07 01:16:06"), None);
-    }
 }

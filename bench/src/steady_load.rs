@@ -253,3 +253,36 @@ fn send_loop(
     record.sent = sent;
     Ok(record)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn windows_take_the_messages_sent_in_them() {
+        let ms = 1_000_000;
+        let record = LoadRecord {
+            acks: [(0, 5), (1000, 7), (1500, 900), (2000, 3)]
+                .map(|(sent, lat)| Ack {
+                    sent_ns: sent * ms,
+                    latency_ns: lat * ms,
+                })
+                .to_vec(),
+            sent: 4,
+            ..LoadRecord::default()
+        };
+        assert_eq!(record.first_ack_ns(), Some(5 * ms));
+        let w: serde_json::Map<String, Value> = record
+            .window("during", 1000 * ms, 2000 * ms)
+            .into_iter()
+            .collect();
+        assert_eq!(w["during_samples"], json!(2));
+        assert_eq!(w["during_p50_ms"], json!(7.0));
+        assert_eq!(w["during_max_ms"], json!(900.0));
+        assert_eq!(w["during_window_secs"], json!(1.0));
+        assert_eq!(w["during_msgs_per_s"], json!(2.0));
+        let empty: serde_json::Map<String, Value> =
+            record.window("after", 3000 * ms, 4000 * ms).into_iter().collect();
+        assert_eq!(empty["after_samples"], json!(0));
+    }
+}
