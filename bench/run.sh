@@ -34,9 +34,10 @@
 #   BENCH_SKIP_INSTALL=1         do not run bench/install-deps.sh
 #   BENCH_SKIP_BUILD=1           do not run cargo build (use the existing release binaries)
 #   BENCH_OUT=bench/results/latest.md  where the table goes
-#   BENCH_ONLY="idle main idem rebuild machine"  which groups to run (default: all): idle = idle RSS,
+#   BENCH_ONLY="idle main idem rebuild retention machine"  which groups to run (default: all): idle = idle RSS,
 #                                main = scenarios 1-6, idem = scenario 8 (idempotent vs plain produce),
 #                                rebuild = scenario 9 (producer-state rebuild on restart),
+#                                retention = scenario 10 (retention freeing an expired topic under load),
 #                                machine = scenario 7 (fio, iperf3)
 #   BENCH_IDEM_RUNS=3            runs of scenario 8 (each run: both producers back to back; the
 #                                order alternates with the run number)
@@ -49,6 +50,14 @@
 #   BENCH_REBUILD_PRODUCERS=10000 / 2000  idempotent producers written before the restart (scenario 9)
 #   BENCH_REBUILD_BATCHES=3      batches per producer (scenario 9)
 #   BENCH_REBUILD_SEGMENT_BYTES=1048576  segment.bytes of the snapshot case of scenario 9
+#   BENCH_RETENTION_RUNS=$BENCH_RUNS runs of scenario 10 (each fills BENCH_RETENTION_GIB on disk, then
+#                                frees it; a run is skipped with an error line when the disk has less
+#                                than 1.1 x that + 2 GiB free)
+#   BENCH_RETENTION_GIB=10 / 0.5 GiB of expired records scenario 10 fills and retention frees
+#   BENCH_RETENTION_PARTITIONS=100  partitions they are spread over (segment.bytes 16 MiB)
+#   BENCH_RETENTION_LOAD_RATE=20000  msgs/s (1 KiB, acks=all, 8 partitions) of the load whose ack
+#                                latency scenario 10 reports during and after the truncation
+#   BENCH_RETENTION_CHECK_MS=5000  --log-retention-check-interval-ms of scenario 10's restarted broker
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -74,13 +83,18 @@ FIO_READ_MB="${BENCH_FIO_READ_MB:-$(q 1024 256)}"
 DROP_CACHES="${BENCH_DROP_CACHES:-1}"
 PERF="${BENCH_PERF:-0}"
 OUT="${BENCH_OUT:-bench/results/latest.md}"
-ONLY="${BENCH_ONLY:-idle main idem rebuild machine}"
+ONLY="${BENCH_ONLY:-idle main idem rebuild retention machine}"
 IDEM_RUNS="${BENCH_IDEM_RUNS:-$RUNS}"
 IDEM_WARMUP="${BENCH_IDEM_WARMUP:-1}"
 IDEM_VARIANTS="${BENCH_IDEM_VARIANTS:-default mif5}"
 REBUILD_PRODUCERS="${BENCH_REBUILD_PRODUCERS:-$(q 10000 2000)}"
 REBUILD_BATCHES="${BENCH_REBUILD_BATCHES:-3}"
 REBUILD_SEGMENT_BYTES="${BENCH_REBUILD_SEGMENT_BYTES:-1048576}"
+RETENTION_RUNS="${BENCH_RETENTION_RUNS:-$RUNS}"
+RETENTION_GIB="${BENCH_RETENTION_GIB:-$(q 10 0.5)}"
+RETENTION_PARTITIONS="${BENCH_RETENTION_PARTITIONS:-100}"
+RETENTION_LOAD_RATE="${BENCH_RETENTION_LOAD_RATE:-20000}"
+RETENTION_CHECK_MS="${BENCH_RETENTION_CHECK_MS:-5000}"
 want() { [[ " $ONLY " == *" $1 "* ]]; }
 
 log() { printf '[bench %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
@@ -349,6 +363,28 @@ for r in $(seq 1 "$RUNS"); do
 done
 fi
 
+# --- scenario 10: retention freeing an expired topic under a steady load (issue 13) ----------------
+# Its own broker per run (data under $RUN_DIR): RETENTION_GIB of records two hours old go to a topic
+# of RETENTION_PARTITIONS partitions (segment.bytes 16 MiB, retention.ms 1 h) with no retention check;
+# SIGTERM; restart with --log-retention-check-interval-ms RETENTION_CHECK_MS and a steady acks=all
+# load on a second topic; the time until the fill's ledger files are gone, and the load's ack latency
+# during the truncation and as long after it. The data dir is removed after every run.
+if want retention; then
+for r in $(seq 1 "$RETENTION_RUNS"); do
+  need_kib="$(python3 -c "print(int(($RETENTION_GIB * 1.1 + 2) * 1048576))")"
+  avail_kib="$(df -Pk "$RUN_DIR" | awk 'NR == 2 { print $4 }')"
+  if [ "$avail_kib" -lt "$need_kib" ]; then
+    log "s10-retention run $r skipped: $((avail_kib / 1024)) MiB free, $((need_kib / 1024)) MiB needed"
+    record "{\"scenario\":\"s10-retention\",\"run\":$r,\"error\":\"skipped: $((avail_kib / 1024)) MiB free on the disk, $((need_kib / 1024)) MiB needed for a ${RETENTION_GIB} GiB fill\"}"
+    continue
+  fi
+  DISTLOG_BIN="$DISTLOG" bench s10-retention "$r" 2400 retention --fill-gib "$RETENTION_GIB" \
+    --partitions "$RETENTION_PARTITIONS" --load-rate "$RETENTION_LOAD_RATE" \
+    --check-interval-ms "$RETENTION_CHECK_MS" --data-dir "$RUN_DIR/retention-$r/data"
+  rm -rf "$RUN_DIR/retention-$r"
+done
+fi
+
 # --- scenario 7: the machine's limits ------------------------------------------------------------
 FIO_BS_SOURCE=""
 if ! want machine; then
@@ -399,7 +435,7 @@ python3 bench/report.py --results "$JSONL" --facts "$RUN_DIR/facts.json" \
   --fio-write "$RUN_DIR/fio-write.json" --fio-read "$RUN_DIR/fio-read.json" --iperf "$RUN_DIR/iperf.json" \
   --fio-bs "$FIO_BS" --fio-bs-source "$FIO_BS_SOURCE" --elapsed $((END_EPOCH - START_EPOCH)) \
   --groups "$ONLY" \
-  --settings "groups=${ONLY}, runs=$RUNS, produce secs=$SECS, window=${WINDOW_KB} KiB/${WINDOW_MSGS} msgs (s3: ${SMALL_WINDOW_KB} KiB/${SMALL_WINDOW_MSGS} msgs), catch-up=${CATCHUP_MB} MiB, fan-out=${FANOUT_MB} MiB x ${FANOUT_CONSUMERS}, e2e rate=${E2E_RATE}/s, idle partitions=${IDLE_PARTITIONS}, idem runs=${IDEM_RUNS} (warm-up ${IDEM_WARMUP} s, variants: ${IDEM_VARIANTS}), rebuild=${REBUILD_PRODUCERS} producers x ${REBUILD_BATCHES} batches (snapshot case: segment.bytes=${REBUILD_SEGMENT_BYTES}), quick=${QUICK}" \
+  --settings "groups=${ONLY}, runs=$RUNS, produce secs=$SECS, window=${WINDOW_KB} KiB/${WINDOW_MSGS} msgs (s3: ${SMALL_WINDOW_KB} KiB/${SMALL_WINDOW_MSGS} msgs), catch-up=${CATCHUP_MB} MiB, fan-out=${FANOUT_MB} MiB x ${FANOUT_CONSUMERS}, e2e rate=${E2E_RATE}/s, idle partitions=${IDLE_PARTITIONS}, idem runs=${IDEM_RUNS} (warm-up ${IDEM_WARMUP} s, variants: ${IDEM_VARIANTS}), rebuild=${REBUILD_PRODUCERS} producers x ${REBUILD_BATCHES} batches (snapshot case: segment.bytes=${REBUILD_SEGMENT_BYTES}), retention=${RETENTION_RUNS} runs x ${RETENTION_GIB} GiB over ${RETENTION_PARTITIONS} partitions (load ${RETENTION_LOAD_RATE} msgs/s, check interval ${RETENTION_CHECK_MS} ms), quick=${QUICK}" \
   >"$OUT"
 cat "$OUT"
 log "wrote $OUT and ${OUT%.md}.jsonl"

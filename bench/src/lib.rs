@@ -16,6 +16,11 @@
 //! - [`raw_produce`]: hand-built InitProducerId and idempotent Produce requests, pipelined.
 //! - [`rebuild`]: the time to rebuild many idempotent producers' state when a partition is opened
 //!   by a new incarnation of its owner, and the time to the first produce after a restart.
+//! - [`retention`]: the time retention takes to free a large expired topic, and the ack latency
+//!   of a steady produce load while it does (issue 13).
+//! - [`json_log`]: the broker's JSON log lines, with their times, read back.
+//! - [`steady_load`]: a paced acks=all producer that keeps every message's send instant, so its
+//!   latency can be cut into windows of a scenario's timeline.
 //!
 //! The read scenarios position their consumers with `assign()` and never commit (each consumer
 //! still gets its own `group.id`); only [`group`] subscribes and commits.
@@ -25,11 +30,14 @@ pub mod e2e;
 pub mod group;
 pub mod idempotence;
 pub mod idle;
+pub mod json_log;
 pub mod probe;
 pub mod produce;
 pub mod raw_produce;
 pub mod rebuild;
+pub mod retention;
 pub mod stats;
+pub mod steady_load;
 
 use std::time::Duration;
 

@@ -319,13 +319,19 @@ fn first_produce(
 /// The broker's second incarnation, spawned directly (not through the harness, which would wait
 /// for `/health` in 50 ms steps) so the first produce can start right after the spawn. Killed if
 /// dropped before [`Incarnation::stop`].
-struct Incarnation {
-    child: Child,
+pub(crate) struct Incarnation {
+    pub(crate) child: Child,
 }
 
 impl Incarnation {
     /// Spawns the binary of `broker` with its data dir, ports and log file.
     fn spawn(broker: &DistlogProcess) -> anyhow::Result<Incarnation> {
+        Self::spawn_with(broker, &[])
+    }
+
+    /// [`Incarnation::spawn`] with `extra_args` appended to the command line (scenario 10 sets
+    /// the retention check interval of the new incarnation).
+    pub(crate) fn spawn_with(broker: &DistlogProcess, extra_args: &[String]) -> anyhow::Result<Incarnation> {
         let log = OpenOptions::new()
             .create(true)
             .append(true)
@@ -345,6 +351,7 @@ impl Incarnation {
             .args(["--http-listen", &format!("127.0.0.1:{}", ports.http)])
             .args(["--raft-listen", &format!("127.0.0.1:{}", ports.raft)])
             .args(["--log-level", "info", "--log-format", "json"])
+            .args(extra_args)
             .stdin(Stdio::null())
             .stdout(Stdio::from(log.try_clone()?))
             .stderr(Stdio::from(log));
@@ -354,7 +361,7 @@ impl Incarnation {
     }
 
     /// SIGTERM and wait (SIGKILL after 30 s).
-    fn stop(&mut self) -> anyhow::Result<()> {
+    pub(crate) fn stop(&mut self) -> anyhow::Result<()> {
         let pid = libc::pid_t::try_from(self.child.id())?;
         // SAFETY: kill(2) on our own child, not reaped yet.
         unsafe { libc::kill(pid, libc::SIGTERM) };

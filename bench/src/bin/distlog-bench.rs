@@ -17,6 +17,8 @@ use distlog_bench::idempotence::{self, Order};
 use distlog_bench::probe::BrokerProbe;
 use distlog_bench::produce::{self, ProduceOptions};
 use distlog_bench::rebuild::{self, RebuildOptions};
+use distlog_bench::retention::{self, RetentionOptions};
+use distlog_bench::steady_load::SteadyLoadOptions;
 use distlog_bench::{e2e, ensure_topic, ensure_topic_replicated, idle};
 use serde_json::{json, Map, Value};
 
@@ -223,6 +225,66 @@ enum Scenario {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
+    /// Retention (scenario 10): starts its own broker (ignores --bootstrap, --broker-pid and
+    /// --http), fills a topic with records older than its retention.ms, restarts the broker with a
+    /// short retention check interval and a steady acks=all load on a second topic, and times
+    /// how long retention takes to free the fill; the load's ack latency during the truncation
+    /// and in as long a window after it.
+    Retention {
+        /// GiB of record batches to fill (spread evenly over --partitions).
+        #[arg(long, default_value_t = 10.0)]
+        fill_gib: f64,
+        /// Partitions of the filled topic.
+        #[arg(long, default_value_t = 100)]
+        partitions: i32,
+        /// The filled topic's segment.bytes.
+        #[arg(long, default_value_t = 16 * 1024 * 1024)]
+        segment_bytes: u64,
+        /// The filled topic's retention.ms.
+        #[arg(long, default_value_t = 3_600_000)]
+        retention_ms: u64,
+        /// Age of the filled records' timestamps, ms (must exceed --retention-ms).
+        #[arg(long, default_value_t = 7_200_000)]
+        age_ms: u64,
+        /// Value bytes per filled record.
+        #[arg(long, default_value_t = 1024)]
+        value_bytes: usize,
+        /// Records per fill batch (one batch per Produce request).
+        #[arg(long, default_value_t = 512)]
+        records_per_batch: u32,
+        /// Raw connections the fill is spread over.
+        #[arg(long, default_value_t = 4)]
+        connections: usize,
+        /// Fill requests in flight per connection.
+        #[arg(long, default_value_t = 4)]
+        pipeline: usize,
+        /// --log-retention-check-interval-ms of the restarted broker (its first check comes one
+        /// interval after it starts).
+        #[arg(long, default_value_t = 5000)]
+        check_interval_ms: u64,
+        /// Partitions of the load topic.
+        #[arg(long, default_value_t = 8)]
+        load_partitions: i32,
+        /// Load rate, messages/s (1 KiB values: 20,000/s is 20 MB/s).
+        #[arg(long, default_value_t = 20_000.0)]
+        load_rate: f64,
+        /// Value bytes per load message.
+        #[arg(long, default_value_t = 1024)]
+        load_size: usize,
+        /// linger.ms of the load producer.
+        #[arg(long, default_value_t = 5)]
+        load_linger_ms: u64,
+        /// Poll the disk and /metrics this often, ms.
+        #[arg(long, default_value_t = 50)]
+        poll_ms: u64,
+        /// The broker's data dir (must be empty or absent); its log goes next to it. Removed at
+        /// the end unless --keep-data.
+        #[arg(long, default_value = "bench/tmp/retention/data")]
+        data_dir: PathBuf,
+        /// Keep the data dir.
+        #[arg(long)]
+        keep_data: bool,
+    },
 }
 
 impl Scenario {
@@ -238,6 +300,7 @@ impl Scenario {
             Scenario::GroupRebalance { .. } => "group-rebalance",
             Scenario::IdemOverhead { .. } => "idem-overhead",
             Scenario::StateRebuild { .. } => "state-rebuild",
+            Scenario::Retention { .. } => "retention",
         }
     }
 }
@@ -412,6 +475,48 @@ fn run(cli: &Cli) -> anyhow::Result<Vec<(String, Value)>> {
             connections: *connections,
             pipeline: *pipeline,
             data_dir: data_dir.clone(),
+            timeout: Duration::from_secs(common.timeout_secs),
+        }),
+        Scenario::Retention {
+            fill_gib,
+            partitions,
+            segment_bytes,
+            retention_ms,
+            age_ms,
+            value_bytes,
+            records_per_batch,
+            connections,
+            pipeline,
+            check_interval_ms,
+            load_partitions,
+            load_rate,
+            load_size,
+            load_linger_ms,
+            poll_ms,
+            data_dir,
+            keep_data,
+        } => retention::run(&RetentionOptions {
+            fill_bytes: (fill_gib.max(0.0) * f64::from(1u32 << 30)) as u64,
+            partitions: *partitions,
+            segment_bytes: *segment_bytes,
+            retention_ms: *retention_ms,
+            age_ms: *age_ms,
+            value_bytes: *value_bytes,
+            records_per_batch: *records_per_batch,
+            connections: *connections,
+            pipeline: *pipeline,
+            check_interval_ms: *check_interval_ms,
+            load: SteadyLoadOptions {
+                bootstrap: String::new(),
+                topic: retention::LOAD_TOPIC.into(),
+                partitions: *load_partitions,
+                size: *load_size,
+                rate: *load_rate,
+                linger_ms: *load_linger_ms,
+            },
+            poll: Duration::from_millis((*poll_ms).max(1)),
+            data_dir: data_dir.clone(),
+            keep_data: *keep_data,
             timeout: Duration::from_secs(common.timeout_secs),
         }),
     }
