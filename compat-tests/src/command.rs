@@ -188,3 +188,37 @@ mod tests {
         assert!(started.elapsed() < Duration::from_secs(5));
     }
 }
+
+/// Runs `compat-tests/python/<script>` with the clients' interpreter ([`python_clients`]) and
+/// `args`, killed after `deadline`, and returns the one JSON document it printed on stdout.
+/// Panics when it cannot run, fails or prints no JSON, with its output and `context` (the
+/// broker's log tail, say) in the message.
+pub fn run_python_json(
+    script: &str,
+    args: &[&str],
+    deadline: Duration,
+    context: impl Fn() -> String,
+) -> serde_json::Value {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("python").join(script);
+    let mut cmd = Command::new(python_clients());
+    cmd.arg(&path)
+        .args(args)
+        .env("PYTHONUNBUFFERED", "1")
+        .env("PYTHONDONTWRITEBYTECODE", "1");
+    let out = run_with_deadline(cmd, None, deadline)
+        .unwrap_or_else(|e| panic!("{script} {args:?}: {e:#}\n---- context ----\n{}", context()));
+    let stdout = out.stdout_text();
+    assert!(
+        out.status.success(),
+        "{script} {args:?} failed ({}).\n---- stdout ----\n{stdout}\n---- stderr ----\n{}\n---- context ----\n{}",
+        out.status,
+        out.stderr,
+        context()
+    );
+    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
+        panic!(
+            "{script} {args:?} printed no JSON ({e}):\n{stdout}\n{}",
+            out.stderr
+        )
+    })
+}

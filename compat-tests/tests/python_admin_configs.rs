@@ -11,49 +11,30 @@
 //! that `scripts/install-python-clients.sh` creates at `target/python-clients`, or
 //! `$DISTLOG_PYTHON`. A missing interpreter fails these tests.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
-use distlog_compat_tests::command::{python_clients as python, run_with_deadline};
+use distlog_compat_tests::command::run_python_json;
 use distlog_compat_tests::{start_broker, DistlogProcess};
 use serde_json::{json, Value};
 
 /// The process is killed after this long.
 const RUN_TIMEOUT: Duration = Duration::from_secs(120);
 
-fn script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("python/admin_configs.py")
-}
-
 /// Runs the script for `client` and returns what it observed; panics with its output and the
 /// broker's log when it failed.
 fn run(broker: &DistlogProcess, client: &str, topic: &str) -> Value {
-    let mut cmd = Command::new(python());
-    cmd.arg(script())
-        .args([
-            "--client",
-            client,
-            "--bootstrap",
-            &broker.bootstrap(),
-            "--topic",
-            topic,
-        ])
-        .args(["--broker-id", "1"])
-        .env("PYTHONUNBUFFERED", "1")
-        .env("PYTHONDONTWRITEBYTECODE", "1");
-    let out = run_with_deadline(cmd, None, RUN_TIMEOUT)
-        .unwrap_or_else(|e| panic!("{client}: {e:#}\n---- broker log ----\n{}", broker.log_tail(60)));
-    let stdout = out.stdout_text();
-    assert!(
-        out.status.success(),
-        "{client} failed ({}).\n---- stdout ----\n{stdout}\n---- stderr ----\n{}\n---- broker log ----\n{}",
-        out.status,
-        out.stderr,
-        broker.log_tail(60)
-    );
-    let doc: Value = serde_json::from_str(stdout.trim())
-        .unwrap_or_else(|e| panic!("{client} printed no JSON ({e}):\n{stdout}\n{}", out.stderr));
+    let bootstrap = broker.bootstrap();
+    let args = [
+        "--client",
+        client,
+        "--bootstrap",
+        &bootstrap,
+        "--topic",
+        topic,
+        "--broker-id",
+        "1",
+    ];
+    let doc = run_python_json("admin_configs.py", &args, RUN_TIMEOUT, || broker.log_tail(60));
     assert_eq!(doc["client"], client);
     doc["observed"].clone()
 }

@@ -5,41 +5,18 @@
 //! `compat-tests/python/admin_records.py` checks every answer and exits non-zero on the first
 //! mismatch; the test then checks the watermarks itself.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
-use distlog_compat_tests::command::{python_clients as python, run_with_deadline};
+use distlog_compat_tests::command::run_python_json;
 use distlog_compat_tests::{kafka, start_broker, DistlogProcess, OrPanic};
 use serde_json::Value;
 
-fn script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("python/admin_records.py")
-}
-
 fn run(broker: &DistlogProcess, client: &str, topic: &str) -> Value {
-    let mut cmd = Command::new(python());
-    cmd.arg(script())
-        .args([
-            "--client",
-            client,
-            "--bootstrap",
-            &broker.bootstrap(),
-            "--topic",
-            topic,
-        ])
-        .env("PYTHONUNBUFFERED", "1")
-        .env("PYTHONDONTWRITEBYTECODE", "1");
-    let out = run_with_deadline(cmd, None, Duration::from_secs(120))
-        .unwrap_or_else(|e| panic!("{client}: {e:#}\n---- broker log ----\n{}", broker.log_tail(60)));
-    assert!(
-        out.status.success(),
-        "{client} admin_records.py failed ({}):\n{}\n---- broker log ----\n{}",
-        out.status,
-        out.stderr,
+    let bootstrap = broker.bootstrap();
+    let args = ["--client", client, "--bootstrap", &bootstrap, "--topic", topic];
+    run_python_json("admin_records.py", &args, Duration::from_secs(120), || {
         broker.log_tail(60)
-    );
-    serde_json::from_str(out.stdout_text().trim()).expect("the script prints one JSON document")
+    })
 }
 
 #[test]
