@@ -191,12 +191,6 @@ impl StreamState for PartitionProducers {
         st.report();
     }
 
-    fn truncated(&self, log_start_offset: u64) {
-        let mut st = self.states.lock();
-        st.states.truncate_head(log_start_offset);
-        st.report();
-    }
-
     fn as_any(&self) -> &dyn Any {
         self
     }

@@ -222,19 +222,6 @@ impl ProducerStates {
         before - self.producers.len()
     }
 
-    /// Drop producers whose last batch lies wholly below the partition's
-    /// new log start offset (Kafka evicts them when retention or
-    /// DeleteRecords moves the start past their data: nothing in the log
-    /// remembers them any more); returns how many were dropped.
-    pub fn truncate_head(&mut self, log_start_offset: u64) -> usize {
-        let before = self.producers.len();
-        self.producers.retain(|_, e| {
-            e.last()
-                .is_some_and(|b| b.first_offset + u64::from(b.record_count) > log_start_offset)
-        });
-        before - self.producers.len()
-    }
-
     /// Producers known.
     pub fn len(&self) -> usize {
         self.producers.len()

@@ -157,22 +157,3 @@ fn idle_producers_expire() {
         Check::Refuse(ProducerStateError::UnknownProducerId { .. })
     ));
 }
-
-#[test]
-fn truncating_the_head_forgets_producers_whose_last_batch_is_below_the_new_start() {
-    let mut st = ProducerStates::default();
-    assert_eq!(st.admit(&batch(1, 0, 0, 10), 0, 0), Check::Write); // offsets 0..10
-    assert_eq!(st.admit(&batch(2, 0, 0, 5), 10, 0), Check::Write); // offsets 10..15
-    assert_eq!(st.admit(&batch(3, 0, 0, 5), 15, 0), Check::Write); // offsets 15..20
-    assert_eq!(st.truncate_head(10), 1, "producer 1's data is all below 10");
-    // A start inside producer 2's last batch keeps it.
-    assert_eq!(st.truncate_head(14), 0);
-    assert_eq!(st.truncate_head(15), 1);
-    let left: Vec<i64> = st.iter().map(|(id, _)| id).collect();
-    assert_eq!(left, vec![3]);
-    // An evicted producer is unknown again: it must start over at sequence 0.
-    assert!(matches!(
-        st.check(&batch(1, 0, 10, 1)),
-        Check::Refuse(ProducerStateError::UnknownProducerId { producer_id: 1, .. })
-    ));
-}

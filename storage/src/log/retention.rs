@@ -132,24 +132,18 @@ pub fn plan(
 /// offset forward (never back) and drop the sealed segments that end at or
 /// below it, exactly those the `TruncateStream` command drops in metadata.
 /// Idempotent: the command's writer and the metadata event both call it.
-/// The stream's state hears of the new start ([`super::StreamState::truncated`]).
 pub(crate) fn apply_to_view(shared: &StreamShared, log_start_offset: u64) {
-    {
-        let mut v = shared.view.write();
-        if log_start_offset <= v.log_start_offset {
-            return;
-        }
-        v.log_start_offset = log_start_offset;
-        let drop = v
-            .segments
-            .iter()
-            .take_while(|s| s.completed && s.next_offset <= log_start_offset)
-            .count();
-        v.segments.drain(..drop);
+    let mut v = shared.view.write();
+    if log_start_offset <= v.log_start_offset {
+        return;
     }
-    if let Some(state) = &shared.state {
-        state.truncated(log_start_offset);
-    }
+    v.log_start_offset = log_start_offset;
+    let drop = v
+        .segments
+        .iter()
+        .take_while(|s| s.completed && s.next_offset <= log_start_offset)
+        .count();
+    v.segments.drain(..drop);
 }
 
 /// Truncate an open stream at `log_start_offset`: metadata first (the

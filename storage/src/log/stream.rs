@@ -84,8 +84,6 @@ pub(crate) async fn open(ctx: &Arc<NsCtx>, id: StreamId) -> Result<Arc<LogStream
         let state = ctx.config.stream_state.as_ref().map(|make| make(id));
         if let Some(state) = &state {
             state_rebuild::rebuild(ctx, state.as_ref(), &segments).await?;
-            // A snapshot may predate the last truncation.
-            state.truncated(st.log_start_offset);
         }
         let (hw_tx, _) = watch::channel(next_offset);
         let (config, config_rx) = watch::channel(cfg);

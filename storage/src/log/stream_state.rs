@@ -88,15 +88,6 @@ pub trait StreamState: Send + Sync + 'static {
     /// Periodic housekeeping (expiry), called from the writer's idle tick.
     fn tick(&self, now_ms: i64);
 
-    /// The stream's log start offset moved to `log_start_offset`
-    /// (retention, DeleteRecords), or the stream opened with it: state that
-    /// only records below it refer to may be dropped. Called outside the
-    /// writer's order (the implementation locks inside); the default keeps
-    /// everything.
-    fn truncated(&self, log_start_offset: u64) {
-        let _ = log_start_offset;
-    }
-
     /// The concrete type, for the embedder's own queries (describing it).
     fn as_any(&self) -> &dyn Any;
 }
