@@ -162,33 +162,6 @@ pub fn kcat_available() -> bool {
     panic!("kcat is not installed: run scripts/install-deps.sh (or set DISTLOG_SKIP_KCAT=1 to skip)");
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn captures_output_and_feeds_stdin() {
-        let out = run_with_deadline(
-            Command::new("cat"),
-            Some(b"hello\n".to_vec()),
-            Duration::from_secs(5),
-        )
-        .expect("cat runs");
-        assert!(out.status.success());
-        assert_eq!(out.stdout, b"hello\n");
-    }
-
-    #[test]
-    fn kills_a_program_past_its_deadline() {
-        let mut cmd = Command::new("sleep");
-        cmd.arg("30");
-        let started = Instant::now();
-        let err = run_with_deadline(cmd, None, Duration::from_millis(200)).expect_err("must time out");
-        assert!(err.to_string().contains("did not finish"), "{err:#}");
-        assert!(started.elapsed() < Duration::from_secs(5));
-    }
-}
-
 /// Runs `compat-tests/python/<script>` with the clients' interpreter ([`python_clients`]) and
 /// `args`, killed after `deadline`, and returns the one JSON document it printed on stdout.
 /// Panics when it cannot run, fails or prints no JSON, with its output and `context` (the
@@ -221,4 +194,31 @@ pub fn run_python_json(
             out.stderr
         )
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn captures_output_and_feeds_stdin() {
+        let out = run_with_deadline(
+            Command::new("cat"),
+            Some(b"hello\n".to_vec()),
+            Duration::from_secs(5),
+        )
+        .expect("cat runs");
+        assert!(out.status.success());
+        assert_eq!(out.stdout, b"hello\n");
+    }
+
+    #[test]
+    fn kills_a_program_past_its_deadline() {
+        let mut cmd = Command::new("sleep");
+        cmd.arg("30");
+        let started = Instant::now();
+        let err = run_with_deadline(cmd, None, Duration::from_millis(200)).expect_err("must time out");
+        assert!(err.to_string().contains("did not finish"), "{err:#}");
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
 }
