@@ -69,6 +69,22 @@ fn admin_fails(broker: &DistlogProcess, args: &[&str]) -> (String, String) {
     (out.stdout_text(), out.stderr)
 }
 
+/// Create `topic` with `partitions` partitions and write records "r0".."r{n-1}" to partition 0.
+fn topic_with_records(bootstrap: &str, topic: &str, partitions: i32, n: usize) {
+    kafka::create_topic(bootstrap, topic, partitions).or_panic("create topic");
+    let records: Vec<kafka::TestRecord> = (0..n)
+        .map(|i| kafka::TestRecord::value(format!("r{i}")))
+        .collect();
+    kafka::produce_records(
+        &kafka::producer_config(bootstrap, "all"),
+        topic,
+        Some(0),
+        &records,
+        Duration::from_secs(30),
+    )
+    .or_panic("produce");
+}
+
 #[test]
 fn topics_create_list_describe_delete() {
     let broker = start_broker();
@@ -481,18 +497,7 @@ fn groups_list_describe_reset_delete() {
 fn streams_locate_and_ledgers_describe() {
     let broker = start_broker();
     let bootstrap = broker.bootstrap();
-    kafka::create_topic(&bootstrap, "located", 1).or_panic("create topic");
-    let records: Vec<kafka::TestRecord> = (0..3)
-        .map(|i| kafka::TestRecord::value(format!("r{i}")))
-        .collect();
-    kafka::produce_records(
-        &kafka::producer_config(&bootstrap, "all"),
-        "located",
-        Some(0),
-        &records,
-        Duration::from_secs(30),
-    )
-    .or_panic("produce");
+    topic_with_records(&bootstrap, "located", 1, 3);
 
     let endpoint: Value = serde_json::from_str(
         &broker
@@ -670,18 +675,7 @@ fn topics_alter_config() {
 fn records_delete() {
     let broker = start_broker();
     let bootstrap = broker.bootstrap();
-    kafka::create_topic(&bootstrap, "trimmed", 1).or_panic("create topic");
-    let records: Vec<kafka::TestRecord> = (0..10)
-        .map(|i| kafka::TestRecord::value(format!("r{i}")))
-        .collect();
-    kafka::produce_records(
-        &kafka::producer_config(&bootstrap, "all"),
-        "trimmed",
-        Some(0),
-        &records,
-        Duration::from_secs(30),
-    )
-    .or_panic("produce");
+    topic_with_records(&bootstrap, "trimmed", 1, 10);
     assert_eq!(
         admin_ok(
             &broker,
