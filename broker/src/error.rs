@@ -1,6 +1,6 @@
 //! The one place where DL (storage/metadata) errors become Kafka error codes.
 
-use distlog_metadata::{ApplyError, MetadataError};
+use distlog_metadata::{ApplyError, MetadataError, TxnRefusal};
 use distlog_storage::StorageError;
 use kafka_protocol::error::ResponseError;
 
@@ -85,6 +85,7 @@ pub fn metadata_error(e: &MetadataError) -> ResponseError {
             ApplyError::EpochMismatch { .. } => ResponseError::NotLeaderOrFollower,
             ApplyError::SegmentConflict { .. } => ResponseError::NotLeaderOrFollower,
             ApplyError::Invalid(_) => ResponseError::InvalidRequest,
+            ApplyError::Txn(t) => txn_refusal(t),
         },
         MetadataError::NoLeader | MetadataError::ForwardToLeader { .. } => ResponseError::RequestTimedOut,
         MetadataError::Storage(_) | MetadataError::Codec(_) => ResponseError::KafkaStorageError,
@@ -98,6 +99,16 @@ pub fn metadata_error(e: &MetadataError) -> ResponseError {
         // a reason on the broker's side; it is retriable and makes the
         // client refresh metadata, where INVALID_RECORD would drop the batch.
         MetadataError::UnexpectedResponse { .. } => ResponseError::KafkaStorageError,
+    }
+}
+
+/// The Kafka error of a refused transaction-state change.
+pub fn txn_refusal(r: &TxnRefusal) -> ResponseError {
+    match r {
+        TxnRefusal::InvalidProducerIdMapping => ResponseError::InvalidProducerIdMapping,
+        TxnRefusal::ProducerFenced { .. } => ResponseError::ProducerFenced,
+        TxnRefusal::ConcurrentTransactions => ResponseError::ConcurrentTransactions,
+        TxnRefusal::InvalidTxnState(_) => ResponseError::InvalidTxnState,
     }
 }
 

@@ -64,6 +64,12 @@ impl MetadataStore {
         }
     }
 
+    /// Apply a transaction op ([`Command::Txn`]); a refusal is
+    /// `MetadataError::Rejected(ApplyError::Txn(_))`.
+    pub async fn txn(&self, op: crate::transaction::TxnOp) -> Result<CommandResponse, MetadataError> {
+        self.write(Command::Txn(op)).await
+    }
+
     /// Make `owner` the stream's owner and return the new owner epoch
     /// ([`Command::AcquireStream`]); `expected_epoch`, when set, must be
     /// the current one.

@@ -81,6 +81,11 @@ pub struct GroupMeta {
     pub record: GroupRecord,
     /// Committed offsets: topic name → partition → offset.
     pub offsets: BTreeMap<String, BTreeMap<u32, CommittedOffset>>,
+    /// Offsets committed by open transactions (TxnOffsetCommit), by
+    /// producer id: they become `offsets` when the transaction commits and
+    /// are dropped when it aborts (`crate::transaction`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub pending_txn_offsets: BTreeMap<i64, crate::transaction::PendingOffsets>,
 }
 
 impl GroupMeta {
@@ -162,7 +167,10 @@ pub(crate) fn apply_group_ops(state: &mut MetaState, ops: &[GroupOp]) {
                         }
                     }
                 }
-                if meta.offsets.is_empty() && meta.record.members.is_empty() {
+                if meta.offsets.is_empty()
+                    && meta.record.members.is_empty()
+                    && meta.pending_txn_offsets.is_empty()
+                {
                     state.groups.remove(group);
                 }
             }
@@ -174,6 +182,9 @@ pub(crate) fn apply_group_ops(state: &mut MetaState, ops: &[GroupOp]) {
 pub(crate) fn forget_topic(state: &mut MetaState, topic: &str) {
     for meta in state.groups.values_mut() {
         meta.offsets.remove(topic);
+        for pending in meta.pending_txn_offsets.values_mut() {
+            pending.retain(|e| e.topic != topic);
+        }
     }
 }
 

@@ -19,6 +19,7 @@ pub mod node_id;
 pub mod quorum;
 pub mod state_machine;
 pub mod store;
+pub mod transaction;
 pub mod typ;
 
 pub use client::{MetadataConfig, MetadataStore, RaftTuning};
@@ -31,3 +32,4 @@ pub use membership::{Members, MembershipChange, MembershipFailure};
 pub use model::*;
 pub use node_id::NodeId;
 pub use quorum::QuorumStatus;
+pub use transaction::{TxnMeta, TxnOp, TxnPartition, TxnRefusal, TxnState};

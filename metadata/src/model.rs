@@ -216,6 +216,10 @@ pub struct MetaState {
     /// stay readable by older binaries).
     #[serde(default, skip_serializing_if = "DynamicBrokerConfigs::is_empty")]
     pub broker_configs: DynamicBrokerConfigs,
+    /// Transactions by transactional id (`crate::transaction`). Absent from
+    /// snapshots without any, so those stay readable by older binaries.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub transactions: BTreeMap<String, crate::transaction::TxnMeta>,
 }
 
 /// Dynamic broker config values: cluster-wide defaults and per-broker
@@ -369,6 +373,10 @@ pub enum Command {
         broker: Option<NodeId>,
         configs: BTreeMap<String, String>,
     },
+    /// A transaction-state change (`crate::transaction`): a compare-and-set
+    /// on the transactional id's producer id, epoch and state; refused with
+    /// `ApplyError::Txn`.
+    Txn(crate::transaction::TxnOp),
 }
 
 /// The final fields of a sealed segment, shared by the two sealing
@@ -409,6 +417,8 @@ pub enum ApplyError {
     SegmentConflict { stream: StreamId, reason: String },
     #[error("invalid command: {0}")]
     Invalid(String),
+    #[error("transaction: {0}")]
+    Txn(crate::transaction::TxnRefusal),
 }
 
 /// The successful result of applying a command.
@@ -424,6 +434,11 @@ pub enum CommandResponse {
     Epoch(u64),
     /// Ledgers released by the command, for the segment store to delete.
     ReleasedLedgers(Vec<LedgerId>),
+    /// A transactional producer's id and epoch (`TxnOp::Init`).
+    Producer { producer_id: i64, producer_epoch: i16 },
+    /// `TxnOp::Init` found a transaction open and began aborting it; the
+    /// caller retries once it completes.
+    TxnAborting,
 }
 
 /// The replicated outcome of a command: applied or refused.
@@ -481,6 +496,23 @@ pub enum MetaEvent {
         id: Uuid,
         from: u32,
         to: u32,
+    },
+    /// A transaction was decided (`commit` or abort): the owners of
+    /// `streams` write its marker, with this producer id and epoch, and
+    /// report it (`TxnOp::MarkersWritten`).
+    TxnPrepared {
+        transactional_id: String,
+        producer_id: i64,
+        producer_epoch: i16,
+        commit: bool,
+        streams: Vec<StreamId>,
+    },
+    /// Every marker of a prepared transaction is written; `prepare_ms` is
+    /// when it was prepared (wall clock).
+    TxnCompleted {
+        transactional_id: String,
+        commit: bool,
+        prepare_ms: u64,
     },
 }
 

@@ -89,6 +89,8 @@ fn apply_inner(state: &mut MetaState, cmd: &Command, events: &mut Vec<MetaEvent>
                 }
             }
             crate::consumer_group::forget_topic(state, name);
+            let gone: Vec<StreamId> = (0..topic.partitions).map(|p| topic.stream(p)).collect();
+            crate::transaction::forget_streams(state, &gone, events);
             let ledgers = released.iter().map(|r| r.ledger_id).collect();
             events.push(MetaEvent::TopicDeleted {
                 name: name.clone(),
@@ -248,6 +250,7 @@ fn apply_inner(state: &mut MetaState, cmd: &Command, events: &mut Vec<MetaEvent>
             crate::consumer_group::apply_group_ops(state, ops);
             Ok(CommandResponse::Ok)
         }
+        Command::Txn(op) => crate::transaction::apply_txn_op(state, op, events).map_err(ApplyError::Txn),
         Command::CreatePartitions { name, id, partitions } => {
             let topic = match state.topics.get(name) {
                 Some(t) if t.id == *id => t.clone(),

@@ -58,6 +58,10 @@ struct SnapshotBody {
     /// (and from any without one).
     #[serde(default, skip_serializing_if = "DynamicBrokerConfigs::is_empty")]
     broker_configs: DynamicBrokerConfigs,
+    /// Absent from snapshots written before transactions existed (and from
+    /// any without one).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    transactions: BTreeMap<String, crate::transaction::TxnMeta>,
 }
 
 fn encode_state(state: &MetaState) -> Result<Vec<u8>, StorageError> {
@@ -70,6 +74,7 @@ fn encode_state(state: &MetaState) -> Result<Vec<u8>, StorageError> {
         next_producer_id: state.next_producer_id,
         groups: state.groups.clone(),
         broker_configs: state.broker_configs.clone(),
+        transactions: state.transactions.clone(),
     };
     encode(ErrorSubject::Snapshot(None), &body)
 }
@@ -85,6 +90,7 @@ fn decode_state(bytes: &[u8]) -> Result<MetaState, StorageError> {
         next_producer_id: body.next_producer_id,
         groups: body.groups,
         broker_configs: body.broker_configs,
+        transactions: body.transactions,
     })
 }
 
