@@ -15,6 +15,8 @@
 //!   driver polling several members until a condition holds, and the exactly-once check.
 //! - [`raw`]: hand-built Kafka protocol frames for tests that must send what no client would.
 //! - [`command`]: run an external program (kcat) with a hard deadline.
+//! - [`txn`]: transactional producers, reading under an isolation level, and the transaction
+//!   history checker.
 
 pub mod chaos;
 pub mod cluster;
@@ -24,6 +26,7 @@ pub mod http;
 pub mod kafka;
 pub mod process;
 pub mod raw;
+pub mod txn;
 
 pub use process::{DistlogOptions, DistlogProcess};
 
