@@ -15,7 +15,9 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use kafka_protocol::messages::{ApiKey, FindCoordinatorRequest, FindCoordinatorResponse, ListOffsetsResponse};
+use kafka_protocol::messages::{
+    ApiKey, FindCoordinatorRequest, FindCoordinatorResponse, ListOffsetsResponse,
+};
 use kafka_protocol::protocol::StrBytes;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerGroupMetadata};
@@ -33,7 +35,11 @@ pub const TXN_CALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// 5 requests in flight, `transactional.id` = `transactional_id`, and both
 /// `transaction.timeout.ms` and `message.timeout.ms` set to `transaction_timeout_ms` (librdkafka
 /// refuses a message timeout longer than the transaction timeout).
-pub fn transactional_config(bootstrap: &str, transactional_id: &str, transaction_timeout_ms: u64) -> ClientConfig {
+pub fn transactional_config(
+    bootstrap: &str,
+    transactional_id: &str,
+    transaction_timeout_ms: u64,
+) -> ClientConfig {
     let mut config = kafka::producer_config(bootstrap, "all");
     config
         .set("enable.idempotence", "true")
@@ -124,7 +130,9 @@ pub struct TxnProducer {
 
 impl fmt::Debug for TxnProducer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TxnProducer").field("next_id", &self.next_id).finish()
+        f.debug_struct("TxnProducer")
+            .field("next_id", &self.next_id)
+            .finish()
     }
 }
 
@@ -151,7 +159,13 @@ impl TxnProducer {
 
     /// Enqueues a record with `key` and `value` to `partition` of `topic` inside the open
     /// transaction; returns the message id its delivery report will carry.
-    pub fn send(&mut self, topic: &str, partition: i32, key: Option<&[u8]>, value: &[u8]) -> anyhow::Result<usize> {
+    pub fn send(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        key: Option<&[u8]>,
+        value: &[u8],
+    ) -> anyhow::Result<usize> {
         let id = self.next_id;
         let record = TestRecord {
             key: key.map(<[u8]>::to_vec),
@@ -166,7 +180,9 @@ impl TxnProducer {
 
     /// Waits until every enqueued record has its delivery report (within `timeout`).
     pub fn flush(&self, timeout: Duration) -> anyhow::Result<()> {
-        self.producer.flush(timeout).context("flush the transactional producer")
+        self.producer
+            .flush(timeout)
+            .context("flush the transactional producer")
     }
 
     /// `send_offsets_to_transaction`: the group's offsets commit with the transaction.
@@ -364,9 +380,15 @@ pub fn last_stable_offset(addr: SocketAddr, topic: &str, partition: i32) -> anyh
 
 /// ListOffsets v5 for the latest offset of `topic`/`partition` at `isolation`, asked of the
 /// broker at `addr`: the last stable offset (read_committed) or the high watermark.
-pub fn list_latest(addr: SocketAddr, topic: &str, partition: i32, isolation: Isolation) -> anyhow::Result<i64> {
+pub fn list_latest(
+    addr: SocketAddr,
+    topic: &str,
+    partition: i32,
+    isolation: Isolation,
+) -> anyhow::Result<i64> {
     let mut conn = Conn::open(addr, "distlog-compat-txn").context("connect")?;
-    let request = raw::latest_offset_request(topic, partition).with_isolation_level(isolation.protocol_level());
+    let request =
+        raw::latest_offset_request(topic, partition).with_isolation_level(isolation.protocol_level());
     let response: ListOffsetsResponse = conn
         .call(ApiKey::ListOffsets, 5, &request)
         .context("ListOffsets v5")?;
@@ -387,7 +409,10 @@ pub fn list_latest(addr: SocketAddr, topic: &str, partition: i32, isolation: Iso
 
 /// The transaction coordinator of `transactional_id` as the broker at `addr` names it through
 /// FindCoordinator v3 with key type 1: (node id, host, port).
-pub fn find_transaction_coordinator(addr: SocketAddr, transactional_id: &str) -> anyhow::Result<(i32, String, i32)> {
+pub fn find_transaction_coordinator(
+    addr: SocketAddr,
+    transactional_id: &str,
+) -> anyhow::Result<(i32, String, i32)> {
     let mut conn = Conn::open(addr, "distlog-compat-txn").context("connect")?;
     let request = FindCoordinatorRequest::default()
         .with_key(StrBytes::from_string(transactional_id.to_string()))
@@ -488,7 +513,11 @@ impl fmt::Display for Anomaly {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Anomaly::LostCommittedWrite { txn, missing } => {
-                write!(f, "{}: {txn} committed, but {missing:?} are not visible", self.name())
+                write!(
+                    f,
+                    "{}: {txn} committed, but {missing:?} are not visible",
+                    self.name()
+                )
             }
             Anomaly::AbortedRead { txn, visible } => {
                 write!(f, "{}: {txn} aborted, but {visible:?} are visible", self.name())
@@ -504,10 +533,19 @@ impl fmt::Display for Anomaly {
                 self.name()
             ),
             Anomaly::Duplicate { value, at } => {
-                write!(f, "{}: {value} is visible {} times, at {at:?}", self.name(), at.len())
+                write!(
+                    f,
+                    "{}: {value} is visible {} times, at {at:?}",
+                    self.name(),
+                    at.len()
+                )
             }
             Anomaly::UnknownValue { value, at } => {
-                write!(f, "{}: {value} at {at:?} was written by no transaction", self.name())
+                write!(
+                    f,
+                    "{}: {value} at {at:?} was written by no transaction",
+                    self.name()
+                )
             }
         }
     }
@@ -520,7 +558,9 @@ pub fn find_anomalies(history: &[TxnRecord], visible: &[(i32, i64, String)]) -> 
     let mut anomalies = Vec::new();
     let mut seen: BTreeMap<&str, Vec<(i32, i64)>> = BTreeMap::new();
     for (partition, offset, value) in visible {
-        seen.entry(value.as_str()).or_default().push((*partition, *offset));
+        seen.entry(value.as_str())
+            .or_default()
+            .push((*partition, *offset));
     }
     let mut known: std::collections::HashSet<&str> = std::collections::HashSet::new();
     for txn in history {

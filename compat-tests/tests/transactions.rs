@@ -1,0 +1,641 @@
+//! Kafka transactions through librdkafka against one real `distlog` process: commit across
+//! partitions (markers take an offset), abort (read_committed drops the records, read_uncommitted
+//! shows them), a transaction left open blocking read_committed at the last stable offset until
+//! it commits, or until the coordinator aborts it on timeout (its producer then fenced), zombie
+//! fencing by a second producer with the same transactional id, and a consume-transform-produce
+//! application (`distlog-txn-app`) killed with SIGKILL mid-transaction and restarted: every input
+//! record in the output exactly once, the group's offsets at the input's end.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{self, Receiver};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use distlog_compat_tests::group::{committed_for_group, wait_until};
+use distlog_compat_tests::kafka::{self, TestRecord};
+use distlog_compat_tests::process::{DistlogOptions, DistlogProcess};
+use distlog_compat_tests::txn::{
+    self, last_stable_offset, list_latest, offsets_and_values, read_to_end, transactional_config, values,
+    Isolation, TxnProducer, TXN_CALL_TIMEOUT,
+};
+use distlog_compat_tests::{start_broker, OrPanic};
+use rdkafka::consumer::BaseConsumer;
+use rdkafka::Offset;
+use serde_json::Value;
+
+const READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A transactional producer with id `id` and a 60 s transaction timeout, initialised.
+fn init_producer(bootstrap: &str, id: &str) -> TxnProducer {
+    let producer =
+        TxnProducer::create(&transactional_config(bootstrap, id, 60_000)).or_panic("create producer");
+    producer
+        .init(TXN_CALL_TIMEOUT)
+        .unwrap_or_else(|e| panic!("init_transactions({id}): {e}"));
+    producer
+}
+
+/// Begins a transaction, writes `values` to `partition` of `topic` (key `k{partition}`), and
+/// waits for their delivery reports; returns the offsets they were written at, in order.
+fn write_in_txn(producer: &mut TxnProducer, topic: &str, partition: i32, values: &[String]) -> Vec<i64> {
+    let key = format!("k{partition}");
+    let ids: Vec<usize> = values
+        .iter()
+        .map(|v| {
+            producer
+                .send(topic, partition, Some(key.as_bytes()), v.as_bytes())
+                .or_panic("send")
+        })
+        .collect();
+    producer.flush(Duration::from_secs(30)).or_panic("flush");
+    let deliveries = producer.take_deliveries();
+    ids.iter()
+        .map(|id| {
+            let d = deliveries
+                .iter()
+                .find(|d| d.id == *id)
+                .unwrap_or_else(|| panic!("no delivery report for message {id}: {deliveries:?}"));
+            assert_eq!(d.partition, partition, "{d:?}");
+            *d.result
+                .as_ref()
+                .unwrap_or_else(|e| panic!("{:?} not delivered: {e:?}", values.get(ids.len() - 1)))
+        })
+        .collect()
+}
+
+/// The read_committed (or read_uncommitted) contents of `partition`: (offset, value).
+fn read(bootstrap: &str, topic: &str, partition: i32, isolation: Isolation) -> Vec<(i64, String)> {
+    let records = read_to_end(bootstrap, topic, &[partition], isolation, READ_TIMEOUT)
+        .or_panic("read to end")
+        .remove(&partition)
+        .unwrap_or_default();
+    offsets_and_values(&records)
+}
+
+fn numbered(prefix: &str, n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("{prefix}-{i}")).collect()
+}
+
+fn at(first: i64, values: &[String]) -> Vec<(i64, String)> {
+    values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| (first + i as i64, v.clone()))
+        .collect()
+}
+
+#[test]
+fn a_committed_transaction_across_three_partitions_is_read_in_order_with_its_markers_taking_an_offset() {
+    const N: usize = 5;
+    let broker = start_broker();
+    let bootstrap = broker.bootstrap();
+    let topic = "txn-commit";
+    kafka::create_topic(&bootstrap, topic, 3).or_panic("create topic");
+    let mut producer = init_producer(&bootstrap, "txn-commit-1");
+
+    producer.begin().or_panic_txn("begin");
+    let first: Vec<Vec<String>> = (0..3).map(|p| numbered(&format!("t1-p{p}"), N)).collect();
+    for p in 0..3 {
+        let offsets = write_in_txn(&mut producer, topic, p, &first[p as usize]);
+        assert_eq!(offsets, (0..N as i64).collect::<Vec<_>>(), "partition {p}");
+    }
+    // Open: nothing is stable yet.
+    for p in 0..3 {
+        assert_eq!(
+            last_stable_offset(broker.kafka_addr(), topic, p).or_panic("LSO"),
+            0,
+            "LSO of partition {p} while the transaction is open"
+        );
+    }
+    producer.commit(TXN_CALL_TIMEOUT).or_panic_txn("commit");
+
+    for p in 0..3 {
+        // The commit marker sits at offset N: the high watermark and the LSO are N + 1 once it
+        // is written (commit_transaction may return before the markers are).
+        wait_until(Duration::from_secs(20), "the commit markers are written", || {
+            Ok(last_stable_offset(broker.kafka_addr(), topic, p)? == N as i64 + 1)
+        })
+        .or_panic("LSO after the commit");
+        assert_eq!(
+            kafka::watermarks(&bootstrap, topic, p).or_panic("watermarks"),
+            (0, N as i64 + 1),
+            "watermarks of partition {p} after the first commit"
+        );
+        assert_eq!(
+            list_latest(broker.kafka_addr(), topic, p, Isolation::ReadUncommitted).or_panic("HW"),
+            N as i64 + 1
+        );
+        assert_eq!(
+            read(&bootstrap, topic, p, Isolation::ReadCommitted),
+            at(0, &first[p as usize]),
+            "read_committed partition {p}"
+        );
+    }
+
+    // The next transaction's first record follows the marker.
+    producer.begin().or_panic_txn("begin 2");
+    let second: Vec<Vec<String>> = (0..3).map(|p| numbered(&format!("t2-p{p}"), 2)).collect();
+    for p in 0..3 {
+        let offsets = write_in_txn(&mut producer, topic, p, &second[p as usize]);
+        assert_eq!(offsets, vec![N as i64 + 1, N as i64 + 2], "partition {p}");
+    }
+    producer.commit(TXN_CALL_TIMEOUT).or_panic_txn("commit 2");
+    for p in 0..3 {
+        wait_until(
+            Duration::from_secs(20),
+            "the second commit markers are written",
+            || Ok(last_stable_offset(broker.kafka_addr(), topic, p)? == N as i64 + 4),
+        )
+        .or_panic("LSO after the second commit");
+        assert_eq!(
+            kafka::watermarks(&bootstrap, topic, p).or_panic("watermarks"),
+            (0, N as i64 + 4)
+        );
+        let mut expected = at(0, &first[p as usize]);
+        expected.extend(at(N as i64 + 1, &second[p as usize]));
+        assert_eq!(
+            read(&bootstrap, topic, p, Isolation::ReadCommitted),
+            expected,
+            "read_committed partition {p} after two commits"
+        );
+        // read_uncommitted shows the same records: markers are never returned.
+        assert_eq!(read(&bootstrap, topic, p, Isolation::ReadUncommitted), expected);
+    }
+}
+
+#[test]
+fn an_aborted_transaction_is_invisible_to_read_committed_and_visible_to_read_uncommitted() {
+    let broker = start_broker();
+    let bootstrap = broker.bootstrap();
+    let topic = "txn-abort";
+    kafka::create_topic(&bootstrap, topic, 1).or_panic("create topic");
+    let mut producer = init_producer(&bootstrap, "txn-abort-1");
+
+    producer.begin().or_panic_txn("begin");
+    let aborted = numbered("aborted", 4);
+    assert_eq!(write_in_txn(&mut producer, topic, 0, &aborted), vec![0, 1, 2, 3]);
+    producer.abort(TXN_CALL_TIMEOUT).or_panic_txn("abort");
+
+    producer.begin().or_panic_txn("begin 2");
+    let committed = numbered("committed", 3);
+    // The abort marker took offset 4.
+    assert_eq!(write_in_txn(&mut producer, topic, 0, &committed), vec![5, 6, 7]);
+    producer.commit(TXN_CALL_TIMEOUT).or_panic_txn("commit");
+    wait_until(Duration::from_secs(20), "the commit marker is written", || {
+        Ok(last_stable_offset(broker.kafka_addr(), topic, 0)? == 9)
+    })
+    .or_panic("LSO after the commit");
+    assert_eq!(
+        kafka::watermarks(&bootstrap, topic, 0).or_panic("watermarks"),
+        (0, 9)
+    );
+
+    assert_eq!(
+        read(&bootstrap, topic, 0, Isolation::ReadCommitted),
+        at(5, &committed),
+        "read_committed shows the committed transaction only"
+    );
+    let mut everything = at(0, &aborted);
+    everything.extend(at(5, &committed));
+    assert_eq!(
+        read(&bootstrap, topic, 0, Isolation::ReadUncommitted),
+        everything,
+        "read_uncommitted shows the aborted records too"
+    );
+}
+
+/// Writes `values` to partition 0 of `topic` with a plain (non-transactional) producer; returns
+/// their offsets.
+fn plain_write(bootstrap: &str, topic: &str, values: &[String]) -> Vec<i64> {
+    let records: Vec<TestRecord> = values.iter().map(|v| TestRecord::value(v.clone())).collect();
+    kafka::produce_records(
+        &kafka::producer_config(bootstrap, "all"),
+        topic,
+        Some(0),
+        &records,
+        Duration::from_secs(30),
+    )
+    .or_panic("plain produce")
+    .into_iter()
+    .map(|d| d.result.unwrap_or_else(|e| panic!("plain write failed: {e:?}")))
+    .collect()
+}
+
+/// A read_committed consumer of partition 0 of `topic` from offset 0.
+fn committed_reader(bootstrap: &str, topic: &str) -> BaseConsumer {
+    kafka::assigned_consumer(
+        &txn::isolated_consumer_config(bootstrap, Isolation::ReadCommitted),
+        topic,
+        0,
+        Offset::Offset(0),
+    )
+    .or_panic("read_committed consumer")
+}
+
+#[test]
+fn an_open_transaction_holds_read_committed_at_its_first_offset_until_it_commits() {
+    let broker = start_broker();
+    let bootstrap = broker.bootstrap();
+    let topic = "txn-interleave";
+    kafka::create_topic(&bootstrap, topic, 1).or_panic("create topic");
+    let mut a = init_producer(&bootstrap, "txn-interleave-a");
+    a.begin().or_panic_txn("begin");
+    let a_values = numbered("a", 3);
+    assert_eq!(write_in_txn(&mut a, topic, 0, &a_values), vec![0, 1, 2]);
+    let later = numbered("plain", 3);
+    assert_eq!(plain_write(&bootstrap, topic, &later), vec![3, 4, 5]);
+
+    assert_eq!(
+        last_stable_offset(broker.kafka_addr(), topic, 0).or_panic("LSO"),
+        0
+    );
+    assert_eq!(
+        list_latest(broker.kafka_addr(), topic, 0, Isolation::ReadUncommitted).or_panic("HW"),
+        6
+    );
+    let reader = committed_reader(&bootstrap, topic);
+    // Blocked at the LSO: nothing at or after A's first offset, not even the committed plain
+    // records after it.
+    kafka::expect_no_more(&reader, Duration::from_secs(3)).or_panic("read_committed before A commits");
+
+    a.commit(TXN_CALL_TIMEOUT).or_panic_txn("commit A");
+    let got = kafka::poll_n(&reader, 6, READ_TIMEOUT).or_panic("read_committed after A commits");
+    let mut expected = at(0, &a_values);
+    expected.extend(at(3, &later));
+    assert_eq!(
+        offsets_and_values(&got),
+        expected,
+        "A's records, then the later ones, in offset order"
+    );
+    // A's commit marker is at 6: the next write lands at 7.
+    assert_eq!(plain_write(&bootstrap, topic, &["after".to_string()]), vec![7]);
+    let got = kafka::poll_n(&reader, 1, READ_TIMEOUT).or_panic("read the write after the marker");
+    assert_eq!(offsets_and_values(&got), vec![(7, "after".to_string())]);
+    kafka::expect_no_more(&reader, Duration::from_millis(500)).or_panic("nothing more");
+}
+
+#[test]
+fn a_transaction_past_its_timeout_is_aborted_by_the_coordinator_and_its_producer_fenced() {
+    let broker = DistlogProcess::start(DistlogOptions {
+        extra_args: vec![
+            "--transaction-abort-timed-out-transaction-cleanup-interval-ms".into(),
+            "500".into(),
+        ],
+        ..DistlogOptions::default()
+    })
+    .or_panic("start broker");
+    let bootstrap = broker.bootstrap();
+    let topic = "txn-timeout";
+    kafka::create_topic(&bootstrap, topic, 1).or_panic("create topic");
+    let mut a =
+        TxnProducer::create(&transactional_config(&bootstrap, "txn-timeout-a", 3_000)).or_panic("create A");
+    a.init(TXN_CALL_TIMEOUT).or_panic_txn("init A");
+    a.begin().or_panic_txn("begin A");
+    let a_values = numbered("a", 3);
+    assert_eq!(write_in_txn(&mut a, topic, 0, &a_values), vec![0, 1, 2]);
+    let began = Instant::now();
+    let later = numbered("plain", 3);
+    assert_eq!(plain_write(&bootstrap, topic, &later), vec![3, 4, 5]);
+
+    // A is never ended. After its 3 s timeout the coordinator aborts it: the abort marker at 6
+    // makes everything stable, and read_committed gets the later records and none of A's.
+    let reader = committed_reader(&bootstrap, topic);
+    let got = kafka::poll_n(&reader, 3, Duration::from_secs(30)).or_panic("read_committed after the timeout");
+    assert_eq!(offsets_and_values(&got), at(3, &later));
+    assert!(
+        began.elapsed() >= Duration::from_secs(3),
+        "the transaction was aborted after {:?}, before its 3 s timeout",
+        began.elapsed()
+    );
+    kafka::expect_no_more(&reader, Duration::from_millis(500)).or_panic("none of A's records");
+    assert_eq!(
+        last_stable_offset(broker.kafka_addr(), topic, 0).or_panic("LSO"),
+        7
+    );
+    assert_eq!(
+        kafka::watermarks(&bootstrap, topic, 0).or_panic("watermarks"),
+        (0, 7)
+    );
+
+    // A's producer learns of it at its next commit: its epoch is stale.
+    let failure = a
+        .commit(TXN_CALL_TIMEOUT)
+        .expect_err("the commit of a transaction the coordinator aborted must fail");
+    eprintln!("A's commit after the coordinator's abort: {failure}");
+    assert!(
+        failure.is_fenced(),
+        "A's commit must fail fenced (PRODUCER_FENCED / INVALID_PRODUCER_EPOCH / _FENCED): {failure}"
+    );
+    assert!(
+        failure.fatal || failure.abortable,
+        "librdkafka reports a fenced commit as fatal or abortable: {failure}"
+    );
+    let mut expected = at(0, &a_values);
+    expected.extend(at(3, &later));
+    assert_eq!(
+        read(&bootstrap, topic, 0, Isolation::ReadCommitted),
+        at(3, &later)
+    );
+    assert_eq!(read(&bootstrap, topic, 0, Isolation::ReadUncommitted), expected);
+}
+
+#[test]
+fn a_second_producer_with_the_same_transactional_id_fences_the_first() {
+    let broker = start_broker();
+    let bootstrap = broker.bootstrap();
+    let topic = "txn-zombie";
+    kafka::create_topic(&bootstrap, topic, 1).or_panic("create topic");
+    let id = "txn-zombie-x";
+    let mut p1 = init_producer(&bootstrap, id);
+    p1.begin().or_panic_txn("P1 begin");
+    let p1_values = numbered("p1", 2);
+    assert_eq!(write_in_txn(&mut p1, topic, 0, &p1_values), vec![0, 1]);
+
+    // P2 takes over the id: P1's open transaction is aborted (marker at 2), its epoch is stale.
+    let mut p2 = init_producer(&bootstrap, id);
+
+    p1.send(topic, 0, None, b"p1-after-fence")
+        .or_panic("P1 enqueue after the fence");
+    let failure = p1
+        .commit(TXN_CALL_TIMEOUT)
+        .expect_err("the zombie's commit must fail");
+    eprintln!("P1's commit after P2's init_transactions: {failure}");
+    assert!(
+        failure.is_fenced(),
+        "P1 must fail fenced (PRODUCER_FENCED / INVALID_PRODUCER_EPOCH / _FENCED): {failure}"
+    );
+    let p1_deliveries = p1.take_deliveries();
+    assert!(
+        p1_deliveries.iter().all(|d| d.result.is_err()),
+        "P1's write after the fence was acknowledged: {p1_deliveries:?}"
+    );
+
+    p2.begin().or_panic_txn("P2 begin");
+    let p2_values = numbered("p2", 2);
+    assert_eq!(write_in_txn(&mut p2, topic, 0, &p2_values), vec![3, 4]);
+    p2.commit(TXN_CALL_TIMEOUT).or_panic_txn("P2 commit");
+
+    wait_until(Duration::from_secs(20), "P2's commit marker is written", || {
+        Ok(last_stable_offset(broker.kafka_addr(), topic, 0)? == 6)
+    })
+    .or_panic("LSO after P2's commit");
+    assert_eq!(
+        read(&bootstrap, topic, 0, Isolation::ReadCommitted),
+        at(3, &p2_values),
+        "read_committed shows nothing of P1's transaction"
+    );
+    let mut everything = at(0, &p1_values);
+    everything.extend(at(3, &p2_values));
+    assert_eq!(
+        read(&bootstrap, topic, 0, Isolation::ReadUncommitted),
+        everything,
+        "no record of P1 written after P2's init"
+    );
+}
+
+/// The consume-transform-produce application in a child process; its stdout (JSON lines) is
+/// collected; it is killed and reaped when dropped.
+struct App {
+    child: Child,
+    lines: Receiver<String>,
+    events: Vec<Value>,
+}
+
+impl App {
+    fn spawn(args: &[String]) -> App {
+        let binary = Path::new(env!("CARGO_BIN_EXE_distlog-txn-app"));
+        let mut child = Command::new(binary)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {}: {e}", binary.display()));
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, rx) = mpsc::channel();
+        thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        App {
+            child,
+            lines: rx,
+            events: Vec::new(),
+        }
+    }
+
+    /// Reads lines until `accept` takes one, within `deadline`; fails on an error event or exit.
+    fn wait_for(&mut self, what: &str, deadline: Duration, accept: impl Fn(&Value) -> bool) -> Value {
+        let started = Instant::now();
+        loop {
+            let remaining = deadline.saturating_sub(started.elapsed());
+            assert!(
+                !remaining.is_zero(),
+                "the app did not report {what} within {deadline:?}; last events: {:?}",
+                &self.events[self.events.len().saturating_sub(10)..]
+            );
+            match self.lines.recv_timeout(remaining.min(Duration::from_millis(200))) {
+                Ok(line) => {
+                    let value: Value = serde_json::from_str(&line)
+                        .unwrap_or_else(|e| panic!("the app printed {line:?}: {e}"));
+                    self.events.push(value.clone());
+                    assert_ne!(value["event"], "error", "the app failed: {value}");
+                    if accept(&value) {
+                        return value;
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => panic!(
+                    "the app exited ({:?}) before reporting {what}; last events: {:?}",
+                    self.child.try_wait(),
+                    &self.events[self.events.len().saturating_sub(10)..]
+                ),
+            }
+        }
+    }
+
+    fn kill9(&mut self) {
+        self.child.kill().expect("SIGKILL the app");
+        self.child.wait().expect("reap the app");
+    }
+
+    fn wait_exit(&mut self, deadline: Duration) -> std::process::ExitStatus {
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait for the app") {
+                return status;
+            }
+            assert!(
+                started.elapsed() < deadline,
+                "the app did not exit within {deadline:?}"
+            );
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for App {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn consume_transform_produce_killed_mid_transaction_and_restarted_outputs_every_input_exactly_once() {
+    const M: usize = 600;
+    const PARTITIONS: i32 = 3;
+    const BATCH: usize = 10;
+    let broker = start_broker();
+    let bootstrap = broker.bootstrap();
+    let (input, output, group, id) = ("ctp-in", "ctp-out", "ctp-group", "ctp-app");
+    kafka::create_topic(&bootstrap, input, PARTITIONS).or_panic("create input");
+    kafka::create_topic(&bootstrap, output, PARTITIONS).or_panic("create output");
+    // Input value i goes to partition i % 3, keyed by its partition.
+    let mut per_partition: BTreeMap<i32, Vec<String>> = BTreeMap::new();
+    for i in 0..M {
+        per_partition
+            .entry((i % PARTITIONS as usize) as i32)
+            .or_default()
+            .push(format!("in-{i:05}"));
+    }
+    for (p, vals) in &per_partition {
+        let records: Vec<TestRecord> = vals
+            .iter()
+            .map(|v| TestRecord {
+                key: Some(format!("k{p}").into_bytes()),
+                payload: Some(v.clone().into_bytes()),
+                ..TestRecord::default()
+            })
+            .collect();
+        kafka::produce_records(
+            &kafka::producer_config(&bootstrap, "all"),
+            input,
+            Some(*p),
+            &records,
+            Duration::from_secs(30),
+        )
+        .or_panic("fill the input");
+    }
+    let args: Vec<String> = [
+        "--bootstrap",
+        &bootstrap,
+        "--input",
+        input,
+        "--output",
+        output,
+        "--group",
+        group,
+        "--transactional-id",
+        id,
+        "--batch-size",
+        &BATCH.to_string(),
+        "--pause-before-commit-ms",
+        "100",
+        "--timeout-secs",
+        "120",
+    ]
+    .iter()
+    .map(|s| (*s).to_string())
+    .collect();
+
+    let mut first = App::spawn(&args);
+    // Killed with a transaction open whose records are written (flushed) but not committed.
+    first.wait_for("a 5th committed batch", Duration::from_secs(60), |v| {
+        v["event"] == "committed" && v["batches"].as_u64() >= Some(5)
+    });
+    let open = first.wait_for("an open transaction", Duration::from_secs(30), |v| {
+        v["event"] == "produced"
+    });
+    first.kill9();
+    let total_before = first
+        .events
+        .iter()
+        .filter(|v| v["event"] == "committed")
+        .filter_map(|v| v["total"].as_u64())
+        .max()
+        .unwrap_or(0);
+    assert!(
+        (total_before as usize) < M,
+        "the app finished before it was killed ({total_before} of {M})"
+    );
+    eprintln!("killed the app after {total_before} committed records, with an open transaction: {open}");
+
+    let mut second = App::spawn(&args);
+    second.wait_for("done", Duration::from_secs(120), |v| v["event"] == "done");
+    let status = second.wait_exit(Duration::from_secs(30));
+    assert!(status.success(), "the restarted app exited with {status}");
+
+    // Every input exactly once in the output, in input order per partition.
+    let out = read_to_end(
+        &bootstrap,
+        output,
+        &(0..PARTITIONS).collect::<Vec<_>>(),
+        Isolation::ReadCommitted,
+        READ_TIMEOUT,
+    )
+    .or_panic("read the output read_committed");
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for (p, records) in &out {
+        for v in values(records) {
+            *seen.entry(v).or_default() += 1;
+        }
+        let expected: Vec<String> = per_partition[p].iter().map(|v| format!("out-{v}")).collect();
+        let got = values(records);
+        let duplicates: Vec<&String> = seen.iter().filter(|(_, n)| **n > 1).map(|(v, _)| v).collect();
+        assert!(duplicates.is_empty(), "duplicates in the output: {duplicates:?}");
+        let missing: Vec<&String> = expected.iter().filter(|v| !got.contains(v)).collect();
+        assert!(
+            missing.is_empty(),
+            "output partition {p} lacks {} inputs: {missing:?}",
+            missing.len()
+        );
+        assert_eq!(got, expected, "output partition {p} in input order");
+    }
+    assert_eq!(seen.len(), M);
+    // The killed transaction's records were written and aborted: read_uncommitted has more.
+    let raw_count: usize = read_to_end(
+        &bootstrap,
+        output,
+        &(0..PARTITIONS).collect::<Vec<_>>(),
+        Isolation::ReadUncommitted,
+        READ_TIMEOUT,
+    )
+    .or_panic("read the output read_uncommitted")
+    .values()
+    .map(Vec::len)
+    .sum();
+    assert!(
+        raw_count > M,
+        "the killed transaction's records were not in the log ({raw_count} records read_uncommitted)"
+    );
+    // The group's offsets went with the transactions: at the input's end.
+    let committed = committed_for_group(&bootstrap, group, input, &(0..PARTITIONS).collect::<Vec<_>>())
+        .or_panic("committed offsets");
+    let ends: BTreeMap<i32, Option<i64>> = per_partition
+        .iter()
+        .map(|(p, v)| (*p, Some(v.len() as i64)))
+        .collect();
+    assert_eq!(
+        committed, ends,
+        "the group's committed offsets are the input's end offsets"
+    );
+}
+
+/// Panics with the classified transactional error.
+trait OrPanicTxn<T> {
+    fn or_panic_txn(self, what: &str) -> T;
+}
+
+impl<T> OrPanicTxn<T> for Result<T, txn::TxnFailure> {
+    fn or_panic_txn(self, what: &str) -> T {
+        self.unwrap_or_else(|e| panic!("{what}: {e}"))
+    }
+}
