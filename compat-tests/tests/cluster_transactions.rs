@@ -1,0 +1,602 @@
+//! Kafka transactions on a replicated 3-node cluster of real `distlog` processes (node K on
+//! 127.0.0.K, all roles, scripts/local-cluster.sh) under `kill -9`:
+//!
+//! - the owner of one of a transaction's partitions dies before the commit: the outcome is all or
+//!   nothing;
+//! - the transaction coordinator dies between prepare and complete (the test fault
+//!   `DISTLOG_TEST_MARKER_DELAY_MS` holds the markers back 3 s after the prepare): the commit is
+//!   completed anyway, on all three partitions, and the transactional id goes on working;
+//! - a checker: four transactional producers run transactions over all three partitions,
+//!   committing most and aborting about one in four, while partition owners are killed and
+//!   restarted at random moments (seeded; the seed is printed, `DISTLOG_TXN_SEED` replays one);
+//!   read_committed afterwards must show no `lost committed write`, `aborted read`,
+//!   `torn transaction` or `duplicate`.
+//!
+//! The tests run one at a time (each cluster is three processes with lease timers on a small
+//! machine).
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use distlog_compat_tests::cluster::LocalCluster;
+use distlog_compat_tests::group::wait_until;
+use distlog_compat_tests::kafka;
+use distlog_compat_tests::txn::{
+    end_offsets, find_anomalies, find_transaction_coordinator, offsets_and_values, read_to_end,
+    transactional_config, Anomaly, Isolation, TxnFailure, TxnOutcome, TxnProducer, TxnRecord,
+};
+use distlog_compat_tests::OrPanic;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+
+/// One cluster at a time.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+/// Session timeout (lease) of these clusters; failover takes about this long plus a tick.
+const SESSION_MS: u64 = 6000;
+
+/// The transaction timeout of the producers here: long enough to ride out a failover, short
+/// enough that a transaction whose producer gave up is aborted by the coordinator in the test.
+const TXN_TIMEOUT_MS: u64 = 30_000;
+
+const PARTITIONS: [i32; 3] = [0, 1, 2];
+
+fn cluster() -> LocalCluster {
+    LocalCluster::up(
+        3,
+        &format!(
+            "--broker-session-timeout-ms {SESSION_MS} --broker-heartbeat-interval-ms 1500 \
+             --transaction-abort-timed-out-transaction-cleanup-interval-ms 1000"
+        ),
+    )
+    .expect("3-node cluster up")
+}
+
+/// A 3-partition 3/3/2 topic whose partitions all have an owner.
+fn replicated_topic(c: &LocalCluster, name: &str) {
+    kafka::create_topic_replicated(c.bootstrap(), name, 3, 3, &[]).expect("create 3/3/2 topic");
+    for p in PARTITIONS {
+        c.wait_owner(&[1, 2, 3], name, p as u64, Duration::from_secs(20))
+            .expect("owner");
+    }
+}
+
+/// Sets an environment variable of this process (inherited by the nodes the cluster script
+/// starts) until dropped. Only used under [`SERIAL`].
+struct EnvVar(&'static str);
+
+impl EnvVar {
+    fn set(key: &'static str, value: &str) -> EnvVar {
+        std::env::set_var(key, value);
+        EnvVar(key)
+    }
+}
+
+impl Drop for EnvVar {
+    fn drop(&mut self) {
+        std::env::remove_var(self.0);
+    }
+}
+
+/// Creates a transactional producer and initialises it, retrying retriable failures (a
+/// coordinator moving or loading) for up to 60 s.
+fn init_producer(bootstrap: &str, id: &str) -> Result<TxnProducer, String> {
+    let producer = TxnProducer::create(&transactional_config(bootstrap, id, TXN_TIMEOUT_MS))
+        .map_err(|e| format!("{e:#}"))?;
+    let started = Instant::now();
+    loop {
+        match producer.init(Duration::from_secs(30)) {
+            Ok(()) => return Ok(producer),
+            Err(e) if !e.fatal && started.elapsed() < Duration::from_secs(60) => {
+                eprintln!("{id}: init_transactions: {e}; retrying");
+                thread::sleep(Duration::from_millis(200));
+            }
+            Err(e) => return Err(format!("{id}: init_transactions: {e}")),
+        }
+    }
+}
+
+/// Enqueues every value of `values` (partition, value) into the open transaction.
+fn send_all(producer: &mut TxnProducer, topic: &str, values: &[(i32, String)]) -> anyhow::Result<()> {
+    for (p, v) in values {
+        producer.send(topic, *p, Some(format!("k{p}").as_bytes()), v.as_bytes())?;
+    }
+    Ok(())
+}
+
+/// How a transaction ended, as its producer was told, with the errors met on the way.
+#[derive(Debug)]
+struct Ending {
+    outcome: TxnOutcome,
+    errors: Vec<TxnFailure>,
+    /// The producer is unusable (a fatal error): make a new one with the same id.
+    replace_producer: bool,
+}
+
+/// Ends the open transaction the way librdkafka's documentation prescribes: `commit` (or abort
+/// when `abort`), repeating the call while it is retriable (up to 90 s); after an abortable
+/// error, `abort_transaction`.
+fn end_transaction(producer: &TxnProducer, abort: bool) -> Ending {
+    let started = Instant::now();
+    let mut errors = Vec::new();
+    let mut abort = abort;
+    let mut aborting_after_error = false;
+    loop {
+        let result = if abort {
+            producer.abort(Duration::from_secs(30))
+        } else {
+            producer.commit(Duration::from_secs(30))
+        };
+        match result {
+            Ok(()) if abort => {
+                return Ending {
+                    outcome: TxnOutcome::Aborted,
+                    errors,
+                    replace_producer: false,
+                }
+            }
+            Ok(()) => {
+                return Ending {
+                    outcome: TxnOutcome::Committed,
+                    errors,
+                    replace_producer: false,
+                }
+            }
+            Err(e) => {
+                let fatal = e.fatal;
+                let retriable = e.retriable;
+                let abortable = e.abortable;
+                errors.push(e);
+                if fatal || started.elapsed() >= Duration::from_secs(90) {
+                    return Ending {
+                        outcome: TxnOutcome::Unknown,
+                        errors,
+                        replace_producer: true,
+                    };
+                }
+                if retriable {
+                    continue;
+                }
+                if abortable && !aborting_after_error {
+                    abort = true;
+                    aborting_after_error = true;
+                    continue;
+                }
+                return Ending {
+                    outcome: TxnOutcome::Unknown,
+                    errors,
+                    replace_producer: true,
+                };
+            }
+        }
+    }
+}
+
+/// Waits until no transaction is open on `topic`: the last stable offset is the high watermark
+/// on every partition.
+fn wait_no_open_transaction(c: &LocalCluster, topic: &str, within: Duration) {
+    wait_until(
+        within,
+        "every transaction is resolved (LSO = high watermark)",
+        || {
+            let stable = end_offsets(c.bootstrap(), topic, &PARTITIONS, Isolation::ReadCommitted)?;
+            let high = end_offsets(c.bootstrap(), topic, &PARTITIONS, Isolation::ReadUncommitted)?;
+            if stable != high {
+                eprintln!("LSO {stable:?} / high watermark {high:?}");
+            }
+            Ok(stable == high)
+        },
+    )
+    .or_panic("transactions resolved");
+}
+
+/// Everything read_committed shows of `topic`: (partition, offset, value).
+fn visible(c: &LocalCluster, topic: &str) -> Vec<(i32, i64, String)> {
+    read_to_end(
+        c.bootstrap(),
+        topic,
+        &PARTITIONS,
+        Isolation::ReadCommitted,
+        Duration::from_secs(60),
+    )
+    .or_panic("read read_committed to the end")
+    .into_iter()
+    .flat_map(|(p, records)| {
+        offsets_and_values(&records)
+            .into_iter()
+            .map(move |(o, v)| (p, o, v))
+    })
+    .collect()
+}
+
+/// Panics naming every anomaly, if there is any.
+fn assert_no_anomaly(anomalies: &[Anomaly]) {
+    if anomalies.is_empty() {
+        return;
+    }
+    let mut by_name: BTreeMap<&str, usize> = BTreeMap::new();
+    for a in anomalies {
+        eprintln!("ANOMALY {a}");
+        *by_name.entry(a.name()).or_default() += 1;
+    }
+    panic!(
+        "{} anomalies: {by_name:?}; first: {}",
+        anomalies.len(),
+        anomalies[0]
+    );
+}
+
+#[test]
+fn a_transaction_whose_partition_owner_is_killed_before_the_commit_is_all_or_nothing() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let c = cluster();
+    let topic = "txn-owner-kill";
+    replicated_topic(&c, topic);
+    let mut producer = init_producer(c.bootstrap(), "txn-owner-kill").expect("init");
+    producer.begin().expect("begin");
+    let values: Vec<(i32, String)> = PARTITIONS
+        .iter()
+        .flat_map(|p| (0..10).map(move |i| (*p, format!("ok-p{p}-{i}"))))
+        .collect();
+    send_all(&mut producer, topic, &values).expect("send");
+    producer.flush(Duration::from_secs(30)).expect("flush");
+    let failed: Vec<_> = producer
+        .take_deliveries()
+        .into_iter()
+        .filter(|d| d.result.is_err())
+        .collect();
+    assert!(
+        failed.is_empty(),
+        "records not written before the kill: {failed:?}"
+    );
+
+    let victim = c
+        .owner(&[1, 2, 3], topic, 1)
+        .expect("owner")
+        .expect("partition 1 has an owner");
+    c.kill9(victim).expect("kill the owner of partition 1");
+    let killed_at = Instant::now();
+    let ending = end_transaction(&producer, false);
+    eprintln!(
+        "killed node {victim} (owner of {topic}-1); the transaction ended {:?} after {:?}; errors: {:?}",
+        ending.outcome,
+        killed_at.elapsed(),
+        ending.errors.iter().map(ToString::to_string).collect::<Vec<_>>()
+    );
+    drop(producer);
+    c.start(victim).expect("restart the killed node");
+
+    wait_no_open_transaction(&c, topic, Duration::from_secs(90));
+    let seen = visible(&c, topic);
+    let history = [TxnRecord {
+        name: "the transaction".into(),
+        outcome: ending.outcome,
+        values: values.iter().map(|(_, v)| v.clone()).collect(),
+    }];
+    assert_no_anomaly(&find_anomalies(&history, &seen));
+    assert!(
+        seen.len() == values.len() || seen.is_empty(),
+        "{} of the transaction's {} records are visible",
+        seen.len(),
+        values.len()
+    );
+    if !seen.is_empty() {
+        // All of it, in order per partition at offsets 0..9.
+        for p in PARTITIONS {
+            let got: Vec<(i64, String)> = seen
+                .iter()
+                .filter(|(q, _, _)| *q == p)
+                .map(|(_, o, v)| (*o, v.clone()))
+                .collect();
+            let want: Vec<(i64, String)> = (0..10).map(|i| (i, format!("ok-p{p}-{i}"))).collect();
+            assert_eq!(got, want, "partition {p}");
+        }
+    }
+}
+
+/// The node (1-based) whose Kafka address is `host:port` in the bootstrap list.
+fn node_of(c: &LocalCluster, host: &str, port: i32) -> usize {
+    let addr = format!("{host}:{port}");
+    let index = c
+        .bootstrap()
+        .split(',')
+        .position(|a| a == addr)
+        .unwrap_or_else(|| panic!("{addr} is not in the bootstrap list {}", c.bootstrap()));
+    index + 1
+}
+
+#[test]
+fn a_commit_survives_the_coordinator_killed_between_prepare_and_complete() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _delay = EnvVar::set("DISTLOG_TEST_MARKER_DELAY_MS", "3000");
+    let c = cluster();
+    let topic = "txn-coord-kill";
+    replicated_topic(&c, topic);
+    let id = "txn-coord-kill";
+    let mut producer = init_producer(c.bootstrap(), id).expect("init");
+
+    let first_addr: std::net::SocketAddr = c
+        .bootstrap()
+        .split(',')
+        .next()
+        .expect("a bootstrap address")
+        .parse()
+        .expect("host:port");
+    let mut coordinator = None;
+    wait_until(Duration::from_secs(20), "FindCoordinator(transaction)", || {
+        coordinator = Some(find_transaction_coordinator(first_addr, id)?);
+        Ok(true)
+    })
+    .or_panic("find the transaction coordinator");
+    let (node_id, host, port) = coordinator.expect("found");
+    let coordinator = node_of(&c, &host, port);
+    assert_eq!(
+        node_id as usize, coordinator,
+        "the coordinator's node id and address disagree"
+    );
+
+    // A read_uncommitted consumer, connected beforehand, to look at the high watermarks in the
+    // window between the prepare and the (held back) markers.
+    let watcher: BaseConsumer =
+        distlog_compat_tests::txn::isolated_consumer_config(c.bootstrap(), Isolation::ReadUncommitted)
+            .create()
+            .expect("consumer");
+    for p in PARTITIONS {
+        watcher
+            .fetch_watermarks(topic, p, Duration::from_secs(10))
+            .expect("watermarks");
+    }
+
+    producer.begin().expect("begin");
+    let t1: Vec<(i32, String)> = PARTITIONS
+        .iter()
+        .flat_map(|p| (0..5).map(move |i| (*p, format!("t1-p{p}-{i}"))))
+        .collect();
+    send_all(&mut producer, topic, &t1).expect("send");
+    producer
+        .commit(Duration::from_secs(60))
+        .unwrap_or_else(|e| panic!("commit (returns once prepared): {e}"));
+    // The markers are held back 3 s after the prepare: none is written yet.
+    let highs: Vec<i64> = PARTITIONS
+        .iter()
+        .map(|p| {
+            watcher
+                .fetch_watermarks(topic, *p, Duration::from_secs(2))
+                .expect("watermarks")
+                .1
+        })
+        .collect();
+    c.kill9(coordinator).expect("kill the coordinator");
+    assert_eq!(
+        highs,
+        vec![5, 5, 5],
+        "a marker was written before the coordinator was killed (DISTLOG_TEST_MARKER_DELAY_MS not in effect?)"
+    );
+    eprintln!("killed the transaction coordinator, node {coordinator}, between prepare and complete");
+    c.start(coordinator).expect("restart the coordinator");
+
+    // The commit is completed: every record of it visible on all three partitions.
+    wait_until(
+        Duration::from_secs(90),
+        "the commit is completed on all partitions",
+        || {
+            Ok(
+                end_offsets(c.bootstrap(), topic, &PARTITIONS, Isolation::ReadCommitted)?
+                    .values()
+                    .all(|lso| *lso == 6),
+            )
+        },
+    )
+    .or_panic("commit completed");
+    let expected_t1 =
+        |p: i32| -> Vec<(i64, String)> { (0..5).map(|i| (i, format!("t1-p{p}-{i}"))).collect() };
+    let seen = visible(&c, topic);
+    for p in PARTITIONS {
+        let got: Vec<(i64, String)> = seen
+            .iter()
+            .filter(|(q, _, _)| *q == p)
+            .map(|(_, o, v)| (*o, v.clone()))
+            .collect();
+        assert_eq!(
+            got,
+            expected_t1(p),
+            "partition {p} after the coordinator's failover"
+        );
+    }
+
+    // The same producer runs another transaction.
+    producer.begin().expect("begin 2");
+    let t2: Vec<(i32, String)> = PARTITIONS.iter().map(|p| (*p, format!("t2-p{p}"))).collect();
+    send_all(&mut producer, topic, &t2).expect("send 2");
+    let ending = end_transaction(&producer, false);
+    assert_eq!(
+        ending.outcome,
+        TxnOutcome::Committed,
+        "the producer's next transaction after the failover: {:?}",
+        ending.errors
+    );
+    // So does a new producer with the same id, which fences the old one.
+    let mut successor = init_producer(c.bootstrap(), id).expect("init the successor");
+    successor.begin().expect("begin 3");
+    let t3: Vec<(i32, String)> = PARTITIONS.iter().map(|p| (*p, format!("t3-p{p}"))).collect();
+    send_all(&mut successor, topic, &t3).expect("send 3");
+    let ending = end_transaction(&successor, false);
+    assert_eq!(
+        ending.outcome,
+        TxnOutcome::Committed,
+        "the successor's transaction: {:?}",
+        ending.errors
+    );
+    producer.begin().expect("the fenced producer begins locally");
+    send_all(&mut producer, topic, &[(0, "zombie".to_string())]).expect("enqueue");
+    let zombie = producer
+        .commit(Duration::from_secs(30))
+        .expect_err("the fenced producer's commit must fail");
+    assert!(zombie.is_fenced(), "the old producer must be fenced: {zombie}");
+
+    wait_no_open_transaction(&c, topic, Duration::from_secs(60));
+    let seen = visible(&c, topic);
+    for p in PARTITIONS {
+        let got: Vec<(i64, String)> = seen
+            .iter()
+            .filter(|(q, _, _)| *q == p)
+            .map(|(_, o, v)| (*o, v.clone()))
+            .collect();
+        let mut want = expected_t1(p);
+        want.push((6, format!("t2-p{p}")));
+        want.push((8, format!("t3-p{p}")));
+        assert_eq!(got, want, "partition {p} after three transactions");
+    }
+}
+
+/// Transactions each producer of the checker starts at most.
+const CHECKER_TXNS: usize = 40;
+/// Records per partition per transaction.
+const CHECKER_RECORDS: usize = 2;
+/// How long the producers start new transactions.
+const CHECKER_WINDOW: Duration = Duration::from_secs(60);
+
+/// One producer of the checker: transactions `p{index}-t{t}` of values
+/// `p{index}-t{t}-{partition}-{i}` on all partitions, about one in four aborted by choice.
+fn checker_producer(
+    bootstrap: &str,
+    topic: &str,
+    index: usize,
+    seed: u64,
+    stop: &AtomicBool,
+) -> Vec<TxnRecord> {
+    let mut rng = StdRng::seed_from_u64(seed.wrapping_add(index as u64));
+    let id = format!("txn-checker-{index}");
+    let mut producer = init_producer(bootstrap, &id).unwrap_or_else(|e| panic!("{e}"));
+    let mut history = Vec::new();
+    for t in 0..CHECKER_TXNS {
+        if stop.load(Ordering::Acquire) {
+            break;
+        }
+        let name = format!("p{index}-t{t}");
+        let values: Vec<(i32, String)> = PARTITIONS
+            .iter()
+            .flat_map(|p| (0..CHECKER_RECORDS).map(move |i| (*p, format!("p{index}-t{t}-{p}-{i}"))))
+            .collect();
+        let abort = rng.gen_ratio(1, 4);
+        let ending = match producer.begin() {
+            Err(e) => Ending {
+                outcome: TxnOutcome::Unknown,
+                errors: vec![e],
+                replace_producer: true,
+            },
+            Ok(()) => match send_all(&mut producer, topic, &values) {
+                // Nothing is sent when the enqueue fails; abort what was.
+                Err(e) => {
+                    eprintln!("{name}: enqueue failed: {e:#}");
+                    end_transaction(&producer, true)
+                }
+                Ok(()) => end_transaction(&producer, abort),
+            },
+        };
+        eprintln!(
+            "{name}: {} -> {:?}{}",
+            if abort { "abort" } else { "commit" },
+            ending.outcome,
+            if ending.errors.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " ({})",
+                    ending
+                        .errors
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                )
+            }
+        );
+        history.push(TxnRecord {
+            name,
+            outcome: ending.outcome,
+            values: values.into_iter().map(|(_, v)| v).collect(),
+        });
+        producer.take_deliveries();
+        if ending.replace_producer {
+            drop(producer);
+            producer = init_producer(bootstrap, &id).unwrap_or_else(|e| panic!("{e}"));
+        }
+    }
+    history
+}
+
+#[test]
+fn checker_transactions_under_owner_kills_show_no_anomaly() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let seed: u64 = std::env::var("DISTLOG_TXN_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| rand::thread_rng().gen());
+    eprintln!("checker seed {seed} (replay with DISTLOG_TXN_SEED={seed})");
+    let started = Instant::now();
+    let c = cluster();
+    let topic = "txn-checker";
+    replicated_topic(&c, topic);
+    let stop = AtomicBool::new(false);
+    let mut kills = Vec::new();
+    let histories: Vec<Vec<TxnRecord>> = thread::scope(|s| {
+        let producers: Vec<_> = (0..4)
+            .map(|i| {
+                let (bootstrap, stop) = (c.bootstrap(), &stop);
+                s.spawn(move || checker_producer(bootstrap, topic, i, seed, stop))
+            })
+            .collect();
+        let mut rng = StdRng::seed_from_u64(seed ^ 0x5eed);
+        let window_end = Instant::now() + CHECKER_WINDOW;
+        while Instant::now() + Duration::from_secs(8) < window_end {
+            thread::sleep(Duration::from_millis(rng.gen_range(2000..6000)));
+            let partition = rng.gen_range(0..3u64);
+            let Ok(Some(owner)) = c.owner(&[1, 2, 3], topic, partition) else {
+                continue;
+            };
+            let down_for = Duration::from_millis(rng.gen_range(500..3000));
+            eprintln!(
+                "chaos at {:?}: kill -9 node {owner} (owner of {topic}-{partition}), restart after {down_for:?}",
+                started.elapsed()
+            );
+            c.kill9(owner).expect("kill owner");
+            thread::sleep(down_for);
+            c.start(owner).expect("restart owner");
+            kills.push((owner, partition));
+            // Let the cluster settle before the next fault.
+            let _ = c.wait_owner(&[1, 2, 3], topic, partition, Duration::from_secs(30));
+        }
+        stop.store(true, Ordering::Release);
+        producers
+            .into_iter()
+            .map(|h| h.join().expect("producer thread panicked"))
+            .collect()
+    });
+    assert!(!kills.is_empty(), "no owner was killed");
+    let history: Vec<TxnRecord> = histories.into_iter().flatten().collect();
+    let count = |o: TxnOutcome| history.iter().filter(|t| t.outcome == o).count();
+    eprintln!(
+        "{} transactions: {} committed, {} aborted, {} unknown; kills (node, partition): {kills:?}",
+        history.len(),
+        count(TxnOutcome::Committed),
+        count(TxnOutcome::Aborted),
+        count(TxnOutcome::Unknown)
+    );
+    assert!(count(TxnOutcome::Committed) > 0, "no transaction committed");
+
+    wait_no_open_transaction(&c, topic, Duration::from_secs(90));
+    let seen = visible(&c, topic);
+    let anomalies = find_anomalies(&history, &seen);
+    eprintln!(
+        "read_committed shows {} records; {} anomalies; seed {seed}; {:?} in all",
+        seen.len(),
+        anomalies.len(),
+        started.elapsed()
+    );
+    assert_no_anomaly(&anomalies);
+}
