@@ -34,7 +34,8 @@ pub const TXN_CALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// A transactional producer configuration: idempotence on (which transactions require), acks=all,
 /// 5 requests in flight, `transactional.id` = `transactional_id`, and both
 /// `transaction.timeout.ms` and `message.timeout.ms` set to `transaction_timeout_ms` (librdkafka
-/// refuses a message timeout longer than the transaction timeout).
+/// refuses a message timeout longer than the transaction timeout, and a socket timeout longer
+/// than it, so that is capped at the transaction timeout as well).
 pub fn transactional_config(
     bootstrap: &str,
     transactional_id: &str,
@@ -46,7 +47,11 @@ pub fn transactional_config(
         .set("max.in.flight.requests.per.connection", "5")
         .set("transactional.id", transactional_id)
         .set("transaction.timeout.ms", transaction_timeout_ms.to_string())
-        .set("message.timeout.ms", transaction_timeout_ms.to_string());
+        .set("message.timeout.ms", transaction_timeout_ms.to_string())
+        .set(
+            "socket.timeout.ms",
+            transaction_timeout_ms.min(10_000).to_string(),
+        );
     config
 }
 
@@ -69,8 +74,9 @@ pub struct TxnFailure {
 
 impl TxnFailure {
     /// Classifies `e`. Transactional calls return [`KafkaError::Transaction`], which carries the
-    /// classification; any other error (a failed flush before a commit, say) is neither fatal nor
-    /// abortable nor retriable as far as the producer has said.
+    /// classification; the flush before a commit timing out is retriable (the commit may be
+    /// called again); any other error is neither fatal nor abortable nor retriable as far as the
+    /// producer has said.
     pub fn from_error(e: &KafkaError) -> TxnFailure {
         match e {
             KafkaError::Transaction(rd) => TxnFailure {
@@ -78,6 +84,15 @@ impl TxnFailure {
                 fatal: rd.is_fatal(),
                 abortable: rd.txn_requires_abort(),
                 retriable: rd.is_retriable(),
+                message: e.to_string(),
+            },
+            // rdkafka's commit_transaction flushes first and returns a flush that timed out as
+            // is; librdkafka's own commit reports the same situation as a retriable timeout.
+            KafkaError::Flush(code) => TxnFailure {
+                code: Some(*code),
+                fatal: false,
+                abortable: false,
+                retriable: true,
                 message: e.to_string(),
             },
             other => TxnFailure {

@@ -53,7 +53,8 @@ fn write_in_txn(producer: &mut TxnProducer, topic: &str, partition: i32, values:
     producer.flush(Duration::from_secs(30)).or_panic("flush");
     let deliveries = producer.take_deliveries();
     ids.iter()
-        .map(|id| {
+        .zip(values)
+        .map(|(id, value)| {
             let d = deliveries
                 .iter()
                 .find(|d| d.id == *id)
@@ -61,7 +62,7 @@ fn write_in_txn(producer: &mut TxnProducer, topic: &str, partition: i32, values:
             assert_eq!(d.partition, partition, "{d:?}");
             *d.result
                 .as_ref()
-                .unwrap_or_else(|e| panic!("{:?} not delivered: {e:?}", values.get(ids.len() - 1)))
+                .unwrap_or_else(|e| panic!("{value} not delivered: {e:?}"))
         })
         .collect()
 }
