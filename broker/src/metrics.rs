@@ -107,7 +107,19 @@ pub fn init() {
     LazyLock::force(&PRODUCE_REFUSED);
     LazyLock::force(&RECOMPRESSED_BATCHES);
     LazyLock::force(&RECOMPRESSED_BYTES);
+    LazyLock::force(&TXN_MARKER_SECONDS);
 }
+
+/// Time from a transaction's prepare to each of its markers being durable
+/// in its partition (and reported), on the node that wrote it.
+pub static TXN_MARKER_SECONDS: LazyLock<Histogram> = LazyLock::new(|| {
+    register_histogram!(
+        "distlog_txn_marker_write_seconds",
+        "Seconds from a transaction's prepare to one of its markers written and recorded",
+        vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]
+    )
+    .expect("metric distlog_txn_marker_write_seconds registers once")
+});
 
 /// Decrements [`CONNECTIONS_ACTIVE`] when dropped, so every exit path of a
 /// connection task is counted.

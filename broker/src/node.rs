@@ -94,6 +94,8 @@ pub struct Node {
     kafka_tasks: Vec<JoinHandle<()>>,
     lease_task: JoinHandle<()>,
     controller_task: Option<JoinHandle<()>>,
+    /// Writes the transaction markers this node owes (`txn_markers`).
+    marker_task: Option<JoinHandle<()>>,
     trimmer_task: Option<JoinHandle<()>>,
     /// Truncates the streams this node owns as retention allows.
     retention_task: JoinHandle<()>,
@@ -213,6 +215,11 @@ impl Node {
         let controller_task = (config.is_cluster() && config.roles.meta)
             .then(|| tokio::spawn(ownership::run_controller(meta.clone(), shutdown_rx.clone())));
 
+        let marker_task = config
+            .roles
+            .broker
+            .then(|| crate::txn_markers::spawn(broker.clone(), shutdown_rx.clone()));
+
         let check_interval = Duration::from_millis(config.log_retention_check_interval_ms);
         let retention_task = ns.start_retention(check_interval);
         let orphan_task = bookie
@@ -234,6 +241,7 @@ impl Node {
             kafka_tasks,
             lease_task,
             controller_task,
+            marker_task,
             trimmer_task,
             retention_task,
             orphan_task,
@@ -294,6 +302,9 @@ impl Node {
             }
         }
         if let Some(task) = self.controller_task {
+            task.abort();
+        }
+        if let Some(task) = self.marker_task {
             task.abort();
         }
         if let Some(task) = self.trimmer_task {
