@@ -25,5 +25,6 @@ pub mod records;
 pub mod server;
 pub mod topic_config;
 pub mod topics;
+pub mod txn;
 
 pub use context::Broker;
