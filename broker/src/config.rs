@@ -752,7 +752,10 @@ impl BrokerConfig {
         set(&mut self.log_format, &l.log_format);
         set(&mut self.speculative_read_ms, &l.speculative_read_ms);
         set(&mut self.producer_id_expiration_ms, &l.producer_id_expiration_ms);
-        set(&mut self.transaction_max_timeout_ms, &l.transaction_max_timeout_ms);
+        set(
+            &mut self.transaction_max_timeout_ms,
+            &l.transaction_max_timeout_ms,
+        );
         set(
             &mut self.transaction_abort_timed_out_transaction_cleanup_interval_ms,
             &l.transaction_abort_timed_out_transaction_cleanup_interval_ms,

@@ -86,16 +86,23 @@ impl Conn {
     }
 
     /// AddPartitionsToTxn v4 with one verify_only transaction.
-    fn verify(&mut self, id: &str, producer: (i64, i16), partitions: &[(&str, i32)]) -> Vec<(String, i32, i16)> {
+    fn verify(
+        &mut self,
+        id: &str,
+        producer: (i64, i16),
+        partitions: &[(&str, i32)],
+    ) -> Vec<(String, i32, i16)> {
         let r: AddPartitionsToTxnResponse = self.call(
             ApiKey::AddPartitionsToTxn,
             4,
-            &AddPartitionsToTxnRequest::default().with_transactions(vec![AddPartitionsToTxnTransaction::default()
-                .with_transactional_id(TransactionalId(s(id)))
-                .with_producer_id(ProducerId(producer.0))
-                .with_producer_epoch(producer.1)
-                .with_verify_only(true)
-                .with_topics(topics(partitions))]),
+            &AddPartitionsToTxnRequest::default().with_transactions(vec![
+                AddPartitionsToTxnTransaction::default()
+                    .with_transactional_id(TransactionalId(s(id)))
+                    .with_producer_id(ProducerId(producer.0))
+                    .with_producer_epoch(producer.1)
+                    .with_verify_only(true)
+                    .with_topics(topics(partitions)),
+            ]),
         );
         assert_eq!(r.error_code, NONE, "{r:?}");
         assert_eq!(r.results_by_transaction.len(), 1, "{r:?}");
@@ -205,7 +212,11 @@ fn coordinator_inits_fences_adds_verifies_and_ends_transactions() {
             .with_key(s("tx-a"))
             .with_key_type(1),
     );
-    assert_eq!((one.error_code, one.node_id.0, one.port), (NONE, 1, port), "{one:?}");
+    assert_eq!(
+        (one.error_code, one.node_id.0, one.port),
+        (NONE, 1, port),
+        "{one:?}"
+    );
     let batch: FindCoordinatorResponse = c.call(
         ApiKey::FindCoordinator,
         4,
@@ -230,14 +241,20 @@ fn coordinator_inits_fences_adds_verifies_and_ends_transactions() {
     assert_eq!(c.init("tx-a", 60_000), (NONE, pid, 1));
     // Refused: an empty transactional id, a timeout above the maximum or not positive.
     assert_eq!(c.init("", 60_000), (INVALID_REQUEST, -1, -1));
-    assert_eq!(c.init("tx-a", MAX_TIMEOUT_MS + 1), (INVALID_TRANSACTION_TIMEOUT, -1, -1));
+    assert_eq!(
+        c.init("tx-a", MAX_TIMEOUT_MS + 1),
+        (INVALID_TRANSACTION_TIMEOUT, -1, -1)
+    );
     assert_eq!(c.init("tx-a", 0), (INVALID_TRANSACTION_TIMEOUT, -1, -1));
     assert_eq!(c.init("tx-a", MAX_TIMEOUT_MS), (NONE, pid, 2));
     // KIP-360: naming the current id and epoch bumps it; naming an old epoch is fenced (v3: the
     // pre-KIP-588 INVALID_PRODUCER_EPOCH).
     assert_eq!(c.init_at(4, "tx-a", 60_000, (pid, 2)), (NONE, pid, 3));
     assert_eq!(c.init_at(4, "tx-a", 60_000, (pid, 2)), (PRODUCER_FENCED, -1, -1));
-    assert_eq!(c.init_at(3, "tx-a", 60_000, (pid, 2)), (INVALID_PRODUCER_EPOCH, -1, -1));
+    assert_eq!(
+        c.init_at(3, "tx-a", 60_000, (pid, 2)),
+        (INVALID_PRODUCER_EPOCH, -1, -1)
+    );
     assert_eq!(
         c.init_at(4, "tx-unknown", 60_000, (pid, 0)),
         (INVALID_PRODUCER_ID_MAPPING, -1, -1)
@@ -245,7 +262,11 @@ fn coordinator_inits_fences_adds_verifies_and_ends_transactions() {
     let current = (pid, 3);
 
     // An old epoch is fenced: PRODUCER_FENCED from v2, INVALID_PRODUCER_EPOCH below.
-    for (version, code) in [(3, PRODUCER_FENCED), (2, PRODUCER_FENCED), (1, INVALID_PRODUCER_EPOCH)] {
+    for (version, code) in [
+        (3, PRODUCER_FENCED),
+        (2, PRODUCER_FENCED),
+        (1, INVALID_PRODUCER_EPOCH),
+    ] {
         assert_eq!(
             c.add_partitions(version, "tx-a", (pid, 1), &[("t", 0)]),
             vec![row("t", 0, code)],
@@ -305,7 +326,10 @@ fn coordinator_inits_fences_adds_verifies_and_ends_transactions() {
     assert_eq!(code, NONE);
     let g = (gpid, 0);
     assert_eq!(c.add_offsets(3, "tx-g", g, "group-1"), NONE);
-    assert_eq!(c.add_offsets(1, "tx-g", (gpid, -5), "group-1"), INVALID_PRODUCER_EPOCH);
+    assert_eq!(
+        c.add_offsets(1, "tx-g", (gpid, -5), "group-1"),
+        INVALID_PRODUCER_EPOCH
+    );
     assert_eq!(c.add_offsets(2, "tx-g", (gpid, -5), "group-1"), PRODUCER_FENCED);
     assert_eq!(c.add_offsets(3, "", g, "group-1"), INVALID_REQUEST);
     assert_eq!(c.end(3, "tx-g", g, true), NONE);
@@ -323,8 +347,14 @@ fn coordinator_inits_fences_adds_verifies_and_ends_transactions() {
     assert_eq!(c.init("tx-g", 60_000), (NONE, gpid, 2));
     assert_eq!(c.end(3, "tx-g", g, true), PRODUCER_FENCED);
 
-    assert_eq!(metric(&broker, "distlog_transactions_total{outcome=\"commit\"}"), 3.0);
-    assert_eq!(metric(&broker, "distlog_transactions_total{outcome=\"abort\"}"), 1.0);
+    assert_eq!(
+        metric(&broker, "distlog_transactions_total{outcome=\"commit\"}"),
+        3.0
+    );
+    assert_eq!(
+        metric(&broker, "distlog_transactions_total{outcome=\"abort\"}"),
+        1.0
+    );
 }
 
 #[test]

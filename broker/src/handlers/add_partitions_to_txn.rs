@@ -51,9 +51,25 @@ pub async fn handle(
     let mut results = Vec::with_capacity(req.transactions.len());
     for t in &req.transactions {
         let topic_results = if t.verify_only {
-            verify(broker, version, &t.transactional_id, t.producer_id, t.producer_epoch, &t.topics).await
+            verify(
+                broker,
+                version,
+                &t.transactional_id,
+                t.producer_id,
+                t.producer_epoch,
+                &t.topics,
+            )
+            .await
         } else {
-            add(broker, version, &t.transactional_id, t.producer_id, t.producer_epoch, &t.topics).await
+            add(
+                broker,
+                version,
+                &t.transactional_id,
+                t.producer_id,
+                t.producer_epoch,
+                &t.topics,
+            )
+            .await
         };
         results.push(
             AddPartitionsToTxnResult::default()
@@ -121,8 +137,7 @@ async fn add(
                     unknown
                         .iter()
                         .find(|(n, q, _)| n == name && *q == p)
-                        .map(|(_, _, e)| *e)
-                        .unwrap_or(ResponseError::OperationNotAttempted),
+                        .map_or(ResponseError::OperationNotAttempted, |(_, _, e)| *e),
                 )
             });
         }
@@ -137,7 +152,12 @@ async fn add(
         };
         let error = match broker.meta.txn(op).await {
             Ok(_) => {
-                debug!(producer_id = producer_id.0, producer_epoch, partitions = count, "partitions added");
+                debug!(
+                    producer_id = producer_id.0,
+                    producer_epoch,
+                    partitions = count,
+                    "partitions added"
+                );
                 None
             }
             Err(e) => {
@@ -162,7 +182,8 @@ async fn verify(
     producer_epoch: i16,
     topics: &[AddPartitionsToTxnTopic],
 ) -> Vec<AddPartitionsToTxnTopicResult> {
-    let span = tracing::debug_span!("verify_partitions_in_txn", transactional_id = %transactional_id.as_str());
+    let span =
+        tracing::debug_span!("verify_partitions_in_txn", transactional_id = %transactional_id.as_str());
     async {
         if let Err(e) = broker.meta.barrier().await {
             let code = write_error(ApiKey::AddPartitionsToTxn, version, &e);

@@ -91,7 +91,8 @@ async fn transactional(
             return refused(ResponseError::CoordinatorLoadInProgress);
         }
     };
-    let expected = (version >= 3 && req.producer_id.0 >= 0).then_some((req.producer_id.0, req.producer_epoch));
+    let expected =
+        (version >= 3 && req.producer_id.0 >= 0).then_some((req.producer_id.0, req.producer_epoch));
     let op = TxnOp::Init {
         transactional_id,
         fresh_producer_id: fresh,
