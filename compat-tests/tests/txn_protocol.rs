@@ -372,6 +372,10 @@ fn a_transaction_outliving_its_timeout_is_aborted_and_its_producer_fenced() {
     assert_eq!((code, epoch), (NONE, 0));
     let producer = (pid, 0);
     assert_eq!(c.add_offsets(3, "tx-slow", producer, "group-slow"), NONE);
+    // Another transaction stays open well within its timeout.
+    let (code, other, _) = c.init("tx-open", 60_000);
+    assert_eq!(code, NONE);
+    assert_eq!(c.add_offsets(3, "tx-open", (other, 0), "group-open"), NONE);
     let opened = Instant::now();
     let deadline = opened + Duration::from_secs(20);
     let timeouts = "distlog_transactions_total{outcome=\"timeout\"}";
@@ -392,6 +396,16 @@ fn a_transaction_outliving_its_timeout_is_aborted_and_its_producer_fenced() {
     // The abort bumped the epoch: the producer is fenced and cannot commit.
     assert_eq!(c.end(3, "tx-slow", producer, true), PRODUCER_FENCED);
     assert_eq!(c.end(1, "tx-slow", producer, true), INVALID_PRODUCER_EPOCH);
+    // The leader's sweeper counts what is still open: only the other transaction.
+    while metric(&broker, "distlog_transactions_open") != 1.0 {
+        assert!(
+            Instant::now() < deadline,
+            "distlog_transactions_open is {}, not 1",
+            metric(&broker, "distlog_transactions_open")
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(c.end(3, "tx-open", (other, 0), true), NONE);
     // A new producer of the id starts after the bumped epoch.
     assert_eq!(c.init("tx-slow", 2_000), (NONE, pid, 2));
     let log = broker.log_tail(400);
