@@ -26,5 +26,6 @@ pub mod server;
 pub mod topic_config;
 pub mod topics;
 pub mod txn_markers;
+pub mod txn;
 
 pub use context::Broker;

@@ -108,6 +108,8 @@ pub fn init() {
     LazyLock::force(&RECOMPRESSED_BATCHES);
     LazyLock::force(&RECOMPRESSED_BYTES);
     LazyLock::force(&TXN_MARKER_SECONDS);
+    LazyLock::force(&TRANSACTIONS);
+    LazyLock::force(&TRANSACTIONS_OPEN);
 }
 
 /// Time from a transaction's prepare to each of its markers being durable
@@ -247,4 +249,27 @@ pub static CONFIG_ALTERATIONS: LazyLock<IntCounterVec> = LazyLock::new(|| {
         &["resource", "outcome"]
     )
     .expect("metric distlog_config_alterations_total registers once")
+});
+
+/// Transactions ended, by outcome: `commit` and `abort` for EndTxn
+/// requests this node accepted, `timeout` for transactions the Raft
+/// leader's sweeper aborted because they outlived their timeout.
+pub static TRANSACTIONS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "distlog_transactions_total",
+        "Transactions ended, by outcome (commit, abort, timeout)",
+        &["outcome"]
+    )
+    .expect("metric distlog_transactions_total registers once")
+});
+
+/// Transactions open or being completed (Ongoing, PrepareCommit,
+/// PrepareAbort), as counted by the timeout sweeper on the Raft leader
+/// each round; 0 on other nodes.
+pub static TRANSACTIONS_OPEN: LazyLock<IntGauge> = LazyLock::new(|| {
+    register_int_gauge!(
+        "distlog_transactions_open",
+        "Transactions open or being completed, counted by the Raft leader (0 elsewhere)"
+    )
+    .expect("metric distlog_transactions_open registers once")
 });

@@ -96,6 +96,8 @@ pub struct Node {
     controller_task: Option<JoinHandle<()>>,
     /// Writes the transaction markers this node owes (`txn_markers`).
     marker_task: Option<JoinHandle<()>>,
+    /// Aborts transactions that outlived their timeout (acts on the Raft leader).
+    txn_timeout_task: JoinHandle<()>,
     trimmer_task: Option<JoinHandle<()>>,
     /// Truncates the streams this node owns as retention allows.
     retention_task: JoinHandle<()>,
@@ -214,6 +216,11 @@ impl Node {
         let lease_task = tokio::spawn(lease::renew(meta.clone(), config.clone(), shutdown_rx.clone()));
         let controller_task = (config.is_cluster() && config.roles.meta)
             .then(|| tokio::spawn(ownership::run_controller(meta.clone(), shutdown_rx.clone())));
+        let txn_timeout_task = tokio::spawn(crate::txn::timeouts::run(
+            meta.clone(),
+            Duration::from_millis(config.transaction_abort_timed_out_transaction_cleanup_interval_ms),
+            shutdown_rx.clone(),
+        ));
 
         let marker_task = config
             .roles
@@ -242,6 +249,7 @@ impl Node {
             lease_task,
             controller_task,
             marker_task,
+            txn_timeout_task,
             trimmer_task,
             retention_task,
             orphan_task,
@@ -307,6 +315,7 @@ impl Node {
         if let Some(task) = self.marker_task {
             task.abort();
         }
+        self.txn_timeout_task.abort();
         if let Some(task) = self.trimmer_task {
             task.abort();
         }
