@@ -17,6 +17,7 @@ pub mod describe_log_dirs;
 pub mod describe_producers;
 pub mod describe_quorum;
 pub mod describe_topic_partitions;
+pub mod describe_transactions;
 pub mod elect_leaders;
 pub mod fetch;
 pub mod fetch_encode;
@@ -27,9 +28,11 @@ pub mod init_producer_id;
 pub mod leader_epoch;
 pub mod list_offsets;
 pub mod list_partition_reassignments;
+pub mod list_transactions;
 pub mod metadata;
 pub mod offset_for_leader_epoch;
 pub mod produce;
+pub mod txn_offset_commit;
 
 use std::sync::Arc;
 
@@ -86,6 +89,9 @@ pub const SUPPORTED: &[(ApiKey, (i16, i16))] = &[
         ApiKey::IncrementalAlterConfigs,
         alter_configs::INCREMENTAL_VERSIONS,
     ),
+    (ApiKey::TxnOffsetCommit, txn_offset_commit::VERSIONS),
+    (ApiKey::ListTransactions, list_transactions::VERSIONS),
+    (ApiKey::DescribeTransactions, describe_transactions::VERSIONS),
 ];
 
 /// A node id as a Kafka broker id (an `int32` on the wire). The
@@ -360,6 +366,18 @@ impl Dispatcher for KafkaDispatcher {
                     route!(req, broker, m::CreatePartitionsRequest, create_partitions::handle)
                 }
                 ApiKey::ElectLeaders => route!(req, broker, m::ElectLeadersRequest, elect_leaders::handle),
+                ApiKey::TxnOffsetCommit => {
+                    route!(req, broker, m::TxnOffsetCommitRequest, txn_offset_commit::handle)
+                }
+                ApiKey::ListTransactions => {
+                    route!(req, broker, m::ListTransactionsRequest, list_transactions::handle)
+                }
+                ApiKey::DescribeTransactions => route!(
+                    req,
+                    broker,
+                    m::DescribeTransactionsRequest,
+                    describe_transactions::handle
+                ),
                 other => {
                     warn!(api = ?other, "request for an API without a handler");
                     Outcome::Close(format!("{other:?} is not supported"))
