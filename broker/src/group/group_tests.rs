@@ -413,8 +413,8 @@ async fn a_group_held_through_another_brokers_lapse_is_reloaded_with_what_was_wr
 
 #[tokio::test]
 async fn offsets_staged_by_an_open_transaction_are_unstable_until_it_commits() {
-    use distlog_metadata::TxnOp;
     use super::FetchedOffset;
+    use distlog_metadata::TxnOp;
 
     let dir = tempfile::tempdir().expect("tempdir");
     let meta = open_meta(dir.path()).await;
@@ -473,10 +473,7 @@ async fn offsets_staged_by_an_open_transaction_are_unstable_until_it_commits() {
     let unstable = FetchedOffset::none().with_error(ResponseError::UnstableOffsetCommit);
     assert_eq!(
         c.fetch_offsets("g", Some(&wanted), true),
-        vec![(
-            "t".to_string(),
-            vec![(0, FetchedOffset::none()), (1, unstable)]
-        )]
+        vec![("t".to_string(), vec![(0, FetchedOffset::none()), (1, unstable)])]
     );
     // Without require_stable the staged offset is simply not there.
     assert_eq!(
@@ -504,10 +501,7 @@ async fn offsets_staged_by_an_open_transaction_are_unstable_until_it_commits() {
     };
     assert_eq!(
         c.fetch_offsets("g", Some(&wanted), true),
-        vec![(
-            "t".to_string(),
-            vec![(0, FetchedOffset::none()), (1, committed)]
-        )]
+        vec![("t".to_string(), vec![(0, FetchedOffset::none()), (1, committed)])]
     );
     meta.shutdown().await.expect("shutdown");
 }

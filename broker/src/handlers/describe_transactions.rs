@@ -27,7 +27,12 @@ use crate::Broker;
 pub const VERSIONS: (i16, i16) = (0, 0);
 
 /// The answer for one transactional id: its description, or the error.
-pub fn describe_one(state: &MetaState, node_id: NodeId, id: &str, now_ms: u64) -> Result<TxnMeta, ResponseError> {
+pub fn describe_one(
+    state: &MetaState,
+    node_id: NodeId,
+    id: &str,
+    now_ms: u64,
+) -> Result<TxnMeta, ResponseError> {
     if id.is_empty() {
         return Err(ResponseError::InvalidRequest);
     }
@@ -135,7 +140,12 @@ mod tests {
 
     #[test]
     fn partitions_are_grouped_by_topic_in_order() {
-        let t = txn(vec![part("b", 2, 1), part("a", 1, 3), part("b", 2, 0), part("a", 1, 0)]);
+        let t = txn(vec![
+            part("b", 2, 1),
+            part("a", 1, 3),
+            part("b", 2, 0),
+            part("a", 1, 0),
+        ]);
         assert_eq!(
             topics_of(&t),
             vec![("a".to_string(), vec![0, 3]), ("b".to_string(), vec![0, 1])]

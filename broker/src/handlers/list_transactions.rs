@@ -55,7 +55,11 @@ pub struct ListFilter {
 impl ListFilter {
     /// The filter of a request, and the state names it gave that are not
     /// Kafka transaction states (answered as `unknown_state_filters`).
-    pub fn parse(state_names: &[&str], producer_ids: &[i64], min_duration_ms: i64) -> (ListFilter, Vec<String>) {
+    pub fn parse(
+        state_names: &[&str],
+        producer_ids: &[i64],
+        min_duration_ms: i64,
+    ) -> (ListFilter, Vec<String>) {
         let mut unknown = Vec::new();
         let states = (!state_names.is_empty()).then(|| {
             let mut states = Vec::new();
@@ -223,7 +227,9 @@ mod tests {
         // No broker registered: the local one coordinates everything.
         let all = list(&state, NodeId::new(1), &any, 10);
         assert_eq!(
-            all.iter().map(|t| t.transactional_id.as_str()).collect::<Vec<_>>(),
+            all.iter()
+                .map(|t| t.transactional_id.as_str())
+                .collect::<Vec<_>>(),
             vec!["a", "b", "c", "d", "e", "f"]
         );
         assert_eq!(all[2].producer_id, 2);

@@ -66,7 +66,10 @@ fn is_open(state: TxnState) -> bool {
 
 /// The open transactions among `txns` at wall-clock `now_ms`, oldest
 /// first (ties by transactional id).
-pub fn open_transactions<'a>(txns: impl IntoIterator<Item = (&'a String, &'a TxnMeta)>, now_ms: u64) -> Vec<OpenTxn> {
+pub fn open_transactions<'a>(
+    txns: impl IntoIterator<Item = (&'a String, &'a TxnMeta)>,
+    now_ms: u64,
+) -> Vec<OpenTxn> {
     let mut out: Vec<OpenTxn> = txns
         .into_iter()
         .filter(|(_, t)| is_open(t.state))
@@ -167,10 +170,7 @@ mod tests {
                 partition: 2
             }]
         );
-        assert_eq!(
-            serde_json::to_value(old).expect("JSON")["groups"],
-            json!(["g"])
-        );
+        assert_eq!(serde_json::to_value(old).expect("JSON")["groups"], json!(["g"]));
         assert!(open_transactions(&BTreeMap::new(), 1).is_empty());
     }
 }
