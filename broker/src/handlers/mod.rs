@@ -19,6 +19,7 @@ pub mod describe_log_dirs;
 pub mod describe_producers;
 pub mod describe_quorum;
 pub mod describe_topic_partitions;
+pub mod describe_transactions;
 pub mod elect_leaders;
 pub mod end_txn;
 pub mod fetch;
@@ -30,9 +31,11 @@ pub mod init_producer_id;
 pub mod leader_epoch;
 pub mod list_offsets;
 pub mod list_partition_reassignments;
+pub mod list_transactions;
 pub mod metadata;
 pub mod offset_for_leader_epoch;
 pub mod produce;
+pub mod txn_offset_commit;
 
 use std::sync::Arc;
 
@@ -92,6 +95,9 @@ pub const SUPPORTED: &[(ApiKey, (i16, i16))] = &[
     (ApiKey::AddPartitionsToTxn, add_partitions_to_txn::VERSIONS),
     (ApiKey::AddOffsetsToTxn, add_offsets_to_txn::VERSIONS),
     (ApiKey::EndTxn, end_txn::VERSIONS),
+    (ApiKey::TxnOffsetCommit, txn_offset_commit::VERSIONS),
+    (ApiKey::ListTransactions, list_transactions::VERSIONS),
+    (ApiKey::DescribeTransactions, describe_transactions::VERSIONS),
 ];
 
 /// A node id as a Kafka broker id (an `int32` on the wire). The
@@ -376,6 +382,18 @@ impl Dispatcher for KafkaDispatcher {
                     route!(req, broker, m::AddOffsetsToTxnRequest, add_offsets_to_txn::handle)
                 }
                 ApiKey::EndTxn => route!(req, broker, m::EndTxnRequest, end_txn::handle),
+                ApiKey::TxnOffsetCommit => {
+                    route!(req, broker, m::TxnOffsetCommitRequest, txn_offset_commit::handle)
+                }
+                ApiKey::ListTransactions => {
+                    route!(req, broker, m::ListTransactionsRequest, list_transactions::handle)
+                }
+                ApiKey::DescribeTransactions => route!(
+                    req,
+                    broker,
+                    m::DescribeTransactionsRequest,
+                    describe_transactions::handle
+                ),
                 other => {
                     warn!(api = ?other, "request for an API without a handler");
                     Outcome::Close(format!("{other:?} is not supported"))
