@@ -123,6 +123,9 @@ pub async fn handle(
     Some(assemble(names, results))
 }
 
+/// One partition of a produce after validation: its append, or its answer.
+type Prepared = Result<PreparedAppend, Box<PartitionProduceResponse>>;
+
 /// KIP-890 verification of every transactional batch before it is queued
 /// (`crate::producer::verify`): a partition not in the producer's open
 /// transaction is answered with the refusal instead of being appended.
@@ -130,7 +133,7 @@ async fn verify_transactional(
     broker: &Broker,
     version: i16,
     transactional_id: Option<&str>,
-    prepared: &mut [(usize, i32, Result<PreparedAppend, Box<PartitionProduceResponse>>)],
+    prepared: &mut [(usize, i32, Prepared)],
 ) {
     let checks = prepared.iter().enumerate().filter_map(|(i, (_, index, p))| {
         let p = p.as_ref().ok()?;
