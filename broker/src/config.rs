@@ -93,6 +93,14 @@ pub struct BrokerConfig {
     /// `producer.id.expiration.ms`: a partition forgets an idempotent
     /// producer not written for this long (Kafka's default: 1 day).
     pub producer_id_expiration_ms: u64,
+    /// `transaction.max.timeout.ms`: the longest transaction timeout a
+    /// producer may ask for in InitProducerId (Kafka's default: 15 min);
+    /// a longer one is refused with INVALID_TRANSACTION_TIMEOUT.
+    pub transaction_max_timeout_ms: u64,
+    /// `transaction.abort.timed.out.transaction.cleanup.interval.ms`: how
+    /// often the Raft leader looks for transactions that outlived their
+    /// timeout and aborts them (Kafka's default: 10 s).
+    pub transaction_abort_timed_out_transaction_cleanup_interval_ms: u64,
     /// Test-only fault: the probability (0 to 1) that a produce whose
     /// records were appended gets its connection closed instead of its
     /// answer, as a network fault after the write would. 0 (the default)
@@ -172,6 +180,8 @@ impl Default for BrokerConfig {
             log_format: LogFormat::Text,
             speculative_read_ms: 100,
             producer_id_expiration_ms: 86_400_000,
+            transaction_max_timeout_ms: 900_000,
+            transaction_abort_timed_out_transaction_cleanup_interval_ms: 10_000,
             test_drop_produce_responses: 0.0,
             group_initial_rebalance_delay_ms: 3000,
             group_min_session_timeout_ms: 6000,
@@ -295,6 +305,16 @@ pub struct ServerArgs {
     /// Forget an idempotent producer idle this long, ms (producer.id.expiration.ms; default 1 day).
     #[arg(long, env = "DISTLOG_PRODUCER_ID_EXPIRATION_MS")]
     pub producer_id_expiration_ms: Option<u64>,
+    /// Longest transaction timeout a producer may ask for, ms (transaction.max.timeout.ms; default 15 min).
+    #[arg(long, env = "DISTLOG_TRANSACTION_MAX_TIMEOUT_MS")]
+    pub transaction_max_timeout_ms: Option<u64>,
+    /// How often timed-out transactions are aborted, ms
+    /// (transaction.abort.timed.out.transaction.cleanup.interval.ms; default 10 s).
+    #[arg(
+        long,
+        env = "DISTLOG_TRANSACTION_ABORT_TIMED_OUT_TRANSACTION_CLEANUP_INTERVAL_MS"
+    )]
+    pub transaction_abort_timed_out_transaction_cleanup_interval_ms: Option<u64>,
     /// Test-only fault: close a connection instead of answering a produce
     /// that was appended, with this probability (0 to 1; default 0).
     #[arg(long, env = "DISTLOG_TEST_DROP_PRODUCE_RESPONSES", hide = true)]
@@ -391,6 +411,10 @@ pub struct FileConfig {
     pub speculative_read_ms: Option<u64>,
     /// See [`BrokerConfig::producer_id_expiration_ms`].
     pub producer_id_expiration_ms: Option<u64>,
+    /// See [`BrokerConfig::transaction_max_timeout_ms`].
+    pub transaction_max_timeout_ms: Option<u64>,
+    /// See [`BrokerConfig::transaction_abort_timed_out_transaction_cleanup_interval_ms`].
+    pub transaction_abort_timed_out_transaction_cleanup_interval_ms: Option<u64>,
     /// See [`BrokerConfig::test_drop_produce_responses`].
     pub test_drop_produce_responses: Option<f64>,
     /// See [`BrokerConfig::group_initial_rebalance_delay_ms`].
@@ -461,6 +485,9 @@ impl FileConfig {
             log_format: a.log_format,
             speculative_read_ms: a.speculative_read_ms,
             producer_id_expiration_ms: a.producer_id_expiration_ms,
+            transaction_max_timeout_ms: a.transaction_max_timeout_ms,
+            transaction_abort_timed_out_transaction_cleanup_interval_ms: a
+                .transaction_abort_timed_out_transaction_cleanup_interval_ms,
             test_drop_produce_responses: a.test_drop_produce_responses,
             group_initial_rebalance_delay_ms: a.group_initial_rebalance_delay_ms,
             group_min_session_timeout_ms: a.group_min_session_timeout_ms,
@@ -662,6 +689,16 @@ impl BrokerConfig {
                 "--producer-id-expiration-ms must be positive".into(),
             ));
         }
+        if c.transaction_max_timeout_ms == 0 || c.transaction_max_timeout_ms > i32::MAX as u64 {
+            return Err(BrokerError::Config(
+                "--transaction-max-timeout-ms must be within [1, 2^31-1]".into(),
+            ));
+        }
+        if c.transaction_abort_timed_out_transaction_cleanup_interval_ms == 0 {
+            return Err(BrokerError::Config(
+                "--transaction-abort-timed-out-transaction-cleanup-interval-ms must be positive".into(),
+            ));
+        }
         if !(0.0..=1.0).contains(&c.test_drop_produce_responses) {
             return Err(BrokerError::Config(
                 "DISTLOG_TEST_DROP_PRODUCE_RESPONSES must be a probability within [0, 1]".into(),
@@ -715,6 +752,14 @@ impl BrokerConfig {
         set(&mut self.log_format, &l.log_format);
         set(&mut self.speculative_read_ms, &l.speculative_read_ms);
         set(&mut self.producer_id_expiration_ms, &l.producer_id_expiration_ms);
+        set(
+            &mut self.transaction_max_timeout_ms,
+            &l.transaction_max_timeout_ms,
+        );
+        set(
+            &mut self.transaction_abort_timed_out_transaction_cleanup_interval_ms,
+            &l.transaction_abort_timed_out_transaction_cleanup_interval_ms,
+        );
         set(
             &mut self.test_drop_produce_responses,
             &l.test_drop_produce_responses,

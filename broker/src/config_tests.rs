@@ -331,3 +331,43 @@ fn retention_flags_take_kafkas_defaults_and_minus_one() {
         assert!(BrokerConfig::resolve(None, &parse(bad)).is_err(), "{bad:?}");
     }
 }
+
+#[test]
+fn transaction_flags_take_kafkas_defaults_file_env_and_flags() {
+    let _g = ENV_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+    let c = BrokerConfig::resolve(None, &parse(&[])).expect("resolves");
+    assert_eq!(
+        (
+            c.transaction_max_timeout_ms,
+            c.transaction_abort_timed_out_transaction_cleanup_interval_ms
+        ),
+        (900_000, 10_000)
+    );
+    let file = FileConfig::parse(
+        "transaction_max_timeout_ms = 1000\ntransaction_abort_timed_out_transaction_cleanup_interval_ms = 7\n",
+        Path::new("test.toml"),
+    )
+    .expect("valid toml");
+    std::env::set_var("DISTLOG_TRANSACTION_MAX_TIMEOUT_MS", "2000");
+    let args = parse(&[
+        "--transaction-abort-timed-out-transaction-cleanup-interval-ms",
+        "500",
+    ]);
+    std::env::remove_var("DISTLOG_TRANSACTION_MAX_TIMEOUT_MS");
+    let c = BrokerConfig::resolve(Some(file), &args).expect("resolves");
+    assert_eq!(c.transaction_max_timeout_ms, 2000, "env beats file");
+    assert_eq!(
+        c.transaction_abort_timed_out_transaction_cleanup_interval_ms, 500,
+        "flag beats file"
+    );
+    for bad in [
+        &["--transaction-max-timeout-ms", "0"][..],
+        &["--transaction-max-timeout-ms", "2147483648"][..],
+        &[
+            "--transaction-abort-timed-out-transaction-cleanup-interval-ms",
+            "0",
+        ][..],
+    ] {
+        assert!(BrokerConfig::resolve(None, &parse(bad)).is_err(), "{bad:?}");
+    }
+}

@@ -69,6 +69,7 @@ pub fn storage_error(e: &StorageError) -> ResponseError {
             Some(ProducerStateError::OutOfOrderSequence { .. }) => ResponseError::OutOfOrderSequenceNumber,
             Some(ProducerStateError::InvalidProducerEpoch { .. }) => ResponseError::InvalidProducerEpoch,
             Some(ProducerStateError::UnknownProducerId { .. }) => ResponseError::UnknownProducerId,
+            Some(ProducerStateError::InvalidTxnState { .. }) => ResponseError::InvalidTxnState,
             None => ResponseError::InvalidRecord,
         },
     }

@@ -25,5 +25,7 @@ pub mod records;
 pub mod server;
 pub mod topic_config;
 pub mod topics;
+pub mod txn;
+pub mod txn_markers;
 
 pub use context::Broker;

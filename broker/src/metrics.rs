@@ -107,7 +107,21 @@ pub fn init() {
     LazyLock::force(&PRODUCE_REFUSED);
     LazyLock::force(&RECOMPRESSED_BATCHES);
     LazyLock::force(&RECOMPRESSED_BYTES);
+    LazyLock::force(&TXN_MARKER_SECONDS);
+    LazyLock::force(&TRANSACTIONS);
+    LazyLock::force(&TRANSACTIONS_OPEN);
 }
+
+/// Time from a transaction's prepare to each of its markers being durable
+/// in its partition (and reported), on the node that wrote it.
+pub static TXN_MARKER_SECONDS: LazyLock<Histogram> = LazyLock::new(|| {
+    register_histogram!(
+        "distlog_txn_marker_write_seconds",
+        "Seconds from a transaction's prepare to one of its markers written and recorded",
+        vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]
+    )
+    .expect("metric distlog_txn_marker_write_seconds registers once")
+});
 
 /// Decrements [`CONNECTIONS_ACTIVE`] when dropped, so every exit path of a
 /// connection task is counted.
@@ -235,4 +249,27 @@ pub static CONFIG_ALTERATIONS: LazyLock<IntCounterVec> = LazyLock::new(|| {
         &["resource", "outcome"]
     )
     .expect("metric distlog_config_alterations_total registers once")
+});
+
+/// Transactions ended, by outcome: `commit` and `abort` for EndTxn
+/// requests this node accepted, `timeout` for transactions the Raft
+/// leader's sweeper aborted because they outlived their timeout.
+pub static TRANSACTIONS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "distlog_transactions_total",
+        "Transactions ended, by outcome (commit, abort, timeout)",
+        &["outcome"]
+    )
+    .expect("metric distlog_transactions_total registers once")
+});
+
+/// Transactions open or being completed (Ongoing, PrepareCommit,
+/// PrepareAbort), as counted by the timeout sweeper on the Raft leader
+/// each round; 0 on other nodes.
+pub static TRANSACTIONS_OPEN: LazyLock<IntGauge> = LazyLock::new(|| {
+    register_int_gauge!(
+        "distlog_transactions_open",
+        "Transactions open or being completed, counted by the Raft leader (0 elsewhere)"
+    )
+    .expect("metric distlog_transactions_open registers once")
 });

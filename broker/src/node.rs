@@ -94,6 +94,10 @@ pub struct Node {
     kafka_tasks: Vec<JoinHandle<()>>,
     lease_task: JoinHandle<()>,
     controller_task: Option<JoinHandle<()>>,
+    /// Writes the transaction markers this node owes (`txn_markers`).
+    marker_task: Option<JoinHandle<()>>,
+    /// Aborts transactions that outlived their timeout (acts on the Raft leader).
+    txn_timeout_task: JoinHandle<()>,
     trimmer_task: Option<JoinHandle<()>>,
     /// Truncates the streams this node owns as retention allows.
     retention_task: JoinHandle<()>,
@@ -212,6 +216,16 @@ impl Node {
         let lease_task = tokio::spawn(lease::renew(meta.clone(), config.clone(), shutdown_rx.clone()));
         let controller_task = (config.is_cluster() && config.roles.meta)
             .then(|| tokio::spawn(ownership::run_controller(meta.clone(), shutdown_rx.clone())));
+        let txn_timeout_task = tokio::spawn(crate::txn::timeouts::run(
+            meta.clone(),
+            Duration::from_millis(config.transaction_abort_timed_out_transaction_cleanup_interval_ms),
+            shutdown_rx.clone(),
+        ));
+
+        let marker_task = config
+            .roles
+            .broker
+            .then(|| crate::txn_markers::spawn(broker.clone(), shutdown_rx.clone()));
 
         let check_interval = Duration::from_millis(config.log_retention_check_interval_ms);
         let retention_task = ns.start_retention(check_interval);
@@ -234,6 +248,8 @@ impl Node {
             kafka_tasks,
             lease_task,
             controller_task,
+            marker_task,
+            txn_timeout_task,
             trimmer_task,
             retention_task,
             orphan_task,
@@ -296,6 +312,10 @@ impl Node {
         if let Some(task) = self.controller_task {
             task.abort();
         }
+        if let Some(task) = self.marker_task {
+            task.abort();
+        }
+        self.txn_timeout_task.abort();
         if let Some(task) = self.trimmer_task {
             task.abort();
         }

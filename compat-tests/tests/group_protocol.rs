@@ -225,7 +225,7 @@ fn find_coordinator_answers_single_and_batched_keys() {
             .with_key(s("tx"))
             .with_key_type(1),
     );
-    assert_eq!(err(txn.error_code), Some(ResponseError::CoordinatorNotAvailable));
+    assert_eq!((txn.error_code, txn.node_id.0, txn.port), (0, 1, port));
     let batch: FindCoordinatorResponse = c.call(
         ApiKey::FindCoordinator,
         4,

@@ -472,11 +472,11 @@ fn prepare(
     if let Some((pid, epoch)) = bumped {
         // An exhausted epoch moves to a new id: the markers still carry the
         // old id (its batches are the ones to settle), at the top epoch.
-        if pid != txn.producer_id {
-            txn.producer_epoch = MAX_PRODUCER_EPOCH;
+        txn.producer_epoch = if pid == txn.producer_id {
+            epoch
         } else {
-            txn.producer_epoch = epoch;
-        }
+            MAX_PRODUCER_EPOCH
+        };
     }
     txn.state = if commit {
         TxnState::PrepareCommit
@@ -544,7 +544,7 @@ pub(crate) fn complete_if_marked(state: &mut MetaState, id: &str, events: &mut V
 /// transaction (completing those left with none) and from open ones.
 pub(crate) fn forget_streams(state: &mut MetaState, gone: &[StreamId], events: &mut Vec<MetaEvent>) {
     let mut touched = Vec::new();
-    for (id, txn) in state.transactions.iter_mut() {
+    for (id, txn) in &mut state.transactions {
         let before = (txn.partitions.len(), txn.pending_markers.len());
         txn.partitions.retain(|p| !gone.contains(&p.stream));
         txn.pending_markers.retain(|p| !gone.contains(&p.stream));

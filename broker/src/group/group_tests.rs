@@ -410,3 +410,98 @@ async fn a_group_held_through_another_brokers_lapse_is_reloaded_with_what_was_wr
     assert_eq!(c.heartbeat(&group, "m1-id", None, 5), None);
     meta.shutdown().await.expect("shutdown");
 }
+
+#[tokio::test]
+async fn offsets_staged_by_an_open_transaction_are_unstable_until_it_commits() {
+    use super::FetchedOffset;
+    use distlog_metadata::TxnOp;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let meta = open_meta(dir.path()).await;
+    let c = GroupCoordinator::start(meta.clone(), &config(0));
+    let txn = |op: TxnOp| {
+        let meta = meta.clone();
+        async move { meta.txn(op).await.expect("transaction op") }
+    };
+    txn(TxnOp::Init {
+        transactional_id: "tx".into(),
+        fresh_producer_id: 9,
+        timeout_ms: 60_000,
+        expected: None,
+        now_ms: 1,
+    })
+    .await;
+    txn(TxnOp::Add {
+        transactional_id: "tx".into(),
+        producer_id: 9,
+        producer_epoch: 0,
+        partitions: Vec::new(),
+        groups: vec!["g".into()],
+        now_ms: 2,
+    })
+    .await;
+    // Anonymous transactional commits pass the group check; named
+    // members of a group the coordinator does not know do not.
+    assert_eq!(c.check_txn_commit("g", "", None, -1), None);
+    assert_eq!(
+        c.check_txn_commit("g", "someone", None, 3),
+        Some(ResponseError::UnknownMemberId)
+    );
+    assert_eq!(
+        c.check_txn_commit("", "", None, -1),
+        Some(ResponseError::InvalidGroupId)
+    );
+    let committed = CommittedOffset {
+        offset: 17,
+        leader_epoch: 3,
+        metadata: "staged".into(),
+        commit_ms: 1_700_000_000_500,
+    };
+    txn(TxnOp::CommitOffsets {
+        transactional_id: "tx".into(),
+        producer_id: 9,
+        producer_epoch: 0,
+        group: "g".into(),
+        offsets: vec![OffsetCommitEntry {
+            topic: "t".into(),
+            partition: 1,
+            committed,
+        }],
+    })
+    .await;
+    let wanted = vec![("t".to_string(), vec![0, 1])];
+    let unstable = FetchedOffset::none().with_error(ResponseError::UnstableOffsetCommit);
+    assert_eq!(
+        c.fetch_offsets("g", Some(&wanted), true),
+        vec![("t".to_string(), vec![(0, FetchedOffset::none()), (1, unstable)])]
+    );
+    // Without require_stable the staged offset is simply not there.
+    assert_eq!(
+        c.fetch_offsets("g", Some(&wanted), false),
+        vec![(
+            "t".to_string(),
+            vec![(0, FetchedOffset::none()), (1, FetchedOffset::none())]
+        )]
+    );
+    assert!(c.fetch_offsets("g", None, true).is_empty());
+
+    txn(TxnOp::End {
+        transactional_id: "tx".into(),
+        producer_id: 9,
+        producer_epoch: 0,
+        commit: true,
+        now_ms: 3,
+    })
+    .await;
+    let committed = FetchedOffset {
+        offset: 17,
+        leader_epoch: 3,
+        metadata: "staged".into(),
+        error: None,
+    };
+    assert_eq!(
+        c.fetch_offsets("g", Some(&wanted), true),
+        vec![("t".to_string(), vec![(0, FetchedOffset::none()), (1, committed)])]
+    );
+    meta.shutdown().await.expect("shutdown");
+}

@@ -2,6 +2,7 @@
 //! against the live group, then stored in batches), OffsetFetch (read from
 //! the local metadata replica) and OffsetDelete.
 
+use distlog_metadata::transaction::has_pending;
 use distlog_metadata::{CommittedOffset, GroupOp, OffsetCommitEntry};
 use kafka_protocol::error::ResponseError;
 
@@ -102,15 +103,71 @@ impl GroupCoordinator {
             }
         });
         if require_stable {
+            // Partitions with offsets staged by an open transaction
+            // (TxnOffsetCommit), read before the in-flight marks are taken.
+            let pending: Vec<(String, u32)> = self.meta.read(|s| {
+                let Some(g) = s.groups.get(group_id) else {
+                    return Vec::new();
+                };
+                out.iter()
+                    .flat_map(|(topic, rows)| rows.iter().map(move |(p, _)| (topic, *p)))
+                    .filter_map(|(topic, p)| {
+                        let p = u32::try_from(p).ok()?;
+                        has_pending(&g.pending_txn_offsets, topic, p).then(|| (topic.clone(), p))
+                    })
+                    .collect()
+            });
             for (topic, rows) in &mut out {
                 for (p, row) in rows.iter_mut() {
-                    if *p >= 0 && self.store.is_unstable(group_id, topic, *p as u32) {
-                        row.error = Some(ResponseError::UnstableOffsetCommit);
+                    let Ok(partition) = u32::try_from(*p) else {
+                        continue;
+                    };
+                    let staged = pending.iter().any(|(t, q)| t == topic && *q == partition);
+                    if staged || self.store.is_unstable(group_id, topic, partition) {
+                        // Kafka answers no offset with the error.
+                        *row = FetchedOffset::none().with_error(ResponseError::UnstableOffsetCommit);
                     }
                 }
             }
         }
         out
+    }
+
+    /// Check a TxnOffsetCommit against the group before its offsets are
+    /// staged in the transaction: a valid group id this broker coordinates
+    /// (NOT_COORDINATOR otherwise), and, when the request names a member,
+    /// instance or generation, that they are the live group's
+    /// ([`super::state::Group::check_txn_commit`]). A group this broker
+    /// does not know accepts anonymous commits (Kafka creates it; distlog
+    /// stores it with the staged offsets) and refuses named members with
+    /// UNKNOWN_MEMBER_ID, as Kafka's freshly created empty group would.
+    ///
+    /// The check is made under the group's lock but the staging write is
+    /// not (it is a Raft write of transaction state): a rebalance completing
+    /// in between lets offsets of the previous generation be staged. Kafka
+    /// holds the group lock across its append; the window here is one Raft
+    /// round trip, and the offsets still only count if the transaction
+    /// commits.
+    pub fn check_txn_commit(
+        &self,
+        group_id: &str,
+        member_id: &str,
+        instance_id: Option<&str>,
+        generation: i32,
+    ) -> Option<ResponseError> {
+        if let Some(e) = self.check_group(group_id) {
+            return Some(e);
+        }
+        let anonymous = generation < 0 && member_id.is_empty() && instance_id.is_none();
+        match self.live_slot(group_id, false) {
+            Err(e) => Some(e),
+            Ok(Some(slot)) => slot
+                .group
+                .lock()
+                .check_txn_commit(member_id, instance_id, generation),
+            Ok(None) if anonymous => None,
+            Ok(None) => Some(ResponseError::UnknownMemberId),
+        }
     }
 
     /// Delete some of a group's committed offsets (OffsetDelete). Returns

@@ -28,19 +28,23 @@ use distlog_storage::log::StreamHandle;
 use distlog_storage::StorageError;
 use futures::future::{join_all, select_all};
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
-use kafka_protocol::messages::{FetchRequest, FetchResponse};
+use kafka_protocol::messages::fetch_response::{AbortedTransaction, FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::{FetchRequest, FetchResponse, ProducerId};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::fetch_encode::FetchRecords;
 use super::leader_epoch::{checked_epoch, open_stream};
 use crate::error::storage_error;
-use crate::records::take_batches;
+use crate::producer::with_partition;
+use crate::records::take_batches_below;
 use crate::Broker;
 
 /// Versions implemented (advertised in ApiVersions).
 pub const VERSIONS: (i16, i16) = (4, 12);
+
+/// `isolation_level` of a read_committed fetch.
+const READ_COMMITTED: i8 = 1;
 
 /// First version whose partitions carry `current_leader_epoch` (KIP-320).
 const LEADER_EPOCH_MIN_VERSION: i16 = 9;
@@ -69,6 +73,7 @@ pub async fn handle(broker: &Broker, version: i16, req: FetchRequest) -> FetchRe
     let deadline = Instant::now() + wait;
     let min_bytes = req.min_bytes.max(0) as usize;
     let max_bytes = req.max_bytes.max(0) as usize;
+    let read_committed = req.isolation_level == READ_COMMITTED;
 
     let mut names = Vec::with_capacity(req.topics.len());
     let mut slots = Vec::new();
@@ -93,6 +98,7 @@ pub async fn handle(broker: &Broker, version: i16, req: FetchRequest) -> FetchRe
                     fetch_offset: p.fetch_offset,
                     max_bytes: p.partition_max_bytes.max(0) as usize,
                     leader_epoch,
+                    read_committed,
                 }
             });
         }
@@ -148,6 +154,9 @@ struct PartitionFetch {
     fetch_offset: i64,
     max_bytes: usize,
     leader_epoch: i32,
+    /// `isolation_level` READ_COMMITTED: data only below the last stable
+    /// offset, with the aborted transactions.
+    read_committed: bool,
 }
 
 /// Check the partition's `current_leader_epoch` (v9+; -1 skips it); a
@@ -203,6 +212,14 @@ pub enum PartitionRead {
         high_watermark: u64,
         /// The stream's log start offset at read time.
         log_start_offset: u64,
+        /// The last stable offset at read time (≤ the high watermark).
+        last_stable_offset: u64,
+        /// Whether the fetch is read_committed: records from the last
+        /// stable offset on are left out.
+        read_committed: bool,
+        /// read_committed: the aborted transactions overlapping the
+        /// offsets read, (producer id, first offset), oldest first.
+        aborted: Vec<(i64, u64)>,
     },
     /// An error, with the stream's bounds when known.
     Error {
@@ -231,13 +248,37 @@ async fn read_slot(slot: &PartitionFetch, max_bytes: usize) -> PartitionRead {
         },
     };
     match result {
-        Ok(r) => PartitionRead::Data {
-            entries: r.entries.into_iter().map(|e| e.payload).collect(),
-            fetch_offset: slot.fetch_offset,
-            limit,
-            high_watermark: r.high_watermark,
-            log_start_offset: r.log_start_offset,
-        },
+        Ok(r) => {
+            let hw = r.high_watermark;
+            let read_end = r
+                .entries
+                .last()
+                .map_or(hw, |e| e.first_seq + u64::from(e.record_count));
+            let from = u64::try_from(slot.fetch_offset).unwrap_or(0);
+            let (last_stable_offset, aborted) = with_partition(stream, |p| {
+                let lso = p.last_stable_offset(hw);
+                let aborted = if slot.read_committed {
+                    p.aborted_between(from, lso.min(read_end))
+                        .into_iter()
+                        .map(|a| (a.producer_id, a.first_offset))
+                        .collect()
+                } else {
+                    Vec::new()
+                };
+                (lso, aborted)
+            })
+            .unwrap_or((hw, Vec::new()));
+            PartitionRead::Data {
+                entries: r.entries.into_iter().map(|e| e.payload).collect(),
+                fetch_offset: slot.fetch_offset,
+                limit,
+                high_watermark: hw,
+                log_start_offset: r.log_start_offset,
+                last_stable_offset,
+                read_committed: slot.read_committed,
+                aborted,
+            }
+        }
         Err(StorageError::OffsetOutOfRange { start, end, .. }) => PartitionRead::Error {
             error: ResponseError::OffsetOutOfRange,
             bounds: Some((start, end)),
@@ -284,13 +325,21 @@ pub fn assemble(outcomes: &[PartitionRead], max_bytes: usize) -> Assembled {
                 limit,
                 high_watermark,
                 log_start_offset,
+                last_stable_offset,
+                read_committed,
+                aborted,
             } => {
                 let limit = (*limit).min(remaining);
-                let taken = take_batches(entries, *fetch_offset, limit, bytes == 0);
+                let end = if *read_committed {
+                    *last_stable_offset as i64
+                } else {
+                    i64::MAX
+                };
+                let taken = take_batches_below(entries, *fetch_offset, limit, bytes == 0, end);
                 remaining = remaining.saturating_sub(taken.bytes);
                 bytes += taken.bytes;
                 records.push(taken.chunks);
-                data(*high_watermark, *log_start_offset)
+                data(*high_watermark, *last_stable_offset, *log_start_offset, aborted)
             }
             PartitionRead::Error { error, bounds } => {
                 errors = true;
@@ -317,14 +366,27 @@ pub fn assemble(outcomes: &[PartitionRead], max_bytes: usize) -> Assembled {
     }
 }
 
-/// Partition data without error; last stable offset = high watermark (no
-/// transactions yet), no aborted transactions, no preferred replica.
-fn data(high_watermark: u64, log_start_offset: u64) -> PartitionData {
+/// Partition data without error, with its watermarks and (read_committed)
+/// the aborted transactions of the offsets read; no preferred replica.
+fn data(
+    high_watermark: u64,
+    last_stable_offset: u64,
+    log_start_offset: u64,
+    aborted: &[(i64, u64)],
+) -> PartitionData {
+    let aborted = aborted
+        .iter()
+        .map(|&(producer_id, first_offset)| {
+            AbortedTransaction::default()
+                .with_producer_id(ProducerId(producer_id))
+                .with_first_offset(first_offset as i64)
+        })
+        .collect();
     PartitionData::default()
         .with_high_watermark(high_watermark as i64)
-        .with_last_stable_offset(high_watermark as i64)
+        .with_last_stable_offset(last_stable_offset as i64)
         .with_log_start_offset(log_start_offset as i64)
-        .with_aborted_transactions(Some(Vec::new()))
+        .with_aborted_transactions(Some(aborted))
         .with_preferred_read_replica((-1).into())
         .with_records(None)
 }
@@ -405,6 +467,9 @@ mod tests {
             limit,
             high_watermark: 100,
             log_start_offset: 3,
+            last_stable_offset: 100,
+            read_committed: false,
+            aborted: Vec::new(),
         }
     }
 
@@ -426,6 +491,7 @@ mod tests {
             fetch_offset: 0,
             max_bytes: 0,
             leader_epoch: -1,
+            read_committed: false,
         };
         for version in VERSIONS.0..=VERSIONS.1 {
             let names = vec![kafka_protocol::messages::TopicName(
@@ -566,6 +632,9 @@ mod tests {
             limit,
             high_watermark: 14,
             log_start_offset: 0,
+            last_stable_offset: 14,
+            read_committed: false,
+            aborted: Vec::new(),
         };
         // Offset 11 lies in the entry's second batch: the first is skipped.
         let a = assemble(&[read(11, usize::MAX)], 10_000);
@@ -628,6 +697,7 @@ mod tests {
                 fetch_offset: 0,
                 max_bytes: 0,
                 leader_epoch: -1,
+                read_committed: false,
             },
             PartitionFetch {
                 topic: 0,
@@ -636,6 +706,7 @@ mod tests {
                 fetch_offset: 0,
                 max_bytes: 0,
                 leader_epoch: -1,
+                read_committed: false,
             },
         ];
         let a = assemble(&[data_outcome(&[&[61]]), data_outcome(&[&[62]])], 10);

@@ -39,23 +39,21 @@ fn find(
     key_type: i8,
     listener: &KafkaListener,
 ) -> Result<(i32, String, i32), (ResponseError, String)> {
-    match key_type {
-        KEY_TYPE_GROUP => {}
-        KEY_TYPE_TRANSACTION => {
-            return Err((
-                ResponseError::CoordinatorNotAvailable,
-                "transactions are not supported by this broker yet".to_string(),
-            ))
-        }
+    // Transaction state is replicated to every node, so any broker could
+    // coordinate a transactional id; clients still want one name, and the
+    // group placement spreads them the same way.
+    let what = match key_type {
+        KEY_TYPE_GROUP => "group id",
+        KEY_TYPE_TRANSACTION => "transactional id",
         other => {
             return Err((
                 ResponseError::InvalidRequest,
                 format!("coordinator key type {other} is not supported"),
             ))
         }
-    }
+    };
     if key.is_empty() {
-        return Err((ResponseError::InvalidRequest, "the group id is empty".to_string()));
+        return Err((ResponseError::InvalidRequest, format!("the {what} is empty")));
     }
     let node = broker.config.node_id;
     match broker.groups.coordinator_for(key) {

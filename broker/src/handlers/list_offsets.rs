@@ -10,8 +10,10 @@
 //! returned offset, from the stream's epoch history: the epoch whose
 //! segment holds the record, the current epoch for the latest offset.
 //!
-//! No transactions yet, so the last stable offset equals the high watermark
-//! and `isolation_level` changes nothing.
+//! With `isolation_level` READ_COMMITTED (1) the latest offset is the last
+//! stable offset (the first offset of the oldest transaction not yet
+//! decided), and a timestamp lookup answers nothing at or past it, as
+//! Kafka does.
 
 use distlog_metadata::StreamId;
 use distlog_storage::log::StreamHandle;
@@ -24,6 +26,7 @@ use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 
 use super::leader_epoch::{checked_history, open_stream, to_wire, UNDEFINED_EPOCH};
 use crate::error::storage_error;
+use crate::producer::with_partition;
 use crate::records::{self, TimestampHit};
 use crate::Broker;
 
@@ -37,6 +40,9 @@ pub const EARLIEST: i64 = -2;
 /// Special timestamp (v7+, KIP-734): the record with the largest timestamp.
 pub const MAX_TIMESTAMP: i64 = -3;
 
+/// `isolation_level` READ_COMMITTED.
+const READ_COMMITTED: i8 = 1;
+
 /// First version whose responses (and requests) carry leader epochs.
 const LEADER_EPOCH_MIN_VERSION: i16 = 4;
 /// First version that knows [`MAX_TIMESTAMP`].
@@ -44,6 +50,8 @@ const MAX_TIMESTAMP_MIN_VERSION: i16 = 7;
 
 /// Handle a list-offsets request (earliest, latest, by timestamp via txid).
 pub async fn handle(broker: &Broker, version: i16, req: ListOffsetsRequest) -> ListOffsetsResponse {
+    // isolation_level exists from v2.
+    let read_committed = version >= 2 && req.isolation_level == READ_COMMITTED;
     let mut topics = Vec::with_capacity(req.topics.len());
     for topic in req.topics {
         let parts = join_all(topic.partitions.iter().map(|p| async {
@@ -53,7 +61,7 @@ pub async fn handle(broker: &Broker, version: i16, req: ListOffsetsRequest) -> L
                 -1
             };
             let res = match broker.resolve(&topic.name, p.partition_index) {
-                Ok((_, stream)) => lookup(broker, version, stream, epoch, p.timestamp).await,
+                Ok((_, stream)) => lookup(broker, version, stream, epoch, p.timestamp, read_committed).await,
                 Err(e) => Err(e),
             };
             partition_response(version, p.partition_index, res)
@@ -90,9 +98,18 @@ async fn lookup(
     stream: StreamId,
     requested_epoch: i32,
     timestamp: i64,
+    read_committed: bool,
 ) -> Result<Position, ResponseError> {
     let stream = open_stream(broker, stream, requested_epoch).await?;
     let history = checked_history(broker, &stream, requested_epoch)?;
+    let requested = timestamp;
+    // read_committed sees nothing at or past the last stable offset.
+    let visible_end = if read_committed {
+        with_partition(&stream, |p| p.last_stable_offset(history.log_end_offset))
+            .unwrap_or(history.log_end_offset)
+    } else {
+        history.log_end_offset
+    } as i64;
     // The epoch that wrote a returned offset (Kafka answers the batch's
     // partitionLeaderEpoch); -1 for no offset.
     let epoch_at = |offset: i64| {
@@ -103,7 +120,7 @@ async fn lookup(
     };
     let (offset, timestamp, leader_epoch) = match timestamp {
         // The log end belongs to the current leader epoch.
-        LATEST => (history.log_end_offset as i64, -1, to_wire(history.current_epoch)),
+        LATEST => (visible_end, -1, to_wire(history.current_epoch)),
         EARLIEST => (
             history.log_start_offset as i64,
             -1,
@@ -136,6 +153,12 @@ async fn lookup(
         (start, epoch_at(start))
     } else {
         (offset, leader_epoch)
+    };
+    let looked_up = requested >= 0 || requested == MAX_TIMESTAMP;
+    let (offset, timestamp, leader_epoch) = if looked_up && offset >= visible_end {
+        (NO_MATCH.0, NO_MATCH.1, UNDEFINED_EPOCH)
+    } else {
+        (offset, timestamp, leader_epoch)
     };
     Ok(Position {
         offset,

@@ -5,6 +5,8 @@
 //! handler's `VERSIONS` constant and is the single source of truth: it is
 //! what ApiVersions advertises and what the connection admits.
 
+pub mod add_offsets_to_txn;
+pub mod add_partitions_to_txn;
 pub mod alter_configs;
 pub mod api_versions;
 pub mod create_partitions;
@@ -17,7 +19,9 @@ pub mod describe_log_dirs;
 pub mod describe_producers;
 pub mod describe_quorum;
 pub mod describe_topic_partitions;
+pub mod describe_transactions;
 pub mod elect_leaders;
+pub mod end_txn;
 pub mod fetch;
 pub mod fetch_encode;
 pub mod group_admin;
@@ -27,9 +31,11 @@ pub mod init_producer_id;
 pub mod leader_epoch;
 pub mod list_offsets;
 pub mod list_partition_reassignments;
+pub mod list_transactions;
 pub mod metadata;
 pub mod offset_for_leader_epoch;
 pub mod produce;
+pub mod txn_offset_commit;
 
 use std::sync::Arc;
 
@@ -86,6 +92,12 @@ pub const SUPPORTED: &[(ApiKey, (i16, i16))] = &[
         ApiKey::IncrementalAlterConfigs,
         alter_configs::INCREMENTAL_VERSIONS,
     ),
+    (ApiKey::AddPartitionsToTxn, add_partitions_to_txn::VERSIONS),
+    (ApiKey::AddOffsetsToTxn, add_offsets_to_txn::VERSIONS),
+    (ApiKey::EndTxn, end_txn::VERSIONS),
+    (ApiKey::TxnOffsetCommit, txn_offset_commit::VERSIONS),
+    (ApiKey::ListTransactions, list_transactions::VERSIONS),
+    (ApiKey::DescribeTransactions, describe_transactions::VERSIONS),
 ];
 
 /// A node id as a Kafka broker id (an `int32` on the wire). The
@@ -360,6 +372,28 @@ impl Dispatcher for KafkaDispatcher {
                     route!(req, broker, m::CreatePartitionsRequest, create_partitions::handle)
                 }
                 ApiKey::ElectLeaders => route!(req, broker, m::ElectLeadersRequest, elect_leaders::handle),
+                ApiKey::AddPartitionsToTxn => route!(
+                    req,
+                    broker,
+                    m::AddPartitionsToTxnRequest,
+                    add_partitions_to_txn::handle
+                ),
+                ApiKey::AddOffsetsToTxn => {
+                    route!(req, broker, m::AddOffsetsToTxnRequest, add_offsets_to_txn::handle)
+                }
+                ApiKey::EndTxn => route!(req, broker, m::EndTxnRequest, end_txn::handle),
+                ApiKey::TxnOffsetCommit => {
+                    route!(req, broker, m::TxnOffsetCommitRequest, txn_offset_commit::handle)
+                }
+                ApiKey::ListTransactions => {
+                    route!(req, broker, m::ListTransactionsRequest, list_transactions::handle)
+                }
+                ApiKey::DescribeTransactions => route!(
+                    req,
+                    broker,
+                    m::DescribeTransactionsRequest,
+                    describe_transactions::handle
+                ),
                 other => {
                     warn!(api = ?other, "request for an API without a handler");
                     Outcome::Close(format!("{other:?} is not supported"))

@@ -67,6 +67,7 @@ pub async fn handle(
     }
 
     let max_batch = crate::broker_config::message_max_bytes(&broker.config, &broker.meta);
+    let transactional_id = req.transactional_id.as_ref().map(|t| t.to_string());
     let topics = detach(req);
     let mut names: Vec<TopicName> = Vec::with_capacity(topics.len());
     let mut prepared = Vec::new();
@@ -78,6 +79,7 @@ pub async fn handle(
         }
         names.push(name);
     }
+    verify_transactional(broker, version, transactional_id.as_deref(), &mut prepared).await;
 
     // Queue the appends in the connection's request order. LogAppendTime
     // batches are stamped here, in that order, with the time of queueing.
@@ -119,6 +121,46 @@ pub async fn handle(
         return None;
     }
     Some(assemble(names, results))
+}
+
+/// One partition of a produce after validation: its append, or its answer.
+type Prepared = Result<PreparedAppend, Box<PartitionProduceResponse>>;
+
+/// KIP-890 verification of every transactional batch before it is queued
+/// (`crate::producer::verify`): a partition not in the producer's open
+/// transaction is answered with the refusal instead of being appended.
+async fn verify_transactional(
+    broker: &Broker,
+    version: i16,
+    transactional_id: Option<&str>,
+    prepared: &mut [(usize, i32, Prepared)],
+) {
+    let checks = prepared.iter().enumerate().filter_map(|(i, (_, index, p))| {
+        let p = p.as_ref().ok()?;
+        let h = crate::records::BatchHeader::parse(&p.append.payload).ok()?;
+        if h.attributes & crate::records::batch::TRANSACTIONAL_BIT == 0 {
+            return None;
+        }
+        let stream = p.stream;
+        let index = *index;
+        Some(async move {
+            let verdict = crate::producer::verify::verify_partition(
+                broker,
+                transactional_id,
+                stream,
+                h.producer_id,
+                h.producer_epoch,
+            )
+            .await;
+            (i, index, verdict)
+        })
+    });
+    for (i, index, verdict) in join_all(checks).await {
+        if let Err(e) = verdict {
+            tracing::debug!(partition = index, error = ?e, "transactional produce refused by verification");
+            prepared[i].2 = Err(Box::new(failed(index, e, None, version)));
+        }
+    }
 }
 
 /// Whether the test-only fault (`DISTLOG_TEST_DROP_PRODUCE_RESPONSES`,

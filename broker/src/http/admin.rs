@@ -204,7 +204,8 @@ async fn producers(
         Ok(list) => {
             let producers: Vec<Value> = list
                 .iter()
-                .map(|(id, e)| {
+                .map(|pp| {
+                    let (id, e) = (pp.producer_id, &pp.entry);
                     let batches: Vec<Value> = e
                         .batches
                         .iter()
@@ -222,6 +223,7 @@ async fn producers(
                         "producer_id": id,
                         "epoch": e.epoch,
                         "last_seen_ms": e.last_seen_ms,
+                        "current_txn_start_offset": pp.txn_start_offset,
                         "batches": batches,
                     })
                 })

@@ -2,11 +2,12 @@
 //! JSON admin API over the metadata state and the namespace
 //! (`/admin/topics`, `/admin/locate`, `/admin/partitions/{topic}/{partition}/replicas`,
 //! `/admin/ledgers/{ledger}`,
-//! `/admin/groups`).
+//! `/admin/groups`, `/admin/transactions`).
 
 pub mod admin;
 pub mod cluster;
 pub mod groups;
+pub mod transactions;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -59,6 +60,7 @@ pub fn router(broker: Arc<Broker>, ready: Readiness) -> Router {
     base_router(ready)
         .merge(admin::router(broker.clone()))
         .merge(groups::router(broker.clone()))
+        .merge(transactions::router(broker.clone()))
         .merge(cluster::router(broker))
 }
 

@@ -15,6 +15,8 @@
 pub mod ids;
 pub mod snapshot;
 pub mod state;
+pub mod txn;
+pub mod verify;
 
 use std::any::Any;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -25,8 +27,10 @@ use distlog_storage::log::{Admission, StateError, StreamState, StreamStateFn};
 use parking_lot::Mutex;
 
 use crate::metrics;
-use crate::records::batch::BatchWalker;
+use crate::records::batch::{BatchHeader, BatchWalker, TRANSACTIONAL_BIT};
+use crate::records::control::marker_of;
 use state::{BatchIdentity, Check, ProducerStates};
+use txn::{AbortedTxn, TxnIndex};
 
 /// A batch refused by a partition's producer state, with the Kafka error
 /// each rule answers (mapped in `crate::error`).
@@ -68,6 +72,19 @@ pub enum ProducerStateError {
         /// The batch's first sequence.
         sequence: i32,
     },
+    /// A transactional batch that would open a transaction in a partition
+    /// not verified to be part of the producer's open transaction
+    /// (KIP-890): INVALID_TXN_STATE.
+    #[error(
+        "producer {producer_id}: this partition is not part of an open transaction at epoch {epoch} \
+         (add it with AddPartitionsToTxn before producing)"
+    )]
+    InvalidTxnState {
+        /// The producer.
+        producer_id: i64,
+        /// The batch's epoch.
+        epoch: i16,
+    },
 }
 
 /// How often, at most, a partition drops expired producers.
@@ -85,6 +102,7 @@ pub struct PartitionProducers {
 /// by the rest when the state is dropped (the stream closed).
 struct Counted {
     states: ProducerStates,
+    txns: TxnIndex,
     reported: i64,
 }
 
@@ -110,6 +128,7 @@ impl PartitionProducers {
         PartitionProducers {
             states: Mutex::new(Counted {
                 states: ProducerStates::default(),
+                txns: TxnIndex::default(),
                 reported: 0,
             }),
             expiration_ms,
@@ -121,16 +140,96 @@ impl PartitionProducers {
     pub fn with_states<T>(&self, f: impl FnOnce(&ProducerStates) -> T) -> T {
         f(&self.states.lock().states)
     }
+
+    /// The last stable offset for high watermark `hw` (see
+    /// [`TxnIndex::last_stable_offset`]).
+    pub fn last_stable_offset(&self, hw: u64) -> u64 {
+        self.states.lock().txns.last_stable_offset(hw)
+    }
+
+    /// The aborted transactions overlapping offsets `[from, to)`.
+    pub fn aborted_between(&self, from: u64, to: u64) -> Vec<AbortedTxn> {
+        self.states.lock().txns.aborted_between(from, to)
+    }
+
+    /// Whether `producer_id` has a transaction open in this partition.
+    pub fn has_open_txn(&self, producer_id: i64) -> bool {
+        self.states.lock().txns.is_ongoing(producer_id)
+    }
+
+    /// The first offset of `producer_id`'s open transaction here.
+    pub fn open_txn_start(&self, producer_id: i64) -> Option<u64> {
+        self.states.lock().txns.ongoing_start(producer_id)
+    }
+
+    /// Let `producer_id`'s first transactional batch at `epoch` in (the
+    /// coordinator confirmed the partition is in its open transaction).
+    /// Must be called before that confirmation is asked for: a marker
+    /// written in between clears it (KIP-890's verification guard).
+    pub fn add_txn_guard(&self, producer_id: i64, epoch: i16) {
+        self.states.lock().txns.add_guard(producer_id, epoch);
+    }
+}
+
+impl Counted {
+    /// Apply an end-transaction marker written at `offset`; refused when
+    /// it is older than the producer's epoch.
+    fn end_txn(
+        &mut self,
+        payload: &[u8],
+        offset: u64,
+        now_ms: i64,
+    ) -> Option<Result<(), ProducerStateError>> {
+        let marker = marker_of(payload)?;
+        let result = self
+            .states
+            .end_txn(marker.producer_id, marker.producer_epoch, now_ms);
+        if result.is_ok() {
+            self.txns.end(marker.producer_id, offset, marker.commit);
+        }
+        Some(result)
+    }
+}
+
+/// Whether the batch starting `payload` is a transactional data batch.
+fn is_transactional(payload: &[u8]) -> bool {
+    BatchHeader::parse(payload).is_ok_and(|h| h.attributes & TRANSACTIONAL_BIT != 0 && !h.is_control())
 }
 
 impl StreamState for PartitionProducers {
     fn admit(&self, payload: &[u8], base: u64, _record_count: u32, now_ms: i64) -> Admission {
         // Batches without a producer id (-1) stop here, without a lock.
+        if BatchHeader::parse(payload).is_ok_and(|h| h.is_control()) {
+            let mut st = self.states.lock();
+            let result = st.end_txn(payload, base, now_ms);
+            st.report();
+            return match result {
+                Some(Err(e)) => Admission::Refuse(Arc::new(e)),
+                _ => Admission::Write,
+            };
+        }
         let Some(batch) = BatchIdentity::of(payload) else {
             return Admission::Write;
         };
+        let transactional = is_transactional(payload);
         let mut st = self.states.lock();
-        let check = st.states.admit(&batch, base, now_ms);
+        let mut check = st.states.check(&batch);
+        if check == Check::Write
+            && transactional
+            && !st.txns.is_ongoing(batch.producer_id)
+            && !st.txns.guarded(batch.producer_id, batch.epoch)
+        {
+            check = Check::Refuse(ProducerStateError::InvalidTxnState {
+                producer_id: batch.producer_id,
+                epoch: batch.epoch,
+            });
+        }
+        if check == Check::Write {
+            st.states.record(&batch, base, now_ms);
+            if transactional {
+                st.txns.begin(batch.producer_id, base);
+            }
+        }
         st.report();
         match check {
             Check::Write => Admission::Write,
@@ -155,8 +254,15 @@ impl StreamState for PartitionProducers {
         for span in BatchWalker::new(payload) {
             let Ok(span) = span else { break };
             let count = u64::from(span.header.last_offset_delta.max(0) as u32) + 1;
-            if let Some(b) = payload.get(span.start..).and_then(BatchIdentity::of) {
-                st.states.record(&b, offset, now);
+            if let Some(batch) = payload.get(span.start..) {
+                if span.header.is_control() {
+                    let _ = st.end_txn(batch, offset, now);
+                } else if let Some(b) = BatchIdentity::of(batch) {
+                    st.states.record(&b, offset, now);
+                    if is_transactional(batch) {
+                        st.txns.begin(b.producer_id, offset);
+                    }
+                }
             }
             offset += count;
         }
@@ -164,18 +270,20 @@ impl StreamState for PartitionProducers {
     }
 
     fn restore(&self, snapshot: &[u8]) -> Result<(), StateError> {
-        let states = snapshot::decode(snapshot).map_err(|e| Arc::new(e) as StateError)?;
+        let (states, txns) = snapshot::decode(snapshot).map_err(|e| Arc::new(e) as StateError)?;
         let mut st = self.states.lock();
         st.states = states;
+        st.txns = txns;
         st.report();
         Ok(())
     }
 
     fn snapshot(&self, now_ms: i64) -> Bytes {
         let mut st = self.states.lock();
-        st.states.expire(now_ms, self.expiration_ms);
+        let Counted { states, txns, .. } = &mut *st;
+        states.expire(now_ms, self.expiration_ms, |id| txns.is_ongoing(id));
         st.report();
-        snapshot::encode(&st.states)
+        snapshot::encode(&st.states, &st.txns)
     }
 
     fn tick(&self, now_ms: i64) {
@@ -187,13 +295,28 @@ impl StreamState for PartitionProducers {
             Ordering::Relaxed,
         );
         let mut st = self.states.lock();
-        st.states.expire(now_ms, self.expiration_ms);
+        let Counted { states, txns, .. } = &mut *st;
+        states.expire(now_ms, self.expiration_ms, |id| txns.is_ongoing(id));
         st.report();
+    }
+
+    fn truncated(&self, log_start_offset: u64) {
+        self.states.lock().txns.truncate_before(log_start_offset);
     }
 
     fn as_any(&self) -> &dyn Any {
         self
     }
+}
+
+/// Run `f` on the producer state of an open stream: `None` when the
+/// stream keeps none, or that opening of it has ended.
+pub fn with_partition<T>(
+    handle: &distlog_storage::log::StreamHandle,
+    f: impl FnOnce(&PartitionProducers) -> T,
+) -> Option<T> {
+    let state = handle.state().ok().flatten()?;
+    state.as_any().downcast_ref::<PartitionProducers>().map(f)
 }
 
 /// The namespace's stream-state factory: every partition keeps producer

@@ -3,11 +3,17 @@
 //! owner opens the partition.
 //!
 //! ```text
-//! "DLPS" version:u8=1 producers:u32
+//! "DLPS" version:u8=2 producers:u32
 //!   per producer: producer_id:i64 epoch:i16 last_seen_ms:i64 batches:u8 (≤ 5)
 //!     per batch:  first_seq:i32 last_seq:i32 first_offset:u64 record_count:u32 max_timestamp:i64
+//! open_txns:u32
+//!   per open transaction:    producer_id:i64 first_offset:u64
+//! aborted_txns:u32
+//!   per aborted transaction: producer_id:i64 first_offset:u64 last_offset:u64 (marker order)
 //! ```
-//! Big-endian, nothing after the last producer. The bookie checks each
+//! Big-endian, nothing after the last aborted transaction. Version 1
+//! (written before transactions existed) ends after the producers and is
+//! still read, as holding no transaction. The bookie checks each
 //! entry's crc32c; decoding is strict all the same (a count that does not
 //! fit the bytes, more than five batches, trailing bytes: an error, never a
 //! panic), because a wrong state would wrongly refuse or re-write batches.
@@ -16,10 +22,17 @@ use std::collections::VecDeque;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
+use std::collections::HashMap;
+
 use super::state::{BatchMeta, ProducerEntry, ProducerStates, MAX_BATCHES};
+use super::txn::{AbortedTxn, TxnIndex};
 
 const MAGIC: &[u8; 4] = b"DLPS";
-const VERSION: u8 = 1;
+const VERSION: u8 = 2;
+/// The version written before transactions existed (producers only).
+const VERSION_1: u8 = 1;
+const OPEN_TXN_SIZE: usize = 8 + 8;
+const ABORTED_TXN_SIZE: usize = 8 + 8 + 8;
 const PRODUCER_FIXED: usize = 8 + 2 + 8 + 1;
 const BATCH_SIZE: usize = 4 + 4 + 8 + 4 + 8;
 
@@ -41,7 +54,7 @@ pub enum SnapshotError {
 }
 
 /// Encode the state (see module docs).
-pub fn encode(states: &ProducerStates) -> Bytes {
+pub fn encode(states: &ProducerStates, txns: &TxnIndex) -> Bytes {
     let mut out = BytesMut::with_capacity(9 + states.len() * (PRODUCER_FIXED + MAX_BATCHES * BATCH_SIZE));
     out.put_slice(MAGIC);
     out.put_u8(VERSION);
@@ -58,6 +71,19 @@ pub fn encode(states: &ProducerStates) -> Bytes {
             out.put_u32(b.record_count);
             out.put_i64(b.max_timestamp);
         }
+    }
+    let open: Vec<(i64, u64)> = txns.ongoing().collect();
+    out.put_u32(open.len() as u32);
+    for (producer_id, first) in open {
+        out.put_i64(producer_id);
+        out.put_u64(first);
+    }
+    let aborted: Vec<&AbortedTxn> = txns.aborted().collect();
+    out.put_u32(aborted.len() as u32);
+    for a in aborted {
+        out.put_i64(a.producer_id);
+        out.put_u64(a.first_offset);
+        out.put_u64(a.last_offset);
     }
     out.freeze()
 }
@@ -103,10 +129,14 @@ impl Cursor<'_> {
     }
 }
 
-/// Decode a snapshot written by [`encode`].
-pub fn decode(bytes: &[u8]) -> Result<ProducerStates, SnapshotError> {
+/// Decode a snapshot written by [`encode`] (or by a version-1 encoder).
+pub fn decode(bytes: &[u8]) -> Result<(ProducerStates, TxnIndex), SnapshotError> {
     let mut c = Cursor { buf: bytes, pos: 0 };
-    if c.take::<4>().ok().as_ref() != Some(MAGIC) || c.u8().ok() != Some(VERSION) {
+    if c.take::<4>().ok().as_ref() != Some(MAGIC) {
+        return Err(SnapshotError::BadHeader);
+    }
+    let version = c.u8().map_err(|_| SnapshotError::BadHeader)?;
+    if version != VERSION && version != VERSION_1 {
         return Err(SnapshotError::BadHeader);
     }
     let count = c.u32()? as usize;
@@ -143,10 +173,42 @@ pub fn decode(bytes: &[u8]) -> Result<ProducerStates, SnapshotError> {
             },
         );
     }
+    let txns = if version == VERSION_1 {
+        TxnIndex::default()
+    } else {
+        decode_txns(&mut c)?
+    };
     if c.pos != bytes.len() {
         return Err(SnapshotError::Trailing(bytes.len() - c.pos));
     }
-    Ok(states)
+    Ok((states, txns))
+}
+
+/// The transaction section of a version-2 snapshot; counts are checked
+/// against the bytes left before anything is allocated for them.
+fn decode_txns(c: &mut Cursor<'_>) -> Result<TxnIndex, SnapshotError> {
+    let open = c.u32()? as usize;
+    if open > (c.buf.len() - c.pos) / OPEN_TXN_SIZE {
+        return Err(SnapshotError::Truncated(c.buf.len()));
+    }
+    let mut ongoing = HashMap::with_capacity(open);
+    for _ in 0..open {
+        let producer_id = c.i64()?;
+        ongoing.insert(producer_id, c.u64()?);
+    }
+    let aborted_count = c.u32()? as usize;
+    if aborted_count > (c.buf.len() - c.pos) / ABORTED_TXN_SIZE {
+        return Err(SnapshotError::Truncated(c.buf.len()));
+    }
+    let mut aborted = std::collections::VecDeque::with_capacity(aborted_count);
+    for _ in 0..aborted_count {
+        aborted.push_back(AbortedTxn {
+            producer_id: c.i64()?,
+            first_offset: c.u64()?,
+            last_offset: c.u64()?,
+        });
+    }
+    Ok(TxnIndex::from_parts(ongoing, aborted))
 }
 
 #[cfg(test)]
@@ -172,21 +234,54 @@ mod tests {
         st
     }
 
+    fn sample_txns() -> TxnIndex {
+        let mut t = TxnIndex::default();
+        for pid in 0..5 {
+            t.begin(pid, pid as u64 * 10);
+            if pid % 2 == 0 {
+                t.end(pid, pid as u64 * 10 + 5, pid % 4 == 0);
+            }
+        }
+        t
+    }
+
+    /// What survives a snapshot: open transactions and the aborted index
+    /// (not the guards or the not-yet-stable markers).
+    fn persisted(t: &TxnIndex) -> (Vec<(i64, u64)>, Vec<AbortedTxn>) {
+        let mut open: Vec<_> = t.ongoing().collect();
+        open.sort_unstable();
+        (open, t.aborted().copied().collect())
+    }
+
     #[test]
     fn round_trip() {
         for n in [0, 1, 17, 1000] {
             let st = sample(n);
-            let bytes = encode(&st);
-            assert_eq!(decode(&bytes).expect("decodes"), st, "{n} producers");
+            let txns = sample_txns();
+            let bytes = encode(&st, &txns);
+            let (back, back_txns) = decode(&bytes).expect("decodes");
+            assert_eq!(back, st, "{n} producers");
+            assert_eq!(persisted(&back_txns), persisted(&txns));
         }
         // Five batches kept per producer at most: 10,000 producers fit a
         // default 4 MiB entry several times over.
-        assert!(encode(&sample(10_000)).len() < 2 << 20);
+        assert!(encode(&sample(10_000), &TxnIndex::default()).len() < 2 << 20);
+    }
+
+    #[test]
+    fn version_1_snapshots_still_decode_without_transactions() {
+        let st = sample(3);
+        let mut v1 = encode(&st, &TxnIndex::default()).to_vec();
+        v1.truncate(v1.len() - 8); // the two empty transaction counts
+        v1[4] = VERSION_1;
+        let (back, txns) = decode(&v1).expect("decodes");
+        assert_eq!(back, st);
+        assert_eq!(persisted(&txns), (vec![], vec![]));
     }
 
     #[test]
     fn hostile_snapshots_are_errors_not_panics() {
-        let good = encode(&sample(20)).to_vec();
+        let good = encode(&sample(20), &sample_txns()).to_vec();
         // Every truncation.
         for cut in 0..good.len() {
             assert!(decode(&good[..cut]).is_err(), "cut at {cut}");
@@ -220,7 +315,7 @@ mod tests {
             0,
             0,
         );
-        let mut bad = encode(&one).to_vec();
+        let mut bad = encode(&one, &TxnIndex::default()).to_vec();
         bad[9 + 18] = 6;
         assert_eq!(decode(&bad), Err(SnapshotError::TooManyBatches(6)));
         // Every single-byte corruption either decodes or errors.

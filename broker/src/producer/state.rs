@@ -214,12 +214,41 @@ impl ProducerStates {
     }
 
     /// Drop producers not written for `expiration_ms` (Kafka's
-    /// `producer.id.expiration.ms`); returns how many were dropped.
-    pub fn expire(&mut self, now_ms: i64, expiration_ms: i64) -> usize {
+    /// `producer.id.expiration.ms`), except those `keep` names (producers
+    /// with a transaction open here); returns how many were dropped.
+    pub fn expire(&mut self, now_ms: i64, expiration_ms: i64, keep: impl Fn(i64) -> bool) -> usize {
         let before = self.producers.len();
         self.producers
-            .retain(|_, e| now_ms.saturating_sub(e.last_seen_ms) < expiration_ms);
+            .retain(|id, e| now_ms.saturating_sub(e.last_seen_ms) < expiration_ms || keep(*id));
         before - self.producers.len()
+    }
+
+    /// An end-transaction marker of `producer_id` at `epoch`: refused when
+    /// the producer is known at a newer epoch; a newer epoch (a coordinator
+    /// abort that fenced the producer) replaces the producer's batches, so
+    /// its next batch must start a new sequence, as after any bump.
+    pub fn end_txn(&mut self, producer_id: i64, epoch: i16, now_ms: i64) -> Result<(), ProducerStateError> {
+        let entry = self
+            .producers
+            .entry(producer_id)
+            .or_insert_with(|| ProducerEntry {
+                epoch,
+                batches: VecDeque::new(),
+                last_seen_ms: now_ms,
+            });
+        if epoch < entry.epoch {
+            return Err(ProducerStateError::InvalidProducerEpoch {
+                producer_id,
+                epoch,
+                current: entry.epoch,
+            });
+        }
+        if epoch > entry.epoch {
+            entry.epoch = epoch;
+            entry.batches.clear();
+        }
+        entry.last_seen_ms = entry.last_seen_ms.max(now_ms);
+        Ok(())
     }
 
     /// Producers known.

@@ -148,8 +148,8 @@ fn idle_producers_expire() {
     let mut st = ProducerStates::default();
     st.admit(&batch(1, 0, 0, 1), 0, 1_000);
     st.admit(&batch(2, 0, 0, 1), 1, 5_000);
-    assert_eq!(st.expire(10_999, 10_000), 0);
-    assert_eq!(st.expire(11_000, 10_000), 1);
+    assert_eq!(st.expire(10_999, 10_000, |_| false), 0);
+    assert_eq!(st.expire(11_000, 10_000, |_| false), 1);
     assert_eq!(st.iter().map(|(id, _)| id).collect::<Vec<_>>(), vec![2]);
     // An expired producer is unknown again.
     assert!(matches!(

@@ -30,6 +30,8 @@ struct Unit {
     /// `baseOffset + lastOffsetDelta` of a framed batch; `None` for an
     /// unframed rest, whose offsets are unknown.
     last_offset: Option<i64>,
+    /// `baseOffset` of a framed batch; `None` for an unframed rest.
+    base_offset: Option<i64>,
 }
 
 /// The units of one entry: its framed batches, then (if the entry stops
@@ -49,6 +51,7 @@ fn units(entry: &[u8]) -> Vec<Unit> {
                             .base_offset
                             .saturating_add(i64::from(span.header.last_offset_delta)),
                     ),
+                    base_offset: Some(span.header.base_offset),
                 });
                 end = span.start + span.len;
             }
@@ -57,6 +60,7 @@ fn units(entry: &[u8]) -> Vec<Unit> {
                     start: end,
                     end: entry.len(),
                     last_offset: None,
+                    base_offset: None,
                 });
                 break;
             }
@@ -88,6 +92,19 @@ pub fn take_batches(
     limit: usize,
     oversize_first: bool,
 ) -> TakenBatches {
+    take_batches_below(entries, fetch_offset, limit, oversize_first, i64::MAX)
+}
+
+/// [`take_batches`], stopping before the first batch that starts at or
+/// after `end_offset` (a read_committed fetch stops at the last stable
+/// offset). With a bound, bytes of unknown offsets end the take.
+pub fn take_batches_below(
+    entries: &[Bytes],
+    fetch_offset: i64,
+    limit: usize,
+    oversize_first: bool,
+    end_offset: i64,
+) -> TakenBatches {
     let mut taken = TakenBatches::default();
     let mut skipping = true;
     for entry in entries {
@@ -96,6 +113,10 @@ pub fn take_batches(
         for unit in units(entry) {
             if skipping && unit.last_offset.is_some_and(|last| last < fetch_offset) {
                 continue;
+            }
+            if end_offset < i64::MAX && unit.base_offset.is_none_or(|base| base >= end_offset) {
+                full = true;
+                break;
             }
             let len = unit.end - unit.start;
             let fits = taken.bytes.checked_add(len).is_some_and(|n| n <= limit);

@@ -15,6 +15,7 @@
 pub mod batch;
 pub mod batches;
 pub mod codec;
+pub mod control;
 pub mod policy;
 pub mod recompress;
 pub mod stamp;
@@ -29,7 +30,7 @@ pub(crate) mod tests;
 use kafka_protocol::error::ResponseError;
 
 pub use batch::{BatchHeader, BatchSpan, BatchWalker};
-pub use batches::{take_batches, TakenBatches};
+pub use batches::{take_batches, take_batches_below, TakenBatches};
 pub use codec::Codec;
 pub use policy::{RecordPolicy, TimestampType};
 pub use stamp::{stamp, stamp_fn, stamp_log_append_time};
@@ -91,8 +92,8 @@ pub enum BatchError {
     /// An idempotent batch (producerId ≥ 0) without a base sequence.
     #[error("batch has producer id {0} but no base sequence")]
     MissingSequence(i64),
-    /// A transactional batch: transactions are not implemented yet.
-    #[error("transactional batches are not supported yet (producer id {0})")]
+    /// A transactional batch without a producer id.
+    #[error("a transactional batch needs a producer id (it has {0})")]
     Transactional(i64),
     /// The compression codec id is not one Kafka defines.
     #[error("unknown compression codec {0}")]
@@ -144,7 +145,7 @@ impl BatchError {
             | BatchError::MissingSequence(_)
             | BatchError::MultipleBatches
             | BatchError::InvalidRecords(_) => ResponseError::InvalidRecord,
-            // Kafka's answer to a transactional write outside a transaction.
+            // Kafka's answer to a transactional write without a producer.
             BatchError::Transactional(_) => ResponseError::InvalidTxnState,
         }
     }

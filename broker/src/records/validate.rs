@@ -84,7 +84,7 @@ fn check_batch(payload: &[u8], span: &BatchSpan, max_batch_bytes: usize) -> Resu
     if h.producer_id >= 0 && h.base_sequence < 0 {
         return Err(BatchError::MissingSequence(h.producer_id));
     }
-    if h.attributes & TRANSACTIONAL_BIT != 0 {
+    if h.attributes & TRANSACTIONAL_BIT != 0 && h.producer_id < 0 {
         return Err(BatchError::Transactional(h.producer_id));
     }
     if h.compression() == 0 {

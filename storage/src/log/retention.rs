@@ -133,17 +133,23 @@ pub fn plan(
 /// below it, exactly those the `TruncateStream` command drops in metadata.
 /// Idempotent: the command's writer and the metadata event both call it.
 pub(crate) fn apply_to_view(shared: &StreamShared, log_start_offset: u64) {
-    let mut v = shared.view.write();
-    if log_start_offset <= v.log_start_offset {
-        return;
+    {
+        let mut v = shared.view.write();
+        if log_start_offset <= v.log_start_offset {
+            return;
+        }
+        v.log_start_offset = log_start_offset;
+        let drop = v
+            .segments
+            .iter()
+            .take_while(|s| s.completed && s.next_offset <= log_start_offset)
+            .count();
+        v.segments.drain(..drop);
     }
-    v.log_start_offset = log_start_offset;
-    let drop = v
-        .segments
-        .iter()
-        .take_while(|s| s.completed && s.next_offset <= log_start_offset)
-        .count();
-    v.segments.drain(..drop);
+    // Outside the view's lock: the state has its own, which the writer takes.
+    if let Some(state) = &shared.state {
+        state.truncated(log_start_offset);
+    }
 }
 
 /// Truncate an open stream at `log_start_offset`: metadata first (the

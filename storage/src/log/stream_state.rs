@@ -88,6 +88,11 @@ pub trait StreamState: Send + Sync + 'static {
     /// Periodic housekeeping (expiry), called from the writer's idle tick.
     fn tick(&self, now_ms: i64);
 
+    /// The stream's log start offset moved to `log_start_offset`
+    /// (retention, DeleteRecords): state about records wholly below it may
+    /// be dropped. Called on the owner after the truncation is applied.
+    fn truncated(&self, _log_start_offset: u64) {}
+
     /// The concrete type, for the embedder's own queries (describing it).
     fn as_any(&self) -> &dyn Any;
 }

@@ -564,6 +564,34 @@ impl Group {
         None
     }
 
+    /// Whether a TxnOffsetCommit from this member and generation may be
+    /// staged in its transaction: `None` when it may. Kafka's transactional
+    /// validation: the member, static instance and generation are checked
+    /// when any of them is given, as for [`Group::check_commit`]; a commit
+    /// without them (generation -1, no member id: older producers, or
+    /// `sendOffsetsToTransaction` with only a group id) is allowed whatever
+    /// the members, and a rebalance being completed does not refuse it (the
+    /// offsets only become visible when the transaction commits).
+    pub fn check_txn_commit(
+        &self,
+        member_id: &str,
+        instance_id: Option<&str>,
+        generation: i32,
+    ) -> Option<ResponseError> {
+        if self.state == GroupState::Dead {
+            return Some(ResponseError::CoordinatorNotAvailable);
+        }
+        if generation >= 0 || !member_id.is_empty() || instance_id.is_some() {
+            if let Some(e) = self.check_member(member_id, instance_id) {
+                return Some(e);
+            }
+            if generation != self.generation {
+                return Some(ResponseError::IllegalGeneration);
+            }
+        }
+        None
+    }
+
     /// The earliest instant at which [`Group::tick`] has work to do.
     pub fn next_deadline(&self) -> Option<Instant> {
         let mut next: Option<Instant> = None;

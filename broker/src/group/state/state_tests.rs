@@ -409,6 +409,55 @@ fn commit_checks_follow_kafka() {
 }
 
 #[test]
+fn transactional_commit_checks_follow_kafka() {
+    let t0 = Instant::now();
+    let mut g = Group::new("g", timing(0));
+    assert_eq!(g.check_txn_commit("", None, -1), None);
+    let (a, mut ja) = join_dynamic(&mut g, t0);
+    answered(&mut ja);
+    // Completing a rebalance does not refuse a transactional commit.
+    assert_eq!(g.check_txn_commit(&a, None, 1), None);
+    let (_, fx) = sync(&mut g, &a, 1, vec![], t0);
+    deliver(fx);
+    assert_eq!(g.check_txn_commit(&a, None, 1), None);
+    assert_eq!(
+        g.check_txn_commit(&a, None, 0),
+        Some(ResponseError::IllegalGeneration)
+    );
+    assert_eq!(
+        g.check_txn_commit("x", None, 1),
+        Some(ResponseError::UnknownMemberId)
+    );
+    assert_eq!(
+        g.check_txn_commit(&a, Some("nobody"), 1),
+        Some(ResponseError::UnknownMemberId)
+    );
+    // Without a member identity (older producers) it is allowed even
+    // though the group has members.
+    assert_eq!(g.check_txn_commit("", None, -1), None);
+    g.mark_dead();
+    assert_eq!(
+        g.check_txn_commit("", None, -1),
+        Some(ResponseError::CoordinatorNotAvailable)
+    );
+}
+
+#[test]
+fn a_transactional_commit_of_a_fenced_static_member_is_refused() {
+    let t0 = Instant::now();
+    let mut g = Group::new("g", timing(0));
+    let mut js = join(&mut g, req("", Some("i"), &["range"]), t0);
+    let s = answered(&mut js);
+    let (_, fx) = sync(&mut g, &s.member_id, 1, vec![], t0);
+    deliver(fx);
+    assert_eq!(g.check_txn_commit(&s.member_id, Some("i"), 1), None);
+    assert_eq!(
+        g.check_txn_commit("old-member", Some("i"), 1),
+        Some(ResponseError::FencedInstanceId)
+    );
+}
+
+#[test]
 fn restore_brings_back_a_stable_generation() {
     let t0 = Instant::now();
     let mut g = Group::new("g", timing(0));
