@@ -180,7 +180,7 @@ def run_confluent_kafka(run):
         else:
             producer.abort_transaction(run.remaining_s())
             run.record(name, "aborted", values, offsets)
-    return confluent_kafka.version()[0]
+    return "%s (librdkafka %s)" % (confluent_kafka.version(), confluent_kafka.libversion()[0])
 
 
 def main(argv):
