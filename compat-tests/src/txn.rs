@@ -12,6 +12,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
@@ -216,9 +218,21 @@ impl TxnProducer {
         txn_call(self.producer.commit_transaction(timeout))
     }
 
-    /// `abort_transaction`.
+    /// `abort_transaction`. librdkafka purges the transaction's outstanding messages and waits
+    /// until their delivery reports are served, which a `BaseProducer` only does when polled, so
+    /// a thread polls the producer while the abort runs.
     pub fn abort(&self, timeout: Duration) -> Result<(), TxnFailure> {
-        txn_call(self.producer.abort_transaction(timeout))
+        let aborted = AtomicBool::new(false);
+        thread::scope(|s| {
+            s.spawn(|| {
+                while !aborted.load(Ordering::Acquire) {
+                    self.producer.poll(Duration::from_millis(10));
+                }
+            });
+            let result = self.producer.abort_transaction(timeout);
+            aborted.store(true, Ordering::Release);
+            txn_call(result)
+        })
     }
 
     /// Removes and returns the delivery reports received so far, sorted by message id.

@@ -186,9 +186,9 @@ fn wait_no_open_transaction(c: &LocalCluster, topic: &str, within: Duration) {
             let stable = end_offsets(c.bootstrap(), topic, &PARTITIONS, Isolation::ReadCommitted)?;
             let high = end_offsets(c.bootstrap(), topic, &PARTITIONS, Isolation::ReadUncommitted)?;
             if stable != high {
-                eprintln!("LSO {stable:?} / high watermark {high:?}");
+                anyhow::bail!("LSO {stable:?} / high watermark {high:?}");
             }
-            Ok(stable == high)
+            Ok(true)
         },
     )
     .or_panic("transactions resolved");
@@ -483,6 +483,7 @@ fn checker_producer(
             .flat_map(|p| (0..CHECKER_RECORDS).map(move |i| (*p, format!("p{index}-t{t}-{p}-{i}"))))
             .collect();
         let abort = rng.gen_ratio(1, 4);
+        let began = Instant::now();
         let ending = match producer.begin() {
             Err(e) => Ending {
                 outcome: TxnOutcome::Unknown,
@@ -499,9 +500,10 @@ fn checker_producer(
             },
         };
         eprintln!(
-            "{name}: {} -> {:?}{}",
+            "{name}: {} -> {:?} in {:?}{}",
             if abort { "abort" } else { "commit" },
             ending.outcome,
+            began.elapsed(),
             if ending.errors.is_empty() {
                 String::new()
             } else {
