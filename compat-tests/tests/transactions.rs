@@ -1,10 +1,14 @@
 //! Kafka transactions through librdkafka against one real `distlog` process: commit across
-//! partitions (markers take an offset), abort (read_committed drops the records, read_uncommitted
-//! shows them), a transaction left open blocking read_committed at the last stable offset until
-//! it commits, or until the coordinator aborts it on timeout (its producer then fenced), zombie
-//! fencing by a second producer with the same transactional id, and a consume-transform-produce
-//! application (`distlog-txn-app`) killed with SIGKILL mid-transaction and restarted: every input
-//! record in the output exactly once, the group's offsets at the input's end.
+//! partitions (markers take an offset), abort (read_committed drops the records, also when it
+//! starts inside them; read_uncommitted shows them), two producers' transactions interleaved in
+//! one partition (only the aborted one's records dropped), a transaction left open blocking
+//! read_committed at the last stable offset until it commits, or until the coordinator aborts it
+//! on timeout (its producer then fenced), zombie fencing by a second producer with the same
+//! transactional id, `kill -9` of the broker with transactions committed, aborted, open and
+//! prepared-but-unmarked (everything resolved the same way after the restart), offsets sent to
+//! aborted and committed transactions, and a consume-transform-produce application
+//! (`distlog-txn-app`) killed with SIGKILL mid-transaction and restarted: every input record in
+//! the output exactly once, the group's offsets at the input's end.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, BufReader};
@@ -22,8 +26,8 @@ use distlog_compat_tests::txn::{
     Isolation, TxnProducer, TXN_CALL_TIMEOUT,
 };
 use distlog_compat_tests::{start_broker, OrPanic};
-use rdkafka::consumer::BaseConsumer;
-use rdkafka::Offset;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::{Offset, TopicPartitionList};
 use serde_json::Value;
 
 const READ_TIMEOUT: Duration = Duration::from_secs(30);
@@ -205,6 +209,284 @@ fn an_aborted_transaction_is_invisible_to_read_committed_and_visible_to_read_unc
         read(&bootstrap, topic, 0, Isolation::ReadUncommitted),
         everything,
         "read_uncommitted shows the aborted records too"
+    );
+    // A read_committed fetch that starts inside the aborted transaction drops its records too.
+    let reader = kafka::assigned_consumer(
+        &txn::isolated_consumer_config(&bootstrap, Isolation::ReadCommitted),
+        topic,
+        0,
+        Offset::Offset(2),
+    )
+    .or_panic("read_committed consumer from offset 2");
+    let got = kafka::poll_n(&reader, 3, READ_TIMEOUT).or_panic("read_committed from offset 2");
+    assert_eq!(
+        offsets_and_values(&got),
+        at(5, &committed),
+        "read_committed from the middle of the aborted transaction"
+    );
+    kafka::expect_no_more(&reader, Duration::from_millis(500)).or_panic("nothing more");
+}
+
+#[test]
+fn interleaved_transactions_of_two_producers_in_one_partition_drop_only_the_aborted_ones_records() {
+    let broker = start_broker();
+    let bootstrap = broker.bootstrap();
+    let topic = "txn-two-producers";
+    kafka::create_topic(&bootstrap, topic, 1).or_panic("create topic");
+    let mut a = init_producer(&bootstrap, "txn-two-a");
+    let mut b = init_producer(&bootstrap, "txn-two-b");
+    a.begin().or_panic_txn("A begin");
+    b.begin().or_panic_txn("B begin");
+    // a-0 @0, b-0 @1, a-1 @2, b-1 @3: each written before the next is sent.
+    assert_eq!(write_in_txn(&mut a, topic, 0, &["a-0".to_string()]), vec![0]);
+    assert_eq!(write_in_txn(&mut b, topic, 0, &["b-0".to_string()]), vec![1]);
+    assert_eq!(write_in_txn(&mut a, topic, 0, &["a-1".to_string()]), vec![2]);
+    assert_eq!(write_in_txn(&mut b, topic, 0, &["b-1".to_string()]), vec![3]);
+    assert_eq!(
+        last_stable_offset(broker.kafka_addr(), topic, 0).or_panic("LSO"),
+        0
+    );
+
+    a.abort(TXN_CALL_TIMEOUT).or_panic_txn("A abort");
+    // A's abort marker at 4; B, open since offset 1, now holds the LSO.
+    wait_until(Duration::from_secs(20), "A's abort marker is written", || {
+        Ok(list_latest(broker.kafka_addr(), topic, 0, Isolation::ReadUncommitted)? == 5)
+    })
+    .or_panic("high watermark after A's abort");
+    assert_eq!(
+        last_stable_offset(broker.kafka_addr(), topic, 0).or_panic("LSO"),
+        1,
+        "the LSO is B's first offset while B is open"
+    );
+    let reader = committed_reader(&bootstrap, topic);
+    kafka::expect_no_more(&reader, Duration::from_secs(2))
+        .or_panic("nothing stable at offset 0 but an aborted record");
+
+    b.commit(TXN_CALL_TIMEOUT).or_panic_txn("B commit");
+    let got = kafka::poll_n(&reader, 2, READ_TIMEOUT).or_panic("read_committed after B's commit");
+    assert_eq!(
+        offsets_and_values(&got),
+        vec![(1, "b-0".to_string()), (3, "b-1".to_string())],
+        "read_committed drops A's records and keeps B's, interleaved with them"
+    );
+    kafka::expect_no_more(&reader, Duration::from_millis(500)).or_panic("nothing more");
+    assert_eq!(
+        last_stable_offset(broker.kafka_addr(), topic, 0).or_panic("LSO"),
+        6
+    );
+    assert_eq!(
+        read(&bootstrap, topic, 0, Isolation::ReadUncommitted),
+        vec![
+            (0, "a-0".to_string()),
+            (1, "b-0".to_string()),
+            (2, "a-1".to_string()),
+            (3, "b-1".to_string())
+        ]
+    );
+}
+
+#[test]
+fn a_crash_and_restart_keeps_aborted_transactions_dropped_and_an_open_one_open() {
+    let mut broker = start_broker();
+    let bootstrap = broker.bootstrap();
+    let topic = "txn-restart";
+    kafka::create_topic(&bootstrap, topic, 1).or_panic("create topic");
+    let mut producer = init_producer(&bootstrap, "txn-restart-1");
+    producer.begin().or_panic_txn("begin 1");
+    let committed = numbered("committed", 2);
+    assert_eq!(write_in_txn(&mut producer, topic, 0, &committed), vec![0, 1]);
+    producer.commit(TXN_CALL_TIMEOUT).or_panic_txn("commit 1");
+    producer.begin().or_panic_txn("begin 2");
+    let aborted = numbered("aborted", 2);
+    assert_eq!(write_in_txn(&mut producer, topic, 0, &aborted), vec![3, 4]);
+    producer.abort(TXN_CALL_TIMEOUT).or_panic_txn("abort 2");
+    producer.begin().or_panic_txn("begin 3");
+    let open = numbered("open", 2);
+    assert_eq!(write_in_txn(&mut producer, topic, 0, &open), vec![6, 7]);
+    assert_eq!(
+        last_stable_offset(broker.kafka_addr(), topic, 0).or_panic("LSO"),
+        6
+    );
+
+    broker.kill9().or_panic("kill -9 the broker");
+    broker.restart().or_panic("restart the broker");
+    assert_eq!(
+        broker.bootstrap(),
+        bootstrap,
+        "the restarted broker took other ports"
+    );
+    // The open transaction is still open after the restart, the aborted one still aborted.
+    wait_until(
+        Duration::from_secs(30),
+        "the partition answers ListOffsets again",
+        || Ok(last_stable_offset(broker.kafka_addr(), topic, 0).is_ok()),
+    )
+    .or_panic("ListOffsets after the restart");
+    assert_eq!(
+        last_stable_offset(broker.kafka_addr(), topic, 0).or_panic("LSO"),
+        6,
+        "the LSO after the restart (the open transaction starts at 6)"
+    );
+    assert_eq!(
+        read(&bootstrap, topic, 0, Isolation::ReadCommitted),
+        at(0, &committed),
+        "read_committed after the restart"
+    );
+
+    // The producer, which outlived the broker, commits its open transaction.
+    producer
+        .commit(TXN_CALL_TIMEOUT)
+        .or_panic_txn("commit 3 after the restart");
+    wait_until(Duration::from_secs(20), "the commit marker is written", || {
+        Ok(last_stable_offset(broker.kafka_addr(), topic, 0)? == 9)
+    })
+    .or_panic("LSO after the commit");
+    let mut expected = at(0, &committed);
+    expected.extend(at(6, &open));
+    assert_eq!(read(&bootstrap, topic, 0, Isolation::ReadCommitted), expected);
+    let mut everything = at(0, &committed);
+    everything.extend(at(3, &aborted));
+    everything.extend(at(6, &open));
+    assert_eq!(read(&bootstrap, topic, 0, Isolation::ReadUncommitted), everything);
+}
+
+#[test]
+fn a_crash_between_prepare_and_markers_completes_the_commit_and_times_out_the_open_transaction() {
+    let mut broker = DistlogProcess::start(DistlogOptions {
+        extra_args: vec![
+            "--transaction-abort-timed-out-transaction-cleanup-interval-ms".into(),
+            "500".into(),
+        ],
+        // Markers are written 3 s after a transaction is prepared: the crash falls in between.
+        env: vec![("DISTLOG_TEST_MARKER_DELAY_MS".into(), "3000".into())],
+        ..DistlogOptions::default()
+    })
+    .or_panic("start broker");
+    let bootstrap = broker.bootstrap();
+    let topic = "txn-crash-prepared";
+    kafka::create_topic(&bootstrap, topic, 1).or_panic("create topic");
+    let mut a =
+        TxnProducer::create(&transactional_config(&bootstrap, "txn-crash-a", 3_000)).or_panic("create A");
+    a.init(TXN_CALL_TIMEOUT).or_panic_txn("init A");
+    let mut b = init_producer(&bootstrap, "txn-crash-b");
+    a.begin().or_panic_txn("A begin");
+    let a_values = numbered("a", 2);
+    assert_eq!(write_in_txn(&mut a, topic, 0, &a_values), vec![0, 1]);
+    b.begin().or_panic_txn("B begin");
+    let b_values = numbered("b", 2);
+    assert_eq!(write_in_txn(&mut b, topic, 0, &b_values), vec![2, 3]);
+    b.commit(TXN_CALL_TIMEOUT)
+        .or_panic_txn("B commit (returns once prepared)");
+    let high = list_latest(broker.kafka_addr(), topic, 0, Isolation::ReadUncommitted).or_panic("HW");
+    broker.kill9().or_panic("kill -9 the broker");
+    assert_eq!(
+        high, 4,
+        "B's commit marker was written before the crash (the delay did not hold)"
+    );
+
+    broker.restart().or_panic("restart the broker");
+    // B's prepared commit is completed, A (open, 3 s timeout) is aborted: two markers, and
+    // nothing left open.
+    wait_until(Duration::from_secs(60), "both transactions are resolved", || {
+        let stable = last_stable_offset(broker.kafka_addr(), topic, 0)?;
+        let high = list_latest(broker.kafka_addr(), topic, 0, Isolation::ReadUncommitted)?;
+        if (stable, high) != (6, 6) {
+            anyhow::bail!("LSO {stable}, high watermark {high}");
+        }
+        Ok(true)
+    })
+    .or_panic("resolution after the restart");
+    assert_eq!(
+        read(&broker.bootstrap(), topic, 0, Isolation::ReadCommitted),
+        at(2, &b_values),
+        "read_committed: B's commit completed, A aborted"
+    );
+    let mut everything = at(0, &a_values);
+    everything.extend(at(2, &b_values));
+    assert_eq!(
+        read(&broker.bootstrap(), topic, 0, Isolation::ReadUncommitted),
+        everything
+    );
+
+    let failure = a
+        .commit(TXN_CALL_TIMEOUT)
+        .expect_err("A's transaction was aborted on its timeout");
+    assert!(failure.is_fenced(), "A's commit after its timeout: {failure}");
+    b.begin().or_panic_txn("B begin 2");
+    assert_eq!(write_in_txn(&mut b, topic, 0, &["b-next".to_string()]), vec![6]);
+    b.commit(TXN_CALL_TIMEOUT).or_panic_txn("B commit 2");
+    wait_until(
+        Duration::from_secs(20),
+        "B's second commit marker is written",
+        || Ok(last_stable_offset(broker.kafka_addr(), topic, 0)? == 8),
+    )
+    .or_panic("LSO after B's second commit");
+    let mut expected = at(2, &b_values);
+    expected.push((6, "b-next".to_string()));
+    assert_eq!(
+        read(&broker.bootstrap(), topic, 0, Isolation::ReadCommitted),
+        expected
+    );
+}
+
+#[test]
+fn offsets_sent_to_an_aborted_transaction_are_not_committed_and_to_a_committed_one_are() {
+    let broker = start_broker();
+    let bootstrap = broker.bootstrap();
+    let (input, output, group) = ("txn-offsets-in", "txn-offsets-out", "txn-offsets-group");
+    kafka::create_topic(&bootstrap, input, 1).or_panic("create input");
+    kafka::create_topic(&bootstrap, output, 1).or_panic("create output");
+    plain_write(&bootstrap, input, &numbered("in", 10));
+    // The group's metadata from a consumer of the group that never joins it (generation -1).
+    let member: BaseConsumer = distlog_compat_tests::group::group_consumer_config(&bootstrap, group)
+        .create()
+        .or_panic_any("group consumer");
+    let metadata = member
+        .group_metadata()
+        .expect("a consumer with a group.id has group metadata");
+    let offsets = |at: i64| {
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(input, 0, Offset::Offset(at))
+            .expect("offset list");
+        tpl
+    };
+    let committed = || committed_for_group(&bootstrap, group, input, &[0]).or_panic("committed offsets");
+    let mut producer = init_producer(&bootstrap, "txn-offsets-1");
+
+    producer.begin().or_panic_txn("begin 1");
+    assert_eq!(
+        write_in_txn(&mut producer, output, 0, &["x".to_string()]),
+        vec![0]
+    );
+    producer
+        .send_offsets(&offsets(5), &metadata, TXN_CALL_TIMEOUT)
+        .or_panic_txn("send offsets 1");
+    producer.abort(TXN_CALL_TIMEOUT).or_panic_txn("abort 1");
+    assert_eq!(
+        committed(),
+        BTreeMap::from([(0, None)]),
+        "offsets of an aborted transaction were committed"
+    );
+
+    producer.begin().or_panic_txn("begin 2");
+    assert_eq!(
+        write_in_txn(&mut producer, output, 0, &["y".to_string()]),
+        vec![2]
+    );
+    producer
+        .send_offsets(&offsets(7), &metadata, TXN_CALL_TIMEOUT)
+        .or_panic_txn("send offsets 2");
+    producer.commit(TXN_CALL_TIMEOUT).or_panic_txn("commit 2");
+    // The offset commit completes with the markers; a stable OffsetFetch waits for it.
+    wait_until(
+        Duration::from_secs(20),
+        "the transaction's offsets are committed",
+        || Ok(committed_for_group(&bootstrap, group, input, &[0])? == BTreeMap::from([(0, Some(7))])),
+    )
+    .or_panic("offsets of the committed transaction");
+    assert_eq!(
+        read(&bootstrap, output, 0, Isolation::ReadCommitted),
+        vec![(2, "y".to_string())]
     );
 }
 
@@ -628,6 +910,17 @@ fn consume_transform_produce_killed_mid_transaction_and_restarted_outputs_every_
         committed, ends,
         "the group's committed offsets are the input's end offsets"
     );
+}
+
+/// Panics with the whole error chain of a harness or client error.
+trait OrPanicAny<T> {
+    fn or_panic_any(self, what: &str) -> T;
+}
+
+impl<T, E: std::fmt::Display> OrPanicAny<T> for Result<T, E> {
+    fn or_panic_any(self, what: &str) -> T {
+        self.unwrap_or_else(|e| panic!("{what}: {e}"))
+    }
 }
 
 /// Panics with the classified transactional error.
