@@ -15,8 +15,10 @@ Clients:
 * `--client aiokafka`: `AIOKafkaProducer(transactional_id=...)` (start() initialises);
 * `--client confluent-kafka`: librdkafka's Python binding, `Producer({"transactional.id": ...})`.
 
-Every record is awaited (its acknowledgement gives its offset) before the transaction ends. The
-script prints ONE JSON document to stdout:
+Every record is awaited (its acknowledgement gives its offset) before the transaction ends. With
+`--group G`, the first two transactions also send an offset of partition 0 of the topic to group
+G (`send_offsets_to_transaction`): 5 in "committed", 10 in "aborted", so G's committed offset
+must end at 5. The script prints ONE JSON document to stdout:
 
     {"client": "kafka-python", "version": "3.0.12", "topic": ..., "transactional_id": ...,
      "transactions": [{"name": "committed", "outcome": "committed",
@@ -37,6 +39,9 @@ import traceback
 
 EXIT_TIMEOUT = 2
 PLAN = [("committed", "commit"), ("aborted", "abort"), ("after", "commit")]
+# With --group: the offset (of partition 0 of the topic itself) each transaction sends to the
+# group with send_offsets_to_transaction; the last sends none. Only the committed one counts.
+GROUP_OFFSETS = {"committed": 5, "aborted": 10}
 
 
 class Timeout(Exception):
@@ -50,6 +55,7 @@ def parse_args(argv):
     p.add_argument("--topic", required=True)
     p.add_argument("--transactional-id", required=True)
     p.add_argument("--count", type=int, required=True)
+    p.add_argument("--group", help="send offsets to this consumer group in the transactions")
     p.add_argument("--timeout-s", type=float, default=60.0, help="overall deadline")
     p.add_argument("--debug", action="store_true", help="DEBUG logging of the client to stderr")
     return p.parse_args(argv)
@@ -76,6 +82,7 @@ class Run:
 
 def run_kafka_python(run):
     import kafka
+    from kafka.structs import OffsetAndMetadata
 
     args = run.args
     producer = kafka.KafkaProducer(
@@ -91,6 +98,15 @@ def run_kafka_python(run):
             ]
             producer.flush(timeout=run.remaining_s())
             offsets = [f.get(timeout=run.remaining_s()).offset for f in futures]
+            if args.group and name in GROUP_OFFSETS:
+                producer.send_offsets_to_transaction(
+                    {
+                        kafka.TopicPartition(args.topic, 0): OffsetAndMetadata(
+                            GROUP_OFFSETS[name], "", -1
+                        )
+                    },
+                    args.group,
+                )
             if end == "commit":
                 producer.commit_transaction()
                 run.record(name, "committed", values, offsets)
@@ -132,6 +148,13 @@ async def run_aiokafka_async(run):
                     f"sending {v}",
                 )
                 offsets.append(md.offset)
+            if args.group and name in GROUP_OFFSETS:
+                await bounded(
+                    producer.send_offsets_to_transaction(
+                        {aiokafka.TopicPartition(args.topic, 0): GROUP_OFFSETS[name]}, args.group
+                    ),
+                    f"sending offsets in {name}",
+                )
             if end == "commit":
                 await bounded(producer.commit_transaction(), f"committing {name}")
                 run.record(name, "committed", values, offsets)
@@ -154,6 +177,22 @@ def run_confluent_kafka(run):
             "transactional.id": args.transactional_id,
         }
     )
+    consumer = None
+
+    def group_metadata():
+        # The group's metadata from a consumer of the group that never subscribes.
+        nonlocal consumer
+        if consumer is None:
+            consumer = confluent_kafka.Consumer(
+                {
+                    "bootstrap.servers": args.bootstrap,
+                    "broker.address.family": "v4",
+                    "group.id": args.group,
+                    "enable.auto.commit": False,
+                }
+            )
+        return consumer.consumer_group_metadata()
+
     producer.init_transactions(run.remaining_s())
     for name, end in PLAN:
         producer.begin_transaction()
@@ -174,12 +213,20 @@ def run_confluent_kafka(run):
             raise Timeout(f"flushing {name}")
         if errors:
             raise RuntimeError(f"{name}: not delivered: {errors}")
+        if args.group and name in GROUP_OFFSETS:
+            producer.send_offsets_to_transaction(
+                [confluent_kafka.TopicPartition(args.topic, 0, GROUP_OFFSETS[name])],
+                group_metadata(),
+                run.remaining_s(),
+            )
         if end == "commit":
             producer.commit_transaction(run.remaining_s())
             run.record(name, "committed", values, offsets)
         else:
             producer.abort_transaction(run.remaining_s())
             run.record(name, "aborted", values, offsets)
+    if consumer is not None:
+        consumer.close()
     return "%s (librdkafka %s)" % (confluent_kafka.version(), confluent_kafka.libversion()[0])
 
 
@@ -196,6 +243,8 @@ def main(argv):
         "topic": args.topic,
         "transactional_id": args.transactional_id,
         "count": args.count,
+        "group": args.group,
+        "group_offsets": GROUP_OFFSETS if args.group else {},
     }
     status = 0
     try:

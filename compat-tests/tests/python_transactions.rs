@@ -2,19 +2,23 @@
 //! `KafkaProducer(transactional_id=...)`, aiokafka's `AIOKafkaProducer(transactional_id=...)` and
 //! confluent-kafka's `Producer({"transactional.id": ...})` each run three transactions of five
 //! records on partition 0 (`compat-tests/python/txn_produce.py`): one committed, one aborted, one
-//! committed after the abort. Each marker takes an offset, so the records sit at 0-4, 6-10 and
-//! 12-16 (markers at 5, 11 and 17). An rdkafka read_committed consumer then sees exactly the two
-//! committed transactions; read_uncommitted sees all fifteen records.
+//! committed after the abort; the first two also send an offset to a consumer group
+//! (`send_offsets_to_transaction`: 5, then 10), of which only the committed one may count. Each
+//! marker takes an offset, so the records sit at 0-4, 6-10 and 12-16 (markers at 5, 11 and 17).
+//! An rdkafka read_committed consumer then sees exactly the two committed transactions;
+//! read_uncommitted sees all fifteen records; the group's committed offset is 5.
 //!
 //! The scripts run with the interpreter of the virtualenv `scripts/install-python-clients.sh`
 //! creates at `target/python-clients` (or `$DISTLOG_PYTHON`).
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use distlog_compat_tests::command::run_python_json;
+use distlog_compat_tests::group::{committed_for_group, wait_until};
 use distlog_compat_tests::kafka;
 use distlog_compat_tests::txn::{last_stable_offset, offsets_and_values, read_to_end, Isolation};
-use distlog_compat_tests::{group::wait_until, start_broker, OrPanic};
+use distlog_compat_tests::{start_broker, OrPanic};
 use serde_json::Value;
 
 /// Records per transaction.
@@ -66,6 +70,7 @@ fn commit_and_abort(client: &str) {
     let topic = format!("py-txn-{client}");
     kafka::create_topic(&bootstrap, &topic, 1).or_panic("create topic");
     let txn_id = format!("py-txn-{client}-id");
+    let group = format!("py-txn-{client}-group");
     let doc = run_python_json(
         "txn_produce.py",
         &[
@@ -81,6 +86,8 @@ fn commit_and_abort(client: &str) {
             &COUNT.to_string(),
             "--timeout-s",
             "60",
+            "--group",
+            &group,
         ],
         Duration::from_secs(90),
         || broker.log_tail(60),
@@ -135,6 +142,13 @@ fn commit_and_abort(client: &str) {
         read(Isolation::ReadCommitted),
         committed,
         "{client}: read_committed sees exactly the committed transactions"
+    );
+    // The committed transaction's offset (5) counts, the aborted one's (10) does not.
+    assert_eq!(
+        committed_for_group(&bootstrap, &group, &topic, &[0]).or_panic("committed offsets"),
+        BTreeMap::from([(0, Some(5))]),
+        "{client}: the group's offset after send_offsets_to_transaction in a committed and an \
+         aborted transaction"
     );
     let mut all = expected("committed", 0);
     all.extend(expected("aborted", 6));
