@@ -11,12 +11,16 @@
 //!   coordinators are killed and restarted at random moments (markers held back 300 ms after
 //!   each prepare, so kills often fall between a prepare and its completion) (seeded; the seed is printed, `DISTLOG_TXN_SEED` replays one);
 //!   read_committed afterwards must show no `lost committed write`, `aborted read`,
-//!   `torn transaction` or `duplicate`.
+//!   `torn transaction` or `duplicate`;
+//! - the consume-transform-produce application (`distlog-txn-app`) through the death of an output
+//!   partition's owner, of itself mid-transaction, and of its transaction coordinator: every
+//!   input exactly once in the output, the group's offsets at the input's end.
 //!
 //! The tests run one at a time (each cluster is three processes with lease timers on a small
 //! machine).
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::thread;
@@ -26,8 +30,8 @@ use distlog_compat_tests::cluster::LocalCluster;
 use distlog_compat_tests::group::wait_until;
 use distlog_compat_tests::kafka;
 use distlog_compat_tests::txn::{
-    end_offsets, find_anomalies, find_transaction_coordinator, offsets_and_values, read_to_end,
-    transactional_config, Anomaly, Isolation, TxnFailure, TxnOutcome, TxnProducer, TxnRecord,
+    self, end_offsets, find_anomalies, find_transaction_coordinator, offsets_and_values, read_to_end,
+    transactional_config, Anomaly, Isolation, TxnApp, TxnFailure, TxnOutcome, TxnProducer, TxnRecord,
 };
 use distlog_compat_tests::OrPanic;
 use rand::rngs::StdRng;
@@ -81,6 +85,20 @@ impl Drop for EnvVar {
     fn drop(&mut self) {
         std::env::remove_var(self.0);
     }
+}
+
+/// `kill -9` node `k` and, once it is gone, remove its pid file. The machine's pid space is
+/// small and busy (pid_max 32768, wrapping within minutes), and local-cluster.sh's `start`
+/// refuses to start a node whose recorded pid is alive, which a reused pid (any process's or
+/// thread's) looks like.
+fn kill9(c: &LocalCluster, k: usize) -> anyhow::Result<()> {
+    c.kill9(k)?;
+    let node_dir = c.data_dir(k);
+    let pid_file = node_dir
+        .parent()
+        .ok_or_else(|| anyhow::anyhow!("node {k}'s data directory has no parent"))?
+        .join("pid");
+    std::fs::remove_file(&pid_file).map_err(|e| anyhow::anyhow!("remove {}: {e}", pid_file.display()))
 }
 
 /// Creates a transactional producer and initialises it, retrying retriable failures (a
@@ -259,7 +277,7 @@ fn a_transaction_whose_partition_owner_is_killed_before_the_commit_is_all_or_not
         .owner(&[1, 2, 3], topic, 1)
         .expect("owner")
         .expect("partition 1 has an owner");
-    c.kill9(victim).expect("kill the owner of partition 1");
+    kill9(&c, victim).expect("kill the owner of partition 1");
     let killed_at = Instant::now();
     let ending = end_transaction(&producer, false);
     eprintln!(
@@ -380,7 +398,7 @@ fn a_commit_survives_the_coordinator_killed_between_prepare_and_complete() {
                 .1
         })
         .collect();
-    c.kill9(coordinator).expect("kill the coordinator");
+    kill9(&c, coordinator).expect("kill the coordinator");
     assert_eq!(
         highs,
         vec![5, 5, 5],
@@ -590,7 +608,7 @@ fn checker_transactions_under_owner_kills_show_no_anomaly() {
                 "chaos at {:?}: kill -9 node {victim} ({role}), restart after {down_for:?}",
                 started.elapsed()
             );
-            c.kill9(victim).expect("kill a node");
+            kill9(&c, victim).expect("kill a node");
             thread::sleep(down_for);
             c.start(victim).expect("restart the node");
             kills.push((victim, role));
@@ -627,4 +645,104 @@ fn checker_transactions_under_owner_kills_show_no_anomaly() {
         started.elapsed()
     );
     assert_no_anomaly(&anomalies);
+}
+
+/// The `batches` of the app's last `committed` event (0 before any).
+fn batches_so_far(app: &TxnApp) -> u64 {
+    app.events
+        .iter()
+        .rev()
+        .find(|v| v["event"] == "committed")
+        .and_then(|v| v["batches"].as_u64())
+        .unwrap_or(0)
+}
+
+/// Waits until the app has committed `more` batches beyond what it had.
+fn wait_progress(app: &mut TxnApp, more: u64, what: &str) {
+    let target = batches_so_far(app) + more;
+    app.wait_for(what, Duration::from_secs(120), |v| {
+        v["event"] == "committed" && v["batches"].as_u64() >= Some(target)
+    })
+    .unwrap_or_else(|e| panic!("{e:#}"));
+}
+
+#[test]
+fn consume_transform_produce_through_owner_coordinator_and_app_kills_outputs_every_input_exactly_once() {
+    const M: usize = 900;
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let c = cluster();
+    let topics = ("ctp-c-in", "ctp-c-out", "ctp-c-group", "ctp-c-app");
+    replicated_topic(&c, topics.0);
+    replicated_topic(&c, topics.1);
+    let per_partition = txn::fill_input(c.bootstrap(), topics.0, 3, M).expect("fill the input");
+    let args = txn::txn_app_args(c.bootstrap(), topics, 10, 30, 240);
+    let binary = Path::new(env!("CARGO_BIN_EXE_distlog-txn-app"));
+    let started = Instant::now();
+    let mut app = TxnApp::spawn(binary, &args).expect("start the app");
+    wait_progress(&mut app, 3, "3 committed batches");
+
+    // Fault 1: the owner of an output partition.
+    let owner = c
+        .owner(&[1, 2, 3], topics.1, 0)
+        .expect("owner")
+        .expect("the output partition has an owner");
+    eprintln!(
+        "{:?}: kill -9 node {owner} (owner of {}-0)",
+        started.elapsed(),
+        topics.1
+    );
+    kill9(&c, owner).expect("kill the owner");
+    thread::sleep(Duration::from_secs(1));
+    c.start(owner).expect("restart the owner");
+    wait_progress(&mut app, 5, "progress after the owner's death");
+
+    // Fault 2: the app itself, with a transaction open.
+    app.wait_for("an open transaction", Duration::from_secs(60), |v| {
+        v["event"] == "produced"
+    })
+    .expect("an open transaction");
+    eprintln!(
+        "{:?}: kill -9 the app after {} committed records, mid-transaction",
+        started.elapsed(),
+        app.committed_total()
+    );
+    app.kill9().expect("kill the app");
+    let mut app = TxnApp::spawn(binary, &args).expect("restart the app");
+    wait_progress(&mut app, 3, "3 committed batches after the app's restart");
+
+    // Fault 3: the app's transaction coordinator.
+    let coordinator = coordinator_of(&c, topics.3).expect("the app's transaction coordinator");
+    eprintln!(
+        "{:?}: kill -9 node {coordinator} (transaction coordinator of {})",
+        started.elapsed(),
+        topics.3
+    );
+    kill9(&c, coordinator).expect("kill the coordinator");
+    thread::sleep(Duration::from_secs(1));
+    c.start(coordinator).expect("restart the coordinator");
+    let total_before = app.committed_total();
+    assert!(
+        (total_before as usize) < M,
+        "the app finished before the last fault ({total_before} of {M})"
+    );
+
+    app.wait_for("done", Duration::from_secs(180), |v| v["event"] == "done")
+        .expect("the app finishes");
+    let status = app.wait_exit(Duration::from_secs(30)).expect("app exit");
+    assert!(status.success(), "the app exited with {status}");
+    let aborted_left = app.events.iter().filter(|v| v["event"] == "aborted").count();
+    let raw = txn::verify_exactly_once_output(
+        c.bootstrap(),
+        topics.0,
+        topics.1,
+        topics.2,
+        &per_partition,
+        Duration::from_secs(60),
+    )
+    .unwrap_or_else(|e| panic!("{e:#}"));
+    eprintln!(
+        "every one of {M} inputs exactly once in the output ({raw} records read_uncommitted, {aborted_left} \
+         batches aborted by the last app); {:?} in all",
+        started.elapsed()
+    );
 }

@@ -10,25 +10,20 @@
 //! (`distlog-txn-app`) killed with SIGKILL mid-transaction and restarted: every input record in
 //! the output exactly once, the group's offsets at the input's end.
 
-use std::collections::{BTreeMap, HashMap};
-use std::io::{BufRead, BufReader};
+use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{self, Receiver};
-use std::thread;
 use std::time::{Duration, Instant};
 
 use distlog_compat_tests::group::{committed_for_group, wait_until};
 use distlog_compat_tests::kafka::{self, TestRecord};
 use distlog_compat_tests::process::{DistlogOptions, DistlogProcess};
 use distlog_compat_tests::txn::{
-    self, last_stable_offset, list_latest, offsets_and_values, read_to_end, transactional_config, values,
-    Isolation, TxnProducer, TXN_CALL_TIMEOUT,
+    self, last_stable_offset, list_latest, offsets_and_values, read_to_end, transactional_config, Isolation,
+    TxnApp, TxnProducer, TXN_CALL_TIMEOUT,
 };
 use distlog_compat_tests::{start_broker, OrPanic};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
-use serde_json::Value;
 
 const READ_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -679,236 +674,59 @@ fn a_second_producer_with_the_same_transactional_id_fences_the_first() {
     );
 }
 
-/// The consume-transform-produce application in a child process; its stdout (JSON lines) is
-/// collected; it is killed and reaped when dropped.
-struct App {
-    child: Child,
-    lines: Receiver<String>,
-    events: Vec<Value>,
-}
-
-impl App {
-    fn spawn(args: &[String]) -> App {
-        let binary = Path::new(env!("CARGO_BIN_EXE_distlog-txn-app"));
-        let mut child = Command::new(binary)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn {}: {e}", binary.display()));
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (tx, rx) = mpsc::channel();
-        thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        App {
-            child,
-            lines: rx,
-            events: Vec::new(),
-        }
-    }
-
-    /// Reads lines until `accept` takes one, within `deadline`; fails on an error event or exit.
-    fn wait_for(&mut self, what: &str, deadline: Duration, accept: impl Fn(&Value) -> bool) -> Value {
-        let started = Instant::now();
-        loop {
-            let remaining = deadline.saturating_sub(started.elapsed());
-            assert!(
-                !remaining.is_zero(),
-                "the app did not report {what} within {deadline:?}; last events: {:?}",
-                &self.events[self.events.len().saturating_sub(10)..]
-            );
-            match self.lines.recv_timeout(remaining.min(Duration::from_millis(200))) {
-                Ok(line) => {
-                    let value: Value = serde_json::from_str(&line)
-                        .unwrap_or_else(|e| panic!("the app printed {line:?}: {e}"));
-                    self.events.push(value.clone());
-                    assert_ne!(value["event"], "error", "the app failed: {value}");
-                    if accept(&value) {
-                        return value;
-                    }
-                }
-                Err(mpsc::RecvTimeoutError::Timeout) => {}
-                Err(mpsc::RecvTimeoutError::Disconnected) => panic!(
-                    "the app exited ({:?}) before reporting {what}; last events: {:?}",
-                    self.child.try_wait(),
-                    &self.events[self.events.len().saturating_sub(10)..]
-                ),
-            }
-        }
-    }
-
-    fn kill9(&mut self) {
-        self.child.kill().expect("SIGKILL the app");
-        self.child.wait().expect("reap the app");
-    }
-
-    fn wait_exit(&mut self, deadline: Duration) -> std::process::ExitStatus {
-        let started = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().expect("wait for the app") {
-                return status;
-            }
-            assert!(
-                started.elapsed() < deadline,
-                "the app did not exit within {deadline:?}"
-            );
-            thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for App {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[test]
 fn consume_transform_produce_killed_mid_transaction_and_restarted_outputs_every_input_exactly_once() {
     const M: usize = 600;
     const PARTITIONS: i32 = 3;
-    const BATCH: usize = 10;
     let broker = start_broker();
     let bootstrap = broker.bootstrap();
-    let (input, output, group, id) = ("ctp-in", "ctp-out", "ctp-group", "ctp-app");
-    kafka::create_topic(&bootstrap, input, PARTITIONS).or_panic("create input");
-    kafka::create_topic(&bootstrap, output, PARTITIONS).or_panic("create output");
-    // Input value i goes to partition i % 3, keyed by its partition.
-    let mut per_partition: BTreeMap<i32, Vec<String>> = BTreeMap::new();
-    for i in 0..M {
-        per_partition
-            .entry((i % PARTITIONS as usize) as i32)
-            .or_default()
-            .push(format!("in-{i:05}"));
-    }
-    for (p, vals) in &per_partition {
-        let records: Vec<TestRecord> = vals
-            .iter()
-            .map(|v| TestRecord {
-                key: Some(format!("k{p}").into_bytes()),
-                payload: Some(v.clone().into_bytes()),
-                ..TestRecord::default()
-            })
-            .collect();
-        kafka::produce_records(
-            &kafka::producer_config(&bootstrap, "all"),
-            input,
-            Some(*p),
-            &records,
-            Duration::from_secs(30),
-        )
-        .or_panic("fill the input");
-    }
-    let args: Vec<String> = [
-        "--bootstrap",
-        &bootstrap,
-        "--input",
-        input,
-        "--output",
-        output,
-        "--group",
-        group,
-        "--transactional-id",
-        id,
-        "--batch-size",
-        &BATCH.to_string(),
-        "--pause-before-commit-ms",
-        "100",
-        "--timeout-secs",
-        "120",
-    ]
-    .iter()
-    .map(|s| (*s).to_string())
-    .collect();
+    let topics = ("ctp-in", "ctp-out", "ctp-group", "ctp-app");
+    kafka::create_topic(&bootstrap, topics.0, PARTITIONS).or_panic("create input");
+    kafka::create_topic(&bootstrap, topics.1, PARTITIONS).or_panic("create output");
+    let per_partition = txn::fill_input(&bootstrap, topics.0, PARTITIONS, M).or_panic("fill the input");
+    let args = txn::txn_app_args(&bootstrap, topics, 10, 100, 120);
+    let binary = Path::new(env!("CARGO_BIN_EXE_distlog-txn-app"));
 
-    let mut first = App::spawn(&args);
+    let mut first = TxnApp::spawn(binary, &args).or_panic("start the app");
     // Killed with a transaction open whose records are written (flushed) but not committed.
-    first.wait_for("a 5th committed batch", Duration::from_secs(60), |v| {
-        v["event"] == "committed" && v["batches"].as_u64() >= Some(5)
-    });
-    let open = first.wait_for("an open transaction", Duration::from_secs(30), |v| {
-        v["event"] == "produced"
-    });
-    first.kill9();
-    let total_before = first
-        .events
-        .iter()
-        .filter(|v| v["event"] == "committed")
-        .filter_map(|v| v["total"].as_u64())
-        .max()
-        .unwrap_or(0);
+    first
+        .wait_for("a 5th committed batch", Duration::from_secs(60), |v| {
+            v["event"] == "committed" && v["batches"].as_u64() >= Some(5)
+        })
+        .or_panic("progress");
+    let open = first
+        .wait_for("an open transaction", Duration::from_secs(30), |v| {
+            v["event"] == "produced"
+        })
+        .or_panic("an open transaction");
+    first.kill9().or_panic("kill the app");
+    let total_before = first.committed_total();
     assert!(
         (total_before as usize) < M,
         "the app finished before it was killed ({total_before} of {M})"
     );
     eprintln!("killed the app after {total_before} committed records, with an open transaction: {open}");
 
-    let mut second = App::spawn(&args);
-    second.wait_for("done", Duration::from_secs(120), |v| v["event"] == "done");
-    let status = second.wait_exit(Duration::from_secs(30));
+    let mut second = TxnApp::spawn(binary, &args).or_panic("restart the app");
+    second
+        .wait_for("done", Duration::from_secs(120), |v| v["event"] == "done")
+        .or_panic("the restarted app finishes");
+    let status = second.wait_exit(Duration::from_secs(30)).or_panic("app exit");
     assert!(status.success(), "the restarted app exited with {status}");
 
-    // Every input exactly once in the output, in input order per partition.
-    let out = read_to_end(
+    let raw_count = txn::verify_exactly_once_output(
         &bootstrap,
-        output,
-        &(0..PARTITIONS).collect::<Vec<_>>(),
-        Isolation::ReadCommitted,
+        topics.0,
+        topics.1,
+        topics.2,
+        &per_partition,
         READ_TIMEOUT,
     )
-    .or_panic("read the output read_committed");
-    let mut seen: HashMap<String, usize> = HashMap::new();
-    for (p, records) in &out {
-        for v in values(records) {
-            *seen.entry(v).or_default() += 1;
-        }
-        let expected: Vec<String> = per_partition[p].iter().map(|v| format!("out-{v}")).collect();
-        let got = values(records);
-        let duplicates: Vec<&String> = seen.iter().filter(|(_, n)| **n > 1).map(|(v, _)| v).collect();
-        assert!(duplicates.is_empty(), "duplicates in the output: {duplicates:?}");
-        let missing: Vec<&String> = expected.iter().filter(|v| !got.contains(v)).collect();
-        assert!(
-            missing.is_empty(),
-            "output partition {p} lacks {} inputs: {missing:?}",
-            missing.len()
-        );
-        assert_eq!(got, expected, "output partition {p} in input order");
-    }
-    assert_eq!(seen.len(), M);
+    .or_panic("exactly once");
     // The killed transaction's records were written and aborted: read_uncommitted has more.
-    let raw_count: usize = read_to_end(
-        &bootstrap,
-        output,
-        &(0..PARTITIONS).collect::<Vec<_>>(),
-        Isolation::ReadUncommitted,
-        READ_TIMEOUT,
-    )
-    .or_panic("read the output read_uncommitted")
-    .values()
-    .map(Vec::len)
-    .sum();
     assert!(
         raw_count > M,
         "the killed transaction's records were not in the log ({raw_count} records read_uncommitted)"
-    );
-    // The group's offsets went with the transactions: at the input's end.
-    let committed = committed_for_group(&bootstrap, group, input, &(0..PARTITIONS).collect::<Vec<_>>())
-        .or_panic("committed offsets");
-    let ends: BTreeMap<i32, Option<i64>> = per_partition
-        .iter()
-        .map(|(p, v)| (*p, Some(v.len() as i64)))
-        .collect();
-    assert_eq!(
-        committed, ends,
-        "the group's committed offsets are the input's end offsets"
     );
 }
 

@@ -13,8 +13,9 @@
 //! "records":K}` once a batch's records are written (followed by a `--pause-before-commit-ms`
 //! pause, the window in which a kill leaves a transaction open), `{"event":"committed",
 //! "batches":N,"records":K,"total":T}` after each commit, `{"event":"aborted",...}` when a batch
-//! had to be aborted (its records are then processed again), `{"event":"rebalance",...}`, and
-//! finally `{"event":"done","total":T}`. A failure prints `{"event":"error","error":...}` and
+//! had to be aborted (its records are then processed again), `{"event":"rebalance",...}`,
+//! `{"event":"consumer-error",...}` for transient consumer errors (it goes on), and finally
+//! `{"event":"done","total":T}`. A failure prints `{"event":"error","error":...}` and
 //! exits 1.
 
 use std::collections::BTreeMap;
@@ -28,6 +29,7 @@ use distlog_compat_tests::group::{group_consumer_config, GroupMember, CLOSE_DEAD
 use distlog_compat_tests::kafka;
 use distlog_compat_tests::txn::{transactional_config, TxnFailure, TxnProducer, TXN_CALL_TIMEOUT};
 use rdkafka::consumer::Consumer;
+use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use serde_json::{json, Value};
@@ -183,8 +185,14 @@ impl App {
                     key: msg.key().map(<[u8]>::to_vec),
                     value: msg.payload().unwrap_or_default().to_vec(),
                 }),
-                Some(Err(e)) if kafka::is_transport_error(&e) => {}
-                Some(Err(e)) => bail!("consumer error: {e}"),
+                Some(Err(e @ KafkaError::MessageConsumptionFatal(_))) => bail!("fatal consumer error: {e}"),
+                // Transient (a node restarting, a coordinator moving): librdkafka recovers and
+                // fetches again from where the consumer is; nothing consumed is lost.
+                Some(Err(e)) => {
+                    if !kafka::is_transport_error(&e) {
+                        emit(json!({"event": "consumer-error", "error": e.to_string()}));
+                    }
+                }
                 None if !batch.is_empty() => break,
                 None => {}
             }
