@@ -188,11 +188,8 @@ impl App {
                 Some(Err(e @ KafkaError::MessageConsumptionFatal(_))) => bail!("fatal consumer error: {e}"),
                 // Transient (a node restarting, a coordinator moving): librdkafka recovers and
                 // fetches again from where the consumer is; nothing consumed is lost.
-                Some(Err(e)) => {
-                    if !kafka::is_transport_error(&e) {
-                        emit(json!({"event": "consumer-error", "error": e.to_string()}));
-                    }
-                }
+                Some(Err(e)) if kafka::is_transport_error(&e) => {}
+                Some(Err(e)) => emit(json!({"event": "consumer-error", "error": e.to_string()})),
                 None if !batch.is_empty() => break,
                 None => {}
             }
