@@ -1,6 +1,7 @@
 //! Kafka transactions through librdkafka against one real `distlog` process: commit across
 //! partitions (markers take an offset), abort (read_committed drops the records, also when it
-//! starts inside them; read_uncommitted shows them), two producers' transactions interleaved in
+//! starts inside them or reads them in many small compressed fetches; read_uncommitted shows
+//! them), two producers' transactions interleaved in
 //! one partition (only the aborted one's records dropped), a transaction left open blocking
 //! read_committed at the last stable offset until it commits, or until the coordinator aborts it
 //! on timeout (its producer then fenced), zombie fencing by a second producer with the same
@@ -220,6 +221,82 @@ fn an_aborted_transaction_is_invisible_to_read_committed_and_visible_to_read_unc
         "read_committed from the middle of the aborted transaction"
     );
     kafka::expect_no_more(&reader, Duration::from_millis(500)).or_panic("nothing more");
+}
+
+#[test]
+fn large_compressed_transactions_are_filtered_exactly_by_small_read_committed_fetches() {
+    const N: usize = 3000;
+    let broker = start_broker();
+    let bootstrap = broker.bootstrap();
+    let topic = "txn-large";
+    kafka::create_topic(&bootstrap, topic, 1).or_panic("create topic");
+    let mut config = transactional_config(&bootstrap, "txn-large-1", 60_000);
+    config
+        .set("compression.type", "lz4")
+        .set("batch.num.messages", "100")
+        .set("linger.ms", "2");
+    let mut producer = TxnProducer::create(&config).or_panic("create producer");
+    producer.init(TXN_CALL_TIMEOUT).or_panic_txn("init");
+    // committed, aborted, committed: N records each, in many compressed batches.
+    let plan = [("c1", false), ("ab", true), ("c2", false)];
+    let mut first_offsets = Vec::new();
+    for (name, abort) in plan {
+        producer.begin().or_panic_txn("begin");
+        let vals: Vec<String> = (0..N)
+            .map(|i| format!("{name}-{i:05}-{}", "x".repeat(40)))
+            .collect();
+        let offsets = write_in_txn(&mut producer, topic, 0, &vals);
+        let first = offsets[0];
+        assert_eq!(
+            offsets,
+            (first..first + N as i64).collect::<Vec<_>>(),
+            "{name}: dense offsets"
+        );
+        first_offsets.push(first);
+        if abort {
+            producer.abort(TXN_CALL_TIMEOUT).or_panic_txn("abort");
+        } else {
+            producer.commit(TXN_CALL_TIMEOUT).or_panic_txn("commit");
+        }
+    }
+    let n = N as i64;
+    assert_eq!(
+        first_offsets,
+        vec![0, n + 1, 2 * n + 2],
+        "each marker takes one offset"
+    );
+    wait_until(
+        Duration::from_secs(20),
+        "the last commit marker is written",
+        || Ok(last_stable_offset(broker.kafka_addr(), topic, 0)? == 3 * n + 3),
+    )
+    .or_panic("LSO");
+    // Fetches of at most 16 KiB: their boundaries fall inside the aborted transaction.
+    let mut small = txn::isolated_consumer_config(&bootstrap, Isolation::ReadCommitted);
+    small
+        .set("max.partition.fetch.bytes", "16384")
+        .set("message.max.bytes", "16384")
+        .set("fetch.max.bytes", "16384");
+    for start in [0, n + 7, 2 * n] {
+        let reader = kafka::assigned_consumer(&small, topic, 0, Offset::Offset(start)).or_panic("consumer");
+        let expected: Vec<i64> = (0..n)
+            .chain(2 * n + 2..3 * n + 2)
+            .filter(|o| *o >= start)
+            .collect();
+        let got = kafka::poll_n(&reader, expected.len(), Duration::from_secs(60)).or_panic("read_committed");
+        let offsets: Vec<i64> = got.iter().map(|r| r.offset).collect();
+        assert!(
+            offsets == expected,
+            "read_committed from {start}: {} records, first wrong at {:?}",
+            offsets.len(),
+            offsets.iter().zip(&expected).position(|(a, b)| a != b)
+        );
+        assert!(
+            txn::values(&got).iter().all(|v| !v.starts_with("ab-")),
+            "read_committed from {start} returned aborted records"
+        );
+        kafka::expect_no_more(&reader, Duration::from_millis(300)).or_panic("nothing more");
+    }
 }
 
 #[test]
