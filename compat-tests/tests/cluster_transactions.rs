@@ -6,6 +6,8 @@
 //! - the transaction coordinator dies between prepare and complete (the test fault
 //!   `DISTLOG_TEST_MARKER_DELAY_MS` holds the markers back 3 s after the prepare): the commit is
 //!   completed anyway, on all three partitions, and the transactional id goes on working;
+//! - a transaction abandoned by its producer is aborted on its timeout although its coordinator
+//!   was killed in the meantime;
 //! - a checker: four transactional producers run transactions over all three partitions,
 //!   committing most and aborting about one in four, while partition owners and transaction
 //!   coordinators are killed and restarted at random moments (markers held back 300 ms after
@@ -479,6 +481,69 @@ fn a_commit_survives_the_coordinator_killed_between_prepare_and_complete() {
         want.push((8, format!("t3-p{p}")));
         assert_eq!(got, want, "partition {p} after three transactions");
     }
+}
+
+#[test]
+fn an_abandoned_transaction_is_aborted_on_its_timeout_after_its_coordinator_died() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let c = cluster();
+    let topic = "txn-abandoned";
+    replicated_topic(&c, topic);
+    let id = "txn-abandoned";
+    // A producer with a 5 s transaction timeout writes to every partition and vanishes without
+    // ending its transaction (dropping a librdkafka producer neither commits nor aborts).
+    let mut producer =
+        TxnProducer::create(&transactional_config(c.bootstrap(), id, 5_000)).expect("create producer");
+    producer.init(Duration::from_secs(30)).expect("init");
+    producer.begin().expect("begin");
+    let values: Vec<(i32, String)> = PARTITIONS
+        .iter()
+        .flat_map(|p| (0..3).map(move |i| (*p, format!("abandoned-p{p}-{i}"))))
+        .collect();
+    send_all(&mut producer, topic, &values).expect("send");
+    producer.flush(Duration::from_secs(30)).expect("flush");
+    assert!(
+        producer.take_deliveries().iter().all(|d| d.result.is_ok()),
+        "the abandoned transaction's records were written"
+    );
+    drop(producer);
+    let open = end_offsets(c.bootstrap(), topic, &PARTITIONS, Isolation::ReadCommitted).expect("LSO");
+    assert_eq!(
+        open.values().copied().collect::<Vec<_>>(),
+        vec![0, 0, 0],
+        "open on every partition"
+    );
+
+    // Its coordinator dies; whoever coordinates the id next must still time the transaction out.
+    let coordinator = coordinator_of(&c, id).expect("the coordinator");
+    kill9(&c, coordinator).expect("kill the coordinator");
+    let killed_at = Instant::now();
+    c.start(coordinator).expect("restart the coordinator");
+    wait_no_open_transaction(&c, topic, Duration::from_secs(60));
+    eprintln!(
+        "the abandoned transaction was resolved {:?} after its coordinator (node {coordinator}) was killed",
+        killed_at.elapsed()
+    );
+    let high =
+        end_offsets(c.bootstrap(), topic, &PARTITIONS, Isolation::ReadUncommitted).expect("high watermarks");
+    assert_eq!(
+        high.values().copied().collect::<Vec<_>>(),
+        vec![4, 4, 4],
+        "three records and one abort marker on every partition"
+    );
+    assert_eq!(
+        visible(&c, topic),
+        vec![],
+        "read_committed shows nothing of the abandoned transaction"
+    );
+    // The id is usable again.
+    let mut next = init_producer(c.bootstrap(), id).expect("a new producer with the id");
+    next.begin().expect("begin");
+    send_all(&mut next, topic, &[(0, "next".to_string())]).expect("send");
+    let ending = end_transaction(&next, false);
+    assert_eq!(ending.outcome, TxnOutcome::Committed, "{:?}", ending.errors);
+    wait_no_open_transaction(&c, topic, Duration::from_secs(30));
+    assert_eq!(visible(&c, topic), vec![(0, 4, "next".to_string())]);
 }
 
 /// Transactions each producer of the checker starts at most.
