@@ -6,6 +6,9 @@
 //! - the transaction coordinator dies between prepare and complete (the test fault
 //!   `DISTLOG_TEST_MARKER_DELAY_MS` holds the markers back 3 s after the prepare): the commit is
 //!   completed anyway, on all three partitions, and the transactional id goes on working;
+//! - every node killed at once with transactions committed, aborted, open and prepared (its
+//!   markers held back): after the restart the prepared one is committed, the open one aborted
+//!   on its timeout, the others as they were;
 //! - a transaction abandoned by its producer is aborted on its timeout although its coordinator
 //!   was killed in the meantime;
 //! - a checker: four transactional producers run transactions over all three partitions,
@@ -544,6 +547,97 @@ fn an_abandoned_transaction_is_aborted_on_its_timeout_after_its_coordinator_died
     assert_eq!(ending.outcome, TxnOutcome::Committed, "{:?}", ending.errors);
     wait_no_open_transaction(&c, topic, Duration::from_secs(30));
     assert_eq!(visible(&c, topic), vec![(0, 4, "next".to_string())]);
+}
+
+/// The records `name` writes in one transaction: two per partition.
+fn two_per_partition(name: &str) -> Vec<(i32, String)> {
+    PARTITIONS
+        .iter()
+        .flat_map(|p| (0..2).map(move |i| (*p, format!("{name}-p{p}-{i}"))))
+        .collect()
+}
+
+#[test]
+fn a_whole_cluster_crash_resolves_committed_aborted_open_and_prepared_transactions() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    // Markers 3 s after each prepare: the last commit is prepared but unmarked at the crash.
+    let _delay = EnvVar::set("DISTLOG_TEST_MARKER_DELAY_MS", "3000");
+    let c = cluster();
+    let topic = "txn-full-crash";
+    replicated_topic(&c, topic);
+    let write = |producer: &mut TxnProducer, name: &str| {
+        producer.begin().expect("begin");
+        send_all(producer, topic, &two_per_partition(name)).expect("send");
+        producer.flush(Duration::from_secs(30)).expect("flush");
+        assert!(
+            producer.take_deliveries().iter().all(|d| d.result.is_ok()),
+            "{name}'s records were written"
+        );
+    };
+    let mut committed = init_producer(c.bootstrap(), "txn-full-crash-committed").expect("init");
+    write(&mut committed, "committed");
+    assert_eq!(end_transaction(&committed, false).outcome, TxnOutcome::Committed);
+    wait_no_open_transaction(&c, topic, Duration::from_secs(30));
+    let mut aborted = init_producer(c.bootstrap(), "txn-full-crash-aborted").expect("init");
+    write(&mut aborted, "aborted");
+    assert_eq!(end_transaction(&aborted, true).outcome, TxnOutcome::Aborted);
+    wait_no_open_transaction(&c, topic, Duration::from_secs(30));
+    // Open at the crash, with a 5 s timeout: aborted by the coordinator afterwards.
+    let mut open = TxnProducer::create(&transactional_config(c.bootstrap(), "txn-full-crash-open", 5_000))
+        .expect("create producer");
+    open.init(Duration::from_secs(30)).expect("init");
+    write(&mut open, "open");
+    // Prepared at the crash (commit_transaction returned), its markers not yet written.
+    let mut prepared = init_producer(c.bootstrap(), "txn-full-crash-prepared").expect("init");
+    write(&mut prepared, "prepared");
+    prepared
+        .commit(Duration::from_secs(30))
+        .unwrap_or_else(|e| panic!("commit (returns once prepared): {e}"));
+    let high =
+        end_offsets(c.bootstrap(), topic, &PARTITIONS, Isolation::ReadUncommitted).expect("high watermarks");
+    for k in [1, 2, 3] {
+        kill9(&c, k).expect("kill -9 a node");
+    }
+    assert_eq!(
+        high.values().copied().collect::<Vec<_>>(),
+        vec![10, 10, 10],
+        "no marker of the open or the prepared transaction before the crash"
+    );
+    drop((open, prepared));
+    c.start_many(&[1, 2, 3]).expect("restart every node");
+
+    wait_no_open_transaction(&c, topic, Duration::from_secs(90));
+    let high =
+        end_offsets(c.bootstrap(), topic, &PARTITIONS, Isolation::ReadUncommitted).expect("high watermarks");
+    assert_eq!(
+        high.values().copied().collect::<Vec<_>>(),
+        vec![12, 12, 12],
+        "one marker each for the open and the prepared transaction"
+    );
+    let seen = visible(&c, topic);
+    for p in PARTITIONS {
+        let got: Vec<(i64, String)> = seen
+            .iter()
+            .filter(|(q, _, _)| *q == p)
+            .map(|(_, o, v)| (*o, v.clone()))
+            .collect();
+        let want = vec![
+            (0, format!("committed-p{p}-0")),
+            (1, format!("committed-p{p}-1")),
+            (8, format!("prepared-p{p}-0")),
+            (9, format!("prepared-p{p}-1")),
+        ];
+        assert_eq!(got, want, "partition {p} after the whole cluster's crash");
+    }
+    let history = ["committed", "aborted", "open", "prepared"].map(|name| TxnRecord {
+        name: name.to_string(),
+        outcome: match name {
+            "committed" | "prepared" => TxnOutcome::Committed,
+            _ => TxnOutcome::Aborted,
+        },
+        values: two_per_partition(name).into_iter().map(|(_, v)| v).collect(),
+    });
+    assert_no_anomaly(&find_anomalies(&history, &seen));
 }
 
 /// Transactions each producer of the checker starts at most.
