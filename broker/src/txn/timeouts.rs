@@ -113,10 +113,10 @@ async fn sweep(meta: &MetadataStore, id_expiration_ms: u64) {
         };
         match meta.txn(op).await {
             Ok(_) => {
-                info!(transactional_id = %e.transactional_id, "forgot a transactional id idle past transactional.id.expiration.ms")
+                info!(transactional_id = %e.transactional_id, "forgot a transactional id idle past transactional.id.expiration.ms");
             }
             Err(err) => {
-                warn!(transactional_id = %e.transactional_id, error = %err, "could not expire an idle transactional id; retrying next round")
+                warn!(transactional_id = %e.transactional_id, error = %err, "could not expire an idle transactional id; retrying next round");
             }
         }
     }
