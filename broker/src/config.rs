@@ -101,6 +101,10 @@ pub struct BrokerConfig {
     /// often the Raft leader looks for transactions that outlived their
     /// timeout and aborts them (Kafka's default: 10 s).
     pub transaction_abort_timed_out_transaction_cleanup_interval_ms: u64,
+    /// `transactional.id.expiration.ms`: a transactional id without an
+    /// open transaction and unused this long is forgotten by the same
+    /// sweeper (Kafka's default: 7 days).
+    pub transactional_id_expiration_ms: u64,
     /// Test-only fault: the probability (0 to 1) that a produce whose
     /// records were appended gets its connection closed instead of its
     /// answer, as a network fault after the write would. 0 (the default)
@@ -182,6 +186,7 @@ impl Default for BrokerConfig {
             producer_id_expiration_ms: 86_400_000,
             transaction_max_timeout_ms: 900_000,
             transaction_abort_timed_out_transaction_cleanup_interval_ms: 10_000,
+            transactional_id_expiration_ms: 604_800_000,
             test_drop_produce_responses: 0.0,
             group_initial_rebalance_delay_ms: 3000,
             group_min_session_timeout_ms: 6000,
@@ -315,6 +320,10 @@ pub struct ServerArgs {
         env = "DISTLOG_TRANSACTION_ABORT_TIMED_OUT_TRANSACTION_CLEANUP_INTERVAL_MS"
     )]
     pub transaction_abort_timed_out_transaction_cleanup_interval_ms: Option<u64>,
+    /// Forget transactional ids idle this long without an open transaction
+    /// (transactional.id.expiration.ms; default 7 days).
+    #[arg(long, env = "DISTLOG_TRANSACTIONAL_ID_EXPIRATION_MS")]
+    pub transactional_id_expiration_ms: Option<u64>,
     /// Test-only fault: close a connection instead of answering a produce
     /// that was appended, with this probability (0 to 1; default 0).
     #[arg(long, env = "DISTLOG_TEST_DROP_PRODUCE_RESPONSES", hide = true)]
@@ -415,6 +424,8 @@ pub struct FileConfig {
     pub transaction_max_timeout_ms: Option<u64>,
     /// See [`BrokerConfig::transaction_abort_timed_out_transaction_cleanup_interval_ms`].
     pub transaction_abort_timed_out_transaction_cleanup_interval_ms: Option<u64>,
+    /// See [`BrokerConfig::transactional_id_expiration_ms`].
+    pub transactional_id_expiration_ms: Option<u64>,
     /// See [`BrokerConfig::test_drop_produce_responses`].
     pub test_drop_produce_responses: Option<f64>,
     /// See [`BrokerConfig::group_initial_rebalance_delay_ms`].
@@ -488,6 +499,7 @@ impl FileConfig {
             transaction_max_timeout_ms: a.transaction_max_timeout_ms,
             transaction_abort_timed_out_transaction_cleanup_interval_ms: a
                 .transaction_abort_timed_out_transaction_cleanup_interval_ms,
+            transactional_id_expiration_ms: a.transactional_id_expiration_ms,
             test_drop_produce_responses: a.test_drop_produce_responses,
             group_initial_rebalance_delay_ms: a.group_initial_rebalance_delay_ms,
             group_min_session_timeout_ms: a.group_min_session_timeout_ms,
@@ -699,6 +711,11 @@ impl BrokerConfig {
                 "--transaction-abort-timed-out-transaction-cleanup-interval-ms must be positive".into(),
             ));
         }
+        if c.transactional_id_expiration_ms == 0 || c.transactional_id_expiration_ms > i64::MAX as u64 {
+            return Err(BrokerError::Config(
+                "--transactional-id-expiration-ms must be positive".into(),
+            ));
+        }
         if !(0.0..=1.0).contains(&c.test_drop_produce_responses) {
             return Err(BrokerError::Config(
                 "DISTLOG_TEST_DROP_PRODUCE_RESPONSES must be a probability within [0, 1]".into(),
@@ -759,6 +776,10 @@ impl BrokerConfig {
         set(
             &mut self.transaction_abort_timed_out_transaction_cleanup_interval_ms,
             &l.transaction_abort_timed_out_transaction_cleanup_interval_ms,
+        );
+        set(
+            &mut self.transactional_id_expiration_ms,
+            &l.transactional_id_expiration_ms,
         );
         set(
             &mut self.test_drop_produce_responses,

@@ -219,6 +219,7 @@ impl Node {
         let txn_timeout_task = tokio::spawn(crate::txn::timeouts::run(
             meta.clone(),
             Duration::from_millis(config.transaction_abort_timed_out_transaction_cleanup_interval_ms),
+            config.transactional_id_expiration_ms,
             shutdown_rx.clone(),
         ));
 

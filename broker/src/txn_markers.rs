@@ -25,7 +25,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use distlog_metadata::{MetaEvent, StreamId, TxnOp};
+use distlog_metadata::{MetaEvent, StreamId, TxnMeta, TxnOp, TxnState};
 use distlog_storage::log::AppendRequest;
 use distlog_storage::StorageError;
 use parking_lot::Mutex;
@@ -71,13 +71,11 @@ pub fn spawn(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) -> JoinHa
         loop {
             let work = tokio::select! {
                 _ = shutdown.changed() => return,
-                _ = sweep.tick() => owed(&broker),
+                _ = sweep.tick() => owed_by(&broker, None),
                 ev = events.recv() => match ev {
-                    Ok(MetaEvent::TxnPrepared { transactional_id, .. }) => {
-                        owed(&broker).into_iter().filter(|w| w.transactional_id == transactional_id).collect()
-                    }
+                    Ok(MetaEvent::TxnPrepared { transactional_id, .. }) => owed_by(&broker, Some(&transactional_id)),
                     Ok(_) => continue,
-                    Err(broadcast::error::RecvError::Lagged(_)) => owed(&broker),
+                    Err(broadcast::error::RecvError::Lagged(_)) => owed_by(&broker, None),
                     Err(broadcast::error::RecvError::Closed) => return,
                 },
             };
@@ -108,31 +106,40 @@ pub fn spawn(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) -> JoinHa
 }
 
 /// The markers this node owes now: pending markers of prepared
-/// transactions on streams it owns (every stream in single-node mode).
-fn owed(broker: &Broker) -> Vec<Work> {
+/// transactions (of `only` that transactional id, or all) on streams it
+/// owns (every stream in single-node mode).
+fn owed_by(broker: &Broker, only: Option<&str>) -> Vec<Work> {
     let me = broker.config.node_id;
     let cluster = broker.config.is_cluster();
     broker.meta.read(|s| {
-        s.transactions
-            .iter()
-            .filter(|(_, t)| t.state.is_prepared() && !t.pending_markers.is_empty())
-            .filter_map(|(id, t)| {
-                let streams: Vec<StreamId> = t
-                    .pending_markers
-                    .iter()
-                    .map(|p| p.stream)
-                    .filter(|st| !cluster || s.stream(st).and_then(|m| m.owner) == Some(me))
-                    .collect();
-                (!streams.is_empty()).then(|| Work {
-                    transactional_id: id.clone(),
-                    producer_id: t.producer_id,
-                    producer_epoch: t.producer_epoch,
-                    commit: t.state == distlog_metadata::TxnState::PrepareCommit,
-                    streams,
-                    prepare_ms: t.prepare_ms,
-                })
+        let work = |(id, t): (&String, &TxnMeta)| {
+            if !t.state.is_prepared() {
+                return None;
+            }
+            let streams: Vec<StreamId> = t
+                .pending_markers
+                .iter()
+                .map(|p| p.stream)
+                .filter(|st| !cluster || s.stream(st).and_then(|m| m.owner) == Some(me))
+                .collect();
+            (!streams.is_empty()).then(|| Work {
+                transactional_id: id.clone(),
+                producer_id: t.producer_id,
+                producer_epoch: t.producer_epoch,
+                commit: t.state == TxnState::PrepareCommit,
+                streams,
+                prepare_ms: t.prepare_ms,
             })
-            .collect()
+        };
+        match only {
+            Some(id) => s
+                .transactions
+                .get_key_value(id)
+                .and_then(work)
+                .into_iter()
+                .collect(),
+            None => s.transactions.iter().filter_map(work).collect(),
+        }
     })
 }
 

@@ -116,6 +116,16 @@ pub struct TxnMeta {
 }
 
 impl TxnMeta {
+    /// Whether the transactional id may be forgotten at `now_ms`: no
+    /// transaction open or being completed, and unused for
+    /// `expiration_ms` (Kafka's `transactional.id.expiration.ms`).
+    pub fn expired(&self, now_ms: u64, expiration_ms: u64) -> bool {
+        matches!(
+            self.state,
+            TxnState::Empty | TxnState::CompleteCommit | TxnState::CompleteAbort
+        ) && now_ms.saturating_sub(self.last_update_ms) >= expiration_ms
+    }
+
     /// Whether the open transaction has outlived its timeout at `now_ms`.
     pub fn timed_out(&self, now_ms: u64) -> bool {
         self.state == TxnState::Ongoing
@@ -198,6 +208,16 @@ pub enum TxnOp {
         producer_id: i64,
         producer_epoch: i16,
         streams: Vec<StreamId>,
+        now_ms: u64,
+    },
+    /// Forget a transactional id that is [`TxnMeta::expired`] at `now_ms`
+    /// and still maps to `producer_id`/`producer_epoch`; ignored otherwise.
+    /// Its producer's next InitProducerId starts afresh (a new producer id).
+    Expire {
+        transactional_id: String,
+        producer_id: i64,
+        producer_epoch: i16,
+        expiration_ms: u64,
         now_ms: u64,
     },
     /// TxnOffsetCommit: offsets that become the group's committed offsets
@@ -323,6 +343,23 @@ pub(crate) fn apply_txn_op(state: &mut MetaState, op: &TxnOp, events: &mut Vec<M
             txn.pending_markers.retain(|p| !streams.contains(&p.stream));
             txn.last_update_ms = *now_ms;
             complete_if_marked(state, transactional_id, events);
+            Ok(CommandResponse::Ok)
+        }
+        TxnOp::Expire {
+            transactional_id,
+            producer_id,
+            producer_epoch,
+            expiration_ms,
+            now_ms,
+        } => {
+            let forget = state.transactions.get(transactional_id).is_some_and(|t| {
+                t.producer_id == *producer_id
+                    && t.producer_epoch == *producer_epoch
+                    && t.expired(*now_ms, *expiration_ms)
+            });
+            if forget {
+                state.transactions.remove(transactional_id);
+            }
             Ok(CommandResponse::Ok)
         }
         TxnOp::CommitOffsets {

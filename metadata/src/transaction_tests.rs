@@ -404,3 +404,46 @@ fn stale_marker_reports_change_nothing_and_state_round_trips_through_json() {
     let back: BTreeMap<String, TxnMeta> = serde_json::from_str(&json).unwrap();
     assert_eq!(back, state.transactions);
 }
+
+#[test]
+fn idle_transactional_ids_expire_unless_a_transaction_is_open_or_they_moved_on() {
+    let mut state = state_with_topic();
+    init(&mut state, "tx", 5).unwrap();
+    let expire = |state: &mut MetaState, epoch: i16, now: u64| {
+        run(
+            state,
+            TxnOp::Expire {
+                transactional_id: "tx".into(),
+                producer_id: 5,
+                producer_epoch: epoch,
+                expiration_ms: 1000,
+                now_ms: now,
+            },
+        )
+        .0
+    };
+    // Last used at 10: not idle long enough at 1009.
+    expire(&mut state, 0, 1009).unwrap();
+    assert!(state.transactions.contains_key("tx"));
+    // An open transaction never expires.
+    let p0 = part(&state, 0);
+    add(&mut state, 0, vec![p0], vec![], 20).unwrap();
+    expire(&mut state, 0, 1_000_000).unwrap();
+    assert!(state.transactions.contains_key("tx"));
+    end(&mut state, 0, false).0.unwrap();
+    let stream = part(&state, 0).stream;
+    marked(&mut state, 0, vec![stream]);
+    // A stale observation (another epoch) is ignored; the right one forgets.
+    expire(&mut state, 3, 1_000_000).unwrap();
+    assert!(state.transactions.contains_key("tx"));
+    expire(&mut state, 0, 1_000_000).unwrap();
+    assert!(!state.transactions.contains_key("tx"));
+    // The id starts afresh.
+    assert_eq!(
+        init(&mut state, "tx", 9),
+        Ok(CommandResponse::Producer {
+            producer_id: 9,
+            producer_epoch: 0
+        })
+    );
+}

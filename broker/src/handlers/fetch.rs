@@ -624,6 +624,33 @@ mod tests {
     }
 
     #[test]
+    fn read_committed_stops_at_the_last_stable_offset_and_carries_the_aborted_transactions() {
+        let e = entry(10, &[100, 150, 200]);
+        let read = |read_committed| PartitionRead::Data {
+            entries: vec![e.clone(), entry(13, &[90])],
+            fetch_offset: 10,
+            limit: usize::MAX,
+            high_watermark: 14,
+            log_start_offset: 0,
+            last_stable_offset: 12,
+            read_committed,
+            aborted: if read_committed { vec![(5, 11)] } else { Vec::new() },
+        };
+        let a = assemble(&[read(true)], 10_000);
+        assert_eq!(a.records[0], vec![e.slice(..250)]);
+        let p = &a.partitions[0];
+        assert_eq!((p.high_watermark, p.last_stable_offset), (14, 12));
+        let aborted = p.aborted_transactions.as_ref().expect("a list");
+        assert_eq!(aborted.len(), 1);
+        assert_eq!((aborted[0].producer_id.0, aborted[0].first_offset), (5, 11));
+        // read_uncommitted reads to the high watermark; the LSO is still told.
+        let a = assemble(&[read(false)], 10_000);
+        assert_eq!(a.bytes, 540);
+        assert_eq!(a.partitions[0].last_stable_offset, 12);
+        assert_eq!(a.partitions[0].aborted_transactions, Some(vec![]));
+    }
+
+    #[test]
     fn records_are_zero_copy_slices_from_the_batch_holding_the_fetch_offset() {
         let e = entry(10, &[100, 150, 200]);
         let read = |fetch_offset, limit| PartitionRead::Data {

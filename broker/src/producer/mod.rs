@@ -324,3 +324,7 @@ pub fn with_partition<T>(
 pub fn stream_state_fn(expiration_ms: i64) -> StreamStateFn {
     Arc::new(move |_| Arc::new(PartitionProducers::new(expiration_ms)) as Arc<dyn StreamState>)
 }
+
+#[cfg(test)]
+#[path = "partition_tests.rs"]
+mod tests;

@@ -8,8 +8,10 @@
 //!
 //! The order makes it safe against a marker racing the produce:
 //! 1. the partition's verification guard is set for (producer, epoch);
-//! 2. a metadata barrier, then the transaction state is read (so every
-//!    AddPartitionsToTxn and EndTxn acknowledged before is seen);
+//! 2. the transaction state is read after a metadata barrier (so every
+//!    AddPartitionsToTxn and EndTxn acknowledged before is seen; on the
+//!    Raft leader, whose replica has applied every acknowledged change, a
+//!    positive local answer is taken without one);
 //! 3. the batch is appended; the writer admits it as a transaction's first
 //!    batch only while the guard is still set. A marker for the producer
 //!    admitted between 1 and 3 clears the guard, so the batch is refused.
@@ -49,7 +51,28 @@ pub async fn verify_partition(
         return Err(ResponseError::InvalidTxnState);
     };
     with_partition(&handle, |p| p.add_txn_guard(producer_id, epoch));
+    // On the Raft leader every acknowledged transaction change is already
+    // applied locally (a write is answered after the leader applies it),
+    // so a positive answer needs no barrier; elsewhere, or when the local
+    // answer is negative, a barrier makes the read see every change
+    // acknowledged before it, so a client that just added the partition
+    // through another broker is not refused.
+    if broker.meta.is_leader() && check(broker, transactional_id, stream, producer_id, epoch).is_ok() {
+        return Ok(());
+    }
     broker.meta.barrier().await.map_err(|e| metadata_error(&e))?;
+    check(broker, transactional_id, stream, producer_id, epoch)
+}
+
+/// Whether the local replica shows `stream` in the open transaction of
+/// `transactional_id` at `producer_id`/`epoch`, or the Kafka error why not.
+fn check(
+    broker: &Broker,
+    transactional_id: &str,
+    stream: StreamId,
+    producer_id: i64,
+    epoch: i16,
+) -> Result<(), ResponseError> {
     broker.meta.read(|s| {
         let Some(txn) = s.transactions.get(transactional_id) else {
             return Err(ResponseError::InvalidTxnState);

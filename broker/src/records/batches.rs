@@ -253,6 +253,27 @@ mod tests {
     }
 
     #[test]
+    fn a_bound_stops_before_the_first_batch_at_or_past_it() {
+        // Offsets 10, 11, 12 in one entry, 13 in the next.
+        let entries = [entry(10, &[100, 100, 100]), entry(13, &[80])];
+        let t = take_batches_below(&entries, 10, 10_000, true, 12);
+        assert_eq!(t.chunks, vec![entries[0].slice(..200)]);
+        let t = take_batches_below(&entries, 11, 10_000, true, 14);
+        assert_eq!(t.chunks, vec![entries[0].slice(100..), entries[1].clone()]);
+        // Nothing below the bound past the fetch offset: nothing at all,
+        // not even the exempt first batch.
+        assert!(take_batches_below(&entries, 12, 10_000, true, 12)
+            .chunks
+            .is_empty());
+        // Bytes of unknown offsets end a bounded take.
+        let mut b = framed(0, 0, 100);
+        b.extend([0u8; 7]);
+        let e = Bytes::from(b);
+        let t = take_batches_below(std::slice::from_ref(&e), 0, 1000, false, 50);
+        assert_eq!(t.chunks, vec![e.slice(..100)]);
+    }
+
+    #[test]
     fn unframed_bytes_are_one_unit_and_never_panic() {
         let good = framed(0, 0, 100);
         // A truncated header after a good batch: the rest is one unit.
@@ -351,6 +372,15 @@ mod tests {
             }
             let limit = (next() % 400) as usize;
             let exempt = next() % 2 == 0;
+            let bound = next() as i64 % 70;
+            let t = take_batches_below(&entries, next() as i64 % 60, limit, exempt, bound);
+            // With a bound, only framed batches starting below it are taken.
+            for c in &t.chunks {
+                for span in BatchWalker::new(c) {
+                    let span = span.expect("bounded takes are whole batches");
+                    assert!(span.header.base_offset < bound);
+                }
+            }
             let t = take_batches(&entries, next() as i64 % 60, limit, exempt);
             assert_eq!(t.bytes, t.chunks.iter().map(Bytes::len).sum::<usize>());
             assert!(t.chunks.iter().all(|c| !c.is_empty()));

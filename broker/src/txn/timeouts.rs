@@ -10,6 +10,11 @@
 //! timed out, naming the producer id and epoch it saw, so a transaction
 //! that moved on meanwhile (ended, re-initialised) is left alone by the
 //! state machine's compare-and-set.
+//!
+//! The same round forgets transactional ids idle for
+//! `transactional.id.expiration.ms` without a transaction open
+//! ([`TxnOp::Expire`]), as Kafka's coordinator does, so the state does not
+//! grow with every transactional id ever used.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -30,29 +35,52 @@ pub struct Expired {
     pub producer_epoch: i16,
 }
 
-/// The transactions timed out at `now_ms`, and how many are open or being
-/// completed (Ongoing, PrepareCommit, PrepareAbort).
-pub fn plan(transactions: &BTreeMap<String, TxnMeta>, now_ms: u64) -> (Vec<Expired>, usize) {
-    let expired = transactions
-        .iter()
-        .filter(|(_, t)| t.timed_out(now_ms))
-        .map(|(id, t)| Expired {
-            transactional_id: id.clone(),
-            producer_id: t.producer_id,
-            producer_epoch: t.producer_epoch,
-        })
-        .collect();
-    let open = transactions
-        .values()
-        .filter(|t| t.state == TxnState::Ongoing || t.state.is_prepared())
-        .count();
-    (expired, open)
+/// What one round does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    /// Open transactions past their timeout: abort them.
+    pub timed_out: Vec<Expired>,
+    /// Transactional ids idle past `transactional.id.expiration.ms`: forget them.
+    pub idle: Vec<Expired>,
+    /// How many transactions are open or being completed (Ongoing,
+    /// PrepareCommit, PrepareAbort).
+    pub open: usize,
+}
+
+/// The round at `now_ms` with ids expiring after `id_expiration_ms` idle.
+pub fn plan(transactions: &BTreeMap<String, TxnMeta>, now_ms: u64, id_expiration_ms: u64) -> Plan {
+    let observed = |(id, t): (&String, &TxnMeta)| Expired {
+        transactional_id: id.clone(),
+        producer_id: t.producer_id,
+        producer_epoch: t.producer_epoch,
+    };
+    Plan {
+        timed_out: transactions
+            .iter()
+            .filter(|(_, t)| t.timed_out(now_ms))
+            .map(observed)
+            .collect(),
+        idle: transactions
+            .iter()
+            .filter(|(_, t)| t.expired(now_ms, id_expiration_ms))
+            .map(observed)
+            .collect(),
+        open: transactions
+            .values()
+            .filter(|t| t.state == TxnState::Ongoing || t.state.is_prepared())
+            .count(),
+    }
 }
 
 /// Every `interval`, while this node is the Raft leader, abort the
 /// transactions that outlived their timeout; stops when `shutdown` flips.
 /// Runs on every node; only the leader acts, so a failover moves the work.
-pub async fn run(meta: Arc<MetadataStore>, interval: Duration, mut shutdown: watch::Receiver<bool>) {
+pub async fn run(
+    meta: Arc<MetadataStore>,
+    interval: Duration,
+    id_expiration_ms: u64,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -64,18 +92,35 @@ pub async fn run(meta: Arc<MetadataStore>, interval: Duration, mut shutdown: wat
             crate::metrics::TRANSACTIONS_OPEN.set(0);
             continue;
         }
-        sweep(&meta)
+        sweep(&meta, id_expiration_ms)
             .instrument(tracing::debug_span!("transaction_timeouts"))
             .await;
     }
 }
 
 /// One round: abort what timed out, then publish the open count.
-async fn sweep(meta: &MetadataStore) {
+async fn sweep(meta: &MetadataStore, id_expiration_ms: u64) {
     let now = now_ms();
-    let (expired, open) = meta.read(|s| plan(&s.transactions, now));
-    crate::metrics::TRANSACTIONS_OPEN.set(open as i64);
-    for e in expired {
+    let plan = meta.read(|s| plan(&s.transactions, now, id_expiration_ms));
+    crate::metrics::TRANSACTIONS_OPEN.set(plan.open as i64);
+    for e in plan.idle {
+        let op = TxnOp::Expire {
+            transactional_id: e.transactional_id.clone(),
+            producer_id: e.producer_id,
+            producer_epoch: e.producer_epoch,
+            expiration_ms: id_expiration_ms,
+            now_ms: now,
+        };
+        match meta.txn(op).await {
+            Ok(_) => {
+                info!(transactional_id = %e.transactional_id, "forgot a transactional id idle past transactional.id.expiration.ms");
+            }
+            Err(err) => {
+                warn!(transactional_id = %e.transactional_id, error = %err, "could not expire an idle transactional id; retrying next round");
+            }
+        }
+    }
+    for e in plan.timed_out {
         let op = TxnOp::Timeout {
             transactional_id: e.transactional_id.clone(),
             producer_id: e.producer_id,
@@ -138,9 +183,14 @@ mod tests {
         all.insert("aborting".to_string(), txn(TxnState::PrepareAbort, 0, 500));
         all.insert("idle".to_string(), txn(TxnState::Empty, -1, 500));
         all.insert("done".to_string(), txn(TxnState::CompleteCommit, -1, 500));
-        let (expired, open) = plan(&all, 2_000);
+        let Plan {
+            timed_out,
+            idle,
+            open,
+        } = plan(&all, 2_000, 10_000);
+        assert!(idle.is_empty());
         assert_eq!(
-            expired,
+            timed_out,
             vec![Expired {
                 transactional_id: "old".into(),
                 producer_id: 7,
@@ -149,7 +199,14 @@ mod tests {
         );
         assert_eq!(open, 4);
         // Exactly at the timeout it is not yet expired.
-        let (expired, _) = plan(&all, 1_500);
-        assert!(expired.is_empty(), "{expired:?}");
+        let later = plan(&all, 1_500, 10_000);
+        assert!(later.timed_out.is_empty(), "{later:?}");
+        // Idle ids (no open transaction) expire; open ones never do.
+        let idle: Vec<String> = plan(&all, 20_000, 10_000)
+            .idle
+            .into_iter()
+            .map(|e| e.transactional_id)
+            .collect();
+        assert_eq!(idle, vec!["done".to_string(), "idle".to_string()]);
     }
 }
