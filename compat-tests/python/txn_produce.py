@@ -18,7 +18,10 @@ Clients:
 Every record is awaited (its acknowledgement gives its offset) before the transaction ends. With
 `--group G`, the first two transactions also send an offset of partition 0 of the topic to group
 G (`send_offsets_to_transaction`): 5 in "committed", 10 in "aborted", so G's committed offset
-must end at 5. The script prints ONE JSON document to stdout:
+must end at 5. With `--consume`, the same client then reads partition 0 from offset 0 to its end
+at each isolation level (its own filtering of aborted records and markers) and reports
+`"read": {"read_committed": {"end": E, "records": [[offset, value], ...]}, ...}`. The script
+prints ONE JSON document to stdout:
 
     {"client": "kafka-python", "version": "3.0.12", "topic": ..., "transactional_id": ...,
      "transactions": [{"name": "committed", "outcome": "committed",
@@ -56,6 +59,11 @@ def parse_args(argv):
     p.add_argument("--transactional-id", required=True)
     p.add_argument("--count", type=int, required=True)
     p.add_argument("--group", help="send offsets to this consumer group in the transactions")
+    p.add_argument(
+        "--consume",
+        action="store_true",
+        help="afterwards read partition 0 with the same client at both isolation levels",
+    )
     p.add_argument("--timeout-s", type=float, default=60.0, help="overall deadline")
     p.add_argument("--debug", action="store_true", help="DEBUG logging of the client to stderr")
     return p.parse_args(argv)
@@ -71,6 +79,20 @@ class Run:
     def remaining_s(self):
         return max(self.deadline - time.monotonic(), 0.001)
 
+    def expected_end(self):
+        """Where the partition ends once every transaction is marked: each marker takes one."""
+        return len(PLAN) * (self.args.count + 1)
+
+    def wait_end(self, end_offset):
+        """Polls `end_offset()` (at the reader's isolation level) until it is `expected_end()`:
+        commit_transaction may return before the markers are written."""
+        end = self.expected_end()
+        while end_offset() != end:
+            if time.monotonic() >= self.deadline:
+                raise Timeout(f"the end offset never reached {end}")
+            time.sleep(0.1)
+        return end
+
     def values(self, name):
         return ["%s-%d" % (name, i) for i in range(self.args.count)]
 
@@ -78,6 +100,109 @@ class Run:
         self.transactions.append(
             {"name": name, "outcome": outcome, "values": values, "offsets": offsets}
         )
+
+
+def read_kafka_python(run, isolation):
+    import kafka
+
+    args = run.args
+    tp = kafka.TopicPartition(args.topic, 0)
+    consumer = kafka.KafkaConsumer(
+        bootstrap_servers=args.bootstrap,
+        isolation_level=isolation,
+        enable_auto_commit=False,
+        group_id=None,
+    )
+    try:
+        consumer.assign([tp])
+        end = run.wait_end(lambda: consumer.end_offsets([tp])[tp])
+        consumer.seek(tp, 0)
+        records = []
+        while consumer.position(tp) < end:
+            if time.monotonic() >= run.deadline:
+                raise Timeout(f"reading {isolation} to {end}: at {consumer.position(tp)}")
+            for batch in consumer.poll(timeout_ms=200).values():
+                records.extend([r.offset, r.value.decode()] for r in batch)
+        return {"end": end, "records": records}
+    finally:
+        consumer.close()
+
+
+def read_aiokafka(run, isolation):
+    return asyncio.run(read_aiokafka_async(run, isolation))
+
+
+async def read_aiokafka_async(run, isolation):
+    import aiokafka
+
+    args = run.args
+    tp = aiokafka.TopicPartition(args.topic, 0)
+    consumer = aiokafka.AIOKafkaConsumer(
+        bootstrap_servers=args.bootstrap,
+        isolation_level=isolation,
+        enable_auto_commit=False,
+        group_id=None,
+    )
+    await asyncio.wait_for(consumer.start(), timeout=run.remaining_s())
+    try:
+        consumer.assign([tp])
+        end = run.expected_end()
+        while (await consumer.end_offsets([tp]))[tp] != end:
+            if time.monotonic() >= run.deadline:
+                raise Timeout(f"the end offset never reached {end}")
+            await asyncio.sleep(0.1)
+        consumer.seek(tp, 0)
+        records = []
+        while await consumer.position(tp) < end:
+            if time.monotonic() >= run.deadline:
+                raise Timeout(f"reading {isolation} to {end}: at {await consumer.position(tp)}")
+            for batch in (await consumer.getmany(timeout_ms=200)).values():
+                records.extend([r.offset, r.value.decode()] for r in batch)
+        return {"end": end, "records": records}
+    finally:
+        await asyncio.wait_for(consumer.stop(), timeout=10)
+
+
+def read_confluent_kafka(run, isolation):
+    import confluent_kafka
+
+    args = run.args
+    consumer = confluent_kafka.Consumer(
+        {
+            "bootstrap.servers": args.bootstrap,
+            "broker.address.family": "v4",
+            "group.id": "txn-produce-reader",
+            "isolation.level": isolation,
+            "enable.auto.commit": False,
+            "enable.partition.eof": True,
+        }
+    )
+    try:
+        tp = confluent_kafka.TopicPartition(args.topic, 0)
+        end = run.wait_end(lambda: consumer.get_watermark_offsets(tp, timeout=run.remaining_s())[1])
+        consumer.assign([confluent_kafka.TopicPartition(args.topic, 0, 0)])
+        records = []
+        while True:
+            if time.monotonic() >= run.deadline:
+                raise Timeout(f"reading {isolation} to {end}")
+            msg = consumer.poll(0.2)
+            if msg is None:
+                continue
+            if msg.error():
+                if msg.error().code() == confluent_kafka.KafkaError._PARTITION_EOF:
+                    break
+                raise RuntimeError(f"consumer error: {msg.error()}")
+            records.append([msg.offset(), msg.value().decode()])
+        return {"end": end, "records": records}
+    finally:
+        consumer.close()
+
+
+READERS = {
+    "kafka-python": read_kafka_python,
+    "aiokafka": read_aiokafka,
+    "confluent-kafka": read_confluent_kafka,
+}
 
 
 def run_kafka_python(run):
@@ -254,6 +379,11 @@ def main(argv):
             "confluent-kafka": run_confluent_kafka,
         }[args.client]
         doc["version"] = runner(run)
+        if args.consume:
+            doc["read"] = {
+                isolation: READERS[args.client](run, isolation)
+                for isolation in ("read_committed", "read_uncommitted")
+            }
     except Timeout as e:
         doc["error"] = str(e)
         status = EXIT_TIMEOUT

@@ -5,8 +5,9 @@
 //! committed after the abort; the first two also send an offset to a consumer group
 //! (`send_offsets_to_transaction`: 5, then 10), of which only the committed one may count. Each
 //! marker takes an offset, so the records sit at 0-4, 6-10 and 12-16 (markers at 5, 11 and 17).
-//! An rdkafka read_committed consumer then sees exactly the two committed transactions;
-//! read_uncommitted sees all fifteen records; the group's committed offset is 5.
+//! An rdkafka read_committed consumer then sees exactly the two committed transactions, and so
+//! does the client's own consumer (each client filters aborted records and skips markers with
+//! its own code); read_uncommitted sees all fifteen records; the group's committed offset is 5.
 //!
 //! The scripts run with the interpreter of the virtualenv `scripts/install-python-clients.sh`
 //! creates at `target/python-clients` (or `$DISTLOG_PYTHON`).
@@ -88,6 +89,7 @@ fn commit_and_abort(client: &str) {
             "60",
             "--group",
             &group,
+            "--consume",
         ],
         Duration::from_secs(90),
         || broker.log_tail(60),
@@ -143,6 +145,26 @@ fn commit_and_abort(client: &str) {
         committed,
         "{client}: read_committed sees exactly the committed transactions"
     );
+    let mut all = expected("committed", 0);
+    all.extend(expected("aborted", 6));
+    all.extend(expected("after", 12));
+    // The client's own consumer filters the same way.
+    for (isolation, want, end) in [("read_committed", &committed, 18), ("read_uncommitted", &all, 18)] {
+        let read = &doc["read"][isolation];
+        let got: Vec<(i64, String)> = read["records"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{client}: no {isolation} read in {doc}"))
+            .iter()
+            .map(|r| {
+                (
+                    r[0].as_i64().expect("an offset"),
+                    r[1].as_str().expect("a value").to_string(),
+                )
+            })
+            .collect();
+        assert_eq!(&got, want, "{client}'s own {isolation} consumer");
+        assert_eq!(read["end"], end, "{client}'s {isolation} end offset");
+    }
     // The committed transaction's offset (5) counts, the aborted one's (10) does not.
     assert_eq!(
         committed_for_group(&bootstrap, &group, &topic, &[0]).or_panic("committed offsets"),
@@ -150,9 +172,6 @@ fn commit_and_abort(client: &str) {
         "{client}: the group's offset after send_offsets_to_transaction in a committed and an \
          aborted transaction"
     );
-    let mut all = expected("committed", 0);
-    all.extend(expected("aborted", 6));
-    all.extend(expected("after", 12));
     assert_eq!(
         read(Isolation::ReadUncommitted),
         all,
