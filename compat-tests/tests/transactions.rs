@@ -648,10 +648,11 @@ fn a_transaction_past_its_timeout_is_aborted_by_the_coordinator_and_its_producer
     let mut a =
         TxnProducer::create(&transactional_config(&bootstrap, "txn-timeout-a", 3_000)).or_panic("create A");
     a.init(TXN_CALL_TIMEOUT).or_panic_txn("init A");
+    // Before the transaction starts on the coordinator (with its first AddPartitionsToTxn).
+    let began = Instant::now();
     a.begin().or_panic_txn("begin A");
     let a_values = numbered("a", 3);
     assert_eq!(write_in_txn(&mut a, topic, 0, &a_values), vec![0, 1, 2]);
-    let began = Instant::now();
     let later = numbered("plain", 3);
     assert_eq!(plain_write(&bootstrap, topic, &later), vec![3, 4, 5]);
 
