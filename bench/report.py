@@ -326,7 +326,8 @@ def main():
     if txn:
         counts = sorted({n for l in txn for n in l.get("producers", []) if isinstance(n, int)})
         w("Scenario 11, every run (per producer count, the transactional and the idempotent producers back to back "
-          "on fresh topics of 8 partitions, producer i writing partition i; transactions of "
+          "on fresh topics of 8 partitions, producer i writing partition i, the leg's in-flight window split evenly "
+          "over its producers; transactions of "
           f"{txn[0].get('txn_messages', '?')} messages; ratio = transactional ÷ idempotent; then "
           f"{txn[0].get('lat_txns', '?')} transactions of {txn[0].get('lat_txn_messages', '?')} messages read by a "
           "read_committed consumer):")

@@ -51,7 +51,8 @@
 #   BENCH_TXN_RUNS=$BENCH_RUNS   runs of scenario 11 (each run: transactional and idempotent producers back to
 #                                back, order alternating with the run number, then the commit-visibility latency)
 #   BENCH_TXN_SECS=5 / 2         seconds each scenario-11 producer sends (transactions of 100 x 1 KiB)
-#   BENCH_TXN_PRODUCERS=8        the concurrent-producer count of scenario 11 (besides 1), on 8 partitions
+#   BENCH_TXN_PRODUCERS=8        the concurrent-producer count of scenario 11 (besides 1), on 8 partitions; each
+#                                leg has the BENCH_WINDOW_KB / BENCH_WINDOW_MSGS window, split over its producers
 #   BENCH_TXN_MESSAGES=          also stop each scenario-11 producer after this many messages (default: none)
 #   BENCH_TXN_LAT_TXNS=200       scenario 11's commit-visibility transactions (10 messages, one every 20 ms)
 #   BENCH_REBUILD_PRODUCERS=10000 / 2000  idempotent producers written before the restart (scenario 9)

@@ -321,10 +321,10 @@ enum Scenario {
         /// batch.size in bytes.
         #[arg(long, default_value_t = 1_000_000)]
         batch_bytes: usize,
-        /// In-flight window: queue.buffering.max.kbytes.
+        /// In-flight window of a leg, queue.buffering.max.kbytes, split evenly over its producers.
         #[arg(long, default_value_t = 4096)]
         window_kbytes: usize,
-        /// In-flight window: queue.buffering.max.messages.
+        /// In-flight window of a leg, queue.buffering.max.messages, split evenly over its producers.
         #[arg(long, default_value_t = 100_000)]
         window_messages: usize,
         /// transaction.timeout.ms of the transactional producers.
