@@ -23,7 +23,7 @@
 //! with more ready batches than the 5 requests in flight librdkafka allows an idempotent
 //! producer per partition, its broker thread wakes up at once again and again (the batch is due,
 //! the cap lets nothing out), and 8 such threads took both cores of the test machine (load
-//! generator 1.7–1.8 cores, broker 0.05, 40 MB/s instead of ~290 MB/s).
+//! generator 1.7–1.8 cores, broker 0.06, 40 MB/s instead of ~180–290 MB/s).
 //!
 //! **Commit visibility.** One transactional producer commits `latency_txns` transactions of
 //! `latency_txn_messages` messages on a one-partition topic, one every `latency_interval` (or
