@@ -22,7 +22,7 @@ def main():
         ap.add_argument("--" + a, default="")
     ap.add_argument("--elapsed", type=int, default=0)
     args = ap.parse_args()
-    groups = set((args.groups or "idle main idem rebuild retention machine").split())
+    groups = set((args.groups or "idle main idem transactions rebuild retention machine").split())
 
     lines = []
     with open(args.results) as f:
@@ -221,6 +221,31 @@ def main():
         row(s, "plain first ack ms (start-up, before the measured window)", "plain_first_ack_ms")
         row(s, "idempotent first ack ms (start-up: producer id)", "idem_first_ack_ms")
         row(s, "idempotent duplicate batches", "idem_duplicate_batches", digits=0)
+    s = "s11-transactions"
+    counts = sorted({n for l in runs(s) for n in l.get("producers", []) if isinstance(n, int)}) or [1, 8]
+    for n in counts:
+        row(s, f"{n} producer(s): transactional MB/s", f"txn_{n}p_mb_per_s")
+        row(s, f"{n} producer(s): idempotent MB/s", f"idem_{n}p_mb_per_s")
+        row(s, f"{n} producer(s): transactional msgs/s", f"txn_{n}p_msgs_per_s")
+        row(s, f"{n} producer(s): idempotent msgs/s", f"idem_{n}p_msgs_per_s")
+        row(s, f"{n} producer(s): transactional ÷ idempotent (MB/s = msgs/s)", f"ratio_{n}p", digits=2)
+        row(s, f"{n} producer(s): transactions/s", f"txn_{n}p_txns_per_s")
+        row(s, f"{n} producer(s): commit_transaction p50 ms (flush + EndTxn)", f"txn_{n}p_commit_p50_ms")
+        row(s, f"{n} producer(s): commit_transaction p99 ms", f"txn_{n}p_commit_p99_ms")
+        row(s, f"{n} producer(s): transactional broker CPU ms per MB", f"txn_{n}p_broker_cpu_ms_per_mb")
+        row(s, f"{n} producer(s): idempotent broker CPU ms per MB", f"idem_{n}p_broker_cpu_ms_per_mb")
+        row(s, f"{n} producer(s): transactional load generator CPU (cores)", f"txn_{n}p_client_cpu_util")
+        row(s, f"{n} producer(s): idempotent load generator CPU (cores)", f"idem_{n}p_client_cpu_util")
+    row(s, "read_committed e2e p50 ms (send → read, commit included)", "lat_e2e_p50_ms")
+    row(s, "read_committed e2e p99 ms", "lat_e2e_p99_ms")
+    row(s, "read_committed e2e max ms", "lat_e2e_max_ms")
+    row(s, "commit returned → first message read, p50 ms", "lat_visible_after_commit_p50_ms")
+    row(s, "commit returned → first message read, p99 ms", "lat_visible_after_commit_p99_ms")
+    row(s, "commit called → first message read, p50 ms", "lat_visible_after_commit_call_p50_ms")
+    row(s, "commit called → first message read, p99 ms", "lat_visible_after_commit_call_p99_ms")
+    row(s, "commit_transaction p50 ms (10-message transactions)", "lat_commit_p50_ms")
+    row(s, "commit_transaction p99 ms (10-message transactions)", "lat_commit_p99_ms")
+    row(s, "transactions read before their commit returned", "lat_seen_before_commit_returned", digits=0)
     for mode in ("replay", "snapshot"):
         s = f"s9-rebuild-{mode}"
         row(s, "producers", "producers", digits=0)
@@ -296,6 +321,31 @@ def main():
               f"{fmt(l.get('overhead_pct'))} | {fmt(l.get('plain_broker_cpu_ms_per_mb'))} / "
               f"{fmt(l.get('idem_broker_cpu_ms_per_mb'))} | {fmt(l.get('plain_client_cpu_util'))} / "
               f"{fmt(l.get('idem_client_cpu_util'))} | {fmt(l.get('plain_loadavg_1m'))} |")
+        w("")
+    txn = [l for l in lines if l.get("scenario") == "s11-transactions" and "error" not in l]
+    if txn:
+        counts = sorted({n for l in txn for n in l.get("producers", []) if isinstance(n, int)})
+        w("Scenario 11, every run (per producer count, the transactional and the idempotent producers back to back "
+          "on fresh topics of 8 partitions, producer i writing partition i, the leg's in-flight window split evenly "
+          "over its producers; transactions of "
+          f"{txn[0].get('txn_messages', '?')} messages; ratio = transactional ÷ idempotent; then "
+          f"{txn[0].get('lat_txns', '?')} transactions of {txn[0].get('lat_txn_messages', '?')} messages read by a "
+          "read_committed consumer):")
+        w("")
+        head = "| run | order | " + " | ".join(
+            f"{n}p txn MB/s | {n}p idem MB/s | {n}p txn msgs/s | {n}p idem msgs/s | {n}p ratio" for n in counts)
+        w(head + " | e2e p50 / p99 / max ms | after commit p50 / p99 ms | load avg 1 min |")
+        w("| ---: | --- | " + " | ".join("---: | ---: | ---: | ---: | ---:" for _ in counts) + " | ---: | ---: | ---: |")
+        for l in sorted(txn, key=lambda l: l.get("run", 0)):
+            cells = " | ".join(
+                f"{fmt(l.get(f'txn_{n}p_mb_per_s'))} | {fmt(l.get(f'idem_{n}p_mb_per_s'))} | "
+                f"{fmt(l.get(f'txn_{n}p_msgs_per_s'))} | {fmt(l.get(f'idem_{n}p_msgs_per_s'))} | "
+                f"{fmt(l.get(f'ratio_{n}p'), 2)}" for n in counts)
+            load = l.get(f"txn_{counts[0]}p_loadavg_1m") if counts else None
+            w(f"| {l.get('run')} | {l.get('order', '?')} | {cells} | {fmt(l.get('lat_e2e_p50_ms'))} / "
+              f"{fmt(l.get('lat_e2e_p99_ms'))} / {fmt(l.get('lat_e2e_max_ms'))} | "
+              f"{fmt(l.get('lat_visible_after_commit_p50_ms'))} / {fmt(l.get('lat_visible_after_commit_p99_ms'))} | "
+              f"{fmt(load)} |")
         w("")
     all_errors = [(l.get("scenario"), l.get("run"), l["error"]) for l in lines if "error" in l]
     if all_errors:

@@ -34,8 +34,9 @@
 #   BENCH_SKIP_INSTALL=1         do not run bench/install-deps.sh
 #   BENCH_SKIP_BUILD=1           do not run cargo build (use the existing release binaries)
 #   BENCH_OUT=bench/results/latest.md  where the table goes
-#   BENCH_ONLY="idle main idem rebuild retention machine"  which groups to run (default: all): idle = idle RSS,
-#                                main = scenarios 1-6, idem = scenario 8 (idempotent vs plain produce),
+#   BENCH_ONLY="idle main idem transactions rebuild retention machine"  which groups to run (default: all):
+#                                idle = idle RSS, main = scenarios 1-6, idem = scenario 8 (idempotent vs plain produce),
+#                                transactions = scenario 11 (transactional vs idempotent produce, read_committed latency),
 #                                rebuild = scenario 9 (producer-state rebuild on restart),
 #                                retention = scenario 10 (retention freeing an expired topic under load),
 #                                machine = scenario 7 (fio, iperf3)
@@ -47,6 +48,13 @@
 #   BENCH_IDEM_WARMUP=1          seconds each scenario-8 producer runs before its measured window
 #                                (librdkafka's idempotent producer asks for its producer id on a
 #                                500 ms timer: a start-up cost, reported apart as first_ack_ms)
+#   BENCH_TXN_RUNS=$BENCH_RUNS   runs of scenario 11 (each run: transactional and idempotent producers back to
+#                                back, order alternating with the run number, then the commit-visibility latency)
+#   BENCH_TXN_SECS=5 / 2         seconds each scenario-11 producer sends (transactions of 100 x 1 KiB)
+#   BENCH_TXN_PRODUCERS=8        the concurrent-producer count of scenario 11 (besides 1), on 8 partitions; each
+#                                leg has the BENCH_WINDOW_KB / BENCH_WINDOW_MSGS window, split over its producers
+#   BENCH_TXN_MESSAGES=          also stop each scenario-11 producer after this many messages (default: none)
+#   BENCH_TXN_LAT_TXNS=200       scenario 11's commit-visibility transactions (10 messages, one every 20 ms)
 #   BENCH_REBUILD_PRODUCERS=10000 / 2000  idempotent producers written before the restart (scenario 9)
 #   BENCH_REBUILD_BATCHES=3      batches per producer (scenario 9)
 #   BENCH_REBUILD_SEGMENT_BYTES=1048576  segment.bytes of the snapshot case of scenario 9
@@ -83,10 +91,15 @@ FIO_READ_MB="${BENCH_FIO_READ_MB:-$(q 1024 256)}"
 DROP_CACHES="${BENCH_DROP_CACHES:-1}"
 PERF="${BENCH_PERF:-0}"
 OUT="${BENCH_OUT:-bench/results/latest.md}"
-ONLY="${BENCH_ONLY:-idle main idem rebuild retention machine}"
+ONLY="${BENCH_ONLY:-idle main idem transactions rebuild retention machine}"
 IDEM_RUNS="${BENCH_IDEM_RUNS:-$RUNS}"
 IDEM_WARMUP="${BENCH_IDEM_WARMUP:-1}"
 IDEM_VARIANTS="${BENCH_IDEM_VARIANTS:-default mif5}"
+TXN_RUNS="${BENCH_TXN_RUNS:-$RUNS}"
+TXN_SECS="${BENCH_TXN_SECS:-$(q 5 2)}"
+TXN_PRODUCERS="${BENCH_TXN_PRODUCERS:-8}"
+TXN_MESSAGES="${BENCH_TXN_MESSAGES:-}"
+TXN_LAT_TXNS="${BENCH_TXN_LAT_TXNS:-200}"
 REBUILD_PRODUCERS="${BENCH_REBUILD_PRODUCERS:-$(q 10000 2000)}"
 REBUILD_BATCHES="${BENCH_REBUILD_BATCHES:-3}"
 REBUILD_SEGMENT_BYTES="${BENCH_REBUILD_SEGMENT_BYTES:-1048576}"
@@ -263,7 +276,7 @@ rm -rf "$RUN_DIR/idle"
 fi
 
 # --- the main broker ----------------------------------------------------------------------------
-if want main || want idem; then start_broker main; fi
+if want main || want idem || want transactions; then start_broker main; fi
 PT=$((SECS * 3 + 120))
 if want main; then
 for r in $(seq 1 "$RUNS"); do
@@ -294,6 +307,22 @@ for r in $(seq 1 "$IDEM_RUNS"); do
         --duration-secs "$SECS" --warmup-secs "$IDEM_WARMUP" "${mif[@]}"
     done
   done
+done
+fi
+
+# Scenario 11: transactional vs idempotent producers (issue 14), 1 KiB, acks=all, transactions of 100
+# messages, 1 and TXN_PRODUCERS producers on an 8-partition topic (producer i writes partition i), back
+# to back on fresh topics (odd runs transactional first); then a transactional producer commits
+# TXN_LAT_TXNS transactions of 10 messages, one every 20 ms, and a read_committed consumer times them.
+if want transactions; then
+for r in $(seq 1 "$TXN_RUNS"); do
+  cap=()
+  if [ -n "$TXN_MESSAGES" ]; then cap=(--messages-per-producer "$TXN_MESSAGES"); fi
+  bench s11-transactions "$r" $((TXN_SECS * 8 + 240)) transactions --topic "s11-txn-$r" \
+    --partitions 8 --producers "1,$TXN_PRODUCERS" --size 1024 --txn-messages 100 --linger-ms 5 \
+    --window-kbytes "$WINDOW_KB" --window-messages "$WINDOW_MSGS" --duration-secs "$TXN_SECS" "${cap[@]}" \
+    --latency-txns "$TXN_LAT_TXNS" --latency-txn-messages 10 --latency-interval-ms 20
+  grep 'transactions summary' "$RUN_DIR/bench.log" | tail -n 1 | sed 's/^/  /' >&2 || true
 done
 fi
 
@@ -435,7 +464,7 @@ python3 bench/report.py --results "$JSONL" --facts "$RUN_DIR/facts.json" \
   --fio-write "$RUN_DIR/fio-write.json" --fio-read "$RUN_DIR/fio-read.json" --iperf "$RUN_DIR/iperf.json" \
   --fio-bs "$FIO_BS" --fio-bs-source "$FIO_BS_SOURCE" --elapsed $((END_EPOCH - START_EPOCH)) \
   --groups "$ONLY" \
-  --settings "groups=${ONLY}, runs=$RUNS, produce secs=$SECS, window=${WINDOW_KB} KiB/${WINDOW_MSGS} msgs (s3: ${SMALL_WINDOW_KB} KiB/${SMALL_WINDOW_MSGS} msgs), catch-up=${CATCHUP_MB} MiB, fan-out=${FANOUT_MB} MiB x ${FANOUT_CONSUMERS}, e2e rate=${E2E_RATE}/s, idle partitions=${IDLE_PARTITIONS}, idem runs=${IDEM_RUNS} (warm-up ${IDEM_WARMUP} s, variants: ${IDEM_VARIANTS}), rebuild=${REBUILD_PRODUCERS} producers x ${REBUILD_BATCHES} batches (snapshot case: segment.bytes=${REBUILD_SEGMENT_BYTES}), retention=${RETENTION_RUNS} runs x ${RETENTION_GIB} GiB over ${RETENTION_PARTITIONS} partitions (load ${RETENTION_LOAD_RATE} msgs/s, check interval ${RETENTION_CHECK_MS} ms), quick=${QUICK}" \
+  --settings "groups=${ONLY}, runs=$RUNS, produce secs=$SECS, window=${WINDOW_KB} KiB/${WINDOW_MSGS} msgs (s3: ${SMALL_WINDOW_KB} KiB/${SMALL_WINDOW_MSGS} msgs), catch-up=${CATCHUP_MB} MiB, fan-out=${FANOUT_MB} MiB x ${FANOUT_CONSUMERS}, e2e rate=${E2E_RATE}/s, idle partitions=${IDLE_PARTITIONS}, idem runs=${IDEM_RUNS} (warm-up ${IDEM_WARMUP} s, variants: ${IDEM_VARIANTS}), txn runs=${TXN_RUNS} (${TXN_SECS} s per leg, 1 and ${TXN_PRODUCERS} producers${TXN_MESSAGES:+, at most $TXN_MESSAGES msgs each}, ${TXN_LAT_TXNS} latency txns), rebuild=${REBUILD_PRODUCERS} producers x ${REBUILD_BATCHES} batches (snapshot case: segment.bytes=${REBUILD_SEGMENT_BYTES}), retention=${RETENTION_RUNS} runs x ${RETENTION_GIB} GiB over ${RETENTION_PARTITIONS} partitions (load ${RETENTION_LOAD_RATE} msgs/s, check interval ${RETENTION_CHECK_MS} ms), quick=${QUICK}" \
   >"$OUT"
 cat "$OUT"
 log "wrote $OUT and ${OUT%.md}.jsonl"

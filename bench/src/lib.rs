@@ -18,6 +18,8 @@
 //!   by a new incarnation of its owner, and the time to the first produce after a restart.
 //! - [`retention`]: the time retention takes to free a large expired topic, and the ack latency
 //!   of a steady produce load while it does (issue 13).
+//! - [`transactions`]: transactional vs idempotent produce throughput with 1 and 8 producers, and
+//!   the latency of a committed message to a `read_committed` consumer (issue 14).
 //! - [`json_log`]: the broker's JSON log lines, with their times, read back.
 //! - [`steady_load`]: a paced acks=all producer that keeps every message's send instant, so its
 //!   latency can be cut into windows of a scenario's timeline.
@@ -38,6 +40,7 @@ pub mod rebuild;
 pub mod retention;
 pub mod stats;
 pub mod steady_load;
+pub mod transactions;
 
 use std::time::Duration;
 

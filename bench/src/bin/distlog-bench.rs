@@ -19,6 +19,7 @@ use distlog_bench::produce::{self, ProduceOptions};
 use distlog_bench::rebuild::{self, RebuildOptions};
 use distlog_bench::retention::{self, RetentionOptions};
 use distlog_bench::steady_load::SteadyLoadOptions;
+use distlog_bench::transactions::{self, TxnOptions};
 use distlog_bench::{e2e, ensure_topic, ensure_topic_replicated, idle};
 use serde_json::{json, Map, Value};
 
@@ -285,6 +286,70 @@ enum Scenario {
         #[arg(long)]
         keep_data: bool,
     },
+    /// Transactions (scenario 11): transactional vs idempotent producers back to back (alternating
+    /// order) with 1 and --producers producers on fresh topics `<topic>-txn-<n>p` and
+    /// `<topic>-idem-<n>p` (producer i writes partition i % --partitions); then the latency of
+    /// committed messages to a read_committed consumer on `<topic>-lat`.
+    Transactions {
+        /// Prefix of the topics.
+        #[arg(long, default_value = "bench-txn")]
+        topic: String,
+        /// Partitions of the throughput topics.
+        #[arg(long, default_value_t = 8)]
+        partitions: i32,
+        /// Replication factor of the topics when created.
+        #[arg(long, default_value_t = 1)]
+        replication_factor: i32,
+        /// Value size of the throughput legs, bytes.
+        #[arg(long, default_value_t = 1024)]
+        size: usize,
+        /// Producer counts, comma-separated; one transactional and one idempotent leg each.
+        #[arg(long, value_delimiter = ',', default_value = "1,8")]
+        producers: Vec<usize>,
+        /// Messages per transaction in the throughput legs.
+        #[arg(long, default_value_t = 100)]
+        txn_messages: usize,
+        /// Each producer of a throughput leg sends for this many seconds.
+        #[arg(long, default_value_t = 5.0)]
+        duration_secs: f64,
+        /// Each producer also stops after this many messages (whole transactions).
+        #[arg(long)]
+        messages_per_producer: Option<u64>,
+        /// linger.ms.
+        #[arg(long, default_value_t = 5)]
+        linger_ms: u64,
+        /// batch.size in bytes.
+        #[arg(long, default_value_t = 1_000_000)]
+        batch_bytes: usize,
+        /// In-flight window of a leg, queue.buffering.max.kbytes, split evenly over its producers.
+        #[arg(long, default_value_t = 4096)]
+        window_kbytes: usize,
+        /// In-flight window of a leg, queue.buffering.max.messages, split evenly over its producers.
+        #[arg(long, default_value_t = 100_000)]
+        window_messages: usize,
+        /// transaction.timeout.ms of the transactional producers.
+        #[arg(long, default_value_t = 60_000)]
+        transaction_timeout_ms: u64,
+        /// Transactions of the commit-visibility measurement.
+        #[arg(long, default_value_t = 200)]
+        latency_txns: usize,
+        /// Messages per transaction of the commit-visibility measurement.
+        #[arg(long, default_value_t = 10)]
+        latency_txn_messages: usize,
+        /// One commit-visibility transaction starts every this many ms (later if a commit is slower).
+        #[arg(long, default_value_t = 20)]
+        latency_interval_ms: u64,
+        /// Value size of the commit-visibility messages, bytes (at least 16).
+        #[arg(long, default_value_t = 1024)]
+        latency_size: usize,
+        /// Which leg goes first: alternate (transactional first on odd --run numbers), txn-first
+        /// or idem-first.
+        #[arg(long, value_enum, default_value = "alternate")]
+        order: transactions::Order,
+        /// Keep the throughput topics (by default each is deleted once measured).
+        #[arg(long)]
+        keep_topics: bool,
+    },
 }
 
 impl Scenario {
@@ -301,6 +366,7 @@ impl Scenario {
             Scenario::IdemOverhead { .. } => "idem-overhead",
             Scenario::StateRebuild { .. } => "state-rebuild",
             Scenario::Retention { .. } => "retention",
+            Scenario::Transactions { .. } => "transactions",
         }
     }
 }
@@ -519,6 +585,63 @@ fn run(cli: &Cli) -> anyhow::Result<Vec<(String, Value)>> {
             keep_data: *keep_data,
             timeout: Duration::from_secs(common.timeout_secs),
         }),
+        Scenario::Transactions {
+            topic,
+            partitions,
+            replication_factor,
+            size,
+            producers,
+            txn_messages,
+            duration_secs,
+            messages_per_producer,
+            linger_ms,
+            batch_bytes,
+            window_kbytes,
+            window_messages,
+            transaction_timeout_ms,
+            latency_txns,
+            latency_txn_messages,
+            latency_interval_ms,
+            latency_size,
+            order,
+            keep_topics,
+        } => {
+            let fields = transactions::run(
+                &TxnOptions {
+                    bootstrap: common.bootstrap.clone(),
+                    topic: topic.clone(),
+                    partitions: *partitions,
+                    replication_factor: *replication_factor,
+                    size: *size,
+                    producers: producers.clone(),
+                    txn_messages: *txn_messages,
+                    duration: Duration::from_secs_f64(duration_secs.max(0.0)),
+                    messages_per_producer: *messages_per_producer,
+                    linger_ms: *linger_ms,
+                    batch_bytes: *batch_bytes,
+                    window_kbytes: *window_kbytes,
+                    window_messages: *window_messages,
+                    transaction_timeout_ms: *transaction_timeout_ms,
+                    latency_txns: *latency_txns,
+                    latency_txn_messages: *latency_txn_messages,
+                    latency_interval: Duration::from_millis(*latency_interval_ms),
+                    latency_size: *latency_size,
+                    order: *order,
+                    run: common.run,
+                    delete_after: !keep_topics,
+                    fetch_max_kbytes: common.fetch_max_kbytes,
+                    timeout: Duration::from_secs(common.timeout_secs),
+                },
+                &probe,
+            )?;
+            // The human-readable line goes to stderr: stdout carries exactly one JSON line.
+            eprintln!(
+                "distlog-bench: transactions summary (run {}): {}",
+                common.run,
+                transactions::summary(&fields)
+            );
+            Ok(fields)
+        }
     }
 }
 
