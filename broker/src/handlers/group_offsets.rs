@@ -33,6 +33,30 @@ fn code(e: Option<ResponseError>) -> i16 {
     e.map_or(0, |e| e.code())
 }
 
+/// One partition of an offset commit (OffsetCommit or TxnOffsetCommit) as
+/// the entry to store, or the Kafka error that partition gets: an unknown
+/// topic or partition (`partitions` is the topic's count, `None` when it
+/// does not exist), or metadata over [`OFFSET_METADATA_MAX_BYTES`].
+pub fn offset_entry(
+    partitions: Option<u32>,
+    topic: &str,
+    partition: i32,
+    committed: CommittedOffset,
+) -> Result<OffsetCommitEntry, ResponseError> {
+    match partitions {
+        Some(n) if partition >= 0 && (partition as u32) < n => {}
+        _ => return Err(ResponseError::UnknownTopicOrPartition),
+    }
+    if committed.metadata.len() > OFFSET_METADATA_MAX_BYTES {
+        return Err(ResponseError::OffsetMetadataTooLarge);
+    }
+    Ok(OffsetCommitEntry {
+        topic: topic.to_string(),
+        partition: partition as u32,
+        committed,
+    })
+}
+
 /// Handle an OffsetCommit: partitions of unknown topics and oversized
 /// metadata are refused one by one; the rest are stored together and share
 /// the outcome of the member/generation check and the durable write.
@@ -49,37 +73,24 @@ pub async fn commit(broker: &Broker, version: i16, req: OffsetCommitRequest) -> 
     for topic in &req.topics {
         let partitions = broker.meta.read(|s| s.topic(&topic.name).map(|t| t.partitions));
         for p in &topic.partitions {
-            let metadata = p
-                .committed_metadata
-                .as_ref()
-                .map(|m| m.to_string())
-                .unwrap_or_default();
-            let error = match partitions {
-                None => Some(ResponseError::UnknownTopicOrPartition),
-                Some(n) if p.partition_index < 0 || p.partition_index as u32 >= n => {
-                    Some(ResponseError::UnknownTopicOrPartition)
-                }
-                _ if metadata.len() > OFFSET_METADATA_MAX_BYTES => {
-                    Some(ResponseError::OffsetMetadataTooLarge)
-                }
-                _ => None,
+            let leader_epoch = if version >= 6 {
+                p.committed_leader_epoch
+            } else {
+                -1
             };
-            if error.is_none() {
-                entries.push(OffsetCommitEntry {
-                    topic: topic.name.0.to_string(),
-                    partition: p.partition_index as u32,
-                    committed: CommittedOffset {
-                        offset: p.committed_offset,
-                        leader_epoch: if version >= 6 {
-                            p.committed_leader_epoch
-                        } else {
-                            -1
-                        },
-                        metadata,
-                        commit_ms,
-                    },
-                });
-            }
+            let committed = CommittedOffset {
+                offset: p.committed_offset,
+                leader_epoch,
+                metadata: p.committed_metadata.as_deref().unwrap_or_default().to_string(),
+                commit_ms,
+            };
+            let error = match offset_entry(partitions, &topic.name.0, p.partition_index, committed) {
+                Ok(entry) => {
+                    entries.push(entry);
+                    None
+                }
+                Err(e) => Some(e),
+            };
             rows.push((topic.name.clone(), p.partition_index, error));
         }
     }

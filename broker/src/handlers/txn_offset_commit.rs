@@ -23,8 +23,8 @@ use kafka_protocol::messages::txn_offset_commit_response::{
 use kafka_protocol::messages::{TopicName, TxnOffsetCommitRequest, TxnOffsetCommitResponse};
 use tracing::debug;
 
+use super::group_offsets::offset_entry;
 use crate::error::{group_store_error, txn_refusal};
-use crate::group::OFFSET_METADATA_MAX_BYTES;
 use crate::Broker;
 use distlog_metadata::{ApplyError, CommittedOffset, MetadataError, OffsetCommitEntry, TxnOp};
 
@@ -62,37 +62,24 @@ pub async fn handle(broker: &Broker, version: i16, req: TxnOffsetCommitRequest) 
     for topic in &req.topics {
         let partitions = broker.meta.read(|s| s.topic(&topic.name).map(|t| t.partitions));
         for p in &topic.partitions {
-            let metadata = p
-                .committed_metadata
-                .as_ref()
-                .map(|m| m.to_string())
-                .unwrap_or_default();
-            let error = match partitions {
-                None => Some(ResponseError::UnknownTopicOrPartition),
-                Some(n) if p.partition_index < 0 || p.partition_index as u32 >= n => {
-                    Some(ResponseError::UnknownTopicOrPartition)
-                }
-                _ if metadata.len() > OFFSET_METADATA_MAX_BYTES => {
-                    Some(ResponseError::OffsetMetadataTooLarge)
-                }
-                _ => None,
+            let leader_epoch = if version >= 2 {
+                p.committed_leader_epoch
+            } else {
+                -1
             };
-            if error.is_none() {
-                entries.push(OffsetCommitEntry {
-                    topic: topic.name.0.to_string(),
-                    partition: p.partition_index as u32,
-                    committed: CommittedOffset {
-                        offset: p.committed_offset,
-                        leader_epoch: if version >= 2 {
-                            p.committed_leader_epoch
-                        } else {
-                            -1
-                        },
-                        metadata,
-                        commit_ms,
-                    },
-                });
-            }
+            let committed = CommittedOffset {
+                offset: p.committed_offset,
+                leader_epoch,
+                metadata: p.committed_metadata.as_deref().unwrap_or_default().to_string(),
+                commit_ms,
+            };
+            let error = match offset_entry(partitions, &topic.name.0, p.partition_index, committed) {
+                Ok(entry) => {
+                    entries.push(entry);
+                    None
+                }
+                Err(e) => Some(e),
+            };
             rows.push((topic.name.clone(), p.partition_index, error));
         }
     }

@@ -545,12 +545,9 @@ impl Group {
         if self.state == GroupState::Dead {
             return Some(ResponseError::CoordinatorNotAvailable);
         }
-        if generation >= 0 || !member_id.is_empty() || instance_id.is_some() {
-            if let Some(e) = self.check_member(member_id, instance_id) {
+        if identified(member_id, instance_id, generation) {
+            if let Some(e) = self.check_identified(member_id, instance_id, generation) {
                 return Some(e);
-            }
-            if generation != self.generation {
-                return Some(ResponseError::IllegalGeneration);
             }
             if self.state == GroupState::CompletingRebalance {
                 return Some(ResponseError::RebalanceInProgress);
@@ -581,15 +578,24 @@ impl Group {
         if self.state == GroupState::Dead {
             return Some(ResponseError::CoordinatorNotAvailable);
         }
-        if generation >= 0 || !member_id.is_empty() || instance_id.is_some() {
-            if let Some(e) = self.check_member(member_id, instance_id) {
-                return Some(e);
-            }
-            if generation != self.generation {
-                return Some(ResponseError::IllegalGeneration);
-            }
+        if identified(member_id, instance_id, generation) {
+            return self.check_identified(member_id, instance_id, generation);
         }
         None
+    }
+
+    /// The member, static instance and generation checks of an offset
+    /// commit that names them.
+    fn check_identified(
+        &self,
+        member_id: &str,
+        instance_id: Option<&str>,
+        generation: i32,
+    ) -> Option<ResponseError> {
+        if let Some(e) = self.check_member(member_id, instance_id) {
+            return Some(e);
+        }
+        (generation != self.generation).then_some(ResponseError::IllegalGeneration)
     }
 
     /// The earliest instant at which [`Group::tick`] has work to do.
@@ -647,4 +653,11 @@ impl Group {
             }
         }
     }
+}
+
+/// Whether an offset commit names a member, a static instance or a
+/// generation (and is checked against them), rather than being a
+/// standalone commit (generation -1, no member id, no instance id).
+fn identified(member_id: &str, instance_id: Option<&str>, generation: i32) -> bool {
+    generation >= 0 || !member_id.is_empty() || instance_id.is_some()
 }
