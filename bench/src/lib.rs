@@ -41,6 +41,7 @@ pub mod retention;
 pub mod stats;
 pub mod steady_load;
 pub mod transactions;
+pub mod txn_visibility;
 
 use std::time::Duration;
 
