@@ -15,8 +15,12 @@
 //!   driver polling several members until a condition holds, and the exactly-once check.
 //! - [`raw`]: hand-built Kafka protocol frames for tests that must send what no client would.
 //! - [`command`]: run an external program (kcat) with a hard deadline.
-//! - [`txn`]: transactional producers, reading under an isolation level, and the transaction
-//!   history checker.
+//! - [`txn`]: transactional producers, reading under an isolation level, the last stable offset
+//!   and the transaction coordinator.
+//! - [`txn_checker`]: the transaction history checker (lost committed writes, aborted reads, torn
+//!   transactions, duplicates).
+//! - [`txn_app`]: the consume-transform-produce application as a child process and its
+//!   exactly-once check.
 
 pub mod chaos;
 pub mod cluster;
@@ -27,6 +31,10 @@ pub mod kafka;
 pub mod process;
 pub mod raw;
 pub mod txn;
+pub mod txn_app;
+pub mod txn_broker;
+pub mod txn_checker;
+pub mod txn_cluster;
 
 pub use process::{DistlogOptions, DistlogProcess};
 
