@@ -33,8 +33,11 @@ usage() {
     exit 2
 }
 
-alive() { # pid: running (a killed process may linger as a zombie until reaped)
-    kill -0 "$1" 2>/dev/null && [ "$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null)" != Z ]
+alive() { # pid [node-dir]: running (a killed process may linger as a zombie until reaped); with a
+    # node dir, only while it is that node's process: pids wrap (pid_max can be 32768), and a
+    # recorded pid may belong to an unrelated process by the time it is checked or signalled
+    kill -0 "$1" 2>/dev/null && [ "$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null)" != Z ] &&
+        { [ -z "${2:-}" ] || grep -qxF -- "$2/data" < <(tr '\0' '\n' <"/proc/$1/cmdline" 2>/dev/null); }
 }
 
 port_free() {
@@ -70,21 +73,24 @@ has_role() { # roles role: whether a --roles value includes role
 }
 
 stop_dir() { # dir
-    local dir=$1 pidf pid pids=()
+    local dir=$1 pidf pid i pids=() nodes=()
     for pidf in "$dir"/node*/pid; do
         [ -f "$pidf" ] || continue
         pid=$(cat "$pidf")
-        if alive "$pid"; then
+        if alive "$pid" "${pidf%/pid}"; then
             kill -CONT "$pid" 2>/dev/null || true
             kill -TERM "$pid" 2>/dev/null || true
             pids+=("$pid")
+            nodes+=("${pidf%/pid}")
         fi
         rm -f "$pidf"
     done
     local deadline=$((SECONDS + 15))
-    for pid in "${pids[@]}"; do
-        while alive "$pid" && [ "$SECONDS" -lt "$deadline" ]; do sleep 0.1; done
-        kill -KILL "$pid" 2>/dev/null || true
+    for i in "${!pids[@]}"; do
+        while alive "${pids[$i]}" "${nodes[$i]}" && [ "$SECONDS" -lt "$deadline" ]; do sleep 0.1; done
+        if alive "${pids[$i]}" "${nodes[$i]}"; then
+            kill -KILL "${pids[$i]}" 2>/dev/null || true
+        fi
     done
 }
 
@@ -105,7 +111,7 @@ up)
     mkdir -p "$dir"
     dir=$(cd "$dir" && pwd)
     for pidf in "$dir"/node*/pid; do
-        if [ -f "$pidf" ] && alive "$(cat "$pidf")"; then
+        if [ -f "$pidf" ] && alive "$(cat "$pidf")" "${pidf%/pid}"; then
             echo "$dir already runs a cluster (pid $(cat "$pidf")); run '$0 down $dir' first" >&2
             exit 1
         fi
@@ -177,7 +183,7 @@ up)
         ready=0
         for k in $(seq 1 "$n"); do
             pid=$(cat "$dir/node$k/pid")
-            if ! alive "$pid"; then
+            if ! alive "$pid" "$dir/node$k"; then
                 echo "node $k exited during start-up; its log ($dir/node$k/log) ends with:" >&2
                 tail -n 20 "$dir/node$k/log" >&2
                 stop_dir "$dir"
@@ -205,16 +211,18 @@ print(1 if c["raft"]["leader"] is not None and len(live) >= brokers and len(live
     ;;
 down)
     [ $# -eq 2 ] || usage
-    stop_dir "$2"
+    # Absolute, as the nodes' command lines hold it (see `alive`).
+    dir=$(cd "$2" 2>/dev/null && pwd) || exit 0
+    stop_dir "$dir"
     ;;
 start)
     [ $# -ge 3 ] || usage
-    dir=$2
+    dir=$(cd "$2" 2>/dev/null && pwd) || { echo "no cluster in $2" >&2; exit 1; }
     shift 2
     for k in "$@"; do
         node=$dir/node$k
         [ -f "$node/cmd" ] || { echo "no node $k in $dir" >&2; exit 1; }
-        if [ -f "$node/pid" ] && alive "$(cat "$node/pid")"; then
+        if [ -f "$node/pid" ] && alive "$(cat "$node/pid")" "$node"; then
             echo "node $k is already running (pid $(cat "$node/pid"))" >&2
             exit 1
         fi
@@ -224,7 +232,7 @@ start)
     for k in "$@"; do
         node=$dir/node$k
         until curl -sf "http://$(cat "$node/http")/health" >/dev/null 2>&1; do
-            if ! alive "$(cat "$node/pid")" || [ "$SECONDS" -ge "$deadline" ]; then
+            if ! alive "$(cat "$node/pid")" "$node" || [ "$SECONDS" -ge "$deadline" ]; then
                 echo "node $k did not become healthy; its log ($node/log) ends with:" >&2
                 tail -n 20 "$node/log" >&2
                 exit 1
