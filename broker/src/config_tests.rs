@@ -2,6 +2,7 @@
 //! and the checks on roles and addresses.
 
 use super::*;
+use clap::Parser;
 
 /// Serialises tests that read or write `DISTLOG_*` variables.
 static ENV_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());

@@ -23,6 +23,7 @@ pub mod preferred;
 pub mod producer;
 pub mod records;
 pub mod server;
+pub mod server_args;
 pub mod topic_config;
 pub mod topics;
 pub mod txn;
