@@ -302,7 +302,7 @@ pub(crate) fn apply_txn_op(state: &mut MetaState, op: &TxnOp, events: &mut Vec<M
                 }
                 (s, _) => return Err(TxnRefusal::InvalidTxnState(s)),
             }
-            prepare(state, transactional_id, *commit, None, *now_ms, events);
+            prepare(state, transactional_id, *commit, false, *now_ms, events);
             Ok(CommandResponse::Ok)
         }
         TxnOp::Timeout {
@@ -320,8 +320,7 @@ pub(crate) fn apply_txn_op(state: &mut MetaState, op: &TxnOp, events: &mut Vec<M
             {
                 return Ok(CommandResponse::Ok);
             }
-            let bumped = bump(txn.producer_id, txn.producer_epoch, None);
-            prepare(state, transactional_id, false, Some(bumped), *now_ms, events);
+            prepare(state, transactional_id, false, true, *now_ms, events);
             Ok(CommandResponse::Ok)
         }
         TxnOp::MarkersWritten {
@@ -413,11 +412,11 @@ fn current<'a>(
     Ok(txn)
 }
 
-/// The producer id and epoch after a bump: the next epoch, or `fresh` (or,
-/// without one, the same id wrapped to 0) once the epoch is exhausted.
-fn bump(producer_id: i64, epoch: i16, fresh: Option<i64>) -> (i64, i16) {
+/// The producer id and epoch after a bump: the next epoch, or `fresh` at
+/// epoch 0 once the epoch is exhausted.
+fn bump(producer_id: i64, epoch: i16, fresh: i64) -> (i64, i16) {
     if epoch >= MAX_PRODUCER_EPOCH {
-        (fresh.unwrap_or(producer_id), 0)
+        (fresh, 0)
     } else {
         (producer_id, epoch.max(-1) + 1)
     }
@@ -467,12 +466,11 @@ fn init(
     match txn.state {
         TxnState::PrepareCommit | TxnState::PrepareAbort => Err(TxnRefusal::ConcurrentTransactions),
         TxnState::Ongoing => {
-            let bumped = bump(txn.producer_id, txn.producer_epoch, Some(fresh));
-            prepare(state, id, false, Some(bumped), now_ms, events);
+            prepare(state, id, false, true, now_ms, events);
             Ok(CommandResponse::TxnAborting)
         }
         TxnState::Empty | TxnState::CompleteCommit | TxnState::CompleteAbort => {
-            let (producer_id, producer_epoch) = bump(txn.producer_id, txn.producer_epoch, Some(fresh));
+            let (producer_id, producer_epoch) = bump(txn.producer_id, txn.producer_epoch, fresh);
             txn.producer_id = producer_id;
             txn.producer_epoch = producer_epoch;
             txn.timeout_ms = timeout_ms;
@@ -490,15 +488,16 @@ fn init(
 }
 
 /// Move the open transaction of `id` to PrepareCommit/PrepareAbort (with
-/// the producer id and epoch replaced by `bumped` when given: the marker
-/// then carries the new epoch, which fences the old producer on every
-/// partition), settle its groups' pending offsets, and publish the markers
-/// to write. Completes at once when there is no partition to mark.
+/// the epoch bumped when `fence`: the markers then carry the new epoch,
+/// which fences the old producer on every partition; an exhausted epoch
+/// stays at the top, and the next InitProducerId moves the id to a new
+/// producer id), settle its groups' pending offsets, and publish the
+/// markers to write. Completes at once when there is no partition to mark.
 fn prepare(
     state: &mut MetaState,
     id: &str,
     commit: bool,
-    bumped: Option<(i64, i16)>,
+    fence: bool,
     now_ms: u64,
     events: &mut Vec<MetaEvent>,
 ) {
@@ -506,14 +505,8 @@ fn prepare(
         return;
     };
     let old_producer = txn.producer_id;
-    if let Some((pid, epoch)) = bumped {
-        // An exhausted epoch moves to a new id: the markers still carry the
-        // old id (its batches are the ones to settle), at the top epoch.
-        txn.producer_epoch = if pid == txn.producer_id {
-            epoch
-        } else {
-            MAX_PRODUCER_EPOCH
-        };
+    if fence && txn.producer_epoch < MAX_PRODUCER_EPOCH {
+        txn.producer_epoch = txn.producer_epoch.max(-1) + 1;
     }
     txn.state = if commit {
         TxnState::PrepareCommit

@@ -447,3 +447,41 @@ fn idle_transactional_ids_expire_unless_a_transaction_is_open_or_they_moved_on()
         })
     );
 }
+
+#[test]
+fn a_timeout_at_the_top_epoch_aborts_without_moving_the_epoch_back() {
+    let mut state = state_with_topic();
+    init(&mut state, "tx", 5).unwrap();
+    state.transactions.get_mut("tx").unwrap().producer_epoch = MAX_PRODUCER_EPOCH;
+    let p0 = part(&state, 0);
+    add(&mut state, MAX_PRODUCER_EPOCH, vec![p0.clone()], vec![], 100).unwrap();
+    let (res, events) = run(
+        &mut state,
+        TxnOp::Timeout {
+            transactional_id: "tx".into(),
+            producer_id: 5,
+            producer_epoch: MAX_PRODUCER_EPOCH,
+            now_ms: 5_000,
+        },
+    );
+    assert_eq!(res, Ok(CommandResponse::Ok));
+    assert_eq!(
+        events,
+        vec![MetaEvent::TxnPrepared {
+            transactional_id: "tx".into(),
+            producer_id: 5,
+            producer_epoch: MAX_PRODUCER_EPOCH,
+            commit: false,
+            streams: vec![p0.stream],
+        }]
+    );
+    marked(&mut state, MAX_PRODUCER_EPOCH, vec![p0.stream]);
+    // The next initialisation moves the id to a fresh producer id.
+    assert_eq!(
+        init(&mut state, "tx", 77),
+        Ok(CommandResponse::Producer {
+            producer_id: 77,
+            producer_epoch: 0
+        })
+    );
+}

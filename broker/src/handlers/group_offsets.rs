@@ -33,29 +33,61 @@ fn code(e: Option<ResponseError>) -> i16 {
     e.map_or(0, |e| e.code())
 }
 
-/// One partition of an offset commit (OffsetCommit or TxnOffsetCommit) as
-/// the entry to store, or the Kafka error that partition gets: an unknown
-/// topic or partition (`partitions` is the topic's count, `None` when it
-/// does not exist), or metadata over [`OFFSET_METADATA_MAX_BYTES`].
-pub fn offset_entry(
-    partitions: Option<u32>,
-    topic: &str,
-    partition: i32,
-    committed: CommittedOffset,
-) -> Result<OffsetCommitEntry, ResponseError> {
-    match partitions {
-        Some(n) if partition >= 0 && (partition as u32) < n => {}
-        _ => return Err(ResponseError::UnknownTopicOrPartition),
-    }
-    if committed.metadata.len() > OFFSET_METADATA_MAX_BYTES {
-        return Err(ResponseError::OffsetMetadataTooLarge);
-    }
-    Ok(OffsetCommitEntry {
-        topic: topic.to_string(),
-        partition: partition as u32,
-        committed,
-    })
+/// One requested partition of an offset commit (OffsetCommit or
+/// TxnOffsetCommit), with the leader epoch already chosen by version.
+pub struct CommitPartition<'a> {
+    /// The partition index.
+    pub partition: i32,
+    /// The offset to commit.
+    pub offset: i64,
+    /// The leader epoch of the last consumed record, or -1.
+    pub leader_epoch: i32,
+    /// The client's metadata string.
+    pub metadata: Option<&'a str>,
 }
+
+/// The partitions of an offset commit in request order, as (topic,
+/// partition, refusal) rows, and the entries to store for those not
+/// refused. A partition is refused for an unknown topic or partition, or
+/// metadata over [`OFFSET_METADATA_MAX_BYTES`].
+pub fn commit_rows<'a>(
+    broker: &Broker,
+    topics: impl IntoIterator<Item = (&'a TopicName, Vec<CommitPartition<'a>>)>,
+) -> (CommitRows, Vec<OffsetCommitEntry>) {
+    let commit_ms = distlog_metadata::now_ms();
+    let mut rows = Vec::new();
+    let mut entries = Vec::new();
+    for (name, partitions) in topics {
+        let count = broker.meta.read(|s| s.topic(name).map(|t| t.partitions));
+        for p in partitions {
+            let metadata = p.metadata.unwrap_or_default();
+            let known = count.is_some_and(|n| p.partition >= 0 && (p.partition as u32) < n);
+            let error = if !known {
+                Some(ResponseError::UnknownTopicOrPartition)
+            } else if metadata.len() > OFFSET_METADATA_MAX_BYTES {
+                Some(ResponseError::OffsetMetadataTooLarge)
+            } else {
+                entries.push(OffsetCommitEntry {
+                    topic: name.0.to_string(),
+                    partition: p.partition as u32,
+                    committed: CommittedOffset {
+                        offset: p.offset,
+                        leader_epoch: p.leader_epoch,
+                        metadata: metadata.to_string(),
+                        commit_ms,
+                    },
+                });
+                None
+            };
+            rows.push((name.clone(), p.partition, error));
+        }
+    }
+    (rows, entries)
+}
+
+/// Per requested partition of an offset commit: its topic, index and
+/// refusal (`None`: stored with the others).
+pub type CommitRows = Vec<(TopicName, i32, Option<ResponseError>)>;
 
 /// Handle an OffsetCommit: partitions of unknown topics and oversized
 /// metadata are refused one by one; the rest are stored together and share
@@ -66,34 +98,22 @@ pub async fn commit(broker: &Broker, version: i16, req: OffsetCommitRequest) -> 
     } else {
         None
     };
-    let commit_ms = distlog_metadata::now_ms();
-    // (topic, partition, Some(error) | None = to store)
-    let mut rows: Vec<(TopicName, i32, Option<ResponseError>)> = Vec::new();
-    let mut entries = Vec::new();
-    for topic in &req.topics {
-        let partitions = broker.meta.read(|s| s.topic(&topic.name).map(|t| t.partitions));
-        for p in &topic.partitions {
-            let leader_epoch = if version >= 6 {
-                p.committed_leader_epoch
-            } else {
-                -1
-            };
-            let committed = CommittedOffset {
+    let (rows, entries) = commit_rows(
+        broker,
+        req.topics.iter().map(|t| {
+            let parts = t.partitions.iter().map(|p| CommitPartition {
+                partition: p.partition_index,
                 offset: p.committed_offset,
-                leader_epoch,
-                metadata: p.committed_metadata.as_deref().unwrap_or_default().to_string(),
-                commit_ms,
-            };
-            let error = match offset_entry(partitions, &topic.name.0, p.partition_index, committed) {
-                Ok(entry) => {
-                    entries.push(entry);
-                    None
-                }
-                Err(e) => Some(e),
-            };
-            rows.push((topic.name.clone(), p.partition_index, error));
-        }
-    }
+                leader_epoch: if version >= 6 {
+                    p.committed_leader_epoch
+                } else {
+                    -1
+                },
+                metadata: p.committed_metadata.as_deref(),
+            });
+            (&t.name, parts.collect())
+        }),
+    );
     let outcome = broker
         .groups
         .commit(

@@ -20,13 +20,13 @@ use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::txn_offset_commit_response::{
     TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic,
 };
-use kafka_protocol::messages::{TopicName, TxnOffsetCommitRequest, TxnOffsetCommitResponse};
+use kafka_protocol::messages::{TxnOffsetCommitRequest, TxnOffsetCommitResponse};
 use tracing::debug;
 
-use super::group_offsets::offset_entry;
+use super::group_offsets::{commit_rows, CommitPartition};
 use crate::error::{group_store_error, txn_refusal};
 use crate::Broker;
-use distlog_metadata::{ApplyError, CommittedOffset, MetadataError, OffsetCommitEntry, TxnOp};
+use distlog_metadata::{ApplyError, MetadataError, OffsetCommitEntry, TxnOp};
 
 /// Versions implemented (advertised in ApiVersions). v3 adds the
 /// consumer's generation, member id and group instance id (KIP-447); v4
@@ -55,34 +55,22 @@ fn code(e: Option<ResponseError>) -> i16 {
 /// metadata are refused one by one; the rest are staged together and
 /// share the outcome of the group check and the transaction write.
 pub async fn handle(broker: &Broker, version: i16, req: TxnOffsetCommitRequest) -> TxnOffsetCommitResponse {
-    let commit_ms = distlog_metadata::now_ms();
-    // (topic, partition, Some(error) | None = to stage)
-    let mut rows: Vec<(TopicName, i32, Option<ResponseError>)> = Vec::new();
-    let mut entries = Vec::new();
-    for topic in &req.topics {
-        let partitions = broker.meta.read(|s| s.topic(&topic.name).map(|t| t.partitions));
-        for p in &topic.partitions {
-            let leader_epoch = if version >= 2 {
-                p.committed_leader_epoch
-            } else {
-                -1
-            };
-            let committed = CommittedOffset {
+    let (rows, entries) = commit_rows(
+        broker,
+        req.topics.iter().map(|t| {
+            let parts = t.partitions.iter().map(|p| CommitPartition {
+                partition: p.partition_index,
                 offset: p.committed_offset,
-                leader_epoch,
-                metadata: p.committed_metadata.as_deref().unwrap_or_default().to_string(),
-                commit_ms,
-            };
-            let error = match offset_entry(partitions, &topic.name.0, p.partition_index, committed) {
-                Ok(entry) => {
-                    entries.push(entry);
-                    None
-                }
-                Err(e) => Some(e),
-            };
-            rows.push((topic.name.clone(), p.partition_index, error));
-        }
-    }
+                leader_epoch: if version >= 2 {
+                    p.committed_leader_epoch
+                } else {
+                    -1
+                },
+                metadata: p.committed_metadata.as_deref(),
+            });
+            (&t.name, parts.collect())
+        }),
+    );
     // Kafka answers only the per-partition errors when nothing is left to
     // commit, without looking at the group or the transaction.
     let outcome = if entries.is_empty() {

@@ -191,15 +191,14 @@ impl Counted {
     }
 }
 
-/// Whether the batch starting `payload` is a transactional data batch.
-fn is_transactional(payload: &[u8]) -> bool {
-    BatchHeader::parse(payload).is_ok_and(|h| h.attributes & TRANSACTIONAL_BIT != 0 && !h.is_control())
-}
-
 impl StreamState for PartitionProducers {
     fn admit(&self, payload: &[u8], base: u64, _record_count: u32, now_ms: i64) -> Admission {
-        // Batches without a producer id (-1) stop here, without a lock.
-        if BatchHeader::parse(payload).is_ok_and(|h| h.is_control()) {
+        // The header is parsed once; batches without a producer id (-1)
+        // stop at the identity, without a lock.
+        let Ok(header) = BatchHeader::parse(payload) else {
+            return Admission::Write;
+        };
+        if header.is_control() {
             let mut st = self.states.lock();
             let result = st.end_txn(payload, base, now_ms);
             st.report();
@@ -208,10 +207,10 @@ impl StreamState for PartitionProducers {
                 _ => Admission::Write,
             };
         }
-        let Some(batch) = BatchIdentity::of(payload) else {
+        let Some(batch) = BatchIdentity::of_header(&header) else {
             return Admission::Write;
         };
-        let transactional = is_transactional(payload);
+        let transactional = header.attributes & TRANSACTIONAL_BIT != 0;
         let mut st = self.states.lock();
         let mut check = st.states.check(&batch);
         if check == Check::Write
@@ -257,9 +256,9 @@ impl StreamState for PartitionProducers {
             if let Some(batch) = payload.get(span.start..) {
                 if span.header.is_control() {
                     let _ = st.end_txn(batch, offset, now);
-                } else if let Some(b) = BatchIdentity::of(batch) {
+                } else if let Some(b) = BatchIdentity::of_header(&span.header) {
                     st.states.record(&b, offset, now);
-                    if is_transactional(batch) {
+                    if span.header.attributes & TRANSACTIONAL_BIT != 0 {
                         st.txns.begin(b.producer_id, offset);
                     }
                 }

@@ -35,7 +35,11 @@ impl BatchIdentity {
     /// for a batch without a producer id (`-1`) or too short to have a
     /// header (validation refused those before they got here).
     pub fn of(bytes: &[u8]) -> Option<BatchIdentity> {
-        let h = BatchHeader::parse(bytes).ok()?;
+        Self::of_header(&BatchHeader::parse(bytes).ok()?)
+    }
+
+    /// The identity of a batch whose header is already parsed (see [`Self::of`]).
+    pub fn of_header(h: &BatchHeader) -> Option<BatchIdentity> {
         if h.producer_id < 0 {
             return None;
         }
