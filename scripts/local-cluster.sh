@@ -18,6 +18,13 @@
 #                      node K uses PORT_BASE+10K+{0 kafka, 1 raft, 2 bookie, 3 http}
 #   READY_TIMEOUT      seconds to wait for readiness (default 60)
 #   DISTLOG_EXTRA_ARGS extra flags for every node (e.g. --broker-session-timeout-ms 4000)
+#   DISTLOG_NETNS      1: every node in its own network namespace with its own
+#                      address (10.A.B.(10+K)/24 on a bridge in a "switch"
+#                      namespace; this host is 10.A.B.1), so tests can cut the
+#                      network between nodes (scripts/netns-fault.sh). Needs
+#                      root. `down` deletes the namespaces.
+#   DISTLOG_SMALL_DISK K:MB, node K's data directory on a tmpfs of MB MiB (a
+#                      disk that really fills); `down` unmounts it.
 #   DISTLOG_NODE_ROLES the roles of each node, space-separated, one word per
 #                      node (default: every node runs every role), e.g. the
 #                      split topology of three storage nodes and two brokers:
@@ -70,6 +77,62 @@ choose_base() { # n
 
 has_role() { # roles role: whether a --roles value includes role
     [ "$1" = all ] || [[ ",$1," == *",$2,"* ]]
+}
+
+# --- network namespaces (DISTLOG_NETNS=1) ---------------------------------
+# The names are derived from the cluster directory, so `down` finds them:
+# namespaces dl<id>s (the switch: a bridge) and dl<id>n<K> (node K), and the
+# host's veth dl<id>h. Node-to-node traffic crosses only the switch
+# namespace, whose firewall is empty, never this host's forwarding path.
+netns_id() { # dir -> 6 hex chars
+    printf '%s' "$1" | md5sum | cut -c1-6
+}
+
+netns_up() { # dir n
+    local dir=$1 n=$2 id a b prefix k sw
+    id=$(netns_id "$dir")
+    a=$((200 + 0x${id:0:2} % 50))
+    b=$((0x${id:2:2}))
+    prefix=10.$a.$b
+    if ip -4 addr show | grep -q "inet $prefix\."; then
+        echo "subnet $prefix.0/24 is in use on this host; choose another cluster directory" >&2
+        exit 1
+    fi
+    sw=dl${id}s
+    netns_down "$dir"
+    ip netns add "$sw"
+    ip -n "$sw" link set lo up
+    ip -n "$sw" link add br0 type bridge
+    ip -n "$sw" link set br0 up
+    ip link add "dl${id}h" type veth peer name host netns "$sw"
+    ip -n "$sw" link set host master br0 up
+    ip addr add "$prefix.1/24" dev "dl${id}h"
+    ip link set "dl${id}h" up
+    for k in $(seq 1 "$n"); do
+        ip netns add "dl${id}n$k"
+        ip -n "dl${id}n$k" link set lo up
+        ip -n "$sw" link add "n$k" type veth peer name eth0 netns "dl${id}n$k"
+        ip -n "$sw" link set "n$k" master br0 up
+        ip -n "dl${id}n$k" addr add "$prefix.$((10 + k))/24" dev eth0
+        ip -n "dl${id}n$k" link set eth0 up
+    done
+    echo "$id $prefix" >"$dir/netns"
+}
+
+netns_down() { # dir: delete what netns_up made (nothing if it made nothing)
+    local id ns
+    id=$(netns_id "$1")
+    for ns in $(ip netns list 2>/dev/null | awk '{print $1}' | grep -E "^dl${id}(s|n[0-9]+)$" || true); do
+        ip netns del "$ns" 2>/dev/null || true
+    done
+    ip link del "dl${id}h" 2>/dev/null || true
+}
+
+small_disk_down() { # dir
+    local m
+    for m in "$1"/node*/data; do
+        if mountpoint -q "$m" 2>/dev/null; then umount -l "$m" 2>/dev/null || true; fi
+    done
 }
 
 stop_dir() { # dir
@@ -139,14 +202,25 @@ up)
         if has_role "$r" broker; then brokers=$((brokers + 1)); fi
         if has_role "$r" bookie; then bookies=$((bookies + 1)); fi
     done
-    base=${PORT_BASE:-$(choose_base "$n")}
+    # Node K's address: 127.0.0.K, or its own namespace's address.
+    host_of() { echo "127.0.0.$1"; }
+    if [ "${DISTLOG_NETNS:-}" = 1 ]; then
+        netns_up "$dir" "$n"
+        read -r netns_tag netns_prefix <"$dir/netns"
+        host_of() { echo "$netns_prefix.$((10 + $1))"; }
+        # Every namespace has its own ports: any base is free there.
+        base=${PORT_BASE:-10000}
+    else
+        base=${PORT_BASE:-$(choose_base "$n")}
+    fi
     voters=""
     bootstrap=""
     for k in $(seq 1 "$n"); do
         read -r kafka raft _ _ <<<"$(node_ports "$base" "$k")"
         r=${roles[$((k - 1))]}
-        if has_role "$r" meta; then voters+="${voters:+,}$k=127.0.0.$k:$raft"; fi
-        if has_role "$r" broker; then bootstrap+="${bootstrap:+,}127.0.0.$k:$kafka"; fi
+        h=$(host_of "$k")
+        if has_role "$r" meta; then voters+="${voters:+,}$k=$h:$raft"; fi
+        if has_role "$r" broker; then bootstrap+="${bootstrap:+,}$h:$kafka"; fi
     done
     if [ -z "$voters" ] || [ -z "$bootstrap" ]; then
         echo "DISTLOG_NODE_ROLES='${DISTLOG_NODE_ROLES:-}' needs at least one meta node and one broker node" >&2
@@ -158,23 +232,32 @@ up)
         read -r kafka raft bookie http <<<"$(node_ports "$base" "$k")"
         r=${roles[$((k - 1))]}
         node=$dir/node$k
+        h=$(host_of "$k")
         mkdir -p "$node/data"
+        if [ -n "${DISTLOG_SMALL_DISK:-}" ] && [ "${DISTLOG_SMALL_DISK%%:*}" = "$k" ]; then
+            mount -t tmpfs -o "size=${DISTLOG_SMALL_DISK#*:}m" "distlog-node$k" "$node/data"
+        fi
+        # In a namespace, the node runs under `ip netns exec` (which execs
+        # it: the recorded pid is the node's own).
+        wrap=()
+        if [ "${DISTLOG_NETNS:-}" = 1 ]; then wrap=(ip netns exec "dl${netns_tag}n$k"); fi
         # Flags that depend on the node's roles (none by default, so the
         # default command line is that of every earlier version).
         role_args=()
-        if has_role "$r" bookie; then role_args+=(--bookie-listen "127.0.0.$k:$bookie"); fi
-        role_args+=(--http-listen "127.0.0.$k:$http" --meta-voters "$voters")
+        if has_role "$r" bookie; then role_args+=(--bookie-listen "$h:$bookie"); fi
+        role_args+=(--http-listen "$h:$http" --meta-voters "$voters")
         if [ -n "${DISTLOG_NODE_ROLES:-}" ]; then role_args+=(--roles "$r"); fi
         # The node's whole command line, one argument per line, for `start`.
         # shellcheck disable=SC2086 # DISTLOG_EXTRA_ARGS is a list of flags
-        printf '%s\n' "$bin" server \
+        printf '%s\n' "${wrap[@]}" "$bin" server \
             --node-id "$k" \
             --data-dir "$node/data" \
-            --kafka-listen "127.0.0.$k:$kafka" \
-            --raft-listen "127.0.0.$k:$raft" \
+            --kafka-listen "$h:$kafka" \
+            --raft-listen "$h:$raft" \
             "${role_args[@]}" \
             ${DISTLOG_EXTRA_ARGS:-} >"$node/cmd"
-        echo "127.0.0.$k:$http" >"$node/http"
+        echo "$h:$http" >"$node/http"
+        echo "$h" >"$node/host"
         echo "$r" >"$node/roles"
         start_node "$node"
     done
@@ -186,7 +269,7 @@ up)
             if ! alive "$pid" "$dir/node$k"; then
                 echo "node $k exited during start-up; its log ($dir/node$k/log) ends with:" >&2
                 tail -n 20 "$dir/node$k/log" >&2
-                stop_dir "$dir"
+                stop_dir "$dir"; small_disk_down "$dir"; netns_down "$dir"
                 exit 1
             fi
         done
@@ -202,7 +285,7 @@ print(1 if c["raft"]["leader"] is not None and len(live) >= brokers and len(live
         [ "$ready" = 1 ] && break
         if [ "$SECONDS" -ge "$deadline" ]; then
             echo "cluster not ready within ${READY_TIMEOUT:-60}s; logs are in $dir/node*/log" >&2
-            stop_dir "$dir"
+            stop_dir "$dir"; small_disk_down "$dir"; netns_down "$dir"
             exit 1
         fi
         sleep 0.2
@@ -214,6 +297,8 @@ down)
     # Absolute, as the nodes' command lines hold it (see `alive`).
     dir=$(cd "$2" 2>/dev/null && pwd) || exit 0
     stop_dir "$dir"
+    small_disk_down "$dir"
+    if [ -f "$dir/netns" ]; then netns_down "$dir"; fi
     ;;
 start)
     [ $# -ge 3 ] || usage

@@ -64,6 +64,10 @@ pub fn storage_error(e: &StorageError) -> ResponseError {
         StorageError::NoSuchStream(_) => ResponseError::UnknownTopicOrPartition,
         StorageError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
         StorageError::NotEnoughBookies(_) => ResponseError::NotEnoughReplicas,
+        // Kafka's "written, but not to enough replicas": retriable, and
+        // clients count it as possibly persisted (librdkafka spends a retry
+        // on it instead of resending for free as after NOT_LEADER).
+        StorageError::Unconfirmed(_) => ResponseError::NotEnoughReplicasAfterAppend,
         StorageError::Metadata(m) => metadata_error(m),
         StorageError::Refused(e) => match e.downcast_ref::<ProducerStateError>() {
             Some(ProducerStateError::OutOfOrderSequence { .. }) => ResponseError::OutOfOrderSequenceNumber,
@@ -181,6 +185,16 @@ mod tests {
                 end: 3
             }),
             ResponseError::OffsetOutOfRange
+        );
+        // Issued but unconfirmed: "maybe written", whatever stopped it.
+        assert_eq!(
+            storage_error(&StorageError::Unconfirmed(Box::new(StorageError::NotOwner(
+                distlog_metadata::StreamId {
+                    topic_id: uuid::Uuid::nil(),
+                    partition: 0
+                }
+            )))),
+            ResponseError::NotEnoughReplicasAfterAppend
         );
         let m = StorageError::Metadata(MetadataError::Rejected(ApplyError::TopicExists("t".into())));
         assert_eq!(storage_error(&m), ResponseError::TopicAlreadyExists);

@@ -21,6 +21,20 @@ use crate::process::{locate_binary, tail_of_file};
 /// How long `up` and `start` may take.
 const START_DEADLINE: Duration = Duration::from_secs(90);
 
+/// How [`LocalCluster::up_with`] places the nodes.
+#[derive(Debug, Clone, Default)]
+pub struct ClusterOptions {
+    /// Each node in its own network namespace with its own address
+    /// (`DISTLOG_NETNS=1` of the script), so the network between nodes can
+    /// be cut ([`LocalCluster::netns`]). Needs root.
+    pub netns: bool,
+    /// (node, MiB): that node's data directory on a tmpfs of that size, a
+    /// disk that really fills.
+    pub small_disk: Option<(usize, u64)>,
+    /// Where the cluster directory goes (default: the system temp dir).
+    pub parent: Option<PathBuf>,
+}
+
 /// A running local cluster of `n` nodes.
 pub struct LocalCluster {
     dir: TempDir,
@@ -38,12 +52,17 @@ fn script() -> PathBuf {
 }
 
 fn run_script(args: &[&str], extra: &str) -> anyhow::Result<String> {
-    run_script_with_roles(args, extra, None)
+    run_script_with_roles(args, extra, None, &ClusterOptions::default())
 }
 
 /// Run the script; `roles` (one `--roles` value per node, space-separated)
 /// goes to `up` as `DISTLOG_NODE_ROLES` (unset: every node runs every role).
-fn run_script_with_roles(args: &[&str], extra: &str, roles: Option<&str>) -> anyhow::Result<String> {
+fn run_script_with_roles(
+    args: &[&str],
+    extra: &str,
+    roles: Option<&str>,
+    opts: &ClusterOptions,
+) -> anyhow::Result<String> {
     let mut cmd = Command::new("timeout");
     cmd.arg(START_DEADLINE.as_secs().to_string())
         .arg(script())
@@ -54,6 +73,15 @@ fn run_script_with_roles(args: &[&str], extra: &str, roles: Option<&str>) -> any
     match roles {
         Some(r) => cmd.env("DISTLOG_NODE_ROLES", r),
         None => cmd.env_remove("DISTLOG_NODE_ROLES"),
+    };
+    if opts.netns {
+        cmd.env("DISTLOG_NETNS", "1");
+    } else {
+        cmd.env_remove("DISTLOG_NETNS");
+    }
+    match opts.small_disk {
+        Some((k, mb)) => cmd.env("DISTLOG_SMALL_DISK", format!("{k}:{mb}")),
+        None => cmd.env_remove("DISTLOG_SMALL_DISK"),
     };
     let out = cmd.output().context("run scripts/local-cluster.sh")?;
     if !out.status.success() {
@@ -69,7 +97,12 @@ fn run_script_with_roles(args: &[&str], extra: &str, roles: Option<&str>) -> any
 impl LocalCluster {
     /// Start `n` nodes with `extra` flags on every node, wait until ready.
     pub fn up(n: usize, extra: &str) -> anyhow::Result<LocalCluster> {
-        Self::start_cluster(n, extra, None)
+        Self::start_cluster(n, extra, None, &ClusterOptions::default())
+    }
+
+    /// [`up`](Self::up) with the nodes placed as `opts` says.
+    pub fn up_with(n: usize, extra: &str, opts: &ClusterOptions) -> anyhow::Result<LocalCluster> {
+        Self::start_cluster(n, extra, None, opts)
     }
 
     /// Start one node per entry of `roles` (its `--roles`, e.g. the split
@@ -86,14 +119,25 @@ impl LocalCluster {
         {
             bail!("up_with_roles: one non-empty --roles value per node, got {roles:?}");
         }
-        Self::start_cluster(roles.len(), extra, Some(roles))
+        Self::start_cluster(roles.len(), extra, Some(roles), &ClusterOptions::default())
     }
 
-    fn start_cluster(n: usize, extra: &str, roles: Option<&[&str]>) -> anyhow::Result<LocalCluster> {
-        let dir = tempfile::Builder::new().prefix("distlog-cluster-").tempdir()?;
+    fn start_cluster(
+        n: usize,
+        extra: &str,
+        roles: Option<&[&str]>,
+        opts: &ClusterOptions,
+    ) -> anyhow::Result<LocalCluster> {
+        let mut builder = tempfile::Builder::new();
+        builder.prefix("distlog-cluster-");
+        let dir = match &opts.parent {
+            Some(parent) => builder.tempdir_in(parent)?,
+            None => builder.tempdir()?,
+        };
         let path = dir.path().to_str().context("utf-8 temp dir")?.to_string();
         let roles_env = roles.map(|r| r.join(" "));
-        let out = match run_script_with_roles(&["up", &n.to_string(), &path], extra, roles_env.as_deref()) {
+        let up = ["up", &n.to_string(), &path];
+        let out = match run_script_with_roles(&up, extra, roles_env.as_deref(), opts) {
             Ok(out) => out,
             Err(e) => {
                 let _ = run_script(&["down", &path], "");
@@ -138,6 +182,24 @@ impl LocalCluster {
     /// Number of nodes.
     pub fn size(&self) -> usize {
         self.n
+    }
+
+    /// The cluster's directory (the script's DIR).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Node `k`'s address (127.0.0.K, or its namespace's address).
+    pub fn host(&self, k: usize) -> anyhow::Result<String> {
+        self.node_file(k, "host")
+    }
+
+    /// Node `k`'s network namespace, when the cluster was started with
+    /// [`ClusterOptions::netns`] (`None` otherwise).
+    pub fn netns(&self, k: usize) -> Option<String> {
+        let line = std::fs::read_to_string(self.dir.path().join("netns")).ok()?;
+        let id = line.split_whitespace().next()?;
+        Some(format!("dl{id}n{k}"))
     }
 
     fn node_file(&self, k: usize, name: &str) -> anyhow::Result<String> {

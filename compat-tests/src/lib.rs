@@ -21,6 +21,10 @@
 //!   transactions, duplicates).
 //! - [`txn_app`]: the consume-transform-produce application as a child process and its
 //!   exactly-once check.
+//! - [`nemesis`]: randomized fault schedules (kill, pause, partitions, a full disk) drawn from a
+//!   seed, applied to a cluster whose nodes live in their own network namespaces.
+//! - [`queue`]: the reliability campaign's trial: the queue workload (idempotent producers,
+//!   assign-mode readers, a committing group member) under a nemesis schedule, and its checker.
 
 pub mod chaos;
 pub mod cluster;
@@ -28,7 +32,9 @@ pub mod command;
 pub mod group;
 pub mod http;
 pub mod kafka;
+pub mod nemesis;
 pub mod process;
+pub mod queue;
 pub mod raw;
 pub mod txn;
 pub mod txn_app;

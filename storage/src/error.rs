@@ -69,6 +69,17 @@ pub enum StorageError {
     /// The metadata store failed.
     #[error(transparent)]
     Metadata(#[from] MetadataError),
+    /// An append was issued to the bookies but never confirmed: the writer
+    /// failed (`cause`) before the entry reached its ack quorum. Unlike the
+    /// other errors of an append, this one does not mean "not written":
+    /// ledger recovery keeps an entry that any bookie holds, so the records
+    /// may still appear in the log, once. A client must treat it as "maybe
+    /// written" (a retry without an idempotent producer may duplicate).
+    #[error(
+        "the append was sent to the bookies but not confirmed ({0}); it may still appear in the log \
+         after recovery: retry with an idempotent producer to avoid a duplicate"
+    )]
+    Unconfirmed(Box<StorageError>),
     /// The stream's state refused the append (see
     /// `log::stream_state`); the embedder's own error, passed through.
     #[error("append refused: {0}")]
@@ -111,6 +122,7 @@ impl StorageError {
             StorageError::NotEnoughBookies(m) => StorageError::NotEnoughBookies(m.clone()),
             StorageError::Metadata(m) => StorageError::Metadata(MetadataError::Raft(m.to_string())),
             StorageError::Refused(e) => StorageError::Refused(e.clone()),
+            StorageError::Unconfirmed(cause) => StorageError::Unconfirmed(Box::new(cause.duplicate())),
         }
     }
 

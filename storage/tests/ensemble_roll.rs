@@ -267,7 +267,11 @@ async fn without_a_spare_writes_go_on_degraded_then_fail_retriably_without_ackno
     }
 
     // A second bookie down: the ack quorum is gone. Appends fail fast, retriably.
+    // The first was issued (it reached bookie 1) and is answered "unconfirmed":
+    // it may be recovered into the log, so the client must not be told it was
+    // not written. The later ones never reached a bookie: "not enough bookies".
     c.kill(2).await;
+    let mut first_unconfirmed = false;
     for tag in 300..305u64 {
         let started = Instant::now();
         match tokio::time::timeout(BOUND, c.ns.append(c.stream, append(tag))).await {
@@ -275,6 +279,11 @@ async fn without_a_spare_writes_go_on_degraded_then_fail_retriably_without_ackno
                 "append {tag} acknowledged at {} with one bookie of three",
                 r.base_offset
             ),
+            Ok(Err(StorageError::Unconfirmed(cause)))
+                if tag == 300 && matches!(*cause, StorageError::NotEnoughBookies(_)) =>
+            {
+                first_unconfirmed = true
+            }
             Ok(Err(StorageError::NotEnoughBookies(_))) => {}
             Ok(Err(e)) => panic!("append {tag}: expected NotEnoughBookies, got {e:?}"),
             Err(_) => panic!("append {tag} hung"),
@@ -300,6 +309,10 @@ async fn without_a_spare_writes_go_on_degraded_then_fail_retriably_without_ackno
     c.servers[1] = Some(server);
     let (_, hw) = c.ns.bounds(c.stream).await.expect("recovers with 2 of 3");
     assert!(hw == 300 || hw == 301, "high watermark {hw}");
+    assert!(
+        hw == 300 || first_unconfirmed,
+        "append 300 was recovered into the log, but its writer was told it failed outright"
+    );
     c.check_readable(hw).await;
     c.append_ok(hw).await;
     c.check_readable(hw + 1).await;

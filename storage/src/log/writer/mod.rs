@@ -394,14 +394,19 @@ impl LogWriter {
         if let Some(seg) = self.seg.take() {
             seg.retire();
         }
+        // An issued entry may have reached some bookie, and recovery keeps
+        // it: its appends (and the duplicates waiting on them) are answered
+        // "unconfirmed", never "not written" (a client that believed the
+        // latter would resend, and the records would be in the log twice).
+        let unconfirmed = || StorageError::Unconfirmed(Box::new(e.duplicate()));
         let fail_inf = |inf: Inflight| {
             for (reply, _) in inf.replies {
-                let _ = reply.send(Err(e.duplicate()));
+                let _ = reply.send(Err(unconfirmed()));
             }
         };
         done.into_iter().for_each(fail_inf);
         for (reply, _, _) in self.pending_duplicates.drain(..) {
-            let _ = reply.send(Err(e.duplicate()));
+            let _ = reply.send(Err(unconfirmed()));
         }
         for (_, reply) in batch {
             let _ = reply.send(Err(e.duplicate()));
