@@ -50,4 +50,4 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 143' TERM INT
 
-DISTLOG_BIN=$PWD/target/$profile/distlog "target/$profile/distlog-chaos" --work-dir "$work" "$@"
+RUST_BACKTRACE=0 DISTLOG_BIN=$PWD/target/$profile/distlog "target/$profile/distlog-chaos" --work-dir "$work" "$@"

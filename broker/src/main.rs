@@ -8,7 +8,7 @@ use clap::Parser;
 use distlog_broker::config::{BrokerConfig, Cli, CliCommand};
 use distlog_broker::logging::init_tracing;
 use distlog_broker::node::Node;
-use tracing::info;
+use tracing::{error, info};
 
 fn main() {
     let cli = Cli::parse();
@@ -46,7 +46,20 @@ fn main() {
 /// signal exits at once.
 async fn serve(config: BrokerConfig) -> anyhow::Result<()> {
     let node = Node::start(config).await?;
-    wait_for_signal().await?;
+    let metadata = node.metadata().clone();
+    tokio::select! {
+        r = wait_for_signal() => r?,
+        e = metadata.failed() => {
+            // Nothing can be released or sealed through a dead metadata
+            // store: exit now; leases lapse and the other nodes take over.
+            error!(error = %e, "the metadata store stopped; exiting");
+            eprintln!(
+                "distlog: the metadata store stopped ({e}); exiting. Fix the cause (free disk space \
+                 if the disk is full) and start the node again: it recovers from its data directory"
+            );
+            std::process::exit(1);
+        }
+    }
     tokio::spawn(async {
         if wait_for_signal().await.is_ok() {
             eprintln!("distlog: second signal, exiting immediately");

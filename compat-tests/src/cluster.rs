@@ -238,6 +238,13 @@ impl LocalCluster {
         Ok(())
     }
 
+    /// Whether node `k`'s recorded process still runs (not gone, not a
+    /// zombie).
+    pub fn is_running(&self, k: usize) -> bool {
+        self.pid(k)
+            .is_ok_and(|pid| !matches!(process_state(pid).as_deref(), None | Some("Z") | Some("X")))
+    }
+
     /// `kill -9` node `k`, returning once the process is gone (a zombie
     /// or reaped), so nothing it does can be mistaken for after its death.
     pub fn kill9(&self, k: usize) -> anyhow::Result<()> {

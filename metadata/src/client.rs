@@ -592,6 +592,26 @@ impl MetadataStore {
         m.state == ServerState::Leader && m.current_leader == Some(self.node_id)
     }
 
+    /// Resolves once this replica's Raft core has stopped on its own: a
+    /// storage error (a full or failing disk under sled), a panic. Such a
+    /// replica never learns or writes anything again, yet `read` keeps
+    /// answering its last state, so a node that went on would serve stale
+    /// metadata (old owners, old leaders) for ever. The embedder stops the
+    /// node instead, to be restarted on its data once the disk is fixed.
+    /// Never resolves before [`shutdown`](Self::shutdown) is called
+    /// otherwise, and is not meant to be awaited across it.
+    pub async fn failed(&self) -> MetadataError {
+        let mut metrics = self.raft.metrics();
+        loop {
+            if let Err(f) = &metrics.borrow_and_update().running_state {
+                return fatal(f.clone());
+            }
+            if metrics.changed().await.is_err() {
+                return MetadataError::Raft("metadata raft is shut down".into());
+            }
+        }
+    }
+
     /// A copy of openraft's current metrics for this replica (term, leader,
     /// last applied, snapshot, purged log): for health checks and tests.
     pub fn raft_metrics(&self) -> openraft::RaftMetrics<NodeId, BasicNode> {

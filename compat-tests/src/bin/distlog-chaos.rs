@@ -72,7 +72,12 @@ fn main() -> anyhow::Result<()> {
             partitions: args.partitions,
             work_dir: args.work_dir.clone(),
         };
-        println!("trial {}/{} · seed {} · {nodes} nodes", i + 1, args.trials, cfg.seed);
+        println!(
+            "trial {}/{} · seed {} · {nodes} nodes",
+            i + 1,
+            args.trials,
+            cfg.seed
+        );
         let _ = std::io::stdout().flush();
         match run_trial(&cfg) {
             Ok(r) => {
@@ -84,16 +89,21 @@ fn main() -> anyhow::Result<()> {
                     faults.join(" "),
                     r.took.as_secs_f64()
                 );
-                if !r.passed() {
-                    println!("{}", r.describe());
-                }
+                println!("{}", r.describe());
                 reports.push(r);
             }
             Err(e) => {
                 println!("  FAIL (the trial could not run): {e:#}");
-                println!("  replay: scripts/chaos.sh --seed {} --nodes {nodes} --duration {}", cfg.seed, args.duration);
+                println!(
+                    "  replay: scripts/chaos.sh --seed {} --nodes {nodes} --duration {}",
+                    cfg.seed, args.duration
+                );
                 reports.push(TrialReport {
-                    schedule: distlog_compat_tests::nemesis::Schedule::generate(cfg.seed, nodes, cfg.duration),
+                    schedule: distlog_compat_tests::nemesis::Schedule::generate(
+                        cfg.seed,
+                        nodes,
+                        cfg.duration,
+                    ),
                     config: cfg,
                     history: Vec::new(),
                     applied: BTreeMap::new(),
@@ -115,9 +125,17 @@ fn main() -> anyhow::Result<()> {
         let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
         writeln!(f, "{table}")?;
     }
-    let failed: Vec<u64> = reports.iter().filter(|r| !r.passed()).map(|r| r.config.seed).collect();
+    let failed: Vec<u64> = reports
+        .iter()
+        .filter(|r| !r.passed())
+        .map(|r| r.config.seed)
+        .collect();
     if !failed.is_empty() {
-        bail!("{} of {} trials failed (seeds {failed:?})", failed.len(), reports.len());
+        bail!(
+            "{} of {} trials failed (seeds {failed:?})",
+            failed.len(),
+            reports.len()
+        );
     }
     Ok(())
 }
@@ -138,7 +156,11 @@ fn campaign_table(reports: &[TrialReport]) -> String {
     let passed = reports.iter().filter(|r| r.passed()).count();
     let harness = reports.iter().filter(|r| !r.harness_errors.is_empty()).count();
     let mut out = String::from("| measure | value |\n|---|---|\n");
-    out.push_str(&format!("| trials run | {} ({} passed) |\n", reports.len(), passed));
+    out.push_str(&format!(
+        "| trials run | {} ({} passed) |\n",
+        reports.len(),
+        passed
+    ));
     out.push_str(&format!(
         "| trials on 3 / 5 nodes | {} / {} |\n",
         reports.iter().filter(|r| r.config.nodes == 3).count(),

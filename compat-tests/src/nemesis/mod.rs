@@ -201,7 +201,11 @@ mod tests {
                 let s = Schedule::generate(seed, nodes, d);
                 assert!(s.steps.len() >= 2, "{}", s.describe());
                 for step in &s.steps {
-                    assert!(step.at >= Duration::from_secs(1) && step.at < d, "{}", s.describe());
+                    assert!(
+                        step.at >= Duration::from_secs(1) && step.at < d,
+                        "{}",
+                        s.describe()
+                    );
                     kinds.insert(step.fault.kind());
                     let named = match &step.fault {
                         Fault::Kill { node }

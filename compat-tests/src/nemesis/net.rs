@@ -65,7 +65,16 @@ fn rule(c: &LocalCluster, op: &str, src: usize, dst: usize, tag: &str) -> anyhow
     iptables(
         &ns,
         &[
-            op, "INPUT", "-s", &src_addr, "-m", "comment", "--comment", &comment, "-j", "DROP",
+            op,
+            "INPUT",
+            "-s",
+            &src_addr,
+            "-m",
+            "comment",
+            "--comment",
+            &comment,
+            "-j",
+            "DROP",
         ],
     )
 }

@@ -20,6 +20,8 @@ pub struct NemesisReport {
     pub applied: BTreeMap<&'static str, usize>,
     /// When every fault had healed and every node was running again.
     pub healed_at: Option<Instant>,
+    /// Nodes that had exited on their own by the end (restarted then).
+    pub exited: Vec<usize>,
     /// Errors the nemesis met (a restart that failed, say); the trial
     /// reports them, since a fault it did not really inject proves nothing.
     pub errors: Vec<String>,
@@ -112,6 +114,16 @@ pub fn run(c: &LocalCluster, schedule: &Schedule, started: Instant) -> NemesisRe
     if let Err(e) = std::fs::remove_file(filler(c, schedule.disk_node)) {
         if e.kind() != std::io::ErrorKind::NotFound {
             errors.push(format!("remove the disk filler: {e}"));
+        }
+    }
+    // A node that exited on its own (it stops when its metadata store
+    // fails, on a full disk say) is started again, as a supervisor would.
+    let mut down = down;
+    for k in 1..=schedule.nodes {
+        if !down.contains(&k) && !c.is_running(k) {
+            log(format!("n{k} had exited on its own; starting it again"));
+            lock(&report).exited.push(k);
+            down.insert(k);
         }
     }
     if !down.is_empty() {

@@ -27,7 +27,8 @@ use std::time::Duration;
 /// What became of one produced value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SendOutcome {
-    /// Acknowledged (acks=all) at this offset.
+    /// Acknowledged (acks=all) at this offset; negative when the client
+    /// acknowledged it without an offset (librdkafka's implicit ack).
     Acked(i64),
     /// Reported failed. It may still be in the log (a timeout, an
     /// unconfirmed append), at most once.
@@ -115,24 +116,58 @@ pub struct History {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Anomaly {
     /// Acknowledged, never in the final read.
-    LostWrite { partition: i32, value: String, offset: i64 },
+    LostWrite {
+        partition: i32,
+        value: String,
+        offset: i64,
+    },
     /// Acknowledged at one offset, found at another.
-    WrongOffset { partition: i32, value: String, acked: i64, found: i64 },
+    WrongOffset {
+        partition: i32,
+        value: String,
+        acked: i64,
+        found: i64,
+    },
     /// One value at two or more offsets.
-    Duplicate { partition: i32, value: String, offsets: Vec<i64> },
+    Duplicate {
+        partition: i32,
+        value: String,
+        offsets: Vec<i64>,
+    },
     /// A value in the log that no producer sent.
-    PhantomWrite { partition: i32, offset: i64, value: String },
+    PhantomWrite {
+        partition: i32,
+        offset: i64,
+        value: String,
+    },
     /// Two reads gave different values at one offset.
-    InconsistentOffsets { partition: i32, offset: i64, values: Vec<String> },
+    InconsistentOffsets {
+        partition: i32,
+        offset: i64,
+        values: Vec<String>,
+    },
     /// A consumer's offsets went back (or repeated).
-    NonmonotonicPoll { consumer: String, partition: i32, from: i64, to: i64 },
+    NonmonotonicPoll {
+        consumer: String,
+        partition: i32,
+        from: i64,
+        to: i64,
+    },
     /// A consumer jumped over records that exist.
-    PollSkip { consumer: String, partition: i32, from: i64, to: i64 },
+    PollSkip {
+        consumer: String,
+        partition: i32,
+        from: i64,
+        to: i64,
+    },
     /// The group's committed offset went back, or a member resumed
     /// somewhere the group never committed.
     CommittedOffsetRegression { partition: i32, from: i64, to: i64 },
     /// No write acknowledged within the bound after the faults healed.
-    UnavailableTooLong { waited: Option<Duration>, bound: Duration },
+    UnavailableTooLong {
+        waited: Option<Duration>,
+        bound: Duration,
+    },
 }
 
 impl Anomaly {
@@ -156,15 +191,25 @@ impl fmt::Display for Anomaly {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}: ", self.name())?;
         match self {
-            Anomaly::LostWrite { partition, value, offset } => {
-                write!(f, "{value} acknowledged at {partition}/{offset}, not in the final read")
+            Anomaly::LostWrite {
+                partition,
+                value,
+                offset,
+            } => {
+                write!(
+                    f,
+                    "{value} acknowledged at {partition}/{offset}, not in the final read"
+                )
             }
             Anomaly::WrongOffset {
                 partition,
                 value,
                 acked,
                 found,
-            } => write!(f, "{value} acknowledged at {partition}/{acked}, found at {partition}/{found}"),
+            } => write!(
+                f,
+                "{value} acknowledged at {partition}/{acked}, found at {partition}/{found}"
+            ),
             Anomaly::Duplicate {
                 partition,
                 value,
@@ -174,7 +219,10 @@ impl fmt::Display for Anomaly {
                 partition,
                 offset,
                 value,
-            } => write!(f, "{partition}/{offset} holds {value:?}, which no producer sent there"),
+            } => write!(
+                f,
+                "{partition}/{offset} holds {value:?}, which no producer sent there"
+            ),
             Anomaly::InconsistentOffsets {
                 partition,
                 offset,
@@ -191,13 +239,22 @@ impl fmt::Display for Anomaly {
                 partition,
                 from,
                 to,
-            } => write!(f, "{consumer} read {partition}/{from} then {partition}/{to}, skipping records"),
+            } => write!(
+                f,
+                "{consumer} read {partition}/{from} then {partition}/{to}, skipping records"
+            ),
             Anomaly::CommittedOffsetRegression { partition, from, to } => {
                 write!(f, "partition {partition}: committed {from}, then {to}")
             }
             Anomaly::UnavailableTooLong { waited, bound } => match waited {
-                Some(w) => write!(f, "first acknowledgement {w:?} after the faults healed (bound {bound:?})"),
-                None => write!(f, "nothing acknowledged after the faults healed (bound {bound:?})"),
+                Some(w) => write!(
+                    f,
+                    "first acknowledgement {w:?} after the faults healed (bound {bound:?})"
+                ),
+                None => write!(
+                    f,
+                    "nothing acknowledged after the faults healed (bound {bound:?})"
+                ),
             },
         }
     }
@@ -257,7 +314,10 @@ fn check_final_read(h: &History, out: &mut Vec<Anomaly>) {
                 value: s.value.clone(),
                 offset: acked,
             }),
-            Some(offsets) if !offsets.contains(&acked) => out.push(Anomaly::WrongOffset {
+            // A negative offset is an acknowledgement without one:
+            // librdkafka's implicit ack (-1001) of a batch whose request
+            // failed but whose successor's success proves it was written.
+            Some(offsets) if acked >= 0 && !offsets.contains(&acked) => out.push(Anomaly::WrongOffset {
                 partition: s.partition,
                 value: s.value.clone(),
                 acked,
@@ -307,7 +367,9 @@ fn check_sessions(h: &History, out: &mut Vec<Anomaly>) {
         // member that never saw a commit starts at the log start, 0 here).
         let (lo, hi) = match &s.start {
             SessionStart::Assigned(o) => (*o, *o),
-            SessionStart::Group { acked, attempted } => (acked.unwrap_or(0), attempted.unwrap_or(0).max(acked.unwrap_or(0))),
+            SessionStart::Group { acked, attempted } => {
+                (acked.unwrap_or(0), attempted.unwrap_or(0).max(acked.unwrap_or(0)))
+            }
         };
         let mut prev: Option<i64> = None;
         for (offset, _) in &s.reads {

@@ -109,6 +109,16 @@ fn a_value_at_another_offset_than_acknowledged_is_reported() {
 }
 
 #[test]
+fn an_acknowledgement_without_an_offset_checks_presence_only() {
+    let mut h = clean();
+    h.sends[1].outcome = SendOutcome::Acked(-1001);
+    assert_eq!(check(&h), vec![]);
+    h.final_read.get_mut(&0).unwrap().remove(1);
+    h.sessions.clear();
+    assert_eq!(names(&h), vec!["lost-write"]);
+}
+
+#[test]
 fn a_value_at_two_offsets_is_a_duplicate() {
     let mut h = clean();
     h.final_read.get_mut(&0).unwrap().push((3, "b".into()));

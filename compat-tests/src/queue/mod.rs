@@ -227,7 +227,11 @@ pub fn run_trial(cfg: &TrialConfig) -> anyhow::Result<TrialReport> {
 
 /// Every record of every partition, 0 to the high watermark, read with a
 /// fresh consumer (retrying for a minute while the cluster settles).
-fn read_everything(bootstrap: &str, topic: &str, partitions: i32) -> anyhow::Result<BTreeMap<i32, Vec<(i64, String)>>> {
+fn read_everything(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+) -> anyhow::Result<BTreeMap<i32, Vec<(i64, String)>>> {
     let mut out = BTreeMap::new();
     for p in 0..partitions {
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -261,7 +265,12 @@ fn read_partition(bootstrap: &str, topic: &str, p: i32) -> anyhow::Result<Vec<(i
 
 /// The group's committed offsets (OffsetFetch through a consumer that
 /// never joins), retried for half a minute.
-fn committed(bootstrap: &str, topic: &str, group: &str, partitions: i32) -> anyhow::Result<BTreeMap<i32, i64>> {
+fn committed(
+    bootstrap: &str,
+    topic: &str,
+    group: &str,
+    partitions: i32,
+) -> anyhow::Result<BTreeMap<i32, i64>> {
     let consumer: BaseConsumer = crate::group::group_consumer_config(bootstrap, group).create()?;
     let mut tpl = TopicPartitionList::new();
     for p in 0..partitions {
@@ -293,7 +302,10 @@ fn keep_logs(c: &LocalCluster, cfg: &TrialConfig, report: &TrialReport) {
         return;
     }
     for k in 1..=c.size() {
-        let _ = std::fs::copy(c.dir().join(format!("node{k}")).join("log"), dir.join(format!("node{k}.log")));
+        let _ = std::fs::copy(
+            c.dir().join(format!("node{k}")).join("log"),
+            dir.join(format!("node{k}.log")),
+        );
     }
     let _ = std::fs::write(dir.join("report.txt"), report.describe());
 }

@@ -91,7 +91,9 @@ impl Workload {
             let consumer = kafka::consumer_config(&cfg.bootstrap)
                 .create::<BaseConsumer>()
                 .context("create a reader")?;
-            readers.push(thread::spawn(move || read_assigned(i, consumer, &cfg, &shared, &stop)));
+            readers.push(thread::spawn(move || {
+                read_assigned(i, consumer, &cfg, &shared, &stop)
+            }));
         }
         {
             let (cfg, shared, stop) = (cfg.clone(), shared.clone(), stop_reading.clone());
@@ -109,7 +111,11 @@ impl Workload {
 
     /// Values acknowledged so far.
     pub fn acked(&self) -> usize {
-        lock(&self.shared).timings.iter().filter(|t| t.acked.is_some()).count()
+        lock(&self.shared)
+            .timings
+            .iter()
+            .filter(|t| t.acked.is_some())
+            .count()
     }
 
     /// The time from `after` to the first acknowledgement of a value sent
@@ -136,7 +142,11 @@ impl Workload {
     /// Let the readers catch up to `ends` (partition → high watermark) for
     /// at most `within`, then stop them. Returns the partitions some
     /// reader had not reached: (reader, partition, its position, the end).
-    pub fn stop_reading(&mut self, ends: &BTreeMap<i32, i64>, within: Duration) -> Vec<(String, i32, i64, i64)> {
+    pub fn stop_reading(
+        &mut self,
+        ends: &BTreeMap<i32, i64>,
+        within: Duration,
+    ) -> Vec<(String, i32, i64, i64)> {
         let deadline = Instant::now() + within;
         let behind = || -> Vec<(String, i32, i64, i64)> {
             let s = lock(&self.shared);
@@ -144,7 +154,9 @@ impl Workload {
             let mut pos: BTreeMap<(String, i32), i64> = BTreeMap::new();
             for session in &s.sessions {
                 let at = session.reads.last().map_or(0, |(o, _)| o + 1);
-                let e = pos.entry((session.consumer.clone(), session.partition)).or_insert(at);
+                let e = pos
+                    .entry((session.consumer.clone(), session.partition))
+                    .or_insert(at);
                 *e = (*e).max(at);
             }
             let mut out = Vec::new();
@@ -233,8 +245,8 @@ fn produce(i: usize, cfg: &WorkloadConfig, shared: &Mutex<Shared>, stop: &Atomic
     while !stop.load(Ordering::Acquire) {
         // A fatal error (the idempotent producer lost its sequence state)
         // ends this producer; a fresh one (a new producer id) goes on.
-        if producer.client().fatal_error().is_some() {
-            count_error(shared, "fatal producer error");
+        if let Some((code, reason)) = producer.client().fatal_error() {
+            count_error(shared, format!("fatal producer error {code:?}: {reason}"));
             let _ = producer.flush(Duration::from_secs(5));
             record(shared, &producer);
             match new_producer(&cfg.bootstrap) {
@@ -279,14 +291,23 @@ fn produce(i: usize, cfg: &WorkloadConfig, shared: &Mutex<Shared>, stop: &Atomic
 
 /// Reader `i`: every partition from offset 0, one session per partition
 /// for its whole life.
-fn read_assigned(i: usize, consumer: BaseConsumer, cfg: &WorkloadConfig, shared: &Mutex<Shared>, stop: &AtomicBool) {
+fn read_assigned(
+    i: usize,
+    consumer: BaseConsumer,
+    cfg: &WorkloadConfig,
+    shared: &Mutex<Shared>,
+    stop: &AtomicBool,
+) {
     let name = format!("reader-{i}");
     let mut tpl = TopicPartitionList::new();
     let mut index = BTreeMap::new();
     {
         let mut s = lock(shared);
         for p in 0..cfg.partitions {
-            if tpl.add_partition_offset(&cfg.topic, p, Offset::Offset(0)).is_err() {
+            if tpl
+                .add_partition_offset(&cfg.topic, p, Offset::Offset(0))
+                .is_err()
+            {
                 return;
             }
             index.insert(p, s.sessions.len());
@@ -320,15 +341,16 @@ fn read_assigned(i: usize, consumer: BaseConsumer, cfg: &WorkloadConfig, shared:
 /// Every assignment starts a session that must resume where the group
 /// committed.
 fn read_group(cfg: &WorkloadConfig, shared: &Mutex<Shared>, stop: &AtomicBool) {
-    let consumer: BaseConsumer<RecordingConsumerContext> = match group_consumer_config(&cfg.bootstrap, &cfg.group)
-        .create_with_context(RecordingConsumerContext::new(false))
-    {
-        Ok(c) => c,
-        Err(e) => {
-            count_error(shared, format!("create the group member: {e}"));
-            return;
-        }
-    };
+    let consumer: BaseConsumer<RecordingConsumerContext> =
+        match group_consumer_config(&cfg.bootstrap, &cfg.group)
+            .create_with_context(RecordingConsumerContext::new(false))
+        {
+            Ok(c) => c,
+            Err(e) => {
+                count_error(shared, format!("create the group member: {e}"));
+                return;
+            }
+        };
     if let Err(e) = consumer.subscribe(&[&cfg.topic]) {
         count_error(shared, format!("subscribe: {e}"));
         return;
@@ -410,7 +432,10 @@ fn commit(
             if committed_upto.get(p) == Some(&next) {
                 continue;
             }
-            if tpl.add_partition_offset(&cfg.topic, *p, Offset::Offset(next)).is_err() {
+            if tpl
+                .add_partition_offset(&cfg.topic, *p, Offset::Offset(next))
+                .is_err()
+            {
                 continue;
             }
             offsets.push((*p, next));
