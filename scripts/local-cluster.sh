@@ -44,7 +44,7 @@ alive() { # pid [node-dir]: running (a killed process may linger as a zombie unt
     # node dir, only while it is that node's process: pids wrap (pid_max can be 32768), and a
     # recorded pid may belong to an unrelated process by the time it is checked or signalled
     kill -0 "$1" 2>/dev/null && [ "$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null)" != Z ] &&
-        { [ -z "${2:-}" ] || grep -qxF -- "$2/data" < <(tr '\0' '\n' <"/proc/$1/cmdline" 2>/dev/null); }
+        { [ -z "${2:-}" ] || grep -qxF -- "$2/data" < <(tr '\0' '\n' 2>/dev/null <"/proc/$1/cmdline"); }
 }
 
 port_free() {

@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -20,8 +20,9 @@ pub struct NemesisReport {
     pub applied: BTreeMap<&'static str, usize>,
     /// When every fault had healed and every node was running again.
     pub healed_at: Option<Instant>,
-    /// Nodes that had exited on their own by the end (restarted then).
-    pub exited: Vec<usize>,
+    /// Nodes that exited on their own during the trial (the supervisor
+    /// started them again).
+    pub exited: BTreeSet<usize>,
     /// Errors the nemesis met (a restart that failed, say); the trial
     /// reports them, since a fault it did not really inject proves nothing.
     pub errors: Vec<String>,
@@ -30,11 +31,19 @@ pub struct NemesisReport {
 /// Each node's state as the nemesis left it.
 #[derive(Default)]
 struct Nodes {
-    down: BTreeSet<usize>,
+    /// Killed by the nemesis, its restart not due yet.
+    killed: BTreeSet<usize>,
     paused: BTreeSet<usize>,
     /// Being started again in the background (faults skip it meanwhile).
     restarting: BTreeSet<usize>,
+    /// Exited on its own (a node stops when its metadata store fails, on a
+    /// full disk say): the supervisor starts it again, at most every
+    /// [`SUPERVISOR_BACKOFF`], as systemd or a container runtime would.
+    crashed: BTreeMap<usize, Instant>,
 }
+
+/// How often the supervisor tries to start a node that exited on its own.
+const SUPERVISOR_BACKOFF: Duration = Duration::from_secs(3);
 
 enum Event {
     Apply(usize),
@@ -45,7 +54,7 @@ enum Event {
 /// was done. Blocks for the schedule's duration plus the healing.
 pub fn run(c: &LocalCluster, schedule: &Schedule, started: Instant) -> NemesisReport {
     let report = Mutex::new(NemesisReport::default());
-    let nodes = Arc::new(Mutex::new(Nodes::default()));
+    let nodes = Mutex::new(Nodes::default());
     let log = |line: String| {
         let t = started.elapsed().as_secs_f64();
         lock(&report).history.push(format!("t+{t:>5.1}s {line}"));
@@ -55,16 +64,22 @@ pub fn run(c: &LocalCluster, schedule: &Schedule, started: Instant) -> NemesisRe
         events.push((s.at, Event::Apply(i)));
         events.push(((s.at + s.lasts).min(schedule.duration), Event::Heal(i)));
     }
-    // Stable: at one instant, in schedule order (heals of earlier faults
-    // before later applies only when they are earlier in time).
+    // Stable: events at one instant keep the schedule's order.
     events.sort_by_key(|(t, _)| *t);
+    let mut events = events.into_iter().peekable();
     let mut active: BTreeSet<usize> = BTreeSet::new();
     thread::scope(|scope| {
-        for (at, event) in events {
-            let now = started.elapsed();
-            if at > now {
-                thread::sleep(at - now);
+        loop {
+            // Sleep in short ticks until the next event (or the end of the
+            // schedule), supervising the nodes meanwhile.
+            let next = events.peek().map_or(schedule.duration, |(t, _)| *t);
+            while started.elapsed() < next {
+                supervise(c, schedule, &nodes, &report, started, scope, &log);
+                thread::sleep((next - started.elapsed().min(next)).min(Duration::from_millis(250)));
             }
+            let Some((_, event)) = events.next() else {
+                break;
+            };
             match event {
                 Event::Apply(i) => {
                     let fault = &schedule.steps[i].fault;
@@ -86,9 +101,11 @@ pub fn run(c: &LocalCluster, schedule: &Schedule, started: Instant) -> NemesisRe
                     log(format!("heal {fault}"));
                     if let Fault::Kill { node } = fault {
                         let node = *node;
-                        let nodes = nodes.clone();
-                        let report = &report;
-                        scope.spawn(move || restart(c, node, &nodes, report, started));
+                        if lock(&nodes).killed.remove(&node) {
+                            lock(&nodes).restarting.insert(node);
+                            let (nodes, report) = (&nodes, &report);
+                            scope.spawn(move || restart(c, node, nodes, report, started));
+                        }
                     } else if let Err(e) = heal(c, schedule, fault, i, &nodes) {
                         lock(&report).errors.push(format!("heal {fault}: {e:#}"));
                     }
@@ -102,13 +119,12 @@ pub fn run(c: &LocalCluster, schedule: &Schedule, started: Instant) -> NemesisRe
     if let Err(e) = net::heal_all(c) {
         errors.push(format!("heal the network: {e:#}"));
     }
-    let (paused, down) = {
-        let mut n = lock(&nodes);
-        (std::mem::take(&mut n.paused), std::mem::take(&mut n.down))
-    };
+    let paused = std::mem::take(&mut lock(&nodes).paused);
     for k in paused {
-        if let Err(e) = c.signal(k, "CONT") {
-            errors.push(format!("SIGCONT n{k}: {e:#}"));
+        if c.is_running(k) {
+            if let Err(e) = c.signal(k, "CONT") {
+                errors.push(format!("SIGCONT n{k}: {e:#}"));
+            }
         }
     }
     if let Err(e) = std::fs::remove_file(filler(c, schedule.disk_node)) {
@@ -116,18 +132,15 @@ pub fn run(c: &LocalCluster, schedule: &Schedule, started: Instant) -> NemesisRe
             errors.push(format!("remove the disk filler: {e}"));
         }
     }
-    // A node that exited on its own (it stops when its metadata store
-    // fails, on a full disk say) is started again, as a supervisor would.
-    let mut down = down;
-    for k in 1..=schedule.nodes {
-        if !down.contains(&k) && !c.is_running(k) {
-            log(format!("n{k} had exited on its own; starting it again"));
-            lock(&report).exited.push(k);
-            down.insert(k);
+    let down: Vec<usize> = (1..=schedule.nodes).filter(|k| !c.is_running(*k)).collect();
+    for k in &down {
+        if !lock(&nodes).killed.contains(k) {
+            log(format!("n{k} had exited on its own"));
+            lock(&report).exited.insert(*k);
         }
     }
     if !down.is_empty() {
-        let down: Vec<usize> = down.into_iter().collect();
+        log(format!("starting {down:?}"));
         if let Err(e) = c.start_many(&down) {
             errors.push(format!("restart {down:?}: {e:#}"));
         }
@@ -137,6 +150,39 @@ pub fn run(c: &LocalCluster, schedule: &Schedule, started: Instant) -> NemesisRe
     report.errors.extend(errors);
     report.healed_at = Some(Instant::now());
     report
+}
+
+/// Start again, in the background, every node that exited on its own (not
+/// killed by the nemesis), at most every [`SUPERVISOR_BACKOFF`].
+fn supervise<'scope, 'env>(
+    c: &'env LocalCluster,
+    schedule: &Schedule,
+    nodes: &'env Mutex<Nodes>,
+    report: &'env Mutex<NemesisReport>,
+    started: Instant,
+    scope: &'scope thread::Scope<'scope, 'env>,
+    log: &impl Fn(String),
+) {
+    for k in 1..=schedule.nodes {
+        let mut n = lock(nodes);
+        if n.killed.contains(&k) || n.restarting.contains(&k) || c.is_running(k) {
+            continue;
+        }
+        let now = Instant::now();
+        match n.crashed.get(&k) {
+            Some(next) if now < *next => continue,
+            Some(_) => {}
+            None => {
+                log(format!("n{k} exited on its own; the supervisor starts it again"));
+                lock(report).exited.insert(k);
+                n.paused.remove(&k);
+            }
+        }
+        n.crashed.insert(k, now + SUPERVISOR_BACKOFF);
+        n.restarting.insert(k);
+        drop(n);
+        scope.spawn(move || restart(c, k, nodes, report, started));
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -156,16 +202,20 @@ fn apply(
     match fault {
         Fault::Kill { node } => {
             let mut n = lock(nodes);
-            if n.down.contains(node) || n.restarting.contains(node) {
+            if n.killed.contains(node) || n.restarting.contains(node) || !c.is_running(*node) {
                 return Ok(false);
             }
             c.kill9(*node)?;
-            n.down.insert(*node);
+            n.killed.insert(*node);
             n.paused.remove(node);
         }
         Fault::Pause { node } => {
             let mut n = lock(nodes);
-            if n.down.contains(node) || n.restarting.contains(node) || n.paused.contains(node) {
+            if n.killed.contains(node)
+                || n.restarting.contains(node)
+                || n.paused.contains(node)
+                || !c.is_running(*node)
+            {
                 return Ok(false);
             }
             c.signal(*node, "STOP")?;
@@ -203,7 +253,7 @@ fn heal(
         Fault::Kill { .. } => Ok(()),
         Fault::Pause { node } => {
             let mut n = lock(nodes);
-            if n.paused.remove(node) && !n.down.contains(node) {
+            if n.paused.remove(node) && c.is_running(*node) {
                 c.signal(*node, "CONT")?;
             }
             Ok(())
@@ -226,7 +276,8 @@ fn heal(
     }
 }
 
-/// Start a killed node again, in the background of the schedule.
+/// Start a node again (in the background of the schedule); a failure
+/// (its disk is still full, say) leaves it to the supervisor.
 fn restart(
     c: &LocalCluster,
     node: usize,
@@ -234,25 +285,27 @@ fn restart(
     report: &Mutex<NemesisReport>,
     started: Instant,
 ) {
-    {
-        let mut n = lock(nodes);
-        if !n.down.remove(&node) {
-            return;
-        }
-        n.restarting.insert(node);
-    }
     let result = c.start(node);
     let t = started.elapsed().as_secs_f64();
-    let mut r = lock(report);
-    match result {
-        Ok(()) => r.history.push(format!("t+{t:>5.1}s n{node} running again")),
-        Err(e) => {
-            r.history.push(format!("t+{t:>5.1}s n{node} restart FAILED"));
-            r.errors.push(format!("restart n{node}: {e:#}"));
-            // Still down: the final heal starts it.
-            lock(nodes).down.insert(node);
+    let line = match result {
+        Ok(()) => {
+            lock(nodes).crashed.remove(&node);
+            format!("t+{t:>5.1}s n{node} running again")
         }
-    }
+        Err(e) => {
+            let why = format!("{e:#}");
+            let last = why
+                .lines()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or_default();
+            lock(nodes)
+                .crashed
+                .insert(node, Instant::now() + SUPERVISOR_BACKOFF);
+            format!("t+{t:>5.1}s n{node} did not start: {last}")
+        }
+    };
+    lock(report).history.push(line);
     lock(nodes).restarting.remove(&node);
 }
 
