@@ -308,6 +308,22 @@ impl DistlogProcess {
         }
     }
 
+    /// Waits up to `within` for the broker to exit on its own and reaps it;
+    /// an error if it is still running then (it is left running).
+    pub fn wait_for_exit(&mut self, within: Duration) -> anyhow::Result<ExitStatus> {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.try_wait()? {
+                self.child = None;
+                return Ok(status);
+            }
+            if Instant::now() >= deadline {
+                bail!("distlog still running {within:?} later");
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Kills the broker with SIGKILL (no chance to flush or clean up) and reaps it.
     pub fn kill9(&mut self) -> anyhow::Result<()> {
         use std::os::unix::process::ExitStatusExt;
