@@ -18,7 +18,8 @@
 //! * a group's committed offsets only go forward, and a member resumes where
 //!   the group committed ([`Anomaly::CommittedOffsetRegression`]);
 //! * after the faults heal, writes are acknowledged again within the
-//!   allowed time ([`Anomaly::UnavailableTooLong`]).
+//!   allowed time ([`Anomaly::UnavailableTooLong`]), and readers reach the
+//!   end of every partition ([`Anomaly::StuckConsumer`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -110,6 +111,9 @@ pub struct History {
     pub recovery: Option<Duration>,
     /// How long recovery may take.
     pub recovery_bound: Duration,
+    /// Readers that had not reached the end of a partition within the
+    /// bound after the writes stopped: (reader, partition, position, end).
+    pub stuck: Vec<(String, i32, i64, i64)>,
 }
 
 /// One violated promise (see the module docs).
@@ -168,6 +172,14 @@ pub enum Anomaly {
         waited: Option<Duration>,
         bound: Duration,
     },
+    /// A reader that stopped making progress: still behind the end of a
+    /// partition well after the writes stopped and the faults healed.
+    StuckConsumer {
+        consumer: String,
+        partition: i32,
+        at: i64,
+        end: i64,
+    },
 }
 
 impl Anomaly {
@@ -183,6 +195,7 @@ impl Anomaly {
             Anomaly::PollSkip { .. } => "poll-skip",
             Anomaly::CommittedOffsetRegression { .. } => "committed-offset-regression",
             Anomaly::UnavailableTooLong { .. } => "unavailable-too-long",
+            Anomaly::StuckConsumer { .. } => "stuck-consumer",
         }
     }
 }
@@ -256,6 +269,15 @@ impl fmt::Display for Anomaly {
                     "nothing acknowledged after the faults healed (bound {bound:?})"
                 ),
             },
+            Anomaly::StuckConsumer {
+                consumer,
+                partition,
+                at,
+                end,
+            } => write!(
+                f,
+                "{consumer} stuck at {partition}/{at}, the partition ends at {end}"
+            ),
         }
     }
 }
@@ -272,6 +294,14 @@ pub fn check(h: &History) -> Vec<Anomaly> {
         out.push(Anomaly::UnavailableTooLong {
             waited: h.recovery,
             bound: h.recovery_bound,
+        });
+    }
+    for (consumer, partition, at, end) in &h.stuck {
+        out.push(Anomaly::StuckConsumer {
+            consumer: consumer.clone(),
+            partition: *partition,
+            at: *at,
+            end: *end,
         });
     }
     out

@@ -67,6 +67,7 @@ fn clean() -> History {
         final_read: [(0, log)].into(),
         recovery: Some(Duration::from_secs(2)),
         recovery_bound: Duration::from_secs(30),
+        stuck: Vec::new(),
     }
 }
 
@@ -252,4 +253,11 @@ fn no_acknowledgement_soon_after_healing_is_unavailability() {
     assert_eq!(names(&h), vec!["unavailable-too-long"]);
     h.recovery = None;
     assert_eq!(names(&h), vec!["unavailable-too-long"]);
+}
+
+#[test]
+fn a_reader_left_behind_is_stuck() {
+    let mut h = clean();
+    h.stuck.push(("reader-1".into(), 0, 1, 3));
+    assert_eq!(names(&h), vec!["stuck-consumer"]);
 }
