@@ -51,6 +51,19 @@ impl BrokerError {
     }
 }
 
+/// The Kafka error a read (Fetch, ListOffsets, OffsetForLeaderEpoch)
+/// answers for a storage failure. As [`storage_error`], except that bookies
+/// out of reach are KAFKA_STORAGE_ERROR: NOT_ENOUGH_REPLICAS is a produce
+/// error, which consumers do not expect (the Java consumer treats it as an
+/// unexpected error), while every client answers KAFKA_STORAGE_ERROR on a
+/// read by refreshing metadata and retrying.
+pub fn read_storage_error(e: &StorageError) -> ResponseError {
+    match e {
+        StorageError::NotEnoughBookies(_) => ResponseError::KafkaStorageError,
+        other => storage_error(other),
+    }
+}
+
 /// The Kafka error a broker answers for a storage failure.
 pub fn storage_error(e: &StorageError) -> ResponseError {
     match e {
@@ -185,6 +198,15 @@ mod tests {
                 end: 3
             }),
             ResponseError::OffsetOutOfRange
+        );
+        // A read with the bookies out of reach: an error consumers retry.
+        assert_eq!(
+            read_storage_error(&StorageError::NotEnoughBookies("2 of 3 down".into())),
+            ResponseError::KafkaStorageError
+        );
+        assert_eq!(
+            read_storage_error(&StorageError::Fenced(3)),
+            ResponseError::NotLeaderOrFollower
         );
         // Issued but unconfirmed: "maybe written", whatever stopped it.
         assert_eq!(

@@ -35,7 +35,7 @@ use tokio::time::Instant;
 
 use super::fetch_encode::FetchRecords;
 use super::leader_epoch::{checked_epoch, open_stream};
-use crate::error::storage_error;
+use crate::error::read_storage_error;
 use crate::producer::with_partition;
 use crate::records::take_batches_below;
 use crate::Broker;
@@ -284,7 +284,7 @@ async fn read_slot(slot: &PartitionFetch, max_bytes: usize) -> PartitionRead {
             bounds: Some((start, end)),
         },
         Err(e) => PartitionRead::Error {
-            error: storage_error(&e),
+            error: read_storage_error(&e),
             bounds: None,
         },
     }

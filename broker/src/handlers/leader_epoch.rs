@@ -13,7 +13,7 @@ use distlog_storage::log::{EpochHistory, StreamHandle};
 use distlog_storage::StorageError;
 use kafka_protocol::error::ResponseError;
 
-use crate::error::storage_error;
+use crate::error::read_storage_error;
 use crate::Broker;
 
 /// Kafka's "no epoch" sentinel (UNDEFINED_EPOCH), also "not checked" in a
@@ -107,7 +107,7 @@ pub fn not_served(
             return code;
         }
     }
-    storage_error(e)
+    read_storage_error(e)
 }
 
 #[cfg(test)]

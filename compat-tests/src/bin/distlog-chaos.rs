@@ -8,11 +8,13 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::PathBuf;
+use std::sync::Mutex;
+use std::thread;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::bail;
 use clap::Parser;
-use distlog_compat_tests::nemesis::Fault;
+use distlog_compat_tests::nemesis::{Fault, Schedule};
 use distlog_compat_tests::queue::{run_trial, TrialConfig, TrialReport};
 
 #[derive(Parser, Debug)]
@@ -42,6 +44,9 @@ struct Args {
     /// Where clusters run and failed trials' logs are kept.
     #[arg(long, default_value = "target/chaos")]
     work_dir: PathBuf,
+    /// Trials run at once (each on its own cluster).
+    #[arg(long, default_value_t = 1)]
+    parallel: usize,
     /// Append the campaign table (markdown) to this file too.
     #[arg(long)]
     table: Option<PathBuf>,
@@ -57,68 +62,58 @@ fn main() -> anyhow::Result<()> {
             .duration_since(UNIX_EPOCH)
             .map_or(1, |d| d.as_nanos() as u64 % 1_000_000_000)
     });
-    let mut reports = Vec::new();
-    for i in 0..args.trials {
-        let nodes = if args.five_every > 0 && (i + 1) % args.five_every == 0 {
-            5
-        } else {
-            args.nodes
-        };
-        let cfg = TrialConfig {
+    let configs: Vec<TrialConfig> = (0..args.trials)
+        .map(|i| TrialConfig {
             seed: first + i,
-            nodes,
+            nodes: if args.five_every > 0 && (i + 1) % args.five_every == 0 {
+                5
+            } else {
+                args.nodes
+            },
             duration: Duration::from_secs(args.duration),
             recovery_bound: Duration::from_secs(args.recovery_bound),
             partitions: args.partitions,
             work_dir: args.work_dir.clone(),
-        };
-        println!(
-            "trial {}/{} · seed {} · {nodes} nodes",
-            i + 1,
-            args.trials,
-            cfg.seed
-        );
-        let _ = std::io::stdout().flush();
-        match run_trial(&cfg) {
-            Ok(r) => {
-                let faults: Vec<String> = r.applied.iter().map(|(k, n)| format!("{k}×{n}")).collect();
-                println!(
-                    "  {} · {} acknowledged writes checked · faults {} · {:.0} s",
-                    if r.passed() { "PASS" } else { "FAIL" },
-                    r.acked,
+        })
+        .collect();
+    // Trials are independent (each cluster has its own namespaces and
+    // subnet): `--parallel` workers take them in seed order.
+    let next = Mutex::new(configs.into_iter().enumerate());
+    let reports = Mutex::new(Vec::new());
+    let total = args.trials;
+    thread::scope(|scope| {
+        for _ in 0..args.parallel.max(1) {
+            scope.spawn(|| loop {
+                let Some((i, cfg)) = next.lock().unwrap_or_else(|e| e.into_inner()).next() else {
+                    return;
+                };
+                let report = run_one(&cfg);
+                let mut out = format!(
+                    "trial {}/{total} · seed {} · {} nodes\n",
+                    i + 1,
+                    cfg.seed,
+                    cfg.nodes
+                );
+                let faults: Vec<String> = report.applied.iter().map(|(k, n)| format!("{k}×{n}")).collect();
+                out.push_str(&format!(
+                    "  {} · {} acknowledged writes checked · faults {} · {:.0} s\n",
+                    if report.passed() { "PASS" } else { "FAIL" },
+                    report.acked,
                     faults.join(" "),
-                    r.took.as_secs_f64()
-                );
-                println!("{}", r.describe());
-                reports.push(r);
-            }
-            Err(e) => {
-                println!("  FAIL (the trial could not run): {e:#}");
-                println!(
-                    "  replay: scripts/chaos.sh --seed {} --nodes {nodes} --duration {}",
-                    cfg.seed, args.duration
-                );
-                reports.push(TrialReport {
-                    schedule: distlog_compat_tests::nemesis::Schedule::generate(
-                        cfg.seed,
-                        nodes,
-                        cfg.duration,
-                    ),
-                    config: cfg,
-                    history: Vec::new(),
-                    applied: BTreeMap::new(),
-                    sent: 0,
-                    acked: 0,
-                    final_records: 0,
-                    client_errors: BTreeMap::new(),
-                    anomalies: Vec::new(),
-                    harness_errors: vec![format!("{e:#}")],
-                    took: Duration::ZERO,
-                });
-            }
+                    report.took.as_secs_f64()
+                ));
+                out.push_str(&report.describe());
+                // One trial's account at a time, whole.
+                let mut stdout = std::io::stdout().lock();
+                let _ = writeln!(stdout, "{out}");
+                let _ = stdout.flush();
+                drop(stdout);
+                reports.lock().unwrap_or_else(|e| e.into_inner()).push(report);
+            });
         }
-        let _ = std::io::stdout().flush();
-    }
+    });
+    let mut reports = reports.into_inner().unwrap_or_else(|e| e.into_inner());
+    reports.sort_by_key(|r| r.config.seed);
     let table = campaign_table(&reports);
     println!("\n{table}");
     if let Some(path) = &args.table {
@@ -138,6 +133,24 @@ fn main() -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// Run one trial; a trial that could not run is reported as failed by
+/// its harness.
+fn run_one(cfg: &TrialConfig) -> TrialReport {
+    run_trial(cfg).unwrap_or_else(|e| TrialReport {
+        schedule: Schedule::generate(cfg.seed, cfg.nodes, cfg.duration),
+        config: cfg.clone(),
+        history: Vec::new(),
+        applied: BTreeMap::new(),
+        sent: 0,
+        acked: 0,
+        final_records: 0,
+        client_errors: BTreeMap::new(),
+        anomalies: Vec::new(),
+        harness_errors: vec![format!("the trial could not run: {e:#}")],
+        took: Duration::ZERO,
+    })
 }
 
 /// The campaign table: trials, faults per kind, acknowledged writes
