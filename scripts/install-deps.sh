@@ -9,6 +9,7 @@
 #   pkg-config
 #   debootstrap     - docker/build-image.sh makes the image's Debian base without a registry
 #   docker-compose  - docker/test.sh (only where a Docker Engine runs)
+#   iproute2, iptables, util-linux - scripts/chaos.sh (network namespaces, cuts, tmpfs checks)
 set -euo pipefail
 
 # shellcheck source=scripts/apt.sh
@@ -25,6 +26,9 @@ command -v curl >/dev/null 2>&1 || missing+=(curl)           # scripts/local-clu
 command -v python3 >/dev/null 2>&1 || missing+=(python3)     # scripts/local-cluster.sh JSON checks
 command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
 [ -x /usr/sbin/debootstrap ] || missing+=(debootstrap)
+command -v ip >/dev/null 2>&1 || missing+=(iproute2)          # scripts/chaos.sh: network namespaces
+command -v iptables >/dev/null 2>&1 || missing+=(iptables)    # scripts/chaos.sh: network cuts
+command -v mountpoint >/dev/null 2>&1 || missing+=(util-linux) # scripts/local-cluster.sh: small disks
 if command -v docker >/dev/null 2>&1 && ! command -v docker-compose >/dev/null 2>&1; then
   missing+=(docker-compose)
 fi

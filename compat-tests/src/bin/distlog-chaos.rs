@@ -146,6 +146,8 @@ fn run_one(cfg: &TrialConfig) -> TrialReport {
         sent: 0,
         acked: 0,
         final_records: 0,
+        polled: 0,
+        group: (0, 0, 0),
         client_errors: BTreeMap::new(),
         anomalies: Vec::new(),
         harness_errors: vec![format!("the trial could not run: {e:#}")],

@@ -60,6 +60,11 @@ pub struct TrialReport {
     pub acked: usize,
     /// Records in the final read.
     pub final_records: usize,
+    /// Records polled by the readers and the group member.
+    pub polled: usize,
+    /// The group member's commits: (acknowledged, attempted), and its
+    /// assignments (read sessions).
+    pub group: (usize, usize, usize),
     /// Client errors seen (expected under faults), by kind.
     pub client_errors: BTreeMap<String, usize>,
     /// The anomalies (empty: the trial passed).
@@ -87,8 +92,16 @@ impl TrialReport {
             out.push_str(&format!("  {line}\n"));
         }
         out.push_str(&format!(
-            "{} sent, {} acknowledged, {} in the final read; client errors {:?}\n",
-            self.sent, self.acked, self.final_records, self.client_errors
+            "{} sent, {} acknowledged, {} in the final read, {} polled; group: {} of {} commits \
+             acknowledged over {} assignments; client errors {:?}\n",
+            self.sent,
+            self.acked,
+            self.final_records,
+            self.polled,
+            self.group.0,
+            self.group.1,
+            self.group.2,
+            self.client_errors
         ));
         let mut shown: BTreeMap<&str, usize> = BTreeMap::new();
         for a in &self.anomalies {
@@ -207,6 +220,12 @@ pub fn run_trial(cfg: &TrialConfig) -> anyhow::Result<TrialReport> {
             .filter(|s| matches!(s.outcome, SendOutcome::Acked(_)))
             .count(),
         final_records: history.final_read.values().map(Vec::len).sum(),
+        polled: history.sessions.iter().map(|s| s.reads.len()).sum(),
+        group: (
+            history.commits.iter().filter(|c| c.acked).count(),
+            history.commits.len(),
+            history.sessions.iter().filter(|s| s.consumer == "group-member").count(),
+        ),
         schedule,
         history: nemesis.history,
         applied: nemesis.applied,
