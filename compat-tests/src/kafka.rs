@@ -187,9 +187,20 @@ pub struct Delivery {
 #[derive(Debug, Default)]
 pub struct RecordingContext {
     deliveries: Mutex<Vec<Delivery>>,
+    /// When set, librdkafka's log lines are kept here too (with `debug`
+    /// set in the configuration, e.g. `eos`, they tell why the idempotent
+    /// producer drained, bumped its epoch or reset its producer id).
+    client_log: Option<Mutex<Vec<String>>>,
 }
 
-impl ClientContext for RecordingContext {}
+impl ClientContext for RecordingContext {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, log_message: &str) {
+        if let Some(log) = &self.client_log {
+            let line = format!("{:?} {fac} {log_message}", level);
+            log.lock().unwrap_or_else(|e| e.into_inner()).push(line);
+        }
+    }
+}
 
 impl ProducerContext for RecordingContext {
     type DeliveryOpaque = Box<usize>;
@@ -218,6 +229,21 @@ impl ProducerContext for RecordingContext {
 }
 
 impl RecordingContext {
+    /// A context that also keeps librdkafka's log lines ([`take_log`](Self::take_log)).
+    pub fn with_client_log() -> RecordingContext {
+        RecordingContext {
+            client_log: Some(Mutex::new(Vec::new())),
+            ..RecordingContext::default()
+        }
+    }
+
+    /// Removes and returns the kept librdkafka log lines.
+    pub fn take_log(&self) -> Vec<String> {
+        self.client_log.as_ref().map_or_else(Vec::new, |l| {
+            std::mem::take(&mut *l.lock().unwrap_or_else(|e| e.into_inner()))
+        })
+    }
+
     /// Removes and returns the reports received so far, in arrival order.
     pub fn take(&self) -> Vec<Delivery> {
         std::mem::take(&mut *self.deliveries.lock().unwrap_or_else(|e| e.into_inner()))

@@ -74,7 +74,7 @@ fn a_full_disk_stops_the_node_with_advice_and_it_comes_back_with_every_acknowled
         eprintln!("skipped: mounting a tmpfs needs root");
         return;
     }
-    let disk = Tmpfs::mount(64);
+    let disk = Tmpfs::mount(128);
     let mut broker = DistlogProcess::start(DistlogOptions {
         data_dir: Some(disk.mount.clone()),
         ..DistlogOptions::default()
@@ -111,6 +111,18 @@ fn a_full_disk_stops_the_node_with_advice_and_it_comes_back_with_every_acknowled
     assert!(
         log.contains("the metadata store stopped") && log.contains("free disk space"),
         "the node says why it stopped and what to do:\n{log}"
+    );
+
+    // Started again on the full disk, it refuses before touching its
+    // database (sled could damage it by running out of space while opening:
+    // the campaign saw a node that never started again), and says why.
+    broker
+        .restart()
+        .expect_err("a node must not start on a full disk");
+    let log = broker.log_tail(10);
+    assert!(
+        log.contains("needs 32 MiB free to open safely") && log.contains("free disk space"),
+        "the refusal says what to do:\n{log}"
     );
 
     // Room again: it starts on its data, every acknowledged record in place once.

@@ -175,31 +175,12 @@ pub fn to_topics(
     topics
 }
 
-/// (total, usable) bytes of the file system holding `dir`, as Java's
-/// `File.getTotalSpace` / `getUsableSpace` report them (usable = available
-/// to unprivileged users).
+/// (total, usable) bytes of the file system holding `dir`, as Kafka
+/// reports them (capped at `i64::MAX`).
 fn disk_space(dir: &Path) -> std::io::Result<(i64, i64)> {
-    use std::os::unix::ffi::OsStrExt;
-    let path = std::ffi::CString::new(dir.as_os_str().as_bytes())
-        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
-    let mut st = std::mem::MaybeUninit::<libc::statvfs>::uninit();
-    // SAFETY: `path` is a valid NUL-terminated string and `st` points to
-    // writable memory of the right size; statvfs fills it on success.
-    let rc = unsafe { libc::statvfs(path.as_ptr(), st.as_mut_ptr()) };
-    if rc != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: statvfs returned 0, so it initialised `st`.
-    let st = unsafe { st.assume_init() };
-    // The statvfs field types differ between platforms (u32 or u64).
-    #[allow(clippy::unnecessary_cast)]
-    let (frsize, blocks, avail) = (st.f_frsize as u64, st.f_blocks as u64, st.f_bavail as u64);
-    let total = blocks.saturating_mul(frsize);
-    let usable = avail.saturating_mul(frsize);
-    Ok((
-        total.min(i64::MAX as u64) as i64,
-        usable.min(i64::MAX as u64) as i64,
-    ))
+    let (total, usable) = distlog_metadata::store::disk::disk_space(dir)?;
+    let cap = |v: u64| v.min(i64::MAX as u64) as i64;
+    Ok((cap(total), cap(usable)))
 }
 
 #[cfg(test)]

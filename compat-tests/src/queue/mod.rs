@@ -195,6 +195,7 @@ pub fn run_trial(cfg: &TrialConfig) -> anyhow::Result<TrialReport> {
             BTreeMap::new()
         }
     };
+    let client_log = workload.client_log();
     let (sends, sessions, commits, client_errors) = workload.take();
     let history = History {
         sends,
@@ -224,7 +225,11 @@ pub fn run_trial(cfg: &TrialConfig) -> anyhow::Result<TrialReport> {
         group: (
             history.commits.iter().filter(|c| c.acked).count(),
             history.commits.len(),
-            history.sessions.iter().filter(|s| s.consumer == "group-member").count(),
+            history
+                .sessions
+                .iter()
+                .filter(|s| s.consumer == "group-member")
+                .count(),
         ),
         schedule,
         history: nemesis.history,
@@ -235,7 +240,7 @@ pub fn run_trial(cfg: &TrialConfig) -> anyhow::Result<TrialReport> {
         took: started.elapsed(),
     };
     if !report.passed() {
-        keep_logs(&cluster, cfg, &report);
+        keep_logs(&cluster, cfg, &report, &client_log);
     }
     Ok(report)
 }
@@ -310,8 +315,9 @@ fn committed(
     }
 }
 
-/// Copy every node's log, and the report, to `work_dir/keep/seed-<seed>/`.
-fn keep_logs(c: &LocalCluster, cfg: &TrialConfig, report: &TrialReport) {
+/// Copy every node's log, the report and the producers' `eos` log to
+/// `work_dir/keep/seed-<seed>/`.
+fn keep_logs(c: &LocalCluster, cfg: &TrialConfig, report: &TrialReport, client_log: &[String]) {
     let dir = cfg.work_dir.join("keep").join(format!("seed-{}", cfg.seed));
     if std::fs::create_dir_all(&dir).is_err() {
         return;
@@ -323,4 +329,5 @@ fn keep_logs(c: &LocalCluster, cfg: &TrialConfig, report: &TrialReport) {
         );
     }
     let _ = std::fs::write(dir.join("report.txt"), report.describe());
+    let _ = std::fs::write(dir.join("producers-eos.log"), client_log.join("\n"));
 }

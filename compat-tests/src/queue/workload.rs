@@ -54,6 +54,9 @@ struct Shared {
     commits: Vec<Commit>,
     /// Client errors seen (not anomalies by themselves), by kind.
     errors: BTreeMap<String, usize>,
+    /// The producers' librdkafka `eos` log (drains, epoch bumps, producer
+    /// id resets): why a producer resent what it resent.
+    client_log: Vec<String>,
 }
 
 /// The running workload.
@@ -182,6 +185,11 @@ impl Workload {
         left
     }
 
+    /// The producers' librdkafka `eos` log lines so far.
+    pub fn client_log(&self) -> Vec<String> {
+        lock(&self.shared).client_log.clone()
+    }
+
     /// Everything recorded: (sends, sessions, commits, client errors).
     pub fn take(&self) -> (Vec<Send>, Vec<ReadSession>, Vec<Commit>, BTreeMap<String, usize>) {
         let mut s = lock(&self.shared);
@@ -206,19 +214,30 @@ impl Drop for Workload {
 fn new_producer(bootstrap: &str) -> anyhow::Result<RecordingProducer> {
     let mut config = kafka::base_config(bootstrap);
     config
+        .set("debug", "eos")
+        .set("log_level", "7")
         .set("enable.idempotence", "true")
         .set("acks", "all")
         .set("linger.ms", "2")
         .set("request.timeout.ms", "5000")
         .set("message.timeout.ms", "30000")
         .set("topic.metadata.refresh.interval.ms", "1000");
-    kafka::recording_producer(&config)
+    config
+        .create_with_context(kafka::RecordingContext::with_client_log())
+        .context("create producer")
 }
 
 /// Producer `i`: send `p{i}-{n}` to partition `n % partitions` every
 /// interval until told to stop; record every delivery report.
 fn produce(i: usize, cfg: &WorkloadConfig, shared: &Mutex<Shared>, stop: &AtomicBool) {
     let record = |shared: &Mutex<Shared>, producer: &RecordingProducer| {
+        let log = producer.context().take_log();
+        if !log.is_empty() {
+            let t = crate::now_ms();
+            lock(shared)
+                .client_log
+                .extend(log.into_iter().map(|l| format!("{t} p{i} {l}")));
+        }
         for d in producer.context().take() {
             let mut s = lock(shared);
             let now = Instant::now();

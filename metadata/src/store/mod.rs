@@ -20,6 +20,7 @@
 // the error type; boxing it here would only add conversions at every call.
 #![allow(clippy::result_large_err)]
 
+pub mod disk;
 mod log;
 mod state;
 
@@ -49,6 +50,10 @@ impl SledStore {
         std::fs::create_dir_all(dir).map_err(|e| {
             MetadataError::Storage(format!("cannot create metadata directory {}: {e}", dir.display()))
         })?;
+        let (_, usable) = disk::disk_space(dir).map_err(|e| {
+            MetadataError::Storage(format!("cannot read the free space under {}: {e}", dir.display()))
+        })?;
+        disk::check_room_to_open(dir, usable)?;
         // Metadata is small; sled's default 1 GiB page cache would only
         // inflate the broker's RSS as the Raft log grows.
         let db = sled::Config::new()
