@@ -50,4 +50,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 143' TERM INT
 
-RUST_BACKTRACE=0 DISTLOG_BIN=$PWD/target/$profile/distlog "target/$profile/distlog-chaos" --work-dir "$work" "$@"
+# Every idempotent batch's admission is logged (debug) so a duplicate can be traced to its cause.
+RUST_LOG=${RUST_LOG:-info,openraft=warn,openraft::replication=off,distlog_broker::producer=debug} \
+    RUST_BACKTRACE=0 DISTLOG_BIN=$PWD/target/$profile/distlog "target/$profile/distlog-chaos" --work-dir "$work" "$@"

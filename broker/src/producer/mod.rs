@@ -230,6 +230,17 @@ impl StreamState for PartitionProducers {
             }
         }
         st.report();
+        // One line per idempotent batch at debug (off by default): what a
+        // retry was taken for is the first question after a duplicate.
+        tracing::debug!(
+            producer_id = batch.producer_id,
+            epoch = batch.epoch,
+            first_seq = batch.first_seq,
+            last_seq = batch.last_seq,
+            base,
+            ?check,
+            "idempotent batch admitted"
+        );
         match check {
             Check::Write => Admission::Write,
             Check::Duplicate {
