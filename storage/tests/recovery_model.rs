@@ -133,6 +133,8 @@
 
 #[path = "recovery_model/check.rs"]
 mod check;
+#[path = "recovery_model/handle.rs"]
+mod handle;
 #[path = "recovery_model/shape.rs"]
 mod shape;
 #[path = "recovery_model/state.rs"]
