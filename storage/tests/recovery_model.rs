@@ -273,6 +273,31 @@ fn larger_bounds() {
     }
 }
 
+/// The race fencing permits, shown reachable: after a recovery sealed the
+/// segment, the old writer still acknowledges an entry, one at or below the
+/// sealed end whose copies bookies accepted before the fence reached them
+/// (its acks were in flight). Invariant (a) holds: the entry is in the log.
+#[test]
+fn an_old_writer_may_still_acknowledge_an_entry_below_the_seal_after_it() {
+    let cfg = Config {
+        entries: 1,
+        ledgers: 1,
+        ..bounds(3, 2)
+    };
+    let out = check::witness(&Shape::new(cfg), &|a, b| {
+        (0..usize::from(a.meta.nsegs))
+            .find(|&l| a.meta.segs[l].sealed.is_some() && b.acked[l] > a.acked[l])
+            .map(|l| {
+                format!(
+                    "L{l}: entry {:?} acknowledged after the seal {:?}",
+                    b.acked[l], b.meta.segs[l].sealed
+                )
+            })
+    });
+    let v = out.violation.expect("the race is reachable");
+    println!("{}\n{}", v.detail, v.trace.join("\n"));
+}
+
 /// The checker can fail: each broken rule is caught, with the invariant it
 /// breaks and a counterexample trace.
 fn assert_caught(name: &str, cfg: Config, invariant: &str) {

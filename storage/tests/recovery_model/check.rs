@@ -145,7 +145,7 @@ fn transition_violation(a: &State, b: &State) -> Option<(&'static str, String)> 
     }
     for l in 0..usize::from(a.meta.nsegs) {
         if a.meta.segs[l].sealed.is_some() && a.meta.segs[l].sealed != b.meta.segs[l].sealed {
-            return Some(("a", format!("sealed segment L{l} changed")));
+            return Some(("d", format!("sealed segment L{l} changed")));
         }
     }
     None
@@ -197,8 +197,24 @@ fn trace(parents: &Parents, sh: &Shape, last: u64, end: &State) -> Vec<String> {
     out
 }
 
-/// Explore every state reachable within the bounds, breadth first.
+/// Explore every state reachable within the bounds, breadth first,
+/// checking every invariant on every transition.
 pub fn explore(sh: &Shape) -> Outcome {
+    search(sh, &|a, b| {
+        transition_violation(a, b).or_else(|| violation(b, sh))
+    })
+}
+
+/// The first transition (shortest trace) for which `found` says something:
+/// to show that a behaviour is reachable.
+pub fn witness(sh: &Shape, found: &dyn Fn(&State, &State) -> Option<String>) -> Outcome {
+    search(sh, &|a, b| found(a, b).map(|what| ("witness", what)))
+}
+
+type Check<'a> = dyn Fn(&State, &State) -> Option<(&'static str, String)> + 'a;
+
+/// Breadth-first search until `check` reports a transition.
+fn search(sh: &Shape, check: &Check<'_>) -> Outcome {
     let started = Instant::now();
     let init = State::initial();
     let mut parents = Parents::default();
@@ -223,7 +239,7 @@ pub fn explore(sh: &Shape) -> Outcome {
                     continue;
                 }
                 parents.insert(fp, from);
-                if let Some(v) = transition_violation(s, &n).or_else(|| violation(&n, sh)) {
+                if let Some(v) = check(s, &n) {
                     found = Some((v, fp, n));
                     break 'search;
                 }

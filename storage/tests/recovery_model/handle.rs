@@ -5,10 +5,12 @@
 use super::shape::{Broken, Shape, BOOKIES};
 use super::state::{Msg, ReqKind, Role, State, Walk, Writer};
 
+/// Members of a bookie (or entry) bitmask.
 pub fn count(mask: u8) -> usize {
     mask.count_ones() as usize
 }
 
+/// The bitmask of bookie (or ledger, entry) `i`.
 pub fn bit(i: usize) -> u8 {
     1 << i
 }
