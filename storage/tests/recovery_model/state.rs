@@ -262,11 +262,16 @@ struct Mix(u64);
 
 impl Hasher for Mix {
     fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8) {
-            let mut w = [0u8; 8];
-            w[..chunk.len()].copy_from_slice(chunk);
-            self.write_u64(u64::from_le_bytes(w));
+        // The `u8` arrays: a word per 7 bytes, few calls (debug build).
+        let mut w = bytes.len() as u64;
+        for (i, &b) in bytes.iter().enumerate() {
+            w = (w << 8) | u64::from(b);
+            if i % 7 == 6 {
+                self.write_u64(w);
+                w = 0;
+            }
         }
+        self.write_u64(w);
     }
     fn write_u8(&mut self, v: u8) {
         self.write_u64(u64::from(v));
@@ -275,7 +280,8 @@ impl Hasher for Mix {
         self.write_u64(v as u64);
     }
     fn write_u64(&mut self, v: u64) {
-        self.0 = (self.0.rotate_left(23) ^ v).wrapping_mul(0x9fb2_1c65_1e98_df25);
+        let x = self.0 ^ v;
+        self.0 = ((x << 23) | (x >> 41)).wrapping_mul(0x9fb2_1c65_1e98_df25);
     }
     fn finish(&self) -> u64 {
         let mut k = self.0;
