@@ -281,7 +281,7 @@ impl Hasher for Mix {
     }
     fn write_u64(&mut self, v: u64) {
         let x = self.0 ^ v;
-        self.0 = ((x << 23) | (x >> 41)).wrapping_mul(0x9fb2_1c65_1e98_df25);
+        self.0 = x.rotate_left(23).wrapping_mul(0x9fb2_1c65_1e98_df25);
     }
     fn finish(&self) -> u64 {
         let mut k = self.0;
