@@ -282,7 +282,7 @@ async fn without_a_spare_writes_go_on_degraded_then_fail_retriably_without_ackno
             Ok(Err(StorageError::Unconfirmed(cause)))
                 if tag == 300 && matches!(*cause, StorageError::NotEnoughBookies(_)) =>
             {
-                first_unconfirmed = true
+                first_unconfirmed = true;
             }
             Ok(Err(StorageError::NotEnoughBookies(_))) => {}
             Ok(Err(e)) => panic!("append {tag}: expected NotEnoughBookies, got {e:?}"),
