@@ -29,7 +29,7 @@ step test timeout --signal=TERM --kill-after=30 1500 cargo test --workspace --no
 # The reliability campaign, bounded: randomized fault schedules (kill -9, pauses, partitions, a
 # full disk, several at once) on 3- and 5-node clusters in network namespaces, each trial judged
 # by the queue checker; new seeds every run (a failure prints the seed that replays it).
-step chaos timeout --signal=TERM --kill-after=60 840 scripts/chaos.sh --trials 6 --duration 45 --five-every 3
+step chaos timeout --signal=TERM --kill-after=60 840 scripts/chaos.sh --trials 6 --duration 45 --five-every 3 --parallel 2
 # Docker image and compose clusters with real faults (skipped without a Docker Engine).
 step docker timeout --signal=TERM --kill-after=30 1200 docker/test.sh
 step fmt cargo fmt --all -- --check
