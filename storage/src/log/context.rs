@@ -78,6 +78,8 @@ pub(crate) struct StreamShared {
     /// closed: the namespace reopens the stream on next use, and handles
     /// to this incarnation answer [`NsCtx::ended_error`].
     pub failed: AtomicBool,
+    /// When `failed` was set (see [`super::namespace`]'s reopen quarantine).
+    pub failed_at: Mutex<Option<std::time::Instant>>,
     /// The embedder's state of this opening of the stream, rebuilt before
     /// the writer started (see [`super::stream_state`]).
     pub state: Option<Arc<dyn StreamState>>,
@@ -104,6 +106,7 @@ impl StreamShared {
     /// (which keeps the watch's sender alive) looks again and gets the
     /// ended error instead of sleeping until its deadline.
     pub fn mark_failed(&self) {
+        self.failed_at.lock().get_or_insert_with(std::time::Instant::now);
         self.failed.store(true, Ordering::Release);
         self.hw_tx.send_modify(|_| {});
     }

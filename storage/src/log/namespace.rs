@@ -37,7 +37,24 @@ type StreamCell = Arc<OnceCell<Arc<LogStream>>>;
 pub struct Namespace {
     ctx: Arc<NsCtx>,
     streams: Mutex<HashMap<StreamId, StreamCell>>,
+    /// Streams whose writer failed or whose opening failed lately, with
+    /// when and why (see [`REOPEN_QUARANTINE`]).
+    failures: Mutex<HashMap<StreamId, (std::time::Instant, StorageError)>>,
 }
+
+/// How long a stream whose writer failed, or whose opening failed, stays
+/// failed before the next use may open it again.
+///
+/// A client pipelines appends: when the first fails, the next ones are
+/// already on their way. Reopening at once lets them be written, so the
+/// log gets a hole where the failed one was: an idempotent producer's next
+/// batch is then out of sequence (librdkafka answers that by bumping its
+/// epoch and renumbering every unacknowledged message, on every partition,
+/// possibly-written ones included: the campaign found duplicates that way),
+/// and a plain producer's records land out of order. Failing the
+/// stragglers as well (retriably, unwritten) keeps the client's retries in
+/// order: it resends the failed append first.
+pub const REOPEN_QUARANTINE: Duration = Duration::from_millis(250);
 
 impl Namespace {
     /// Open the namespace of a node that runs a bookie: `bookie` is this
@@ -80,6 +97,7 @@ impl Namespace {
                 shutting_down: AtomicBool::new(false),
             }),
             streams: Mutex::new(HashMap::new()),
+            failures: Mutex::new(HashMap::new()),
         });
         tokio::spawn(Self::follow_events(Arc::downgrade(&ns), events));
         let me = ns.ctx.config.broker_id;
@@ -284,14 +302,48 @@ impl Namespace {
         }
     }
 
-    /// The open stream, opening (or reopening after a writer failure) it.
+    /// The failure that keeps `id` from being opened now, if it failed
+    /// within [`REOPEN_QUARANTINE`].
+    fn quarantined(&self, id: StreamId) -> Option<StorageError> {
+        let failures = self.failures.lock();
+        let (at, e) = failures.get(&id)?;
+        (at.elapsed() < REOPEN_QUARANTINE).then(|| e.duplicate())
+    }
+
+    /// Remember that `id` failed at `at` (forgetting failures that are
+    /// past their quarantine, so the map stays small).
+    fn note_failure(&self, id: StreamId, at: std::time::Instant, e: StorageError) {
+        let mut failures = self.failures.lock();
+        failures.retain(|_, (t, _)| t.elapsed() < REOPEN_QUARANTINE);
+        failures.insert(id, (at, e));
+    }
+
+    /// Open `id`, unless it failed within [`REOPEN_QUARANTINE`].
+    async fn open_unless_quarantined(&self, id: StreamId) -> Result<Arc<LogStream>> {
+        if let Some(e) = self.quarantined(id) {
+            return Err(e);
+        }
+        match stream::open(&self.ctx, id).await {
+            Ok(s) => {
+                self.failures.lock().remove(&id);
+                Ok(s)
+            }
+            Err(e) => {
+                self.note_failure(id, std::time::Instant::now(), e.duplicate());
+                Err(e)
+            }
+        }
+    }
+
+    /// The open stream, opening (or reopening after a writer failure, once
+    /// [`REOPEN_QUARANTINE`] has passed) it.
     async fn stream(&self, id: StreamId) -> Result<Arc<LogStream>> {
         if self.ctx.is_shutting_down() {
             return Err(StorageError::ShuttingDown);
         }
         for _ in 0..2 {
             let cell = self.streams.lock().entry(id).or_default().clone();
-            let s = match cell.get_or_try_init(|| stream::open(&self.ctx, id)).await {
+            let s = match cell.get_or_try_init(|| self.open_unless_quarantined(id)).await {
                 Ok(s) => s.clone(),
                 Err(e) => {
                     // Do not keep an empty cell for a stream that failed to
@@ -308,6 +360,11 @@ impl Namespace {
             };
             if !s.shared.is_failed() {
                 return Ok(s);
+            }
+            if let Some(at) = *s.shared.failed_at.lock() {
+                if at.elapsed() < REOPEN_QUARANTINE && !self.failures.lock().contains_key(&id) {
+                    self.note_failure(id, at, StorageError::NotOwner(id));
+                }
             }
             let mut map = self.streams.lock();
             if map.get(&id).is_some_and(|cur| Arc::ptr_eq(cur, &cell)) {

@@ -98,6 +98,7 @@ pub(crate) async fn open(ctx: &Arc<NsCtx>, id: StreamId) -> Result<Arc<LogStream
             hw_tx,
             cache: Mutex::new(TailCache::new(ctx.config.tail_cache_bytes)),
             failed: AtomicBool::new(false),
+            failed_at: Mutex::new(None),
             state,
             open_segment: Mutex::new(None),
             config,
