@@ -64,7 +64,11 @@ fn joined(frame: &Frame) -> Bytes {
     }
     assert_eq!(b.len(), frame.len, "frame length matches its chunks");
     let prefix = u32::from_be_bytes(b[..LEN_PREFIX].try_into().expect("prefix"));
-    assert_eq!(prefix as usize, frame.len - LEN_PREFIX, "length prefix matches the body");
+    assert_eq!(
+        prefix as usize,
+        frame.len - LEN_PREFIX,
+        "length prefix matches the body"
+    );
     b.freeze().split_off(LEN_PREFIX)
 }
 
@@ -95,7 +99,10 @@ fn check_response(body: Bytes) {
         }
         (Err(_), Err(_)) => {
             let again = joined(&encode_response(id2, op2, &outcome2, DEFAULT_MAX_FRAME));
-            assert_eq!(again, encoded, "error response encoding is a fixpoint after one round");
+            assert_eq!(
+                again, encoded,
+                "error response encoding is a fixpoint after one round"
+            );
         }
         _ => panic!("response outcome changed kind on re-encoding: {outcome:?} vs {outcome2:?}"),
     }
@@ -149,7 +156,12 @@ fn serve(id: u64, req: Request) {
                     last,
                     max_bytes,
                 } => client
-                    .read_entries(fold(ledger), first, last, (max_bytes as usize).min(DEFAULT_MAX_FRAME / 2))
+                    .read_entries(
+                        fold(ledger),
+                        first,
+                        last,
+                        (max_bytes as usize).min(DEFAULT_MAX_FRAME / 2),
+                    )
                     .await
                     .map(Response::Entries),
                 Request::EntryForSeq { ledger, seq } => {
@@ -165,9 +177,7 @@ fn serve(id: u64, req: Request) {
                     .read_lac(fold(ledger), known, Duration::ZERO)
                     .await
                     .map(Response::Lac),
-                Request::LedgerInfo { ledger } => {
-                    client.ledger_info(fold(ledger)).await.map(Response::Info)
-                }
+                Request::LedgerInfo { ledger } => client.ledger_info(fold(ledger)).await.map(Response::Info),
             }
         });
         let answer = joined(&encode_response(id, op, &result, DEFAULT_MAX_FRAME));

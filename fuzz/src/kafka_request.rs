@@ -15,8 +15,8 @@
 //!
 //! To keep the broker's state bounded and every input fast: topic auto-creation is off (a
 //! Metadata request does not create topics; CreateTopics still does), the initial rebalance
-//! delay is 0, each dispatch gets [`DISPATCH_TIMEOUT`] (long polls and parked joins are cut,
-//! which is not a failure), and the node is replaced by a fresh one on a new directory every
+//! delay is 0, each answer is awaited for [`DISPATCH_TIMEOUT`] (a long poll or parked join
+//! past it is left running, unchecked, which is not a failure), and the node is replaced by a fresh one on a new directory every
 //! [`RESET_EVERY`] inputs or when it holds more than [`MAX_STREAMS`] streams. Two topics exist
 //! after every (re)start: `fuzz-a` (1 partition) and `fuzz-b` (3 partitions), the topics the
 //! seed corpus was recorded against.
@@ -34,7 +34,7 @@ use distlog_broker::handlers::{admits, KafkaDispatcher};
 use distlog_broker::node::Node;
 use distlog_broker::server::connection::parse_header;
 use distlog_broker::server::{Dispatcher, Outcome};
-use kafka_protocol::messages::{ApiKey, ResponseHeader, ResponseKind};
+use kafka_protocol::messages::{self as m, ApiKey, ResponseHeader};
 use kafka_protocol::protocol::Decodable;
 
 /// Largest frame fed to the broker (libFuzzer's inputs are smaller by default anyway).
@@ -86,7 +86,9 @@ fn start(rt: &tokio::runtime::Runtime) -> (Node, Arc<KafkaDispatcher>, PathBuf) 
     let dir = crate::scratch::dir("kafka");
     let config = config(&dir);
     let listener = config.listeners[0].clone();
-    let node = rt.block_on(Node::start(config)).expect("start the in-process node");
+    let node = rt
+        .block_on(Node::start(config))
+        .expect("start the in-process node");
     let dispatcher = Arc::new(KafkaDispatcher::new(node.broker().clone(), listener));
     rt.block_on(async {
         for (name, partitions) in [("fuzz-a", 1), ("fuzz-b", 3)] {
@@ -155,12 +157,17 @@ fn one_frame(rt: &tokio::runtime::Runtime, dispatcher: &Arc<KafkaDispatcher>, da
     if !admits(api_key, version) || !dispatcher.accepts(api_key, version) {
         return;
     }
-    let d = dispatcher.clone();
-    let outcome = rt.block_on(async move { tokio::time::timeout(DISPATCH_TIMEOUT, d.dispatch(req)).await });
+    // Spawned as the connection spawns it: a request that outlives the timeout keeps running
+    // (it is never cancelled midway, which no connection does either) and finishes during
+    // later inputs.
+    let task = rt.spawn(dispatcher.clone().dispatch(req));
+    let outcome = rt.block_on(async move { tokio::time::timeout(DISPATCH_TIMEOUT, task).await });
     let frame = match outcome {
-        Err(_) | Ok(Outcome::NoResponse | Outcome::Close(_)) => return,
-        Ok(Outcome::Respond(frame)) => frame,
-        Ok(Outcome::RespondChunks(chunks)) => {
+        Err(_) | Ok(Ok(Outcome::NoResponse | Outcome::Close(_))) => return,
+        // A panicking handler has already aborted the run (libFuzzer's panic hook).
+        Ok(Err(e)) => panic!("{api_key:?} v{version}: request task failed: {e}"),
+        Ok(Ok(Outcome::Respond(frame))) => frame,
+        Ok(Ok(Outcome::RespondChunks(chunks))) => {
             let mut all = Vec::with_capacity(chunks.iter().map(Bytes::len).sum());
             for c in &chunks {
                 all.extend_from_slice(c);
@@ -172,13 +179,23 @@ fn one_frame(rt: &tokio::runtime::Runtime, dispatcher: &Arc<KafkaDispatcher>, da
 }
 
 fn check_response(api_key: ApiKey, version: i16, correlation_id: i32, frame: Bytes) {
-    assert!(frame.len() >= 8, "{api_key:?} v{version}: response shorter than size + correlation id");
+    assert!(
+        frame.len() >= 8,
+        "{api_key:?} v{version}: response shorter than size + correlation id"
+    );
     let size = i32::from_be_bytes(frame[..4].try_into().expect("4 bytes"));
-    assert_eq!(size as usize, frame.len() - 4, "{api_key:?} v{version}: size prefix");
+    assert_eq!(
+        size as usize,
+        frame.len() - 4,
+        "{api_key:?} v{version}: size prefix"
+    );
     let mut buf = frame.slice(4..);
     let header = ResponseHeader::decode(&mut buf, api_key.response_header_version(version))
         .unwrap_or_else(|e| panic!("{api_key:?} v{version}: response header does not decode: {e}"));
-    assert_eq!(header.correlation_id, correlation_id, "{api_key:?} v{version}: correlation id");
+    assert_eq!(
+        header.correlation_id, correlation_id,
+        "{api_key:?} v{version}: correlation id"
+    );
     // ApiVersions answers an unsupported version at version 0 (KIP-511).
     let body_version = match api_key {
         ApiKey::ApiVersions
@@ -190,8 +207,64 @@ fn check_response(api_key: ApiKey, version: i16, correlation_id: i32, frame: Byt
         _ => version,
     };
     let mut body = buf.clone();
-    if let Err(e) = ResponseKind::decode(api_key, &mut body, body_version) {
+    if let Err(e) = decode_response_body(api_key, &mut body, body_version) {
         panic!("{api_key:?} v{version}: response body does not decode at v{body_version}: {e}");
     }
-    assert!(body.is_empty(), "{api_key:?} v{version}: {} bytes after the response body", body.len());
+    assert!(
+        body.is_empty(),
+        "{api_key:?} v{version}: {} bytes after the response body",
+        body.len()
+    );
+}
+
+/// Decode a response body as the response type of `api_key` (every API in
+/// `distlog_broker::handlers::SUPPORTED`).
+fn decode_response_body(api_key: ApiKey, body: &mut Bytes, version: i16) -> anyhow::Result<()> {
+    match api_key {
+        ApiKey::Produce => m::ProduceResponse::decode(body, version).map(drop),
+        ApiKey::Fetch => m::FetchResponse::decode(body, version).map(drop),
+        ApiKey::ListOffsets => m::ListOffsetsResponse::decode(body, version).map(drop),
+        ApiKey::Metadata => m::MetadataResponse::decode(body, version).map(drop),
+        ApiKey::ApiVersions => m::ApiVersionsResponse::decode(body, version).map(drop),
+        ApiKey::CreateTopics => m::CreateTopicsResponse::decode(body, version).map(drop),
+        ApiKey::DeleteTopics => m::DeleteTopicsResponse::decode(body, version).map(drop),
+        ApiKey::DescribeConfigs => m::DescribeConfigsResponse::decode(body, version).map(drop),
+        ApiKey::OffsetCommit => m::OffsetCommitResponse::decode(body, version).map(drop),
+        ApiKey::OffsetFetch => m::OffsetFetchResponse::decode(body, version).map(drop),
+        ApiKey::FindCoordinator => m::FindCoordinatorResponse::decode(body, version).map(drop),
+        ApiKey::JoinGroup => m::JoinGroupResponse::decode(body, version).map(drop),
+        ApiKey::Heartbeat => m::HeartbeatResponse::decode(body, version).map(drop),
+        ApiKey::LeaveGroup => m::LeaveGroupResponse::decode(body, version).map(drop),
+        ApiKey::SyncGroup => m::SyncGroupResponse::decode(body, version).map(drop),
+        ApiKey::DescribeGroups => m::DescribeGroupsResponse::decode(body, version).map(drop),
+        ApiKey::ListGroups => m::ListGroupsResponse::decode(body, version).map(drop),
+        ApiKey::DeleteGroups => m::DeleteGroupsResponse::decode(body, version).map(drop),
+        ApiKey::OffsetDelete => m::OffsetDeleteResponse::decode(body, version).map(drop),
+        ApiKey::OffsetForLeaderEpoch => m::OffsetForLeaderEpochResponse::decode(body, version).map(drop),
+        ApiKey::InitProducerId => m::InitProducerIdResponse::decode(body, version).map(drop),
+        ApiKey::DescribeProducers => m::DescribeProducersResponse::decode(body, version).map(drop),
+        ApiKey::DescribeCluster => m::DescribeClusterResponse::decode(body, version).map(drop),
+        ApiKey::DeleteRecords => m::DeleteRecordsResponse::decode(body, version).map(drop),
+        ApiKey::DescribeLogDirs => m::DescribeLogDirsResponse::decode(body, version).map(drop),
+        ApiKey::ListPartitionReassignments => {
+            m::ListPartitionReassignmentsResponse::decode(body, version).map(drop)
+        }
+        ApiKey::DescribeTopicPartitions => {
+            m::DescribeTopicPartitionsResponse::decode(body, version).map(drop)
+        }
+        ApiKey::DescribeQuorum => m::DescribeQuorumResponse::decode(body, version).map(drop),
+        ApiKey::CreatePartitions => m::CreatePartitionsResponse::decode(body, version).map(drop),
+        ApiKey::ElectLeaders => m::ElectLeadersResponse::decode(body, version).map(drop),
+        ApiKey::AlterConfigs => m::AlterConfigsResponse::decode(body, version).map(drop),
+        ApiKey::IncrementalAlterConfigs => {
+            m::IncrementalAlterConfigsResponse::decode(body, version).map(drop)
+        }
+        ApiKey::AddPartitionsToTxn => m::AddPartitionsToTxnResponse::decode(body, version).map(drop),
+        ApiKey::AddOffsetsToTxn => m::AddOffsetsToTxnResponse::decode(body, version).map(drop),
+        ApiKey::EndTxn => m::EndTxnResponse::decode(body, version).map(drop),
+        ApiKey::TxnOffsetCommit => m::TxnOffsetCommitResponse::decode(body, version).map(drop),
+        ApiKey::ListTransactions => m::ListTransactionsResponse::decode(body, version).map(drop),
+        ApiKey::DescribeTransactions => m::DescribeTransactionsResponse::decode(body, version).map(drop),
+        other => anyhow::bail!("no response type known for {other:?}"),
+    }
 }

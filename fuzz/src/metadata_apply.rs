@@ -55,7 +55,11 @@ fn pick_u64(u: &mut Unstructured, near: u64) -> Result<u64> {
 }
 
 fn opt_u64(u: &mut Unstructured, near: u64) -> Result<Option<u64>> {
-    Ok(if u.ratio(1, 4)? { None } else { Some(pick_u64(u, near)?) })
+    Ok(if u.ratio(1, 4)? {
+        None
+    } else {
+        Some(pick_u64(u, near)?)
+    })
 }
 
 /// A stream id: an existing stream most of the time, else anything in the universe.
@@ -191,7 +195,11 @@ fn txn_op(u: &mut Unstructured, state: &MetaState) -> Result<TxnOp> {
             producer_id: pid,
             producer_epoch: pe,
             partitions: txn_partitions(u, state)?,
-            groups: if u.ratio(1, 2)? { vec!["g".into()] } else { Vec::new() },
+            groups: if u.ratio(1, 2)? {
+                vec!["g".into()]
+            } else {
+                Vec::new()
+            },
             now_ms,
         },
         2 => TxnOp::End {
@@ -275,7 +283,11 @@ pub fn command(u: &mut Unstructured, state: &MetaState) -> Result<Command> {
             Command::AcquireStream {
                 stream: sid,
                 owner: NodeId::new(u.int_in_range(1..=3)?),
-                expected_epoch: if u.ratio(1, 3)? { None } else { Some(epoch(u, state, &sid)?) },
+                expected_epoch: if u.ratio(1, 3)? {
+                    None
+                } else {
+                    Some(epoch(u, state, &sid)?)
+                },
             }
         }
         10 | 11 => {
@@ -353,7 +365,11 @@ pub fn command(u: &mut Unstructured, state: &MetaState) -> Result<Command> {
             }
             if u.ratio(1, 4)? {
                 Command::AlterBrokerConfigs {
-                    broker: if u.arbitrary()? { None } else { Some(NodeId::new(1)) },
+                    broker: if u.arbitrary()? {
+                        None
+                    } else {
+                        Some(NodeId::new(1))
+                    },
                     configs: configs(u)?,
                 }
             } else {
@@ -410,12 +426,18 @@ struct History {
 
 fn check(before: &MetaState, after: &MetaState, cmd: &Command, result: &ApplyResult, h: &mut History) {
     if result.is_err() {
-        assert_eq!(before, after, "a refused command changed the state: {cmd:?} -> {result:?}");
+        assert_eq!(
+            before, after,
+            "a refused command changed the state: {cmd:?} -> {result:?}"
+        );
         return;
     }
     match (cmd, result) {
         (Command::AllocateLedgerId, Ok(CommandResponse::LedgerId(id))) => {
-            assert!(h.last_ledger.is_none_or(|l| *id > l), "ledger id {id} reused or going back");
+            assert!(
+                h.last_ledger.is_none_or(|l| *id > l),
+                "ledger id {id} reused or going back"
+            );
             h.last_ledger = Some(*id);
         }
         (Command::AllocateProducerIds { count }, Ok(CommandResponse::ProducerId(first))) => {
@@ -440,22 +462,45 @@ fn check(before: &MetaState, after: &MetaState, cmd: &Command, result: &ApplyRes
     }
     for (sid, s) in &after.streams {
         if let Some(b) = before.streams.get(sid) {
-            assert!(s.owner_epoch >= b.owner_epoch, "stream {sid}: owner epoch went back");
-            assert!(s.log_start_offset >= b.log_start_offset, "stream {sid}: log start went back");
+            assert!(
+                s.owner_epoch >= b.owner_epoch,
+                "stream {sid}: owner epoch went back"
+            );
+            assert!(
+                s.log_start_offset >= b.log_start_offset,
+                "stream {sid}: log start went back"
+            );
             assert!(s.next_lssn >= b.next_lssn, "stream {sid}: next lssn went back");
         }
         assert_eq!(s.id, *sid);
         let t = after.topics.get(&s.topic).expect("a stream's topic exists");
-        assert!(t.id == sid.topic_id && sid.partition < t.partitions, "stream {sid} outside its topic");
+        assert!(
+            t.id == sid.topic_id && sid.partition < t.partitions,
+            "stream {sid} outside its topic"
+        );
         for (i, seg) in s.segments.iter().enumerate() {
-            assert!(seg.lssn < s.next_lssn, "stream {sid}: lssn {} not below next", seg.lssn);
-            assert!(seg.owner_epoch <= s.owner_epoch, "stream {sid}: segment epoch above the stream's");
+            assert!(
+                seg.lssn < s.next_lssn,
+                "stream {sid}: lssn {} not below next",
+                seg.lssn
+            );
+            assert!(
+                seg.owner_epoch <= s.owner_epoch,
+                "stream {sid}: segment epoch above the stream's"
+            );
             if i + 1 < s.segments.len() {
-                assert_eq!(seg.state, SegmentState::Completed, "stream {sid}: in-progress segment not last");
+                assert_eq!(
+                    seg.state,
+                    SegmentState::Completed,
+                    "stream {sid}: in-progress segment not last"
+                );
             }
             if let Some(prev) = i.checked_sub(1).map(|p| &s.segments[p]) {
                 assert!(seg.lssn > prev.lssn, "stream {sid}: lssns not increasing");
-                assert!(seg.owner_epoch >= prev.owner_epoch, "stream {sid}: segment epochs go back");
+                assert!(
+                    seg.owner_epoch >= prev.owner_epoch,
+                    "stream {sid}: segment epochs go back"
+                );
                 if !h.discontinuous.contains(sid) {
                     assert_eq!(
                         seg.base_offset,
@@ -468,7 +513,11 @@ fn check(before: &MetaState, after: &MetaState, cmd: &Command, result: &ApplyRes
     }
     for t in after.topics.values() {
         for p in 0..t.partitions {
-            assert!(after.streams.contains_key(&t.stream(p)), "topic {} lacks partition {p}", t.name);
+            assert!(
+                after.streams.contains_key(&t.stream(p)),
+                "topic {} lacks partition {p}",
+                t.name
+            );
         }
     }
     for (tid, t) in &after.transactions {

@@ -49,18 +49,34 @@ pub fn run(data: &[u8]) {
     };
     let mut stamped = payload.to_vec();
     let consumed = stamp(&mut stamped, base_seq, epoch).expect("a validated payload stamps");
-    assert_eq!(consumed, u64::from(valid.record_count), "offsets consumed = records");
+    assert_eq!(
+        consumed,
+        u64::from(valid.record_count),
+        "offsets consumed = records"
+    );
     let want_epoch = i32::try_from(epoch).unwrap_or(i32::MAX);
     let mut next = base_seq;
     let mut spans = 0;
     for (span, orig) in BatchWalker::new(&stamped).zip(&valid.batches) {
         let span = span.expect("a stamped payload still frames");
-        assert_eq!((span.start, span.len), (orig.start, orig.len), "framing unchanged");
+        assert_eq!(
+            (span.start, span.len),
+            (orig.start, orig.len),
+            "framing unchanged"
+        );
         let h = span.header;
-        assert_eq!(h.base_offset, i64::try_from(next).unwrap_or(i64::MAX), "base offset");
+        assert_eq!(
+            h.base_offset,
+            i64::try_from(next).unwrap_or(i64::MAX),
+            "base offset"
+        );
         assert_eq!(h.partition_leader_epoch, want_epoch, "leader epoch");
         let batch = &stamped[span.start..span.start + span.len];
-        assert_eq!(crc32c::crc32c(&batch[ATTRIBUTES_OFFSET..]), h.crc, "crc holds after stamping");
+        assert_eq!(
+            crc32c::crc32c(&batch[ATTRIBUTES_OFFSET..]),
+            h.crc,
+            "crc holds after stamping"
+        );
         // Only baseOffset and partitionLeaderEpoch changed.
         let before = &payload[span.start..span.start + span.len];
         for (i, (a, b)) in before.iter().zip(batch).enumerate() {
@@ -71,7 +87,11 @@ pub fn run(data: &[u8]) {
         next = next.saturating_add(h.offset_span());
         spans += 1;
     }
-    assert_eq!(spans, valid.batches.len(), "same number of batches after stamping");
+    assert_eq!(
+        spans,
+        valid.batches.len(),
+        "same number of batches after stamping"
+    );
     // Put the base offsets back: the payload validates as before.
     let mut reset = stamped.clone();
     for b in &valid.batches {
