@@ -19,8 +19,8 @@
 //! - every stream belongs to a topic that has that partition, and every partition has a stream;
 //! - a transactional id's epoch never decreases while its producer id stays the same;
 //! - each command survives its JSON round trip (the Raft log's form), and at the end the state
-//!   survives the snapshot's JSON round trip and replaying the commands gives the same state
-//!   and outcomes (determinism).
+//!   survives a JSON round trip in the snapshot's form (streams as a list), and replaying the
+//!   commands gives the same state and outcomes (determinism).
 
 use std::collections::BTreeMap;
 
@@ -116,7 +116,7 @@ fn seal(u: &mut Unstructured, state: &MetaState, sid: &StreamId) -> Result<Segme
         last_offset: if count == 0 {
             None
         } else {
-            opt_u64(u, base + count - 1)?
+            opt_u64(u, base.saturating_add(count - 1))?
         },
         end_txid: u.int_in_range(0..=2000)?,
         last_entry_id: opt_u64(u, count)?,
@@ -552,8 +552,14 @@ pub fn run(data: &[u8]) {
         check(&before, &state, &cmd, &result, &mut h);
         log.push((cmd, result));
     }
-    let json = serde_json::to_vec(&state).expect("the state serializes");
-    let back: MetaState = serde_json::from_slice(&json).expect("a snapshot deserializes");
+    // The snapshot's JSON form (`store::state`): the streams map is keyed by a struct, which
+    // JSON cannot key by, so it travels as a list of `StreamMeta`s (each carries its id).
+    let mut rest = state.clone();
+    let streams: Vec<_> = std::mem::take(&mut rest.streams).into_values().collect();
+    let json = serde_json::to_vec(&(&rest, &streams)).expect("the state serializes");
+    let (mut back, streams): (MetaState, Vec<distlog_metadata::StreamMeta>) =
+        serde_json::from_slice(&json).expect("a snapshot deserializes");
+    back.streams = streams.into_iter().map(|s| (s.id, s)).collect();
     assert_eq!(back, state, "snapshot JSON round trip");
     let mut replay = MetaState::default();
     for (cmd, result) in &log {
