@@ -409,7 +409,8 @@ fn continuous_input(before: &MetaState, cmd: &Command) -> bool {
                 .get(stream)
                 .and_then(|s| s.segments.last())
                 .map_or(0, |g| g.base_offset);
-            seal_ok(stream, seal) && next.base_offset == seal.last_offset.map_or(base, |l| l.wrapping_add(1))
+            seal_ok(stream, seal)
+                && next.base_offset == seal.last_offset.map_or(base, |l| l.saturating_add(1))
         }
         _ => true,
     }
