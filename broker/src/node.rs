@@ -280,6 +280,14 @@ impl Node {
         &self.ns
     }
 
+    /// The broker state the Kafka handlers run against. Exists so a request
+    /// can be dispatched without a socket (the fuzz harness builds a
+    /// [`KafkaDispatcher`] over it); the same `Broker` the node's listeners
+    /// serve, valid until [`shutdown`](Node::shutdown).
+    pub fn broker(&self) -> &Arc<Broker> {
+        &self.broker
+    }
+
     /// Controlled shutdown: stop being ready, drain the Kafka connections
     /// and the HTTP server (within a grace period), give up the lease (in a
     /// cluster, so the streams move at once), seal the open segments, then

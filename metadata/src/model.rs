@@ -167,9 +167,11 @@ pub struct SegmentMeta {
 
 impl SegmentMeta {
     /// The sequence id following this segment's last record; for an
-    /// in-progress segment this is only the base offset.
+    /// in-progress segment this is only the base offset. Saturates at
+    /// `u64::MAX`: a seal's `last_offset` is whatever the command carried, and
+    /// `apply` must neither panic nor wrap to 0 on it (found by fuzzing).
     pub fn next_offset(&self) -> u64 {
-        self.last_offset.map_or(self.base_offset, |o| o + 1)
+        self.last_offset.map_or(self.base_offset, |o| o.saturating_add(1))
     }
 }
 

@@ -667,6 +667,40 @@ fn truncate_drops_whole_leading_segments() {
 }
 
 #[test]
+fn truncate_after_a_seal_at_the_largest_offset_neither_panics_nor_drops_the_segment() {
+    // Found by the metadata_apply fuzz target: `next_offset` overflowed (a
+    // panic with overflow checks, a wrap to 0 without them, which let the
+    // truncation drop a segment that ends far past the new log start).
+    let (mut st, s) = three_segments();
+    let seal = SegmentSeal {
+        lssn: 3,
+        last_offset: Some(u64::MAX),
+        end_txid: 42,
+        last_entry_id: Some(7),
+        size_bytes: 100,
+    };
+    ok(
+        &mut st,
+        Command::CompleteSegment {
+            stream: s,
+            owner_epoch: 1,
+            seal,
+        },
+    );
+    let (r, _) = ok(
+        &mut st,
+        Command::TruncateStream {
+            stream: s,
+            log_start_offset: 30,
+        },
+    );
+    assert_eq!(r, CommandResponse::ReleasedLedgers(vec![11, 12]));
+    let m = st.stream(&s).expect("stream");
+    assert_eq!(m.segments.iter().map(|x| x.lssn).collect::<Vec<_>>(), vec![3]);
+    assert_eq!(m.segments[0].next_offset(), u64::MAX);
+}
+
+#[test]
 fn truncate_at_segment_boundary() {
     let (mut st, s) = three_segments();
     let (r, _) = ok(

@@ -164,7 +164,11 @@ async fn exchange(conn: &mut Conn, req: &RaftRequest, timeout: Duration) -> Resu
     }
 }
 
-async fn write_frame<W: AsyncWriteExt + Unpin, T: Serialize>(w: &mut W, msg: &T) -> std::io::Result<()> {
+/// Write `msg` as one frame (4-byte big-endian length, then its JSON) and
+/// flush. Public so the frame format can be exercised without a socket (the
+/// fuzz harness round-trips decoded frames through it); a body over the
+/// maximum frame size is an error and nothing is written.
+pub async fn write_frame<W: AsyncWriteExt + Unpin, T: Serialize>(w: &mut W, msg: &T) -> std::io::Result<()> {
     let body = serde_json::to_vec(msg).map_err(std::io::Error::other)?;
     if body.len() > MAX_FRAME {
         return Err(std::io::Error::other(format!(
@@ -177,7 +181,12 @@ async fn write_frame<W: AsyncWriteExt + Unpin, T: Serialize>(w: &mut W, msg: &T)
     w.flush().await
 }
 
-async fn read_frame<R: tokio::io::AsyncRead + Unpin, T: for<'de> Deserialize<'de>>(
+/// Read one frame and decode its JSON as `T`. `Ok(None)` is a clean end of
+/// stream before a frame; a length over the maximum frame size, a stream
+/// ending inside a frame or undecodable JSON is an error. Never allocates
+/// more than 64 KiB ahead of the bytes actually received. Public so the
+/// decoder can be fuzzed without a socket.
+pub async fn read_frame<R: tokio::io::AsyncRead + Unpin, T: for<'de> Deserialize<'de>>(
     r: &mut R,
 ) -> std::io::Result<Option<T>> {
     let mut len = [0u8; 4];
