@@ -44,7 +44,6 @@ export DISTLOG_FUZZ_TMP="$tmp/scratch"
 mkdir -p "$DISTLOG_FUZZ_TMP"
 
 echo "fuzz.sh: building ${targets[*]} (stable, --sanitizer none)"
-fuzz/tools/patch_deps.sh
 (cd fuzz && timeout 3600 cargo fuzz build -s none)
 
 if [ -n "$runs" ]; then limit=(-runs="$runs"); budget=$((3600 * 4)); else limit=(-max_total_time="$secs"); budget=$((secs + 300)); fi

@@ -30,6 +30,9 @@ step test timeout --signal=TERM --kill-after=30 1500 cargo test --workspace --no
 # full disk, several at once) on 3- and 5-node clusters in network namespaces, each trial judged
 # by the queue checker; new seeds every run (a failure prints the seed that replays it).
 step chaos timeout --signal=TERM --kill-after=60 840 scripts/chaos.sh --trials 6 --duration 45 --five-every 3 --parallel 2
+# Coverage-guided fuzzing (cargo-fuzz on stable, --sanitizer none): every target replays its
+# regressions, then runs from its seed corpus for a fixed time; any crash fails the step.
+step fuzz timeout --signal=TERM --kill-after=60 1200 scripts/fuzz.sh --seconds 15
 # Docker image and compose clusters with real faults (skipped without a Docker Engine).
 step docker timeout --signal=TERM --kill-after=30 1200 docker/test.sh
 step fmt cargo fmt --all -- --check

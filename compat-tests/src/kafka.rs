@@ -196,7 +196,7 @@ pub struct RecordingContext {
 impl ClientContext for RecordingContext {
     fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, log_message: &str) {
         if let Some(log) = &self.client_log {
-            let line = format!("{:?} {fac} {log_message}", level);
+            let line = format!("{level:?} {fac} {log_message}");
             log.lock().unwrap_or_else(|e| e.into_inner()).push(line);
         }
     }

@@ -402,3 +402,33 @@ impl Dispatcher for KafkaDispatcher {
         }
     }
 }
+
+#[cfg(test)]
+mod decode_tests {
+    use super::*;
+    use crate::server::connection::parse_header;
+
+    /// The 50-byte ListOffsets v2 request the `kafka_request` fuzz target
+    /// found: its partitions array claims 4,294,967,294 / 2 entries. The
+    /// upstream decoder reserved memory for all of them first and the
+    /// allocation failure aborted the process; the vendored copy
+    /// (vendor/README.md) bounds the reservation, so it is a decode error
+    /// (the connection is closed, as for any undecodable frame).
+    #[test]
+    fn a_forged_array_length_is_refused_not_reserved() {
+        let frame = Bytes::from_static(&[
+            0x00, 0x02, 0x00, 0x02, 0x00, 0x00, 0x00, 0x06, 0x00, 0x07, b'r', b'd', b'k', b'a', b'f', b'k',
+            b'a', 0xff, 0xff, 0xff, 0xff, 0x01, 0x00, 0x00, 0x06, 0x01, 0x00, 0x00, b'f', b'u', b'z', b'z',
+            b'-', b'a', 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+            0xff, 0xfe,
+        ]);
+        let req = parse_header(frame).expect("the header is well formed");
+        let mut body = req.body.clone();
+        let decoded = decode_body::<kafka_protocol::messages::ListOffsetsRequest>(
+            req.api_key,
+            &mut body,
+            req.header.request_api_version,
+        );
+        assert!(decoded.is_err(), "a forged length must not decode: {decoded:?}");
+    }
+}

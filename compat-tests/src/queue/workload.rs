@@ -95,7 +95,7 @@ impl Workload {
                 .create::<BaseConsumer>()
                 .context("create a reader")?;
             readers.push(thread::spawn(move || {
-                read_assigned(i, consumer, &cfg, &shared, &stop)
+                read_assigned(i, consumer, &cfg, &shared, &stop);
             }));
         }
         {
