@@ -64,6 +64,18 @@ pub fn read_storage_error(e: &StorageError) -> ResponseError {
     }
 }
 
+/// The Kafka error ListOffsets answers for a storage failure. As
+/// [`read_storage_error`], except that bookies out of reach are
+/// LEADER_NOT_AVAILABLE: librdkafka retries a ListOffsets only on that kind
+/// of error (on KAFKA_STORAGE_ERROR it refreshes metadata and fails the
+/// query), and the Java client retries both.
+pub fn list_offsets_storage_error(e: &StorageError) -> ResponseError {
+    match e {
+        StorageError::NotEnoughBookies(_) => ResponseError::LeaderNotAvailable,
+        other => read_storage_error(other),
+    }
+}
+
 /// The Kafka error a broker answers for a storage failure.
 pub fn storage_error(e: &StorageError) -> ResponseError {
     match e {
@@ -203,6 +215,10 @@ mod tests {
         assert_eq!(
             read_storage_error(&StorageError::NotEnoughBookies("2 of 3 down".into())),
             ResponseError::KafkaStorageError
+        );
+        assert_eq!(
+            list_offsets_storage_error(&StorageError::NotEnoughBookies("2 of 3 down".into())),
+            ResponseError::LeaderNotAvailable
         );
         assert_eq!(
             read_storage_error(&StorageError::Fenced(3)),

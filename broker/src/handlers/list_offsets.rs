@@ -25,7 +25,7 @@ use kafka_protocol::messages::list_offsets_response::{
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 
 use super::leader_epoch::{checked_history, open_stream, to_wire, UNDEFINED_EPOCH};
-use crate::error::read_storage_error;
+use crate::error::list_offsets_storage_error;
 use crate::producer::with_partition;
 use crate::records::{self, TimestampHit};
 use crate::Broker;
@@ -134,7 +134,7 @@ async fn lookup(
             let (offset, ts) = match stream
                 .find_by_txid(t as u64)
                 .await
-                .map_err(|e| read_storage_error(&e))?
+                .map_err(|e| list_offsets_storage_error(&e))?
             {
                 None => NO_MATCH,
                 Some(found) => {
@@ -181,18 +181,21 @@ fn refine(hit: Result<Option<TimestampHit>, records::BatchError>, first_seq: u64
 /// largest timestamp so far, and the first entry reaching that txid holds
 /// its first occurrence.
 async fn max_timestamp(stream: &StreamHandle) -> Result<(i64, i64), ResponseError> {
-    let (start, hw) = stream.bounds().map_err(|e| read_storage_error(&e))?;
+    let (start, hw) = stream.bounds().map_err(|e| list_offsets_storage_error(&e))?;
     if hw <= start {
         return Ok(NO_MATCH);
     }
-    let last = stream.read(hw - 1, 1).await.map_err(|e| read_storage_error(&e))?;
+    let last = stream
+        .read(hw - 1, 1)
+        .await
+        .map_err(|e| list_offsets_storage_error(&e))?;
     let Some(last) = last.entries.into_iter().next() else {
         return Ok(NO_MATCH);
     };
     let found = stream
         .find_by_txid(last.txid)
         .await
-        .map_err(|e| read_storage_error(&e))?;
+        .map_err(|e| list_offsets_storage_error(&e))?;
     let entry = found.map(|f| f.entry).unwrap_or(last);
     Ok(refine(
         records::max_timestamp_record(&entry.payload),
