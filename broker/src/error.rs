@@ -64,15 +64,21 @@ pub fn read_storage_error(e: &StorageError) -> ResponseError {
     }
 }
 
-/// The Kafka error ListOffsets answers for a storage failure. As
-/// [`read_storage_error`], except that bookies out of reach are
-/// LEADER_NOT_AVAILABLE: librdkafka retries a ListOffsets only on that kind
-/// of error (on KAFKA_STORAGE_ERROR it refreshes metadata and fails the
-/// query), and the Java client retries both.
+/// The Kafka error ListOffsets answers for a storage failure: as
+/// [`read_storage_error`], but KAFKA_STORAGE_ERROR becomes
+/// LEADER_NOT_AVAILABLE (see [`list_offsets_code`]).
 pub fn list_offsets_storage_error(e: &StorageError) -> ResponseError {
-    match e {
-        StorageError::NotEnoughBookies(_) => ResponseError::LeaderNotAvailable,
-        other => read_storage_error(other),
+    list_offsets_code(read_storage_error(e))
+}
+
+/// A read error code as ListOffsets answers it: librdkafka retries a
+/// ListOffsets on LEADER_NOT_AVAILABLE but, on KAFKA_STORAGE_ERROR, only
+/// refreshes metadata and fails the query (a watermark lookup while a
+/// restarted cluster recovers its streams); the Java client retries both.
+pub fn list_offsets_code(code: ResponseError) -> ResponseError {
+    match code {
+        ResponseError::KafkaStorageError => ResponseError::LeaderNotAvailable,
+        other => other,
     }
 }
 

@@ -25,7 +25,7 @@ use kafka_protocol::messages::list_offsets_response::{
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 
 use super::leader_epoch::{checked_history, open_stream, to_wire, UNDEFINED_EPOCH};
-use crate::error::list_offsets_storage_error;
+use crate::error::{list_offsets_code, list_offsets_storage_error};
 use crate::producer::with_partition;
 use crate::records::{self, TimestampHit};
 use crate::Broker;
@@ -100,8 +100,10 @@ async fn lookup(
     timestamp: i64,
     read_committed: bool,
 ) -> Result<Position, ResponseError> {
-    let stream = open_stream(broker, stream, requested_epoch).await?;
-    let history = checked_history(broker, &stream, requested_epoch)?;
+    let stream = open_stream(broker, stream, requested_epoch)
+        .await
+        .map_err(list_offsets_code)?;
+    let history = checked_history(broker, &stream, requested_epoch).map_err(list_offsets_code)?;
     let requested = timestamp;
     // read_committed sees nothing at or past the last stable offset.
     let visible_end = if read_committed {

@@ -37,13 +37,15 @@ type StreamCell = Arc<OnceCell<Arc<LogStream>>>;
 pub struct Namespace {
     ctx: Arc<NsCtx>,
     streams: Mutex<HashMap<StreamId, StreamCell>>,
-    /// Streams whose writer failed or whose opening failed lately, with
-    /// when and why (see [`REOPEN_QUARANTINE`]).
+    /// Streams whose writer failed lately, with when and why (see
+    /// [`REOPEN_QUARANTINE`]).
     failures: Mutex<HashMap<StreamId, (std::time::Instant, StorageError)>>,
 }
 
-/// How long a stream whose writer failed, or whose opening failed, stays
-/// failed before the next use may open it again.
+/// How long a stream whose writer failed stays failed before the next use
+/// may open it again. (A failed *opening* is not held: the next use tries
+/// again at once, so a stream recovering after a restart serves as soon as
+/// its bookies answer.)
 ///
 /// A client pipelines appends: when the first fails, the next ones are
 /// already on their way. Reopening at once lets them be written, so the
@@ -323,16 +325,9 @@ impl Namespace {
         if let Some(e) = self.quarantined(id) {
             return Err(e);
         }
-        match stream::open(&self.ctx, id).await {
-            Ok(s) => {
-                self.failures.lock().remove(&id);
-                Ok(s)
-            }
-            Err(e) => {
-                self.note_failure(id, std::time::Instant::now(), e.duplicate());
-                Err(e)
-            }
-        }
+        let s = stream::open(&self.ctx, id).await?;
+        self.failures.lock().remove(&id);
+        Ok(s)
     }
 
     /// The open stream, opening (or reopening after a writer failure, once
