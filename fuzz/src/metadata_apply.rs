@@ -18,7 +18,9 @@
 //! - ledger ids handed out strictly increase (never reused), producer-id blocks never overlap;
 //! - every stream belongs to a topic that has that partition, and every partition has a stream;
 //! - a transactional id's epoch never decreases while its producer id stays the same;
-//! - each command survives its JSON round trip (the Raft log's form), and at the end the state
+//! - the first command of each kind in an input survives its JSON round trip (the Raft log's
+//!   form; once per kind keeps serde, which dominated the run time, from swamping the apply
+//!   checks — each kind's fields still vary from input to input), and at the end the state
 //!   survives a JSON round trip in the snapshot's form (streams as a list), and replaying the
 //!   commands gives the same state and outcomes (determinism).
 
@@ -541,13 +543,19 @@ pub fn run(data: &[u8]) {
     let mut state = MetaState::default();
     let mut h = History::default();
     let mut log = Vec::new();
+    let mut round_tripped = Vec::new();
     while log.len() < MAX_COMMANDS && !u.is_empty() {
         let Ok(cmd) = command(&mut u, &state) else {
             break;
         };
-        let json = serde_json::to_vec(&cmd).expect("a command serializes");
-        let back: Command = serde_json::from_slice(&json).expect("a serialized command deserializes");
-        assert_eq!(back, cmd, "command JSON round trip");
+        let kind = std::mem::discriminant(&cmd);
+        if !round_tripped.contains(&kind) {
+            round_tripped.push(kind);
+            let json = serde_json::to_vec(&cmd).expect("a command serializes");
+            let back: Command =
+                serde_json::from_slice(&json).expect("a serialized command deserializes");
+            assert_eq!(back, cmd, "command JSON round trip");
+        }
         let before = state.clone();
         let (result, _events) = apply(&mut state, &cmd);
         check(&before, &state, &cmd, &result, &mut h);
