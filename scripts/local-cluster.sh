@@ -43,8 +43,14 @@ usage() {
 alive() { # pid [node-dir]: running (a killed process may linger as a zombie until reaped); with a
     # node dir, only while it is that node's process: pids wrap (pid_max can be 32768), and a
     # recorded pid may belong to an unrelated process by the time it is checked or signalled
-    kill -0 "$1" 2>/dev/null && [ "$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null)" != Z ] &&
-        { [ -z "${2:-}" ] || grep -qxF -- "$2/data" < <(tr '\0' '\n' 2>/dev/null <"/proc/$1/cmdline"); }
+    kill -0 "$1" 2>/dev/null && [ "$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null)" != Z ] || return 1
+    [ -z "${2:-}" ] && return 0
+    local args
+    args=$(tr '\0' '\n' 2>/dev/null <"/proc/$1/cmdline") || return 1
+    # Empty while the process is between two programs (setsid and `ip netns exec` exec the node):
+    # the kernel clears the arguments until the new program's are in place. Still starting.
+    [ -z "$args" ] && return 0
+    grep -qxF -- "$2/data" <<<"$args"
 }
 
 port_free() {

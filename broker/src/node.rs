@@ -420,6 +420,7 @@ fn namespace_config(config: &BrokerConfig, meta: Arc<MetadataStore>) -> Namespac
         stream_state: Some(crate::producer::stream_state_fn(
             config.producer_id_expiration_ms as i64,
         )),
+        reopen_quarantine: distlog_storage::log::namespace::REOPEN_QUARANTINE,
     }
 }
 

@@ -26,6 +26,7 @@ fn config(broker_id: u64) -> NamespaceConfig {
         speculative_read_delay: Some(Duration::from_millis(50)),
         ownership: Default::default(),
         stream_state: None,
+        reopen_quarantine: distlog_storage::log::namespace::REOPEN_QUARANTINE,
     }
 }
 

@@ -55,6 +55,11 @@ struct Cluster {
 /// `n` bookies (ids 1..=n) served over TCP; the namespace runs on node 1
 /// (its own bookie in-process) with a 3/3/2 topic of one partition.
 async fn cluster(n: u32, topic: &str) -> Cluster {
+    cluster_with(n, topic, distlog_storage::log::namespace::REOPEN_QUARANTINE).await
+}
+
+/// [`cluster`] with the namespace's reopen quarantine set to `quarantine`.
+async fn cluster_with(n: u32, topic: &str, quarantine: Duration) -> Cluster {
     let dir = tempfile::tempdir().expect("tempdir");
     let meta = common::open_meta(dir.path()).await;
     let (mut bookies, mut servers, mut addrs) = (Vec::new(), Vec::new(), Vec::new());
@@ -77,6 +82,7 @@ async fn cluster(n: u32, topic: &str) -> Cluster {
             speculative_read_delay: Some(Duration::from_millis(50)),
             ownership: Default::default(),
             stream_state: None,
+            reopen_quarantine: quarantine,
         },
     )
     .await
@@ -317,6 +323,75 @@ async fn without_a_spare_writes_go_on_degraded_then_fail_retriably_without_ackno
         hw == 300 || first_unconfirmed,
         "append 300 was recovered into the log, but its writer was told it failed outright"
     );
+    c.check_readable(hw).await;
+    c.append_ok(hw).await;
+    c.check_readable(hw + 1).await;
+    c.shutdown().await;
+}
+
+/// The open-failure side of the reopen quarantine (found by the chaos
+/// campaign, seed 1111): an append whose opening of the stream failed was
+/// refused, and the appends queued behind it opened the stream again and
+/// were written ahead of its retry. librdkafka answered the sequence gap by
+/// renumbering every unacknowledged message, and duplicated possibly-written
+/// ones on another partition. Within the quarantine after a failed opening,
+/// appends are refused even once a read has opened the stream; reads are not
+/// held back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_opening_holds_appends_back_for_the_quarantine_but_not_reads() {
+    const QUARANTINE: Duration = Duration::from_secs(5);
+    let mut c = cluster_with(3, "open-quarantine", QUARANTINE).await;
+    for tag in 0..10 {
+        c.append_ok(tag).await;
+    }
+    c.kill(2).await;
+    c.kill(3).await;
+    let failed = tokio::time::timeout(BOUND, c.ns.append(c.stream, append(10)))
+        .await
+        .expect("an append with one bookie of three fails, it does not hang");
+    assert!(
+        failed.is_err(),
+        "acknowledged with one bookie of three: {failed:?}"
+    );
+    tokio::time::sleep(QUARANTINE).await;
+
+    // The writer's quarantine is over: the next append opens the stream, and
+    // the opening fails (one bookie cannot be fenced into a recovery quorum).
+    let opening = tokio::time::timeout(BOUND, c.ns.append(c.stream, append(11)))
+        .await
+        .expect("the opening fails, it does not hang");
+    let opening_failed_at = Instant::now();
+    assert!(opening.is_err(), "opened with one bookie of three: {opening:?}");
+
+    // A second bookie back: a read opens the stream at once...
+    let server = BookieServer::bind(
+        c.addrs[1],
+        Arc::new(LocalBookie(c.bookies[1].clone())),
+        ServerConfig::default(),
+    )
+    .await
+    .expect("bookie 2 serves again");
+    c.servers[1] = Some(server);
+    let (_, hw) = tokio::time::timeout(BOUND, c.ns.bounds(c.stream))
+        .await
+        .expect("the read does not hang")
+        .expect("reads are not held back by a failed opening");
+    assert!(hw == 10 || hw == 11, "high watermark {hw}");
+    // ...but an append within the quarantine is refused, unwritten.
+    let straggler = c.ns.append(c.stream, append(hw)).await;
+    assert!(
+        opening_failed_at.elapsed() < QUARANTINE,
+        "the check took longer than the quarantine ({QUARANTINE:?}); it proves nothing"
+    );
+    assert!(
+        straggler.is_err(),
+        "an append within the quarantine of a failed opening was written: {straggler:?}"
+    );
+    let (_, unchanged) = c.ns.bounds(c.stream).await.expect("bounds");
+    assert_eq!(unchanged, hw, "the refused append left nothing in the log");
+
+    // Once the quarantine has passed, appends go on where the log ends.
+    tokio::time::sleep(QUARANTINE.saturating_sub(opening_failed_at.elapsed())).await;
     c.check_readable(hw).await;
     c.append_ok(hw).await;
     c.check_readable(hw + 1).await;

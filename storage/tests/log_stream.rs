@@ -73,6 +73,7 @@ async fn start(dir: &Path, defaults: StreamConfig, tail_cache_bytes: usize) -> N
             speculative_read_delay: Some(std::time::Duration::from_millis(50)),
             ownership: Default::default(),
             stream_state: None,
+            reopen_quarantine: distlog_storage::log::namespace::REOPEN_QUARANTINE,
         },
     )
     .await
@@ -588,6 +589,7 @@ fn a_changed_topic_or_broker_config_applies_to_the_open_stream() {
                 speculative_read_delay: None,
                 ownership: Default::default(),
                 stream_state: None,
+                reopen_quarantine: distlog_storage::log::namespace::REOPEN_QUARANTINE,
             },
         )
         .await

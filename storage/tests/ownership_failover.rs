@@ -62,6 +62,7 @@ async fn the_assigned_owner_recovers_and_continues_and_the_old_owner_is_locked_o
                 speculative_read_delay: Some(Duration::from_millis(50)),
                 ownership: Ownership::Assigned,
                 stream_state: None,
+                reopen_quarantine: distlog_storage::log::namespace::REOPEN_QUARANTINE,
             },
         )
         .await

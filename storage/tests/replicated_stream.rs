@@ -60,6 +60,7 @@ async fn three_bookies_replicate_and_two_failures_stop_acknowledgements() {
             speculative_read_delay: Some(std::time::Duration::from_millis(50)),
             ownership: Default::default(),
             stream_state: None,
+            reopen_quarantine: distlog_storage::log::namespace::REOPEN_QUARANTINE,
         },
     )
     .await

@@ -130,6 +130,7 @@ async fn start(dir: &Path, segment_bytes: u64) -> Node {
             speculative_read_delay: Some(Duration::from_millis(50)),
             ownership: Default::default(),
             stream_state: Some(stream_state),
+            reopen_quarantine: distlog_storage::log::namespace::REOPEN_QUARANTINE,
         },
     )
     .await

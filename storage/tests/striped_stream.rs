@@ -49,6 +49,7 @@ async fn cluster(n: u32, shape: (u8, u8, u8)) -> Cluster {
                 speculative_read_delay: Some(Duration::from_millis(50)),
                 ownership: Default::default(),
                 stream_state: None,
+                reopen_quarantine: distlog_storage::log::namespace::REOPEN_QUARANTINE,
             },
         )
     };

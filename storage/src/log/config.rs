@@ -110,6 +110,9 @@ pub struct NamespaceConfig {
     /// The state each stream keeps in step with its writer (`None`: no
     /// state, no snapshots, nothing consulted per append).
     pub stream_state: Option<StreamStateFn>,
+    /// How long a failed writer or a failed opening holds a stream back
+    /// (see [`super::namespace::REOPEN_QUARANTINE`], the value nodes use).
+    pub reopen_quarantine: std::time::Duration,
 }
 
 /// How a namespace comes to own (write) a stream.

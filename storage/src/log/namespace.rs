@@ -37,15 +37,33 @@ type StreamCell = Arc<OnceCell<Arc<LogStream>>>;
 pub struct Namespace {
     ctx: Arc<NsCtx>,
     streams: Mutex<HashMap<StreamId, StreamCell>>,
-    /// Streams whose writer failed lately, with when and why (see
-    /// [`REOPEN_QUARANTINE`]).
-    failures: Mutex<HashMap<StreamId, (std::time::Instant, StorageError)>>,
+    /// Streams whose writer or opening failed lately, with when and why
+    /// (see [`REOPEN_QUARANTINE`]).
+    failures: Mutex<HashMap<StreamId, Failure>>,
+}
+
+/// A recent failure of a stream, held for [`REOPEN_QUARANTINE`].
+struct Failure {
+    at: std::time::Instant,
+    error: StorageError,
+    /// A failed writer holds back every use; a failed opening only appends
+    /// (reads and offset lookups retry at once: they leave no hole).
+    writer: bool,
+}
+
+impl Failure {
+    /// Whether this failure still holds back a use of the stream.
+    fn holds(&self, append: bool, quarantine: Duration) -> bool {
+        (self.writer || append) && self.at.elapsed() < quarantine
+    }
 }
 
 /// How long a stream whose writer failed stays failed before the next use
-/// may open it again. (A failed *opening* is not held: the next use tries
-/// again at once, so a stream recovering after a restart serves as soon as
-/// its bookies answer.)
+/// may open it again, and how long after a failed *opening* appends are
+/// still refused. (Reads are not held after a failed opening: they retry
+/// at once, so a stream recovering after a restart serves as soon as its
+/// bookies answer. An append that waited on the failed opening, or came
+/// just after it, is refused even if another use opened the stream since.)
 ///
 /// A client pipelines appends: when the first fails, the next ones are
 /// already on their way. Reopening at once lets them be written, so the
@@ -304,30 +322,43 @@ impl Namespace {
         }
     }
 
-    /// The failure that keeps `id` from being opened now, if it failed
-    /// within [`REOPEN_QUARANTINE`].
-    fn quarantined(&self, id: StreamId) -> Option<StorageError> {
+    /// The failure that keeps `id` from being used now (opened, or
+    /// appended to when `append`), if it is within [`REOPEN_QUARANTINE`].
+    fn quarantined(&self, id: StreamId, append: bool) -> Option<StorageError> {
         let failures = self.failures.lock();
-        let (at, e) = failures.get(&id)?;
-        (at.elapsed() < REOPEN_QUARANTINE).then(|| e.duplicate())
+        let f = failures.get(&id)?;
+        f.holds(append, self.ctx.config.reopen_quarantine)
+            .then(|| f.error.duplicate())
     }
 
-    /// Remember that `id` failed at `at` (forgetting failures that are
-    /// past their quarantine, so the map stays small).
-    fn note_failure(&self, id: StreamId, at: std::time::Instant, e: StorageError) {
+    /// Remember that `id`'s writer (`writer`) or opening failed at `at`
+    /// (forgetting failures that are past their quarantine, so the map
+    /// stays small). A held writer failure is not replaced by an opening's.
+    fn note_failure(&self, id: StreamId, at: std::time::Instant, error: StorageError, writer: bool) {
         let mut failures = self.failures.lock();
-        failures.retain(|_, (t, _)| t.elapsed() < REOPEN_QUARANTINE);
-        failures.insert(id, (at, e));
+        let quarantine = self.ctx.config.reopen_quarantine;
+        failures.retain(|_, f| f.at.elapsed() < quarantine);
+        if !writer && failures.get(&id).is_some_and(|f| f.writer) {
+            return;
+        }
+        failures.insert(id, Failure { at, error, writer });
     }
 
-    /// Open `id`, unless it failed within [`REOPEN_QUARANTINE`].
+    /// Open `id`, unless its writer failed within [`REOPEN_QUARANTINE`]. A
+    /// failed opening is remembered: appends stay refused for the
+    /// quarantine, so the ones queued behind the failed one cannot be
+    /// written ahead of its retry.
     async fn open_unless_quarantined(&self, id: StreamId) -> Result<Arc<LogStream>> {
-        if let Some(e) = self.quarantined(id) {
+        if let Some(e) = self.quarantined(id, false) {
             return Err(e);
         }
-        let s = stream::open(&self.ctx, id).await?;
-        self.failures.lock().remove(&id);
-        Ok(s)
+        match stream::open(&self.ctx, id).await {
+            Ok(s) => Ok(s),
+            Err(e) => {
+                self.note_failure(id, std::time::Instant::now(), e.duplicate(), false);
+                Err(e)
+            }
+        }
     }
 
     /// The open stream, opening (or reopening after a writer failure, once
@@ -357,8 +388,13 @@ impl Namespace {
                 return Ok(s);
             }
             if let Some(at) = *s.shared.failed_at.lock() {
-                if at.elapsed() < REOPEN_QUARANTINE && !self.failures.lock().contains_key(&id) {
-                    self.note_failure(id, at, StorageError::NotOwner(id));
+                let noted = self
+                    .failures
+                    .lock()
+                    .get(&id)
+                    .is_some_and(|f| f.writer && f.at >= at);
+                if at.elapsed() < self.ctx.config.reopen_quarantine && !noted {
+                    self.note_failure(id, at, StorageError::NotOwner(id), true);
                 }
             }
             let mut map = self.streams.lock();
@@ -387,8 +423,21 @@ impl Namespace {
     /// First half of [`Namespace::append`]: hand the records to the
     /// stream's writer and return once they are queued (see
     /// [`StreamHandle::submit_append`] for the ordering guarantee).
+    ///
+    /// Within [`REOPEN_QUARANTINE`] of a failed opening the append is
+    /// refused with that failure, also when the stream has been opened
+    /// since (by a read, or by an append that waited on the same opening):
+    /// a client pipelines appends, and the ones behind the failed one must
+    /// not be written before its retry.
     pub async fn submit_append(&self, stream: StreamId, req: AppendRequest) -> Result<AppendTicket> {
-        self.open_stream(stream).await?.submit_append(req).await
+        if let Some(e) = self.quarantined(stream, true) {
+            return Err(e);
+        }
+        let handle = self.open_stream(stream).await?;
+        if let Some(e) = self.quarantined(stream, true) {
+            return Err(e);
+        }
+        handle.submit_append(req).await
     }
 
     /// Read committed entries of the stream (see [`StreamHandle::read`]).
