@@ -118,6 +118,19 @@ impl Cluster {
             .await;
     }
 
+    /// Serve bookie `id` again, at its old address, after [`Cluster::kill`].
+    async fn revive(&mut self, id: u64) {
+        let i = id as usize - 1;
+        let server = BookieServer::bind(
+            self.addrs[i],
+            Arc::new(LocalBookie(self.bookies[i].clone())),
+            ServerConfig::default(),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("bookie {id} serves again: {e}"));
+        self.servers[i] = Some(server);
+    }
+
     fn segments(&self) -> Vec<distlog_metadata::SegmentMeta> {
         self.meta
             .read(|s| s.stream(&self.stream).expect("stream").segments.clone())
@@ -308,14 +321,7 @@ async fn without_a_spare_writes_go_on_degraded_then_fail_retriably_without_ackno
     // Bookie 2 back (same address): the stream recovers. Everything acknowledged is
     // there; of the refused appends at most the first (which reached bookie 1 before
     // its quorum failed) may have been recovered, once, at its offset.
-    let server = BookieServer::bind(
-        c.addrs[1],
-        Arc::new(LocalBookie(c.bookies[1].clone())),
-        ServerConfig::default(),
-    )
-    .await
-    .expect("bookie 2 serves again");
-    c.servers[1] = Some(server);
+    c.revive(2).await;
     tokio::time::sleep(distlog_storage::log::namespace::REOPEN_QUARANTINE).await;
     let (_, hw) = c.ns.bounds(c.stream).await.expect("recovers with 2 of 3");
     assert!(hw == 300 || hw == 301, "high watermark {hw}");
@@ -364,14 +370,7 @@ async fn a_failed_opening_holds_appends_back_for_the_quarantine_but_not_reads() 
     assert!(opening.is_err(), "opened with one bookie of three: {opening:?}");
 
     // A second bookie back: a read opens the stream at once...
-    let server = BookieServer::bind(
-        c.addrs[1],
-        Arc::new(LocalBookie(c.bookies[1].clone())),
-        ServerConfig::default(),
-    )
-    .await
-    .expect("bookie 2 serves again");
-    c.servers[1] = Some(server);
+    c.revive(2).await;
     let (_, hw) = tokio::time::timeout(BOUND, c.ns.bounds(c.stream))
         .await
         .expect("the read does not hang")
