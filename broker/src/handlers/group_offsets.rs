@@ -149,15 +149,47 @@ type GroupOffsets = Result<Vec<(String, Vec<(i32, FetchedOffset)>)>, ResponseErr
 
 fn fetch_group(
     broker: &Broker,
+    caught_up: Result<(), ResponseError>,
     group: &str,
     topics: Option<Vec<(String, Vec<i32>)>>,
     stable: bool,
 ) -> GroupOffsets {
+    caught_up?;
     if let Some(e) = broker.groups.check_group(group) {
         return Err(e);
     }
     Ok(broker.groups.fetch_offsets(group, topics.as_deref(), stable))
 }
+
+/// Whether this node's metadata replica has applied every commit made
+/// before the request (a read barrier through the Raft leader), so that
+/// OffsetFetch answers the latest committed offsets and not a lagging
+/// replica's. A node cut off from the metadata quorum cannot pass it: it may
+/// still believe it coordinates the group while another node accepts its
+/// commits, and the chaos campaign (seed 2061) saw a member resume below an
+/// acknowledged commit that way. It answers COORDINATOR_NOT_AVAILABLE then,
+/// which clients retry after looking the coordinator up again.
+async fn caught_up(broker: &Broker) -> Result<(), ResponseError> {
+    match tokio::time::timeout(BARRIER_TIMEOUT, broker.meta.barrier()).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => {
+            tracing::debug!(error = %e, "OffsetFetch: no metadata read barrier");
+            Err(ResponseError::CoordinatorNotAvailable)
+        }
+        Err(_) => {
+            tracing::debug!(
+                ?BARRIER_TIMEOUT,
+                "OffsetFetch: the metadata read barrier timed out"
+            );
+            Err(ResponseError::CoordinatorNotAvailable)
+        }
+    }
+}
+
+/// How long OffsetFetch waits for its read barrier (a leader cut off from
+/// the other voters cannot commit it, and would otherwise wait for as long
+/// as the partition lasts).
+const BARRIER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Build the response topics of OffsetFetch from the coordinator's rows;
 /// v0–7 and v8+ use distinct (same-shaped) generated types.
@@ -189,6 +221,7 @@ macro_rules! fetched_topics {
 /// Handle an OffsetFetch: v1–7 for one group, v8+ for many.
 pub async fn fetch(broker: &Broker, version: i16, req: OffsetFetchRequest) -> OffsetFetchResponse {
     let stable = version >= 7 && req.require_stable;
+    let caught_up = caught_up(broker).await;
     if version >= 8 {
         let groups = req
             .groups
@@ -200,7 +233,7 @@ pub async fn fetch(broker: &Broker, version: i16, req: OffsetFetchRequest) -> Of
                         .collect()
                 });
                 let mut out = OffsetFetchResponseGroup::default().with_group_id(g.group_id.clone());
-                match fetch_group(broker, &g.group_id.0, topics, stable) {
+                match fetch_group(broker, caught_up, &g.group_id.0, topics, stable) {
                     Err(e) => out.error_code = e.code(),
                     Ok(rows) => {
                         out.topics =
@@ -218,7 +251,7 @@ pub async fn fetch(broker: &Broker, version: i16, req: OffsetFetchRequest) -> Of
             .collect::<Vec<_>>()
     });
     let requested = topics.clone();
-    match fetch_group(broker, &req.group_id.0, topics, stable) {
+    match fetch_group(broker, caught_up, &req.group_id.0, topics, stable) {
         Ok(rows) => OffsetFetchResponse::default().with_topics(fetched_topics!(
             rows,
             OffsetFetchResponseTopic,
