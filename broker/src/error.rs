@@ -64,13 +64,6 @@ pub fn read_storage_error(e: &StorageError) -> ResponseError {
     }
 }
 
-/// The Kafka error ListOffsets answers for a storage failure: as
-/// [`read_storage_error`], but KAFKA_STORAGE_ERROR becomes
-/// LEADER_NOT_AVAILABLE (see [`list_offsets_code`]).
-pub fn list_offsets_storage_error(e: &StorageError) -> ResponseError {
-    list_offsets_code(read_storage_error(e))
-}
-
 /// A read error code as ListOffsets answers it: librdkafka retries a
 /// ListOffsets on LEADER_NOT_AVAILABLE but, on KAFKA_STORAGE_ERROR, only
 /// refreshes metadata and fails the query (a watermark lookup while a
@@ -223,7 +216,9 @@ mod tests {
             ResponseError::KafkaStorageError
         );
         assert_eq!(
-            list_offsets_storage_error(&StorageError::NotEnoughBookies("2 of 3 down".into())),
+            list_offsets_code(read_storage_error(&StorageError::NotEnoughBookies(
+                "2 of 3 down".into()
+            ))),
             ResponseError::LeaderNotAvailable
         );
         assert_eq!(

@@ -56,6 +56,21 @@ fn released(ledger_id: u64, stream_owner: Option<NodeId>) -> ReleasedLedger {
     }
 }
 
+fn add(stream: StreamId, epoch: u64, segment: SegmentMeta) -> Command {
+    Command::AddSegment {
+        stream,
+        owner_epoch: epoch,
+        segment,
+    }
+}
+
+fn truncate(stream: StreamId, log_start_offset: u64) -> Command {
+    Command::TruncateStream {
+        stream,
+        log_start_offset,
+    }
+}
+
 fn complete(stream: StreamId, epoch: u64, lssn: u64, last_offset: Option<u64>) -> Command {
     Command::CompleteSegment {
         stream,

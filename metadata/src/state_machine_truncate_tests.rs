@@ -7,45 +7,18 @@ use super::*;
 /// in-progress segment from 20 (ledger 13).
 pub(super) fn three_segments() -> (MetaState, StreamId) {
     let (mut st, s) = owned_stream();
-    ok(
-        &mut st,
-        Command::AddSegment {
-            stream: s,
-            owner_epoch: 1,
-            segment: segment(1, 11, 0),
-        },
-    );
+    ok(&mut st, add(s, 1, segment(1, 11, 0)));
     ok(&mut st, complete(s, 1, 1, Some(9)));
-    ok(
-        &mut st,
-        Command::AddSegment {
-            stream: s,
-            owner_epoch: 1,
-            segment: segment(2, 12, 10),
-        },
-    );
+    ok(&mut st, add(s, 1, segment(2, 12, 10)));
     ok(&mut st, complete(s, 1, 2, Some(19)));
-    ok(
-        &mut st,
-        Command::AddSegment {
-            stream: s,
-            owner_epoch: 1,
-            segment: segment(3, 13, 20),
-        },
-    );
+    ok(&mut st, add(s, 1, segment(3, 13, 20)));
     (st, s)
 }
 
 #[test]
 fn truncate_drops_whole_leading_segments() {
     let (mut st, s) = three_segments();
-    let (r, ev) = ok(
-        &mut st,
-        Command::TruncateStream {
-            stream: s,
-            log_start_offset: 15,
-        },
-    );
+    let (r, ev) = ok(&mut st, truncate(s, 15));
     assert_eq!(r, CommandResponse::ReleasedLedgers(vec![11]));
     assert_eq!(
         ev,
@@ -60,22 +33,10 @@ fn truncate_drops_whole_leading_segments() {
     assert_eq!(m.segments.iter().map(|x| x.lssn).collect::<Vec<_>>(), vec![2, 3]);
 
     // Never backward; the in-progress segment is never dropped.
-    let (r, ev) = ok(
-        &mut st,
-        Command::TruncateStream {
-            stream: s,
-            log_start_offset: 5,
-        },
-    );
+    let (r, ev) = ok(&mut st, truncate(s, 5));
     assert_eq!((r, ev), (CommandResponse::ReleasedLedgers(vec![]), vec![]));
     assert_eq!(st.stream(&s).map(|m| m.log_start_offset), Some(15));
-    let (r, _) = ok(
-        &mut st,
-        Command::TruncateStream {
-            stream: s,
-            log_start_offset: 100,
-        },
-    );
+    let (r, _) = ok(&mut st, truncate(s, 100));
     assert_eq!(r, CommandResponse::ReleasedLedgers(vec![12]));
     let m = st.stream(&s).expect("stream");
     assert_eq!((m.log_start_offset, m.segments.len()), (100, 1));
@@ -103,13 +64,7 @@ fn truncate_after_a_seal_at_the_largest_offset_neither_panics_nor_drops_the_segm
             seal,
         },
     );
-    let (r, _) = ok(
-        &mut st,
-        Command::TruncateStream {
-            stream: s,
-            log_start_offset: 30,
-        },
-    );
+    let (r, _) = ok(&mut st, truncate(s, 30));
     assert_eq!(r, CommandResponse::ReleasedLedgers(vec![11, 12]));
     let m = st.stream(&s).expect("stream");
     assert_eq!(m.segments.iter().map(|x| x.lssn).collect::<Vec<_>>(), vec![3]);
@@ -119,31 +74,13 @@ fn truncate_after_a_seal_at_the_largest_offset_neither_panics_nor_drops_the_segm
 #[test]
 fn truncate_at_segment_boundary() {
     let (mut st, s) = three_segments();
-    let (r, _) = ok(
-        &mut st,
-        Command::TruncateStream {
-            stream: s,
-            log_start_offset: 10,
-        },
-    );
+    let (r, _) = ok(&mut st, truncate(s, 10));
     assert_eq!(r, CommandResponse::ReleasedLedgers(vec![11]));
-    let (r, _) = ok(
-        &mut st,
-        Command::TruncateStream {
-            stream: s,
-            log_start_offset: 19,
-        },
-    );
+    let (r, _) = ok(&mut st, truncate(s, 19));
     assert_eq!(r, CommandResponse::ReleasedLedgers(vec![]));
     let unknown = sid(topic_id(99), 0);
     assert_eq!(
-        refused(
-            &mut st,
-            Command::TruncateStream {
-                stream: unknown,
-                log_start_offset: 1
-            }
-        ),
+        refused(&mut st, truncate(unknown, 1)),
         ApplyError::UnknownStream(unknown)
     );
 }

@@ -25,7 +25,7 @@ use kafka_protocol::messages::list_offsets_response::{
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 
 use super::leader_epoch::{checked_history, open_stream, to_wire, UNDEFINED_EPOCH};
-use crate::error::{list_offsets_code, list_offsets_storage_error};
+use crate::error::{list_offsets_code, read_storage_error};
 use crate::producer::with_partition;
 use crate::records::{self, TimestampHit};
 use crate::Broker;
@@ -61,7 +61,10 @@ pub async fn handle(broker: &Broker, version: i16, req: ListOffsetsRequest) -> L
                 -1
             };
             let res = match broker.resolve(&topic.name, p.partition_index) {
-                Ok((_, stream)) => lookup(broker, version, stream, epoch, p.timestamp, read_committed).await,
+                // One mapping for every storage error of the lookup (see `list_offsets_code`).
+                Ok((_, stream)) => lookup(broker, version, stream, epoch, p.timestamp, read_committed)
+                    .await
+                    .map_err(list_offsets_code),
                 Err(e) => Err(e),
             };
             partition_response(version, p.partition_index, res)
@@ -100,10 +103,8 @@ async fn lookup(
     timestamp: i64,
     read_committed: bool,
 ) -> Result<Position, ResponseError> {
-    let stream = open_stream(broker, stream, requested_epoch)
-        .await
-        .map_err(list_offsets_code)?;
-    let history = checked_history(broker, &stream, requested_epoch).map_err(list_offsets_code)?;
+    let stream = open_stream(broker, stream, requested_epoch).await?;
+    let history = checked_history(broker, &stream, requested_epoch)?;
     let requested = timestamp;
     // read_committed sees nothing at or past the last stable offset.
     let visible_end = if read_committed {
@@ -136,7 +137,7 @@ async fn lookup(
             let (offset, ts) = match stream
                 .find_by_txid(t as u64)
                 .await
-                .map_err(|e| list_offsets_storage_error(&e))?
+                .map_err(|e| read_storage_error(&e))?
             {
                 None => NO_MATCH,
                 Some(found) => {
@@ -183,21 +184,18 @@ fn refine(hit: Result<Option<TimestampHit>, records::BatchError>, first_seq: u64
 /// largest timestamp so far, and the first entry reaching that txid holds
 /// its first occurrence.
 async fn max_timestamp(stream: &StreamHandle) -> Result<(i64, i64), ResponseError> {
-    let (start, hw) = stream.bounds().map_err(|e| list_offsets_storage_error(&e))?;
+    let (start, hw) = stream.bounds().map_err(|e| read_storage_error(&e))?;
     if hw <= start {
         return Ok(NO_MATCH);
     }
-    let last = stream
-        .read(hw - 1, 1)
-        .await
-        .map_err(|e| list_offsets_storage_error(&e))?;
+    let last = stream.read(hw - 1, 1).await.map_err(|e| read_storage_error(&e))?;
     let Some(last) = last.entries.into_iter().next() else {
         return Ok(NO_MATCH);
     };
     let found = stream
         .find_by_txid(last.txid)
         .await
-        .map_err(|e| list_offsets_storage_error(&e))?;
+        .map_err(|e| read_storage_error(&e))?;
     let entry = found.map(|f| f.entry).unwrap_or(last);
     Ok(refine(
         records::max_timestamp_record(&entry.payload),

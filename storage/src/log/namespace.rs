@@ -6,7 +6,7 @@
 //! (with ledger recovery) on next use.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -40,6 +40,9 @@ pub struct Namespace {
     /// Streams whose writer or opening failed lately, with when and why
     /// (see [`REOPEN_QUARANTINE`]).
     failures: Mutex<HashMap<StreamId, Failure>>,
+    /// `failures.len()`, read without the lock: every append asks whether
+    /// its stream is held back, and almost always none is.
+    failure_count: AtomicUsize,
 }
 
 /// A recent failure of a stream, held for [`REOPEN_QUARANTINE`].
@@ -118,6 +121,7 @@ impl Namespace {
             }),
             streams: Mutex::new(HashMap::new()),
             failures: Mutex::new(HashMap::new()),
+            failure_count: AtomicUsize::new(0),
         });
         tokio::spawn(Self::follow_events(Arc::downgrade(&ns), events));
         let me = ns.ctx.config.broker_id;
@@ -325,10 +329,19 @@ impl Namespace {
     /// The failure that keeps `id` from being used now (opened, or
     /// appended to when `append`), if it is within [`REOPEN_QUARANTINE`].
     fn quarantined(&self, id: StreamId, append: bool) -> Option<StorageError> {
-        let failures = self.failures.lock();
+        if self.failure_count.load(Ordering::Acquire) == 0 {
+            return None;
+        }
+        let quarantine = self.ctx.config.reopen_quarantine;
+        let mut failures = self.failures.lock();
         let f = failures.get(&id)?;
-        f.holds(append, self.ctx.config.reopen_quarantine)
-            .then(|| f.error.duplicate())
+        if f.at.elapsed() >= quarantine {
+            // Past its quarantine for every use: forget it.
+            failures.remove(&id);
+            self.failure_count.store(failures.len(), Ordering::Release);
+            return None;
+        }
+        f.holds(append, quarantine).then(|| f.error.duplicate())
     }
 
     /// Remember that `id`'s writer (`writer`) or opening failed at `at`
@@ -342,6 +355,7 @@ impl Namespace {
             return;
         }
         failures.insert(id, Failure { at, error, writer });
+        self.failure_count.store(failures.len(), Ordering::Release);
     }
 
     /// Open `id`, unless its writer failed within [`REOPEN_QUARANTINE`]. A
