@@ -8,6 +8,7 @@ use kafka_protocol::error::ResponseError;
 
 use crate::config::BrokerConfig;
 use crate::group::GroupCoordinator;
+use crate::producer::failed::FailedBatches;
 use crate::producer::ids::ProducerIdBlocks;
 
 /// Everything a handler needs: the metadata replica, the namespace of log
@@ -23,6 +24,9 @@ pub struct Broker {
     pub groups: Arc<GroupCoordinator>,
     /// Producer ids for InitProducerId, from blocks of the metadata store.
     pub producer_ids: ProducerIdBlocks,
+    /// Idempotent batches whose append failed retriably, so a batch
+    /// pipelined behind one gets its error, not OUT_OF_ORDER_SEQUENCE_NUMBER.
+    pub failed_batches: FailedBatches,
 }
 
 impl Broker {

@@ -104,6 +104,7 @@ pub fn init() {
     LazyLock::force(&NODES);
     LazyLock::force(&PRODUCER_IDS_ACTIVE);
     LazyLock::force(&PRODUCER_DUPLICATES);
+    LazyLock::force(&PRODUCE_GAPS_EXPLAINED);
     LazyLock::force(&PRODUCE_REFUSED);
     LazyLock::force(&RECOMPRESSED_BATCHES);
     LazyLock::force(&RECOMPRESSED_BYTES);
@@ -165,6 +166,17 @@ pub static PRODUCER_DUPLICATES: LazyLock<IntCounter> = LazyLock::new(|| {
         "Produced batches recognised as duplicates of a batch already written (answered with the original offset, not written again)"
     )
     .expect("metric distlog_producer_duplicate_batches_total registers once")
+});
+
+/// Idempotent batches refused as out of order only because the batch
+/// before them had failed retriably, answered with that failure's error
+/// instead of OUT_OF_ORDER_SEQUENCE_NUMBER (`crate::producer::failed`).
+pub static PRODUCE_GAPS_EXPLAINED: LazyLock<IntCounter> = LazyLock::new(|| {
+    register_int_counter!(
+        "distlog_producer_gaps_explained_total",
+        "Idempotent batches behind a retriably failed batch, answered with its retriable error instead of OUT_OF_ORDER_SEQUENCE_NUMBER"
+    )
+    .expect("metric distlog_producer_gaps_explained_total registers once")
 });
 
 /// Produced batches a partition refused at validation, by reason

@@ -192,6 +192,7 @@ impl Node {
             config: config.clone(),
             groups,
             producer_ids: crate::producer::ids::ProducerIdBlocks::new(meta.clone()),
+            failed_batches: Default::default(),
         });
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let ready = Readiness::default();

@@ -22,6 +22,9 @@ use kafka_protocol::protocol::StrBytes;
 use distlog_metadata::StreamId;
 
 use crate::error::storage_error;
+use crate::producer::failed::FailedBatches;
+use crate::producer::state::BatchIdentity;
+use crate::producer::ProducerStateError;
 use crate::records::{self, BatchError, BatchSpan, RecordPolicy};
 use crate::server::connection::Turn;
 use crate::Broker;
@@ -93,7 +96,15 @@ pub async fn handle(
                 if let Some(now) = log_append_time {
                     stamp_append_time(&mut p.append, now);
                 }
-                Ok((broker.ns.submit_append(p.stream, p.append).await, log_append_time))
+                let origin = Origin {
+                    stream: p.stream,
+                    batch: BatchIdentity::of(&p.append.payload),
+                };
+                Ok((
+                    broker.ns.submit_append(p.stream, p.append).await,
+                    log_append_time,
+                    origin,
+                ))
             }
             Err(resp) => Err(resp),
         };
@@ -104,14 +115,19 @@ pub async fn handle(
     let results = join_all(pending.into_iter().map(|(t, index, queued)| async move {
         let resp = match queued {
             Err(resp) => *resp,
-            Ok((Err(e), _)) => append_failed(index, e, version),
-            Ok((Ok(ticket), log_append_time)) => match ticket.wait().await {
-                Ok(r) => PartitionProduceResponse::default()
-                    .with_index(index)
-                    .with_base_offset(r.base_offset as i64)
-                    .with_log_append_time_ms(log_append_time.unwrap_or(-1))
-                    .with_log_start_offset(r.log_start_offset as i64),
-                Err(e) => append_failed(index, e, version),
+            Ok((Err(e), _, origin)) => append_failed(broker, &origin, index, e, version),
+            Ok((Ok(ticket), log_append_time, origin)) => match ticket.wait().await {
+                Ok(r) => {
+                    if let Some(b) = &origin.batch {
+                        broker.failed_batches.written(origin.stream, b.producer_id);
+                    }
+                    PartitionProduceResponse::default()
+                        .with_index(index)
+                        .with_base_offset(r.base_offset as i64)
+                        .with_log_append_time_ms(log_append_time.unwrap_or(-1))
+                        .with_log_start_offset(r.log_start_offset as i64)
+                }
+                Err(e) => append_failed(broker, &origin, index, e, version),
             },
         };
         (t, resp)
@@ -331,10 +347,71 @@ fn refused_partition(index: i32, e: BatchError, version: i16) -> PartitionProduc
     }
 }
 
-/// The response of a partition whose append failed in storage.
-fn append_failed(index: i32, e: distlog_storage::StorageError, version: i16) -> PartitionProduceResponse {
-    tracing::warn!(partition = index, error = %e, "append failed");
-    failed(index, storage_error(&e), Some(e.to_string()), version)
+/// Where a queued append came from: its stream and, for an idempotent
+/// batch, the batch's producer identity.
+struct Origin {
+    stream: StreamId,
+    batch: Option<BatchIdentity>,
+}
+
+/// The response of a partition whose append failed in storage (see
+/// [`failure_answer`]).
+fn append_failed(
+    broker: &Broker,
+    origin: &Origin,
+    index: i32,
+    e: distlog_storage::StorageError,
+    version: i16,
+) -> PartitionProduceResponse {
+    let (code, message) = failure_answer(&broker.failed_batches, origin, &e, std::time::Instant::now());
+    failed(index, code, Some(message), version)
+}
+
+/// The error code and message answered for a failed append. An idempotent
+/// batch's retriable failure is remembered, and a batch refused as out of
+/// order only because the batch before it failed that way gets that
+/// failure's error instead (`crate::producer::failed`).
+fn failure_answer(
+    failed_batches: &FailedBatches,
+    origin: &Origin,
+    e: &distlog_storage::StorageError,
+    now: std::time::Instant,
+) -> (ResponseError, String) {
+    let code = storage_error(e);
+    if let Some(b) = &origin.batch {
+        if let Some(ProducerStateError::OutOfOrderSequence { expected, .. }) = refusal_of(e) {
+            if let Some(earlier) = failed_batches.explain_gap(origin.stream, b, *expected, now) {
+                tracing::info!(
+                    stream = %origin.stream,
+                    producer_id = b.producer_id,
+                    epoch = b.epoch,
+                    first_seq = b.first_seq,
+                    expected,
+                    error = ?earlier,
+                    "batch behind a failed one answered with that failure's error, not OUT_OF_ORDER_SEQUENCE_NUMBER"
+                );
+                crate::metrics::PRODUCE_GAPS_EXPLAINED.inc();
+                let message = format!(
+                    "sequence {} follows sequence {expected}, whose batch failed with {earlier:?}: \
+                     send that batch again first",
+                    b.first_seq
+                );
+                return (earlier, message);
+            }
+        } else {
+            failed_batches.failed(origin.stream, b, code, now);
+        }
+    }
+    tracing::warn!(stream = %origin.stream, error = %e, "append failed");
+    (code, e.to_string())
+}
+
+/// The producer-state rule that refused an append, if that is why it failed.
+fn refusal_of(e: &distlog_storage::StorageError) -> Option<&ProducerStateError> {
+    match e {
+        distlog_storage::StorageError::Refused(r) => r.downcast_ref::<ProducerStateError>(),
+        _ => None,
+    }
 }
 
 /// The topic's `max.message.bytes` override, when it sets a valid one.
@@ -523,6 +600,58 @@ mod tests {
         let v = records::validate(&append.payload, 1 << 20).expect("crc recomputed");
         assert!(v.batches[0].header.log_append_time());
         assert_eq!(v.max_timestamp, 9_000);
+    }
+
+    #[test]
+    fn a_batch_behind_a_retriably_failed_one_is_answered_with_that_error() {
+        // The campaign's seed 2135: the batch at sequence 1853 failed (no
+        // ensemble could be placed); batches 1854 and 1860, already in
+        // flight, arrived after the stream reopened, still expecting 1853.
+        use crate::producer::state::BatchIdentity;
+        use distlog_storage::StorageError;
+        let failed = FailedBatches::default();
+        let stream = StreamId {
+            topic_id: uuid::Uuid::from_u128(1),
+            partition: 0,
+        };
+        let origin = |first_seq: i32| Origin {
+            stream,
+            batch: Some(BatchIdentity {
+                producer_id: 9,
+                epoch: 0,
+                first_seq,
+                last_seq: first_seq + 5,
+                record_count: 6,
+                max_timestamp: 0,
+            }),
+        };
+        let now = std::time::Instant::now();
+        let (code, _) = failure_answer(
+            &failed,
+            &origin(1853),
+            &StorageError::NotEnoughBookies("ensemble of 3 needs 3 live bookies, 1 available".into()),
+            now,
+        );
+        assert_eq!(code, ResponseError::NotEnoughReplicas);
+        let out_of_order = |received: i32| {
+            StorageError::Refused(std::sync::Arc::new(ProducerStateError::OutOfOrderSequence {
+                producer_id: 9,
+                expected: 1853,
+                received,
+            }))
+        };
+        for first in [1854, 1860] {
+            let (code, message) = failure_answer(&failed, &origin(first), &out_of_order(first), now);
+            assert_eq!(code, ResponseError::NotEnoughReplicas, "{message}");
+            assert!(message.contains("follows sequence 1853"), "{message}");
+        }
+        // Once a batch of the producer is written, a gap is a gap again.
+        failed.written(stream, 9);
+        let (code, _) = failure_answer(&failed, &origin(1854), &out_of_order(1854), now);
+        assert_eq!(code, ResponseError::OutOfOrderSequenceNumber);
+        // A producer with no failure on record gets Kafka's answer.
+        let (code, _) = failure_answer(&failed, &origin(1860), &out_of_order(1860), now);
+        assert_eq!(code, ResponseError::OutOfOrderSequenceNumber);
     }
 
     #[test]

@@ -12,6 +12,7 @@
 //! a produce. A duplicate is answered from the state with its original
 //! offset and never written; offsets and txids are untouched by it.
 
+pub mod failed;
 pub mod ids;
 pub mod snapshot;
 pub mod state;

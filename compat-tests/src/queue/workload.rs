@@ -91,8 +91,12 @@ impl Workload {
         let mut readers = Vec::new();
         for i in 0..cfg.readers {
             let (cfg, shared, stop) = (cfg.clone(), shared.clone(), stop_reading.clone());
-            let consumer = kafka::consumer_config(&cfg.bootstrap)
-                .create::<BaseConsumer>()
+            let mut config = kafka::consumer_config(&cfg.bootstrap);
+            if let Ok(contexts) = std::env::var(READER_DEBUG_ENV) {
+                config.set("debug", contexts).set("log_level", "7");
+            }
+            let consumer = config
+                .create_with_context::<_, BaseConsumer<ReaderLog>>(ReaderLog(i))
                 .context("create a reader")?;
             readers.push(thread::spawn(move || {
                 read_assigned(i, consumer, &cfg, &shared, &stop);
@@ -319,9 +323,27 @@ fn produce(i: usize, cfg: &WorkloadConfig, shared: &Mutex<Shared>, stop: &Atomic
 
 /// Reader `i`: every partition from offset 0, one session per partition
 /// for its whole life.
+/// Set to librdkafka debug contexts (e.g. `fetch,topic,metadata`) to have
+/// the assign-mode readers log them to stderr, with the time and reader:
+/// for replaying a trial whose readers got stuck (`scripts/chaos.sh --seed S`).
+pub const READER_DEBUG_ENV: &str = "DISTLOG_CHAOS_READER_DEBUG";
+
+/// An assign-mode reader's client context: its librdkafka log goes to
+/// stderr, tagged with the reader (only debug lines when
+/// [`READER_DEBUG_ENV`] asks for them; warnings and errors otherwise).
+struct ReaderLog(usize);
+
+impl rdkafka::ClientContext for ReaderLog {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
+        eprintln!("{} reader-{} {level:?} {fac} {message}", crate::now_ms(), self.0);
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for ReaderLog {}
+
 fn read_assigned(
     i: usize,
-    consumer: BaseConsumer,
+    consumer: BaseConsumer<ReaderLog>,
     cfg: &WorkloadConfig,
     shared: &Mutex<Shared>,
     stop: &AtomicBool,
