@@ -15,7 +15,7 @@
 //!
 //! To keep the broker's state bounded and every input fast: topic auto-creation is off (a
 //! Metadata request does not create topics; CreateTopics still does), the initial rebalance
-//! delay is 0, each answer is awaited for [`DISPATCH_TIMEOUT`] (a long poll or parked join
+//! delay is 0, each answer is awaited for [`DISPATCH_TIMEOUT`] ([`PARKING_TIMEOUT`] for the APIs that wait by design; a long poll or parked join
 //! past it is left running, unchecked, which is not a failure), and the node is replaced by a fresh one on a new directory every
 //! [`RESET_EVERY`] inputs or when it holds more than [`MAX_STREAMS`] streams. Two topics exist
 //! after every (re)start: `fuzz-a` (1 partition) and `fuzz-b` (3 partitions), the topics the
@@ -41,6 +41,11 @@ use kafka_protocol::protocol::Decodable;
 pub const MAX_FRAME: usize = 1 << 20;
 /// Longest one request may take before it is abandoned.
 pub const DISPATCH_TIMEOUT: Duration = Duration::from_millis(100);
+/// As [`DISPATCH_TIMEOUT`], for the APIs that may wait by design (a Fetch's
+/// `max_wait_ms`, a JoinGroup or SyncGroup parked until the group settles):
+/// abandoning those early is the common case, and at 100 ms each they
+/// were most of the target's time once the corpus held many of them.
+pub const PARKING_TIMEOUT: Duration = Duration::from_millis(5);
 /// Inputs served by one node before it is replaced.
 pub const RESET_EVERY: u64 = 50_000;
 /// Streams one node may accumulate (through CreateTopics/CreatePartitions) before it is replaced.
@@ -161,7 +166,11 @@ fn one_frame(rt: &tokio::runtime::Runtime, dispatcher: &Arc<KafkaDispatcher>, da
     // (it is never cancelled midway, which no connection does either) and finishes during
     // later inputs.
     let task = rt.spawn(dispatcher.clone().dispatch(req));
-    let outcome = rt.block_on(async move { tokio::time::timeout(DISPATCH_TIMEOUT, task).await });
+    let limit = match api_key {
+        ApiKey::Fetch | ApiKey::JoinGroup | ApiKey::SyncGroup => PARKING_TIMEOUT,
+        _ => DISPATCH_TIMEOUT,
+    };
+    let outcome = rt.block_on(async move { tokio::time::timeout(limit, task).await });
     let frame = match outcome {
         Err(_) | Ok(Ok(Outcome::NoResponse | Outcome::Close(_))) => return,
         // A panicking handler has already aborted the run (libFuzzer's panic hook).

@@ -93,7 +93,11 @@ impl Workload {
             let (cfg, shared, stop) = (cfg.clone(), shared.clone(), stop_reading.clone());
             let mut config = kafka::consumer_config(&cfg.bootstrap);
             if let Ok(contexts) = std::env::var(READER_DEBUG_ENV) {
-                config.set("debug", contexts).set("log_level", "7");
+                // The client's own level filter (from the `log` crate's
+                // level unless set) would drop the debug lines.
+                config
+                    .set("debug", contexts)
+                    .set_log_level(rdkafka::config::RDKafkaLogLevel::Debug);
             }
             let consumer = config
                 .create_with_context::<_, BaseConsumer<ReaderLog>>(ReaderLog(i))
@@ -234,7 +238,9 @@ fn new_producer(bootstrap: &str) -> anyhow::Result<RecordingProducer> {
         .set("acks", "all")
         .set("linger.ms", "2")
         .set("request.timeout.ms", "5000")
-        .set("topic.metadata.refresh.interval.ms", "1000");
+        .set("topic.metadata.refresh.interval.ms", "1000")
+        // Else the client's level filter (the `log` crate's level) drops the eos lines.
+        .set_log_level(rdkafka::config::RDKafkaLogLevel::Debug);
     config
         .create_with_context(kafka::RecordingContext::with_client_log())
         .context("create producer")
