@@ -556,8 +556,7 @@ pub fn run(data: &[u8]) {
         if !round_tripped.contains(&kind) {
             round_tripped.push(kind);
             let json = serde_json::to_vec(&cmd).expect("a command serializes");
-            let back: Command =
-                serde_json::from_slice(&json).expect("a serialized command deserializes");
+            let back: Command = serde_json::from_slice(&json).expect("a serialized command deserializes");
             assert_eq!(back, cmd, "command JSON round trip");
         }
         let before = state.clone();

@@ -179,3 +179,92 @@ async fn the_assigned_owner_recovers_and_continues_and_the_old_owner_is_locked_o
     }
     meta.shutdown().await.expect("metadata shutdown");
 }
+
+/// The owner epoch of `ns`'s incarnation of `stream`, if it serves one.
+async fn served_epoch(ns: &Namespace, stream: StreamId) -> Option<u64> {
+    ns.open_stream(stream).await.ok()?.owner_epoch().ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn assignments_that_move_while_a_stream_opens_leave_the_owner_at_the_assigned_epoch() {
+    // The campaign's seed 2108: the stream was assigned to a node at epoch
+    // 2 and, while it was opening there, again at epoch 3. The event of
+    // epoch 3 found no open incarnation, waited for the opening, and kept
+    // it: the node served epoch 2 while metadata said 3, and consumers
+    // asking for epoch 3 were refused (UNKNOWN_LEADER_EPOCH) for good.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let meta = common::open_meta(dir.path()).await;
+    let mut bookies = Vec::new();
+    let mut servers = Vec::new();
+    let mut namespaces = Vec::new();
+    for id in 1..=2u32 {
+        let bookie = common::open_bookie(dir.path(), id).await;
+        let server = common::serve_registered(&meta, &bookie, id).await;
+        let ns = Namespace::open(
+            meta.clone(),
+            Arc::new(LocalBookie(bookie.clone())),
+            NamespaceConfig {
+                broker_id: NodeId::from(id),
+                stamp: common::stamp(),
+                tail_cache_bytes: 1 << 20,
+                stream_config: common::replicated_stream_configs(),
+                speculative_read_delay: Some(Duration::from_millis(50)),
+                ownership: Ownership::Assigned,
+                stream_state: None,
+                reopen_quarantine: distlog_storage::log::namespace::REOPEN_QUARANTINE,
+            },
+        )
+        .await
+        .expect("namespace");
+        bookies.push(bookie);
+        servers.push(server);
+        namespaces.push(ns);
+    }
+    let stream = common::create_replicated_topic(&meta, "flapping", (2, 2, 2)).await;
+    let mut next = 0u64;
+    for round in 0..12u32 {
+        // Moves in quick succession, each opening racing the next event:
+        // elsewhere and back, then again to the same node.
+        let target = 1 + round % 2;
+        let other = 3 - target;
+        assign(&meta, stream, other).await;
+        assign(&meta, stream, target).await;
+        assign(&meta, stream, target).await;
+        let epoch = meta.read(|s| s.stream(&stream).expect("stream").owner_epoch);
+        let owner_ns = &namespaces[target as usize - 1];
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if served_epoch(owner_ns, stream).await == Some(epoch) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "round {round}: node {target} serves epoch {:?}, metadata assigned epoch {epoch}",
+                served_epoch(owner_ns, stream).await
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(
+            append_when_open(owner_ns, stream, next).await,
+            next,
+            "round {round}"
+        );
+        next += 1;
+        assert_eq!(
+            served_epoch(&namespaces[other as usize - 1], stream).await,
+            None,
+            "round {round}: node {other} no longer serves the stream"
+        );
+    }
+
+    for ns in &namespaces {
+        ns.shutdown().await.ok();
+    }
+    for s in servers {
+        s.shutdown().await;
+    }
+    for b in bookies {
+        b.shutdown();
+    }
+    meta.shutdown().await.expect("metadata shutdown");
+}

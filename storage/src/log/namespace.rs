@@ -79,6 +79,10 @@ impl Failure {
 /// order: it resends the failed append first.
 pub const REOPEN_QUARANTINE: Duration = Duration::from_millis(250);
 
+/// How many times one ownership event rechecks a stream whose assignment
+/// moved while it was being opened; a later event handles later moves.
+const MAX_REASSIGNMENT_ROUNDS: usize = 3;
+
 impl Namespace {
     /// Open the namespace of a node that runs a bookie: `bookie` is this
     /// node's own, reached in-process (E = 1 ledgers go there); every other
@@ -246,28 +250,76 @@ impl Namespace {
     /// replacing an incarnation of an older epoch; close it when it went
     /// elsewhere (its writer can no longer seal or add: the epoch moved and
     /// the new owner fences its ledger).
-    async fn ownership_changed(&self, stream: StreamId, owner: NodeId) {
+    ///
+    /// The assignment is read from metadata now, not taken from the event:
+    /// these tasks run concurrently and a later assignment may already have
+    /// applied. An opening under way is waited for and checked like an open
+    /// incarnation, since it may have read the assignment before this one
+    /// (the campaign's seed 2108: an incarnation opened at the previous
+    /// epoch was kept, and readers of the new epoch were refused by it).
+    async fn ownership_changed(&self, stream: StreamId, _event_owner: NodeId) {
         let me = self.ctx.config.broker_id;
-        let current = self
-            .streams
-            .lock()
-            .get(&stream)
-            .and_then(|cell| cell.get().cloned());
-        let (_, epoch) = self.ctx.meta.read(|s| {
-            s.stream(&stream)
-                .map_or((None, 0), |st| (st.owner, st.owner_epoch))
-        });
-        if let Some(s) = current {
-            if owner != me || s.shared.epoch != epoch {
-                self.streams.lock().remove(&stream);
-                close_stream(&s).await;
-                info!(%stream, new_owner = owner.get(), "stream closed: assigned elsewhere or to a newer epoch");
+        for _ in 0..MAX_REASSIGNMENT_ROUNDS {
+            let cell = self.streams.lock().get(&stream).cloned();
+            let current = match cell {
+                Some(cell) => match cell.get() {
+                    Some(s) => Some(s.clone()),
+                    // Waits for an opening under way; fails at once otherwise.
+                    None => cell
+                        .get_or_try_init(|| async { Err(StorageError::NotOwner(stream)) })
+                        .await
+                        .ok()
+                        .cloned(),
+                },
+                None => None,
+            };
+            let (owner, epoch) = self.assignment(stream);
+            if let Some(s) = current {
+                if owner != Some(me) || s.shared.epoch != epoch {
+                    self.forget(stream, &s);
+                    close_stream(&s).await;
+                    info!(%stream, new_owner = ?owner.map(|o| o.get()), epoch, closed_epoch = s.shared.epoch,
+                        "stream closed: assigned elsewhere or to a newer epoch");
+                }
+            }
+            if owner != Some(me) {
+                return;
+            }
+            match self.stream(stream).await {
+                Ok(s) => {
+                    // Opened at the epoch assigned now: done. Otherwise the
+                    // assignment moved during the opening: check again.
+                    if self.assignment(stream) == (Some(me), s.shared.epoch) {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    warn!(%stream, error = %e, "could not open a stream assigned to this node; will retry on first use");
+                    return;
+                }
             }
         }
-        if owner == me {
-            if let Err(e) = self.stream(stream).await {
-                warn!(%stream, error = %e, "could not open a stream assigned to this node; will retry on first use");
-            }
+        debug!(%stream, "the assignment kept moving while the stream opened; a later event checks it again");
+    }
+
+    /// The stream's owner and owner epoch in the local metadata replica.
+    fn assignment(&self, stream: StreamId) -> (Option<NodeId>, u64) {
+        self.ctx.meta.read(|s| {
+            s.stream(&stream)
+                .map_or((None, 0), |st| (st.owner, st.owner_epoch))
+        })
+    }
+
+    /// Remove `s` from the map if it is still the stream's incarnation there
+    /// (a newer one opened meanwhile stays).
+    fn forget(&self, stream: StreamId, s: &Arc<LogStream>) {
+        let mut map = self.streams.lock();
+        if map
+            .get(&stream)
+            .and_then(|cell| cell.get())
+            .is_some_and(|cur| Arc::ptr_eq(cur, s))
+        {
+            map.remove(&stream);
         }
     }
 
