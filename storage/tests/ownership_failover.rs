@@ -11,9 +11,73 @@ use std::time::{Duration, Instant};
 mod common;
 
 use distlog_metadata::{Command, MetadataStore, NodeId, StreamId};
-use distlog_storage::bookie::LocalBookie;
+use distlog_storage::bookie::{Bookie, LocalBookie};
+use distlog_storage::bookie_net::BookieServer;
 use distlog_storage::log::{Namespace, NamespaceConfig, Ownership};
 use distlog_storage::StorageError;
+
+/// Two nodes, each a namespace (Assigned ownership) with its own bookie
+/// served over the network, sharing one metadata store.
+struct TwoNodes {
+    _dir: tempfile::TempDir,
+    meta: Arc<MetadataStore>,
+    bookies: Vec<Arc<Bookie>>,
+    servers: Vec<BookieServer>,
+    namespaces: Vec<Arc<Namespace>>,
+}
+
+impl TwoNodes {
+    async fn start() -> TwoNodes {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let meta = common::open_meta(dir.path()).await;
+        let mut bookies = Vec::new();
+        let mut servers = Vec::new();
+        let mut namespaces = Vec::new();
+        for id in 1..=2u32 {
+            let bookie = common::open_bookie(dir.path(), id).await;
+            let server = common::serve_registered(&meta, &bookie, id).await;
+            let ns = Namespace::open(
+                meta.clone(),
+                Arc::new(LocalBookie(bookie.clone())),
+                NamespaceConfig {
+                    broker_id: NodeId::from(id),
+                    stamp: common::stamp(),
+                    tail_cache_bytes: 1 << 20,
+                    stream_config: common::replicated_stream_configs(),
+                    speculative_read_delay: Some(Duration::from_millis(50)),
+                    ownership: Ownership::Assigned,
+                    stream_state: None,
+                    reopen_quarantine: distlog_storage::log::namespace::REOPEN_QUARANTINE,
+                },
+            )
+            .await
+            .expect("namespace");
+            bookies.push(bookie);
+            servers.push(server);
+            namespaces.push(ns);
+        }
+        TwoNodes {
+            _dir: dir,
+            meta,
+            bookies,
+            servers,
+            namespaces,
+        }
+    }
+
+    async fn stop(self) {
+        for ns in &self.namespaces {
+            ns.shutdown().await.ok();
+        }
+        for s in self.servers {
+            s.shutdown().await;
+        }
+        for b in self.bookies {
+            b.shutdown();
+        }
+        self.meta.shutdown().await.expect("metadata shutdown");
+    }
+}
 
 async fn assign(meta: &MetadataStore, stream: StreamId, owner: u32) {
     let epoch = meta.read(|s| s.stream(&stream).expect("stream").owner_epoch);
@@ -43,35 +107,9 @@ async fn append_when_open(ns: &Namespace, stream: StreamId, tag: u64) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_assigned_owner_recovers_and_continues_and_the_old_owner_is_locked_out() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let meta = common::open_meta(dir.path()).await;
-    let mut bookies = Vec::new();
-    let mut servers = Vec::new();
-    let mut namespaces = Vec::new();
-    for id in 1..=2u32 {
-        let bookie = common::open_bookie(dir.path(), id).await;
-        let server = common::serve_registered(&meta, &bookie, id).await;
-        let ns = Namespace::open(
-            meta.clone(),
-            Arc::new(LocalBookie(bookie.clone())),
-            NamespaceConfig {
-                broker_id: NodeId::from(id),
-                stamp: common::stamp(),
-                tail_cache_bytes: 1 << 20,
-                stream_config: common::replicated_stream_configs(),
-                speculative_read_delay: Some(Duration::from_millis(50)),
-                ownership: Ownership::Assigned,
-                stream_state: None,
-                reopen_quarantine: distlog_storage::log::namespace::REOPEN_QUARANTINE,
-            },
-        )
-        .await
-        .expect("namespace");
-        bookies.push(bookie);
-        servers.push(server);
-        namespaces.push(ns);
-    }
-    let stream = common::create_replicated_topic(&meta, "moving", (2, 2, 2)).await;
+    let nodes = TwoNodes::start().await;
+    let (meta, namespaces) = (&nodes.meta, &nodes.namespaces);
+    let stream = common::create_replicated_topic(meta, "moving", (2, 2, 2)).await;
     let (ns1, ns2) = (&namespaces[0], &namespaces[1]);
 
     // Unassigned: nobody writes.
@@ -79,7 +117,7 @@ async fn the_assigned_owner_recovers_and_continues_and_the_old_owner_is_locked_o
         ns1.append(stream, common::record(0, 0)).await.is_err(),
         "no owner yet"
     );
-    assign(&meta, stream, 1).await;
+    assign(meta, stream, 1).await;
     assert_eq!(append_when_open(ns1, stream, 0).await, 0);
     for tag in 1..50u64 {
         assert_eq!(
@@ -101,7 +139,7 @@ async fn the_assigned_owner_recovers_and_continues_and_the_old_owner_is_locked_o
     watch.mark_unchanged();
 
     // The controller moves the stream to broker 2.
-    assign(&meta, stream, 2).await;
+    assign(meta, stream, 2).await;
     assert_eq!(
         append_when_open(ns2, stream, 50).await,
         50,
@@ -168,16 +206,7 @@ async fn the_assigned_owner_recovers_and_continues_and_the_old_owner_is_locked_o
         "recovery sealed the old segment at its last acknowledged record"
     );
 
-    for ns in &namespaces {
-        ns.shutdown().await.ok();
-    }
-    for s in servers {
-        s.shutdown().await;
-    }
-    for b in bookies {
-        b.shutdown();
-    }
-    meta.shutdown().await.expect("metadata shutdown");
+    nodes.stop().await;
 }
 
 /// The owner epoch of `ns`'s incarnation of `stream`, if it serves one.
@@ -192,44 +221,18 @@ async fn assignments_that_move_while_a_stream_opens_leave_the_owner_at_the_assig
     // epoch 3 found no open incarnation, waited for the opening, and kept
     // it: the node served epoch 2 while metadata said 3, and consumers
     // asking for epoch 3 were refused (UNKNOWN_LEADER_EPOCH) for good.
-    let dir = tempfile::tempdir().expect("tempdir");
-    let meta = common::open_meta(dir.path()).await;
-    let mut bookies = Vec::new();
-    let mut servers = Vec::new();
-    let mut namespaces = Vec::new();
-    for id in 1..=2u32 {
-        let bookie = common::open_bookie(dir.path(), id).await;
-        let server = common::serve_registered(&meta, &bookie, id).await;
-        let ns = Namespace::open(
-            meta.clone(),
-            Arc::new(LocalBookie(bookie.clone())),
-            NamespaceConfig {
-                broker_id: NodeId::from(id),
-                stamp: common::stamp(),
-                tail_cache_bytes: 1 << 20,
-                stream_config: common::replicated_stream_configs(),
-                speculative_read_delay: Some(Duration::from_millis(50)),
-                ownership: Ownership::Assigned,
-                stream_state: None,
-                reopen_quarantine: distlog_storage::log::namespace::REOPEN_QUARANTINE,
-            },
-        )
-        .await
-        .expect("namespace");
-        bookies.push(bookie);
-        servers.push(server);
-        namespaces.push(ns);
-    }
-    let stream = common::create_replicated_topic(&meta, "flapping", (2, 2, 2)).await;
-    let mut next = 0u64;
+    let nodes = TwoNodes::start().await;
+    let (meta, namespaces) = (&nodes.meta, &nodes.namespaces);
+    let stream = common::create_replicated_topic(meta, "flapping", (2, 2, 2)).await;
     for round in 0..12u32 {
+        let next = u64::from(round);
         // Moves in quick succession, each opening racing the next event:
         // elsewhere and back, then again to the same node.
         let target = 1 + round % 2;
         let other = 3 - target;
-        assign(&meta, stream, other).await;
-        assign(&meta, stream, target).await;
-        assign(&meta, stream, target).await;
+        assign(meta, stream, other).await;
+        assign(meta, stream, target).await;
+        assign(meta, stream, target).await;
         let epoch = meta.read(|s| s.stream(&stream).expect("stream").owner_epoch);
         let owner_ns = &namespaces[target as usize - 1];
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -249,7 +252,6 @@ async fn assignments_that_move_while_a_stream_opens_leave_the_owner_at_the_assig
             next,
             "round {round}"
         );
-        next += 1;
         assert_eq!(
             served_epoch(&namespaces[other as usize - 1], stream).await,
             None,
@@ -257,14 +259,5 @@ async fn assignments_that_move_while_a_stream_opens_leave_the_owner_at_the_assig
         );
     }
 
-    for ns in &namespaces {
-        ns.shutdown().await.ok();
-    }
-    for s in servers {
-        s.shutdown().await;
-    }
-    for b in bookies {
-        b.shutdown();
-    }
-    meta.shutdown().await.expect("metadata shutdown");
+    nodes.stop().await;
 }
