@@ -215,8 +215,13 @@ impl Node {
             })
             .collect();
         let lease_task = tokio::spawn(lease::renew(meta.clone(), config.clone(), shutdown_rx.clone()));
-        let controller_task = (config.is_cluster() && config.roles.meta)
-            .then(|| tokio::spawn(ownership::run_controller(meta.clone(), shutdown_rx.clone())));
+        let controller_task = (config.is_cluster() && config.roles.meta).then(|| {
+            tokio::spawn(ownership::run_controller(
+                meta.clone(),
+                shutdown_rx.clone(),
+                config.broker_session_timeout_ms,
+            ))
+        });
         let txn_timeout_task = tokio::spawn(crate::txn::timeouts::run(
             meta.clone(),
             Duration::from_millis(config.transaction_abort_timed_out_transaction_cleanup_interval_ms),

@@ -153,24 +153,53 @@ pub fn plan_ownership(
 /// One controller round: plan from the local replica and apply each move
 /// as an `AcquireStream` compare-and-set on the planned epoch. A move that
 /// lost a race (the epoch changed) is skipped; the next round replans.
-/// Returns how many moves applied. Only the metadata leader should run it.
+/// Until `grace_until_ms` (a new controller's grace, see
+/// [`run_controller`]) a registered broker whose lease lapsed keeps its
+/// streams ([`spare_lapsed_owners`]). A stream taken from an owner whose
+/// lease had lapsed is left alone if that owner is live again by the time
+/// the move is written (a round's writes can wait on the quorum for a
+/// while). Returns how many moves applied. Only the metadata leader should
+/// run it.
 pub async fn apply_ownership_round(
     meta: &MetadataStore,
     now_ms: u64,
     max_rebalance_moves: usize,
+    grace_until_ms: u64,
 ) -> Result<usize, MetadataError> {
-    let (streams, brokers, live): (Vec<StreamOwner>, Vec<NodeId>, Vec<NodeId>) = meta.read(|s| {
-        (
-            s.streams
-                .values()
-                .map(|st| (st.id, st.owner, st.owner_epoch))
-                .collect(),
-            candidate_brokers(s),
-            s.live_brokers(now_ms).map(|b| b.id).collect(),
-        )
-    });
+    let (streams, brokers, live, registered): (Vec<StreamOwner>, Vec<NodeId>, Vec<NodeId>, Vec<NodeId>) =
+        meta.read(|s| {
+            (
+                s.streams
+                    .values()
+                    .map(|st| (st.id, st.owner, st.owner_epoch))
+                    .collect(),
+                candidate_brokers(s),
+                s.live_brokers(now_ms).map(|b| b.id).collect(),
+                s.brokers
+                    .values()
+                    .filter(|b| b.is_broker())
+                    .map(|b| b.id)
+                    .collect(),
+            )
+        });
+    let streams = if now_ms < grace_until_ms {
+        spare_lapsed_owners(streams, &live, &registered)
+    } else {
+        streams
+    };
     let mut applied = 0;
     for m in plan_ownership(&streams, &brokers, &live, max_rebalance_moves) {
+        if let Some(from) = m.from.filter(|f| !live.contains(f)) {
+            let back = meta.read(|s| {
+                s.brokers
+                    .get(&from)
+                    .is_some_and(|b| b.is_live(distlog_metadata::now_ms()))
+            });
+            if back {
+                tracing::debug!(stream = %m.stream, owner = from.get(), "owner renewed its lease since the plan; stream stays");
+                continue;
+            }
+        }
         match meta
             .write(Command::AcquireStream {
                 stream: m.stream,
@@ -192,6 +221,27 @@ pub async fn apply_ownership_round(
     Ok(applied)
 }
 
+/// The streams a controller in its grace may plan for: those owned by a
+/// registered broker whose lease lapsed are left out (neither moved nor
+/// counted). Right after a metadata leader change every lease can look
+/// lapsed (renewals could not commit while there was no leader), and the
+/// moves a new controller made on that view were undone a round later
+/// when the renewals landed: leadership flapped twice within milliseconds,
+/// and librdkafka, handed two leader changes back to back, kept fetching
+/// from the broker in between, which answered NOT_LEADER_OR_FOLLOWER for
+/// good (a consumer stuck in the reliability campaign, seed 3070). Kafka's
+/// controller likewise gives every broker a fresh session after failover.
+pub fn spare_lapsed_owners(
+    streams: Vec<StreamOwner>,
+    live: &[NodeId],
+    registered: &[NodeId],
+) -> Vec<StreamOwner> {
+    streams
+        .into_iter()
+        .filter(|(_, owner, _)| !owner.is_some_and(|o| !live.contains(&o) && registered.contains(&o)))
+        .collect()
+}
+
 /// How often the controller looks for streams to (re)assign.
 const CONTROLLER_TICK: std::time::Duration = std::time::Duration::from_millis(500);
 /// Healthy streams move (to even out load) at most once per this period, so
@@ -202,14 +252,23 @@ const REBALANCE_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 /// every stream owned by a live broker and the load even. Runs on every
 /// `meta` node (only the leader acts) until `shutdown` flips; a failed round
 /// is logged and retried on the next tick.
+///
+/// A node that becomes the controller waits `grace_ms` before it treats a
+/// lapsed lease as a dead broker: the leases it sees may have lapsed only
+/// because nobody could renew them during the election. Two heartbeat
+/// intervals (what `Node` passes, at most the session timeout) let every
+/// live broker renew through the new leader, while a broker that really
+/// died has usually lapsed by then anyway, so failover is not delayed.
 pub async fn run_controller(
     meta: std::sync::Arc<MetadataStore>,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
+    grace_ms: u64,
 ) {
     let mut tick = tokio::time::interval(CONTROLLER_TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_rebalance = std::time::Instant::now();
     let mut leading = false;
+    let mut grace_until_ms = 0;
     loop {
         tokio::select! {
             _ = tick.tick() => {}
@@ -224,13 +283,22 @@ pub async fn run_controller(
             // A new controller gives brokers one heartbeat to renew the
             // leases they may have renewed through its predecessor.
             last_rebalance = std::time::Instant::now();
-            tracing::info!("this node is the controller: assigning stream ownership");
+            grace_until_ms = distlog_metadata::now_ms() + session_timeout_ms;
+            tracing::info!(
+                grace_ms = session_timeout_ms,
+                "this node is the controller: assigning stream ownership"
+            );
         }
         let rebalance = last_rebalance.elapsed() >= REBALANCE_EVERY;
         if rebalance {
             last_rebalance = std::time::Instant::now();
         }
-        let round = apply_ownership_round(&meta, distlog_metadata::now_ms(), usize::from(rebalance));
+        let round = apply_ownership_round(
+            &meta,
+            distlog_metadata::now_ms(),
+            usize::from(rebalance),
+            grace_until_ms,
+        );
         match round.instrument(tracing::info_span!("controller_round")).await {
             Ok(0) => {}
             Ok(n) => crate::metrics::OWNERSHIP_MOVES.inc_by(n as u64),
@@ -409,6 +477,36 @@ mod tests {
     }
 
     #[test]
+    fn a_new_controller_spares_the_streams_of_registered_brokers_whose_lease_lapsed() {
+        // Seed 3070: n1 live, n2 and n3 registered with lapsed leases (the
+        // election kept them from renewing). In the grace nothing moves;
+        // an unowned stream or one of an unregistered owner still does,
+        // and only to a live broker.
+        let streams = vec![
+            (s(0), Some(n(2)), 4),
+            (s(1), Some(n(3)), 2),
+            (s(2), Some(n(1)), 7),
+            (s(3), None, 0),
+            (s(4), Some(n(9)), 1),
+        ];
+        let spared = spare_lapsed_owners(streams.clone(), &live(&[1]), &live(ALL));
+        assert_eq!(
+            spared.iter().map(|(s, _, _)| s.partition).collect::<Vec<_>>(),
+            vec![2, 3, 4]
+        );
+        let moves = plan_ownership(&spared, &live(ALL), &live(&[1]), 0);
+        assert_eq!(
+            moves
+                .iter()
+                .map(|m| (m.stream.partition, m.to))
+                .collect::<Vec<_>>(),
+            vec![(3, n(1)), (4, n(1))]
+        );
+        // Without the grace, the lapsed owners' streams move too.
+        assert_eq!(plan_ownership(&streams, &live(ALL), &live(&[1]), 0).len(), 4);
+    }
+
+    #[test]
     fn no_live_broker_plans_nothing() {
         assert!(plan_ownership(&[(s(0), Some(n(1)), 3)], &live(ALL), &[], 5).is_empty());
     }
@@ -461,7 +559,7 @@ mod round_tests {
         let owners = |m: &MetadataStore| -> Vec<(Option<NodeId>, u64)> {
             m.read(|s| s.streams.values().map(|st| (st.owner, st.owner_epoch)).collect())
         };
-        assert_eq!(apply_ownership_round(&meta, 5_000, 4).await.expect("round"), 4);
+        assert_eq!(apply_ownership_round(&meta, 5_000, 4, 0).await.expect("round"), 4);
         let after = owners(&meta);
         assert_eq!(
             after.iter().filter(|(o, _)| *o == Some(NodeId::new(1))).count(),
@@ -473,13 +571,25 @@ mod round_tests {
         );
         assert!(after.iter().all(|(_, e)| *e == 1));
         assert_eq!(
-            apply_ownership_round(&meta, 5_000, 4).await.expect("round"),
+            apply_ownership_round(&meta, 5_000, 4, 0).await.expect("round"),
             0,
             "stable"
         );
         // Broker 2's lease lapses (time 20 s): its streams move to broker 1 with a new epoch.
         meta.write(broker(1, 30_000)).await.expect("renew b1");
-        assert_eq!(apply_ownership_round(&meta, 20_000, 4).await.expect("round"), 2);
+        // A controller still in its grace (until 25 s) leaves them: the
+        // lapse may be the election's doing.
+        assert_eq!(
+            apply_ownership_round(&meta, 20_000, 4, 25_000)
+                .await
+                .expect("round"),
+            0,
+            "in the grace"
+        );
+        assert_eq!(
+            apply_ownership_round(&meta, 20_000, 4, 0).await.expect("round"),
+            2
+        );
         let after = owners(&meta);
         assert!(after.iter().all(|(o, _)| *o == Some(NodeId::new(1))), "{after:?}");
         assert_eq!(
