@@ -219,7 +219,7 @@ impl Node {
             tokio::spawn(ownership::run_controller(
                 meta.clone(),
                 shutdown_rx.clone(),
-                config.broker_session_timeout_ms,
+                (2 * config.broker_heartbeat_interval_ms).min(config.broker_session_timeout_ms),
             ))
         });
         let txn_timeout_task = tokio::spawn(crate::txn::timeouts::run(

@@ -280,12 +280,12 @@ pub async fn run_controller(
         }
         if !leading {
             leading = true;
-            // A new controller gives brokers one heartbeat to renew the
-            // leases they may have renewed through its predecessor.
+            // A new controller gives brokers time to renew, through it, the
+            // leases that may have lapsed during the election.
             last_rebalance = std::time::Instant::now();
-            grace_until_ms = distlog_metadata::now_ms() + session_timeout_ms;
+            grace_until_ms = distlog_metadata::now_ms() + grace_ms;
             tracing::info!(
-                grace_ms = session_timeout_ms,
+                grace_ms,
                 "this node is the controller: assigning stream ownership"
             );
         }
