@@ -66,16 +66,7 @@ impl TwoNodes {
     }
 
     async fn stop(self) {
-        for ns in &self.namespaces {
-            ns.shutdown().await.ok();
-        }
-        for s in self.servers {
-            s.shutdown().await;
-        }
-        for b in self.bookies {
-            b.shutdown();
-        }
-        self.meta.shutdown().await.expect("metadata shutdown");
+        common::stop_all(&self.namespaces, self.servers, self.bookies, &self.meta).await;
     }
 }
 

@@ -156,16 +156,7 @@ impl Cluster {
     }
 
     async fn shutdown(self) {
-        for ns in &self.ns {
-            ns.shutdown().await.ok();
-        }
-        for s in self.servers {
-            s.shutdown().await;
-        }
-        for b in self.bookies {
-            b.shutdown();
-        }
-        self.meta.shutdown().await.expect("metadata shutdown");
+        common::stop_all(&self.ns, self.servers, self.bookies, &self.meta).await;
     }
 }
 

@@ -39,6 +39,26 @@ pub async fn open_bookie(dir: &Path, id: u32) -> Arc<Bookie> {
         .expect("bookie opens")
 }
 
+/// Stop a test cluster in order: namespaces (their writers seal), then the
+/// bookie servers, the bookies, and the metadata store.
+pub async fn stop_all(
+    namespaces: &[Arc<distlog_storage::log::Namespace>],
+    servers: Vec<BookieServer>,
+    bookies: Vec<Arc<Bookie>>,
+    meta: &MetadataStore,
+) {
+    for ns in namespaces {
+        ns.shutdown().await.ok();
+    }
+    for s in servers {
+        s.shutdown().await;
+    }
+    for b in bookies {
+        b.shutdown();
+    }
+    meta.shutdown().await.expect("metadata shutdown");
+}
+
 /// Serve `bookie` on a loopback port and register node `id` with that
 /// bookie address and a lease that never expires.
 pub async fn serve_registered(meta: &MetadataStore, bookie: &Arc<Bookie>, id: u32) -> BookieServer {
