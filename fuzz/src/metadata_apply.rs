@@ -360,6 +360,7 @@ pub fn command(u: &mut Unstructured, state: &MetaState) -> Result<Command> {
                 ops.push(match u.int_in_range(0..=2u8)? {
                     0 => GroupOp::CommitOffsets {
                         group: "g".into(),
+                        generation: None,
                         offsets: offsets(u)?,
                     },
                     1 => GroupOp::DeleteGroup { group: "g".into() },

@@ -116,6 +116,14 @@ pub enum GroupOp {
     CommitOffsets {
         group: String,
         offsets: Vec<OffsetCommitEntry>,
+        /// The generation of the member that committed; `None` for a
+        /// standalone commit (and in entries written before this field).
+        /// Applied only while the stored generation is not newer: a batch
+        /// that a deposed coordinator sends late (paused, cut off, its
+        /// Raft write stuck) must not overwrite the offsets members of a
+        /// later generation committed since (campaign seeds 3102, 4078).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        generation: Option<i32>,
     },
     /// Replace the group's generation record (after a rebalance completes or
     /// the group becomes empty).
@@ -136,7 +144,16 @@ pub enum GroupOp {
 pub(crate) fn apply_group_ops(state: &mut MetaState, ops: &[GroupOp]) {
     for op in ops {
         match op {
-            GroupOp::CommitOffsets { group, offsets } => {
+            GroupOp::CommitOffsets {
+                group,
+                offsets,
+                generation,
+            } => {
+                let stale = generation
+                    .is_some_and(|g| state.groups.get(group).is_some_and(|m| m.record.generation > g));
+                if stale {
+                    continue;
+                }
                 let topics = &state.topics;
                 let meta = state.groups.entry(group.clone()).or_default();
                 for entry in offsets {
@@ -252,6 +269,7 @@ mod tests {
     fn commit(group: &str, topic: &str, partition: u32, offset: i64) -> GroupOp {
         GroupOp::CommitOffsets {
             group: group.into(),
+            generation: None,
             offsets: vec![OffsetCommitEntry {
                 topic: topic.into(),
                 partition,
@@ -263,6 +281,59 @@ mod tests {
                 },
             }],
         }
+    }
+
+    #[test]
+    fn a_commit_of_an_older_generation_than_the_stored_one_is_not_applied() {
+        // Seed 4078: a coordinator paused with a batch of commits of
+        // generation 1 (offset 3310) in flight; the group moved, rebalanced
+        // to generation 2 and committed 4558; the paused node's batch then
+        // reached Raft. It must not take the offsets back.
+        let mut state = state_with_topic("t");
+        groups(&mut state, vec![commit("g", "t", 0, 1)]);
+        let record = |generation| GroupRecord {
+            protocol_type: "consumer".into(),
+            generation,
+            ..GroupRecord::default()
+        };
+        let at = |generation: Option<i32>, offset| {
+            let mut op = commit("g", "t", 0, offset);
+            if let GroupOp::CommitOffsets { generation: g, .. } = &mut op {
+                *g = generation;
+            }
+            op
+        };
+        groups(
+            &mut state,
+            vec![GroupOp::StoreGroup {
+                group: "g".into(),
+                record: record(1),
+            }],
+        );
+        groups(&mut state, vec![at(Some(1), 3310)]);
+        groups(
+            &mut state,
+            vec![GroupOp::StoreGroup {
+                group: "g".into(),
+                record: record(2),
+            }],
+        );
+        groups(&mut state, vec![at(Some(2), 4558)]);
+        let offset = |s: &MetaState| s.groups["g"].offset("t", 0).map(|c| c.offset);
+        assert_eq!(offset(&state), Some(4558));
+        // The late batch of generation 1: dropped.
+        groups(&mut state, vec![at(Some(1), 3310)]);
+        assert_eq!(offset(&state), Some(4558));
+        // A standalone commit (no generation) and one of the current or a
+        // newer generation still apply.
+        groups(&mut state, vec![at(None, 100)]);
+        assert_eq!(offset(&state), Some(100));
+        groups(&mut state, vec![at(Some(3), 5000)]);
+        assert_eq!(offset(&state), Some(5000));
+        // Old log entries without the field still decode (as standalone).
+        let old = r#"{"CommitOffsets":{"group":"g","offsets":[]}}"#;
+        let op: GroupOp = serde_json::from_str(old).expect("an entry written before the field decodes");
+        assert!(matches!(op, GroupOp::CommitOffsets { generation: None, .. }));
     }
 
     #[test]

@@ -110,6 +110,7 @@ fn stable_record(generation: i32, session_timeout_ms: i32) -> GroupRecord {
 fn commit_op(group: &str, offset: i64) -> GroupOp {
     GroupOp::CommitOffsets {
         group: group.into(),
+        generation: None,
         offsets: vec![OffsetCommitEntry {
             topic: "t".into(),
             partition: 1,

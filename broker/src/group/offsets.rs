@@ -46,6 +46,10 @@ impl GroupCoordinator {
             self.store.submit(vec![GroupOp::CommitOffsets {
                 group: group_id.to_string(),
                 offsets,
+                // A member's commit is applied only while no later
+                // generation has been stored (a late batch of a deposed
+                // coordinator); standalone commits always are.
+                generation: (generation >= 0).then_some(generation),
             }])
         };
         let result = rx.await.unwrap_or(Err(ResponseError::CoordinatorNotAvailable));

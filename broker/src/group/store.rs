@@ -132,7 +132,7 @@ fn coordinates_all(meta: &MetadataStore, node_id: NodeId, ops: &[GroupOp]) -> bo
 fn commit_keys(ops: &[GroupOp]) -> Vec<(String, String, u32)> {
     ops.iter()
         .flat_map(|op| match op {
-            GroupOp::CommitOffsets { group, offsets } => offsets
+            GroupOp::CommitOffsets { group, offsets, .. } => offsets
                 .iter()
                 .map(|o| (group.clone(), o.topic.clone(), o.partition))
                 .collect::<Vec<_>>(),
@@ -259,6 +259,7 @@ mod tests {
     fn commit(group: &str, offset: i64) -> Vec<GroupOp> {
         vec![GroupOp::CommitOffsets {
             group: group.into(),
+            generation: None,
             offsets: vec![OffsetCommitEntry {
                 topic: "t".into(),
                 partition: 0,
