@@ -15,10 +15,13 @@
 //! remains is a window of one Raft round trip plus replication lag: a batch
 //! checked just before the lease change that moves its group may still
 //! land after the new coordinator loaded the group. The metadata store has
-//! no coordinator epoch to compare-and-set against, so such a late write is
-//! bounded, not excluded; the new coordinator carries on from its own
-//! (already loaded) state, and members of the old generation are fenced by
-//! their generation on their next request.
+//! no coordinator epoch to compare-and-set against; instead a member's
+//! commit carries its generation and is applied only while no later
+//! generation has been stored (`GroupOp::CommitOffsets::generation`), so a
+//! late batch cannot take back offsets that a later generation committed
+//! (a paused coordinator did, campaign seed 4078). The new coordinator
+//! carries on from its own (already loaded) state, and members of the old
+//! generation are fenced by their generation on their next request.
 
 use std::collections::HashMap;
 use std::sync::Arc;
