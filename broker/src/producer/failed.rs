@@ -23,6 +23,7 @@
 //! before it reached the broker) is still reported.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use distlog_metadata::StreamId;
@@ -55,6 +56,10 @@ struct Failure {
 #[derive(Debug, Default)]
 pub struct FailedBatches {
     failures: Mutex<HashMap<(StreamId, i64), Failure>>,
+    /// `failures.len()`, read without the lock: every written idempotent
+    /// batch asks whether a failure is to be forgotten, and almost always
+    /// none is remembered (one node-wide mutex would serialize them).
+    count: AtomicUsize,
 }
 
 impl FailedBatches {
@@ -82,14 +87,18 @@ impl FailedBatches {
                 at: now,
             },
         );
+        self.count.store(failures.len(), Ordering::Release);
     }
 
     /// A batch of this producer was written on `stream`: whatever failed
     /// before it has been sent again and written, or no longer matters.
     pub fn written(&self, stream: StreamId, producer_id: i64) {
+        if self.count.load(Ordering::Acquire) == 0 {
+            return;
+        }
         let mut failures = self.failures.lock();
-        if !failures.is_empty() {
-            failures.remove(&(stream, producer_id));
+        if failures.remove(&(stream, producer_id)).is_some() {
+            self.count.store(failures.len(), Ordering::Release);
         }
     }
 
@@ -105,6 +114,9 @@ impl FailedBatches {
         expected: i32,
         now: Instant,
     ) -> Option<ResponseError> {
+        if self.count.load(Ordering::Acquire) == 0 {
+            return None;
+        }
         let failures = self.failures.lock();
         let f = failures.get(&(stream, batch.producer_id))?;
         // Sequences run 0..=i32::MAX and wrap to 0: "after" is a forward
