@@ -53,6 +53,12 @@ alive() { # pid [node-dir]: running (a killed process may linger as a zombie unt
     grep -qxF -- "$2/data" <<<"$args"
 }
 
+exiting() { # pid: a zombie whose other threads still exit. A killed process's main thread turns
+    # zombie first; the others may hold its sockets a moment longer (a restart finds them in use).
+    [ "$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null)" = Z ] &&
+        [ "$(find "/proc/$1/task" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l)" -gt 1 ]
+}
+
 port_free() {
     ! (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null
 }
@@ -316,6 +322,16 @@ start)
         if [ -f "$node/pid" ] && alive "$(cat "$node/pid")" "$node"; then
             echo "node $k is already running (pid $(cat "$node/pid"))" >&2
             exit 1
+        fi
+        if [ -f "$node/pid" ]; then
+            gone_by=$((SECONDS + 10))
+            while exiting "$(cat "$node/pid")"; do
+                if [ "$SECONDS" -ge "$gone_by" ]; then
+                    echo "node $k's previous process ($(cat "$node/pid")) is still exiting after 10 s" >&2
+                    exit 1
+                fi
+                sleep 0.05
+            done
         fi
         start_node "$node"
     done

@@ -245,14 +245,15 @@ impl LocalCluster {
             .is_ok_and(|pid| !matches!(process_state(pid).as_deref(), None | Some("Z") | Some("X")))
     }
 
-    /// `kill -9` node `k`, returning once the process is gone (a zombie
-    /// or reaped), so nothing it does can be mistaken for after its death.
+    /// `kill -9` node `k`, returning once the process and all its threads are
+    /// gone (a zombie or reaped): nothing it does can be mistaken for after its
+    /// death, and its ports are free for a restart.
     pub fn kill9(&self, k: usize) -> anyhow::Result<()> {
         let pid = self.pid(k)?;
         self.signal(k, "KILL")?;
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            if matches!(process_state(pid).as_deref(), None | Some("Z") | Some("X")) {
+            if process_gone(pid) {
                 return Ok(());
             }
             if Instant::now() >= deadline {
@@ -357,6 +358,17 @@ impl LocalCluster {
     /// Tail of node `k`'s log.
     pub fn log_tail(&self, k: usize, lines: usize) -> String {
         tail_of_file(&self.dir.path().join(format!("node{k}")).join("log"), lines)
+    }
+}
+
+/// Whether `pid` has released everything it held: it is gone, or it is a zombie with no thread
+/// left. A killed process's main thread turns zombie while its other threads may still be exiting
+/// and holding the process's sockets: a node restarted at that moment finds its ports in use.
+fn process_gone(pid: i32) -> bool {
+    match process_state(pid).as_deref() {
+        None | Some("X") => true,
+        Some("Z") => std::fs::read_dir(format!("/proc/{pid}/task")).map_or(true, |tasks| tasks.count() <= 1),
+        Some(_) => false,
     }
 }
 
