@@ -251,6 +251,29 @@ pub static GROUP_STORE_BATCH_OPS: LazyLock<Histogram> = LazyLock::new(|| {
     .expect("metric distlog_group_store_batch_ops registers once")
 });
 
+/// Group changes skipped at apply: their coordinator's claim was not the
+/// group's latest (another broker took it over), or a member's commit was
+/// of a generation older than the stored one. Each failed with
+/// NOT_COORDINATOR.
+pub static GROUP_STORE_FENCED: LazyLock<IntCounter> = LazyLock::new(|| {
+    register_int_counter!(
+        "distlog_group_store_fenced_total",
+        "Consumer group changes fenced at apply (a newer coordinator claim or generation); answered NOT_COORDINATOR"
+    )
+    .expect("metric distlog_group_store_fenced_total registers once")
+});
+
+/// Coordinator claims of consumer groups, by outcome (`ok`, `error`): each
+/// load of a group onto a broker makes one.
+pub static GROUP_CLAIMS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "distlog_group_claims_total",
+        "Coordinator claims of consumer groups (one per load of a group onto this broker), by outcome",
+        &["outcome"]
+    )
+    .expect("metric distlog_group_claims_total registers once")
+});
+
 /// Config changes asked by AlterConfigs and IncrementalAlterConfigs, per
 /// resource: by resource kind (`topic`, `broker`, `other`) and outcome
 /// (`applied`, `validated` for validate_only, or the Kafka error name).

@@ -489,6 +489,29 @@ impl MetadataStore {
         }
     }
 
+    /// Claim `group` for this node ([`Command::ClaimGroup`]) and return the
+    /// claim, once this replica has applied it: a following
+    /// [`MetadataStore::read`] sees every change made to the group before
+    /// the claim (it doubles as a read barrier), and the changes of earlier
+    /// claimants made after it are fenced. A node cut off from the quorum
+    /// cannot claim, so it never coordinates from a stale replica.
+    pub async fn claim_group(&self, group: &str) -> Result<u64, MetadataError> {
+        let cmd = Command::ClaimGroup {
+            group: group.to_string(),
+            node: self.node_id,
+        };
+        match self.write_or_forward(cmd).await? {
+            (CommandResponse::GroupClaim(claim), true) => Ok(claim),
+            (CommandResponse::GroupClaim(_), false) => Err(MetadataError::Raft(format!(
+                "this metadata replica did not catch up with the leader within {FORWARD_DEADLINE:?}; \
+                 check its connectivity to the other voters"
+            ))),
+            (other, _) => Err(MetadataError::Raft(format!(
+                "unexpected answer to a group claim: {other:?}"
+            ))),
+        }
+    }
+
     /// Write through the local Raft when this node leads; otherwise forward
     /// to the leader, retrying while leadership moves (until
     /// [`FORWARD_DEADLINE`]). A forwarded write whose answer was lost is not

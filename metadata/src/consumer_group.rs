@@ -138,20 +138,86 @@ pub enum GroupOp {
     },
 }
 
+/// A group's latest coordinator claim.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupClaim {
+    /// The claim number (see [`crate::Command::ClaimGroup`]).
+    pub claim: u64,
+    /// The broker that made it.
+    pub node: crate::node_id::NodeId,
+}
+
+/// A coordinator's group change with the claim it holds the group under
+/// (`None`: not fenced by claim, e.g. the offsets retention sweep).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClaimedGroupOp {
+    /// The change.
+    pub op: GroupOp,
+    /// The coordinator's claim of the op's group.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claim: Option<u64>,
+}
+
+impl GroupOp {
+    /// The group the op changes.
+    pub fn group(&self) -> &str {
+        match self {
+            GroupOp::CommitOffsets { group, .. }
+            | GroupOp::StoreGroup { group, .. }
+            | GroupOp::DeleteGroup { group }
+            | GroupOp::DeleteOffsets { group, .. } => group,
+        }
+    }
+}
+
+/// Record a new claim of `group` by `node`; returns it.
+pub(crate) fn claim_group(state: &mut MetaState, group: &str, node: crate::node_id::NodeId) -> u64 {
+    state.last_group_claim += 1;
+    let claim = state.last_group_claim;
+    state
+        .group_claims
+        .insert(group.to_string(), GroupClaim { claim, node });
+    claim
+}
+
+/// Apply claimed ops in order, skipping those whose claim is not their
+/// group's latest and members' commits of a generation older than the
+/// stored one; returns the positions of the skipped ops.
+pub(crate) fn apply_claimed_group_ops(state: &mut MetaState, ops: &[ClaimedGroupOp]) -> Vec<u32> {
+    let mut fenced = Vec::new();
+    for (i, claimed) in ops.iter().enumerate() {
+        let group = claimed.op.group();
+        let current = state.group_claims.get(group).map(|c| c.claim);
+        let deposed = claimed.claim.is_some_and(|c| current != Some(c));
+        if deposed || stale_generation(state, &claimed.op) {
+            fenced.push(u32::try_from(i).unwrap_or(u32::MAX));
+            continue;
+        }
+        apply_group_ops(state, std::slice::from_ref(&claimed.op));
+    }
+    fenced
+}
+
+/// A member's offset commit of a generation older than the stored one.
+fn stale_generation(state: &MetaState, op: &GroupOp) -> bool {
+    match op {
+        GroupOp::CommitOffsets {
+            group,
+            generation: Some(g),
+            ..
+        } => state.groups.get(group).is_some_and(|m| m.record.generation > *g),
+        _ => false,
+    }
+}
+
 /// Apply group ops in order. They cannot be refused: the coordinator has
 /// validated them against its live state, and what could have changed
 /// since (a topic deleted) is handled deterministically here.
 pub(crate) fn apply_group_ops(state: &mut MetaState, ops: &[GroupOp]) {
     for op in ops {
         match op {
-            GroupOp::CommitOffsets {
-                group,
-                offsets,
-                generation,
-            } => {
-                let stale = generation
-                    .is_some_and(|g| state.groups.get(group).is_some_and(|m| m.record.generation > g));
-                if stale {
+            GroupOp::CommitOffsets { group, offsets, .. } => {
+                if stale_generation(state, op) {
                     continue;
                 }
                 let topics = &state.topics;
@@ -281,6 +347,97 @@ mod tests {
                 },
             }],
         }
+    }
+
+    #[test]
+    fn claimed_changes_apply_only_under_their_groups_latest_claim_and_the_rest_are_reported() {
+        // Seeds 5022 and 5054: a broker cut off from the quorum coordinated
+        // from its stale replica, and commits skipped at apply were
+        // acknowledged. Claims fence the deposed coordinator; skipped changes
+        // are reported so the client is told.
+        let mut state = state_with_topic("t");
+        let claimed = |op: GroupOp, claim: Option<u64>| ClaimedGroupOp { op, claim };
+        let apply_claimed = |state: &mut MetaState, ops: Vec<ClaimedGroupOp>| {
+            let (res, _) = apply(state, &Command::ClaimedGroups(ops));
+            match res {
+                Ok(crate::model::CommandResponse::GroupsFenced(fenced)) => fenced,
+                other => panic!("unexpected answer {other:?}"),
+            }
+        };
+        let claim = |state: &mut MetaState, node: u64| {
+            let cmd = Command::ClaimGroup {
+                group: "g".into(),
+                node: crate::node_id::NodeId::new(node),
+            };
+            match apply(state, &cmd).0 {
+                Ok(crate::model::CommandResponse::GroupClaim(c)) => c,
+                other => panic!("unexpected answer {other:?}"),
+            }
+        };
+        let offset = |state: &MetaState| {
+            state
+                .groups
+                .get("g")
+                .and_then(|g| g.offset("t", 0))
+                .map(|o| o.offset)
+        };
+        let first = claim(&mut state, 1);
+        assert_eq!(
+            apply_claimed(&mut state, vec![claimed(commit("g", "t", 0, 5), Some(first))]),
+            Vec::<u32>::new()
+        );
+        let second = claim(&mut state, 2);
+        assert!(second > first);
+        assert_eq!(
+            state.group_claims.get("g").map(|c| (c.claim, c.node.get())),
+            Some((second, 2))
+        );
+        // The first claimant's late change is fenced; the second's applies,
+        // and so does a change not fenced by claim.
+        let fenced = apply_claimed(
+            &mut state,
+            vec![
+                claimed(commit("g", "t", 0, 3), Some(first)),
+                claimed(commit("g", "t", 0, 8), Some(second)),
+                claimed(commit("g", "t", 0, 9), None),
+            ],
+        );
+        assert_eq!(fenced, vec![0]);
+        assert_eq!(offset(&state), Some(9));
+        // A member's commit of a generation older than the stored one is
+        // skipped and reported, even under the latest claim.
+        groups(
+            &mut state,
+            vec![GroupOp::StoreGroup {
+                group: "g".into(),
+                record: GroupRecord {
+                    generation: 4,
+                    ..GroupRecord::default()
+                },
+            }],
+        );
+        let mut old_generation = commit("g", "t", 0, 2);
+        if let GroupOp::CommitOffsets { generation, .. } = &mut old_generation {
+            *generation = Some(3);
+        }
+        assert_eq!(
+            apply_claimed(&mut state, vec![claimed(old_generation, Some(second))]),
+            vec![0]
+        );
+        assert_eq!(offset(&state), Some(9));
+        // A group deleted and created again never matches an older claim.
+        groups(&mut state, vec![GroupOp::DeleteGroup { group: "g".into() }]);
+        let third = claim(&mut state, 1);
+        assert!(third > second);
+        assert_eq!(
+            apply_claimed(&mut state, vec![claimed(commit("g", "t", 0, 1), Some(second))]),
+            vec![0]
+        );
+        assert_eq!(offset(&state), None);
+        // Claims survive a snapshot.
+        let restored = crate::store::roundtrip_state_for_tests(&state);
+        assert_eq!(restored.group_claims, state.group_claims);
+        assert_eq!(restored.last_group_claim, third);
     }
 
     #[test]

@@ -25,7 +25,8 @@ pub mod typ;
 pub use client::{MetadataConfig, MetadataStore, RaftTuning};
 pub use clock::now_ms;
 pub use consumer_group::{
-    CommittedOffset, GroupMemberRecord, GroupMeta, GroupOp, GroupRecord, OffsetCommitEntry,
+    ClaimedGroupOp, CommittedOffset, GroupClaim, GroupMemberRecord, GroupMeta, GroupOp, GroupRecord,
+    OffsetCommitEntry,
 };
 pub use error::MetadataError;
 pub use membership::{Members, MembershipChange, MembershipFailure};

@@ -212,6 +212,13 @@ pub struct MetaState {
     /// Consumer groups: committed offsets and last generations, by group id.
     #[serde(default)]
     pub groups: BTreeMap<String, crate::consumer_group::GroupMeta>,
+    /// Each group's latest coordinator claim ([`Command::ClaimGroup`]).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub group_claims: BTreeMap<String, crate::consumer_group::GroupClaim>,
+    /// The last claim handed out (claims only ever grow, across groups, so
+    /// a group deleted and created again never sees an old claim match).
+    #[serde(default)]
+    pub last_group_claim: u64,
     /// Dynamic broker configs (Kafka's KIP-226 dynamic broker configs, set
     /// by AlterConfigs on BROKER resources). Absent from snapshots written
     /// before they existed, and from any without one (so such snapshots
@@ -361,6 +368,19 @@ pub enum Command {
     /// Consumer-group changes (offset commits, generation records,
     /// deletions), applied in order; never refused.
     Groups(Vec<crate::consumer_group::GroupOp>),
+    /// Make `node` the coordinator of `group` under a new claim: a number
+    /// above every claim before, of any group. The response is the claim
+    /// ([`CommandResponse::GroupClaim`]). A broker claims a group before it
+    /// loads it, so the load reads every change of earlier coordinators,
+    /// and their later changes are fenced ([`Command::ClaimedGroups`]).
+    ClaimGroup { group: String, node: NodeId },
+    /// Consumer-group changes of coordinators, each applied only while the
+    /// claim it carries is its group's latest (and, for a member's offset
+    /// commit, no later generation is stored). The others are skipped and
+    /// listed in the response ([`CommandResponse::GroupsFenced`]), so a
+    /// deposed coordinator's late batch changes nothing and its clients
+    /// learn it.
+    ClaimedGroups(Vec<crate::consumer_group::ClaimedGroupOp>),
     /// Raise a topic's partition count to `partitions` (Kafka's
     /// CreatePartitions), adding the new streams empty and unowned, as
     /// `CreateTopic` does for its streams. `id` must be the topic's id, so a
@@ -441,6 +461,11 @@ pub enum CommandResponse {
     /// `TxnOp::Init` found a transaction open and began aborting it; the
     /// caller retries once it completes.
     TxnAborting,
+    /// The claim a [`Command::ClaimGroup`] made.
+    GroupClaim(u64),
+    /// The positions of the [`Command::ClaimedGroups`] ops that were
+    /// skipped (fenced); empty when all were applied.
+    GroupsFenced(Vec<u32>),
 }
 
 /// The replicated outcome of a command: applied or refused.

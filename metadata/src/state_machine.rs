@@ -250,6 +250,12 @@ fn apply_inner(state: &mut MetaState, cmd: &Command, events: &mut Vec<MetaEvent>
             crate::consumer_group::apply_group_ops(state, ops);
             Ok(CommandResponse::Ok)
         }
+        Command::ClaimGroup { group, node } => Ok(CommandResponse::GroupClaim(
+            crate::consumer_group::claim_group(state, group, *node),
+        )),
+        Command::ClaimedGroups(ops) => Ok(CommandResponse::GroupsFenced(
+            crate::consumer_group::apply_claimed_group_ops(state, ops),
+        )),
         Command::Txn(op) => crate::transaction::apply_txn_op(state, op, events).map_err(ApplyError::Txn),
         Command::CreatePartitions { name, id, partitions } => {
             let topic = match state.topics.get(name) {

@@ -290,6 +290,49 @@ async fn a_group_moves_here_when_its_coordinators_lease_lapses_with_the_state_it
     meta.shutdown().await.expect("shutdown");
 }
 
+#[tokio::test]
+async fn a_coordinator_whose_claim_was_taken_over_is_refused_and_changes_nothing() {
+    // Campaign seeds 5022, 5054: a broker cut off from the metadata quorum
+    // kept coordinating from its stale replica, and the commits skipped at
+    // apply were acknowledged. A claim by another broker fences this one.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let meta = open_meta(dir.path()).await;
+    register(&meta, LOCAL.get(), LONG as i64).await;
+    let group = "claimed".to_string();
+    meta.write(Command::Groups(vec![GroupOp::StoreGroup {
+        group: group.clone(),
+        record: stable_record(7, 10_000),
+    }]))
+    .await
+    .expect("stored generation");
+    let c = GroupCoordinator::start(meta.clone(), &config(0));
+    eventually("the stored group is loaded", || c.slot(&group).is_some()).await;
+    let claim = meta
+        .read(|s| s.group_claims.get(&group).copied())
+        .expect("loading claimed the group");
+    assert_eq!(claim.node, LOCAL);
+    c.commit(&group, "m1-id", None, 7, vec![offset_entry(10)])
+        .await
+        .expect("commit under this broker's claim");
+    meta.write(Command::ClaimGroup {
+        group: group.clone(),
+        node: NodeId::new(2),
+    })
+    .await
+    .expect("another broker claims the group");
+    assert_eq!(
+        c.commit(&group, "m1-id", None, 7, vec![offset_entry(5)]).await,
+        Err(ResponseError::NotCoordinator),
+        "the deposed coordinator's commit is refused"
+    );
+    assert_eq!(
+        stored(&meta, &group).and_then(|g| g.offset("t", 1).map(|o| o.offset)),
+        Some(10),
+        "and changed nothing"
+    );
+    meta.shutdown().await.expect("shutdown");
+}
+
 fn offset_entry(offset: i64) -> OffsetCommitEntry {
     OffsetCommitEntry {
         topic: "t".into(),
@@ -323,10 +366,10 @@ async fn a_group_moving_away_is_unloaded_fails_pending_joins_and_is_no_longer_wr
 
     // A long initial rebalance delay keeps the first join waiting.
     let c = GroupCoordinator::start(meta.clone(), &config(60_000));
-    assert!(
-        c.slot(&expiring).is_some(),
-        "a local stored group is loaded at start-up"
-    );
+    eventually("a local stored group is loaded at start-up", || {
+        c.slot(&expiring).is_some()
+    })
+    .await;
     let pending = {
         let c = c.clone();
         let joining = joining.clone();
@@ -382,11 +425,20 @@ async fn a_group_held_through_another_brokers_lapse_is_reloaded_with_what_was_wr
     .await
     .expect("stored generation");
     let c = GroupCoordinator::start(meta.clone(), &config(0));
-    assert_eq!(c.slot(&group).map(|s| s.group.lock().generation()), Some(4));
+    eventually("the stored group is loaded at start-up", || {
+        c.slot(&group).is_some_and(|s| s.group.lock().generation() == 4)
+    })
+    .await;
 
-    // While broker 3 was out, broker 2 coordinated the group and stored a
-    // new generation; then broker 3 renews its lease.
+    // While broker 3 was out, broker 2 claimed the group, coordinated it
+    // and stored a new generation; then broker 3 renews its lease.
     tokio::time::sleep(Duration::from_millis(250)).await;
+    meta.write(Command::ClaimGroup {
+        group: group.clone(),
+        node: NodeId::new(2),
+    })
+    .await
+    .expect("broker 2's claim");
     let newer = stable_record(5, 10_000);
     meta.write(Command::Groups(vec![
         GroupOp::StoreGroup {

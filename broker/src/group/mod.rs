@@ -56,7 +56,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use distlog_metadata::{BrokerInfo, GroupOp, GroupRecord, MetaEvent, MetadataStore, NodeId};
+use distlog_metadata::{BrokerInfo, GroupOp, MetaEvent, MetadataStore, NodeId};
 use kafka_protocol::error::ResponseError;
 use parking_lot::Mutex;
 use tokio::sync::{broadcast, oneshot, Notify};
@@ -77,6 +77,11 @@ pub const OFFSET_METADATA_MAX_BYTES: usize = 4096;
 /// How often the coordinator checks which groups it coordinates (besides
 /// every broker registration it sees).
 pub const OWNERSHIP_CHECK_INTERVAL: Duration = Duration::from_millis(500);
+
+/// How long a load waits for its claim (a broker cut off from the metadata
+/// quorum cannot make one; its clients get COORDINATOR_NOT_AVAILABLE and
+/// look the coordinator up again).
+const CLAIM_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// One group's state and the wake-up of its timer task.
 struct GroupSlot {
@@ -144,6 +149,11 @@ pub struct GroupCoordinator {
     retention: Duration,
     /// The brokers and leases seen by the last ownership check.
     last_view: Mutex<Option<BrokerView>>,
+    /// One lock per group being loaded, so a group is claimed and loaded
+    /// once at a time here (a second claim would fence the first load).
+    loading: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// This coordinator, for the loads it starts in the background.
+    me: std::sync::Weak<GroupCoordinator>,
 }
 
 /// What the ownership check saw of the brokers: the live set and each
@@ -180,7 +190,7 @@ impl GroupCoordinator {
         let timing = GroupTiming {
             initial_rebalance_delay: Duration::from_millis(config.group_initial_rebalance_delay_ms),
         };
-        let coordinator = Arc::new(GroupCoordinator {
+        let coordinator = Arc::new_cyclic(|me| GroupCoordinator {
             store: Arc::new(GroupStore::start(meta.clone(), config.node_id)),
             meta: meta.clone(),
             node_id: config.node_id,
@@ -190,12 +200,14 @@ impl GroupCoordinator {
             max_session: Duration::from_millis(config.group_max_session_timeout_ms),
             retention: Duration::from_secs(config.offsets_retention_minutes.saturating_mul(60)),
             last_view: Mutex::new(None),
+            loading: Mutex::new(HashMap::new()),
+            me: me.clone(),
         });
         let restored = coordinator.reconcile();
         if !restored.loaded.is_empty() {
             info!(
                 groups = restored.loaded.len(),
-                "consumer groups restored from the metadata store"
+                "restoring consumer groups from the metadata store"
             );
         }
         tokio::spawn(
@@ -272,34 +284,126 @@ impl GroupCoordinator {
     }
 
     /// The group's live slot: the one held, else the group loaded fresh from
-    /// the metadata store (it moved here since the last ownership check),
-    /// else a new empty group when `create`. NOT_COORDINATOR when the group
-    /// is not held and this broker does not coordinate it (checked under
-    /// the slot map's lock, so no slot appears for a group that moved away).
-    fn live_slot(&self, id: &str, create: bool) -> Result<Option<Arc<GroupSlot>>, ResponseError> {
+    /// the metadata store under a new claim (it moved here since the last
+    /// ownership check), else a new empty group when `create`.
+    /// NOT_COORDINATOR when the group is not held and this broker does not
+    /// coordinate it; COORDINATOR_NOT_AVAILABLE when it cannot claim the
+    /// group (cut off from the metadata quorum: it must not coordinate from
+    /// a replica that may be stale).
+    async fn live_slot(&self, id: &str, create: bool) -> Result<Option<Arc<GroupSlot>>, ResponseError> {
+        match self.slot(id) {
+            Some(slot) => Ok(Some(slot)),
+            None => self.load(id, create).await,
+        }
+    }
+
+    /// The group's live slot for a request that cannot wait for a load
+    /// (Heartbeat, LeaveGroup, TxnOffsetCommit checks): the one held; or,
+    /// for a stored group this broker coordinates, COORDINATOR_LOAD_IN_PROGRESS
+    /// while a load starts in the background (clients retry, as they do
+    /// while a Kafka coordinator loads its offsets partition); `None` for a
+    /// group that is not stored.
+    fn held_slot(&self, id: &str) -> Result<Option<Arc<GroupSlot>>, ResponseError> {
         if let Some(slot) = self.slot(id) {
             return Ok(Some(slot));
-        }
-        let mut groups = self.groups.lock();
-        if let Some(slot) = groups.get(id) {
-            return Ok(Some(slot.clone()));
         }
         let now_ms = distlog_metadata::now_ms();
         let (local, stored) = self.meta.read(|s| {
             let local = LiveBrokers::read(s, now_ms, self.node_id).is_local(id);
-            (local, s.groups.get(id).map(|g| g.record.clone()))
+            (local, s.groups.contains_key(id))
         });
+        if !local {
+            return Err(ResponseError::NotCoordinator);
+        }
+        if !stored {
+            return Ok(None);
+        }
+        self.load_in_background(id.to_string());
+        Err(ResponseError::CoordinatorLoadInProgress)
+    }
+
+    /// Start loading `id` (see [`GroupCoordinator::load`]) without waiting.
+    fn load_in_background(&self, id: String) {
+        let Some(me) = self.me.upgrade() else { return };
+        tokio::spawn(
+            async move {
+                if let Err(e) = me.load(&id, false).await {
+                    tracing::debug!(group = %id, error = ?e, "group not loaded");
+                }
+            }
+            .instrument(info_span!("group_load")),
+        );
+    }
+
+    /// Claim the group and load it from the metadata store (or create it
+    /// empty when `create` and nothing is stored), once at a time per
+    /// group. The claim makes this replica current for the group (every
+    /// change made before it is applied here) and fences every change an
+    /// earlier coordinator makes after it.
+    async fn load(&self, id: &str, create: bool) -> Result<Option<Arc<GroupSlot>>, ResponseError> {
+        let lock = self.loading.lock().entry(id.to_string()).or_default().clone();
+        let result = {
+            let _loading = lock.lock().await;
+            self.load_locked(id, create).await
+        };
+        let mut loading = self.loading.lock();
+        // The map's reference and this one: no other load waits.
+        if loading.get(id).is_some_and(|l| Arc::strong_count(l) <= 2) {
+            loading.remove(id);
+        }
+        result
+    }
+
+    async fn load_locked(&self, id: &str, create: bool) -> Result<Option<Arc<GroupSlot>>, ResponseError> {
+        if let Some(slot) = self.slot(id) {
+            return Ok(Some(slot));
+        }
+        let local_and_stored = || {
+            let now_ms = distlog_metadata::now_ms();
+            self.meta.read(|s| {
+                let local = LiveBrokers::read(s, now_ms, self.node_id).is_local(id);
+                (local, s.groups.get(id).map(|g| g.record.clone()))
+            })
+        };
+        let (local, stored) = local_and_stored();
+        if !local {
+            return Err(ResponseError::NotCoordinator);
+        }
+        if stored.is_none() && !create {
+            return Ok(None);
+        }
+        let claim = match tokio::time::timeout(CLAIM_TIMEOUT, self.meta.claim_group(id)).await {
+            Ok(Ok(claim)) => claim,
+            Ok(Err(e)) => {
+                metrics::GROUP_CLAIMS.with_label_values(&["error"]).inc();
+                tracing::warn!(group = %id, error = %e, "cannot claim the group; not coordinating it until the metadata quorum answers");
+                return Err(ResponseError::CoordinatorNotAvailable);
+            }
+            Err(_) => {
+                metrics::GROUP_CLAIMS.with_label_values(&["error"]).inc();
+                tracing::warn!(group = %id, timeout = ?CLAIM_TIMEOUT, "group claim timed out; not coordinating it until the metadata quorum answers");
+                return Err(ResponseError::CoordinatorNotAvailable);
+            }
+        };
+        metrics::GROUP_CLAIMS.with_label_values(&["ok"]).inc();
+        // Read again: the claim brought this replica up to date.
+        let (local, stored) = local_and_stored();
+        let mut groups = self.groups.lock();
+        if let Some(slot) = groups.get(id) {
+            return Ok(Some(slot.clone()));
+        }
         if !local {
             return Err(ResponseError::NotCoordinator);
         }
         let group = match stored {
             Some(record) => {
-                info!(group = %id, generation = record.generation, "group loaded from the metadata store");
+                info!(group = %id, generation = record.generation, claim, "group loaded from the metadata store");
                 Group::restore(id, &record, self.timing, Instant::now())
             }
             None if create => Group::new(id, self.timing),
             None => return Ok(None),
         };
+        self.store.set_claim(id, claim);
         let slot = self.new_slot(id, group);
         groups.insert(id.to_string(), slot.clone());
         Ok(Some(slot))
@@ -320,7 +424,7 @@ impl GroupCoordinator {
     /// reloaded from the store.
     pub fn reconcile(&self) -> Reconciled {
         let now_ms = distlog_metadata::now_ms();
-        let (live, leases, stored) = self.meta.read(|s| {
+        let (live, leases, stored, claims) = self.meta.read(|s| {
             let leases: BTreeMap<NodeId, u64> = s
                 .brokers
                 .values()
@@ -328,7 +432,9 @@ impl GroupCoordinator {
                 .map(|b| (b.id, b.lease_expires_ms))
                 .collect();
             let stored: Vec<String> = s.groups.keys().cloned().collect();
-            (LiveBrokers::read(s, now_ms, self.node_id), leases, stored)
+            let claims: HashMap<String, u64> =
+                s.group_claims.iter().map(|(g, c)| (g.clone(), c.claim)).collect();
+            (LiveBrokers::read(s, now_ms, self.node_id), leases, stored, claims)
         });
         let previous = self.last_view.lock().replace(BrokerView {
             live: live.clone(),
@@ -378,11 +484,18 @@ impl GroupCoordinator {
             let fresh = groups
                 .get(&id)
                 .is_some_and(|slot| slot.fresh.swap(false, Ordering::Relaxed));
-            let stale = here && !fresh && between.iter().any(|view| !view.is_local(&id));
+            // Claimed by another broker since this one loaded it (which
+            // fences this broker's writes): what is held here may be stale.
+            let superseded = self
+                .store
+                .claim(&id)
+                .is_some_and(|mine| claims.get(&id).is_some_and(|latest| *latest != mine));
+            let stale = here && (superseded || (!fresh && between.iter().any(|view| !view.is_local(&id))));
             if here && !stale {
                 continue;
             }
             if let Some(slot) = groups.remove(&id) {
+                self.store.drop_claim(&id);
                 slot.group.lock().unload();
                 slot.wake.notify_one();
                 if here {
@@ -393,23 +506,12 @@ impl GroupCoordinator {
                 }
             }
         }
-        let load: Vec<&String> = stored
-            .iter()
-            .filter(|id| !groups.contains_key(*id) && live.is_local(id))
-            .collect();
-        if !load.is_empty() {
-            let records: Vec<(String, GroupRecord)> = self.meta.read(|s| {
-                load.iter()
-                    .filter_map(|id| s.groups.get(*id).map(|g| ((*id).clone(), g.record.clone())))
-                    .collect()
-            });
-            let now = Instant::now();
-            for (id, record) in records {
-                let group = Group::restore(&id, &record, self.timing, now);
-                let slot = self.new_slot(&id, group);
-                slot.fresh.store(false, Ordering::Relaxed);
-                groups.insert(id.clone(), slot);
-                out.loaded.push(id);
+        // Stored groups that moved here load in the background, each under
+        // a claim (a Raft write): their members' sessions run here from then.
+        for id in stored {
+            if !groups.contains_key(&id) && live.is_local(&id) {
+                out.loaded.push(id.clone());
+                self.load_in_background(id);
             }
         }
         out
@@ -437,7 +539,7 @@ impl GroupCoordinator {
         if req.session_timeout < self.min_session || req.session_timeout > self.max_session {
             return JoinResult::error(&req.member_id, ResponseError::InvalidSessionTimeout);
         }
-        let slot = match self.live_slot(group_id, req.member_id.is_empty()) {
+        let slot = match self.live_slot(group_id, req.member_id.is_empty()).await {
             Ok(Some(slot)) => slot,
             Ok(None) => return JoinResult::error(&req.member_id, ResponseError::UnknownMemberId),
             Err(e) => return JoinResult::error(&req.member_id, e),
@@ -469,7 +571,7 @@ impl GroupCoordinator {
         if let Some(e) = self.check_group(group_id) {
             return SyncResult::error(e);
         }
-        let slot = match self.live_slot(group_id, false) {
+        let slot = match self.live_slot(group_id, false).await {
             Ok(Some(slot)) => slot,
             Ok(None) => return SyncResult::error(ResponseError::UnknownMemberId),
             Err(e) => return SyncResult::error(e),
@@ -505,7 +607,7 @@ impl GroupCoordinator {
         if let Some(e) = self.check_group(group_id) {
             return Some(e);
         }
-        let slot = match self.live_slot(group_id, false) {
+        let slot = match self.held_slot(group_id) {
             Ok(Some(slot)) => slot,
             Ok(None) => return Some(ResponseError::UnknownMemberId),
             Err(e) => return Some(e),
@@ -527,7 +629,7 @@ impl GroupCoordinator {
         if let Some(e) = self.check_group(group_id) {
             return Err(e);
         }
-        let Some(slot) = self.live_slot(group_id, false)? else {
+        let Some(slot) = self.held_slot(group_id)? else {
             return Ok(members
                 .iter()
                 .map(|_| Some(ResponseError::UnknownMemberId))
@@ -622,9 +724,11 @@ impl GroupCoordinator {
                 None if stored => {}
                 None => return Some(ResponseError::GroupIdNotFound),
             }
-            self.store.submit(vec![GroupOp::DeleteGroup {
+            let rx = self.store.submit(vec![GroupOp::DeleteGroup {
                 group: group_id.to_string(),
-            }])
+            }]);
+            self.store.drop_claim(group_id);
+            rx
         };
         info!(group = %group_id, "group deleted");
         rx.await

@@ -27,7 +27,7 @@ impl GroupCoordinator {
         }
         // A group the coordinator does not know may only receive
         // standalone commits (Kafka: ILLEGAL_GENERATION otherwise).
-        let Some(slot) = self.live_slot(group_id, generation < 0)? else {
+        let Some(slot) = self.live_slot(group_id, generation < 0).await? else {
             return Err(ResponseError::IllegalGeneration);
         };
         if offsets.is_empty() {
@@ -163,7 +163,7 @@ impl GroupCoordinator {
             return Some(e);
         }
         let anonymous = generation < 0 && member_id.is_empty() && instance_id.is_none();
-        match self.live_slot(group_id, false) {
+        match self.held_slot(group_id) {
             Err(e) => Some(e),
             Ok(Some(slot)) => slot
                 .group
@@ -188,7 +188,7 @@ impl GroupCoordinator {
         }
         let stored = self.meta.read(|s| s.groups.contains_key(group_id));
         let (results, rx) = {
-            let slot = self.live_slot(group_id, false)?;
+            let slot = self.live_slot(group_id, false).await?;
             let guard = slot.as_ref().map(|s| s.group.lock());
             let live = guard.as_ref().filter(|g| g.state() != GroupState::Dead);
             if live.is_none() && !stored {

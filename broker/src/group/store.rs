@@ -19,14 +19,23 @@
 //! commit carries its generation and is applied only while no later
 //! generation has been stored (`GroupOp::CommitOffsets::generation`), so a
 //! late batch cannot take back offsets that a later generation committed
-//! (a paused coordinator did, campaign seed 4078). The new coordinator
-//! carries on from its own (already loaded) state, and members of the old
-//! generation are fenced by their generation on their next request.
+//! (a paused coordinator did, campaign seed 4078).
+//!
+//! That alone left two holes: two coordinators of the same generation (one
+//! of them cut off from the quorum, coordinating from its stale replica),
+//! and changes skipped at apply yet acknowledged. So a broker claims a
+//! group in the metadata store before it loads it
+//! ([`MetadataStore::claim_group`]); every change is stamped with the
+//! claim its group is held under here ([`GroupStore::set_claim`]) and is
+//! applied only while that claim is the group's latest. Changes skipped at
+//! apply (a later claim, or a member's commit of an older generation) are
+//! reported back and fail with NOT_COORDINATOR: a client is never told a
+//! change was stored when it was not.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use distlog_metadata::{Command, GroupOp, MetadataStore, NodeId};
+use distlog_metadata::{ClaimedGroupOp, Command, CommandResponse, GroupOp, MetadataStore, NodeId};
 use kafka_protocol::error::ResponseError;
 use parking_lot::Mutex;
 use tokio::sync::{mpsc, oneshot};
@@ -43,7 +52,7 @@ pub type StoreResult = Result<(), ResponseError>;
 const MAX_BATCH_OPS: usize = 4096;
 
 struct Submission {
-    ops: Vec<GroupOp>,
+    ops: Vec<ClaimedGroupOp>,
     done: oneshot::Sender<StoreResult>,
 }
 
@@ -56,6 +65,9 @@ pub struct GroupStore {
     /// (OffsetFetch with `require_stable` answers UNSTABLE_OFFSET_COMMIT
     /// for them).
     unstable: Arc<Mutex<UnstableOffsets>>,
+    /// The claim each group is held under here; changes of a group without
+    /// one are not fenced by claim (the offsets retention sweep).
+    claims: Mutex<HashMap<String, u64>>,
 }
 
 /// Group → (topic, partition) → commits in flight.
@@ -75,7 +87,23 @@ impl GroupStore {
             meta,
             node_id,
             unstable,
+            claims: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The group is held here under `claim` from now on: its changes carry it.
+    pub fn set_claim(&self, group: &str, claim: u64) {
+        self.claims.lock().insert(group.to_string(), claim);
+    }
+
+    /// The claim the group is held under here, if it is.
+    pub fn claim(&self, group: &str) -> Option<u64> {
+        self.claims.lock().get(group).copied()
+    }
+
+    /// The group is no longer held here.
+    pub fn drop_claim(&self, group: &str) {
+        self.claims.lock().remove(group);
     }
 
     /// Queue `ops` behind everything submitted before; the receiver
@@ -86,13 +114,23 @@ impl GroupStore {
     /// nothing and completes once everything queued before it has.
     pub fn submit(&self, ops: Vec<GroupOp>) -> oneshot::Receiver<StoreResult> {
         let (done, rx) = oneshot::channel();
-        if !coordinates_all(&self.meta, self.node_id, &ops) {
+        if !coordinates_all(&self.meta, self.node_id, ops.iter().map(GroupOp::group)) {
             let _ = done.send(Err(ResponseError::NotCoordinator));
             return rx;
         }
-        mark_unstable(&self.unstable, &commit_keys(&ops), true);
+        let keys = commit_keys(&ops);
+        mark_unstable(&self.unstable, &keys, true);
+        let ops = {
+            let claims = self.claims.lock();
+            ops.into_iter()
+                .map(|op| ClaimedGroupOp {
+                    claim: claims.get(op.group()).copied(),
+                    op,
+                })
+                .collect()
+        };
         if let Err(e) = self.tx.send(Submission { ops, done }) {
-            mark_unstable(&self.unstable, &commit_keys(&e.0.ops), false);
+            mark_unstable(&self.unstable, &keys, false);
             let _ = e.0.done.send(Err(ResponseError::CoordinatorNotAvailable));
         }
         rx
@@ -108,32 +146,27 @@ impl GroupStore {
     }
 }
 
-/// The group an op changes.
-fn op_group(op: &GroupOp) -> &str {
-    match op {
-        GroupOp::CommitOffsets { group, .. }
-        | GroupOp::StoreGroup { group, .. }
-        | GroupOp::DeleteGroup { group }
-        | GroupOp::DeleteOffsets { group, .. } => group,
-    }
-}
-
 /// Whether broker `node_id` coordinates every group `ops` change, by the
 /// local metadata replica now.
-fn coordinates_all(meta: &MetadataStore, node_id: NodeId, ops: &[GroupOp]) -> bool {
-    if ops.is_empty() {
+fn coordinates_all<'a>(
+    meta: &MetadataStore,
+    node_id: NodeId,
+    groups: impl IntoIterator<Item = &'a str>,
+) -> bool {
+    let groups: Vec<&str> = groups.into_iter().collect();
+    if groups.is_empty() {
         return true;
     }
     let now_ms = distlog_metadata::now_ms();
     meta.read(|s| {
         let live = LiveBrokers::read(s, now_ms, node_id);
-        ops.iter().all(|op| live.is_local(op_group(op)))
+        groups.iter().all(|g| live.is_local(g))
     })
 }
 
 /// The (group, topic, partition) of every offset committed by `ops`.
-fn commit_keys(ops: &[GroupOp]) -> Vec<(String, String, u32)> {
-    ops.iter()
+fn commit_keys<'a>(ops: impl IntoIterator<Item = &'a GroupOp>) -> Vec<(String, String, u32)> {
+    ops.into_iter()
         .flat_map(|op| match op {
             GroupOp::CommitOffsets { group, offsets, .. } => offsets
                 .iter()
@@ -189,39 +222,56 @@ async fn write_loop(
         // Second ownership check, right before the write: a group that moved
         // while its change waited in the queue is not written by this node.
         let mut ops = Vec::with_capacity(queued);
+        // Each waiter and the positions of its ops in `ops`.
         let mut waiters = Vec::with_capacity(batch.len());
         for sub in batch {
-            if coordinates_all(&meta, node_id, &sub.ops) {
+            if coordinates_all(&meta, node_id, sub.ops.iter().map(|c| c.op.group())) {
+                let start = ops.len();
                 ops.extend(sub.ops);
-                waiters.push(sub.done);
+                waiters.push((sub.done, start..ops.len()));
             } else {
                 warn!(
-                    group = sub.ops.first().map(op_group).unwrap_or_default(),
+                    group = sub.ops.first().map(|c| c.op.group()).unwrap_or_default(),
                     "group moved to another coordinator; change not stored"
                 );
-                mark_unstable(&unstable, &commit_keys(&sub.ops), false);
+                mark_unstable(&unstable, &commit_keys(sub.ops.iter().map(|c| &c.op)), false);
                 let _ = sub.done.send(Err(ResponseError::NotCoordinator));
             }
         }
         if ops.is_empty() {
             // Only barriers (or refused changes): nothing to write.
-            for w in waiters {
+            for (w, _) in waiters {
                 let _ = w.send(Ok(()));
             }
             continue;
         }
         metrics::GROUP_STORE_WRITES.inc();
         metrics::GROUP_STORE_BATCH_OPS.observe(ops.len() as f64);
-        let keys = commit_keys(&ops);
-        let result = match meta.write(Command::Groups(ops)).await {
-            Ok(_) => Ok(()),
-            Err(e) => {
-                warn!(error = %e, "group state not stored; clients will retry");
-                Err(crate::error::group_store_error(&e))
-            }
-        };
+        let keys = commit_keys(ops.iter().map(|c| &c.op));
+        let groups: Vec<String> = ops.iter().map(|c| c.op.group().to_string()).collect();
+        let outcome = meta.write(Command::ClaimedGroups(ops)).await;
         mark_unstable(&unstable, &keys, false);
-        for w in waiters {
+        let fenced: Vec<usize> = match &outcome {
+            Ok(CommandResponse::GroupsFenced(fenced)) => fenced.iter().map(|&i| i as usize).collect(),
+            _ => Vec::new(),
+        };
+        for &i in &fenced {
+            metrics::GROUP_STORE_FENCED.inc();
+            warn!(
+                group = groups.get(i).map(String::as_str).unwrap_or_default(),
+                "group change fenced: another coordinator claimed the group, or a later generation is stored; \
+                 the client will look the coordinator up again"
+            );
+        }
+        for (w, range) in waiters {
+            let result = match &outcome {
+                Ok(_) if fenced.iter().any(|i| range.contains(i)) => Err(ResponseError::NotCoordinator),
+                Ok(_) => Ok(()),
+                Err(e) => {
+                    warn!(error = %e, "group state not stored; clients will retry");
+                    Err(crate::error::group_store_error(e))
+                }
+            };
             let _ = w.send(result);
         }
     }

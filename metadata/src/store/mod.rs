@@ -23,6 +23,8 @@
 pub mod disk;
 mod log;
 mod state;
+#[cfg(test)]
+pub(crate) use state::roundtrip_state_for_tests;
 
 use std::sync::Arc;
 

@@ -62,6 +62,11 @@ struct SnapshotBody {
     /// any without one).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     transactions: BTreeMap<String, crate::transaction::TxnMeta>,
+    /// Absent from snapshots written before group claims existed.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    group_claims: BTreeMap<String, crate::consumer_group::GroupClaim>,
+    #[serde(default)]
+    last_group_claim: u64,
 }
 
 fn encode_state(state: &MetaState) -> Result<Vec<u8>, StorageError> {
@@ -75,6 +80,8 @@ fn encode_state(state: &MetaState) -> Result<Vec<u8>, StorageError> {
         groups: state.groups.clone(),
         broker_configs: state.broker_configs.clone(),
         transactions: state.transactions.clone(),
+        group_claims: state.group_claims.clone(),
+        last_group_claim: state.last_group_claim,
     };
     encode(ErrorSubject::Snapshot(None), &body)
 }
@@ -91,7 +98,17 @@ fn decode_state(bytes: &[u8]) -> Result<MetaState, StorageError> {
         groups: body.groups,
         broker_configs: body.broker_configs,
         transactions: body.transactions,
+        group_claims: body.group_claims,
+        last_group_claim: body.last_group_claim,
     })
+}
+
+/// A state through its snapshot encoding and back (tests of what
+/// snapshots keep).
+#[cfg(test)]
+pub(crate) fn roundtrip_state_for_tests(state: &MetaState) -> MetaState {
+    let bytes = encode_state(state).expect("state encodes");
+    decode_state(&bytes).expect("state decodes")
 }
 
 fn snap_err<E: std::error::Error + 'static>(verb: ErrorVerb, e: &E) -> StorageError {
