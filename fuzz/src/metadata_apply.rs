@@ -27,7 +27,7 @@
 use std::collections::BTreeMap;
 
 use arbitrary::{Result, Unstructured};
-use distlog_metadata::consumer_group::{CommittedOffset, GroupOp, OffsetCommitEntry};
+use distlog_metadata::consumer_group::{ClaimedGroupOp, CommittedOffset, GroupOp, OffsetCommitEntry};
 use distlog_metadata::state_machine::apply;
 use distlog_metadata::transaction::{TxnOp, TxnPartition};
 use distlog_metadata::{
@@ -370,7 +370,26 @@ pub fn command(u: &mut Unstructured, state: &MetaState) -> Result<Command> {
                     },
                 });
             }
-            if u.ratio(1, 4)? {
+            if u.ratio(1, 5)? {
+                Command::ClaimGroup {
+                    group: "g".into(),
+                    node: NodeId::new(u.int_in_range(1..=3)?),
+                }
+            } else if u.ratio(1, 3)? {
+                let latest = state.group_claims.get("g").map_or(0, |c| c.claim);
+                Command::ClaimedGroups(
+                    ops.into_iter()
+                        .map(|op| {
+                            let claim = match u.int_in_range(0..=2u8)? {
+                                0 => None,
+                                1 => Some(latest),
+                                _ => Some(pick_u64(u, latest)?),
+                            };
+                            Ok(ClaimedGroupOp { op, claim })
+                        })
+                        .collect::<Result<_>>()?,
+                )
+            } else if u.ratio(1, 4)? {
                 Command::AlterBrokerConfigs {
                     broker: if u.arbitrary()? {
                         None
@@ -455,7 +474,37 @@ fn check(before: &MetaState, after: &MetaState, cmd: &Command, result: &ApplyRes
             }
             h.producer_blocks.push((*first, end));
         }
-        (Command::AllocateLedgerId | Command::AllocateProducerIds { .. }, r) => {
+        (Command::ClaimGroup { group, node }, Ok(CommandResponse::GroupClaim(claim))) => {
+            assert!(*claim > before.last_group_claim, "group claim {claim} not above every earlier one");
+            assert_eq!(after.group_claims.get(group).map(|c| (c.claim, c.node)), Some((*claim, *node)));
+        }
+        (Command::ClaimedGroups(ops), Ok(CommandResponse::GroupsFenced(fenced))) => {
+            // Exactly the ops whose claim is not their group's latest at their turn, or members'
+            // commits of an older generation, are reported; claims do not change.
+            assert_eq!(before.group_claims, after.group_claims, "claimed changes moved a claim");
+            for &i in fenced {
+                let op = &ops[i as usize];
+                let latest = before.group_claims.get(op.op.group()).map(|c| c.claim);
+                let generation_stale = matches!(op.op, GroupOp::CommitOffsets { generation: Some(_), .. });
+                assert!(
+                    op.claim.is_some_and(|c| Some(c) != latest) || generation_stale,
+                    "op {i} reported fenced under its group's latest claim: {op:?}"
+                );
+            }
+            for (i, op) in ops.iter().enumerate() {
+                let latest = before.group_claims.get(op.op.group()).map(|c| c.claim);
+                if op.claim.is_some_and(|c| Some(c) != latest) {
+                    assert!(fenced.contains(&(i as u32)), "op {i} of a superseded claim applied: {op:?}");
+                }
+            }
+        }
+        (
+            Command::AllocateLedgerId
+            | Command::AllocateProducerIds { .. }
+            | Command::ClaimGroup { .. }
+            | Command::ClaimedGroups(_),
+            r,
+        ) => {
             panic!("unexpected answer {r:?} to {cmd:?}")
         }
         _ => {}

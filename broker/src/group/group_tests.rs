@@ -495,13 +495,13 @@ async fn offsets_staged_by_an_open_transaction_are_unstable_until_it_commits() {
     .await;
     // Anonymous transactional commits pass the group check; named
     // members of a group the coordinator does not know do not.
-    assert_eq!(c.check_txn_commit("g", "", None, -1), None);
+    assert_eq!(c.check_txn_commit("g", "", None, -1).await, None);
     assert_eq!(
-        c.check_txn_commit("g", "someone", None, 3),
+        c.check_txn_commit("g", "someone", None, 3).await,
         Some(ResponseError::UnknownMemberId)
     );
     assert_eq!(
-        c.check_txn_commit("", "", None, -1),
+        c.check_txn_commit("", "", None, -1).await,
         Some(ResponseError::InvalidGroupId)
     );
     let committed = CommittedOffset {

@@ -20,7 +20,7 @@
 //! that moved away is unloaded (its pending JoinGroup/SyncGroup waiters get
 //! NOT_COORDINATOR, its timer stops, nothing more is written for it), and a
 //! stored group that moved here is loaded fresh from the metadata store
-//! ([`Group::restore`]). A group this broker held that may have been
+//! ([`Group::restore`]), under a claim (below). A group this broker held that may have been
 //! coordinated elsewhere in between (a broker's lease lapsed and was renewed
 //! between two checks) is reloaded the same way rather than trusted. A
 //! request for a group that moved here before the next check loads it on
@@ -28,16 +28,22 @@
 //! metadata (NOT_COORDINATOR otherwise), and [`store::GroupStore`] checks it
 //! again before queueing and before writing each change.
 //!
-//! Residual races, documented rather than excluded (the metadata store has
-//! no coordinator epoch to fence group writes with): brokers decide
-//! ownership from their own metadata replica and wall clock, so near a lease
-//! expiry two brokers may briefly both believe they coordinate a group
-//! (bounded by clock skew and replication lag); a change checked just
-//! before a move may still reach Raft after the new coordinator loaded the
-//! group; and the new coordinator loads from its local replica, which may
-//! not yet hold the old coordinator's last writes. In each case the damage
-//! is a stale generation or offset that Kafka clients recover from (members
-//! are fenced by generation and rejoin; a commit is retried).
+//! # Claims
+//!
+//! Brokers decide placement from their own replica and wall clock, so near
+//! a lease expiry, or when one is cut off from the metadata quorum, two may
+//! both believe they coordinate a group. Claims make that harmless: a
+//! broker claims a group ([`MetadataStore::claim_group`], a Raft write that
+//! also brings its replica up to date) before it loads it, and every change
+//! it stores carries the claim; the metadata store applies a change only
+//! while its claim is the group's latest, and reports the others, which
+//! fail with NOT_COORDINATOR. So a broker without a quorum cannot load a
+//! group at all (COORDINATOR_NOT_AVAILABLE), a deposed coordinator's late
+//! changes are refused rather than applied or falsely acknowledged, and
+//! the ownership check reloads a held group someone else has claimed since.
+//! What remains is a deposed coordinator answering heartbeats from memory
+//! until its next check or write: a member keeps its session a little
+//! longer, and its commits there fail.
 
 pub mod member;
 mod offsets;
@@ -298,7 +304,7 @@ impl GroupCoordinator {
     }
 
     /// The group's live slot for a request that cannot wait for a load
-    /// (Heartbeat, LeaveGroup, TxnOffsetCommit checks): the one held; or,
+    /// (Heartbeat, LeaveGroup): the one held; or,
     /// for a stored group this broker coordinates, COORDINATOR_LOAD_IN_PROGRESS
     /// while a load starts in the background (clients retry, as they do
     /// while a Kafka coordinator loads its offsets partition); `None` for a

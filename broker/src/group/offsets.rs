@@ -152,7 +152,7 @@ impl GroupCoordinator {
     /// holds the group lock across its append; the window here is one Raft
     /// round trip, and the offsets still only count if the transaction
     /// commits.
-    pub fn check_txn_commit(
+    pub async fn check_txn_commit(
         &self,
         group_id: &str,
         member_id: &str,
@@ -163,7 +163,7 @@ impl GroupCoordinator {
             return Some(e);
         }
         let anonymous = generation < 0 && member_id.is_empty() && instance_id.is_none();
-        match self.held_slot(group_id) {
+        match self.live_slot(group_id, false).await {
             Err(e) => Some(e),
             Ok(Some(slot)) => slot
                 .group

@@ -118,6 +118,7 @@ async fn stage(
     if let Some(e) = broker
         .groups
         .check_txn_commit(group, member_id, instance, generation)
+        .await
     {
         return Some(e);
     }
