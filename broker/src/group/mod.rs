@@ -392,12 +392,14 @@ impl GroupCoordinator {
             }
         };
         metrics::GROUP_CLAIMS.with_label_values(&["ok"]).inc();
-        // Read again: the claim brought this replica up to date.
-        let (local, stored) = local_and_stored();
+        // Read again (the claim brought this replica up to date), under the
+        // slot map's lock: no slot appears for a group the ownership check
+        // just found moved away.
         let mut groups = self.groups.lock();
         if let Some(slot) = groups.get(id) {
             return Ok(Some(slot.clone()));
         }
+        let (local, stored) = local_and_stored();
         if !local {
             return Err(ResponseError::NotCoordinator);
         }
