@@ -34,7 +34,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::fetch_encode::FetchRecords;
-use super::leader_epoch::{checked_epoch, open_stream};
+use super::leader_epoch::{checked_epoch, confirm_owner, open_stream};
 use crate::error::read_storage_error;
 use crate::producer::with_partition;
 use crate::records::take_batches_below;
@@ -119,15 +119,57 @@ pub async fn handle(broker: &Broker, version: i16, req: FetchRequest) -> FetchRe
         Vec::new()
     };
     loop {
-        let outcomes = join_all(slots.iter().map(|s| read_slot(s, max_bytes))).await;
+        let mut outcomes = join_all(slots.iter().map(|s| read_slot(s, max_bytes))).await;
+        recheck_past_end(broker, &slots, &mut outcomes).await;
         let assembled = assemble(&outcomes, max_bytes);
         if assembled.bytes >= min_bytes || assembled.errors || Instant::now() >= deadline {
             return respond(names, &slots, assembled.partitions, assembled.records);
         }
         if !wait_for_change(&mut watches, deadline).await {
-            let outcomes = join_all(slots.iter().map(|s| read_slot(s, max_bytes))).await;
+            let mut outcomes = join_all(slots.iter().map(|s| read_slot(s, max_bytes))).await;
+            recheck_past_end(broker, &slots, &mut outcomes).await;
             let assembled = assemble(&outcomes, max_bytes);
             return respond(names, &slots, assembled.partitions, assembled.records);
+        }
+    }
+}
+
+/// A fetch past the end of the stream this node serves is answered
+/// OFFSET_OUT_OF_RANGE (and the consumer resets its position) only once a
+/// metadata read barrier confirms this node still owns the stream at the
+/// epoch it serves; otherwise NOT_LEADER_OR_FOLLOWER (the consumer looks
+/// the leader up again). A node cut off from the metadata quorum may still
+/// serve a stream it lost: the new owner has written past its end, and a
+/// consumer whose cached leader epoch regressed (librdkafka takes an older
+/// epoch from a stale Metadata answer after a leaderless one) must not be
+/// sent back to offset 0 (campaign seed 5037).
+async fn recheck_past_end(broker: &Broker, slots: &[PartitionFetch], outcomes: &mut [PartitionRead]) {
+    for (slot, outcome) in slots.iter().zip(outcomes.iter_mut()) {
+        let PartitionRead::Error {
+            error: ResponseError::OffsetOutOfRange,
+            bounds: Some((_, end)),
+        } = outcome
+        else {
+            continue;
+        };
+        let past_end = u64::try_from(slot.fetch_offset).is_ok_and(|o| o > *end);
+        if !past_end {
+            continue;
+        }
+        let Ok(stream) = slot.target.as_ref() else {
+            continue;
+        };
+        if confirm_owner(broker, stream).await != Some(true) {
+            tracing::info!(
+                stream = %stream.id(),
+                fetch_offset = slot.fetch_offset,
+                end = *end,
+                "fetch past the end of a stream this node may no longer own: NOT_LEADER_OR_FOLLOWER, not OFFSET_OUT_OF_RANGE"
+            );
+            *outcome = PartitionRead::Error {
+                error: ResponseError::NotLeaderOrFollower,
+                bounds: None,
+            };
         }
     }
 }

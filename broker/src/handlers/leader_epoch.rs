@@ -39,6 +39,29 @@ pub fn check_leader_epoch(requested: i32, owner_epoch: u64) -> Result<(), Respon
     }
 }
 
+/// How long a request waits for the read barrier that confirms ownership
+/// ([`confirm_owner`]).
+const OWNERSHIP_BARRIER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Whether, after a metadata read barrier, the metadata store still names
+/// this node the stream's owner at the epoch its incarnation serves: `None`
+/// when the barrier fails (this node may be cut off from the quorum and
+/// serving a stream it lost). For the rare answers that would send a
+/// consumer back to the start of the log, which a stale owner must not give.
+pub async fn confirm_owner(broker: &Broker, stream: &StreamHandle) -> Option<bool> {
+    let history = stream.epochs().ok()?;
+    let barrier = tokio::time::timeout(OWNERSHIP_BARRIER_TIMEOUT, broker.meta.barrier()).await;
+    if !matches!(barrier, Ok(Ok(()))) {
+        return None;
+    }
+    let me = broker.config.node_id;
+    Some(broker.meta.read(|s| {
+        s.streams
+            .get(&stream.id())
+            .is_some_and(|m| m.owner == Some(me) && m.owner_epoch == history.current_epoch)
+    }))
+}
+
 /// An owner epoch as the protocol's `int32` (saturating; epochs never get
 /// near the limit).
 pub fn to_wire(epoch: u64) -> i32 {

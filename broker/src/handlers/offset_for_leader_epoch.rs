@@ -10,7 +10,7 @@
 //! or the log end offset for the current epoch; -1/-1 (undefined) for an
 //! epoch newer than the current one or an undefined requested epoch.
 
-use distlog_storage::log::EpochHistory;
+use distlog_storage::log::{EpochHistory, StreamHandle};
 use futures::future::join_all;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::offset_for_leader_epoch_response::{
@@ -18,7 +18,9 @@ use kafka_protocol::messages::offset_for_leader_epoch_response::{
 };
 use kafka_protocol::messages::{OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse};
 
-use super::leader_epoch::{checked_history, open_stream, to_wire, UNDEFINED_EPOCH, UNDEFINED_OFFSET};
+use super::leader_epoch::{
+    checked_history, confirm_owner, open_stream, to_wire, UNDEFINED_EPOCH, UNDEFINED_OFFSET,
+};
 use crate::Broker;
 
 /// Versions implemented (advertised in ApiVersions): those of the
@@ -37,10 +39,14 @@ pub async fn handle(
     for topic in req.topics {
         let parts = join_all(topic.partitions.iter().map(|p| async {
             let res = match broker.resolve(&topic.topic, p.partition) {
-                Ok((_, stream)) => open_stream(broker, stream, p.current_leader_epoch)
-                    .await
-                    .and_then(|s| checked_history(broker, &s, p.current_leader_epoch))
-                    .map(|h| end_offset(&h, p.leader_epoch)),
+                Ok((_, stream)) => match open_stream(broker, stream, p.current_leader_epoch).await {
+                    Ok(s) => match checked_history(broker, &s, p.current_leader_epoch) {
+                        Ok(h) if is_future(&h, p.leader_epoch) => future_epoch(broker, &s).await,
+                        Ok(h) => Ok(end_offset(&h, p.leader_epoch)),
+                        Err(e) => Err(e),
+                    },
+                    Err(e) => Err(e),
+                },
                 Err(e) => Err(e),
             };
             partition_response(p.partition, res)
@@ -55,6 +61,28 @@ pub async fn handle(
     OffsetForLeaderEpochResponse::default()
         .with_throttle_time_ms(0)
         .with_topics(topics)
+}
+
+/// Whether `requested` is an epoch newer than the one this node serves.
+fn is_future(history: &EpochHistory, requested: i32) -> bool {
+    u64::try_from(requested).is_ok_and(|r| r > history.current_epoch)
+}
+
+/// The answer for an epoch newer than the one this node serves. A Kafka
+/// leader's epoch is never behind a record a client has read, so Kafka
+/// answers -1/-1 and librdkafka resets the consumer's position. Here a node
+/// cut off from the metadata quorum may still serve a stream whose new
+/// owner wrote records of a later epoch: Kafka's answer only once a read
+/// barrier confirms this node owns the stream at its epoch; otherwise
+/// UNKNOWN_LEADER_EPOCH (this node is behind) or NOT_LEADER_OR_FOLLOWER (it
+/// lost the stream), which consumers retry after looking the leader up
+/// again (campaign seed 5037).
+async fn future_epoch(broker: &Broker, stream: &StreamHandle) -> Result<(i32, i64), ResponseError> {
+    match confirm_owner(broker, stream).await {
+        Some(true) => Ok((UNDEFINED_EPOCH, UNDEFINED_OFFSET)),
+        Some(false) => Err(ResponseError::NotLeaderOrFollower),
+        None => Err(ResponseError::UnknownLeaderEpoch),
+    }
 }
 
 /// The (leader epoch, end offset) answered for `requested`: Kafka's
@@ -114,6 +142,7 @@ mod tests {
         assert_eq!(end_offset(&h, 0), (0, 0));
         assert_eq!(end_offset(&h, 4), (-1, -1));
         assert_eq!(end_offset(&h, -1), (-1, -1));
+        assert!(is_future(&h, 4) && !is_future(&h, 3) && !is_future(&h, -1));
     }
 
     #[test]

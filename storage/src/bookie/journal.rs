@@ -360,19 +360,8 @@ impl JournalWriter {
     /// and replay stops there).
     pub fn write(&mut self, slices: &mut [IoSlice<'_>]) -> Result<JournalPosition> {
         let total: u64 = slices.iter().map(|s| s.len() as u64).sum();
-        let path = &self.current.path;
-        let io_err = |e| StorageError::io(path, e);
-        let mut file = &self.current.file;
-        file.seek(SeekFrom::Start(self.offset)).map_err(io_err)?;
-        let mut slices = slices;
-        while !slices.is_empty() {
-            match file.write_vectored(slices) {
-                Ok(0) => return Err(io_err(io::Error::new(io::ErrorKind::WriteZero, "journal write"))),
-                Ok(n) => IoSlice::advance_slices(&mut slices, n),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(io_err(e)),
-            }
-        }
+        write_all_at(&self.current.file, self.offset, slices)
+            .map_err(|e| StorageError::io(&self.current.path, e))?;
         self.offset += total;
         Ok(self.position())
     }
@@ -484,48 +473,125 @@ pub(crate) fn replay(
 /// add, fence or delete, and whether a roll record follows it (the journal
 /// goes on in the next file).
 fn replay_file(dir: &Path, seq: u64, start: u64, visit: &mut dyn FnMut(Replayed)) -> Result<(u64, bool)> {
-    let path = journal_path(dir, seq);
-    let io_err = |e| StorageError::io(&path, e);
-    let mut file = File::open(&path).map_err(io_err)?;
+    let mut rolled = false;
+    let end = read_records(&journal_path(dir, seq), seq, start, &mut |rec, _| {
+        let replayed = match rec.kind {
+            RecordKind::Add => Replayed::Add {
+                ledger: rec.ledger,
+                row: rec.row,
+                payload: rec.payload,
+            },
+            RecordKind::Fence => Replayed::Fence(rec.ledger),
+            RecordKind::Delete => Replayed::Delete(rec.ledger),
+            RecordKind::Roll => {
+                rolled = true;
+                return false;
+            }
+        };
+        visit(replayed);
+        true
+    })?;
+    Ok((end, rolled))
+}
+
+/// One good record read back from a file of records.
+pub(crate) struct Record {
+    /// What it says.
+    pub kind: RecordKind,
+    /// Its ledger (0 for a roll).
+    pub ledger: LedgerId,
+    /// Its row (zeros but for an add).
+    pub row: IndexRow,
+    /// Its payload, crc-checked.
+    pub payload: Bytes,
+}
+
+/// Read the records of the file at `path` (records of file `seq`) from
+/// `start`, calling `visit` with each good one and its offset until it
+/// returns false or a record is short, has a bad magic, a bad crc or
+/// another file's sequence number. Returns the offset after the last
+/// record visited. Shared by journal replay and the entry log scan (both
+/// use this record format).
+pub(crate) fn read_records(
+    path: &Path,
+    seq: u64,
+    start: u64,
+    visit: &mut dyn FnMut(Record, u64) -> bool,
+) -> Result<u64> {
+    let io_err = |e| StorageError::io(path, e);
+    let mut file = File::open(path).map_err(io_err)?;
     let len = file.metadata().map_err(io_err)?.len();
     if start > len {
-        return Ok((start, false));
+        return Ok(start);
     }
     file.seek(SeekFrom::Start(start)).map_err(io_err)?;
     let mut reader = io::BufReader::with_capacity(1 << 20, file);
     let mut pos = start;
     loop {
         if len - pos < RECORD_HEADER_LEN as u64 {
-            return Ok((pos, false));
+            return Ok(pos);
         }
         let mut raw = [0u8; RECORD_HEADER_LEN];
         reader.read_exact(&mut raw).map_err(io_err)?;
         let Some(rec) = decode_record_header(&raw, seq) else {
-            return Ok((pos, false));
+            return Ok(pos);
         };
         let payload_len = u64::from(rec.row.len);
         if payload_len > len - pos - RECORD_HEADER_LEN as u64 {
-            return Ok((pos, false));
+            return Ok(pos);
         }
         let mut payload = vec![0u8; rec.row.len as usize];
         reader.read_exact(&mut payload).map_err(io_err)?;
         let crc = crc32c::crc32c_append(crc32c::crc32c(&raw[8..]), &payload);
         if crc != rec.crc {
-            return Ok((pos, false));
+            return Ok(pos);
         }
-        let replayed = match rec.kind {
-            RecordKind::Add => Replayed::Add {
-                ledger: rec.ledger,
-                row: rec.row,
-                payload: Bytes::from(payload),
-            },
-            RecordKind::Fence => Replayed::Fence(rec.ledger),
-            RecordKind::Delete => Replayed::Delete(rec.ledger),
-            RecordKind::Roll => return Ok((pos, true)),
+        let record = Record {
+            kind: rec.kind,
+            ledger: rec.ledger,
+            row: rec.row,
+            payload: Bytes::from(payload),
         };
+        if !visit(record, pos) {
+            return Ok(pos);
+        }
         pos += RECORD_HEADER_LEN as u64 + payload_len;
-        visit(replayed);
     }
+}
+
+/// Check a record read back at a known place: its header must be that of
+/// an add of `ledger`/`row` in file `seq`, and its crc must cover
+/// `payload`. For reads of ledger storage by location.
+pub(crate) fn verify_add(
+    raw: &[u8; RECORD_HEADER_LEN],
+    seq: u64,
+    ledger: LedgerId,
+    row: &IndexRow,
+    payload: &[u8],
+) -> bool {
+    decode_record_header(raw, seq).is_some_and(|rec| {
+        rec.kind == RecordKind::Add
+            && rec.ledger == ledger
+            && rec.row == *row
+            && crc32c::crc32c_append(crc32c::crc32c(&raw[8..]), payload) == rec.crc
+    })
+}
+
+/// Write `slices` at `offset` of `file`, continuing partial writes; nothing
+/// is copied.
+pub(crate) fn write_all_at(file: &File, offset: u64, slices: &mut [IoSlice<'_>]) -> io::Result<()> {
+    let mut file = file;
+    file.seek(SeekFrom::Start(offset))?;
+    let mut slices = slices;
+    while !slices.is_empty() {
+        match file.write_vectored(slices) {
+            Ok(0) => return Err(io::Error::new(io::ErrorKind::WriteZero, "short write")),
+            Ok(n) => IoSlice::advance_slices(&mut slices, n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -11,9 +11,12 @@
 //! a `group_commit` thread that owns all writes and group-commits adds
 //! (one fdatasync per touched ledger per group).
 
+// Storage engine v2 lands in steps: the journal and the entry logs are
+// built and tested, not yet wired into the group committer.
+#[cfg_attr(not(test), allow(dead_code))]
+mod entry_log;
 mod format;
 mod group_commit;
-// Not yet wired into the group committer (storage engine v2 lands in steps).
 mod index;
 #[cfg_attr(not(test), allow(dead_code))]
 mod journal;
