@@ -30,7 +30,8 @@ use crate::error::{Result, StorageError};
 use crate::ledger::IndexRow;
 
 use super::journal::{
-    encode_record_header, read_records, verify_add, write_all_at, RecordKind, RECORD_HEADER_LEN,
+    encode_record_header, list_numbered, read_records, verify_add, write_all_at, RecordKind,
+    RECORD_HEADER_LEN,
 };
 use super::ledger_file::fsync_dir;
 
@@ -50,21 +51,7 @@ pub(crate) fn log_path(dir: &Path, id: u64) -> PathBuf {
 
 /// The ids of the entry logs in `dir`, ascending.
 pub(crate) fn list_logs(dir: &Path) -> Result<Vec<u64>> {
-    let mut ids = Vec::new();
-    for entry in std::fs::read_dir(dir).map_err(|e| StorageError::io(dir, e))? {
-        let entry = entry.map_err(|e| StorageError::io(dir, e))?;
-        let name = entry.file_name();
-        let Some(stem) = name.to_str().and_then(|n| n.strip_suffix(".elog")) else {
-            continue;
-        };
-        if stem.len() == 20 && stem.bytes().all(|b| b.is_ascii_digit()) {
-            if let Ok(id) = stem.parse() {
-                ids.push(id);
-            }
-        }
-    }
-    ids.sort_unstable();
-    Ok(ids)
+    list_numbered(dir, ".elog")
 }
 
 /// One entry log, open for positional reads (and, while current, writes).

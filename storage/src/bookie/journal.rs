@@ -213,21 +213,27 @@ pub(crate) fn journal_path(dir: &Path, seq: u64) -> PathBuf {
 
 /// The sequence numbers of the journal files in `dir`, ascending.
 pub(crate) fn list_files(dir: &Path) -> Result<Vec<u64>> {
-    let mut seqs = Vec::new();
+    list_numbered(dir, ".jnl")
+}
+
+/// The numbers `n` of the files `<n:020><ext>` in `dir`, ascending (journal
+/// files and entry logs are named so).
+pub(crate) fn list_numbered(dir: &Path, ext: &str) -> Result<Vec<u64>> {
+    let mut ids = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(|e| StorageError::io(dir, e))? {
         let entry = entry.map_err(|e| StorageError::io(dir, e))?;
         let name = entry.file_name();
-        let Some(stem) = name.to_str().and_then(|n| n.strip_suffix(".jnl")) else {
+        let Some(stem) = name.to_str().and_then(|n| n.strip_suffix(ext)) else {
             continue;
         };
         if stem.len() == 20 && stem.bytes().all(|b| b.is_ascii_digit()) {
-            if let Ok(seq) = stem.parse() {
-                seqs.push(seq);
+            if let Ok(id) = stem.parse() {
+                ids.push(id);
             }
         }
     }
-    seqs.sort_unstable();
-    Ok(seqs)
+    ids.sort_unstable();
+    Ok(ids)
 }
 
 /// Reserve `len` bytes of `file` on disk, so later writes into it do not
