@@ -12,8 +12,8 @@
 //! (one fdatasync per touched ledger per group).
 
 // Storage engine v2 lands in steps: the journal, its force-write stage, the
-// entry logs and the checkpoint are built and tested, not yet wired into the
-// group committer.
+// write cache, the entry logs and the checkpoint are built and tested, not
+// yet wired into the group committer.
 #[cfg_attr(not(test), allow(dead_code))]
 mod checkpoint;
 #[cfg_attr(not(test), allow(dead_code))]
@@ -30,6 +30,8 @@ mod ledger_file;
 #[cfg(test)]
 #[path = "bookie_tests.rs"]
 mod tests;
+#[cfg_attr(not(test), allow(dead_code))]
+mod write_cache;
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
