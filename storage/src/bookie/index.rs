@@ -3,19 +3,30 @@
 //! A bookie holds the entries of its stripe of the ledger (all of them when
 //! E = Qw, see [`crate::ledger::ensemble`]), so entry ids are strictly
 //! increasing along the index but not necessarily dense: rows are found by
-//! binary search on the entry id, and `offsets[k]` is where the record
-//! header of `rows[k]` starts. Sequence ids and txids are non-decreasing
-//! along the ledger, so both lookups are binary searches too.
+//! binary search on the entry id, and `at[k]` is where `rows[k]` is stored
+//! (a file offset in a ledger file, or a slot of ledger storage in storage
+//! engine v2). Sequence ids and txids are non-decreasing along the ledger,
+//! so both lookups are binary searches too.
 
 use crate::ledger::IndexRow;
 
 use super::format::HEADER_LEN;
 
-/// Rows and file offsets of a ledger's durable entries.
-#[derive(Debug, Default)]
-pub(crate) struct LedgerIndex {
+/// Rows of a ledger's durable entries and where each is stored (`L`: by
+/// default the offset of its record header in the ledger's file).
+#[derive(Debug)]
+pub(crate) struct LedgerIndex<L = u64> {
     rows: Vec<IndexRow>,
-    offsets: Vec<u64>,
+    at: Vec<L>,
+}
+
+impl<L> Default for LedgerIndex<L> {
+    fn default() -> Self {
+        LedgerIndex {
+            rows: Vec::new(),
+            at: Vec::new(),
+        }
+    }
 }
 
 /// Which entries a read covers and where their bytes sit in the file.
@@ -29,18 +40,70 @@ pub(crate) struct ReadPlan {
     pub span: u64,
 }
 
-impl LedgerIndex {
+impl<L: Copy> LedgerIndex<L> {
     /// Number of durable entries.
     pub fn len(&self) -> u64 {
         self.rows.len() as u64
     }
 
-    /// Record a newly durable entry whose header sits at `offset`.
+    /// Record a newly durable entry stored at `at`.
     /// The caller guarantees `row.entry_id` is above every held entry id.
-    pub fn push(&mut self, row: IndexRow, offset: u64) {
+    pub fn push(&mut self, row: IndexRow, at: L) {
         debug_assert!(self.rows.last().is_none_or(|l| l.entry_id < row.entry_id));
         self.rows.push(row);
-        self.offsets.push(offset);
+        self.at.push(at);
+    }
+
+    /// Move entry `entry_id` to `at`; false if it is not held.
+    #[cfg_attr(not(test), allow(dead_code))] // storage engine v2, not yet wired
+    pub fn relocate(&mut self, entry_id: u64, at: L) -> bool {
+        match self.rows.binary_search_by_key(&entry_id, |r| r.entry_id) {
+            Ok(i) => {
+                self.at[i] = at;
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// The held entries among `first..=last` with where each is stored, in
+    /// entry order, stopping before an entry that would push the payload
+    /// total past `max_bytes` (the first held entry is always included).
+    #[cfg_attr(not(test), allow(dead_code))] // storage engine v2, not yet wired
+    pub fn range(&self, first: u64, last: u64, max_bytes: usize) -> Vec<(IndexRow, L)> {
+        let Some((first_idx, count)) = self.bounded(first, last, max_bytes) else {
+            return Vec::new();
+        };
+        let span = first_idx..first_idx + count;
+        self.rows[span.clone()]
+            .iter()
+            .copied()
+            .zip(self.at[span].iter().copied())
+            .collect()
+    }
+
+    /// Index and count of the held entries among `first..=last` that fit
+    /// `max_bytes` (at least one); `None` when none is held.
+    fn bounded(&self, first: u64, last: u64, max_bytes: usize) -> Option<(usize, usize)> {
+        if first > last {
+            return None;
+        }
+        let first_idx = self.rows.partition_point(|r| r.entry_id < first);
+        let end_idx = self.rows.partition_point(|r| r.entry_id <= last);
+        if first_idx >= end_idx {
+            return None;
+        }
+        let mut count = 0;
+        let mut total: u64 = 0;
+        for row in &self.rows[first_idx..end_idx] {
+            let len = u64::from(row.len);
+            if count > 0 && total + len > max_bytes as u64 {
+                break;
+            }
+            total += len;
+            count += 1;
+        }
+        Some((first_idx, count))
     }
 
     /// Whether entry `entry_id` is held.
@@ -65,34 +128,20 @@ impl LedgerIndex {
         let idx = self.rows.partition_point(|r| r.txid < txid);
         self.rows[idx..].iter().find(|r| r.record_count > 0).copied()
     }
+}
 
+impl LedgerIndex<u64> {
     /// Plan a read of the held entries among `first..=last`, stopping
     /// before an entry that would push the payload total past `max_bytes`
     /// (the first held entry is always included). Held entries are
     /// consecutive records of the file, so one span covers them. `None`
     /// when no entry of the range is held.
     pub fn plan_read(&self, first: u64, last: u64, max_bytes: usize) -> Option<ReadPlan> {
-        if first > last {
-            return None;
-        }
-        let first_idx = self.rows.partition_point(|r| r.entry_id < first);
-        let end_idx = self.rows.partition_point(|r| r.entry_id <= last);
-        if first_idx >= end_idx {
-            return None;
-        }
-        let mut rows = Vec::new();
-        let mut total: u64 = 0;
-        for row in &self.rows[first_idx..end_idx] {
-            let len = u64::from(row.len);
-            if !rows.is_empty() && total + len > max_bytes as u64 {
-                break;
-            }
-            total += len;
-            rows.push(*row);
-        }
-        let start = self.offsets[first_idx];
-        let last_idx = first_idx + rows.len() - 1;
-        let span = self.offsets[last_idx] + HEADER_LEN as u64 + u64::from(self.rows[last_idx].len) - start;
+        let (first_idx, count) = self.bounded(first, last, max_bytes)?;
+        let last_idx = first_idx + count - 1;
+        let rows = self.rows[first_idx..=last_idx].to_vec();
+        let start = self.at[first_idx];
+        let span = self.at[last_idx] + HEADER_LEN as u64 + u64::from(self.rows[last_idx].len) - start;
         Some(ReadPlan { rows, start, span })
     }
 }
@@ -142,7 +191,7 @@ mod tests {
         assert_eq!(idx.entry_for_txid(100).map(|r| r.entry_id), Some(0));
         assert_eq!(idx.entry_for_txid(101).map(|r| r.entry_id), Some(2));
         assert_eq!(idx.entry_for_txid(201), None);
-        assert_eq!(LedgerIndex::default().entry_for_seq(0), None);
+        assert_eq!(LedgerIndex::<u64>::default().entry_for_seq(0), None);
     }
 
     #[test]
@@ -181,5 +230,36 @@ mod tests {
         assert_eq!((p.start, p.span), (50, 100));
         assert_eq!(idx.entry_for_seq(45).map(|r| r.entry_id), Some(3));
         assert_eq!(idx.entry_for_txid(2).map(|r| r.entry_id), Some(3));
+    }
+
+    #[test]
+    fn a_located_index_gives_ranges_with_their_slots_and_moves_entries() {
+        let mut idx = LedgerIndex::<Option<u32>>::default();
+        for entry_id in [1u64, 2, 4] {
+            let row = IndexRow {
+                entry_id,
+                first_seq: entry_id,
+                record_count: 1,
+                txid: entry_id,
+                len: 10,
+            };
+            idx.push(row, None);
+        }
+        assert!(idx.relocate(2, Some(7)));
+        assert!(!idx.relocate(3, Some(8)), "entry 3 is not held");
+        let got: Vec<_> = idx
+            .range(0, 9, usize::MAX)
+            .into_iter()
+            .map(|(r, at)| (r.entry_id, at))
+            .collect();
+        assert_eq!(got, vec![(1, None), (2, Some(7)), (4, None)]);
+        assert_eq!(
+            idx.range(2, 3, 0).len(),
+            1,
+            "the first held entry is always given"
+        );
+        assert_eq!(idx.range(1, 9, 25).len(), 2);
+        assert!(idx.range(5, 9, 100).is_empty());
+        assert!(idx.range(4, 2, 100).is_empty());
     }
 }

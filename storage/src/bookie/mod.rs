@@ -27,6 +27,8 @@ mod index;
 mod journal;
 mod lac;
 mod ledger_file;
+#[cfg_attr(not(test), allow(dead_code))]
+mod ledger_storage;
 #[cfg(test)]
 #[path = "bookie_tests.rs"]
 mod tests;
