@@ -274,6 +274,19 @@ impl JournalFile {
     }
 }
 
+/// One record of a group to append: an add (row and payload chunks), or a
+/// fence or delete of `ledger` (row [`NO_ROW`], no payload).
+pub(crate) struct GroupRecord<'a> {
+    /// What the record says.
+    pub kind: RecordKind,
+    /// Its ledger.
+    pub ledger: LedgerId,
+    /// Its row (an add's; [`NO_ROW`] otherwise).
+    pub row: IndexRow,
+    /// Its payload chunks (empty but for an add).
+    pub payload: &'a [Bytes],
+}
+
 /// Appends groups of records to the journal, rolling to a new file when the
 /// current one is full. Owned by the thread that writes (the group
 /// committer); syncing is the force-write stage's job (via the shared
@@ -370,6 +383,32 @@ impl JournalWriter {
             .map_err(|e| StorageError::io(&self.current.path, e))?;
         self.offset += total;
         Ok(self.position())
+    }
+
+    /// Append one group of records (prepare, encode, one vectored write):
+    /// what the group committer does for each group. Returns the position
+    /// after the group; errors as [`JournalWriter::write`].
+    pub fn append_group(&mut self, records: &[GroupRecord<'_>]) -> Result<JournalPosition> {
+        let bytes: u64 = records
+            .iter()
+            .map(|r| RECORD_HEADER_LEN as u64 + r.payload.iter().map(|c| c.len() as u64).sum::<u64>())
+            .sum();
+        let seq = self.prepare(bytes)?;
+        let headers: Vec<[u8; RECORD_HEADER_LEN]> = records
+            .iter()
+            .map(|r| encode_record_header(r.kind, seq, r.ledger, &r.row, r.payload))
+            .collect();
+        let mut slices = Vec::with_capacity(records.iter().map(|r| 1 + r.payload.len()).sum());
+        for (header, r) in headers.iter().zip(records) {
+            slices.push(IoSlice::new(header));
+            slices.extend(
+                r.payload
+                    .iter()
+                    .filter(|c| !c.is_empty())
+                    .map(|c| IoSlice::new(c)),
+            );
+        }
+        self.write(&mut slices)
     }
 
     /// Hand retired journal files (wholly before a checkpoint) over for

@@ -24,40 +24,28 @@ fn payload(ledger: LedgerId, entry_id: u64, len: u32) -> Bytes {
 /// Write one group (payloads split into two chunks to exercise the crc
 /// over chunks) and return the records as replay should yield them.
 fn write_group(w: &mut JournalWriter, records: &[Replayed]) -> JournalPosition {
-    let bytes: u64 = records
+    let owned: Vec<(RecordKind, LedgerId, IndexRow, Vec<Bytes>)> = records
         .iter()
-        .map(|r| {
-            RECORD_HEADER_LEN as u64
-                + match r {
-                    Replayed::Add { payload, .. } => payload.len() as u64,
-                    _ => 0,
-                }
-        })
-        .sum();
-    let seq = w.prepare(bytes).expect("prepare");
-    let mut encoded: Vec<([u8; RECORD_HEADER_LEN], Vec<Bytes>)> = Vec::new();
-    for r in records {
-        let (kind, ledger, row, chunks) = match r {
+        .map(|r| match r {
             Replayed::Add { ledger, row, payload } => {
                 let mid = payload.len() / 2;
-                (
-                    RecordKind::Add,
-                    *ledger,
-                    *row,
-                    vec![payload.slice(..mid), payload.slice(mid..)],
-                )
+                let chunks = vec![payload.slice(..mid), payload.slice(mid..)];
+                (RecordKind::Add, *ledger, *row, chunks)
             }
             Replayed::Fence(l) => (RecordKind::Fence, *l, NO_ROW, vec![]),
             Replayed::Delete(l) => (RecordKind::Delete, *l, NO_ROW, vec![]),
-        };
-        encoded.push((encode_record_header(kind, seq, ledger, &row, &chunks), chunks));
-    }
-    let mut slices = Vec::new();
-    for (h, chunks) in &encoded {
-        slices.push(IoSlice::new(h));
-        slices.extend(chunks.iter().map(|c| IoSlice::new(c)));
-    }
-    w.write(&mut slices).expect("write")
+        })
+        .collect();
+    let group: Vec<GroupRecord<'_>> = owned
+        .iter()
+        .map(|(kind, ledger, row, chunks)| GroupRecord {
+            kind: *kind,
+            ledger: *ledger,
+            row: *row,
+            payload: chunks,
+        })
+        .collect();
+    w.append_group(&group).expect("append")
 }
 
 fn add(ledger: LedgerId, entry_id: u64, len: u32) -> Replayed {

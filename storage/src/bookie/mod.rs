@@ -29,6 +29,8 @@ mod lac;
 mod ledger_file;
 #[cfg_attr(not(test), allow(dead_code))]
 mod ledger_storage;
+#[cfg_attr(not(test), allow(dead_code))]
+mod recovery;
 #[cfg(test)]
 #[path = "bookie_tests.rs"]
 mod tests;
