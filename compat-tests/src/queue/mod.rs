@@ -131,6 +131,24 @@ impl TrialReport {
 /// enough to fill in a blink.
 const SMALL_DISK_MB: u64 = 256;
 
+/// Create the trial's topic (3 copies). The node answering CreateTopics
+/// counts live bookies in its own metadata replica, which can trail the
+/// node the readiness check asked by a moment (soak seed 5172, under load):
+/// INVALID_REPLICATION_FACTOR is retried for a bounded time, as an operator
+/// would, any other error is not.
+fn create_queue_topic(cluster: &LocalCluster, topic: &str, partitions: i32) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match kafka::create_topic_replicated(cluster.bootstrap(), topic, partitions, 3, &[]) {
+            Ok(()) => return Ok(()),
+            Err(e) if format!("{e:#}").contains("InvalidReplicationFactor") && Instant::now() < deadline => {
+                thread::sleep(Duration::from_millis(500));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// Run one trial.
 pub fn run_trial(cfg: &TrialConfig) -> anyhow::Result<TrialReport> {
     let started = Instant::now();
@@ -147,8 +165,7 @@ pub fn run_trial(cfg: &TrialConfig) -> anyhow::Result<TrialReport> {
     )
     .context("start the cluster")?;
     let topic = "queue";
-    kafka::create_topic_replicated(cluster.bootstrap(), topic, cfg.partitions, 3, &[])
-        .context("create the topic")?;
+    create_queue_topic(&cluster, topic, cfg.partitions).context("create the topic")?;
     let all: Vec<usize> = (1..=cfg.nodes).collect();
     for p in 0..cfg.partitions {
         cluster.wait_owner(&all, topic, p as u64, Duration::from_secs(30))?;
