@@ -18,7 +18,7 @@
 //! location ([`read_entry`]) check the header and crc of what they read.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, IoSlice};
+use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -30,7 +30,7 @@ use crate::error::{Result, StorageError};
 use crate::ledger::IndexRow;
 
 use super::journal::{
-    encode_record_header, list_numbered, read_records, verify_add, write_all_at, RecordKind,
+    encode_record_header, gather, list_numbered, read_records, verify_add, write_all_at, RecordKind,
     RECORD_HEADER_LEN,
 };
 use super::ledger_file::fsync_dir;
@@ -128,22 +128,15 @@ impl EntryLogWriter {
                 .iter()
                 .map(|e| encode_record_header(RecordKind::Add, self.current.id, e.ledger, &e.row, e.payload))
                 .collect();
-            let mut slices = Vec::with_capacity(run.iter().map(|e| 1 + e.payload.len()).sum());
             let mut at = self.offset;
-            for (header, e) in headers.iter().zip(run) {
+            for e in run {
                 locations.push(Location {
                     log: self.current.id,
                     offset: at,
                 });
                 at += RECORD_HEADER_LEN as u64 + u64::from(e.row.len);
-                slices.push(IoSlice::new(header));
-                slices.extend(
-                    e.payload
-                        .iter()
-                        .filter(|c| !c.is_empty())
-                        .map(|c| IoSlice::new(c)),
-                );
             }
+            let mut slices = gather(&headers, run.iter().map(|e| e.payload));
             write_all_at(&self.current.file, self.offset, &mut slices)
                 .map_err(|e| StorageError::io(&self.current.path, e))?;
             self.offset = at;

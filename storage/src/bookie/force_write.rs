@@ -243,6 +243,16 @@ mod tests {
         })
     }
 
+    /// Hand group `done`, written to `file` up to `end`, to the stage.
+    fn submit(writer: &ForceWriter<FakeFile, u32>, file: &Arc<FakeFile>, end: JournalPosition, done: u32) {
+        let request = ForceWrite {
+            file: file.clone(),
+            end,
+            done,
+        };
+        assert!(writer.submit(request).is_ok(), "the stage is running");
+    }
+
     /// Wait (bounded) until `ready` holds.
     fn wait_until(what: &str, ready: impl Fn() -> bool) {
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -286,12 +296,7 @@ mod tests {
         // The first sync waits on the gate while four more groups queue up.
         let held = gate.lock();
         for (i, offset) in [(0u32, 100u64), (1, 200), (2, 300), (3, 400), (4, 500)] {
-            let request = ForceWrite {
-                file: f1.clone(),
-                end: pos(1, offset),
-                done: i,
-            };
-            assert!(writer.submit(request).is_ok());
+            submit(&writer, &f1, pos(1, offset), i);
             if i == 0 {
                 wait_until("the first sync started", || {
                     f1.entered.load(Ordering::SeqCst) == 1
@@ -322,22 +327,10 @@ mod tests {
         let gate = Arc::new(Mutex::new(()));
         let (f1, f2) = (file(1, &syncs, &gate), file(2, &syncs, &gate));
         let (mut writer, reports) = start();
-        assert!(writer
-            .submit(ForceWrite {
-                file: f1.clone(),
-                end: pos(1, 64),
-                done: 0
-            })
-            .is_ok());
+        submit(&writer, &f1, pos(1, 64), 0);
         // Group 0 is synced alone, as when the roll record comes later.
         wait_until("group 0 was reported", || reports.lock().len() == 1);
-        assert!(writer
-            .submit(ForceWrite {
-                file: f2.clone(),
-                end: pos(2, 64),
-                done: 1
-            })
-            .is_ok());
+        submit(&writer, &f2, pos(2, 64), 1);
         writer.shutdown();
         assert_eq!(
             *syncs.lock(),
@@ -355,31 +348,13 @@ mod tests {
         let gate = Arc::new(Mutex::new(()));
         let f1 = file(1, &syncs, &gate);
         let (mut writer, reports) = start();
-        assert!(writer
-            .submit(ForceWrite {
-                file: f1.clone(),
-                end: pos(1, 64),
-                done: 0
-            })
-            .is_ok());
+        submit(&writer, &f1, pos(1, 64), 0);
         wait_until("group 0 was reported", || reports.lock().len() == 1);
         f1.fail.store(true, Ordering::SeqCst);
-        assert!(writer
-            .submit(ForceWrite {
-                file: f1.clone(),
-                end: pos(1, 128),
-                done: 1
-            })
-            .is_ok());
+        submit(&writer, &f1, pos(1, 128), 1);
         wait_until("group 1 was reported", || reports.lock().len() == 2);
         f1.fail.store(false, Ordering::SeqCst);
-        assert!(writer
-            .submit(ForceWrite {
-                file: f1.clone(),
-                end: pos(1, 192),
-                done: 2
-            })
-            .is_ok());
+        submit(&writer, &f1, pos(1, 192), 2);
         writer.shutdown();
         let reports = reports.lock();
         assert_eq!(reports.len(), 3);

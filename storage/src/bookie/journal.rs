@@ -398,16 +398,7 @@ impl JournalWriter {
             .iter()
             .map(|r| encode_record_header(r.kind, seq, r.ledger, &r.row, r.payload))
             .collect();
-        let mut slices = Vec::with_capacity(records.iter().map(|r| 1 + r.payload.len()).sum());
-        for (header, r) in headers.iter().zip(records) {
-            slices.push(IoSlice::new(header));
-            slices.extend(
-                r.payload
-                    .iter()
-                    .filter(|c| !c.is_empty())
-                    .map(|c| IoSlice::new(c)),
-            );
-        }
+        let mut slices = gather(&headers, records.iter().map(|r| r.payload));
         self.write(&mut slices)
     }
 
@@ -620,6 +611,20 @@ pub(crate) fn verify_add(
             && rec.row == *row
             && crc32c::crc32c_append(crc32c::crc32c(&raw[8..]), payload) == rec.crc
     })
+}
+
+/// The slices of a run of records: each header, then its payload's
+/// non-empty chunks (nothing copied). Shared by the journal and entry logs.
+pub(crate) fn gather<'a>(
+    headers: &'a [[u8; RECORD_HEADER_LEN]],
+    payloads: impl Iterator<Item = &'a [Bytes]>,
+) -> Vec<IoSlice<'a>> {
+    let mut slices = Vec::with_capacity(headers.len() * 2);
+    for (header, payload) in headers.iter().zip(payloads) {
+        slices.push(IoSlice::new(header));
+        slices.extend(payload.iter().filter(|c| !c.is_empty()).map(|c| IoSlice::new(c)));
+    }
+    slices
 }
 
 /// Write `slices` at `offset` of `file`, continuing partial writes; nothing
