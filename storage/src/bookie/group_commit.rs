@@ -266,26 +266,7 @@ impl GroupCommitter {
             }
             staged_last.or_else(|| index.last().map(|r| r.entry_id))
         };
-        if last != req.prev_entry_id {
-            return Err(StorageError::OutOfOrder {
-                ledger: id,
-                last,
-                prev: req.prev_entry_id,
-            });
-        }
-        let actual: u64 = req.payload.iter().map(|c| c.len() as u64).sum();
-        if actual != u64::from(req.row.len) {
-            return Err(StorageError::io(
-                &ledger.path,
-                std::io::Error::new(
-                    std::io::ErrorKind::InvalidInput,
-                    format!(
-                        "entry {got}: row.len {} but payload has {actual} bytes",
-                        req.row.len
-                    ),
-                ),
-            ));
-        }
+        check_follows(req, last, &ledger.path)?;
         Ok(Validated::Stage(ledger))
     }
 
@@ -378,8 +359,41 @@ impl GroupCommitter {
     }
 }
 
+/// An add must follow `last`, the bookie's last entry of its ledger
+/// (durable, in flight or staged): `req.prev_entry_id` must be exactly that
+/// entry, so the bookie's entries stay a gap-free prefix of its stripe; and
+/// its payload must be as long as its row says. `what` names the ledger's
+/// storage in the error.
+pub(super) fn check_follows(
+    req: &AddRequest,
+    last: Option<u64>,
+    what: impl AsRef<std::path::Path>,
+) -> Result<()> {
+    if last != req.prev_entry_id {
+        return Err(StorageError::OutOfOrder {
+            ledger: req.ledger_id,
+            last,
+            prev: req.prev_entry_id,
+        });
+    }
+    let actual: u64 = req.payload.iter().map(|c| c.len() as u64).sum();
+    if actual != u64::from(req.row.len) {
+        return Err(StorageError::io(
+            what,
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!(
+                    "entry {}: row.len {} but payload has {actual} bytes",
+                    req.row.entry_id, req.row.len
+                ),
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// The ordering fields of an add must be possible ([`order_problem`]).
-fn check_order_fields(req: &AddRequest) -> Result<()> {
+pub(super) fn check_order_fields(req: &AddRequest) -> Result<()> {
     match order_problem(req.row.entry_id, req.prev_entry_id) {
         Some(what) => Err(StorageError::io(
             format!("ledger {}", req.ledger_id),

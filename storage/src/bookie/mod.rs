@@ -25,6 +25,8 @@ mod group_commit;
 mod index;
 #[cfg_attr(not(test), allow(dead_code))]
 mod journal;
+#[cfg_attr(not(test), allow(dead_code))]
+mod journal_commit;
 mod lac;
 mod ledger_file;
 #[cfg_attr(not(test), allow(dead_code))]
