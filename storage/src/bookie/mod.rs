@@ -16,6 +16,8 @@
 // yet wired into the group committer.
 #[cfg_attr(not(test), allow(dead_code))]
 mod checkpoint;
+#[cfg(test)]
+mod engine_bench;
 #[cfg_attr(not(test), allow(dead_code))]
 mod entry_log;
 #[cfg_attr(not(test), allow(dead_code))]
