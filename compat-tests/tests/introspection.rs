@@ -435,19 +435,28 @@ fn a_three_node_cluster_describes_its_log_dirs_and_its_quorum() {
     for topic in ["single", "triple"] {
         let placed = placement(&c, topic);
         for k in 1..=3usize {
-            let mut conn = Conn::open(kafka_addr(&c, k), "introspection").or_panic("connect");
-            let resp = describe_log_dirs(&mut conn, 4, Some(vec![(topic, (0..6).collect())]));
-            assert_eq!(resp.results.len(), 1, "node {k}: one log dir");
-            let r = &resp.results[0];
-            assert!(r.log_dir.as_str().ends_with("/bookie"), "{}", r.log_dir.as_str());
-            assert!(r.total_bytes >= r.usable_bytes && r.usable_bytes > 0);
-            let reported = sizes(r);
             let expected: BTreeSet<i32> = placed
                 .iter()
                 .filter(|(_, (ensemble, _))| ensemble.contains(&k))
                 .map(|(p, _)| *p)
                 .collect();
-            let got: BTreeSet<i32> = reported.keys().map(|(_, p)| *p).collect();
+            // Each node answers from its own metadata replica, which may
+            // trail node 1's (where the placement was read) by a moment.
+            let deadline = Instant::now() + Duration::from_secs(10);
+            let (reported, got) = loop {
+                let mut conn = Conn::open(kafka_addr(&c, k), "introspection").or_panic("connect");
+                let resp = describe_log_dirs(&mut conn, 4, Some(vec![(topic, (0..6).collect())]));
+                assert_eq!(resp.results.len(), 1, "node {k}: one log dir");
+                let r = &resp.results[0];
+                assert!(r.log_dir.as_str().ends_with("/bookie"), "{}", r.log_dir.as_str());
+                assert!(r.total_bytes >= r.usable_bytes && r.usable_bytes > 0);
+                let reported = sizes(r);
+                let got: BTreeSet<i32> = reported.keys().map(|(_, p)| *p).collect();
+                if got == expected || Instant::now() >= deadline {
+                    break (reported, got);
+                }
+                thread::sleep(Duration::from_millis(100));
+            };
             assert_eq!(
                 got, expected,
                 "node {k}: the {topic} partitions whose segments it holds"
