@@ -242,6 +242,49 @@ pub fn spare_lapsed_owners(
         .collect()
 }
 
+/// Whether lease renewals are committing, as the controller sees it: some
+/// live broker renews every heartbeat, so the newest lease expiry in the
+/// replica advances at least that often. When it stood still for the
+/// grace (two heartbeats), renewals could not commit (the quorum was lost,
+/// the leader stalled) and every lease may have lapsed for that reason
+/// alone; when renewals resume, the controller gives brokers the same grace
+/// as after an election. (Found when a metadata leader that had lost its
+/// quorum for 6 s moved a stream off its own node, whose lease had lapsed
+/// only because nothing could commit, and back 2 s later.)
+#[derive(Debug)]
+pub struct RenewalWatch {
+    newest_expiry_ms: u64,
+    advanced_at: std::time::Instant,
+}
+
+impl RenewalWatch {
+    /// A watch that has seen no renewal yet (as of `now`).
+    pub fn new(now: std::time::Instant) -> RenewalWatch {
+        RenewalWatch {
+            newest_expiry_ms: 0,
+            advanced_at: now,
+        }
+    }
+
+    /// Note the newest lease expiry in the replica at `now`; true when it
+    /// advanced after standing still for `stall` or longer (renewals
+    /// resumed after a stall).
+    pub fn resumed(
+        &mut self,
+        newest_expiry_ms: u64,
+        now: std::time::Instant,
+        stall: std::time::Duration,
+    ) -> bool {
+        if newest_expiry_ms <= self.newest_expiry_ms {
+            return false;
+        }
+        let stalled = self.newest_expiry_ms > 0 && now.duration_since(self.advanced_at) >= stall;
+        self.newest_expiry_ms = newest_expiry_ms;
+        self.advanced_at = now;
+        stalled
+    }
+}
+
 /// How often the controller looks for streams to (re)assign.
 const CONTROLLER_TICK: std::time::Duration = std::time::Duration::from_millis(500);
 /// Healthy streams move (to even out load) at most once per this period, so
@@ -269,14 +312,32 @@ pub async fn run_controller(
     let mut last_rebalance = std::time::Instant::now();
     let mut leading = false;
     let mut grace_until_ms = 0;
+    let mut renewals = RenewalWatch::new(std::time::Instant::now());
+    let stall = std::time::Duration::from_millis(grace_ms);
     loop {
         tokio::select! {
             _ = tick.tick() => {}
             _ = shutdown.changed() => return,
         }
+        let newest = meta.read(|s| {
+            s.brokers
+                .values()
+                .filter(|b| b.is_broker())
+                .map(|b| b.lease_expires_ms)
+                .max()
+                .unwrap_or(0)
+        });
+        let resumed = renewals.resumed(newest, std::time::Instant::now(), stall);
         if !meta.is_leader() {
             leading = false;
             continue;
+        }
+        if leading && resumed {
+            grace_until_ms = distlog_metadata::now_ms() + grace_ms;
+            tracing::info!(
+                grace_ms,
+                "lease renewals resumed after a stall: brokers get the grace to renew before their streams move"
+            );
         }
         if !leading {
             leading = true;
@@ -518,7 +579,7 @@ mod round_tests {
 
     use distlog_metadata::{BrokerInfo, Command, MetadataConfig, MetadataStore, NodeId};
 
-    use super::apply_ownership_round;
+    use super::{apply_ownership_round, RenewalWatch};
 
     fn broker(id: u32, lease_expires_ms: u64) -> Command {
         Command::RegisterBroker(BrokerInfo {
@@ -598,5 +659,31 @@ mod round_tests {
             "moved streams got epoch 2"
         );
         meta.shutdown().await.expect("shutdown");
+    }
+
+    #[test]
+    fn renewals_that_resume_after_a_stall_are_noticed_and_steady_ones_are_not() {
+        let t0 = std::time::Instant::now();
+        let ms = std::time::Duration::from_millis;
+        let stall = ms(2000);
+        let mut w = RenewalWatch::new(t0);
+        assert!(
+            !w.resumed(10_000, t0 + ms(100), stall),
+            "the first renewal seen is no resumption"
+        );
+        assert!(!w.resumed(11_000, t0 + ms(1100), stall), "steady renewals");
+        assert!(
+            !w.resumed(11_000, t0 + ms(5000), stall),
+            "standing still is no resumption yet"
+        );
+        assert!(
+            !w.resumed(10_500, t0 + ms(5100), stall),
+            "an older expiry changes nothing"
+        );
+        assert!(
+            w.resumed(17_000, t0 + ms(6000), stall),
+            "advanced after 4.9 s without renewals"
+        );
+        assert!(!w.resumed(18_000, t0 + ms(7000), stall), "steady again");
     }
 }
