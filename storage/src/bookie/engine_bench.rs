@@ -13,7 +13,6 @@
 //! are `ENTRY_BYTES` (the Java client's default batch size). The journaled
 //! run checkpoints every 250 ms, so its entry-log writes are counted too.
 
-use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -22,8 +21,8 @@ use distlog_metadata::{LedgerId, NodeId};
 use tokio::sync::oneshot;
 
 use super::group_commit::Op;
-use super::journal_commit::{checkpoint, run, Journaled};
-use super::recovery::{recover, Sizes};
+use super::journal_commit::{checkpoint, start_on};
+use super::recovery::Sizes;
 use super::{Bookie, BookieConfig, LocalBookie};
 use crate::error::Result;
 use crate::ledger::{AddRequest, BookieClient, IndexRow};
@@ -127,26 +126,12 @@ fn v1(ledgers: u64) -> f64 {
 
 fn v2(ledgers: u64) -> f64 {
     let root = tempfile::tempdir_in(std::env::temp_dir()).unwrap();
-    let (jd, sd) = (root.path().join("journal"), root.path().join("data"));
     let sizes = Sizes {
         journal_file_bytes: 256 << 20,
         journal_files_kept: 4,
         entry_log_bytes: 1 << 30,
     };
-    let r = recover(&jd, &sd, sizes).unwrap();
-    let start = r.journal.position();
-    let shared = Arc::new(Journaled::new(
-        Arc::new(r.storage),
-        r.fenced,
-        r.deleted,
-        start,
-        &sd,
-    ));
-    let (tx, rx) = mpsc::channel::<Op>();
-    let committer = {
-        let (shared, journal) = (shared.clone(), r.journal);
-        std::thread::spawn(move || run(shared, journal, rx))
-    };
+    let (shared, tx, committer) = start_on(root.path(), sizes);
     // Ledger storage is written behind, as a bookie's checkpoint timer will.
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let checkpointer = {

@@ -46,7 +46,7 @@ use super::ledger_file::{clone_io, LedgerFile};
 use super::Shared;
 
 /// Most operations taken into one group.
-const MAX_GROUP_OPS: usize = 4096;
+pub(super) const MAX_GROUP_OPS: usize = 4096;
 /// Most payload bytes taken into one group (one add is always taken).
 const MAX_GROUP_BYTES: usize = 32 << 20;
 
@@ -86,18 +86,7 @@ pub(crate) fn run(shared: Arc<Shared>, rx: mpsc::Receiver<Op>) {
     };
     let mut stopping = false;
     while !stopping {
-        let Ok(first) = rx.recv() else { break };
-        let mut bytes = op_bytes(&first);
-        let mut batch = vec![first];
-        while batch.len() < MAX_GROUP_OPS && bytes < MAX_GROUP_BYTES {
-            match rx.try_recv() {
-                Ok(op) => {
-                    bytes += op_bytes(&op);
-                    batch.push(op);
-                }
-                Err(_) => break,
-            }
-        }
+        let Some(batch) = next_batch(&rx) else { break };
         stopping = committer.process(batch);
     }
     // Drain what was queued before the shutdown request was seen.
@@ -114,6 +103,25 @@ pub(crate) fn run(shared: Arc<Shared>, rx: mpsc::Receiver<Op>) {
         tracing::error!("bookie ledger deleter thread panicked");
     }
     tracing::debug!("bookie group committer stopped");
+}
+
+/// Wait for the next operation, then take every one queued behind it, up to
+/// a group's caps (operations and payload bytes); `None` once every sender
+/// is gone. Shared by both committers.
+pub(super) fn next_batch(rx: &mpsc::Receiver<Op>) -> Option<Vec<Op>> {
+    let first = rx.recv().ok()?;
+    let mut bytes = op_bytes(&first);
+    let mut batch = vec![first];
+    while batch.len() < MAX_GROUP_OPS && bytes < MAX_GROUP_BYTES {
+        match rx.try_recv() {
+            Ok(op) => {
+                bytes += op_bytes(&op);
+                batch.push(op);
+            }
+            Err(_) => break,
+        }
+    }
+    Some(batch)
 }
 
 /// A delete handed to the deleter thread.

@@ -33,15 +33,11 @@ use crate::ledger::{AddRequest, IndexRow};
 
 use super::checkpoint::Checkpoint;
 use super::force_write::{Durable, ForceWrite, ForceWriter};
-use super::group_commit::{check_follows, check_order_fields, Op};
+use super::group_commit::{check_follows, check_order_fields, next_batch, Op, MAX_GROUP_OPS};
 use super::journal::{GroupRecord, JournalFile, JournalPosition, JournalWriter, RecordKind, NO_ROW};
 use super::lac::LacTracker;
 use super::ledger_storage::LedgerStorage;
 
-/// Most operations taken into one group.
-const MAX_GROUP_OPS: usize = 4096;
-/// Most payload bytes taken into one group (one add is always taken).
-const MAX_GROUP_BYTES: u64 = 32 << 20;
 /// Retired journal files kept for recycling.
 const JOURNAL_FILES_KEPT: usize = 4;
 
@@ -232,18 +228,7 @@ pub(crate) fn run(shared: Arc<Journaled>, journal: JournalWriter, rx: mpsc::Rece
     };
     let mut stopping = false;
     while !stopping {
-        let Ok(first) = rx.recv() else { break };
-        let mut bytes = op_bytes(&first);
-        let mut batch = vec![first];
-        while batch.len() < MAX_GROUP_OPS && bytes < MAX_GROUP_BYTES {
-            match rx.try_recv() {
-                Ok(op) => {
-                    bytes += op_bytes(&op);
-                    batch.push(op);
-                }
-                Err(_) => break,
-            }
-        }
+        let Some(batch) = next_batch(&rx) else { break };
         stopping = committer.process(batch);
         committer.retire();
     }
@@ -257,13 +242,6 @@ pub(crate) fn run(shared: Arc<Journaled>, journal: JournalWriter, rx: mpsc::Rece
     }
     committer.force.shutdown();
     Ok(())
-}
-
-fn op_bytes(op: &Op) -> u64 {
-    match op {
-        Op::Add(req, _) => u64::from(req.row.len),
-        _ => 0,
-    }
 }
 
 impl Committer {
@@ -398,6 +376,35 @@ impl Committer {
             }
         }
     }
+}
+
+/// Start a journaled committer on `root`'s `journal` and `data`
+/// directories as a bookie's start-up will: recovery, then the committer
+/// thread. For tests and the engine benchmark.
+#[cfg(test)]
+pub(crate) fn start_on(
+    root: &Path,
+    sizes: super::recovery::Sizes,
+) -> (
+    Arc<Journaled>,
+    mpsc::Sender<Op>,
+    std::thread::JoinHandle<Result<()>>,
+) {
+    let (jd, sd) = (root.join("journal"), root.join("data"));
+    let r = super::recovery::recover(&jd, &sd, sizes).expect("recover");
+    let start = r.journal.position();
+    let shared = Arc::new(Journaled::new(
+        Arc::new(r.storage),
+        r.fenced,
+        r.deleted,
+        start,
+        &sd,
+    ));
+    let (tx, rx) = mpsc::channel();
+    let committer_shared = shared.clone();
+    let journal = r.journal;
+    let thread = std::thread::spawn(move || run(committer_shared, journal, rx));
+    (shared, tx, thread)
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use bytes::Bytes;
 
 use super::*;
 use crate::bookie::journal::list_files;
-use crate::bookie::recovery::{recover, Sizes};
+use crate::bookie::recovery::Sizes;
 
 const SIZES: Sizes = Sizes {
     journal_file_bytes: 8192,
@@ -25,20 +25,7 @@ struct Harness {
 
 impl Harness {
     fn open(root: &Path) -> Harness {
-        let (jd, sd) = (root.join("journal"), root.join("data"));
-        let r = recover(&jd, &sd, SIZES).unwrap();
-        let start = r.journal.position();
-        let shared = Arc::new(Journaled::new(
-            Arc::new(r.storage),
-            r.fenced,
-            r.deleted,
-            start,
-            &sd,
-        ));
-        let (tx, rx) = mpsc::channel();
-        let committer_shared = shared.clone();
-        let journal = r.journal;
-        let thread = std::thread::spawn(move || run(committer_shared, journal, rx));
+        let (shared, tx, thread) = start_on(root, SIZES);
         Harness {
             shared,
             tx,
