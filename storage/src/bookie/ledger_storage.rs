@@ -151,7 +151,12 @@ impl LedgerStorage {
     /// increasing entry order; one already held (journal replay of an entry
     /// flushed before the crash) is skipped and `false` returned.
     pub fn add(&self, ledger: LedgerId, row: IndexRow, payload: Vec<Bytes>) -> bool {
-        let index = self.ledgers.write().entry(ledger).or_default().clone();
+        // Every add takes this path: the map's write lock (which stalls
+        // every reader's lookup) only for a ledger's first entry.
+        let index = match self.index(ledger) {
+            Some(index) => index,
+            None => self.ledgers.write().entry(ledger).or_default().clone(),
+        };
         let mut index = index.write();
         if index.last().is_some_and(|last| last.entry_id >= row.entry_id) {
             return false;
